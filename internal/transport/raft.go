@@ -1,0 +1,685 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// RaftPreamble opens every raft stream; register [Transport.HandleStream]
+// for it with [Mux.Handle].
+const RaftPreamble = "QCRAFT1\n"
+
+// Defaults for the zero fields of [Config].
+const (
+	DefaultQueueSize    = 4096                  // messages per peer
+	DefaultMaxFrameSize = 8 << 20               // bytes (8 MiB)
+	DefaultDialTimeout  = time.Second           // per dial
+	DefaultMinBackoff   = 10 * time.Millisecond // first reconnect delay
+	DefaultMaxBackoff   = time.Second           // longest reconnect delay
+)
+
+const (
+	// writeTimeout bounds how long a write to a peer may make no progress
+	// before the connection is considered stuck and closed.
+	writeTimeout = 5 * time.Second
+	// helloTimeout bounds how long an inbound stream may take to send its
+	// hello after the preamble.
+	helloTimeout = 5 * time.Second
+
+	writeBufferSize = 64 << 10
+	readBufferSize  = 64 << 10
+	// maxRetainedBuffer: scratch buffers larger than this are not kept
+	// between messages.
+	maxRetainedBuffer = 1 << 20
+)
+
+// Config configures a [Transport].
+type Config struct {
+	// LocalID is this node's raft ID; required (non-zero).
+	LocalID uint64
+	// ClusterName is sent in the hello of every outbound stream. When both
+	// this and an inbound stream's cluster name are non-empty and differ, the
+	// stream is refused and logged. At most 255 bytes.
+	ClusterName string
+	// Deliver is called from reader goroutines for each received message
+	// that passed validation and the filter; required. It may block briefly
+	// (the consumer has a bounded inbox) but must return: Close waits for it.
+	Deliver func(m raftpb.Message)
+	// Unreachable, if non-nil, is called when a message to id is dropped or
+	// the connection to id fails, at most once per backoff interval per known
+	// peer. It is called with no Transport lock held, either from Send (in the
+	// caller's goroutine) or from a writer goroutine.
+	Unreachable func(id uint64)
+	// QueueSize is the per-peer outbound queue length in messages
+	// (default 4096). When the queue is full, Send drops the message.
+	QueueSize int
+	// MaxFrameSize bounds a frame's payload (default 8 MiB). A larger
+	// incoming length prefix closes the connection without allocating; a
+	// larger outbound message is dropped.
+	MaxFrameSize int
+	// DialTimeout bounds each dial (default 1s).
+	DialTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 10ms and
+	// 1s). The delay doubles after each failure, with jitter, and is reset
+	// once a connection has stayed up for MaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// Dial opens a connection to a peer's host:port; the default is a
+	// net.Dialer. It must return when ctx is done (Close and RemovePeer
+	// cancel it). A TLS dialer can be plugged in here.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// Direction tells a [Filter] which way a message is going.
+type Direction int
+
+const (
+	// Outbound is a message passed to Send, before it is queued.
+	Outbound Direction = iota
+	// Inbound is a message received from a peer, before it is delivered.
+	Inbound
+)
+
+// String returns "outbound" or "inbound".
+func (d Direction) String() string {
+	switch d {
+	case Outbound:
+		return "outbound"
+	case Inbound:
+		return "inbound"
+	}
+	return "Direction(?)"
+}
+
+// Filter is a fault-injection hook: it returns false to drop m. Dropped
+// messages count in Stats.Dropped; Unreachable is not called for them.
+type Filter func(m raftpb.Message, dir Direction) bool
+
+// Stats are a Transport's cumulative message counters.
+type Stats struct {
+	// Sent counts messages written (flushed) to a peer's connection.
+	Sent uint64
+	// Received counts messages handed to Deliver.
+	Received uint64
+	// Dropped counts messages discarded: by the filter, for an unknown or
+	// unreachable peer, a full queue, an oversized message, or a failed write.
+	Dropped uint64
+}
+
+// Transport sends and receives raft messages over one stream per peer and
+// direction. Outbound, each peer has a bounded queue drained by a single
+// writer goroutine that dials, writes RaftPreamble and a hello, and then
+// writes message frames through a buffer flushed whenever the queue is
+// momentarily empty. Inbound streams arrive through [Transport.HandleStream].
+//
+// All methods are safe for concurrent use.
+type Transport struct {
+	cfg   Config
+	log   *slog.Logger
+	ctx   context.Context // canceled by Close
+	stop  context.CancelFunc
+	start time.Time // monotonic base for rate limiting
+
+	filter                  atomic.Pointer[Filter]
+	sent, received, dropped atomic.Uint64
+	closing                 atomic.Bool
+
+	mu      sync.RWMutex
+	closed  bool
+	peers   map[uint64]*peer
+	inbound map[net.Conn]uint64 // inbound stream -> remote ID (0 before hello)
+	latest  map[uint64]net.Conn // newest inbound stream per remote ID
+	wg      sync.WaitGroup      // every goroutine started, plus running HandleStream calls
+}
+
+// New returns a Transport for cfg, with defaults filled in. It panics if
+// cfg.LocalID is zero, cfg.Deliver is nil or cfg.ClusterName is longer than
+// 255 bytes.
+func New(cfg Config) *Transport {
+	if cfg.LocalID == 0 {
+		panic("transport: Config.LocalID must be non-zero")
+	}
+	if cfg.Deliver == nil {
+		panic("transport: Config.Deliver is required")
+	}
+	if len(cfg.ClusterName) > maxClusterName {
+		panic("transport: Config.ClusterName longer than 255 bytes")
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.MaxFrameSize <= 0 {
+		cfg.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	if cfg.Dial == nil {
+		var d net.Dialer
+		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Transport{
+		cfg:     cfg,
+		log:     log.With("local", cfg.LocalID),
+		ctx:     ctx,
+		stop:    stop,
+		start:   time.Now(),
+		peers:   make(map[uint64]*peer),
+		inbound: make(map[net.Conn]uint64),
+		latest:  make(map[uint64]net.Conn),
+	}
+}
+
+// SetPeer adds peer id at addr (host:port) or updates its address; an update
+// closes the current connection and reconnects to the new address. The
+// peer's writer goroutine starts here and dials right away.
+func (t *Transport) SetPeer(id uint64, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	if p := t.peers[id]; p != nil {
+		if *p.addr.Load() != addr {
+			p.addr.Store(&addr)
+			select {
+			case p.update <- struct{}{}:
+			default:
+			}
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(t.ctx)
+	p := &peer{
+		t:      t,
+		id:     id,
+		log:    t.log.With("peer", id),
+		ctx:    ctx,
+		cancel: cancel,
+		queue:  make(chan raftpb.Message, t.cfg.QueueSize),
+		update: make(chan struct{}, 1),
+	}
+	p.addr.Store(&addr)
+	p.interval.Store(int64(t.cfg.MinBackoff))
+	t.peers[id] = p
+	t.wg.Add(1)
+	go p.run()
+}
+
+// RemovePeer forgets peer id: its writer stops and its queued messages are
+// discarded. Inbound streams from id are left to end on their own.
+func (t *Transport) RemovePeer(id uint64) {
+	t.mu.Lock()
+	p := t.peers[id]
+	delete(t.peers, id)
+	t.mu.Unlock()
+	if p != nil {
+		p.cancel()
+	}
+}
+
+// SetFilter installs f as the fault-injection filter (nil removes it).
+func (t *Transport) SetFilter(f Filter) {
+	if f == nil {
+		t.filter.Store(nil)
+		return
+	}
+	t.filter.Store(&f)
+}
+
+// Stats returns the current counters.
+func (t *Transport) Stats() Stats {
+	return Stats{Sent: t.sent.Load(), Received: t.received.Load(), Dropped: t.dropped.Load()}
+}
+
+// Send queues msgs for their destinations (m.To) and never blocks. A message
+// for an unknown peer, for a peer whose connection is down, or for a peer
+// whose queue is full is dropped, and Unreachable is called (rate-limited
+// for known peers). Messages sent after Close are dropped silently.
+func (t *Transport) Send(msgs []raftpb.Message) {
+	f := t.filter.Load()
+	for i := range msgs {
+		m := &msgs[i]
+		if f != nil && !(*f)(*m, Outbound) {
+			t.dropped.Add(1)
+			continue
+		}
+		t.mu.RLock()
+		p, closed := t.peers[m.To], t.closed
+		t.mu.RUnlock()
+		switch {
+		case closed:
+			t.dropped.Add(1)
+		case p == nil:
+			t.dropped.Add(1)
+			if t.cfg.Unreachable != nil {
+				t.cfg.Unreachable(m.To)
+			}
+		case p.down.Load():
+			t.dropped.Add(1)
+			p.reportUnreachable()
+		default:
+			select {
+			case p.queue <- *m:
+			default:
+				t.dropped.Add(1)
+				p.reportUnreachable()
+			}
+		}
+	}
+}
+
+// Close stops the Transport: it stops every writer, closes every outbound
+// and inbound connection, and waits for all its goroutines and running
+// HandleStream calls to return. After Close returns, Deliver is not called
+// and Unreachable is called by no goroutine of the Transport (Send calls
+// racing with Close are the caller's). Close is idempotent.
+func (t *Transport) Close() error {
+	t.closing.Store(true)
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		t.wg.Wait()
+		return nil
+	}
+	t.closed = true
+	conns := make([]net.Conn, 0, len(t.inbound))
+	for c := range t.inbound {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+
+	t.stop()
+	for _, c := range conns {
+		c.Close()
+	}
+	t.wg.Wait()
+	return nil
+}
+
+// HandleStream serves an inbound raft stream whose RaftPreamble has already
+// been consumed (as by Mux.Handle(RaftPreamble, t.HandleStream)). It reads
+// the hello, refuses streams meant for another node or cluster, and then
+// delivers messages until the stream fails, sends an invalid frame, is
+// replaced by a newer stream from the same peer, or the Transport closes.
+// It closes conn before returning.
+func (t *Transport) HandleStream(conn net.Conn) {
+	if !t.addInbound(conn) {
+		conn.Close()
+		return
+	}
+	defer func() {
+		conn.Close()
+		t.removeInbound(conn)
+		t.wg.Done()
+	}()
+
+	log := t.log.With("remote", conn.RemoteAddr())
+	if err := conn.SetReadDeadline(time.Now().Add(helloTimeout)); err != nil {
+		return
+	}
+	r := bufio.NewReaderSize(conn, readBufferSize)
+	h, err := readHello(r)
+	if err != nil {
+		log.Warn("raft stream refused: bad hello", "err", err)
+		return
+	}
+	log = log.With("peer", h.From)
+	if h.To != t.cfg.LocalID {
+		log.Warn("raft stream refused: meant for another node", "to", h.To)
+		return
+	}
+	if h.ClusterName != "" && t.cfg.ClusterName != "" && h.ClusterName != t.cfg.ClusterName {
+		log.Warn("raft stream refused: other cluster", "cluster", h.ClusterName, "want", t.cfg.ClusterName)
+		return
+	}
+	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+		return
+	}
+	if !t.bindInbound(conn, h.From) {
+		return
+	}
+
+	var buf []byte
+	for {
+		p, err := readFrame(r, buf, t.cfg.MaxFrameSize)
+		if err != nil {
+			switch {
+			case errors.Is(err, errFrameTooLarge):
+				log.Warn("raft stream closed: oversized frame", "err", err)
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), t.closing.Load():
+			default:
+				log.Debug("raft stream closed", "err", err)
+			}
+			return
+		}
+		var m raftpb.Message
+		if err := m.Unmarshal(p); err != nil {
+			log.Warn("raft stream closed: bad message", "err", err)
+			return
+		}
+		if m.From != h.From || m.To != t.cfg.LocalID {
+			log.Warn("raft stream closed: misaddressed message", "from", m.From, "to", m.To)
+			return
+		}
+		if cap(p) <= maxRetainedBuffer {
+			buf = p[:0]
+		} else {
+			buf = nil
+		}
+		if f := t.filter.Load(); f != nil && !(*f)(m, Inbound) {
+			t.dropped.Add(1)
+			continue
+		}
+		if t.closing.Load() {
+			return
+		}
+		t.received.Add(1)
+		t.cfg.Deliver(m)
+	}
+}
+
+// addInbound registers a running HandleStream; false if t is closed.
+func (t *Transport) addInbound(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.inbound[c] = 0
+	t.wg.Add(1)
+	return true
+}
+
+// bindInbound records c as the newest stream from id and closes the previous
+// one: a peer dials a new stream only after giving up on the old one, which
+// may linger half-open. It reports false if c has meanwhile been closed by
+// Close.
+func (t *Transport) bindInbound(c net.Conn, id uint64) bool {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return false
+	}
+	old := t.latest[id]
+	t.latest[id] = c
+	t.inbound[c] = id
+	t.mu.Unlock()
+	if old != nil {
+		t.log.Debug("raft stream replaced by a newer one", "peer", id)
+		old.Close()
+	}
+	return true
+}
+
+func (t *Transport) removeInbound(c net.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if id := t.inbound[c]; id != 0 && t.latest[id] == c {
+		delete(t.latest, id)
+	}
+	delete(t.inbound, c)
+}
+
+// sinceStart returns a monotonic timestamp (never 0 after the first tick).
+func (t *Transport) sinceStart() int64 { return int64(time.Since(t.start)) + 1 }
+
+// peer is the outbound side of one remote node.
+type peer struct {
+	t      *Transport
+	id     uint64
+	log    *slog.Logger
+	ctx    context.Context // canceled by RemovePeer or Close
+	cancel context.CancelFunc
+	queue  chan raftpb.Message
+	update chan struct{} // address changed (capacity 1)
+	addr   atomic.Pointer[string]
+
+	down       atomic.Bool  // connection failed; Send drops until reconnected
+	interval   atomic.Int64 // current backoff: the Unreachable rate limit
+	lastReport atomic.Int64 // sinceStart of the last Unreachable call; 0 = never
+}
+
+// reportUnreachable calls Config.Unreachable at most once per backoff
+// interval.
+func (p *peer) reportUnreachable() {
+	cb := p.t.cfg.Unreachable
+	if cb == nil || p.t.closing.Load() {
+		return
+	}
+	now := p.t.sinceStart()
+	last := p.lastReport.Load()
+	if last != 0 && now-last < p.interval.Load() {
+		return
+	}
+	if p.lastReport.CompareAndSwap(last, now) {
+		cb(p.id)
+	}
+}
+
+// run is the peer's writer goroutine: connect, stream, back off, repeat.
+func (p *peer) run() {
+	defer p.t.wg.Done()
+	minB, maxB := p.t.cfg.MinBackoff, p.t.cfg.MaxBackoff
+	backoff := minB
+	for p.ctx.Err() == nil {
+		addr := *p.addr.Load()
+		conn, err := p.dial(addr)
+		if err == nil {
+			p.down.Store(false)
+			p.interval.Store(int64(minB))
+			up := time.Now()
+			err = p.stream(conn)
+			if p.ctx.Err() != nil {
+				return
+			}
+			if err == nil { // address changed: reconnect at once
+				backoff = minB
+				continue
+			}
+			if time.Since(up) >= maxB {
+				backoff = minB
+			}
+			p.log.Info("raft stream to peer broke", "addr", addr, "err", err)
+		} else {
+			if p.ctx.Err() != nil {
+				return
+			}
+			p.log.Debug("dial peer failed", "addr", addr, "err", err, "retry_in", backoff)
+		}
+
+		// Down: drop what is queued and what Send offers until reconnected.
+		p.interval.Store(int64(backoff))
+		p.down.Store(true)
+		p.drain()
+		p.reportUnreachable()
+
+		wait := backoff/2 + rand.N(backoff/2+1)
+		timer := time.NewTimer(wait)
+		select {
+		case <-p.ctx.Done():
+			timer.Stop()
+			return
+		case <-p.update:
+			timer.Stop()
+			backoff = minB
+			continue
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, maxB)
+	}
+}
+
+func (p *peer) dial(addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, p.t.cfg.DialTimeout)
+	defer cancel()
+	return p.t.cfg.Dial(ctx, addr)
+}
+
+// drain discards every queued message.
+func (p *peer) drain() {
+	for {
+		select {
+		case <-p.queue:
+			p.t.dropped.Add(1)
+		default:
+			return
+		}
+	}
+}
+
+var errPeerClosed = errors.New("connection closed by peer")
+
+// stream writes the preamble, the hello and then queued messages to conn
+// until the peer is stopped or its address changes (nil) or the connection
+// fails (non-nil). It always closes conn.
+func (p *peer) stream(conn net.Conn) error {
+	// Closing conn is what unblocks a write stuck on a dead peer at Close.
+	stopClose := context.AfterFunc(p.ctx, func() { conn.Close() })
+	// The receiver never writes: any read result means the stream is over
+	// (refused, peer restarted, ...), which we learn without waiting for a
+	// write to fail.
+	broken := make(chan struct{})
+	p.t.wg.Add(1)
+	go func() {
+		defer p.t.wg.Done()
+		defer close(broken)
+		var b [1]byte
+		conn.Read(b[:])
+	}()
+	defer func() {
+		stopClose()
+		conn.Close()
+		<-broken
+	}()
+
+	w := frameWriter{conn: conn, bw: bufio.NewWriterSize(conn, writeBufferSize), max: p.t.cfg.MaxFrameSize}
+	w.refreshDeadline()
+	w.bw.WriteString(RaftPreamble)
+	w.bw.Write(appendHelloFrame(w.bw.AvailableBuffer(), hello{
+		Version: helloVersion, From: p.t.cfg.LocalID, To: p.id, ClusterName: p.t.cfg.ClusterName,
+	}))
+	if err := w.bw.Flush(); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-p.ctx.Done():
+			return nil
+		case <-p.update:
+			return nil
+		case <-broken:
+			return errPeerClosed
+		case m := <-p.queue:
+			batch, dropped := 0, 0
+			for {
+				ok, err := w.write(&m)
+				if err != nil {
+					p.t.dropped.Add(uint64(batch + 1))
+					return err
+				}
+				if ok {
+					batch++
+				} else {
+					dropped++
+					p.log.Warn("dropped unencodable or oversized raft message", "type", m.Type, "size", m.Size())
+				}
+				var more bool
+				select {
+				case m, more = <-p.queue:
+				default:
+				}
+				if !more {
+					break
+				}
+			}
+			if dropped > 0 {
+				p.t.dropped.Add(uint64(dropped))
+				p.reportUnreachable()
+			}
+			w.refreshDeadline()
+			if err := w.bw.Flush(); err != nil {
+				p.t.dropped.Add(uint64(batch))
+				return err
+			}
+			p.t.sent.Add(uint64(batch))
+		}
+	}
+}
+
+// frameWriter encodes messages as frames into a buffered connection,
+// keeping a write deadline ahead of every write.
+type frameWriter struct {
+	conn    net.Conn
+	bw      *bufio.Writer
+	max     int
+	scratch []byte
+	setAt   time.Time
+}
+
+// refreshDeadline pushes the write deadline to writeTimeout from now unless
+// it was set recently, so the deadline only expires when the connection makes
+// no progress for (at least 3/4 of) writeTimeout.
+func (w *frameWriter) refreshDeadline() {
+	now := time.Now()
+	if now.Sub(w.setAt) < writeTimeout/4 {
+		return
+	}
+	w.setAt = now
+	w.conn.SetWriteDeadline(now.Add(writeTimeout))
+}
+
+// write buffers m as one frame. It reports false (and no error) if m was
+// skipped because it is larger than the frame limit or fails to encode; an
+// error is a write error on the connection.
+func (w *frameWriter) write(m *raftpb.Message) (bool, error) {
+	size := m.Size()
+	if size > w.max {
+		return false, nil
+	}
+	need := frameHeaderSize + size
+	b := w.bw.AvailableBuffer()
+	if cap(b) < need {
+		if cap(w.scratch) < need {
+			w.scratch = make([]byte, need)
+		}
+		b = w.scratch
+	}
+	b = b[:need]
+	binary.BigEndian.PutUint32(b, uint32(size))
+	if _, err := m.MarshalTo(b[frameHeaderSize:]); err != nil {
+		return false, nil
+	}
+	w.refreshDeadline()
+	_, err := w.bw.Write(b)
+	if cap(w.scratch) > maxRetainedBuffer {
+		w.scratch = nil
+	}
+	return true, err
+}
