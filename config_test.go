@@ -462,7 +462,7 @@ func TestConfigNodeID(t *testing.T) {
 	if got := NodeID("server_a"); got != 0x5e39e78b533e4d02 {
 		t.Fatalf("NodeID = %#x", got)
 	}
-	if NodeID("server_a") != NodeID("server_a") || NodeID("server_a") == NodeID("server_b") {
+	if a := "server_a"; NodeID(a) != NodeID(strings.Clone(a)) || NodeID(a) == NodeID("server_b") {
 		t.Fatal("NodeID not stable or not distinct")
 	}
 	// FNV-1a 64 offset basis for the empty string.

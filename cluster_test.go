@@ -1,0 +1,473 @@
+package qcluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/goleak"
+
+	"github.com/qcluster/qcluster/internal/transport"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testCluster runs peers in this process on loopback ports chosen by the OS.
+type testCluster struct {
+	t     testing.TB
+	cfgs  []Config
+	peers []*Cluster // nil while stopped
+
+	mu       sync.Mutex
+	isolated map[uint64]bool
+}
+
+// testLogger sends a peer's logs to the test log (shown on failure or -v)
+// when QCLUSTER_TEST_LOG is set, and discards them otherwise.
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("QCLUSTER_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func newTestCluster(t testing.TB, n int) *testCluster {
+	t.Helper()
+	tc := &testCluster{t: t, isolated: map[uint64]bool{}}
+	lns := make([]net.Listener, n)
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i] = ln
+	}
+	for i := range n {
+		cfg := DefaultConfig()
+		cfg.Identifier = fmt.Sprintf("p%d", i)
+		cfg.ListenHost = "127.0.0.1"
+		cfg.ListenPort = lns[i].Addr().(*net.TCPAddr).Port
+		cfg.Metadata = map[string]any{"index": float64(i)}
+		cfg.DataDir = t.TempDir()
+		cfg.Logger = testLogger(t).With("test", t.Name())
+		for j := range n {
+			if j != i {
+				cfg.Peers = append(cfg.Peers, PeerConfig{
+					Host: "127.0.0.1", Port: lns[j].Addr().(*net.TCPAddr).Port,
+					Identifier: fmt.Sprintf("p%d", j), Metadata: map[string]any{"index": float64(j)},
+				})
+			}
+		}
+		tc.cfgs = append(tc.cfgs, cfg)
+	}
+	tc.peers = make([]*Cluster, n)
+	for i := range n {
+		tc.start(i, lns[i])
+	}
+	t.Cleanup(tc.closeAll)
+	return tc
+}
+
+func (tc *testCluster) start(i int, ln net.Listener) {
+	tc.t.Helper()
+	cfg := tc.cfgs[i]
+	if ln == nil {
+		var err error
+		// The port was ours a moment ago; retry briefly in case the kernel
+		// has not released it yet.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			ln, err = net.Listen("tcp", cfg.Addr())
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil {
+			tc.t.Fatalf("relisten %s: %v", cfg.Addr(), err)
+		}
+	}
+	cfg.Listener = ln
+	c, err := New(cfg)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		tc.t.Fatal(err)
+	}
+	c.tr.SetFilter(tc.filter(NodeID(cfg.Identifier)))
+	tc.peers[i] = c
+}
+
+func (tc *testCluster) stop(i int) {
+	tc.t.Helper()
+	if err := tc.peers[i].Close(); err != nil {
+		tc.t.Errorf("close %s: %v", tc.cfgs[i].Identifier, err)
+	}
+	tc.peers[i] = nil
+}
+
+func (tc *testCluster) closeAll() {
+	for i, p := range tc.peers {
+		if p != nil {
+			tc.stop(i)
+		}
+	}
+}
+
+// filter drops every message to or from an isolated peer.
+func (tc *testCluster) filter(self uint64) transport.Filter {
+	return func(m raftpb.Message, dir transport.Direction) bool {
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		return !tc.isolated[m.From] && !tc.isolated[m.To] && !tc.isolated[self]
+	}
+}
+
+func (tc *testCluster) isolate(i int, on bool) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	tc.isolated[NodeID(tc.cfgs[i].Identifier)] = on
+}
+
+func (tc *testCluster) index(c *Cluster) int {
+	for i, p := range tc.peers {
+		if p == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitLeader waits until exactly one running peer (outside except) holds
+// the lease and every other running peer outside except names it.
+func (tc *testCluster) waitLeader(timeout time.Duration, except ...int) *Cluster {
+	tc.t.Helper()
+	var leader *Cluster
+	waitFor(tc.t, timeout, "an agreed leader", func() bool {
+		leader = nil
+		for i, p := range tc.peers {
+			if p == nil || contains(except, i) {
+				continue
+			}
+			if p.IsLeader() {
+				if leader != nil {
+					tc.t.Fatalf("two peers hold the lease: %s and %s", leader.cfg.Identifier, p.cfg.Identifier)
+				}
+				leader = p
+			}
+		}
+		if leader == nil {
+			return false
+		}
+		for i, p := range tc.peers {
+			if p == nil || contains(except, i) {
+				continue
+			}
+			l, ok := p.Leader()
+			if !ok || l.Identifier != leader.cfg.Identifier {
+				return false
+			}
+		}
+		return true
+	})
+	return leader
+}
+
+func contains(xs []int, x int) bool {
+	for _, y := range xs {
+		if x == y {
+			return true
+		}
+	}
+	return false
+}
+
+func TestThreePeersElectOneLeader(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(5 * time.Second)
+	li := tc.index(leader)
+	for i, p := range tc.peers {
+		l, ok := p.Leader()
+		if !ok {
+			t.Fatalf("%s knows no leader", p.cfg.Identifier)
+		}
+		if l.Identifier != leader.cfg.Identifier || l.Port != tc.cfgs[li].ListenPort || l.Host != "127.0.0.1" {
+			t.Errorf("%s reports leader %+v", p.cfg.Identifier, l)
+		}
+		if got := l.Metadata["index"]; got != float64(li) {
+			t.Errorf("%s reports leader metadata %v, want index %d", p.cfg.Identifier, l.Metadata, li)
+		}
+		if (i == li) != p.IsLeader() {
+			t.Errorf("%s IsLeader = %v", p.cfg.Identifier, p.IsLeader())
+		}
+		if p.Term() == 0 {
+			t.Errorf("%s term 0", p.cfg.Identifier)
+		}
+	}
+	st := leader.State()
+	if !st.IsLeader || st.Role != RoleLeader || !st.HasLeader || st.Leader.Identifier != leader.cfg.Identifier {
+		t.Errorf("leader state %+v", st)
+	}
+}
+
+func TestFailoverAndRestart(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	old := tc.waitLeader(5 * time.Second)
+	oi := tc.index(old)
+	oldTerm := old.Term()
+
+	start := time.Now()
+	tc.stop(oi)
+	if old.IsLeader() {
+		t.Fatal("closed peer still reports IsLeader")
+	}
+	if _, ok := old.Leader(); ok {
+		t.Fatal("closed peer still reports a leader")
+	}
+	nl := tc.waitLeader(2*time.Second, oi)
+	t.Logf("fail-over took %v", time.Since(start))
+	if nl.Term() <= oldTerm {
+		t.Fatalf("new leader term %d, old %d: the term must grow", nl.Term(), oldTerm)
+	}
+
+	tc.start(oi, nil)
+	back := tc.peers[oi]
+	if back.Term() < oldTerm {
+		t.Fatalf("restarted peer forgot its term: %d < %d", back.Term(), oldTerm)
+	}
+	l := tc.waitLeader(5 * time.Second)
+	if l == back {
+		// Possible only through a later election; the point is that the
+		// restarted peer took part without disturbing safety.
+		t.Logf("restarted peer became leader again")
+	}
+	waitFor(t, 5*time.Second, "restarted peer follows", func() bool {
+		p, ok := back.Leader()
+		return ok && p.Identifier == l.cfg.Identifier
+	})
+}
+
+func TestFivePeersNeedMajority(t *testing.T) {
+	tc := newTestCluster(t, 5)
+	leader := tc.waitLeader(5 * time.Second)
+	// Stop two followers: a majority of three remains.
+	stopped := 0
+	for i, p := range tc.peers {
+		if p != leader && stopped < 2 {
+			tc.stop(i)
+			stopped++
+		}
+	}
+	// The leader keeps (or regains) the lease with three of five.
+	waitFor(t, 3*time.Second, "leader with 3 of 5", func() bool {
+		n := 0
+		for _, p := range tc.peers {
+			if p != nil && p.IsLeader() {
+				n++
+			}
+		}
+		return n == 1
+	})
+	// Stop one more: no majority, nobody may report a leader.
+	for i, p := range tc.peers {
+		if p != nil && p != leader {
+			tc.stop(i)
+			break
+		}
+	}
+	et := time.Duration(tc.cfgs[0].ElectionTimeout)
+	waitFor(t, 10*et, "no peer reporting a leader", func() bool {
+		for _, p := range tc.peers {
+			if p == nil {
+				continue
+			}
+			if _, ok := p.Leader(); ok || p.IsLeader() {
+				return false
+			}
+		}
+		return true
+	})
+	// And it stays that way.
+	for _, p := range tc.peers {
+		if p == nil {
+			continue
+		}
+		if _, err := p.WaitForLeader(ctxTimeout(t, 5*et)); err == nil {
+			t.Fatalf("%s found a leader without a majority", p.cfg.Identifier)
+		}
+	}
+}
+
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestIsolatedLeaderLeaseEndsFirst cuts the leader off and samples every
+// peer's IsLeader throughout: the old leader's last true sample must come
+// before the new leader's first, and no sample may see two leaders.
+func TestIsolatedLeaderLeaseEndsFirst(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	old := tc.waitLeader(5 * time.Second)
+	oi := tc.index(old)
+
+	type sample struct {
+		at      time.Time
+		leaders []int
+	}
+	var (
+		samples []sample
+		stop    = make(chan struct{})
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var s sample
+			for i, p := range tc.peers {
+				if p.IsLeader() {
+					s.leaders = append(s.leaders, i)
+				}
+			}
+			s.at = time.Now()
+			samples = append(samples, s)
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+
+	tc.isolate(oi, true)
+	nl := tc.waitLeader(3*time.Second, oi)
+	ni := tc.index(nl)
+	// Keep sampling a little past the hand-over, then heal.
+	waitFor(t, 2*time.Second, "old leader to step down", func() bool { return !tc.peers[oi].IsLeader() })
+	tc.isolate(oi, false)
+	tc.waitLeader(5 * time.Second)
+	close(stop)
+	<-done
+
+	var lastOld, firstNew time.Time
+	for _, s := range samples {
+		if len(s.leaders) > 1 {
+			t.Fatalf("two peers held the lease at %v: %v", s.at, s.leaders)
+		}
+		for _, l := range s.leaders {
+			if l == oi && firstNew.IsZero() {
+				lastOld = s.at
+			}
+			if l == ni && firstNew.IsZero() {
+				firstNew = s.at
+			}
+		}
+	}
+	if firstNew.IsZero() || lastOld.IsZero() || !lastOld.Before(firstNew) {
+		t.Fatalf("old leader's lease (last seen %v) must end before the new leader's starts (%v)", lastOld, firstNew)
+	}
+	t.Logf("%d samples; gap between old lease end and new lease start: %v", len(samples), firstNew.Sub(lastOld))
+}
+
+func TestCloseIsIdempotentAndLeavesNoGoroutines(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	tc.waitLeader(5 * time.Second)
+	p := tc.peers[0]
+	tc.stop(0)
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := p.Start(context.Background()); err == nil {
+		t.Fatal("Start after Close succeeded")
+	}
+	ch := p.Watch(context.Background())
+	if _, ok := <-ch; ok {
+		t.Fatal("Watch after Close returned an open channel")
+	}
+}
+
+func TestWatchEndsOnLatestState(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(5 * time.Second)
+	li := tc.index(leader)
+	f := tc.peers[(li+1)%3]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	slow := f.Watch(ctx) // never read until the end
+	fast := f.Watch(ctx)
+	var seen []State
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for st := range fast {
+			seen = append(seen, st)
+		}
+	}()
+
+	tc.stop(li)
+	nl := tc.waitLeader(3*time.Second, li)
+	waitFor(t, 2*time.Second, "slow watcher to hold the new leader", func() bool {
+		select {
+		case st := <-slow:
+			return st.HasLeader && st.Leader.Identifier == nl.cfg.Identifier
+		default:
+			return false
+		}
+	})
+	cancel()
+	<-readerDone
+	sawNoLeader := false
+	for i, st := range seen {
+		if !st.HasLeader {
+			sawNoLeader = true
+		}
+		if i > 0 && st.Index <= seen[i-1].Index {
+			t.Errorf("index did not grow: %d after %d", st.Index, seen[i-1].Index)
+		}
+	}
+	if !sawNoLeader {
+		t.Errorf("a watcher reading every state never saw \"no leader\" during fail-over: %+v", seen)
+	}
+	if last := seen[len(seen)-1]; !last.HasLeader || last.Leader.Identifier != nl.cfg.Identifier {
+		t.Errorf("last state %+v, want leader %s", last, nl.cfg.Identifier)
+	}
+	deadline := time.After(2 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-slow:
+		case <-deadline:
+			t.Fatal("watch channel not closed after its context ended")
+		}
+	}
+}

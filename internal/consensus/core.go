@@ -1,0 +1,579 @@
+// Package consensus is QCluster's election core: an etcd raft RawNode plus the
+// leader lease, driven step by step with no I/O of its own.
+//
+// A Core is not safe for concurrent use. One goroutine owns it (Node in
+// production, the simulator in tests) and calls Tick at a fixed interval of
+// the injected clock, Step for every received message and Process whenever
+// HasReady reports work. Process persists before it hands messages to the
+// send function, as raft requires.
+//
+// # Leader lease
+//
+// The lease is what makes IsLeader safe to act on. Every heartbeat interval
+// the leader starts a ReadIndex round and remembers the clock time t at which
+// it did so, before any of the round's messages leave. When a quorum has
+// acknowledged that round, the leader holds the lease until
+//
+//	t + ElectionTimeout - TickInterval - DriftMargin
+//
+// Followers run with CheckQuorum, so a follower that heard from the leader at
+// time r >= t refuses votes until it has counted ElectionTimeout/TickInterval
+// ticks since r; ticks are spaced at least TickInterval apart, so no quorum
+// can elect another leader before t + ElectionTimeout - TickInterval. A peer
+// that restarts has forgotten when it last heard from a leader, so it refuses
+// votes for one election timeout after start. The DriftMargin absorbs clock
+// rate differences between machines. The lease ends at once when the leader
+// starts a leadership transfer, since the transferee's election bypasses the
+// followers' lease.
+package consensus
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/qcluster/qcluster/internal/storage"
+)
+
+// Role is a peer's Raft role.
+type Role int
+
+// Roles, in the order a peer usually passes through them.
+const (
+	Follower Role = iota
+	PreCandidate
+	Candidate
+	Leader
+)
+
+// String returns the lower-case name of the role.
+func (r Role) String() string {
+	switch r {
+	case Follower:
+		return "follower"
+	case PreCandidate:
+		return "pre-candidate"
+	case Candidate:
+		return "candidate"
+	case Leader:
+		return "leader"
+	}
+	return fmt.Sprintf("role(%d)", int(r))
+}
+
+func roleOf(s raft.StateType) Role {
+	switch s {
+	case raft.StateLeader:
+		return Leader
+	case raft.StateCandidate:
+		return Candidate
+	case raft.StatePreCandidate:
+		return PreCandidate
+	}
+	return Follower
+}
+
+// Errors returned by the core.
+var (
+	// ErrBadConfig reports an invalid Config.
+	ErrBadConfig = errors.New("consensus: invalid config")
+	// ErrStorage reports that durable state could not be read or written;
+	// the core must not be used after it.
+	ErrStorage = errors.New("consensus: storage failure")
+)
+
+// Config configures a Core. Durations are of the injected clock.
+type Config struct {
+	// ID is this peer's raft node ID (non-zero).
+	ID uint64
+	// Voters are the voters a brand-new cluster starts with (must contain
+	// ID). Ignored when Storage already holds state.
+	Voters []uint64
+	// Storage holds the durable raft state.
+	Storage storage.Storage
+	// Now reads a monotonic clock; it must return values > 0.
+	Now func() time.Duration
+	// TickInterval is how often the owner calls Tick. Default
+	// HeartbeatInterval/5.
+	TickInterval time.Duration
+	// HeartbeatInterval is the leader's heartbeat and lease-renewal period.
+	HeartbeatInterval time.Duration
+	// ElectionTimeout is the minimum election timeout; raft randomizes each
+	// follower's timeout in [ElectionTimeout, 2*ElectionTimeout).
+	ElectionTimeout time.Duration
+	// DriftMargin is subtracted from the lease for clock-rate differences
+	// between peers. Default ElectionTimeout/10.
+	DriftMargin time.Duration
+	// Logger receives raft's own log lines (Info as Debug). May be nil.
+	Logger *slog.Logger
+}
+
+func (c *Config) fill() error {
+	if c.ID == 0 {
+		return fmt.Errorf("%w: ID must be non-zero", ErrBadConfig)
+	}
+	if c.Storage == nil || c.Now == nil {
+		return fmt.Errorf("%w: Storage and Now are required", ErrBadConfig)
+	}
+	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 3*c.HeartbeatInterval {
+		return fmt.Errorf("%w: need HeartbeatInterval > 0 and ElectionTimeout >= 3*HeartbeatInterval (got %v, %v)",
+			ErrBadConfig, c.HeartbeatInterval, c.ElectionTimeout)
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = c.HeartbeatInterval / 5
+	}
+	if c.TickInterval <= 0 || c.TickInterval > c.HeartbeatInterval {
+		return fmt.Errorf("%w: TickInterval %v must be in (0, HeartbeatInterval]", ErrBadConfig, c.TickInterval)
+	}
+	if c.DriftMargin <= 0 {
+		c.DriftMargin = c.ElectionTimeout / 10
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// View is the core's externally visible state at one instant.
+type View struct {
+	// ID is this peer's node ID.
+	ID uint64
+	// Role is raft's role. A Leader whose lease has lapsed is still Leader
+	// until CheckQuorum makes it step down; use LeaseUntil.
+	Role Role
+	// Term is the current term (the fencing token while leading).
+	Term uint64
+	// Lead is the leader raft believes in for Term (0: none).
+	Lead uint64
+	// LeaseUntil is the clock time until which this peer holds the leader
+	// lease (0: no lease).
+	LeaseUntil time.Duration
+	// LeaderSeen is when this peer last heard from Lead (followers), or the
+	// lease end (leader).
+	LeaderSeen time.Duration
+	// Voters and Learners are the current configuration, sorted. Shared and
+	// read-only.
+	Voters, Learners []uint64
+	// Transferring is the target of a leadership transfer in progress (0: none).
+	Transferring uint64
+}
+
+// IsLeaderAt reports whether the view holds a valid lease at now.
+func (v *View) IsLeaderAt(now time.Duration) bool {
+	return v.Role == Leader && now < v.LeaseUntil
+}
+
+// LeaderAt returns the leader this peer may report at now: itself while it
+// holds the lease, or the leader it heard from within the election timeout.
+func (v *View) LeaderAt(now, electionTimeout time.Duration) (uint64, bool) {
+	if v.Role == Leader {
+		return v.ID, now < v.LeaseUntil
+	}
+	if v.Lead == 0 || v.LeaderSeen == 0 || now-v.LeaderSeen >= electionTimeout {
+		return 0, false
+	}
+	return v.Lead, true
+}
+
+// Core is the election state machine. See the package doc.
+type Core struct {
+	cfg   Config
+	rn    *raft.RawNode
+	store storage.Storage
+
+	leaseDur       time.Duration
+	voteGuardUntil time.Duration
+
+	leaseSeq     uint64
+	leaseReqs    map[uint64]time.Duration // ReadIndex ctx -> time sent
+	lastLeaseReq time.Duration
+	leaseUntil   time.Duration
+
+	role       Role
+	term, lead uint64
+	leaderSeen time.Duration
+	transferee uint64
+
+	confState     raftpb.ConfState
+	voters        []uint64
+	learners      []uint64
+	appliedIndex  uint64
+	snapshotIndex uint64
+}
+
+// New creates a Core over cfg.Storage, bootstrapping a new cluster of
+// cfg.Voters when the storage is empty.
+func New(cfg Config) (*Core, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	hs, cs, err := cfg.Storage.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	snap, err := cfg.Storage.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	if raft.IsEmptyHardState(hs) && raft.IsEmptySnap(snap) {
+		if !slices.Contains(cfg.Voters, cfg.ID) {
+			return nil, fmt.Errorf("%w: Voters must contain this peer's ID", ErrBadConfig)
+		}
+		// Every founding peer writes the same snapshot at index 1, term 1,
+		// so their logs agree from the first entry on.
+		voters := slices.Clone(cfg.Voters)
+		slices.Sort(voters)
+		voters = slices.Compact(voters)
+		snap = raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{
+			Index: 1, Term: 1, ConfState: raftpb.ConfState{Voters: voters},
+		}}
+		hs = raftpb.HardState{Term: 1, Commit: 1}
+		if err := cfg.Storage.Save(hs, nil, snap); err != nil {
+			return nil, fmt.Errorf("%w: bootstrap: %w", ErrStorage, err)
+		}
+		cs = snap.Metadata.ConfState
+	}
+	etTicks := int(cfg.ElectionTimeout / cfg.TickInterval)
+	hbTicks := max(int(cfg.HeartbeatInterval/cfg.TickInterval), 1)
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:              cfg.ID,
+		ElectionTick:    etTicks,
+		HeartbeatTick:   hbTicks,
+		Storage:         cfg.Storage,
+		Applied:         snap.Metadata.Index,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 256,
+		CheckQuorum:     true,
+		PreVote:         true,
+		ReadOnlyOption:  raft.ReadOnlySafe,
+		Logger:          raftLogger{cfg.Logger},
+		// A leader removed from the voters steps down instead of leading a
+		// cluster it is not part of.
+		StepDownOnRemoval: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	now := cfg.Now()
+	c := &Core{
+		cfg:            cfg,
+		rn:             rn,
+		store:          cfg.Storage,
+		leaseDur:       time.Duration(etTicks)*cfg.TickInterval - cfg.TickInterval - cfg.DriftMargin,
+		voteGuardUntil: now + cfg.ElectionTimeout,
+		leaseReqs:      make(map[uint64]time.Duration),
+		term:           hs.Term,
+		appliedIndex:   snap.Metadata.Index,
+		snapshotIndex:  snap.Metadata.Index,
+	}
+	c.setConf(cs)
+	return c, nil
+}
+
+// LeaseDuration is how long a lease lasts after the round that earned it was
+// sent.
+func (c *Core) LeaseDuration() time.Duration { return c.leaseDur }
+
+// Tick advances raft's logical clock by one tick and, on a leader, starts a
+// lease-renewal round every heartbeat interval.
+func (c *Core) Tick() {
+	c.rn.Tick()
+	if c.transferee != 0 && c.rn.BasicStatus().LeadTransferee == 0 {
+		// raft gave up on (or refused) the transfer: renew the lease again.
+		c.transferee = 0
+	}
+	c.maybeRenewLease()
+}
+
+func (c *Core) maybeRenewLease() {
+	if c.role != Leader || c.transferee != 0 {
+		return
+	}
+	now := c.cfg.Now()
+	if c.lastLeaseReq != 0 && now-c.lastLeaseReq < c.cfg.HeartbeatInterval {
+		return
+	}
+	c.lastLeaseReq = now
+	c.leaseSeq++
+	var ctx [8]byte
+	binary.BigEndian.PutUint64(ctx[:], c.leaseSeq)
+	c.leaseReqs[c.leaseSeq] = now
+	// Forget rounds that can no longer give a lease.
+	for seq, t := range c.leaseReqs {
+		if now-t > c.leaseDur {
+			delete(c.leaseReqs, seq)
+		}
+	}
+	c.rn.ReadIndex(ctx[:])
+}
+
+// Step hands a message from another peer to raft. Votes are refused during
+// the first election timeout after start (see the package doc).
+func (c *Core) Step(m raftpb.Message) error {
+	now := c.cfg.Now()
+	if (m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote) && now < c.voteGuardUntil &&
+		string(m.Context) != "CampaignTransfer" {
+		return nil
+	}
+	if err := c.rn.Step(m); err != nil {
+		return err
+	}
+	switch m.Type {
+	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
+		if st := c.rn.BasicStatus(); m.From == st.Lead && m.Term == st.Term {
+			c.leaderSeen = now
+		}
+	}
+	return nil
+}
+
+// Campaign makes this peer start an election now (tests and demos).
+func (c *Core) Campaign() error { return c.rn.Campaign() }
+
+// Propose appends data to the replicated log (leader only; followers
+// forward it).
+func (c *Core) Propose(data []byte) error { return c.rn.Propose(data) }
+
+// ProposeConfChange proposes a membership change.
+func (c *Core) ProposeConfChange(cc raftpb.ConfChangeI) error { return c.rn.ProposeConfChange(cc) }
+
+// TransferLeadership starts handing leadership to the given voter. The lease
+// ends at once: the transferee's election does not wait for followers'
+// leases to run out.
+func (c *Core) TransferLeadership(to uint64) {
+	if c.role != Leader || to == c.cfg.ID {
+		return
+	}
+	c.dropLease()
+	c.transferee = to
+	c.rn.TransferLeader(to)
+}
+
+// ReportUnreachable tells raft that messages to id are not getting through.
+func (c *Core) ReportUnreachable(id uint64) { c.rn.ReportUnreachable(id) }
+
+// ReportSnapshot tells raft whether a snapshot sent to id arrived.
+func (c *Core) ReportSnapshot(id uint64, ok bool) {
+	st := raft.SnapshotFinish
+	if !ok {
+		st = raft.SnapshotFailure
+	}
+	c.rn.ReportSnapshot(id, st)
+}
+
+func (c *Core) dropLease() {
+	c.leaseUntil = 0
+	c.lastLeaseReq = 0
+	clear(c.leaseReqs)
+}
+
+// HasReady reports whether Process has work to do.
+func (c *Core) HasReady() bool { return c.rn.HasReady() }
+
+// Applied is what one Process call committed for the application.
+type Applied struct {
+	// Entries are committed normal entries with data, in log order.
+	Entries []raftpb.Entry
+	// ConfChanged reports that the voters or learners changed.
+	ConfChanged bool
+	// Snapshot, when set, replaces the application state before Entries.
+	Snapshot *raftpb.Snapshot
+}
+
+// Process handles one raft Ready: it persists hard state, entries and
+// snapshot durably, then passes the outgoing messages to send, applies
+// committed configuration changes and returns the committed application
+// entries. After an ErrStorage error the Core must be abandoned.
+func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
+	var out Applied
+	if !c.rn.HasReady() {
+		return out, nil
+	}
+	rd := c.rn.Ready()
+	if rd.SoftState != nil {
+		c.setSoft(rd.SoftState)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		c.term = rd.HardState.Term
+	}
+	if !raft.IsEmptyHardState(rd.HardState) || len(rd.Entries) > 0 || !raft.IsEmptySnap(rd.Snapshot) {
+		if err := c.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+			return out, fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		c.setConf(rd.Snapshot.Metadata.ConfState)
+		c.appliedIndex = rd.Snapshot.Metadata.Index
+		c.snapshotIndex = rd.Snapshot.Metadata.Index
+		out.ConfChanged = true
+		out.Snapshot = &rd.Snapshot
+	}
+	if len(rd.Messages) > 0 {
+		send(rd.Messages)
+	}
+	for _, rs := range rd.ReadStates {
+		c.onReadState(rs)
+	}
+	for _, e := range rd.CommittedEntries {
+		switch e.Type {
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeI
+			if e.Type == raftpb.EntryConfChange {
+				var v1 raftpb.ConfChange
+				if err := v1.Unmarshal(e.Data); err != nil {
+					return out, fmt.Errorf("%w: conf change at %d: %w", ErrStorage, e.Index, err)
+				}
+				cc = v1
+			} else {
+				var v2 raftpb.ConfChangeV2
+				if err := v2.Unmarshal(e.Data); err != nil {
+					return out, fmt.Errorf("%w: conf change at %d: %w", ErrStorage, e.Index, err)
+				}
+				cc = v2
+			}
+			c.setConf(*c.rn.ApplyConfChange(cc))
+			out.ConfChanged = true
+			out.Entries = append(out.Entries, e)
+		case raftpb.EntryNormal:
+			if len(e.Data) > 0 {
+				out.Entries = append(out.Entries, e)
+			}
+		}
+		c.appliedIndex = e.Index
+	}
+	c.rn.Advance(rd)
+	// A peer that just won an election asks for its first lease at once.
+	c.maybeRenewLease()
+	return out, nil
+}
+
+func (c *Core) onReadState(rs raft.ReadState) {
+	if len(rs.RequestCtx) != 8 || c.role != Leader || c.transferee != 0 {
+		return
+	}
+	seq := binary.BigEndian.Uint64(rs.RequestCtx)
+	sent, ok := c.leaseReqs[seq]
+	if !ok {
+		return
+	}
+	delete(c.leaseReqs, seq)
+	if until := sent + c.leaseDur; until > c.leaseUntil {
+		c.leaseUntil = until
+	}
+}
+
+func (c *Core) setSoft(s *raft.SoftState) {
+	role := roleOf(s.RaftState)
+	if role != Leader || c.role != Leader {
+		// Any change of role starts the lease over: a new leader earns its
+		// own; a deposed one has none.
+		c.dropLease()
+		c.transferee = 0
+	}
+	if s.Lead != c.lead {
+		c.leaderSeen = 0
+	}
+	c.role, c.lead = role, s.Lead
+	if role == Leader {
+		c.leaderSeen = 0
+	}
+}
+
+func (c *Core) setConf(cs raftpb.ConfState) {
+	c.confState = cs
+	c.voters = sortedCopy(cs.Voters)
+	c.learners = sortedCopy(cs.Learners)
+}
+
+func sortedCopy(ids []uint64) []uint64 {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return out
+}
+
+// ConfState returns the applied configuration.
+func (c *Core) ConfState() raftpb.ConfState { return c.confState }
+
+// AppliedIndex is the index of the last applied entry.
+func (c *Core) AppliedIndex() uint64 { return c.appliedIndex }
+
+// Compact snapshots the state at the applied index with the given
+// application data and discards the log before it, keeping keep entries so
+// slightly lagging followers need no snapshot.
+func (c *Core) Compact(data []byte, keep uint64) error {
+	if c.appliedIndex <= c.snapshotIndex+keep {
+		return nil
+	}
+	cs := c.confState
+	if _, err := c.store.CreateSnapshot(c.appliedIndex, &cs, data); err != nil {
+		return fmt.Errorf("%w: snapshot: %w", ErrStorage, err)
+	}
+	if err := c.store.Compact(c.appliedIndex - keep); err != nil {
+		return fmt.Errorf("%w: compact: %w", ErrStorage, err)
+	}
+	c.snapshotIndex = c.appliedIndex
+	return nil
+}
+
+// View returns the current state. Its slices are shared and read-only.
+func (c *Core) View() View {
+	v := View{
+		ID:         c.cfg.ID,
+		Role:       c.role,
+		Term:       c.term,
+		Lead:       c.lead,
+		LeaseUntil: c.leaseUntil,
+		LeaderSeen: c.leaderSeen,
+		Voters:     c.voters,
+		Learners:   c.learners,
+	}
+	if c.role == Leader {
+		v.LeaderSeen = c.leaseUntil
+		v.Transferring = c.transferee
+	}
+	return v
+}
+
+// raftLogger adapts slog to raft's Logger; raft's Info lines are chatty, so
+// they go to Debug. Formatting is skipped when the level is off.
+type raftLogger struct{ l *slog.Logger }
+
+func (r raftLogger) log(level slog.Level, msg func() string) {
+	if r.l.Enabled(context.Background(), level) {
+		r.l.Log(context.Background(), level, msg(), "component", "raft")
+	}
+}
+
+func (r raftLogger) Debug(v ...any) {
+	r.log(slog.LevelDebug, func() string { return fmt.Sprint(v...) })
+}
+func (r raftLogger) Debugf(f string, v ...any) {
+	r.log(slog.LevelDebug, func() string { return fmt.Sprintf(f, v...) })
+}
+func (r raftLogger) Info(v ...any) { r.log(slog.LevelDebug, func() string { return fmt.Sprint(v...) }) }
+func (r raftLogger) Infof(f string, v ...any) {
+	r.log(slog.LevelDebug, func() string { return fmt.Sprintf(f, v...) })
+}
+func (r raftLogger) Warning(v ...any) {
+	r.log(slog.LevelWarn, func() string { return fmt.Sprint(v...) })
+}
+func (r raftLogger) Warningf(f string, v ...any) {
+	r.log(slog.LevelWarn, func() string { return fmt.Sprintf(f, v...) })
+}
+func (r raftLogger) Error(v ...any) {
+	r.log(slog.LevelError, func() string { return fmt.Sprint(v...) })
+}
+func (r raftLogger) Errorf(f string, v ...any) {
+	r.log(slog.LevelError, func() string { return fmt.Sprintf(f, v...) })
+}
+func (r raftLogger) Fatal(v ...any)            { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Fatalf(f string, v ...any) { panic(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Panic(v ...any)            { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Panicf(f string, v ...any) { panic(fmt.Sprintf(f, v...)) }

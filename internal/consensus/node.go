@@ -1,0 +1,269 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Sender delivers raft messages to other peers. Send must not block: a
+// message that cannot be queued is dropped (raft retransmits).
+type Sender interface {
+	Send(msgs []raftpb.Message)
+}
+
+// NodeConfig configures a Node.
+type NodeConfig struct {
+	// Core configures the state machine. When Core.Now is nil the Node
+	// uses its own monotonic clock.
+	Core Config
+	// Transport sends this peer's messages.
+	Transport Sender
+	// OnView is called on the Node's goroutine after every tick and every
+	// change of the view, with the clock time it was taken at. It must not
+	// block. It may be nil.
+	OnView func(v View, now time.Duration)
+	// OnApply is called on the Node's goroutine with newly committed
+	// entries. It may be nil.
+	OnApply func(Applied)
+	// SnapshotData returns the application state to store in a snapshot
+	// when the log is compacted. It may be nil.
+	SnapshotData func() []byte
+	// InboxSize bounds received messages waiting for the core. Default 4096.
+	InboxSize int
+}
+
+// Node runs a Core on one goroutine: wall time becomes ticks here and
+// nowhere else, received messages are stepped in, and every Ready is
+// persisted, sent and applied.
+type Node struct {
+	cfg     NodeConfig
+	core    *Core
+	base    time.Time
+	inbox   chan raftpb.Message
+	unreach chan uint64
+	calls   chan call
+	done    chan struct{}
+	stopped chan struct{}
+
+	initial  View
+	snapSent []uint64 // snapshots handed to the transport in this Ready
+
+	dropped atomic.Uint64
+}
+
+type call struct {
+	fn  func(*Core) error
+	res chan error
+}
+
+// ErrStopped is returned by calls on a Node that is not running.
+var ErrStopped = errors.New("consensus: node stopped")
+
+// compactEvery is how many applied entries trigger a log compaction, and
+// compactKeep how many entries stay behind for slow followers.
+const (
+	compactEvery = 10000
+	compactKeep  = 1000
+)
+
+// NewNode creates a Node and its Core. Call Run to start it.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if cfg.Transport == nil {
+		return nil, fmt.Errorf("%w: Transport is required", ErrBadConfig)
+	}
+	if cfg.InboxSize <= 0 {
+		cfg.InboxSize = 4096
+	}
+	n := &Node{
+		cfg:     cfg,
+		base:    time.Now(),
+		inbox:   make(chan raftpb.Message, cfg.InboxSize),
+		unreach: make(chan uint64, 64),
+		calls:   make(chan call),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if cfg.Core.Now == nil {
+		cfg.Core.Now = func() time.Duration { return time.Since(n.base) + time.Second }
+	}
+	core, err := New(cfg.Core)
+	if err != nil {
+		return nil, err
+	}
+	n.core = core
+	n.initial = core.View()
+	n.cfg.Core = core.cfg
+	return n, nil
+}
+
+// Now reads the Node's monotonic clock (the one its views are in). It takes
+// no lock and does not allocate.
+func (n *Node) Now() time.Duration { return n.cfg.Core.Now() }
+
+// InitialView is the core's view when the Node was created (its durable
+// term and configuration), for publishing before Run has started.
+func (n *Node) InitialView() View { return n.initial }
+
+// Config returns the effective core configuration (defaults filled in).
+func (n *Node) Config() Config { return n.cfg.Core }
+
+// LeaseDuration is how long a lease lasts after its round was sent.
+func (n *Node) LeaseDuration() time.Duration { return n.core.LeaseDuration() }
+
+// Deliver queues a received message for the core. It never blocks for
+// long: when the inbox is full the message is dropped and counted.
+func (n *Node) Deliver(m raftpb.Message) {
+	select {
+	case n.inbox <- m:
+	case <-n.done:
+	default:
+		n.dropped.Add(1)
+	}
+}
+
+// Dropped is the number of received messages dropped because the inbox
+// was full.
+func (n *Node) Dropped() uint64 { return n.dropped.Load() }
+
+// ReportUnreachable tells the core that messages to id are not getting
+// through. It never blocks.
+func (n *Node) ReportUnreachable(id uint64) {
+	select {
+	case n.unreach <- id:
+	default:
+	}
+}
+
+// Do runs fn on the Node's goroutine with exclusive access to the Core and
+// returns its error, ErrStopped when the Node is not running, or ctx's error.
+func (n *Node) Do(ctx context.Context, fn func(*Core) error) error {
+	c := call{fn: fn, res: make(chan error, 1)}
+	select {
+	case n.calls <- c:
+	case <-n.done:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-c.res:
+		return err
+	case <-n.stopped:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run drives the Node until ctx is done (returning nil) or storage fails
+// (returning an ErrStorage error: the peer must stop, it cannot keep its
+// promises without a disk). Run must be called once.
+func (n *Node) Run(ctx context.Context) error {
+	defer close(n.stopped)
+	defer close(n.done)
+	tick := n.cfg.Core.TickInterval
+	timer := time.NewTimer(tick)
+	defer timer.Stop()
+	last := n.core.View()
+	n.emit(last)
+	for {
+		ticked := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+			// Reset after the tick, not on a fixed grid: ticks are spaced
+			// at least TickInterval apart, which the lease relies on.
+			n.core.Tick()
+			timer.Reset(tick)
+			ticked = true
+		case m := <-n.inbox:
+			n.step(m)
+		drain:
+			for range 256 {
+				select {
+				case m := <-n.inbox:
+					n.step(m)
+				default:
+					break drain
+				}
+			}
+		case id := <-n.unreach:
+			n.core.ReportUnreachable(id)
+		case c := <-n.calls:
+			c.res <- c.fn(n.core)
+		}
+		if err := n.process(); err != nil {
+			return err
+		}
+		v := n.core.View()
+		changed := !sameView(v, last)
+		if changed || ticked {
+			last = v
+			n.emit(v)
+		}
+	}
+}
+
+func (n *Node) step(m raftpb.Message) {
+	if err := n.core.Step(m); err != nil {
+		n.cfg.Core.Logger.Debug("raft step", "type", m.Type.String(), "from", m.From, "err", err)
+	}
+}
+
+func (n *Node) emit(v View) {
+	if n.cfg.OnView != nil {
+		n.cfg.OnView(v, n.Now())
+	}
+}
+
+func (n *Node) process() error {
+	for n.core.HasReady() {
+		applied, err := n.core.Process(n.send)
+		if err != nil {
+			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
+			return err
+		}
+		for _, id := range n.snapSent {
+			// The transport has taken it; if it never arrives the follower
+			// stays behind and raft sends a new one.
+			n.core.ReportSnapshot(id, true)
+		}
+		n.snapSent = n.snapSent[:0]
+		if n.cfg.OnApply != nil && (len(applied.Entries) > 0 || applied.ConfChanged || applied.Snapshot != nil) {
+			n.cfg.OnApply(applied)
+		}
+	}
+	if n.core.AppliedIndex() >= n.core.snapshotIndex+compactEvery {
+		var data []byte
+		if n.cfg.SnapshotData != nil {
+			data = n.cfg.SnapshotData()
+		}
+		if err := n.core.Compact(data, compactKeep); err != nil {
+			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) send(msgs []raftpb.Message) {
+	n.cfg.Transport.Send(msgs)
+	for _, m := range msgs {
+		if m.Type == raftpb.MsgSnap {
+			n.snapSent = append(n.snapSent, m.To)
+		}
+	}
+}
+
+func sameView(a, b View) bool {
+	return a.ID == b.ID && a.Role == b.Role && a.Term == b.Term && a.Lead == b.Lead &&
+		a.LeaseUntil == b.LeaseUntil && a.LeaderSeen == b.LeaderSeen && a.Transferring == b.Transferring &&
+		slices.Equal(a.Voters, b.Voters) && slices.Equal(a.Learners, b.Learners)
+}

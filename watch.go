@@ -1,0 +1,111 @@
+package qcluster
+
+import (
+	"context"
+	"sync"
+)
+
+// watchers fans State changes out to Watch channels. Each channel has room
+// for one State and always holds the latest: a slow reader skips states it
+// has not read yet but never misses the current one.
+type watchers struct {
+	mu     sync.Mutex
+	subs   map[chan State]struct{}
+	last   State
+	idx    uint64
+	done   chan struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (w *watchers) init() {
+	w.subs = make(map[chan State]struct{})
+	w.done = make(chan struct{})
+}
+
+func observable(a, b State) bool {
+	return a.Role != b.Role || a.Term != b.Term || a.HasLeader != b.HasLeader ||
+		a.IsLeader != b.IsLeader || a.Leader.Identifier != b.Leader.Identifier
+}
+
+// publish records st and, when it differs from the last State in a way an
+// observer can see, delivers it to every watcher. It reports whether it did.
+func (w *watchers) publish(st State) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || (w.idx > 0 && !observable(w.last, st)) {
+		return false
+	}
+	w.idx++
+	st.Index = w.idx
+	w.last = st
+	for ch := range w.subs {
+		offer(ch, st)
+	}
+	return true
+}
+
+// offer replaces whatever ch holds with st. Only publish sends on ch (under
+// w.mu), so after draining, the send cannot block.
+func offer(ch chan State, st State) {
+	select {
+	case <-ch:
+	default:
+	}
+	ch <- st
+}
+
+func (w *watchers) index() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.idx
+}
+
+// Watch returns a channel of leadership changes: the current State at once,
+// then a State each time the role, term, leader or lease of this peer
+// changes, including to "no leader". The channel holds one State and always
+// the latest one, so a reader that falls behind skips intermediate states but
+// always ends on the current one; the publisher never blocks. The channel is
+// closed when ctx is done or the Cluster is closed.
+func (c *Cluster) Watch(ctx context.Context) <-chan State {
+	w := &c.watch
+	ch := make(chan State, 1)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		close(ch)
+		return ch
+	}
+	st := w.last
+	if w.idx == 0 {
+		st = State{Identifier: c.cfg.Identifier}
+	}
+	ch <- st
+	w.subs[ch] = struct{}{}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-w.done:
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if _, ok := w.subs[ch]; ok {
+			delete(w.subs, ch)
+			close(ch)
+		}
+	}()
+	return ch
+}
+
+// closeAll closes every watch channel and waits for their goroutines.
+func (w *watchers) closeAll() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.done)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
