@@ -430,6 +430,14 @@ func (t *Transport) bindInbound(c net.Conn, id uint64) bool {
 	old := t.latest[id]
 	t.latest[id] = c
 	t.inbound[c] = id
+	if p := t.peers[id]; p != nil && p.down.Load() {
+		// The peer is back (it dialed us): redial it now instead of at the
+		// end of the backoff, so a restarted peer hears the leader at once.
+		select {
+		case p.update <- struct{}{}:
+		default:
+		}
+	}
 	t.mu.Unlock()
 	if old != nil {
 		t.log.Debug("raft stream replaced by a newer one", "peer", id)

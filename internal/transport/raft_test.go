@@ -422,3 +422,27 @@ func TestDirectionString(t *testing.T) {
 		t.Error("Direction.String")
 	}
 }
+
+// TestInboundStreamWakesBackedOffWriter: when a peer that was down dials
+// in, the writer to it reconnects at once instead of sleeping out its
+// backoff, so a restarted peer hears from the leader straight away.
+func TestInboundStreamWakesBackedOffWriter(t *testing.T) {
+	slow := func(c *Config) { c.MinBackoff, c.MaxBackoff = time.Minute, time.Minute }
+	a, b := startNode(t, 1, slow), startNode(t, 2)
+	addr := b.addr()
+	b.stopMux(t)
+	a.tr.SetPeer(2, addr)
+	eventually(t, "a to give up on b", func() bool { return a.unr.count(2) > 0 })
+
+	var ln net.Listener
+	eventually(t, "rebinding "+addr, func() bool {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err == nil
+	})
+	b.startMux(t, ln)
+	b.tr.SetPeer(1, a.addr())
+	sendUntil(t, b, a, 1)
+	// a's writer would sleep a minute without the wake-up.
+	sendUntil(t, a, b, 1)
+}
