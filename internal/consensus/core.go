@@ -10,9 +10,12 @@
 // # Leader lease
 //
 // The lease is what makes IsLeader safe to act on. Every heartbeat interval
-// the leader starts a ReadIndex round and remembers the clock time t at which
-// it did so, before any of the round's messages leave. When a quorum has
-// acknowledged that round, the leader holds the lease until
+// the leader starts a ReadIndex round (raft sends it as a heartbeat carrying
+// a context) and remembers the clock time t at which it did so, before any
+// of the round's messages leave. These rounds are the leader's heartbeats:
+// raft's own periodic heartbeat is set to just under the election timeout,
+// a safety net that costs almost nothing. When a quorum has acknowledged a
+// round, the leader holds the lease until
 //
 //	t + ElectionTimeout - TickInterval - DriftMargin
 //
@@ -241,7 +244,9 @@ func New(cfg Config) (*Core, error) {
 		cs = snap.Metadata.ConfState
 	}
 	etTicks := int(cfg.ElectionTimeout / cfg.TickInterval)
-	hbTicks := max(int(cfg.HeartbeatInterval/cfg.TickInterval), 1)
+	// The lease rounds are the heartbeats (see the package doc); raft's own
+	// heartbeat only fires if they stop, e.g. before the first commit.
+	hbTicks := max(etTicks-1, 1)
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:              cfg.ID,
 		ElectionTick:    etTicks,
@@ -282,18 +287,22 @@ func New(cfg Config) (*Core, error) {
 func (c *Core) LeaseDuration() time.Duration { return c.leaseDur }
 
 // Tick advances raft's logical clock by one tick and, on a leader, starts a
-// lease-renewal round every heartbeat interval.
+// heartbeat (lease) round every heartbeat interval.
 func (c *Core) Tick() {
 	c.rn.Tick()
 	if c.transferee != 0 && c.rn.BasicStatus().LeadTransferee == 0 {
-		// raft gave up on (or refused) the transfer: renew the lease again.
+		// raft gave up on (or refused) the transfer: the lease may be
+		// earned again.
 		c.transferee = 0
 	}
-	c.maybeRenewLease()
+	c.heartbeat()
 }
 
-func (c *Core) maybeRenewLease() {
-	if c.role != Leader || c.transferee != 0 {
+// heartbeat starts a ReadIndex round when one is due. During a leadership
+// transfer the rounds still go out (they keep the followers quiet) but earn
+// no lease.
+func (c *Core) heartbeat() {
+	if c.role != Leader {
 		return
 	}
 	now := c.cfg.Now()
@@ -304,12 +313,14 @@ func (c *Core) maybeRenewLease() {
 	c.leaseSeq++
 	var ctx [8]byte
 	binary.BigEndian.PutUint64(ctx[:], c.leaseSeq)
-	c.leaseReqs[c.leaseSeq] = now
 	// Forget rounds that can no longer give a lease.
 	for seq, t := range c.leaseReqs {
 		if now-t > c.leaseDur {
 			delete(c.leaseReqs, seq)
 		}
+	}
+	if c.transferee == 0 {
+		c.leaseReqs[c.leaseSeq] = now
 	}
 	c.rn.ReadIndex(ctx[:])
 }
@@ -450,7 +461,7 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	}
 	c.rn.Advance(rd)
 	// A peer that just won an election asks for its first lease at once.
-	c.maybeRenewLease()
+	c.heartbeat()
 	return out, nil
 }
 
