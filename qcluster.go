@@ -259,7 +259,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
-	c.snap.Store(&snapshot{view: node.InitialView(), self: c.self})
+	c.onView(node.InitialView(), c.now())
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.node, c.store, c.tr, c.mux, c.cancel = node, store, tr, mux, cancel
 	c.started = true
@@ -269,6 +269,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		if err := node.Run(runCtx); err != nil {
 			c.runErr.Store(&err)
 			c.publishClosed()
+			c.watch.closeAll() // watchers learn the peer stopped; Err says why
 		}
 	}()
 	go func() {
@@ -280,8 +281,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 		_ = c.httpSrv.Serve(mux.HTTPListener())
 	}()
 	c.log.Info("peer started", "addr", mux.Addr().String(), "data_dir", c.cfg.DataDir,
-		"peers", len(c.peers)-1, "heartbeat", time.Duration(c.cfg.HeartbeatInterval),
-		"election_timeout", time.Duration(c.cfg.ElectionTimeout))
+		"peers", len(c.peers)-1, "heartbeat", c.cfg.HeartbeatInterval.String(),
+		"election_timeout", c.cfg.ElectionTimeout.String())
 	return nil
 }
 
@@ -490,15 +491,28 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	}
 }
 
+// LeadershipLogMessage is the message of the Info record a peer logs at
+// every leadership change it observes (the changes Watch reports), with the
+// attributes state ("leader", "follower" or "no leader"), leader and
+// leader_addr (when one is known), term, role and is_leader. Tools may
+// match on it.
+const LeadershipLogMessage = "leadership changed"
+
 func (c *Cluster) logChange(st State) {
+	attrs := make([]slog.Attr, 0, 6)
 	switch {
 	case st.IsLeader:
-		c.log.Info("leadership: this peer is the leader", "term", st.Term)
+		attrs = append(attrs, slog.String("state", "leader"))
 	case st.HasLeader:
-		c.log.Info("leadership: following", "leader", st.Leader.Identifier, "term", st.Term, "role", st.Role.String())
+		attrs = append(attrs, slog.String("state", "follower"))
 	default:
-		c.log.Info("leadership: no leader", "term", st.Term, "role", st.Role.String())
+		attrs = append(attrs, slog.String("state", "no leader"))
 	}
+	if st.HasLeader {
+		attrs = append(attrs, slog.String("leader", st.Leader.Identifier), slog.String("leader_addr", st.Leader.Addr()))
+	}
+	attrs = append(attrs, slog.Uint64("term", st.Term), slog.String("role", st.Role.String()), slog.Bool("is_leader", st.IsLeader))
+	c.log.LogAttrs(context.Background(), slog.LevelInfo, LeadershipLogMessage, attrs...)
 }
 
 // peer resolves a node ID; an ID outside the config gets a placeholder.

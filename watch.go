@@ -65,8 +65,11 @@ func (w *watchers) index() uint64 {
 // then a State each time the role, term, leader or lease of this peer
 // changes, including to "no leader". The channel holds one State and always
 // the latest one, so a reader that falls behind skips intermediate states but
-// always ends on the current one; the publisher never blocks. The channel is
-// closed when ctx is done or the Cluster is closed.
+// always ends on the current one; the publisher never blocks. Index numbers
+// the changes from 1 (Start publishes the first); a Watch begun before Start
+// first receives a State with Index 0 and no leader. The channel is closed
+// when ctx is done, when the Cluster is closed, or when the peer stops on its
+// own (then Err says why).
 func (c *Cluster) Watch(ctx context.Context) <-chan State {
 	w := &c.watch
 	ch := make(chan State, 1)

@@ -237,8 +237,13 @@ func (b *Bolt) persistChange(ch change) error {
 // ErrClosed. A second Close returns nil.
 func (b *Bolt) Close() error {
 	return b.close(func() error {
+		path := b.db.Path()
 		err := b.db.Close()
-		b.log.Info("raft storage closed", "path", b.db.Path(), "err", err)
+		if err != nil {
+			b.log.Warn("raft storage closed with an error", "path", path, "err", err)
+		} else {
+			b.log.Debug("raft storage closed", "path", path)
+		}
 		return err
 	})
 }

@@ -131,7 +131,7 @@ func TestBeforeSyncAndLogger(t *testing.T) {
 	var logs bytes.Buffer
 	b, err := Open(t.TempDir(), Options{
 		BeforeSync: func() { calls++ },
-		Logger:     slog.New(slog.NewTextHandler(&logs, nil)),
+		Logger:     slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -219,7 +219,7 @@ func (t *Transport) SetPeer(id uint64, addr string) {
 	p := &peer{
 		t:      t,
 		id:     id,
-		log:    t.log.With("peer", id),
+		log:    t.log.With("remote_id", id),
 		ctx:    ctx,
 		cancel: cancel,
 		queue:  make(chan raftpb.Message, t.cfg.QueueSize),
@@ -350,7 +350,7 @@ func (t *Transport) HandleStream(conn net.Conn) {
 		log.Warn("raft stream refused: bad hello", "err", err)
 		return
 	}
-	log = log.With("peer", h.From)
+	log = log.With("remote_id", h.From)
 	if h.To != t.cfg.LocalID {
 		log.Warn("raft stream refused: meant for another node", "to", h.To)
 		return
@@ -440,7 +440,7 @@ func (t *Transport) bindInbound(c net.Conn, id uint64) bool {
 	}
 	t.mu.Unlock()
 	if old != nil {
-		t.log.Debug("raft stream replaced by a newer one", "peer", id)
+		t.log.Debug("raft stream replaced by a newer one", "remote_id", id)
 		old.Close()
 	}
 	return true
