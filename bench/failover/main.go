@@ -1,0 +1,427 @@
+// Command failover measures QCluster's fail-over time with real processes:
+// it runs a cluster of `qcluster agent` processes on loopback, kills the
+// leader with SIGKILL N times, and reports how long it took each time until
+// every survivor named the same new leader; then the idle memory and CPU
+// cost of a leader and a follower.
+//
+//	go run ./bench/failover -n 30 [-peers 3] [-heartbeat 50ms] [-election-timeout 150ms] [-idle 10s]
+//
+// The agent binary. By default the benchmark builds ./cmd/qcluster with
+// `go build` into a temporary directory (run it from inside the module), so
+// it measures exactly what users run; -bin uses an existing binary instead.
+//
+// What is measured, per round:
+//
+//  1. Wait until the cluster is stable: every peer runs and names the same
+//     leader, which holds its lease. Pause a random fraction of a heartbeat,
+//     so the kill falls at a random point between two heartbeats.
+//  2. Kill the leader with SIGKILL (no goodbye: the others must notice).
+//  3. Fail-over time: from the instant just before the kill until EVERY
+//     survivor names the same new leader, the new leader included (it
+//     counts once it holds its lease, i.e. IsLeader() is true). Each agent
+//     logs its leadership changes as JSON with nanosecond timestamps; the
+//     time is read from those logs (same machine, same clock), which is
+//     exact. Polling every survivor's GET /v1/status (every -poll) detects
+//     the agreement and gives a second, slightly later, figure.
+//  4. Count the round as needing more than one election when the new
+//     leader's term is more than one above the killed leader's.
+//  5. Restart the killed peer from its data dir and wait until it follows
+//     the new leader with a term at least the killed leader's.
+//
+// Then, with the cluster stable and nobody polling, it reads the leader's
+// and one follower's VmRSS (/proc/PID/status) and CPU time (utime+stime in
+// /proc/PID/stat, in clock ticks of 1/100 s) over the -idle window. Linux
+// only.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/qcluster/qcluster/internal/proccluster"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "failover:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "failover:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+// options are the command-line flags.
+type options struct {
+	n         int
+	peers     int
+	heartbeat time.Duration
+	election  time.Duration
+	idle      time.Duration
+	poll      time.Duration
+	bin       string
+	verbose   bool
+	keep      bool
+}
+
+// round is one kill and what followed.
+type round struct {
+	killed, leader string
+	termBefore     uint64
+	termAfter      uint64
+	logTime        time.Duration // from the agents' logs; 0 if unavailable
+	pollTime       time.Duration
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("failover", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.n, "n", 30, "number of leader kills")
+	fs.IntVar(&o.peers, "peers", 3, "number of peers (at least 3)")
+	fs.DurationVar(&o.heartbeat, "heartbeat", 50*time.Millisecond, "heartbeat_interval of every peer")
+	fs.DurationVar(&o.election, "election-timeout", 150*time.Millisecond, "election_timeout of every peer (randomized up to 2x)")
+	fs.DurationVar(&o.idle, "idle", 10*time.Second, "window for the idle RSS and CPU measurement (0 skips it)")
+	fs.DurationVar(&o.poll, "poll", 2*time.Millisecond, "interval of the /v1/status polls that detect agreement")
+	fs.StringVar(&o.bin, "bin", "", "qcluster binary to run (default: build ./cmd/qcluster)")
+	fs.BoolVar(&o.verbose, "v", false, "print every round")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, data)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	case o.n < 1:
+		return fmt.Errorf("%w: -n must be at least 1", errUsage)
+	case o.peers < 3:
+		return fmt.Errorf("%w: -peers must be at least 3 (the survivors of a kill need a majority)", errUsage)
+	}
+
+	dir, err := os.MkdirTemp("", "qcluster-failover-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		defer fmt.Fprintf(stdout, "kept %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+
+	bin, how := o.bin, "given with -bin"
+	if bin == "" {
+		bin = filepath.Join(dir, "qcluster")
+		fmt.Fprintln(stderr, "building ./cmd/qcluster ...")
+		if err := buildAgent(ctx, bin); err != nil {
+			return err
+		}
+		how = "built from ./cmd/qcluster"
+	}
+
+	cl, err := proccluster.Start(ctx, proccluster.Options{
+		Command:         []string{bin, "agent"},
+		Peers:           o.peers,
+		Heartbeat:       o.heartbeat,
+		ElectionTimeout: o.election,
+		Dir:             dir,
+	})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+
+	fmt.Fprintf(stdout, "QCluster fail-over: %d agent processes on %s (%s)\n", o.peers, cl.Peers[0].Host, how)
+	fmt.Fprintf(stdout, "heartbeat %v, election timeout %v (randomized %v-%v), %d kills with SIGKILL\n",
+		o.heartbeat, o.election, o.election, 2*o.election, o.n)
+	fmt.Fprintf(stdout, "fail-over = SIGKILL of the leader -> EVERY survivor names the same new leader (which holds its lease)\n\n")
+
+	stable, err := waitStable(ctx, cl, nil, 0)
+	if err != nil {
+		return failWithLogs(stderr, cl, "first election", err)
+	}
+	var rounds []round
+	if o.verbose {
+		fmt.Fprintf(stdout, "%5s  %-10s %-10s %-8s %9s %9s\n", "round", "killed", "new", "term", "log ms", "poll ms")
+	}
+	for i := 1; i <= o.n; i++ {
+		r, next, err := killRound(ctx, cl, stable, o)
+		if err != nil {
+			return failWithLogs(stderr, cl, fmt.Sprintf("round %d", i), err)
+		}
+		stable = next
+		rounds = append(rounds, r)
+		if o.verbose {
+			fmt.Fprintf(stdout, "%5d  %-10s %-10s %-8s %9s %9.1f\n", i, r.killed, r.leader,
+				fmt.Sprintf("%d->%d", r.termBefore, r.termAfter), fmtMS(r.logTime), msf(r.pollTime))
+		} else if isTerminal(stderr) {
+			fmt.Fprintf(stderr, "\rround %d/%d ", i, o.n)
+		}
+	}
+	switch {
+	case o.verbose:
+		fmt.Fprintln(stdout)
+	case isTerminal(stderr):
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	printSummary(stdout, rounds, o)
+
+	if o.idle > 0 {
+		if err := measureIdle(ctx, stdout, cl, o); err != nil {
+			return err
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return cl.Stop(sctx)
+}
+
+// buildAgent builds ./cmd/qcluster of the enclosing module into bin.
+func buildAgent(ctx context.Context, bin string) error {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return fmt.Errorf("cannot find the module to build ./cmd/qcluster (run from inside it, or pass -bin): %v", err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/qcluster")
+	cmd.Dir = filepath.Dir(gomod)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/qcluster: %v\n%s", err, b)
+	}
+	return nil
+}
+
+// waitStable waits until every peer runs and all name the same leader,
+// and, when rejoined is not nil, that peer follows it with a term of at
+// least minTerm.
+func waitStable(ctx context.Context, cl *proccluster.Cluster, rejoined *proccluster.Peer, minTerm uint64) (proccluster.Agreement, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return cl.WaitAgreed(ctx, cl.Peers, 5*time.Millisecond, func(a proccluster.Agreement) bool {
+		if rejoined == nil {
+			return true
+		}
+		st, ok := a.Status(rejoined)
+		return ok && a.Leader != rejoined && st.Role == "follower" && st.Term >= minTerm
+	})
+}
+
+// killRound kills the stable leader, times the fail-over, restarts the
+// killed peer and waits for the cluster to be stable again.
+func killRound(ctx context.Context, cl *proccluster.Cluster, stable proccluster.Agreement, o options) (round, proccluster.Agreement, error) {
+	old := stable.Leader
+	r := round{killed: old.ID, termBefore: stable.Term}
+	survivors := cl.Except(old)
+
+	// Kill at a random point between two heartbeats.
+	select {
+	case <-time.After(rand.N(o.heartbeat)):
+	case <-ctx.Done():
+		return r, stable, ctx.Err()
+	}
+	killedAt, err := old.Kill()
+	if err != nil {
+		return r, stable, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	after, err := cl.WaitAgreed(wctx, survivors, o.poll, func(a proccluster.Agreement) bool { return a.Leader != old })
+	cancel()
+	if err != nil {
+		return r, stable, fmt.Errorf("no new leader after killing %s: %w", old.ID, err)
+	}
+	r.leader, r.termAfter, r.pollTime = after.Leader.ID, after.Term, after.At.Sub(killedAt)
+	mctx, cancel := context.WithTimeout(ctx, time.Second)
+	fo, err := proccluster.MeasureFailover(mctx, survivors, after.Leader.ID, killedAt)
+	cancel()
+	if err == nil {
+		r.logTime = fo.Total
+	}
+
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = old.Restart(rctx)
+	cancel()
+	if err != nil {
+		return r, stable, err
+	}
+	next, err := waitStable(ctx, cl, old, r.termBefore)
+	if err != nil {
+		return r, stable, fmt.Errorf("%s did not rejoin: %w", old.ID, err)
+	}
+	return r, next, nil
+}
+
+// printSummary prints the fail-over distribution.
+func printSummary(w io.Writer, rounds []round, o options) {
+	var logs, polls []time.Duration
+	multi := 0
+	for _, r := range rounds {
+		if r.logTime > 0 {
+			logs = append(logs, r.logTime)
+		}
+		polls = append(polls, r.pollTime)
+		if r.termAfter > r.termBefore+1 {
+			multi++
+		}
+	}
+	const rowf = "%-30s %4v %7v %7v %7v %7v %7v\n"
+	fmt.Fprintf(w, rowf, "fail-over (ms)", "n", "min", "p50", "p90", "p99", "max")
+	row := func(name string, ds []time.Duration) {
+		if len(ds) == 0 {
+			fmt.Fprintf(w, rowf, name, 0, "-", "-", "-", "-", "-")
+			return
+		}
+		slices.Sort(ds)
+		f := func(d time.Duration) string { return strconv.FormatFloat(msf(d), 'f', 1, 64) }
+		fmt.Fprintf(w, rowf, name, len(ds), f(ds[0]), f(pct(ds, 50)), f(pct(ds, 90)), f(pct(ds, 99)), f(ds[len(ds)-1]))
+	}
+	row("agents' logs (exact)", logs)
+	row(fmt.Sprintf("polling /v1/status every %v", o.poll), polls)
+	fmt.Fprintf(w, "rounds needing more than one election (term jumped by > 1): %d of %d\n", multi, len(rounds))
+	if len(rounds) < 100 {
+		fmt.Fprintf(w, "(percentiles are nearest-rank: with %d rounds p99 is the maximum)\n", len(rounds))
+	}
+	fmt.Fprintln(w)
+}
+
+// pct returns the p-th percentile of sorted ds (nearest rank).
+func pct(ds []time.Duration, p float64) time.Duration {
+	i := int(math.Ceil(p/100*float64(len(ds)))) - 1
+	return ds[max(0, min(i, len(ds)-1))]
+}
+
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func fmtMS(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(msf(d), 'f', 1, 64)
+}
+
+// measureIdle reports the RSS and CPU use of the leader and one follower
+// over the idle window, with nobody polling them.
+func measureIdle(ctx context.Context, w io.Writer, cl *proccluster.Cluster, o options) error {
+	a, err := waitStable(ctx, cl, nil, 0)
+	if err != nil {
+		return err
+	}
+	procs := []struct {
+		what string
+		p    *proccluster.Peer
+	}{{"leader", a.Leader}, {"follower", cl.Except(a.Leader)[0]}}
+	before := make([]int64, len(procs))
+	for i, pr := range procs {
+		if before[i], err = cpuTicks(pr.p.PID()); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	select {
+	case <-time.After(o.idle):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	elapsed := time.Since(start)
+	const rowf = "%-20s %-10s %7v %8v %7v\n"
+	fmt.Fprintf(w, rowf, fmt.Sprintf("idle for %v", o.idle), "peer", "pid", "RSS MB", "CPU %")
+	for i, pr := range procs {
+		after, err := cpuTicks(pr.p.PID())
+		if err != nil {
+			return err
+		}
+		rss, err := rssKB(pr.p.PID())
+		if err != nil {
+			return err
+		}
+		cpu := float64(after-before[i]) / clockTicksPerSecond / elapsed.Seconds() * 100
+		fmt.Fprintf(w, rowf, pr.what, pr.p.ID, pr.p.PID(), fmt.Sprintf("%.1f", float64(rss)/1024), fmt.Sprintf("%.2f", cpu))
+	}
+	fmt.Fprintf(w, "(CPU: utime+stime from /proc/PID/stat over the window, %% of one core, 10 ms resolution)\n")
+	// The leader should not have changed while idle.
+	end, err := waitStable(ctx, cl, nil, 0)
+	if err == nil && end.Leader != a.Leader {
+		fmt.Fprintf(w, "note: the leader changed during the idle window (%s -> %s)\n", a.Leader.ID, end.Leader.ID)
+	}
+	return err
+}
+
+// clockTicksPerSecond is USER_HZ, the unit of utime and stime in
+// /proc/PID/stat: 100 on every mainstream Linux configuration.
+const clockTicksPerSecond = 100
+
+// cpuTicks returns utime+stime of a process, in clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("CPU time (Linux only): %w", err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat: %q", pid, s)
+	}
+	// fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+	ut, err1 := strconv.ParseInt(fields[11], 10, 64)
+	st, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return ut + st, nil
+}
+
+// rssKB returns VmRSS of a process, in kB.
+func rssKB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("RSS (Linux only): %w", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// failWithLogs prints the agents' last log lines and wraps err.
+func failWithLogs(w io.Writer, cl *proccluster.Cluster, what string, err error) error {
+	for _, p := range cl.Peers {
+		fmt.Fprintf(w, "--- last log lines of %s:\n%s\n", p.ID, p.LogTail(10))
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// isTerminal reports whether w is a terminal (for the progress line).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

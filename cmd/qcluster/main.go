@@ -1,0 +1,184 @@
+// Command qcluster runs QCluster peers as processes and shows a cluster at
+// work.
+//
+// Usage:
+//
+//	qcluster <command> [flags]
+//
+// Commands:
+//
+//	agent   run one peer as a process, from its JSON config file
+//	demo    start a local cluster of agent processes, kill its leader and
+//	        watch another peer take over
+//
+// Exit codes: 0 success, 1 runtime failure, 2 usage error (bad flags or a
+// bad config file).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	m := NewMain()
+	err := m.Run(ctx, os.Args[1:])
+	stop()
+	os.Exit(m.Report(err))
+}
+
+// Main is the qcluster program: it dispatches a command line to a
+// subcommand. It exits nothing itself, so tests can run it in-process.
+type Main struct {
+	// Stdout receives a command's output, and help that was asked for.
+	Stdout io.Writer
+	// Stderr receives logs, errors and usage after a usage error.
+	Stderr io.Writer
+}
+
+// NewMain returns a Main that writes to the process's stdout and stderr.
+func NewMain() *Main {
+	return &Main{Stdout: os.Stdout, Stderr: os.Stderr}
+}
+
+// UsageError reports bad command-line arguments or a bad config file. The
+// process exits with code 2.
+type UsageError struct {
+	// Err says what is wrong.
+	Err error
+	// Hint, when not empty, says where to find help, on a line of its own.
+	Hint string
+}
+
+// Error returns the message of Err.
+func (e *UsageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// usageErrorf returns a *UsageError with a formatted message and a hint
+// naming the help of command cmd (the top level when empty).
+func usageErrorf(cmd, format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...), Hint: helpHint(cmd)}
+}
+
+func helpHint(cmd string) string {
+	if cmd == "" {
+		return "Run 'qcluster -h' for usage."
+	}
+	return "Run 'qcluster " + cmd + " -h' for usage."
+}
+
+// ExitCode maps an error returned by Run to the process exit code: 0 for
+// nil, 2 for a *UsageError, 1 for anything else.
+func ExitCode(err error) int {
+	var ue *UsageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	default:
+		return 1
+	}
+}
+
+// Report prints err (if any) to Stderr and returns the exit code for it.
+func (m *Main) Report(err error) int {
+	if err == nil {
+		return 0
+	}
+	msg := strings.TrimPrefix(err.Error(), "qcluster: ")
+	fmt.Fprintf(m.Stderr, "qcluster: %s\n", msg)
+	var ue *UsageError
+	if errors.As(err, &ue) && ue.Hint != "" {
+		fmt.Fprintln(m.Stderr, ue.Hint)
+	}
+	return ExitCode(err)
+}
+
+const mainUsage = `qcluster runs QCluster peers as processes and shows a cluster at work.
+
+Usage:
+
+	qcluster <command> [flags]
+
+Commands:
+
+	agent   run one peer as a process, from its JSON config file
+	demo    start a local cluster of agent processes, kill its leader and
+	        watch another peer take over (needs no arguments or files)
+
+Run 'qcluster <command> -h' for a command's flags.
+
+Try it:
+
+	qcluster demo
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error (bad flags or a bad
+config file).
+`
+
+// Run runs the command line args (without the program name). It returns a
+// *UsageError for bad arguments; ctx ending stops a running command (the
+// agent stops cleanly and Run returns nil).
+func (m *Main) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, mainUsage)
+		return &UsageError{Err: errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "agent":
+		return (&AgentCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "demo":
+		return (&DemoCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "help", "-h", "-help", "--help":
+		if cmd == "help" && len(rest) > 0 {
+			// "qcluster help agent" is "qcluster agent -h".
+			switch rest[0] {
+			case "agent", "demo":
+				return m.Run(ctx, []string{rest[0], "-h"})
+			}
+			return usageErrorf("", "unknown command %q", rest[0])
+		}
+		fmt.Fprint(m.Stdout, mainUsage)
+		return nil
+	default:
+		return usageErrorf("", "unknown command %q", cmd)
+	}
+}
+
+// parseFlags parses a subcommand's flags. It prints the command's usage to
+// stdout and returns errHelp when help was asked for, and turns any other
+// parse error into a *UsageError. The flag package's own error output is
+// suppressed: the caller reports the error once.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, usage string) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return errHelp
+	case err != nil:
+		return usageErrorf(fs.Name(), "%s: %w", fs.Name(), err)
+	case fs.NArg() > 0:
+		return usageErrorf(fs.Name(), "%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+// errHelp is returned by parseFlags when it printed help; the command then
+// returns nil.
+var errHelp = errors.New("help shown")

@@ -1,0 +1,80 @@
+// Command minimal is the seed's "bare minimum" QCluster example: every peer
+// runs the same work loop once a second, and only the leader does the work.
+// The others idle until one of them becomes the leader.
+//
+// Run one per terminal, from the repository root:
+//
+//	go run ./examples/minimal examples/minimal/server_a.json
+//	go run ./examples/minimal examples/minimal/server_b.json
+//	go run ./examples/minimal examples/minimal/server_c.json
+//
+// Stop the leader with Ctrl-C and watch another peer take over.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/qcluster/qcluster"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: minimal <config.json>   (e.g. examples/minimal/server_a.json)")
+		os.Exit(2)
+	}
+	// Ctrl-C (SIGINT) or SIGTERM cancels ctx: the loop ends and the peer
+	// closes.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, path string) error {
+	cfg, err := qcluster.LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	identifier := cfg.Identifier
+
+	cluster, err := qcluster.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := cluster.Start(ctx); err != nil {
+		return err
+	}
+	defer cluster.Close()
+
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if cluster.IsLeader() {
+			slog.Info("I am the leader! " + identifier + " is doing some work...")
+		} else {
+			slog.Info("I am not the leader :(")
+			if leader, ok := cluster.Leader(); ok {
+				// Metadata comes from the config files: a follower could use
+				// the leader's server_port to send its traffic there.
+				slog.Info("This is the leader", "identifier", leader.Identifier,
+					"host", leader.Host, "port", leader.Port, "metadata", leader.Metadata)
+			} else {
+				slog.Info("No leader is elected right now (no majority of peers reachable, or an election is running)")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			slog.Info("Stopping " + identifier)
+			return nil
+		case <-tick.C:
+		}
+	}
+}
