@@ -11,6 +11,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 )
 
 // Peer is a cluster member as the API shows it.
@@ -54,6 +55,7 @@ const (
 	CodeNoLeader         = "no_leader"
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
+	CodeBadRequest       = "bad_request"
 )
 
 // Backend is what the handlers read. Implementations must be safe for
@@ -66,21 +68,42 @@ type Backend interface {
 // NewHandler returns the v1 API handler over b.
 func NewHandler(b Backend) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/v1/status", only(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, b.Status())
-	})
-	mux.HandleFunc("GET /v1/leader", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("/v1/leader", only(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 		p, ok := b.Leader()
 		if !ok {
 			WriteError(w, http.StatusServiceUnavailable, CodeNoLeader, "no leader is elected: a majority of the peers is not reachable, or an election is in progress")
 			return
 		}
 		WriteJSON(w, http.StatusOK, p)
-	})
+	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/") {
+			// "OPTIONS *" and other non-path targets, which ServeMux
+			// would answer with a bare 400.
+			WriteError(w, http.StatusBadRequest, CodeBadRequest, "the request target must be a path such as /v1/status")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// only restricts h to one method (GET also allows HEAD) and answers others
+// with a JSON 405 and an Allow header.
+func only(method string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && (method != http.MethodGet || r.Method != http.MethodHead) {
+			w.Header().Set("Allow", method)
+			WriteError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; use "+method)
+			return
+		}
+		h(w, r)
+	}
 }
 
 // WriteJSON writes v as a JSON response with the given status.
