@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Multi-host fault tests: real `qcluster agent` processes, one per Linux
+# network namespace, under kill -9, partitions, SIGSTOP, rolling restarts and
+# latency (see test/multihost/doc.go). Needs root and iproute2; installs
+# iproute2 when `ip` is missing. Where namespaces cannot be made here, it
+# prints "multihost: skipped: <reason>" and exits 0.
+#
+# Environment: QCLUSTER_MULTIHOST_FULL=1 for the long run (60s idle under
+# latency, more repetitions); QCLUSTER_MULTIHOST_IDLE, _REPS, _LOGDIR,
+# _SWITCH tune it (see the package doc).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+skip() {
+  echo "multihost: skipped: $*"
+  exit 0
+}
+
+[ "$(uname -s)" = Linux ] || skip "needs Linux network namespaces (this is $(uname -s))"
+[ "$(id -u)" = 0 ] || skip "needs root to create network namespaces (running as uid $(id -u))"
+
+if ! command -v ip >/dev/null 2>&1; then
+  echo "multihost: ip is missing: installing iproute2"
+  if ! { apt-get update && apt-get install -y iproute2; } >/tmp/multihost-apt.log 2>&1; then
+    tail -5 /tmp/multihost-apt.log
+    skip "ip (iproute2) is missing and could not be installed"
+  fi
+fi
+
+probe="qcmh$$-probe"
+if ! out=$(ip netns add "$probe" 2>&1); then
+  skip "ip netns add does not work here: $out"
+fi
+if ! out=$(ip netns del "$probe" 2>&1); then
+  skip "ip netns del does not work here: $out"
+fi
+
+# Remove the namespaces of runs that died (their pid is in the name).
+sweep() {
+  local ns pid
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^qcmh[0-9]+-' || true); do
+    pid=${ns#qcmh}
+    pid=${pid%%-*}
+    if ! kill -0 "$pid" 2>/dev/null; then
+      ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+      ip netns del "$ns" 2>/dev/null
+    fi
+  done
+}
+sweep
+
+log=$(mktemp /tmp/multihost.XXXXXX.log)
+go test -tags multihost -count=1 -timeout 15m -v ./test/multihost/ >"$log" 2>&1
+rc=$?
+sweep
+if [ "$rc" -ne 0 ]; then
+  echo "multihost: FAILED (exit $rc); the failures (full log: $log):"
+  grep -E -- '--- FAIL|_test\.go:[0-9]+: .*(split|lease|overlap|bound|conflict|regression|spurious|did not|no leader|still|claim)' "$log" | head -60
+  echo "..."
+fi
+tail -60 "$log"
+exit "$rc"

@@ -1,0 +1,419 @@
+//go:build multihost && linux
+
+package multihost
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestThreePeers runs the fault scenarios on 3 hosts with the seed's
+// timings (heartbeat 50ms, election timeout 150ms).
+func TestThreePeers(t *testing.T) {
+	requireHosts(t)
+	c := newCluster(t, "3 peers", 3, fastTimings, userspaceSwitch(t, false))
+	c.scenario(t, "kill -9 leader", scenarioKillLeader)
+	c.scenario(t, "partition leader", scenarioPartitionLeader)
+	c.scenario(t, "SIGSTOP leader 3xET", scenarioStopLeader)
+	c.scenario(t, "rolling restart", scenarioRollingRestart)
+}
+
+// TestFivePeers runs the fault scenarios on 5 hosts with the seed's
+// timings, and the 2|3 partitions.
+func TestFivePeers(t *testing.T) {
+	requireHosts(t)
+	c := newCluster(t, "5 peers", 5, fastTimings, userspaceSwitch(t, false))
+	c.scenario(t, "kill -9 leader", scenarioKillLeader)
+	c.scenario(t, "partition leader", scenarioPartitionLeader)
+	c.scenario(t, "partition 2|3, leader in 2", scenarioSplit(true))
+	c.scenario(t, "partition 2|3, leader in 3", scenarioSplit(false))
+	c.scenario(t, "SIGSTOP leader 3xET", scenarioStopLeader)
+	c.scenario(t, "rolling restart", scenarioRollingRestart)
+}
+
+// TestNetem adds 100ms ± 50ms of latency to every host's data link and
+// shows that an idle cluster keeps its leader (-multihost.idle), then that a
+// fail-over still works. The timings leave room for the latency: heartbeat
+// 100ms, election timeout 1s (a round trip takes up to 300ms, and the
+// seed's 150ms election timeout would be shorter than that).
+func TestNetem(t *testing.T) {
+	requireHosts(t)
+	user := userspaceSwitch(t, true)
+	if !user {
+		requireHosts(t, "tc")
+	}
+	label := "5 peers, netem"
+	if user {
+		label += " (user-space)"
+	}
+	c := newCluster(t, label, 5, netemTimings, user)
+	c.netem = true
+	c.scenario(t, "netem 100±50ms idle", scenarioNetemIdle)
+	c.scenario(t, "netem kill -9 leader", func(s *scen) {
+		s.must(c.topo.netem(netemDelay, netemJitter)) // kept from the idle scenario; again in case it failed early
+		scenarioKillLeader(s)
+	})
+}
+
+// scen is one scenario in progress.
+type scen struct {
+	c     *cluster
+	t     *testing.T
+	r     *result
+	start time.Duration // the window the scenario is judged on opens here
+	term  uint64        // the leader's term at the last stable()
+
+	noSpurious bool // assert zero spurious leader changes
+}
+
+// scenario runs body as a subtest on c, with the monitor's samples from its
+// start to its end judged: no split brain, no lease overlap, no two
+// leaders of a term, no term going backwards. It records a row of the
+// final table, whether the scenario passes or not.
+func (c *cluster) scenario(t *testing.T, name string, body func(*scen)) {
+	t.Run(name, func(t *testing.T) {
+		r := &result{cluster: c.label, name: name}
+		s := &scen{c: c, t: t, r: r}
+		if err := c.reset(); err != nil {
+			t.Fatalf("reset: %v", err)
+		}
+		since := c.mon.now()
+		_, term, _, ok := c.waitStable(since, c.stableTimeout())
+		if !ok {
+			t.Fatalf("no stable leader before the scenario, within %v", c.stableTimeout())
+		}
+		s.start = c.mon.now()
+		r.startTerm = term
+		defer s.judge()
+		body(s)
+	})
+}
+
+// judge analyses the scenario's window and asserts the invariants.
+func (s *scen) judge() {
+	c, t, r := s.c, s.t, s.r
+	end := c.mon.now()
+	ss := c.mon.window(s.start, end)
+	r.f = analyze(ss, c.names, r.startTerm, s.start)
+	for _, ex := range r.f.examples {
+		t.Log(ex)
+	}
+	if r.f.splitBrain > 0 {
+		t.Errorf("%d split-brain instants: two peers said is_leader=true at overlapping times", r.f.splitBrain)
+	}
+	if r.f.leaseOverlap > 0 {
+		t.Errorf("%d lease overlaps: a peer claimed leadership inside another's lease", r.f.leaseOverlap)
+	}
+	if r.f.termConflicts > 0 {
+		t.Errorf("%d terms with two peers claiming leadership", r.f.termConflicts)
+	}
+	if r.f.termRegressions > 0 {
+		t.Errorf("%d term regressions: a peer's term went backwards", r.f.termRegressions)
+	}
+	if s.noSpurious && r.spurious() > 0 {
+		t.Errorf("%d spurious leader changes (terms %v after term %d) with no fault", r.spurious(), r.f.leaderTerms, r.startTerm)
+	}
+	if r.f.samples == 0 {
+		t.Errorf("the monitor took no samples")
+	}
+	if med := median(r.failovers); med > c.failoverBound() {
+		t.Errorf("the median fail-over took %v, over the bound %v", med, c.failoverBound())
+	}
+	r.failed = t.Failed()
+	t.Logf("%s / %s: %d faults, fault → leader %s ms, rounds %s, split-brain %d, lease overlap %d, leaderships %d (expected %d), spurious %d, samples %d (%d unanswered) over %.1fs",
+		c.label, r.name, r.faults, durStats(r.failovers), roundStats(r.rounds), r.f.splitBrain, r.f.leaseOverlap,
+		len(r.f.leaderTerms), r.expected, r.spurious(), r.f.samples, r.f.failed, (end - s.start).Seconds())
+	if r.f.slow > 0 || len(r.f.fails) > 0 {
+		r.note("status requests: %d answers over %v (slowest %v, %s), unanswered %v",
+			r.f.slow, slowAnswer, r.f.slowest.Round(time.Millisecond), c.names[r.f.slowestPeer], r.f.fails)
+	}
+	for _, n := range r.notes {
+		t.Log("  " + n)
+	}
+	if t.Failed() || *flagTrace {
+		t.Logf("what each peer said (times from the scenario start):\n%s", transitions(ss, c.names, s.start))
+	}
+	record(r)
+}
+
+// stable waits until every peer agrees on a leader that holds, with
+// samples sent from now on, and returns it.
+func (s *scen) stable() (leader int, term uint64) {
+	s.t.Helper()
+	l, term, _, ok := s.c.waitStable(s.c.mon.now(), s.c.stableTimeout())
+	if !ok {
+		s.t.Fatalf("the peers did not settle on one leader within %v", s.c.stableTimeout())
+	}
+	s.term = term
+	return l, term
+}
+
+// failover waits until the peers in set agree on a new leader after the
+// fault at monitor time t0, and records the time it took and the election
+// rounds (terms) it used since the last stable(). Every fail-over must
+// take less than the cluster's bound; under netem, where an election round
+// with a split vote costs 1-2 election timeouts more, the median must, and
+// each one less than twice the bound (the slow ones are listed).
+func (s *scen) failover(set []int, t0 time.Duration, fault string) int {
+	s.t.Helper()
+	c := s.c
+	l, at, ok := c.waitAgreed(set, t0, t0+c.stableTimeout())
+	if !ok {
+		s.t.Fatalf("%s: %v after the fault, peers %v agree on no leader", fault, c.stableTimeout(), c.namesOf(set))
+	}
+	d := at - t0
+	rounds := int(c.mon.latestOf(l).st.Term - s.term)
+	s.r.failovers = append(s.r.failovers, d)
+	s.r.rounds = append(s.r.rounds, rounds)
+	s.r.expected++
+	bound := c.failoverBound()
+	switch {
+	case !c.netem && d > bound:
+		s.t.Errorf("%s: the new leader %s was agreed after %v, over the bound %v", fault, c.names[l], d, bound)
+	case c.netem && d > 2*bound:
+		s.t.Errorf("%s: the new leader %s was agreed after %v (%d election rounds), over twice the bound %v", fault, c.names[l], d, rounds, bound)
+	case d > bound:
+		s.r.note("%s: new leader after %v, over %v, in %d election rounds", fault, d.Round(time.Millisecond), bound, rounds)
+	}
+	return l
+}
+
+func (c *cluster) namesOf(set []int) []string {
+	var out []string
+	for _, i := range set {
+		out = append(out, c.names[i])
+	}
+	return out
+}
+
+func (s *scen) must(err error) {
+	s.t.Helper()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// scenarioKillLeader: kill -9 the leader, wait for the others to agree on
+// a new one, restart the old one and let it rejoin.
+func scenarioKillLeader(s *scen) {
+	c := s.c
+	for range *flagReps {
+		l, _ := s.stable()
+		t0 := c.mon.now()
+		s.must(c.kill(l))
+		s.r.faults++
+		s.failover(c.others(l), t0, "kill -9 "+c.names[l])
+		s.must(c.start(l))
+	}
+	s.stable()
+}
+
+// scenarioPartitionLeader: cut the leader off the data network. The rest
+// elect a new leader; the old one must let its lease lapse and name no
+// leader; after the heal everyone follows one leader.
+func scenarioPartitionLeader(s *scen) {
+	c := s.c
+	var letGo, rejoin []time.Duration
+	for range *flagReps {
+		l, _ := s.stable()
+		t0 := c.mon.now()
+		s.must(c.topo.isolate(l))
+		s.r.faults++
+		nl := s.failover(c.others(l), t0, "isolate "+c.names[l])
+		lapsed := func(latest []sample) bool {
+			x := latest[l]
+			return x.ok && x.sent >= t0 && !x.st.IsLeader && x.st.leader() == ""
+		}
+		_, ok := c.mon.waitUntil(t0+c.stableTimeout(), lapsed)
+		at, _ := c.mon.firstTrue(t0, lapsed)
+		if !ok {
+			s.t.Errorf("the isolated old leader %s still claims or names a leader %v after the cut", c.names[l], c.stableTimeout())
+		} else {
+			letGo = append(letGo, at-t0)
+		}
+		tHeal := c.mon.now()
+		s.must(c.topo.heal())
+		l2, _, _, ok := c.waitStable(tHeal, c.stableTimeout())
+		if !ok {
+			s.t.Fatalf("after the heal the peers did not settle on a leader within %v", c.stableTimeout())
+		}
+		all := c.all()
+		agreedAt, _ := c.mon.firstTrue(tHeal, func(latest []sample) bool {
+			_, ok := c.agreedLeader(latest, all, tHeal)
+			return ok
+		})
+		rejoin = append(rejoin, agreedAt-tHeal)
+		if l2 != nl {
+			s.r.note("the heal changed the leader from %s to %s", c.names[nl], c.names[l2])
+		}
+	}
+	s.r.note("isolated old leader had no lease and named no leader %s ms after the cut", durStats(letGo))
+	s.r.note("all agreed again %s ms after the heal", durStats(rejoin))
+}
+
+// scenarioSplit: partition a 5-cluster 2|3, with the leader on the
+// minority side or on the majority side. The majority must have (or elect)
+// a leader; the minority must end up with no leader and stay so until the
+// heal.
+func scenarioSplit(leaderInMinority bool) func(*scen) {
+	return func(s *scen) {
+		c := s.c
+		n := len(c.agents)
+		var leaderless []time.Duration
+		for range *flagReps {
+			l, _ := s.stable()
+			minority := []int{(l + 1) % n, (l + 2) % n}
+			if leaderInMinority {
+				minority = []int{l, (l + 1) % n}
+			}
+			majority := c.others(minority...)
+			t0 := c.mon.now()
+			s.must(c.topo.split(minority))
+			s.r.faults++
+			fault := fmt.Sprintf("partition %v | %v", c.namesOf(minority), c.namesOf(majority))
+			if leaderInMinority {
+				s.failover(majority, t0, fault)
+			} else {
+				ml, _, ok := c.waitAgreed(majority, t0, t0+c.stableTimeout())
+				switch {
+				case !ok:
+					s.t.Fatalf("%s: the majority agrees on no leader", fault)
+				case ml != l:
+					s.t.Errorf("%s: the majority changed its leader from %s to %s", fault, c.names[l], c.names[ml])
+				}
+			}
+			noLeader := func(latest []sample) bool {
+				for _, i := range minority {
+					x := latest[i]
+					if !x.ok || x.sent < t0 || x.st.IsLeader || x.st.leader() != "" {
+						return false
+					}
+				}
+				return true
+			}
+			_, ok := c.mon.waitUntil(t0+c.stableTimeout(), noLeader)
+			at, _ := c.mon.firstTrue(t0, noLeader)
+			if !ok {
+				s.t.Fatalf("%s: the minority still has a leader %v after the cut", fault, c.stableTimeout())
+			}
+			leaderless = append(leaderless, at-t0)
+			// Keep the partition for two election timeouts more: the
+			// minority must not elect anyone meanwhile.
+			holdFor(max(2*c.tm.election, 500*time.Millisecond))
+			tHeal := c.mon.now()
+			for _, x := range c.mon.window(at, tHeal) {
+				if x.ok && contains(minority, x.peer) && (x.st.IsLeader || x.st.leader() != "") {
+					s.t.Errorf("%s: minority peer %s names leader %q (is_leader=%v, term %d) at %+.1fms, after the minority had none",
+						fault, c.names[x.peer], x.st.leader(), x.st.IsLeader, x.st.Term, ms(x.sent-s.start))
+					break
+				}
+			}
+			s.must(c.topo.heal())
+			if _, _, _, ok := c.waitStable(tHeal, c.stableTimeout()); !ok {
+				s.t.Fatalf("after the heal the peers did not settle on a leader within %v", c.stableTimeout())
+			}
+		}
+		s.r.note("minority had no leader %s ms after the cut, and kept none until the heal", durStats(leaderless))
+	}
+}
+
+// scenarioStopLeader: SIGSTOP the leader for 3 election timeouts, then
+// SIGCONT it. The others elect a new leader meanwhile; the old one must come
+// back as a follower of the new leader and never claim leadership again.
+func scenarioStopLeader(s *scen) {
+	c := s.c
+	pause := 3 * c.tm.election
+	var back []time.Duration
+	for range *flagReps {
+		l, _ := s.stable()
+		t0 := c.mon.now()
+		s.must(c.signal(l, syscall.SIGSTOP))
+		s.r.faults++
+		contAt := t0 + pause
+		_, _, agreedBeforeCont := c.waitAgreed(c.others(l), t0, contAt)
+		holdFor(contAt - c.mon.now())
+		tCont := c.mon.now()
+		s.must(c.signal(l, syscall.SIGCONT))
+		nl := s.failover(c.others(l), t0, "SIGSTOP "+c.names[l])
+		if !agreedBeforeCont {
+			s.r.note("no new leader was agreed before the SIGCONT, %v after the SIGSTOP", pause)
+		}
+		follows := func(latest []sample) bool {
+			x := latest[l]
+			return x.ok && x.sent >= tCont && !x.st.IsLeader && x.st.leader() == c.names[nl]
+		}
+		_, ok := c.mon.waitUntil(tCont+c.stableTimeout(), follows)
+		at, _ := c.mon.firstTrue(tCont, follows)
+		if !ok {
+			s.t.Errorf("%s did not come back as a follower of %s within %v of SIGCONT", c.names[l], c.names[nl], c.stableTimeout())
+		} else {
+			back = append(back, at-tCont)
+		}
+		if agreedBeforeCont {
+			for _, x := range c.mon.window(tCont, c.mon.now()) {
+				if x.peer == l && x.ok && x.st.IsLeader {
+					s.t.Errorf("%s claimed leadership (term %d, lease %.1fms) at %+.1fms after its SIGCONT, while %s led",
+						c.names[l], x.st.Term, x.st.LeaseRemainingMS, ms(x.sent-tCont), c.names[nl])
+					break
+				}
+			}
+		}
+	}
+	s.stable()
+	s.r.note("paused %v; the old leader followed the new one %s ms after SIGCONT", pause, durStats(back))
+}
+
+// scenarioRollingRestart: stop (SIGTERM) and restart every peer in turn,
+// waiting for the cluster to settle in between.
+func scenarioRollingRestart(s *scen) {
+	c := s.c
+	for i := range c.agents {
+		l, _ := s.stable()
+		t0 := c.mon.now()
+		s.must(c.stop(i))
+		s.r.faults++
+		if i == l {
+			s.failover(c.others(i), t0, "restart of leader "+c.names[i])
+		}
+		s.must(c.start(i))
+	}
+	s.stable()
+}
+
+// The latency of the netem scenarios: 100ms ± 50ms one way, as
+// `tc qdisc add dev eth0 root netem delay 100ms 50ms` on every host.
+const (
+	netemDelay  = 100 * time.Millisecond
+	netemJitter = 50 * time.Millisecond
+)
+
+// scenarioNetemIdle: add 100ms ± 50ms of latency on every host, then leave
+// the cluster idle: no leader change, ever. The latency stays for the
+// scenarios that follow.
+func scenarioNetemIdle(s *scen) {
+	c := s.c
+	s.noSpurious = true
+	l, _ := s.stable()
+	s.must(c.topo.netem(netemDelay, netemJitter))
+	tOn := c.mon.now()
+	holdFor(*flagIdle)
+	tEnd := c.mon.now()
+	gaps, lost := 0, 0
+	for _, x := range c.mon.window(tOn, tEnd) {
+		switch {
+		case !x.ok:
+		case x.peer == l && !x.st.IsLeader:
+			gaps++
+		case x.peer != l && x.st.leader() != c.names[l]:
+			lost++
+		}
+	}
+	nl, _ := s.stable()
+	if nl != l {
+		s.t.Errorf("the leader changed from %s to %s while idle under netem", c.names[l], c.names[nl])
+	}
+	s.r.note("idle %v with delay %v ± %v by %s (heartbeat %v, election timeout %v): %d leader samples without the lease, %d follower samples not naming %s",
+		*flagIdle, netemDelay, netemJitter, c.topo.netemKind(), c.tm.heartbeat, c.tm.election, gaps, lost, c.names[l])
+}
