@@ -28,6 +28,15 @@
 // rate differences between machines. The lease ends at once when the leader
 // starts a leadership transfer, since the transferee's election bypasses the
 // followers' lease.
+//
+// Raft gives up on a transfer after an election timeout and the leader then
+// earns its lease again, but a MsgTimeoutNow can arrive later than that (a
+// slow network, a paused transferee), and the election it starts still
+// bypasses the followers' lease. So rounds sent during a transfer are flagged
+// in their context, and a follower grants a transfer vote only if the newest
+// round it heard from the leader was flagged, or it heard no unflagged round
+// within an election timeout; a peer in its first election timeout after a
+// restart refuses transfer votes too.
 package consensus
 
 import (
@@ -204,6 +213,13 @@ type Core struct {
 	leaderSeen time.Duration
 	transferee uint64
 
+	// The newest lease round heard from the leader (follower side): the
+	// leader, term and sequence, whether it could earn a lease (not sent
+	// during a transfer), and when it arrived if so.
+	roundLead, roundTerm, roundSeq uint64
+	roundLease                     bool
+	roundAt                        time.Duration
+
 	confState     raftpb.ConfState
 	voters        []uint64
 	learners      []uint64
@@ -312,7 +328,11 @@ func (c *Core) heartbeat() {
 	c.lastLeaseReq = now
 	c.leaseSeq++
 	var ctx [8]byte
-	binary.BigEndian.PutUint64(ctx[:], c.leaseSeq)
+	tag := c.leaseSeq
+	if c.transferee != 0 {
+		tag |= transferRound
+	}
+	binary.BigEndian.PutUint64(ctx[:], tag)
 	// Forget rounds that can no longer give a lease.
 	for seq, t := range c.leaseReqs {
 		if now-t > c.leaseDur {
@@ -325,13 +345,22 @@ func (c *Core) heartbeat() {
 	c.rn.ReadIndex(ctx[:])
 }
 
+// transferRound flags the context of a lease round sent during a leadership
+// transfer.
+const transferRound = 1 << 63
+
 // Step hands a message from another peer to raft. Votes are refused during
-// the first election timeout after start (see the package doc).
+// the first election timeout after start, and transfer votes while a lease
+// may be running (see the package doc).
 func (c *Core) Step(m raftpb.Message) error {
 	now := c.cfg.Now()
-	if (m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote) && now < c.voteGuardUntil &&
-		string(m.Context) != "CampaignTransfer" {
-		return nil
+	if m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote {
+		if now < c.voteGuardUntil {
+			return nil
+		}
+		if string(m.Context) == "CampaignTransfer" && c.roundLease && now-c.roundAt < c.cfg.ElectionTimeout {
+			return nil
+		}
 	}
 	if err := c.rn.Step(m); err != nil {
 		return err
@@ -340,6 +369,17 @@ func (c *Core) Step(m raftpb.Message) error {
 	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
 		if st := c.rn.BasicStatus(); m.From == st.Lead && m.Term == st.Term {
 			c.leaderSeen = now
+			if m.Type == raftpb.MsgHeartbeat && len(m.Context) == 8 {
+				tag := binary.BigEndian.Uint64(m.Context)
+				seq := tag &^ transferRound
+				if m.From != c.roundLead || m.Term != c.roundTerm || seq > c.roundSeq {
+					c.roundLead, c.roundTerm, c.roundSeq = m.From, m.Term, seq
+					c.roundLease = tag&transferRound == 0
+					if c.roundLease {
+						c.roundAt = now
+					}
+				}
+			}
 		}
 	}
 	return nil
