@@ -1,0 +1,12 @@
+package sim
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	EnableDeterministicElections()
+	goleak.VerifyTestMain(m)
+}

@@ -1,0 +1,400 @@
+package sim
+
+import (
+	"fmt"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/storage"
+)
+
+// peer is one simulated process running consensus.Node's loop around a
+// Core. Its state between crashes is one incarnation.
+type peer struct {
+	c      *Cluster
+	idx    int
+	id     uint64
+	rate   float64 // clock rate
+	voters []uint64
+
+	inc     uint64        // incarnation; bumps on crash and restart
+	startVT time.Duration // virtual time the incarnation started
+	crashed bool
+	core    *consensus.Core
+	mem     *storage.Memory // durable state
+	pub     consensus.View  // last published view (what IsLeader reads)
+
+	// node.go's loop: timer, inbox, calls.
+	timerGen   uint64
+	timerFired bool
+	inbox      []raftpb.Message
+	calls      []call
+
+	paused    bool
+	busyUntil time.Duration // stalled fsync: loop blocked until then
+	callDelay time.Duration // time spent blocked inside the current iteration
+	held      []raftpb.Message
+	pending   consensus.View // view to publish when the stall ends
+	snapSent  []uint64
+
+	stallNext      time.Duration // armed: the next Save takes this long
+	crashAfterSave bool          // armed: crash right after the next Save
+	crashNow       bool
+	preStall       *storage.Memory // durable state before the in-flight stalled Save
+	stallDone      bool            // the stalled Save returned while the peer was paused
+
+	// application state: the records applied, in index order.
+	app         []record
+	lastApplied uint64
+	lastCompact uint64
+
+	maxPubTerm uint64 // highest published term, across incarnations
+}
+
+type call struct {
+	what string
+	fn   func(*consensus.Core) error
+}
+
+// record is one applied registry record.
+type record struct {
+	index, term uint64
+	data        string
+}
+
+// simStore is the peer's storage: a storage.Memory whose Save can be made
+// slow, or be followed by a crash.
+type simStore struct {
+	*storage.Memory
+	p *peer
+}
+
+func (s simStore) Save(hs raftpb.HardState, ents []raftpb.Entry, snap raftpb.Snapshot) error {
+	p := s.p
+	if p.stallNext > 0 {
+		if p.preStall == nil {
+			p.preStall = s.Memory.Clone()
+		}
+		p.callDelay += p.stallNext
+		p.c.countFault("fsync-stall")
+		p.c.event(p.idx, fmt.Sprintf("fsync stalls for %v", p.stallNext))
+		p.stallNext = 0
+	}
+	if err := s.Memory.Save(hs, ents, snap); err != nil {
+		return err
+	}
+	if p.crashAfterSave {
+		p.crashAfterSave = false
+		p.crashNow = true
+	}
+	return nil
+}
+
+// clock is the peer's monotonic clock at virtual time vt.
+func (p *peer) clock(vt time.Duration) time.Duration { return clockAt(vt, p.startVT, p.rate) }
+
+func (p *peer) virtualAt(clock time.Duration) time.Duration {
+	return p.startVT + time.Duration(float64(clock-time.Second)/p.rate)
+}
+
+// start runs a new incarnation over mem.
+func (p *peer) start(mem *storage.Memory) error {
+	c := p.c
+	p.inc++
+	p.startVT = c.now
+	p.crashed = false
+	p.mem = mem
+	core, err := consensus.New(consensus.Config{
+		ID:                p.id,
+		Voters:            p.voters,
+		Storage:           simStore{Memory: mem, p: p},
+		Now:               func() time.Duration { return p.clock(c.now + p.callDelay) },
+		TickInterval:      c.tm.tick,
+		HeartbeatInterval: c.tm.hb,
+		ElectionTimeout:   c.tm.et,
+	})
+	if err != nil {
+		return fmt.Errorf("sim: peer %d: %w", p.id, err)
+	}
+	p.core = core
+	snap, err := mem.Snapshot()
+	if err != nil {
+		return err
+	}
+	p.app = decodeApp(snap.Data)
+	p.lastApplied = snap.Metadata.Index
+	p.lastCompact = snap.Metadata.Index
+	c.chk.restarted(p, snap)
+	p.scheduleTimer()
+	p.publish(p.core.View()) // node.go emits the first view before its loop
+	return nil
+}
+
+func (p *peer) crash(why string) {
+	c := p.c
+	c.countFault(why)
+	durable := p.mem
+	if p.preStall != nil && c.rng.IntN(2) == 0 {
+		// The crash interrupted a stalled fsync: the write never reached
+		// the disk. Nothing it covered was sent.
+		durable = p.preStall
+		c.countFault("crash-lost-write")
+		why += ", in-flight Save lost"
+	}
+	_ = p.mem.Close()
+	p.mem = durable
+	p.crashed = true
+	p.core = nil
+	p.inc++
+	p.timerGen++
+	p.timerFired = false
+	p.inbox, p.calls, p.held = nil, nil, nil
+	p.paused = false
+	p.busyUntil, p.callDelay = 0, 0
+	p.stallNext, p.crashAfterSave, p.crashNow = 0, false, false
+	p.preStall, p.stallDone = nil, false
+	p.app = nil
+	c.endSpan(p)
+	c.event(p.idx, why)
+}
+
+func (p *peer) restart() error {
+	durable := p.mem.Clone()
+	if p.c.opts.amnesia {
+		hs, _, _ := durable.InitialState()
+		hs.Vote = 0
+		if err := durable.Save(hs, nil, raftpb.Snapshot{}); err != nil {
+			return err
+		}
+	}
+	p.c.countFault("restart")
+	if err := p.start(durable); err != nil {
+		return err
+	}
+	p.c.event(p.idx, "restart")
+	return nil
+}
+
+func (p *peer) scheduleTimer() {
+	p.timerGen++
+	p.c.schedule(event{at: p.c.now + virtualFor(p.c.tm.tick, p.rate), kind: evTimer, peer: int32(p.idx), gen: p.timerGen})
+}
+
+// kick runs loop iterations while the peer can run and has work.
+func (p *peer) kick() {
+	for !p.crashed && !p.paused && p.c.now >= p.busyUntil && p.c.err == nil &&
+		(p.timerFired || len(p.inbox) > 0 || len(p.calls) > 0) {
+		p.iterate()
+	}
+}
+
+// iterate is one pass of consensus.Node.Run's loop: one select case (Go
+// picks uniformly among the ready ones), then process, then publish.
+func (p *peer) iterate() {
+	c := p.c
+	var ready [3]int
+	n := 0
+	if p.timerFired {
+		ready[n] = 0
+		n++
+	}
+	if len(p.inbox) > 0 {
+		ready[n] = 1
+		n++
+	}
+	if len(p.calls) > 0 {
+		ready[n] = 2
+		n++
+	}
+	choice := ready[0]
+	if n > 1 {
+		choice = ready[c.rng.IntN(n)]
+	}
+	p.callDelay = 0
+	te := traceEntry{at: c.now, peer: int32(p.idx)}
+	switch choice {
+	case 0:
+		p.timerFired = false
+		p.core.Tick()
+		p.scheduleTimer() // reset after the tick, as node.go does
+		c.stats.Ticks++
+		te.kind = trTick
+	case 1:
+		k := min(len(p.inbox), 257) // one receive plus a drain of 256
+		te.kind, te.mtype, te.from, te.mterm, te.n = trRecv, p.inbox[0].Type, p.inbox[0].From, p.inbox[0].Term, int32(k)
+		for _, m := range p.inbox[:k] {
+			_ = p.core.Step(m) // node.go logs and ignores step errors
+		}
+		p.inbox = p.inbox[k:]
+		if len(p.inbox) == 0 {
+			p.inbox = nil
+		}
+	case 2:
+		cl := p.calls[0]
+		p.calls = p.calls[1:]
+		te.kind, te.note = trCall, cl.what
+		if err := cl.fn(p.core); err != nil {
+			te.note += fmt.Sprintf(" (%v)", err)
+		}
+	}
+	p.process()
+	if c.err != nil {
+		return
+	}
+	if p.crashNow {
+		te.fill(p)
+		c.tr.add(te)
+		p.crash("crash-after-save")
+		return
+	}
+	v := p.core.View()
+	c.chk.coreView(p, v)
+	if p.callDelay > 0 {
+		// The loop is blocked in Save: the view is published, and the
+		// Ready's messages leave, only when it returns.
+		p.busyUntil = c.now + p.callDelay
+		p.pending = v
+		c.schedule(event{at: p.busyUntil, kind: evWake, peer: int32(p.idx), gen: p.inc})
+		te.note += fmt.Sprintf(" [blocked in fsync until %v]", fmtVT(p.busyUntil))
+	} else {
+		p.publish(v)
+	}
+	te.fill(p)
+	c.tr.add(te)
+}
+
+// wake ends a stalled fsync: the write is durable; unless the process is
+// stopped, the messages go out, the view is published and the loop catches up
+// with what queued meanwhile.
+func (p *peer) wake() {
+	p.busyUntil = 0
+	p.preStall = nil
+	if p.paused {
+		p.stallDone = true // finishStall runs on Resume
+		return
+	}
+	p.finishStall()
+}
+
+func (p *peer) finishStall() {
+	c := p.c
+	p.stallDone = false
+	held := p.held
+	p.held = nil
+	for _, m := range held {
+		c.send(p, m)
+	}
+	p.publish(p.pending)
+	c.event(p.idx, fmt.Sprintf("fsync returns; %d held messages sent, view published", len(held)))
+	p.kick()
+}
+
+// process is node.go's process(): drain Ready, report snapshots, apply,
+// compact.
+func (p *peer) process() {
+	c := p.c
+	for p.core.HasReady() {
+		applied, err := p.core.Process(p.send)
+		if err != nil {
+			c.fail("storage", "peer %d: Process: %v", p.id, err)
+			return
+		}
+		if p.crashNow {
+			p.apply(applied) // committed is a fact, even if this peer dies now
+			return
+		}
+		for _, id := range p.snapSent {
+			p.core.ReportSnapshot(id, true)
+		}
+		p.snapSent = p.snapSent[:0]
+		p.apply(applied)
+		if c.err != nil {
+			return
+		}
+	}
+	if p.lastApplied >= p.lastCompact+p.c.opts.CompactEvery {
+		if err := p.core.Compact(encodeApp(p.app), c.opts.CompactKeep); err != nil {
+			c.fail("storage", "peer %d: Compact: %v", p.id, err)
+			return
+		}
+		p.lastCompact = p.lastApplied
+	}
+}
+
+func (p *peer) send(msgs []raftpb.Message) {
+	for _, m := range msgs {
+		if m.Type == raftpb.MsgSnap {
+			p.snapSent = append(p.snapSent, m.To)
+		}
+		switch {
+		case p.crashNow:
+			p.c.stats.Dropped++ // the crash comes before the send
+		case p.callDelay > 0:
+			p.held = append(p.held, m)
+		default:
+			p.c.send(p, m)
+		}
+	}
+}
+
+func (p *peer) apply(a consensus.Applied) {
+	c := p.c
+	if a.Snapshot != nil {
+		p.app = decodeApp(a.Snapshot.Data)
+		p.lastApplied = a.Snapshot.Metadata.Index
+		p.lastCompact = a.Snapshot.Metadata.Index
+		c.chk.snapshotApplied(p, a.Snapshot)
+	}
+	for _, e := range a.Entries {
+		c.chk.applied(p, e)
+		if e.Type == raftpb.EntryNormal {
+			p.app = append(p.app, record{index: e.Index, term: e.Term, data: string(e.Data)})
+		}
+		p.lastApplied = e.Index
+	}
+}
+
+func (p *peer) publish(v consensus.View) {
+	c := p.c
+	c.chk.published(p, v)
+	p.pub = v
+	c.trackSpan(p)
+}
+
+// trackSpan keeps LeaseSpans up to date after p published a view.
+func (c *Cluster) trackSpan(p *peer) {
+	v := p.pub
+	now := p.clock(c.now)
+	last := -1
+	for i := len(c.spans) - 1; i >= 0; i-- {
+		if c.spans[i].Peer == p.id {
+			last = i
+			break
+		}
+	}
+	if !v.IsLeaderAt(now) {
+		if last >= 0 && c.spans[last].Until > c.now {
+			c.spans[last].Until = c.now
+		}
+		return
+	}
+	until := p.virtualAt(v.LeaseUntil)
+	if last >= 0 && c.spans[last].Term == v.Term && c.spans[last].Until >= c.now {
+		c.spans[last].Until = max(c.spans[last].Until, until)
+		return
+	}
+	c.spans = append(c.spans, LeaseSpan{Peer: p.id, Term: v.Term, From: c.now, Until: until})
+}
+
+func (c *Cluster) endSpan(p *peer) {
+	for i := len(c.spans) - 1; i >= 0; i-- {
+		if c.spans[i].Peer == p.id {
+			if c.spans[i].Until > c.now {
+				c.spans[i].Until = c.now
+			}
+			return
+		}
+	}
+}

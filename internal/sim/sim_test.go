@@ -1,0 +1,211 @@
+package sim
+
+import (
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var (
+	flagSeed  = flag.Uint64("sim.seed", 0, "replay this one seed of TestSimulation (with -v: print its whole trace)")
+	flagN     = flag.Int("sim.n", 0, "number of random schedules TestSimulation runs (default 2100; env QCLUSTER_SIM_SCHEDULES)")
+	flagBase  = flag.Uint64("sim.base", 1, "first seed TestSimulation runs")
+	flagDrift = flag.Float64("sim.drift", 0, "clock-rate drift bound for TestSimulation (default 0.04; larger values exceed the core's DriftMargin and are expected to fail)")
+)
+
+// peersFor maps a seed to a cluster size, so that a seed alone names a
+// schedule.
+func peersFor(seed uint64) int { return []int{3, 5, 7}[seed%3] }
+
+func schedOptions(seed uint64) Options {
+	return Options{Seed: seed, Peers: peersFor(seed), ClockDrift: *flagDrift}
+}
+
+func schedules(t *testing.T) int {
+	if *flagN > 0 {
+		return *flagN
+	}
+	if s := os.Getenv("QCLUSTER_SIM_SCHEDULES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			t.Fatalf("QCLUSTER_SIM_SCHEDULES=%q: want a positive integer", s)
+		}
+		return n
+	}
+	if testing.Short() {
+		return 300
+	}
+	return 2100
+}
+
+// TestSimulation runs many random schedules of 3, 5 and 7 peers (seed s
+// has peersFor(s) peers) on GOMAXPROCS workers.
+func TestSimulation(t *testing.T) {
+	if *flagSeed != 0 {
+		replay(t, *flagSeed)
+		return
+	}
+	n := schedules(t)
+	workers := runtime.GOMAXPROCS(0)
+	var (
+		next     atomic.Uint64
+		mu       sync.Mutex
+		total    summary
+		failures []*Violation
+		wg       sync.WaitGroup
+	)
+	next.Store(*flagBase)
+	last := *flagBase + uint64(n)
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				seed := next.Add(1) - 1
+				if seed >= last {
+					return
+				}
+				mu.Lock()
+				stop := len(failures) >= 5
+				mu.Unlock()
+				if stop {
+					return
+				}
+				res, err := Run(schedOptions(seed))
+				mu.Lock()
+				total.add(res)
+				if err != nil {
+					v, ok := err.(*Violation)
+					if !ok {
+						v = &Violation{Seed: seed, Peers: peersFor(seed), Invariant: "sim", Detail: err.Error()}
+					}
+					failures = append(failures, v)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	t.Logf("%d schedules (seeds %d..%d, 3/5/7 peers) in %v on %d workers: %.1f schedules/s",
+		total.schedules, *flagBase, last-1, elapsed.Round(time.Millisecond), workers, float64(total.schedules)/elapsed.Seconds())
+	t.Log(total.String())
+	slices.SortFunc(failures, func(a, b *Violation) int { return int(a.Seed) - int(b.Seed) })
+	for i, v := range failures {
+		if i == 0 {
+			t.Error(v.Error())
+		} else {
+			t.Errorf("also: seed %d (%d peers): %s: %s", v.Seed, v.Peers, v.Invariant, v.Detail)
+		}
+	}
+}
+
+// replay runs one seed: twice, to show it is deterministic, and with -v
+// prints every event of the first run.
+func replay(t *testing.T, seed uint64) {
+	opts := schedOptions(seed)
+	if testing.Verbose() {
+		opts.Verbose = os.Stdout
+	}
+	res, err := Run(opts)
+	t.Logf("seed %d: %s", seed, fmtResult(res))
+	opts.Verbose = nil
+	res2, err2 := Run(opts)
+	if res2.Digest != res.Digest || (err == nil) != (err2 == nil) {
+		t.Errorf("seed %d did not replay identically (digest %x vs %x; deterministic elections: %v)",
+			seed, res.Digest, res2.Digest, res.DeterministicElections)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fmtResult(r Result) string {
+	return fmt.Sprintf("%d peers, %v virtual, %d events, %d messages (%d lost, %d duplicated, %d delayed long, %d cut), %d faults %v, %d elections, %d/%d records committed, agreed leader %v after heal",
+		r.Peers, r.VirtualTime.Round(time.Millisecond), r.Events, r.Messages, r.Lost, r.Duplicated, r.Spikes, r.Dropped,
+		r.FaultsTotal, r.Faults, r.Elections, r.Committed, r.Proposals, r.TimeToLeader)
+}
+
+// summary aggregates Results.
+type summary struct {
+	schedules                       int
+	virtual                         time.Duration
+	events, messages, lost, dup     uint64
+	faults                          map[string]int
+	faultsTotal, elections, records int
+	ttl                             []time.Duration
+}
+
+func (s *summary) add(r Result) {
+	s.schedules++
+	s.virtual += r.VirtualTime
+	s.events += r.Events
+	s.messages += r.Messages
+	s.lost += r.Lost
+	s.dup += r.Duplicated
+	if s.faults == nil {
+		s.faults = map[string]int{}
+	}
+	for k, v := range r.Faults {
+		s.faults[k] += v
+	}
+	s.faultsTotal += r.FaultsTotal
+	s.elections += r.Elections
+	s.records += r.Committed
+	s.ttl = append(s.ttl, r.TimeToLeader)
+}
+
+func (s *summary) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed\n",
+		s.virtual.Round(time.Second), s.events, s.messages, s.lost, s.dup, s.elections, s.records)
+	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
+	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
+		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])
+	}
+	if len(s.ttl) > 0 {
+		slices.Sort(s.ttl)
+		q := func(f float64) time.Duration { return s.ttl[min(int(f*float64(len(s.ttl))), len(s.ttl)-1)] }
+		fmt.Fprintf(&b, "\ntime from heal to an agreed leader with the lease: p50 %v, p99 %v, max %v",
+			q(0.5).Round(time.Millisecond), q(0.99).Round(time.Millisecond), s.ttl[len(s.ttl)-1].Round(time.Millisecond))
+	}
+	return b.String()
+}
+
+// A seed replays exactly, election timeouts included, whatever else runs
+// concurrently.
+func TestDeterministicReplay(t *testing.T) {
+	if !DeterministicElections() {
+		t.Skip("EnableDeterministicElections was not called")
+	}
+	const n = 24
+	var first [n]uint64
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 2 {
+				r, _ := Run(schedOptions(uint64(5000 + i)))
+				first[i] = r.Digest
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		r, _ := Run(schedOptions(uint64(5000 + i)))
+		if r.Digest != first[i] {
+			t.Errorf("seed %d: digest %x, then %x", 5000+i, first[i], r.Digest)
+		}
+	}
+}
