@@ -15,6 +15,17 @@ import (
 // startSinglePeer starts a cluster of one on a free loopback port, for the
 // examples. A real deployment loads a config file with LoadConfig.
 func startSinglePeer() (*qcluster.Cluster, func()) {
+	c, done := newSinglePeer()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.WaitForLeader(ctx); err != nil {
+		log.Fatal(err)
+	}
+	return c, done
+}
+
+// newSinglePeer starts a cluster of one without waiting for its election.
+func newSinglePeer() (*qcluster.Cluster, func()) {
 	dir, err := os.MkdirTemp("", "qcluster-example")
 	if err != nil {
 		log.Fatal(err)
@@ -43,12 +54,6 @@ func startSinglePeer() (*qcluster.Cluster, func()) {
 func ExampleCluster_IsLeader() {
 	c, done := startSinglePeer()
 	defer done()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := c.WaitForLeader(ctx); err != nil {
-		log.Fatal(err)
-	}
-
 	if c.IsLeader() {
 		fmt.Println("I am the leader")
 	} else {
@@ -61,12 +66,6 @@ func ExampleCluster_IsLeader() {
 func ExampleCluster_Leader() {
 	c, done := startSinglePeer()
 	defer done()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := c.WaitForLeader(ctx); err != nil {
-		log.Fatal(err)
-	}
-
 	leader, ok := c.Leader()
 	if !ok {
 		fmt.Println("no leader elected")
@@ -81,7 +80,7 @@ func ExampleCluster_Leader() {
 
 // Watch reports every leadership change, and always ends on the latest.
 func ExampleCluster_Watch() {
-	c, done := startSinglePeer()
+	c, done := newSinglePeer()
 	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

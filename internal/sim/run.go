@@ -263,14 +263,7 @@ func (c *Cluster) inject(f fault) {
 	case FaultPartition:
 		switch r.IntN(3) {
 		case 0: // an arbitrary split into two sides
-			var a, b []uint64
-			for _, p := range c.peers {
-				if r.IntN(2) == 0 {
-					a = append(a, p.id)
-				} else {
-					b = append(b, p.id)
-				}
-			}
+			a, b := c.randomSides(r)
 			c.countFault("partition-split")
 			c.Partition(a, b)
 		case 1: // a minority from the majority
@@ -292,14 +285,7 @@ func (c *Cluster) inject(f fault) {
 		c.Heal()
 		switch r.IntN(3) {
 		case 0: // one side cannot reach the other
-			var a, b []uint64
-			for _, p := range c.peers {
-				if r.IntN(2) == 0 {
-					a = append(a, p.id)
-				} else {
-					b = append(b, p.id)
-				}
-			}
+			a, b := c.randomSides(r)
 			c.countFault("oneway-split")
 			c.Cut(a, b)
 		case 1: // the leader can send but not receive, or the reverse
@@ -453,4 +439,16 @@ func (c *Cluster) cutString() string {
 		}
 	}
 	return fmt.Sprint(s)
+}
+
+// randomSides splits the peers into two random (possibly empty) sides.
+func (c *Cluster) randomSides(r *rand.Rand) (a, b []uint64) {
+	for _, p := range c.peers {
+		if r.IntN(2) == 0 {
+			a = append(a, p.id)
+		} else {
+			b = append(b, p.id)
+		}
+	}
+	return a, b
 }
