@@ -157,6 +157,14 @@ type Config struct {
 	// Default: "" (no name; matches only peers without a name).
 	ClusterName string `json:"cluster_name,omitempty"`
 
+	// APIToken, when set, is the bearer token the HTTP API requires on its
+	// mutating endpoints (POST /v1/leader/transfer, POST /v1/leader/resign):
+	// clients send "Authorization: Bearer <token>" and are refused with 401
+	// otherwise. The comparison takes constant time. Read-only endpoints
+	// stay open. Default: "" (no token: anyone who can reach the port may
+	// move leadership). It is a secret: keep the config file private.
+	APIToken string `json:"api_token,omitempty"`
+
 	// Listener is an optional pre-bound TCP listener for this peer, used
 	// instead of listening on ListenHost:ListenPort (tests and embedding:
 	// bind "127.0.0.1:0" and let the OS pick the port). Not read from JSON.
@@ -518,6 +526,7 @@ func cfgTopFields() []string {
 	return []string{
 		"identifier", "listen_host", "listen_port", "advertise_host", "metadata",
 		"peers", "data_dir", "heartbeat_interval", "election_timeout", "cluster_name",
+		"api_token",
 	}
 }
 
@@ -600,6 +609,8 @@ func (d *cfgDecoder) decode() Config {
 			c.ElectionTimeout = d.duration(m, path, DefaultElectionTimeout)
 		case "cluster_name":
 			c.ClusterName = d.str(m, path)
+		case "api_token":
+			c.APIToken = d.str(m, path)
 		default:
 			if s := cfgSuggest(m.key, cfgTopFields(), nil); s != "" {
 				d.add(m.keyOff, path, "%s: unknown field; did you mean %q?", path, s)

@@ -60,6 +60,9 @@ var (
 	ErrNotLeader = errors.New("qcluster: not the leader")
 	// ErrUnknownPeer: no member has that identifier.
 	ErrUnknownPeer = errors.New("qcluster: unknown peer")
+	// ErrTransferFailed: the peer chosen to take over leadership did not
+	// (it is down or far behind); this peer leads on.
+	ErrTransferFailed = errors.New("qcluster: leadership transfer failed")
 )
 
 // Peer is a member of the cluster: where its QCluster port is, its unique
@@ -255,7 +258,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	mux := transport.NewMux(ln, transport.MuxOptions{Logger: c.log.With("component", "mux")})
 	mux.Handle(transport.RaftPreamble, tr.HandleStream)
 	c.httpSrv = &http.Server{
-		Handler:           api.NewHandler(apiBackend{c}),
+		Handler:           api.NewHandlerWithOptions(newAPIBackend(c), api.Options{Token: c.cfg.APIToken}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
@@ -355,6 +358,17 @@ func (c *Cluster) IsLeader() bool {
 	return !s.closed && s.view.IsLeaderAt(c.now())
 }
 
+// leaderIn returns the leader s lets this peer report at now.
+func (c *Cluster) leaderIn(s *snapshot, now time.Duration) (*Peer, bool) {
+	if s.closed || s.leader == nil {
+		return nil, false
+	}
+	if _, ok := s.view.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout)); !ok {
+		return nil, false
+	}
+	return s.leader, true
+}
+
 // now reads the monotonic clock that views are stamped with.
 func (c *Cluster) now() time.Duration { return time.Since(c.base) + time.Second }
 
@@ -364,33 +378,39 @@ func (c *Cluster) now() time.Duration { return time.Since(c.base) + time.Second 
 // Metadata is shared and must not be modified. It takes no lock and does not
 // allocate.
 func (c *Cluster) Leader() (Peer, bool) {
-	s := c.snap.Load()
-	if s.closed || s.leader == nil {
-		return Peer{}, false
+	if p, ok := c.leaderIn(c.snap.Load(), c.now()); ok {
+		return *p, true
 	}
-	if _, ok := s.view.LeaderAt(c.now(), time.Duration(c.cfg.ElectionTimeout)); !ok {
-		return Peer{}, false
-	}
-	return *s.leader, true
+	return Peer{}, false
 }
 
 // Term returns the current term.
 func (c *Cluster) Term() uint64 { return c.snap.Load().view.Term }
 
-// State returns this peer's view of the cluster now.
+// State returns this peer's view of the cluster now, taken from one
+// snapshot at one instant (as IsLeader and Leader would answer). Index is
+// that of the last change published to watchers.
 func (c *Cluster) State() State {
-	s := c.snap.Load()
+	st, _ := c.stateNow()
+	return st
+}
+
+// stateNow evaluates one snapshot at one instant, and returns the snapshot
+// too, for callers that show more of it.
+func (c *Cluster) stateNow() (State, *snapshot) {
+	idx := c.watch.index()
+	s, now := c.snap.Load(), c.now()
 	st := State{
 		Identifier: c.cfg.Identifier,
 		Role:       Role(s.view.Role),
 		Term:       s.view.Term,
-		Index:      c.watch.index(),
+		Index:      idx,
+		IsLeader:   !s.closed && s.view.IsLeaderAt(now),
 	}
-	if p, ok := c.Leader(); ok {
-		st.Leader, st.HasLeader = p, true
+	if p, ok := c.leaderIn(s, now); ok {
+		st.Leader, st.HasLeader = *p, true
 	}
-	st.IsLeader = c.IsLeader()
-	return st
+	return st, s
 }
 
 // WaitForLeader blocks until a leader is known and returns it, or returns
@@ -398,8 +418,10 @@ func (c *Cluster) State() State {
 func (c *Cluster) WaitForLeader(ctx context.Context) (Peer, error) {
 	ch := c.Watch(ctx)
 	for st := range ch {
-		if st.HasLeader {
-			return st.Leader, nil
+		// Watch publishes on the peer's ticks; the leader it names must
+		// still hold at this instant (a lease may have just run out).
+		if p, ok := c.Leader(); st.HasLeader && ok {
+			return p, nil
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -409,16 +431,13 @@ func (c *Cluster) WaitForLeader(ctx context.Context) (Peer, error) {
 }
 
 // Transfer hands leadership to the peer with the given identifier (or, when
-// it is empty, to the most up-to-date other voter) and waits until another
-// peer leads. This peer's lease ends at once. It must be called on the
-// leader.
+// it is empty, to the best other voter: one that is replicating and
+// up to date) and waits until another peer leads. This peer's lease ends at
+// once. It must be called on the leader (ErrNotLeader). When the target
+// does not take over (it is down or far behind), raft gives up after an
+// election timeout, this peer earns its lease again and Transfer returns
+// ErrTransferFailed.
 func (c *Cluster) Transfer(ctx context.Context, identifier string) error {
-	c.mu.Lock()
-	node := c.node
-	c.mu.Unlock()
-	if node == nil {
-		return ErrNotStarted
-	}
 	var target uint64
 	if identifier != "" {
 		id, ok := c.idents[identifier]
@@ -427,13 +446,44 @@ func (c *Cluster) Transfer(ctx context.Context, identifier string) error {
 		}
 		target = id
 	}
+	_, err := c.transfer(ctx, target, nil)
+	return err
+}
+
+// Resign hands leadership to the best other voter without waiting for an
+// election timeout, and waits until another peer leads. A voter that does
+// not take over is given up for the next best. It must be called on the
+// leader (ErrNotLeader); it returns ErrUnknownPeer when there is no other
+// voter, ErrTransferFailed when none took over.
+func (c *Cluster) Resign(ctx context.Context) error {
+	tried := map[uint64]bool{}
+	for {
+		target, err := c.transfer(ctx, 0, tried)
+		if !errors.Is(err, ErrTransferFailed) {
+			if len(tried) > 0 && errors.Is(err, ErrUnknownPeer) {
+				return fmt.Errorf("%w: no other voter took over", ErrTransferFailed)
+			}
+			return err
+		}
+		tried[target] = true
+	}
+}
+
+// transfer starts one hand-over to target (0: the best voter not in tried)
+// and waits for its outcome; it returns the target it chose.
+func (c *Cluster) transfer(ctx context.Context, target uint64, tried map[uint64]bool) (uint64, error) {
+	c.mu.Lock()
+	node := c.node
+	c.mu.Unlock()
+	if node == nil {
+		return 0, ErrNotStarted
+	}
 	err := node.Do(ctx, func(core *consensus.Core) error {
-		v := core.View()
-		if v.Role != consensus.Leader {
+		if core.View().Role != consensus.Leader {
 			return ErrNotLeader
 		}
 		if target == 0 {
-			target = c.bestTransferee(v)
+			target = core.BestTransferee(func(id uint64) bool { return tried[id] })
 			if target == 0 {
 				return fmt.Errorf("%w: no other voter to transfer to", ErrUnknownPeer)
 			}
@@ -443,29 +493,24 @@ func (c *Cluster) Transfer(ctx context.Context, identifier string) error {
 	})
 	if err != nil {
 		if errors.Is(err, consensus.ErrStopped) {
-			return ErrClosed
+			return target, ErrClosed
 		}
-		return err
+		return target, err
 	}
-	ch := c.Watch(ctx)
-	for st := range ch {
-		if st.HasLeader && st.Leader.Identifier != c.cfg.Identifier {
-			return nil
+	// Do returns once the dropped lease is published, so the first state
+	// here no longer says IsLeader; seeing it again means raft gave up.
+	for st := range c.Watch(ctx) {
+		switch {
+		case st.HasLeader && st.Leader.Identifier != c.cfg.Identifier:
+			return target, nil
+		case st.IsLeader:
+			return target, fmt.Errorf("%w: %s did not take over", ErrTransferFailed, c.peer(target).Identifier)
 		}
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return target, ctx.Err()
 	}
-	return ErrClosed
-}
-
-func (c *Cluster) bestTransferee(v consensus.View) uint64 {
-	for _, id := range v.Voters {
-		if id != c.selfID {
-			return id
-		}
-	}
-	return 0
+	return target, ErrClosed
 }
 
 // onView runs on the node goroutine: it publishes the snapshot behind
@@ -533,42 +578,4 @@ func (c *Cluster) publishClosed() {
 	prev := c.snap.Load()
 	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true})
 	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: RoleFollower, Term: prev.view.Term})
-}
-
-// apiBackend adapts a Cluster to the HTTP API.
-type apiBackend struct{ c *Cluster }
-
-func toAPIPeer(p Peer) api.Peer {
-	return api.Peer{Identifier: p.Identifier, Host: p.Host, Port: p.Port, Metadata: p.Metadata}
-}
-
-func (b apiBackend) Status() api.Status {
-	c := b.c
-	s := c.snap.Load()
-	st := c.State()
-	out := api.Status{
-		Identifier: st.Identifier,
-		Role:       st.Role.String(),
-		Term:       st.Term,
-		IsLeader:   st.IsLeader,
-		Index:      st.Index,
-		Voters:     make([]string, 0, len(s.view.Voters)),
-	}
-	if st.HasLeader {
-		p := toAPIPeer(st.Leader)
-		out.Leader = &p
-	}
-	if st.IsLeader {
-		out.LeaseRemainingMS = float64(s.view.LeaseUntil-c.now()) / float64(time.Millisecond)
-	}
-	for _, id := range s.view.Voters {
-		out.Voters = append(out.Voters, c.peer(id).Identifier)
-	}
-	slices.Sort(out.Voters)
-	return out
-}
-
-func (b apiBackend) Leader() (api.Peer, bool) {
-	p, ok := b.c.Leader()
-	return toAPIPeer(p), ok
 }

@@ -1,5 +1,5 @@
-// Command qcluster runs QCluster peers as processes and shows a cluster at
-// work.
+// Command qcluster runs QCluster peers as processes, shows a cluster at
+// work, and asks a running cluster about its leader through the HTTP API.
 //
 // Usage:
 //
@@ -7,9 +7,19 @@
 //
 // Commands:
 //
-//	agent   run one peer as a process, from its JSON config file
-//	demo    start a local cluster of agent processes, kill its leader and
-//	        watch another peer take over
+//	agent     run one peer as a process, from its JSON config file
+//	demo      start a local cluster of agent processes, kill its leader and
+//	          watch another peer take over
+//	status    show a peer's view: role, term, leader, lease
+//	leader    print the leader (exit code 1 when there is none)
+//	peers     list the members (a table, or JSON with -o json)
+//	watch     print each leadership change as it happens, until Ctrl-C
+//	transfer  hand leadership to a given member (or the best one)
+//	resign    make the leader hand over to the best other member
+//
+// The client commands take --addr (default $QCLUSTER_ADDR, else
+// 127.0.0.1:7001; a comma-separated list is tried in turn) and --token
+// (default $QCLUSTER_TOKEN).
 //
 // Exit codes: 0 success, 1 runtime failure, 2 usage error (bad flags or a
 // bad config file).
@@ -105,7 +115,8 @@ func (m *Main) Report(err error) int {
 	return ExitCode(err)
 }
 
-const mainUsage = `qcluster runs QCluster peers as processes and shows a cluster at work.
+const mainUsage = `qcluster runs QCluster peers as processes, shows a cluster at work, and
+asks a running cluster about its leader.
 
 Usage:
 
@@ -113,9 +124,20 @@ Usage:
 
 Commands:
 
-	agent   run one peer as a process, from its JSON config file
-	demo    start a local cluster of agent processes, kill its leader and
-	        watch another peer take over (needs no arguments or files)
+	agent     run one peer as a process, from its JSON config file
+	demo      start a local cluster of agent processes, kill its leader and
+	          watch another peer take over (needs no arguments or files)
+
+	status    show a peer's view: role, term, leader, lease
+	leader    print the leader (exit code 1 when there is none)
+	peers     list the members (a table, or JSON with -o json)
+	watch     print each leadership change as it happens, until Ctrl-C
+	transfer  hand leadership to a given member (or the best one)
+	resign    make the leader hand over to the best other member
+
+The last six ask a peer's HTTP API: --addr host:port (default
+$QCLUSTER_ADDR, else 127.0.0.1:7001; a comma-separated list is tried in
+turn), --token for transfer and resign (default $QCLUSTER_TOKEN).
 
 Run 'qcluster <command> -h' for a command's flags.
 
@@ -141,11 +163,23 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&AgentCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
 	case "demo":
 		return (&DemoCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "status":
+		return (&StatusCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "leader":
+		return (&LeaderCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "peers":
+		return (&PeersCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "watch":
+		return (&WatchCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "transfer":
+		return (&TransferCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "resign":
+		return (&ResignCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		if cmd == "help" && len(rest) > 0 {
 			// "qcluster help agent" is "qcluster agent -h".
 			switch rest[0] {
-			case "agent", "demo":
+			case "agent", "demo", "status", "leader", "peers", "watch", "transfer", "resign":
 				return m.Run(ctx, []string{rest[0], "-h"})
 			}
 			return usageErrorf("", "unknown command %q", rest[0])

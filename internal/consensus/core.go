@@ -50,6 +50,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/qcluster/qcluster/internal/storage"
 )
@@ -405,6 +406,47 @@ func (c *Core) TransferLeadership(to uint64) {
 	c.dropLease()
 	c.transferee = to
 	c.rn.TransferLeader(to)
+}
+
+// BestTransferee returns the voter best placed to take over leadership
+// from this leader, skipping this peer and the IDs skip reports (skip may be
+// nil): one raft is replicating to (a peer reported unreachable is only
+// probed), then one that answered recently, then the longest matching log.
+// It returns 0 when there is none or this peer does not lead.
+func (c *Core) BestTransferee(skip func(id uint64) bool) uint64 {
+	if c.role != Leader {
+		return 0
+	}
+	type score struct {
+		replicating, active bool
+		match               uint64
+	}
+	better := func(a, b score) bool {
+		if a.replicating != b.replicating {
+			return a.replicating
+		}
+		if a.active != b.active {
+			return a.active
+		}
+		return a.match > b.match
+	}
+	var best uint64
+	var bestScore score
+	progress := c.rn.Status().Progress
+	for _, id := range c.voters { // sorted: ties go to the lowest ID
+		if id == c.cfg.ID || (skip != nil && skip(id)) {
+			continue
+		}
+		pr, ok := progress[id]
+		if !ok {
+			continue
+		}
+		s := score{pr.State == tracker.StateReplicate, pr.RecentActive, pr.Match}
+		if best == 0 || better(s, bestScore) {
+			best, bestScore = id, s
+		}
+	}
+	return best
 }
 
 // ReportUnreachable tells raft that messages to id are not getting through.

@@ -174,6 +174,10 @@ func (n *Node) Run(ctx context.Context) error {
 	n.emit(last)
 	for {
 		ticked := false
+		// A Do call is answered after its effect is processed and
+		// published, so its caller sees the new view at once.
+		var reply chan error
+		var replyErr error
 		select {
 		case <-ctx.Done():
 			return nil
@@ -197,16 +201,19 @@ func (n *Node) Run(ctx context.Context) error {
 		case id := <-n.unreach:
 			n.core.ReportUnreachable(id)
 		case c := <-n.calls:
-			c.res <- c.fn(n.core)
+			reply, replyErr = c.res, c.fn(n.core)
 		}
 		if err := n.process(); err != nil {
 			return err
 		}
 		v := n.core.View()
 		changed := !sameView(v, last)
-		if changed || ticked {
+		if changed || ticked || reply != nil {
 			last = v
 			n.emit(v)
+		}
+		if reply != nil {
+			reply <- replyErr
 		}
 	}
 }

@@ -1,0 +1,172 @@
+package qcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/qcluster/qcluster/api"
+)
+
+// apiBackend adapts a Cluster to the HTTP API (package api).
+//
+// The API's change index is the SDK's (State.Index, which starts at 1 in
+// every process) plus a base taken from the wall clock when the Cluster was
+// created, in microseconds. So the index a client holds never names another
+// state of the same peer after a restart (the new base is larger than any
+// index of the previous process: a peer does not change state every
+// microsecond), two peers practically never share an index, and it stays
+// below 2^53, exact in JavaScript.
+type apiBackend struct {
+	c    *Cluster
+	base uint64
+}
+
+var _ api.Backend = apiBackend{}
+
+func newAPIBackend(c *Cluster) apiBackend { return apiBackend{c: c, base: apiIndexBase(c)} }
+
+// apiIndexBase is the offset of c's API index from its State.Index.
+func apiIndexBase(c *Cluster) uint64 { return uint64(c.base.UnixMicro()) }
+
+func toAPIPeer(p Peer) api.Peer {
+	return api.Peer{Identifier: p.Identifier, Host: p.Host, Port: p.Port, Metadata: p.Metadata}
+}
+
+// Status returns the peer's view now. The index is read first, so the body
+// is at least as new as its index: a blocking query with that index never
+// waits for a change the body does not show.
+func (b apiBackend) Status() api.Status {
+	st, s := b.c.stateNow()
+	st.Index += b.base
+	return b.status(st, s)
+}
+
+// status converts st, adding what snapshot s (the one st was taken from, or
+// a later one) knows: voters and the lease.
+func (b apiBackend) status(st State, s *snapshot) api.Status {
+	c := b.c
+	out := api.Status{
+		Identifier: st.Identifier,
+		Role:       st.Role.String(),
+		Term:       st.Term,
+		IsLeader:   st.IsLeader,
+		Index:      st.Index,
+		Voters:     make([]string, 0, len(s.view.Voters)),
+	}
+	if st.HasLeader {
+		p := toAPIPeer(st.Leader)
+		out.Leader = &p
+	}
+	if st.IsLeader {
+		out.LeaseRemainingMS = max(0, float64(s.view.LeaseUntil-c.now())/float64(time.Millisecond))
+	}
+	for _, id := range s.view.Voters {
+		out.Voters = append(out.Voters, c.peer(id).Identifier)
+	}
+	slices.Sort(out.Voters)
+	return out
+}
+
+// Wait returns the first published State whose Index differs from index.
+// It reads a Watch channel, so it keeps Watch's promises: it sees the
+// latest State within a moment of its publication and never makes the
+// publisher wait.
+func (b apiBackend) Wait(ctx context.Context, index uint64) (api.Status, error) {
+	for st := range b.c.Watch(ctx) {
+		st.Index += b.base
+		if st.Index != index {
+			return b.status(st, b.c.snap.Load()), nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return api.Status{}, err
+	}
+	return api.Status{}, api.ErrUnavailable
+}
+
+// Peers lists the configured members and what this peer knows of them.
+func (b apiBackend) Peers() []api.Member {
+	c := b.c
+	s := c.snap.Load()
+	leader, hasLeader := c.Leader()
+	peers := c.Peers()
+	out := make([]api.Member, 0, len(peers))
+	for _, p := range peers {
+		out = append(out, api.Member{
+			Peer:     toAPIPeer(p),
+			Voter:    slices.Contains(s.view.Voters, NodeID(p.Identifier)),
+			IsLeader: hasLeader && p.Identifier == leader.Identifier,
+			IsSelf:   p.Identifier == c.cfg.Identifier,
+		})
+	}
+	return out
+}
+
+// transferTimeout bounds a hand-over requested through the API. Raft gives a
+// transfer up after an election timeout (this peer then leads on), so a
+// hand-over that has not happened well after that will not happen. A
+// resignation (no target) may try each other voter in turn.
+func (c *Cluster) transferTimeout(identifier string) time.Duration {
+	d := max(2*time.Second, 10*time.Duration(c.cfg.ElectionTimeout))
+	if identifier == "" {
+		d += time.Duration(max(0, len(c.peers)-2)) * max(500*time.Millisecond, 3*time.Duration(c.cfg.ElectionTimeout))
+	}
+	return d
+}
+
+// Transfer hands leadership over (see Cluster.Transfer) and describes the
+// result, translating the SDK's errors into the API's.
+func (b apiBackend) Transfer(ctx context.Context, identifier string) (api.TransferResult, error) {
+	c := b.c
+	start := time.Now()
+	if c.snap.Load().closed {
+		return api.TransferResult{}, api.ErrUnavailable
+	}
+	if !c.IsLeader() {
+		// Checked before the target, so a follower always answers
+		// not_leader (with the leader to ask instead). A leader whose
+		// lease has lapsed has lost its majority: it cannot hand over.
+		return api.TransferResult{}, api.ErrNotLeader
+	}
+	timeout := c.transferTimeout(identifier)
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var err error
+	if identifier == "" {
+		err = c.Resign(tctx)
+	} else {
+		err = c.Transfer(tctx, identifier)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotLeader):
+		return api.TransferResult{}, api.ErrNotLeader
+	case errors.Is(err, ErrTransferFailed):
+		return api.TransferResult{}, fmt.Errorf("%w: %w", api.ErrTransferFailed, err)
+	case errors.Is(err, ErrUnknownPeer) && identifier == "":
+		return api.TransferResult{}, api.ErrNoTransferee
+	case errors.Is(err, ErrUnknownPeer):
+		return api.TransferResult{}, fmt.Errorf("%w: %q is not another member of the cluster; GET /v1/peers lists them", api.ErrUnknownPeer, identifier)
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrNotStarted):
+		return api.TransferResult{}, api.ErrUnavailable
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		target := identifier
+		if target == "" {
+			target = "another peer"
+		}
+		return api.TransferResult{}, fmt.Errorf("leadership did not move to %s within %v (is it running and reachable?): %w", target, timeout, err)
+	default:
+		return api.TransferResult{}, err
+	}
+	st := b.Status()
+	return api.TransferResult{
+		From:       c.cfg.Identifier,
+		Leader:     st.Leader,
+		Term:       st.Term,
+		Index:      st.Index,
+		DurationMS: float64(time.Since(start)) / float64(time.Millisecond),
+	}, nil
+}

@@ -1,0 +1,480 @@
+// Package client is a Go client for QCluster's HTTP API (package api), which
+// every peer serves on its listen port.
+//
+//	c, err := client.New("127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003")
+//	if err != nil { ... }
+//	leader, err := c.Leader(ctx)
+//	switch {
+//	case errors.Is(err, client.ErrNoLeader):
+//		// no leader elected right now
+//	case err != nil:
+//		// no peer reachable, ...
+//	default:
+//		fmt.Println(leader.Identifier, leader.Host, leader.Port, leader.Metadata)
+//	}
+//
+// Several addresses. A call goes to the address that answered last; when
+// that peer cannot be reached (connection refused, reset, timed out, or it
+// answers 503 "unavailable" because it is stopping) the call moves on to the
+// next address, and the one that answers is remembered. Read calls move on
+// after any connection error; Transfer and Resign only when the connection
+// could not be made at all, so a request is never sent twice. Every peer
+// answers for itself: a peer cut off from the majority says "no leader"
+// (ErrNoLeader) even while the others have one, and the client does not ask
+// another peer then.
+//
+// Errors. An answer with an error status is an *APIError (with the HTTP
+// status and the API's code); errors.Is matches it against ErrNoLeader,
+// ErrNotLeader, ErrUnauthorized and ErrUnknownPeer. When no address could
+// be reached the error wraps ErrUnreachable and, joined, each address's
+// error. A context's deadline bounds every call; without one a call gives up
+// after Options.Timeout.
+//
+// A Client is safe for concurrent use.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/qcluster/qcluster/api"
+)
+
+// Errors, wrapped with %w or matched by *APIError: test with errors.Is.
+var (
+	// ErrNoLeader: the peer knows no leader (503 "no_leader").
+	ErrNoLeader = errors.New("qcluster client: no leader")
+	// ErrNotLeader: the call must go to the leader (409 "not_leader");
+	// APIError.Leader names it.
+	ErrNotLeader = errors.New("qcluster client: not the leader")
+	// ErrUnauthorized: the API token is missing or wrong (401).
+	ErrUnauthorized = errors.New("qcluster client: unauthorized")
+	// ErrUnknownPeer: no member has that identifier ("unknown_peer").
+	ErrUnknownPeer = errors.New("qcluster client: unknown peer")
+	// ErrUnreachable: no address could be reached.
+	ErrUnreachable = errors.New("qcluster client: no peer reachable")
+)
+
+// APIError is an error answer from a peer.
+type APIError struct {
+	// Status is the HTTP status, such as 503.
+	Status int
+	// Code is the API's error code, such as "no_leader" (api.Code...), or
+	// "" when the answer was not a QCluster error (a proxy's, say).
+	Code string
+	// Message is the API's human-readable message.
+	Message string
+	// Leader is the current leader, with Code "not_leader".
+	Leader *api.Peer
+	// Addr is the address of the peer that answered.
+	Addr string
+}
+
+// Error returns the status, code, peer and message.
+func (e *APIError) Error() string {
+	code := e.Code
+	if code == "" {
+		code = http.StatusText(e.Status)
+	}
+	return fmt.Sprintf("qcluster client: %s: %d %s: %s", e.Addr, e.Status, code, e.Message)
+}
+
+// Is reports whether e matches one of the package's sentinel errors.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrNoLeader:
+		return e.Code == api.CodeNoLeader
+	case ErrNotLeader:
+		return e.Code == api.CodeNotLeader
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrUnknownPeer:
+		return e.Code == api.CodeUnknownPeer
+	}
+	return false
+}
+
+// DefaultPort is the port assumed for an address without one.
+const DefaultPort = 7001
+
+// Defaults for the zero fields of Options.
+const (
+	DefaultTimeout   = 10 * time.Second
+	DefaultWatchWait = 30 * time.Second
+)
+
+// Options configures a Client. The zero value is usable.
+type Options struct {
+	// Token is the API token sent as "Authorization: Bearer <token>" on
+	// the calls that change the cluster (Transfer, Resign). Default: none.
+	Token string
+	// HTTPClient sends the requests. Default: a client whose connections
+	// time out after 3s of dialing and are kept alive; no overall timeout
+	// (blocking queries wait long, contexts bound the calls).
+	HTTPClient *http.Client
+	// Timeout bounds a call whose context has no deadline (a blocking
+	// query: on top of its wait). Default DefaultTimeout (10s).
+	Timeout time.Duration
+	// WatchWait is the wait of each blocking query WatchLeader makes. A
+	// peer that stops answering without closing its connections (a paused
+	// process, a cut network) is noticed after WatchWait + Timeout at
+	// most. Default DefaultWatchWait (30s).
+	WatchWait time.Duration
+}
+
+// Client calls the HTTP API of one or more peers of a cluster.
+type Client struct {
+	bases []*url.URL
+	opts  Options
+	hc    *http.Client
+	cur   atomic.Uint32 // index in bases of the address that answered last
+}
+
+// New returns a Client for the peers at addrs: "host:port",
+// "http://host:port" or "https://host:port" (the port defaults to 7001).
+// At least one address is required.
+func New(addrs ...string) (*Client, error) { return NewWithOptions(Options{}, addrs...) }
+
+// NewWithOptions is New with options.
+func NewWithOptions(opts Options, addrs ...string) (*Client, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("qcluster client: no address given; give a peer's address such as 127.0.0.1:7001")
+	}
+	c := &Client{opts: opts, hc: opts.HTTPClient}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		u, err := ParseAddr(a)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[u.String()] {
+			seen[u.String()] = true
+			c.bases = append(c.bases, u)
+		}
+	}
+	if c.hc == nil {
+		c.hc = defaultHTTPClient()
+	}
+	if c.opts.Timeout <= 0 {
+		c.opts.Timeout = DefaultTimeout
+	}
+	if c.opts.WatchWait <= 0 {
+		c.opts.WatchWait = DefaultWatchWait
+	}
+	return c, nil
+}
+
+func defaultHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr.MaxIdleConnsPerHost = 16
+	return &http.Client{Transport: tr}
+}
+
+// ParseAddr turns a peer address into the base URL the client uses:
+// "127.0.0.1:7001" becomes "http://127.0.0.1:7001"; a missing port is
+// DefaultPort; http and https are accepted, with an optional path prefix
+// (a peer behind a reverse proxy).
+func ParseAddr(addr string) (*url.URL, error) {
+	s := strings.TrimSpace(addr)
+	bad := func(why string) (*url.URL, error) {
+		return nil, fmt.Errorf("qcluster client: address %q: %s; give one such as 127.0.0.1:7001 or http://db1:7001", addr, why)
+	}
+	if s == "" {
+		return bad("empty")
+	}
+	if ip := net.ParseIP(s); ip != nil && strings.Contains(s, ":") {
+		s = "[" + s + "]" // a bare IPv6 address
+	}
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return bad(strings.TrimPrefix(err.Error(), "parse "))
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("the scheme must be http or https")
+	case u.Host == "" || u.Hostname() == "":
+		return bad("no host")
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		return bad("no user, query or fragment allowed")
+	}
+	if p := u.Port(); p == "" {
+		u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(DefaultPort))
+	} else if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return bad("the port must be 1-65535")
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// Addrs returns the base URLs of the client's peers, in order.
+func (c *Client) Addrs() []string {
+	out := make([]string, len(c.bases))
+	for i, u := range c.bases {
+		out[i] = u.String()
+	}
+	return out
+}
+
+// CloseIdleConnections closes the idle keep-alive connections of the
+// client's HTTP client.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// Addr returns the base URL of the peer that answered last (the first one
+// before any call).
+func (c *Client) Addr() string { return c.bases[c.cur.Load()].String() }
+
+// Status returns the view of the peer that answers (GET /v1/status).
+func (c *Client) Status(ctx context.Context) (api.Status, error) {
+	var st api.Status
+	_, err := c.get(ctx, "/v1/status", &st)
+	return st, err
+}
+
+// Leader returns the leader as the answering peer knows it
+// (GET /v1/leader). With no leader, the error matches ErrNoLeader.
+func (c *Client) Leader(ctx context.Context) (api.Peer, error) {
+	var p api.Peer
+	_, err := c.get(ctx, "/v1/leader", &p)
+	return p, err
+}
+
+// Peers returns every member of the cluster, sorted by identifier
+// (GET /v1/peers).
+func (c *Client) Peers(ctx context.Context) ([]api.Member, error) {
+	var list api.PeerList
+	_, err := c.get(ctx, "/v1/peers", &list)
+	return list.Peers, err
+}
+
+// Peer returns one member (GET /v1/peers/{identifier}); an unknown
+// identifier matches ErrUnknownPeer.
+func (c *Client) Peer(ctx context.Context, identifier string) (api.Member, error) {
+	var m api.Member
+	_, err := c.get(ctx, "/v1/peers/"+url.PathEscape(identifier), &m)
+	return m, err
+}
+
+// Transfer asks the leader to hand leadership to the member named
+// identifier (empty: the best other voter) and returns once another peer
+// leads (POST /v1/leader/transfer). When the peer asked is a follower, the
+// request is sent once more, to the leader it names. Errors match
+// ErrUnauthorized, ErrNoLeader, ErrNotLeader (leadership moved meanwhile),
+// ErrUnknownPeer, or are an *APIError with Code "timeout" (the target did
+// not take over) or "no_transferee".
+func (c *Client) Transfer(ctx context.Context, identifier string) (api.TransferResult, error) {
+	var body []byte
+	if identifier != "" {
+		body, _ = json.Marshal(api.TransferRequest{Identifier: identifier})
+	}
+	return c.transfer(ctx, "/v1/leader/transfer", body)
+}
+
+// Resign asks the leader to hand leadership to the best other voter and
+// returns once another peer leads (POST /v1/leader/resign), following a
+// follower's answer to the leader like Transfer.
+func (c *Client) Resign(ctx context.Context) (api.TransferResult, error) {
+	return c.transfer(ctx, "/v1/leader/resign", nil)
+}
+
+func (c *Client) transfer(ctx context.Context, path string, body []byte) (api.TransferResult, error) {
+	var res api.TransferResult
+	_, err := c.call(ctx, request{method: http.MethodPost, path: path, body: body}, &res)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Code == api.CodeNotLeader && ae.Leader != nil {
+		from, perr := url.Parse(ae.Addr)
+		if perr != nil {
+			return res, err
+		}
+		to := &url.URL{Scheme: from.Scheme, Host: net.JoinHostPort(ae.Leader.Host, strconv.Itoa(ae.Leader.Port))}
+		_, err = c.call(ctx, request{method: http.MethodPost, path: path, body: body, only: to}, &res)
+	}
+	return res, err
+}
+
+// request is one API call.
+type request struct {
+	method, path string
+	// query returns the query string for the peer at base (nil: none).
+	query func(base string) url.Values
+	body  []byte
+	// only, when not nil, is the one address to send the request to.
+	only *url.URL
+}
+
+// meta is what a call learned besides the body.
+type meta struct {
+	addr     string // base URL of the peer that answered
+	index    uint64 // its X-QCluster-Index
+	hasIndex bool
+}
+
+func (c *Client) get(ctx context.Context, path string, out any) (meta, error) {
+	return c.call(ctx, request{method: http.MethodGet, path: path}, out)
+}
+
+// call sends one request, trying the addresses in turn from the one that
+// answered last (or only req.only), and decodes a 2xx answer into out. An
+// error answer is an *APIError.
+func (c *Client) call(ctx context.Context, req request, out any) (meta, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
+	bases, start := c.bases, int(c.cur.Load())
+	if req.only != nil {
+		bases, start = []*url.URL{req.only}, 0
+	}
+	var errs []error
+	for i := range bases {
+		k := (start + i) % len(bases)
+		m, err := c.once(ctx, req, bases[k], out)
+		if err == nil || !tryNext(req.method, err) {
+			if req.only == nil && (err == nil || isAnswer(err)) {
+				c.cur.Store(uint32(k))
+			}
+			return m, err
+		}
+		if ctx.Err() != nil {
+			return m, fmt.Errorf("qcluster client: %s %s: %w", req.method, req.path, err)
+		}
+		errs = append(errs, err)
+	}
+	return meta{}, &unreachableError{errs: errs}
+}
+
+// unreachableError is ErrUnreachable with each address's error.
+type unreachableError struct{ errs []error }
+
+func (e *unreachableError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrUnreachable.Error())
+	for i, err := range e.errs {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// "Get "http://h:p/v1/x?...": dial tcp h:p: connect: refused"
+			// -> "http://h:p: connect: refused"
+			if u, perr := url.Parse(ue.URL); perr == nil {
+				b.WriteString(u.Scheme + "://" + u.Host + ": ")
+			}
+			var op *net.OpError
+			if errors.As(ue.Err, &op) && op.Op == "dial" {
+				b.WriteString(op.Err.Error()) // "connect: connection refused"
+			} else {
+				b.WriteString(ue.Err.Error())
+			}
+			continue
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrUnreachable and each address's error.
+func (e *unreachableError) Unwrap() []error { return append([]error{ErrUnreachable}, e.errs...) }
+
+// isAnswer reports whether err is an answer from a peer.
+func isAnswer(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae)
+}
+
+// tryNext reports whether a call that failed with err may go to the next
+// address: a peer that is stopping, or one that could not be reached (for
+// a POST: only if the connection could not be made, so that a request is
+// never sent twice).
+func tryNext(method string, err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Code == api.CodeUnavailable
+	}
+	if method == http.MethodGet {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func (c *Client) once(ctx context.Context, r request, base *url.URL, out any) (meta, error) {
+	method, path := r.method, r.path
+	u := *base
+	u.Path = base.Path + path
+	u.RawPath = ""
+	if strings.Contains(path, "%") {
+		u.RawPath = base.Path + path // keep escaped identifiers escaped
+		u.Path, _ = url.PathUnescape(u.RawPath)
+	}
+	if r.query != nil {
+		u.RawQuery = r.query(base.String()).Encode()
+	}
+	m := meta{addr: base.String()}
+	var rd io.Reader
+	body := r.body
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return m, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.opts.Token != "" && method != http.MethodGet {
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return m, err
+	}
+	defer resp.Body.Close()
+	if s := resp.Header.Get(api.IndexHeader); s != "" {
+		if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+			m.index, m.hasIndex = n, true
+		}
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return m, fmt.Errorf("reading the answer of %s: %w", m.addr, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		ae := &APIError{Status: resp.StatusCode, Addr: m.addr}
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Code != "" {
+			ae.Code, ae.Message, ae.Leader = e.Code, e.Error, e.Leader
+		} else {
+			ae.Message = strings.TrimSpace(string(data))
+			if len(ae.Message) > 200 {
+				ae.Message = ae.Message[:200] + "..."
+			}
+		}
+		return m, ae
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return m, fmt.Errorf("qcluster client: %s %s: the answer of %s is not the expected JSON: %w", method, path, m.addr, err)
+		}
+	}
+	return m, nil
+}

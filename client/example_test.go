@@ -1,0 +1,93 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/qcluster/qcluster"
+	"github.com/qcluster/qcluster/client"
+)
+
+// startPeer starts a cluster of one on a free loopback port and returns its
+// API address, for the example.
+func startPeer() (addr string, stop func()) {
+	dir, err := os.MkdirTemp("", "qcluster-client-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := qcluster.DefaultConfig()
+	cfg.Identifier = "server_a"
+	cfg.Listener = ln
+	cfg.DataDir = dir
+	cfg.Metadata = map[string]any{"server_port": 8001}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	c, err := qcluster.New(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.WaitForLeader(ctx); err != nil {
+		log.Fatal(err)
+	}
+	return c.Addr(), func() { c.Close(); os.RemoveAll(dir) }
+}
+
+func ExampleClient_Leader() {
+	addr, stop := startPeer()
+	defer stop()
+
+	// Several addresses may be given: a call moves on when one is down.
+	c, err := client.New(addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	leader, err := c.Leader(ctx)
+	switch {
+	case errors.Is(err, client.ErrNoLeader):
+		fmt.Println("no leader right now")
+	case err != nil:
+		log.Fatal(err)
+	default:
+		fmt.Println("leader:", leader.Identifier, "server_port:", leader.Metadata["server_port"])
+	}
+	// Output: leader: server_a server_port: 8001
+}
+
+// WatchLeader follows the leader with blocking queries until ctx ends.
+func ExampleClient_WatchLeader() {
+	c, err := client.New("localhost:7001", "localhost:7002", "localhost:7003")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background() // cancel it to stop watching
+	changes, err := c.WatchLeader(ctx)
+	if err != nil {
+		log.Fatal(err) // no peer answered
+	}
+	for st := range changes {
+		switch {
+		case st.Err != nil:
+			log.Printf("no peer answers (%v); still trying", st.Err)
+		case st.Leader == nil:
+			log.Printf("no leader")
+		default:
+			log.Printf("leader: %s at %s:%d", st.Leader.Identifier, st.Leader.Host, st.Leader.Port)
+		}
+	}
+}
