@@ -29,6 +29,11 @@
 // starts a leadership transfer, since the transferee's election bypasses the
 // followers' lease.
 //
+// A new leader's first lease does not wait for a round: when the first entry
+// of its term commits, a quorum has accepted appends sent after the moment t
+// it became leader, and an append resets a follower's election timer just as
+// a heartbeat does, so the same bound holds from that t.
+//
 // Raft gives up on a transfer after an election timeout and the leader then
 // earns its lease again, but a MsgTimeoutNow can arrive later than that (a
 // slow network, a paused transferee), and the election it starts still
@@ -211,6 +216,9 @@ type Core struct {
 
 	role       Role
 	term, lead uint64
+	// electedAt is when this peer became leader, until its first entry of
+	// the term commits (0 otherwise).
+	electedAt  time.Duration
 	leaderSeen time.Duration
 	transferee uint64
 
@@ -491,7 +499,13 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	}
 	rd := c.rn.Ready()
 	if rd.SoftState != nil {
+		wasLeader := c.role == Leader
 		c.setSoft(rd.SoftState)
+		if c.role == Leader && !wasLeader {
+			// Before this Ready's appends leave: a quorum that accepts
+			// them heard from this leader after now.
+			c.electedAt = c.cfg.Now()
+		}
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		c.term = rd.HardState.Term
@@ -539,6 +553,16 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 				out.Entries = append(out.Entries, e)
 			}
 		}
+		if c.electedAt != 0 && e.Term == c.term && c.role == Leader {
+			// The first entry of this leader's term is committed: a
+			// quorum accepted appends sent after electedAt, which resets
+			// their election timers as a lease round would. The lease
+			// starts without waiting for the first round's extra trip.
+			if c.transferee == 0 {
+				c.leaseUntil = max(c.leaseUntil, c.electedAt+c.leaseDur)
+			}
+			c.electedAt = 0
+		}
 		c.appliedIndex = e.Index
 	}
 	c.rn.Advance(rd)
@@ -569,6 +593,7 @@ func (c *Core) setSoft(s *raft.SoftState) {
 		// own; a deposed one has none.
 		c.dropLease()
 		c.transferee = 0
+		c.electedAt = 0
 	}
 	if s.Lead != c.lead {
 		c.leaderSeen = 0
