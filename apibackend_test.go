@@ -449,6 +449,11 @@ func TestAPIBlockingQuerySeesChangesQuickly(t *testing.T) {
 
 // transferAwayAvoiding moves leadership to the peer that is neither the
 // leader nor keep, and returns the new leader.
+//
+// A transfer can fail (raft gives up when the target does not win in an
+// election timeout), and on a starved machine an election can follow it;
+// neither is what these tests are about, so it tries again until the target
+// leads.
 func transferAwayAvoiding(t *testing.T, tc *testCluster, keep *Cluster) *Cluster {
 	t.Helper()
 	leader := tc.waitLeader(5 * time.Second)
@@ -458,13 +463,26 @@ func transferAwayAvoiding(t *testing.T, tc *testCluster, keep *Cluster) *Cluster
 			target = p
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := leader.Transfer(ctx, target.cfg.Identifier); err != nil {
-		t.Fatalf("transfer %s -> %s: %v", leader.cfg.Identifier, target.cfg.Identifier, err)
+	deadline := time.Now().Add(15 * time.Second)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := leader.Transfer(ctx, target.cfg.Identifier)
+		cancel()
+		if err == nil {
+			leader = tc.waitLeader(5 * time.Second)
+			if leader == target {
+				return target
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("transfer to %s did not succeed in %d attempts: %v", target.cfg.Identifier, attempt, err)
+		}
+		t.Logf("transfer attempt %d to %s: %v; leader now %s", attempt, target.cfg.Identifier, err, leader.cfg.Identifier)
+		leader = tc.waitLeader(5 * time.Second)
+		if leader == target {
+			return target
+		}
 	}
-	waitFor(t, 5*time.Second, "the target to lead", func() bool { return target.IsLeader() })
-	return target
 }
 
 // sseReader reads a /v1/watch stream in its own goroutine, stamping each

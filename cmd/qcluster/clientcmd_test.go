@@ -271,6 +271,7 @@ func TestTransferAndResignCommands(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(stdout), &res) != nil || res.From != fmt.Sprintf("p%d", target) || res.Leader == nil || res.Leader.Identifier == res.From {
 		t.Fatalf("resign -o json: %v\n%s", err, stdout)
 	}
+	agreedLeader(t, peers) // the resignation is over everywhere
 	_, _, err = runMain(t.Context(), "transfer", "nobody", "--addr", faddr)
 	if ExitCode(err) != 1 || !strings.Contains(err.Error(), `"nobody" is not another member`) {
 		t.Errorf("transfer to an unknown member: %v", err)
