@@ -19,6 +19,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults filled in by DefaultConfig and Config.WithDefaults.
@@ -176,6 +178,18 @@ type Config struct {
 	// slog.Default().
 	Logger *slog.Logger `json:"-"`
 
+	// Registerer, when set, is where the peer registers its Prometheus
+	// metrics (docs/metrics.md) when it starts; Close unregisters them.
+	// GET /metrics on the peer's port serves them when Registerer is also a
+	// prometheus.Gatherer (a *prometheus.Registry is both), and answers 404
+	// otherwise (the application serves them). The metrics carry no peer
+	// label, so Start fails when another peer's are already registered
+	// there: give each peer of a process its own registry, or wrap a shared
+	// one with prometheus.WrapRegistererWith and a "peer" label. Not read
+	// from JSON. Default: nil (a new registry per peer, which also holds
+	// the Go runtime and process metrics, served on GET /metrics).
+	Registerer prometheus.Registerer `json:"-"`
+
 	// Extra holds the top-level JSON keys that QCluster does not know, as
 	// raw JSON: the application's own settings, such as the seed's
 	// "server_port". Decode one with json.Unmarshal(cfg.Extra["server_port"],
@@ -323,7 +337,7 @@ func cfgParse(data []byte, source string) (Config, error) {
 // wrong types and repeated keys are errors; positions are relative to data),
 // but it neither fills defaults nor validates: call WithDefaults and
 // Validate, or use ParseConfig. It replaces every JSON field and Extra and
-// keeps Listener and Logger. JSON null leaves c unchanged.
+// keeps Listener, Logger and Registerer. JSON null leaves c unchanged.
 func (c *Config) UnmarshalJSON(data []byte) error {
 	if string(bytes.TrimSpace(data)) == "null" {
 		return nil
@@ -333,14 +347,14 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 	if len(d.problems) > 0 {
 		return &cfgError{problems: d.problems}
 	}
-	n.Listener, n.Logger = c.Listener, c.Logger
+	n.Listener, n.Logger, n.Registerer = c.Listener, c.Logger, c.Registerer
 	*c = n
 	return nil
 }
 
 // MarshalJSON writes the Config in its JSON form: the QCluster fields
 // followed by the Extra keys (sorted) that are not QCluster fields.
-// Listener and Logger are not written.
+// Listener, Logger and Registerer are not written.
 func (c Config) MarshalJSON() ([]byte, error) {
 	type plain Config // same fields and tags, without these methods
 	if c.Peers == nil {

@@ -137,8 +137,9 @@ type Cluster struct {
 	idents map[string]uint64
 	base   time.Time // origin of the monotonic clock
 
-	snap  atomic.Pointer[snapshot]
-	watch watchers
+	snap    atomic.Pointer[snapshot]
+	watch   watchers
+	metrics *metrics
 
 	mu      sync.Mutex // guards the lifecycle below
 	started bool
@@ -179,6 +180,7 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	c.snap.Store(&snapshot{self: c.self})
 	c.watch.init()
+	c.metrics = newMetrics(c)
 	return c, nil
 }
 
@@ -207,8 +209,12 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	store, err := storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log})
+	if err := c.metrics.register(c.cfg.Identifier); err != nil {
+		return err
+	}
+	store, err := storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.observeFsync})
 	if err != nil {
+		c.metrics.unregister()
 		return fmt.Errorf("qcluster: open data_dir %q: %w", c.cfg.DataDir, err)
 	}
 	ln := c.cfg.Listener
@@ -216,6 +222,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		ln, err = net.Listen("tcp", c.cfg.Addr())
 		if err != nil {
 			store.Close()
+			c.metrics.unregister()
 			return fmt.Errorf("qcluster: listen on %s (listen_host/listen_port): %w", c.cfg.Addr(), err)
 		}
 	}
@@ -240,6 +247,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 			HeartbeatInterval: time.Duration(c.cfg.HeartbeatInterval),
 			ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
 			Logger:            c.log,
+			Hooks:             c.metrics.hooks(),
 		},
 		Transport: tr,
 		OnView:    c.onView,
@@ -248,8 +256,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 		tr.Close()
 		ln.Close()
 		store.Close()
+		c.metrics.unregister()
 		return fmt.Errorf("qcluster: %w", err)
 	}
+	c.metrics.node.Store(node)
+	c.metrics.tr.Store(tr)
 	for id, p := range c.peers {
 		if id != c.selfID {
 			tr.SetPeer(id, p.Addr())
@@ -258,7 +269,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 	mux := transport.NewMux(ln, transport.MuxOptions{Logger: c.log.With("component", "mux")})
 	mux.Handle(transport.RaftPreamble, tr.HandleStream)
 	c.httpSrv = &http.Server{
-		Handler:           api.NewHandlerWithOptions(newAPIBackend(c), api.Options{Token: c.cfg.APIToken}),
+		Handler: api.NewHandlerWithOptions(newAPIBackend(c), api.Options{
+			Token:     c.cfg.APIToken,
+			Metrics:   c.metrics.handler(),
+			OnRequest: c.metrics.observeRequest,
+		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
@@ -321,6 +336,7 @@ func (c *Cluster) Close() error {
 		errs = append(errs, err)
 	}
 	c.watch.closeAll()
+	c.metrics.unregister()
 	return errors.Join(errs...)
 }
 
@@ -520,6 +536,7 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	if prev.closed {
 		return
 	}
+	c.metrics.observeView(v)
 	if !sameSnapshot(prev.view, v) {
 		s := &snapshot{view: v, self: c.self}
 		if v.Lead != 0 {

@@ -10,6 +10,7 @@
 //	POST /v1/leader/resign        the leader hands over to the best other peer
 //	GET  /healthz                 the process is alive
 //	GET  /readyz                  200 while a leader is known, else 503
+//	GET  /metrics                 Prometheus metrics (when Options.Metrics is set)
 //
 // Blocking queries. GET /v1/status and GET /v1/leader answer with an
 // X-QCluster-Index header: a number that grows with every leadership change
@@ -239,6 +240,41 @@ type Options struct {
 	// changes, so proxies and clients see the stream is alive. Default
 	// DefaultKeepAlive (15s).
 	KeepAlive time.Duration
+	// Metrics, when set, serves GET /metrics (such as a promhttp handler).
+	// Default: nil (/metrics is 404 like any unknown path).
+	Metrics http.Handler
+	// OnRequest, when set, is called after every request with its route,
+	// status code and duration (request metrics). It is called from the
+	// request's goroutine, concurrently, and must not block. Default: nil.
+	OnRequest func(RequestInfo)
+}
+
+// RequestInfo describes one answered request, for Options.OnRequest.
+type RequestInfo struct {
+	// Route is the pattern of the endpoint that answered, such as
+	// "/v1/leader" or "/v1/peers/{identifier}" (see Routes), or RouteOther:
+	// a small fixed set, fit for a metric label.
+	Route string
+	// Code is the HTTP status code sent (200 when the handler wrote none).
+	Code int
+	// Duration is the time from the handler starting to its return.
+	Duration time.Duration
+	// Waited reports a request that waits for changes by design (a
+	// blocking query with ?index=, or a /v1/watch stream): its Duration
+	// measures the wait, not the peer's speed.
+	Waited bool
+}
+
+// RouteOther is RequestInfo.Route for a request no endpoint matched.
+const RouteOther = "other"
+
+// Routes returns the route patterns RequestInfo.Route takes, besides
+// RouteOther.
+func Routes() []string {
+	return []string{
+		"/v1/status", "/v1/leader", "/v1/peers", "/v1/peers/{identifier}", "/v1/watch",
+		"/v1/leader/transfer", "/v1/leader/resign", "/healthz", "/readyz", "/metrics",
+	}
 }
 
 // NewHandler returns the v1 API handler over b, with default Options.
@@ -260,19 +296,31 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 		h.tokenHash = sha256.Sum256([]byte(opts.Token))
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/status", only(http.MethodGet, h.getStatus))
-	mux.HandleFunc("/v1/leader", only(http.MethodGet, h.getLeader))
-	mux.HandleFunc("/v1/peers", only(http.MethodGet, h.getPeers))
-	mux.HandleFunc("/v1/peers/{identifier}", only(http.MethodGet, h.getPeer))
-	mux.HandleFunc("/v1/watch", only(http.MethodGet, h.watch))
-	mux.HandleFunc("/v1/leader/transfer", only(http.MethodPost, h.mutating(h.transfer)))
-	mux.HandleFunc("/v1/leader/resign", only(http.MethodPost, h.mutating(h.resign)))
-	mux.HandleFunc("/healthz", only(http.MethodGet, h.healthz))
-	mux.HandleFunc("/readyz", only(http.MethodGet, h.readyz))
+	handle := func(pattern string, hf http.HandlerFunc) { mux.HandleFunc(pattern, routed(pattern, hf)) }
+	handle("/v1/status", only(http.MethodGet, h.getStatus))
+	handle("/v1/leader", only(http.MethodGet, h.getLeader))
+	handle("/v1/peers", only(http.MethodGet, h.getPeers))
+	handle("/v1/peers/{identifier}", only(http.MethodGet, h.getPeer))
+	handle("/v1/watch", only(http.MethodGet, h.watch))
+	handle("/v1/leader/transfer", only(http.MethodPost, h.mutating(h.transfer)))
+	handle("/v1/leader/resign", only(http.MethodPost, h.mutating(h.resign)))
+	handle("/healthz", only(http.MethodGet, h.healthz))
+	handle("/readyz", only(http.MethodGet, h.readyz))
+	if opts.Metrics != nil {
+		handle("/metrics", only(http.MethodGet, opts.Metrics.ServeHTTP))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if opts.OnRequest != nil {
+			rec := &recorder{ResponseWriter: w, route: RouteOther}
+			start := time.Now()
+			defer func() {
+				opts.OnRequest(RequestInfo{Route: rec.route, Code: rec.status(), Duration: time.Since(start), Waited: rec.waited})
+			}()
+			w = rec
+		}
 		if !strings.HasPrefix(r.URL.Path, "/") {
 			// "OPTIONS *" and other non-path targets, which ServeMux
 			// would answer with a bare 400.
@@ -335,6 +383,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request) (st Status, ok bo
 	if !blocking {
 		return h.b.Status(), true
 	}
+	markWaited(w)
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	st, err = h.b.Wait(ctx, index)
@@ -565,6 +614,58 @@ func only(method string, h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		h(w, r)
+	}
+}
+
+// recorder is the ResponseWriter of a request whose metrics are recorded:
+// it notes the status code, and the handlers note the route and whether the
+// request waits by design.
+type recorder struct {
+	http.ResponseWriter
+	route  string
+	code   int
+	waited bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 && code >= 200 { // 1xx responses are not the final status
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushes and
+// deadlines of /v1/watch).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) status() int {
+	if r.code == 0 {
+		return http.StatusOK
+	}
+	return r.code
+}
+
+// routed notes pattern as the route of the requests hf answers.
+func routed(pattern string, hf http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if rec, ok := w.(*recorder); ok {
+			rec.route = pattern
+		}
+		hf(w, r)
+	}
+}
+
+// markWaited notes that the request waits for changes by design.
+func markWaited(w http.ResponseWriter) {
+	if rec, ok := w.(*recorder); ok {
+		rec.waited = true
 	}
 }
 

@@ -40,6 +40,7 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 		}
 		last = n
 	}
+	markWaited(w)
 	rc := http.NewResponseController(w)
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")

@@ -28,7 +28,7 @@ config format, for example:
 	}
 
 The peer serves its HTTP API on its listen port (GET /v1/status,
-/v1/leader, /v1/peers, /v1/watch, /healthz, /readyz; POST
+/v1/leader, /v1/peers, /v1/watch, /healthz, /readyz, /metrics; POST
 /v1/leader/transfer and /v1/leader/resign: see docs/api.md) and logs every
 leadership change, with the term and the leader, to stderr. SIGINT or SIGTERM stops it cleanly (exit code 0). A bad
 config file is reported with the field at fault and exit code 2.

@@ -131,6 +131,30 @@ type Config struct {
 	DriftMargin time.Duration
 	// Logger receives raft's own log lines (Info as Debug). May be nil.
 	Logger *slog.Logger
+
+	// Hooks is told about events worth measuring. Its functions run on the
+	// goroutine that owns the Core and must neither block nor call the
+	// Core.
+	Hooks Hooks
+}
+
+// Hooks are optional callbacks (each may be nil) for metrics.
+type Hooks struct {
+	// RoleChanged reports a change of raft role, as the Core sees it: once
+	// per Ready, so roles passed through within one Ready (a pre-candidate
+	// that is granted its pre-votes and then its votes before the Ready is
+	// processed) are skipped.
+	RoleChanged func(from, to Role)
+	// LeaseRound reports that a quorum acknowledged a lease (heartbeat)
+	// round, with the time from sending the round to learning of the
+	// acknowledgement: the round trip to the quorum's slowest needed member.
+	LeaseRound func(rtt time.Duration)
+	// Committed reports, on the leader, an entry it appended while leading
+	// (a proposal, a membership change, or the empty entry that opens its
+	// term) that is now committed and applied (Process returns it), with
+	// the time since it was appended (before it was persisted). Entries
+	// still pending when the peer stops leading are not reported.
+	Committed func(latency time.Duration)
 }
 
 func (c *Config) fill() error {
@@ -229,12 +253,26 @@ type Core struct {
 	roundLease                     bool
 	roundAt                        time.Duration
 
+	// appended holds the entries appended while leading that are not yet
+	// applied, with when they were appended (only with Hooks.Committed).
+	appended []appendedEntry
+
 	confState     raftpb.ConfState
 	voters        []uint64
 	learners      []uint64
 	appliedIndex  uint64
 	snapshotIndex uint64
 }
+
+// appendedEntry is an entry a leader appended at a clock time.
+type appendedEntry struct {
+	index uint64
+	at    time.Duration
+}
+
+// maxAppended bounds Core.appended: beyond it, further entries are not
+// timed.
+const maxAppended = 4096
 
 // New creates a Core over cfg.Storage, bootstrapping a new cluster of
 // cfg.Voters when the storage is empty.
@@ -457,6 +495,23 @@ func (c *Core) BestTransferee(skip func(id uint64) bool) uint64 {
 	return best
 }
 
+// Replicating returns, on the leader, how many members (voters and
+// learners, itself included) raft is replicating to: appends flow to them,
+// as opposed to a member being probed after a failed or unreachable send, or
+// being sent a snapshot. It returns 0 when this peer does not lead.
+func (c *Core) Replicating() int {
+	if c.role != Leader {
+		return 0
+	}
+	n := 0
+	c.rn.WithProgress(func(_ uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if pr.State == tracker.StateReplicate {
+			n++
+		}
+	})
+	return n
+}
+
 // ReportUnreachable tells raft that messages to id are not getting through.
 func (c *Core) ReportUnreachable(id uint64) { c.rn.ReportUnreachable(id) }
 
@@ -506,6 +561,9 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 			// them heard from this leader after now.
 			c.electedAt = c.cfg.Now()
 		}
+	}
+	if c.cfg.Hooks.Committed != nil && c.role == Leader && len(rd.Entries) > 0 {
+		c.noteAppended(rd.Entries)
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		c.term = rd.HardState.Term
@@ -565,6 +623,9 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 		}
 		c.appliedIndex = e.Index
 	}
+	if len(c.appended) > 0 && len(rd.CommittedEntries) > 0 {
+		c.noteApplied(rd.CommittedEntries[len(rd.CommittedEntries)-1].Index)
+	}
 	c.rn.Advance(rd)
 	// A peer that just won an election asks for its first lease at once.
 	c.heartbeat()
@@ -584,6 +645,32 @@ func (c *Core) onReadState(rs raft.ReadState) {
 	if until := sent + c.leaseDur; until > c.leaseUntil {
 		c.leaseUntil = until
 	}
+	if c.cfg.Hooks.LeaseRound != nil {
+		c.cfg.Hooks.LeaseRound(c.cfg.Now() - sent)
+	}
+}
+
+// noteAppended records when the leader appended ents (for Hooks.Committed).
+func (c *Core) noteAppended(ents []raftpb.Entry) {
+	now := c.cfg.Now()
+	for _, e := range ents {
+		if len(c.appended) >= maxAppended {
+			return
+		}
+		c.appended = append(c.appended, appendedEntry{index: e.Index, at: now})
+	}
+}
+
+// noteApplied reports the appended entries up to index as committed and
+// applied.
+func (c *Core) noteApplied(index uint64) {
+	now := c.cfg.Now()
+	k := 0
+	for k < len(c.appended) && c.appended[k].index <= index {
+		c.cfg.Hooks.Committed(now - c.appended[k].at)
+		k++
+	}
+	c.appended = c.appended[:copy(c.appended, c.appended[k:])]
 }
 
 func (c *Core) setSoft(s *raft.SoftState) {
@@ -594,6 +681,10 @@ func (c *Core) setSoft(s *raft.SoftState) {
 		c.dropLease()
 		c.transferee = 0
 		c.electedAt = 0
+		c.appended = c.appended[:0]
+	}
+	if role != c.role && c.cfg.Hooks.RoleChanged != nil {
+		c.cfg.Hooks.RoleChanged(c.role, role)
 	}
 	if s.Lead != c.lead {
 		c.leaderSeen = 0

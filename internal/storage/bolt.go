@@ -42,6 +42,11 @@ type Options struct {
 	// before its commit (which fsyncs): a fault hook that tests use to
 	// simulate a slow or stalled disk.
 	BeforeSync func()
+	// OnSave, if set, is called after every successful durable write (one
+	// bbolt transaction, committed and fsynced: Save, CreateSnapshot or
+	// Compact) with how long it took. It runs on the writing goroutine and
+	// must not block: metrics record it.
+	OnSave func(time.Duration)
 	// Logger receives open/close events; nil discards them.
 	Logger *slog.Logger
 }
@@ -192,6 +197,7 @@ func load(tx *bolt.Tx) (img image, err error) {
 // persistChange writes ch in one transaction, committed (and fsynced) before
 // it returns.
 func (b *Bolt) persistChange(ch change) error {
+	start := time.Now()
 	err := b.db.Update(func(tx *bolt.Tx) (err error) {
 		meta, ents := tx.Bucket(metaBucket), tx.Bucket(entriesBucket)
 		put := func(bk *bolt.Bucket, k []byte, v interface{ Marshal() ([]byte, error) }) {
@@ -229,6 +235,9 @@ func (b *Bolt) persistChange(ch change) error {
 	})
 	if err != nil {
 		return fmt.Errorf("storage: write: %w", err)
+	}
+	if b.opts.OnSave != nil {
+		b.opts.OnSave(time.Since(start))
 	}
 	return nil
 }

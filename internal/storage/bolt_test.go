@@ -160,3 +160,31 @@ func TestBeforeSyncAndLogger(t *testing.T) {
 		t.Fatalf("logs: %s", logs.String())
 	}
 }
+
+func TestOnSaveReportsEveryWrite(t *testing.T) {
+	var got []time.Duration
+	b, err := Open(t.TempDir(), Options{OnSave: func(d time.Duration) { got = append(got, d) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	hs := raftpb.HardState{Term: 2, Vote: 1, Commit: 0}
+	if err := b.Save(hs, nil, raftpb.Snapshot{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Save(raftpb.HardState{}, nil, raftpb.Snapshot{}); err != nil { // nothing to write
+		t.Fatal(err)
+	}
+	ents := []raftpb.Entry{{Index: 1, Term: 2}, {Index: 2, Term: 2}}
+	if err := b.Save(raftpb.HardState{}, ents, raftpb.Snapshot{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("OnSave called %d times, want 2 (one per durable write)", len(got))
+	}
+	for _, d := range got {
+		if d <= 0 {
+			t.Errorf("OnSave reported %v", d)
+		}
+	}
+}

@@ -133,7 +133,7 @@ type Transport struct {
 	start time.Time // monotonic base for rate limiting
 
 	filter                  atomic.Pointer[Filter]
-	sent, received, dropped atomic.Uint64
+	sent, received, dropped typeCounters
 	closing                 atomic.Bool
 
 	mu      sync.RWMutex
@@ -253,9 +253,74 @@ func (t *Transport) SetFilter(f Filter) {
 	t.filter.Store(&f)
 }
 
-// Stats returns the current counters.
+// Stats returns the current counters, summed over every message type.
 func (t *Transport) Stats() Stats {
-	return Stats{Sent: t.sent.Load(), Received: t.received.Load(), Dropped: t.dropped.Load()}
+	var s Stats
+	for i := range numTypeSlots {
+		s.Sent += t.sent[i].Load()
+		s.Received += t.received[i].Load()
+		s.Dropped += t.dropped[i].Load()
+	}
+	return s
+}
+
+// OtherTypes stands, in [Transport.ForEachType], for every message type
+// this build of raft does not know (sent by a newer peer, or garbage): they
+// share one set of counters.
+const OtherTypes raftpb.MessageType = -1
+
+// ForEachType calls fn with the counters of each message type that has
+// counted at least one message, in type order ([OtherTypes] last). It reads
+// atomic counters and allocates nothing: metrics collectors call it at
+// scrape time.
+func (t *Transport) ForEachType(fn func(typ raftpb.MessageType, s Stats)) {
+	for i := range numTypeSlots {
+		s := Stats{Sent: t.sent[i].Load(), Received: t.received[i].Load(), Dropped: t.dropped[i].Load()}
+		if s == (Stats{}) {
+			continue
+		}
+		typ := raftpb.MessageType(i)
+		if i == otherSlot {
+			typ = OtherTypes
+		}
+		fn(typ, s)
+	}
+}
+
+// maxKnownType is the highest raftpb.MessageType this build knows.
+const maxKnownType = raftpb.MsgForgetLeader
+
+// Counter slots: one per known message type, then one for all others.
+const (
+	otherSlot    = int(maxKnownType) + 1
+	numTypeSlots = otherSlot + 1
+)
+
+// typeCounters counts messages by type: an array indexed by type, so
+// counting one message is one atomic add with no lookup.
+type typeCounters [numTypeSlots]atomic.Uint64
+
+// slot returns typ's index in a typeCounters.
+func slot(typ raftpb.MessageType) int {
+	if uint32(typ) > uint32(maxKnownType) { // negative values too
+		return otherSlot
+	}
+	return int(typ)
+}
+
+func (c *typeCounters) add(typ raftpb.MessageType, n uint64) { c[slot(typ)].Add(n) }
+
+// batchCounts counts the messages of one write batch by type, before they
+// are known to be sent or dropped.
+type batchCounts [numTypeSlots]uint32
+
+// addTo adds the batch to c.
+func (b *batchCounts) addTo(c *typeCounters) {
+	for i, n := range b {
+		if n > 0 {
+			c[i].Add(uint64(n))
+		}
+	}
 }
 
 // Send queues msgs for their destinations (m.To) and never blocks. A message
@@ -267,7 +332,7 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 	for i := range msgs {
 		m := &msgs[i]
 		if f != nil && !(*f)(*m, Outbound) {
-			t.dropped.Add(1)
+			t.dropped.add(m.Type, 1)
 			continue
 		}
 		t.mu.RLock()
@@ -275,20 +340,20 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 		t.mu.RUnlock()
 		switch {
 		case closed:
-			t.dropped.Add(1)
+			t.dropped.add(m.Type, 1)
 		case p == nil:
-			t.dropped.Add(1)
+			t.dropped.add(m.Type, 1)
 			if t.cfg.Unreachable != nil {
 				t.cfg.Unreachable(m.To)
 			}
 		case p.down.Load():
-			t.dropped.Add(1)
+			t.dropped.add(m.Type, 1)
 			p.reportUnreachable()
 		default:
 			select {
 			case p.queue <- *m:
 			default:
-				t.dropped.Add(1)
+				t.dropped.add(m.Type, 1)
 				p.reportUnreachable()
 			}
 		}
@@ -394,13 +459,13 @@ func (t *Transport) HandleStream(conn net.Conn) {
 			buf = nil
 		}
 		if f := t.filter.Load(); f != nil && !(*f)(m, Inbound) {
-			t.dropped.Add(1)
+			t.dropped.add(m.Type, 1)
 			continue
 		}
 		if t.closing.Load() {
 			return
 		}
-		t.received.Add(1)
+		t.received.add(m.Type, 1)
 		t.cfg.Deliver(m)
 	}
 }
@@ -554,8 +619,8 @@ func (p *peer) dial(addr string) (net.Conn, error) {
 func (p *peer) drain() {
 	for {
 		select {
-		case <-p.queue:
-			p.t.dropped.Add(1)
+		case m := <-p.queue:
+			p.t.dropped.add(m.Type, 1)
 		default:
 			return
 		}
@@ -596,6 +661,7 @@ func (p *peer) stream(conn net.Conn) error {
 	if err := w.bw.Flush(); err != nil {
 		return err
 	}
+	var batch batchCounts
 	for {
 		select {
 		case <-p.ctx.Done():
@@ -605,17 +671,22 @@ func (p *peer) stream(conn net.Conn) error {
 		case <-broken:
 			return errPeerClosed
 		case m := <-p.queue:
-			batch, dropped := 0, 0
+			// The batch's messages by type: sent once flushed, dropped
+			// if the connection fails first.
+			batch = batchCounts{}
+			dropped := 0
 			for {
 				ok, err := w.write(&m)
 				if err != nil {
-					p.t.dropped.Add(uint64(batch + 1))
+					batch[slot(m.Type)]++
+					batch.addTo(&p.t.dropped)
 					return err
 				}
 				if ok {
-					batch++
+					batch[slot(m.Type)]++
 				} else {
 					dropped++
+					p.t.dropped.add(m.Type, 1)
 					p.log.Warn("dropped unencodable or oversized raft message", "type", m.Type, "size", m.Size())
 				}
 				var more bool
@@ -628,15 +699,14 @@ func (p *peer) stream(conn net.Conn) error {
 				}
 			}
 			if dropped > 0 {
-				p.t.dropped.Add(uint64(dropped))
 				p.reportUnreachable()
 			}
 			w.refreshDeadline()
 			if err := w.bw.Flush(); err != nil {
-				p.t.dropped.Add(uint64(batch))
+				batch.addTo(&p.t.dropped)
 				return err
 			}
-			p.t.sent.Add(uint64(batch))
+			batch.addTo(&p.t.sent)
 		}
 	}
 }

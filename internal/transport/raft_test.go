@@ -446,3 +446,59 @@ func TestInboundStreamWakesBackedOffWriter(t *testing.T) {
 	// a's writer would sleep a minute without the wake-up.
 	sendUntil(t, a, b, 1)
 }
+
+func TestStatsByType(t *testing.T) {
+	a, b := startNode(t, 1), startNode(t, 2)
+	connect(a, b)
+	var msgs []raftpb.Message
+	for i := uint64(1); i <= 30; i++ {
+		m := msg(1, 2, i)
+		switch {
+		case i <= 10:
+			m.Type = raftpb.MsgHeartbeat
+		case i <= 25:
+			m.Type = raftpb.MsgApp
+		default:
+			m.Type = raftpb.MessageType(1000) // from a newer raft: counted as OtherTypes
+		}
+		msgs = append(msgs, m)
+	}
+	a.tr.Send(msgs)
+	a.tr.Send([]raftpb.Message{{Type: raftpb.MsgVote, From: 1, To: 9}}) // unknown peer: dropped
+	eventually(t, "all messages", func() bool { return b.in.len() == len(msgs) })
+	eventually(t, "sent counted", func() bool { return a.tr.Stats().Sent == uint64(len(msgs)) })
+
+	collect := func(tr *Transport) map[raftpb.MessageType]Stats {
+		got := map[raftpb.MessageType]Stats{}
+		tr.ForEachType(func(typ raftpb.MessageType, s Stats) { got[typ] = s })
+		return got
+	}
+	wantA := map[raftpb.MessageType]Stats{
+		raftpb.MsgHeartbeat: {Sent: 10},
+		raftpb.MsgApp:       {Sent: 15},
+		raftpb.MsgVote:      {Dropped: 1},
+		OtherTypes:          {Sent: 5},
+	}
+	wantB := map[raftpb.MessageType]Stats{
+		raftpb.MsgHeartbeat: {Received: 10},
+		raftpb.MsgApp:       {Received: 15},
+		OtherTypes:          {Received: 5},
+	}
+	for name, c := range map[string]struct {
+		tr   *Transport
+		want map[raftpb.MessageType]Stats
+	}{"sender": {a.tr, wantA}, "receiver": {b.tr, wantB}} {
+		got := collect(c.tr)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: by type %v, want %v", name, got, c.want)
+		}
+		for typ, w := range c.want {
+			if got[typ] != w {
+				t.Errorf("%s: %v = %+v, want %+v", name, typ, got[typ], w)
+			}
+		}
+	}
+	if s := a.tr.Stats(); s != (Stats{Sent: 30, Dropped: 1}) {
+		t.Errorf("sender totals %+v", s)
+	}
+}

@@ -1,0 +1,330 @@
+package qcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/transport"
+)
+
+// metrics is one peer's Prometheus instrumentation; docs/metrics.md lists
+// every metric. Counters and histograms are updated where the event happens
+// (the node goroutine, the storage write, the API request); gauges and the
+// transport's per-type counters are read when Prometheus scrapes. IsLeader
+// and Leader update nothing.
+type metrics struct {
+	c        *Cluster
+	reg      prometheus.Registerer
+	gatherer prometheus.Gatherer // what GET /metrics serves; nil: 404
+	own      bool                // reg is this peer's own registry
+	log      *slog.Logger
+
+	collectors []prometheus.Collector // registered by register
+	registered []prometheus.Collector // the ones register added
+
+	leaderChanges    prometheus.Counter
+	electionsStarted prometheus.Counter
+	electionsWon     prometheus.Counter
+	electionsLost    prometheus.Counter
+	heartbeatRTT     prometheus.Histogram
+	commit           prometheus.Histogram
+	fsync            prometheus.Histogram
+	apiRequests      *prometheus.CounterVec
+	apiDuration      *prometheus.HistogramVec
+
+	// The leadership (leader, term) last counted by leaderChanges; only the
+	// node goroutine (and Start, before it runs) touches them.
+	lastLead, lastTerm uint64
+
+	// Set by Start; read at scrape time.
+	node atomic.Pointer[consensus.Node]
+	tr   atomic.Pointer[transport.Transport]
+}
+
+// Histogram buckets, in seconds.
+var (
+	// Round trips on a LAN or loopback are well under a millisecond; the
+	// top buckets catch a slow network or a stalled peer.
+	heartbeatBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
+	// A commit includes an fsync on the leader and on a quorum.
+	commitBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+	// 0.25 ms to 8 s: SSDs, disks and a stalled disk.
+	fsyncBuckets = prometheus.ExponentialBuckets(.00025, 2, 16)
+	// Reads take well under a millisecond; a hand-over takes up to seconds.
+	apiBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+)
+
+// newMetrics creates c's metrics (not yet registered: Start does that).
+func newMetrics(c *Cluster) *metrics {
+	m := &metrics{c: c, reg: c.cfg.Registerer, log: c.log}
+	if m.reg == nil {
+		r := prometheus.NewRegistry()
+		m.reg, m.gatherer, m.own = r, r, true
+	} else if g, ok := m.reg.(prometheus.Gatherer); ok {
+		m.gatherer = g
+	}
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "qcluster", Name: name, Help: help})
+	}
+	histogram := func(name, help string, buckets []float64) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "qcluster", Name: name, Help: help, Buckets: buckets})
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "qcluster", Name: name, Help: help}, f)
+	}
+	m.leaderChanges = counter("leader_changes_total",
+		"Leaderships this peer has observed: each new (leader, term) it learns of, itself included.")
+	m.electionsStarted = counter("elections_started_total",
+		"Elections this peer started: it became a pre-candidate or candidate (or leader at once).")
+	m.electionsWon = counter("elections_won_total", "Elections this peer started and won: it became leader.")
+	m.electionsLost = counter("elections_lost_total", "Elections this peer started and lost: it went back to follower.")
+	m.heartbeatRTT = histogram("raft_heartbeat_round_trip_seconds",
+		"Leader only: time from sending a heartbeat (lease) round until a quorum acknowledged it.", heartbeatBuckets)
+	m.commit = histogram("raft_commit_seconds",
+		"Leader only: time from appending an entry (a proposal, a membership change, or the entry opening its term) until it was committed and applied.",
+		commitBuckets)
+	m.fsync = histogram("storage_fsync_seconds",
+		"Duration of each durable write to data_dir (one bbolt transaction, fsynced).", fsyncBuckets)
+	m.apiRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "qcluster", Name: "api_requests_total",
+		Help: "HTTP API requests answered, by route pattern and status code.",
+	}, []string{"route", "code"})
+	m.apiDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "qcluster", Name: "api_request_duration_seconds",
+		Help:    "HTTP API request durations by route pattern, without blocking queries and /v1/watch streams (they last as long as they wait).",
+		Buckets: apiBuckets,
+	}, []string{"route"})
+
+	m.collectors = []prometheus.Collector{
+		gauge("is_leader", "1 while this peer is the leader and holds the leader lease (IsLeader), else 0.",
+			func() float64 { return b2f(c.IsLeader()) }),
+		gauge("term", "The current Raft term.", func() float64 { return float64(c.Term()) }),
+		gauge("lease_valid", "1 while this peer holds a valid leader lease, else 0.",
+			func() float64 { return b2f(c.leaseRemaining() > 0) }),
+		gauge("lease_remaining_seconds", "How long this peer's leader lease remains valid without renewal; 0 without a lease.",
+			func() float64 { return c.leaseRemaining().Seconds() }),
+		gauge("members_known", "Members of the cluster this peer knows of (voters and learners of the configuration).",
+			func() float64 { v := c.snap.Load().view; return float64(len(v.Voters) + len(v.Learners)) }),
+		m.leaderChanges, m.electionsStarted, m.electionsWon, m.electionsLost,
+		m.heartbeatRTT, m.commit, m.fsync, m.apiRequests, m.apiDuration,
+		&scrapeCollector{m: m},
+	}
+	return m
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// leaseRemaining is how long this peer's leader lease still runs (0: none).
+func (c *Cluster) leaseRemaining() time.Duration {
+	s := c.snap.Load()
+	if s.closed {
+		return 0
+	}
+	return max(0, s.view.LeaseUntil-c.now())
+}
+
+// register adds the metrics to the Registerer. On failure it registers
+// nothing and explains how to share a registry.
+func (m *metrics) register(identifier string) error {
+	cs := m.collectors
+	if m.own {
+		cs = append(cs[:len(cs):len(cs)], collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	for _, col := range cs {
+		if err := m.reg.Register(col); err != nil {
+			m.unregister()
+			if are := (prometheus.AlreadyRegisteredError{}); errors.As(err, &are) {
+				return fmt.Errorf("qcluster: registering metrics: %w; give each peer of a process its own Registerer, "+
+					"or wrap a shared one: prometheus.WrapRegistererWith(prometheus.Labels{\"peer\": %q}, reg)", err, identifier)
+			}
+			return fmt.Errorf("qcluster: registering metrics: %w", err)
+		}
+		m.registered = append(m.registered, col)
+	}
+	return nil
+}
+
+// unregister removes what register added (so a later peer of the process
+// can register in the same Registerer).
+func (m *metrics) unregister() {
+	for _, col := range m.registered {
+		m.reg.Unregister(col)
+	}
+	m.registered = nil
+}
+
+// handler serves GET /metrics.
+func (m *metrics) handler() http.Handler {
+	if m.gatherer == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			api.WriteError(w, http.StatusNotFound, api.CodeNotFound,
+				"this peer registers its metrics with the application's Registerer (Config.Registerer), "+
+					"which is not a prometheus.Gatherer; the application serves them")
+		})
+	}
+	return promhttp.HandlerFor(m.gatherer, promhttp.HandlerOpts{
+		ErrorLog:      promLogger{m.log},
+		ErrorHandling: promhttp.ContinueOnError,
+	})
+}
+
+// promLogger logs promhttp's errors (a collector failing) as warnings.
+type promLogger struct{ l *slog.Logger }
+
+func (p promLogger) Println(v ...any) { p.l.Warn(fmt.Sprint(v...), "component", "metrics") }
+
+// hooks are the consensus core's metric callbacks; they run on the node
+// goroutine.
+func (m *metrics) hooks() consensus.Hooks {
+	return consensus.Hooks{
+		RoleChanged: m.roleChanged,
+		LeaseRound:  func(d time.Duration) { m.heartbeatRTT.Observe(d.Seconds()) },
+		Committed:   func(d time.Duration) { m.commit.Observe(d.Seconds()) },
+	}
+}
+
+// roleChanged counts elections: one starts when a peer leaves the follower
+// role, and ends won (leader) or lost (follower). The core sees roles once
+// per Ready, so a follower may appear to become leader at once.
+func (m *metrics) roleChanged(from, to consensus.Role) {
+	campaigning := func(r consensus.Role) bool { return r == consensus.PreCandidate || r == consensus.Candidate }
+	switch {
+	case campaigning(to):
+		if !campaigning(from) {
+			m.electionsStarted.Inc()
+		}
+	case to == consensus.Leader:
+		if !campaigning(from) {
+			m.electionsStarted.Inc()
+		}
+		m.electionsWon.Inc()
+	case to == consensus.Follower && campaigning(from):
+		m.electionsLost.Inc()
+	}
+}
+
+// observeView counts a new leadership: a leader and term this peer had not
+// seen last. It runs on the node goroutine at every tick: two comparisons.
+func (m *metrics) observeView(v consensus.View) {
+	if v.Lead != 0 && (v.Lead != m.lastLead || v.Term != m.lastTerm) {
+		m.lastLead, m.lastTerm = v.Lead, v.Term
+		m.leaderChanges.Inc()
+	}
+}
+
+// observeFsync records one durable write.
+func (m *metrics) observeFsync(d time.Duration) { m.fsync.Observe(d.Seconds()) }
+
+// observeRequest records one API request.
+func (m *metrics) observeRequest(ri api.RequestInfo) {
+	m.apiRequests.WithLabelValues(ri.Route, codeLabel(ri.Code)).Inc()
+	if !ri.Waited {
+		m.apiDuration.WithLabelValues(ri.Route).Observe(ri.Duration.Seconds())
+	}
+}
+
+// codeLabel formats an HTTP status code without allocating for the codes
+// the API sends.
+func codeLabel(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 400:
+		return "400"
+	case 401:
+		return "401"
+	case 404:
+		return "404"
+	case 405:
+		return "405"
+	case 409:
+		return "409"
+	case 413:
+		return "413"
+	case 500:
+		return "500"
+	case 503:
+		return "503"
+	case 504:
+		return "504"
+	}
+	return strconv.Itoa(code)
+}
+
+// scrapeCollector reads, at scrape time, what other packages count: raft
+// messages by type (transport), messages dropped at the node's inbox, and
+// the members the leader replicates to.
+type scrapeCollector struct{ m *metrics }
+
+var (
+	raftSentDesc = prometheus.NewDesc("qcluster_raft_messages_sent_total",
+		"Raft messages written to peers' connections, by message type.", []string{"type"}, nil)
+	raftReceivedDesc = prometheus.NewDesc("qcluster_raft_messages_received_total",
+		"Raft messages received from peers, by message type.", []string{"type"}, nil)
+	raftDroppedDesc = prometheus.NewDesc("qcluster_raft_messages_dropped_total",
+		"Raft messages dropped by the transport (peer unreachable or unknown, queue full, failed write, oversized), by message type.",
+		[]string{"type"}, nil)
+	inboxDroppedDesc = prometheus.NewDesc("qcluster_raft_inbox_dropped_total",
+		"Received raft messages dropped because the election core's inbox was full.", nil, nil)
+	membersAliveDesc = prometheus.NewDesc("qcluster_members_alive",
+		"Leader only: members raft is replicating to, the leader included.", nil, nil)
+)
+
+// membersAliveTimeout bounds how long a scrape waits for the node goroutine
+// to count the members it replicates to.
+const membersAliveTimeout = time.Second
+
+func (sc *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- raftSentDesc
+	ch <- raftReceivedDesc
+	ch <- raftDroppedDesc
+	ch <- inboxDroppedDesc
+	ch <- membersAliveDesc
+}
+
+func (sc *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
+	if tr := sc.m.tr.Load(); tr != nil {
+		tr.ForEachType(func(typ raftpb.MessageType, s transport.Stats) {
+			name := "other"
+			if typ != transport.OtherTypes {
+				name = typ.String()
+			}
+			ch <- prometheus.MustNewConstMetric(raftSentDesc, prometheus.CounterValue, float64(s.Sent), name)
+			ch <- prometheus.MustNewConstMetric(raftReceivedDesc, prometheus.CounterValue, float64(s.Received), name)
+			ch <- prometheus.MustNewConstMetric(raftDroppedDesc, prometheus.CounterValue, float64(s.Dropped), name)
+		})
+	}
+	node := sc.m.node.Load()
+	if node == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(inboxDroppedDesc, prometheus.CounterValue, float64(node.Dropped()))
+	if sc.m.c.snap.Load().view.Role != consensus.Leader {
+		return // only a leader knows whom it replicates to
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), membersAliveTimeout)
+	defer cancel()
+	alive := 0
+	if err := node.Do(ctx, func(core *consensus.Core) error { alive = core.Replicating(); return nil }); err == nil && alive > 0 {
+		ch <- prometheus.MustNewConstMetric(membersAliveDesc, prometheus.GaugeValue, float64(alive))
+	}
+}
