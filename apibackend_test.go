@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,38 +22,7 @@ const testToken = "test-token-0123456789"
 // newAPITestCluster is newTestCluster with an API token in every config.
 func newAPITestCluster(t testing.TB, n int, token string) *testCluster {
 	t.Helper()
-	tc := &testCluster{t: t, isolated: map[uint64]bool{}}
-	lns := make([]net.Listener, n)
-	for i := range lns {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[i] = ln
-	}
-	port := func(i int) int { return lns[i].Addr().(*net.TCPAddr).Port }
-	for i := range n {
-		cfg := DefaultConfig()
-		cfg.Identifier = fmt.Sprintf("p%d", i)
-		cfg.ListenPort = port(i)
-		cfg.Metadata = map[string]any{"index": float64(i)}
-		cfg.DataDir = t.TempDir()
-		cfg.APIToken = token
-		cfg.Logger = testLogger(t).With("test", t.Name())
-		for j := range n {
-			if j != i {
-				cfg.Peers = append(cfg.Peers, PeerConfig{Host: "127.0.0.1", Port: port(j),
-					Identifier: fmt.Sprintf("p%d", j), Metadata: map[string]any{"index": float64(j)}})
-			}
-		}
-		tc.cfgs = append(tc.cfgs, cfg)
-	}
-	tc.peers = make([]*Cluster, n)
-	for i := range n {
-		tc.start(i, lns[i])
-	}
-	t.Cleanup(tc.closeAll)
-	return tc
+	return newTestCluster(t, n, func(c *Config) { c.APIToken = token })
 }
 
 // httpc is a small HTTP client for the tests, with its own connections.

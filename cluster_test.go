@@ -47,7 +47,8 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newTestCluster(t testing.TB, n int) *testCluster {
+// newTestCluster starts n peers; opts adjust each peer's config.
+func newTestCluster(t testing.TB, n int, opts ...func(*Config)) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t, isolated: map[uint64]bool{}}
 	lns := make([]net.Listener, n)
@@ -73,6 +74,9 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 					Identifier: fmt.Sprintf("p%d", j), Metadata: map[string]any{"index": float64(j)},
 				})
 			}
+		}
+		for _, o := range opts {
+			o(&cfg)
 		}
 		tc.cfgs = append(tc.cfgs, cfg)
 	}
