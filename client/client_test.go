@@ -3,8 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/qcluster/qcluster"
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/testpeers"
 )
 
 func TestMain(m *testing.M) {
@@ -25,90 +24,24 @@ func TestMain(m *testing.M) {
 }
 
 // testPeers runs a cluster of in-process peers on loopback ports.
+// testPeers is a test cluster (internal/testpeers) with this package's
+// short names.
 type testPeers struct {
+	*testpeers.Peers
 	t     *testing.T
 	cfgs  []qcluster.Config
-	peers []*qcluster.Cluster // nil while stopped
+	peers []*qcluster.Cluster // nil while stopped (shared with Peers.Peers)
 }
 
 func startPeers(t *testing.T, n int, token string) *testPeers {
 	t.Helper()
-	tp := &testPeers{t: t, peers: make([]*qcluster.Cluster, n)}
-	lns := make([]net.Listener, n)
-	for i := range lns {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[i] = ln
-	}
-	port := func(i int) int { return lns[i].Addr().(*net.TCPAddr).Port }
-	for i := range n {
-		cfg := qcluster.DefaultConfig()
-		cfg.Identifier = fmt.Sprintf("p%d", i)
-		cfg.ListenPort = port(i)
-		cfg.Metadata = map[string]any{"server_port": float64(8000 + i)}
-		cfg.DataDir = t.TempDir()
-		cfg.APIToken = token
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		for j := range n {
-			if j != i {
-				cfg.Peers = append(cfg.Peers, qcluster.PeerConfig{Host: "127.0.0.1", Port: port(j), Identifier: fmt.Sprintf("p%d", j),
-					Metadata: map[string]any{"server_port": float64(8000 + j)}})
-			}
-		}
-		tp.cfgs = append(tp.cfgs, cfg)
-	}
-	for i := range n {
-		tp.start(i, lns[i])
-	}
-	t.Cleanup(func() {
-		for i := range tp.peers {
-			if tp.peers[i] != nil {
-				tp.stop(i)
-			}
-		}
-	})
-	return tp
+	p := testpeers.Start(t, n, testpeers.WithToken(token))
+	return &testPeers{Peers: p, t: t, cfgs: p.Configs, peers: p.Peers}
 }
 
-// start starts peer i on ln, or on its port again when ln is nil.
-func (tp *testPeers) start(i int, ln net.Listener) {
-	tp.t.Helper()
-	cfg := tp.cfgs[i]
-	if ln == nil {
-		var err error
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if ln, err = net.Listen("tcp", cfg.Addr()); err == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if err != nil {
-			tp.t.Fatalf("relisten %s: %v", cfg.Addr(), err)
-		}
-	}
-	cfg.Listener = ln
-	c, err := qcluster.New(cfg)
-	if err != nil {
-		tp.t.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		tp.t.Fatal(err)
-	}
-	tp.peers[i] = c
-}
-
-func (tp *testPeers) stop(i int) {
-	tp.t.Helper()
-	if err := tp.peers[i].Close(); err != nil {
-		tp.t.Errorf("close p%d: %v", i, err)
-	}
-	tp.peers[i] = nil
-}
-
-func (tp *testPeers) addr(i int) string { return tp.cfgs[i].Addr() }
+func (tp *testPeers) start(i int, ln net.Listener) { tp.t.Helper(); tp.StartPeer(i, ln) }
+func (tp *testPeers) stop(i int)                   { tp.t.Helper(); tp.Stop(i) }
+func (tp *testPeers) addr(i int) string            { return tp.Addr(i) }
 
 // waitLeader waits until one running peer holds the lease and every
 // running peer names it; it returns its index.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/qcluster/qcluster"
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/testpeers"
 )
 
 // inProcessPeers starts n peers in this process on loopback ports, with an
@@ -21,45 +20,7 @@ import (
 // test.
 func inProcessPeers(t *testing.T, n int, token string) []*qcluster.Cluster {
 	t.Helper()
-	lns := make([]net.Listener, n)
-	for i := range lns {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[i] = ln
-	}
-	port := func(i int) int { return lns[i].Addr().(*net.TCPAddr).Port }
-	peers := make([]*qcluster.Cluster, n)
-	for i := range n {
-		cfg := qcluster.DefaultConfig()
-		cfg.Identifier = fmt.Sprintf("p%d", i)
-		cfg.Listener = lns[i]
-		cfg.Metadata = map[string]any{"server_port": float64(8000 + i)}
-		cfg.DataDir = t.TempDir()
-		cfg.APIToken = token
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		for j := range n {
-			if j != i {
-				cfg.Peers = append(cfg.Peers, qcluster.PeerConfig{Host: "127.0.0.1", Port: port(j),
-					Identifier: fmt.Sprintf("p%d", j), Metadata: map[string]any{"server_port": float64(8000 + j)}})
-			}
-		}
-		c, err := qcluster.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		peers[i] = c
-	}
-	t.Cleanup(func() {
-		for _, p := range peers {
-			p.Close()
-		}
-	})
-	return peers
+	return testpeers.Start(t, n, testpeers.WithToken(token)).Peers
 }
 
 // agreedLeader waits until every running peer names the same leader, which
