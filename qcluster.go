@@ -31,7 +31,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -537,7 +536,7 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 		return
 	}
 	c.metrics.observeView(v)
-	if !sameSnapshot(prev.view, v) {
+	if !prev.view.Equal(v) {
 		s := &snapshot{view: v, self: c.self}
 		if v.Lead != 0 {
 			s.leader = c.peer(v.Lead)
@@ -583,12 +582,6 @@ func (c *Cluster) peer(id uint64) *Peer {
 		return p
 	}
 	return &Peer{Identifier: fmt.Sprintf("node-%016x", id)}
-}
-
-func sameSnapshot(a, b consensus.View) bool {
-	return a.Role == b.Role && a.Term == b.Term && a.Lead == b.Lead && a.LeaseUntil == b.LeaseUntil &&
-		a.LeaderSeen == b.LeaderSeen && a.Transferring == b.Transferring &&
-		slices.Equal(a.Voters, b.Voters) && slices.Equal(a.Learners, b.Learners)
 }
 
 func (c *Cluster) publishClosed() {

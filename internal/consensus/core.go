@@ -212,6 +212,13 @@ func (v *View) IsLeaderAt(now time.Duration) bool {
 	return v.Role == Leader && now < v.LeaseUntil
 }
 
+// Equal reports whether two views are the same (slices by content).
+func (v View) Equal(o View) bool {
+	return v.ID == o.ID && v.Role == o.Role && v.Term == o.Term && v.Lead == o.Lead &&
+		v.LeaseUntil == o.LeaseUntil && v.LeaderSeen == o.LeaderSeen && v.Transferring == o.Transferring &&
+		slices.Equal(v.Voters, o.Voters) && slices.Equal(v.Learners, o.Learners)
+}
+
 // LeaderAt returns the leader this peer may report at now: itself while it
 // holds the lease, or the leader it heard from within the election timeout.
 func (v *View) LeaderAt(now, electionTimeout time.Duration) (uint64, bool) {

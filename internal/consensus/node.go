@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -207,7 +206,7 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 		v := n.core.View()
-		changed := !sameView(v, last)
+		changed := !v.Equal(last)
 		if changed || ticked || reply != nil {
 			last = v
 			n.emit(v)
@@ -267,10 +266,4 @@ func (n *Node) send(msgs []raftpb.Message) {
 			n.snapSent = append(n.snapSent, m.To)
 		}
 	}
-}
-
-func sameView(a, b View) bool {
-	return a.ID == b.ID && a.Role == b.Role && a.Term == b.Term && a.Lead == b.Lead &&
-		a.LeaseUntil == b.LeaseUntil && a.LeaderSeen == b.LeaderSeen && a.Transferring == b.Transferring &&
-		slices.Equal(a.Voters, b.Voters) && slices.Equal(a.Learners, b.Learners)
 }
