@@ -1,10 +1,12 @@
 package membership
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -107,6 +109,34 @@ type Config struct {
 	// bytes. Members of different clusters never merge, even when one is
 	// told to join the other.
 	ClusterName string
+
+	// TLS, when set, secures the member's streams: gossip streams
+	// (push/pull, joins) and metadata fetches are dialled as TLS clients
+	// with this configuration (offering transport.ALPNPeer; it verifies
+	// the server, as pki.Credentials.ClientTLS does), so the Mux must be a
+	// TLS Mux; and inbound streams are accepted only over TLS with a
+	// verified client certificate naming a peer of this cluster
+	// (pki.Identity with Cluster equal to ClusterName) that Authorize, if
+	// set, accepts. Refused streams are logged and counted
+	// (Stats.RefusedStreams). UDP packets are not TLS: GossipKeys protect
+	// them.
+	TLS *tls.Config
+	// Authorize, if set with TLS, is asked about the identifier in the
+	// certificate of every inbound stream's peer; an error refuses the
+	// stream. Nil accepts any peer the cluster CA certified for this
+	// cluster.
+	Authorize func(identifier string) error
+
+	// GossipKeys, when not empty, turn on memberlist's encryption
+	// (AES-GCM, with the cluster name as authenticated data) of every
+	// gossip packet and stream, and require it from every other member:
+	// the first key encrypts, every key decrypts. Each key is 16, 24 or
+	// 32 bytes (AES-128, -192, -256). A member without a key of the ring
+	// cannot join, and its packets are dropped (Stats.RejectedPackets).
+	// Rotate keys without downtime with InstallKey, UseKey and RemoveKey
+	// (see Membership.InstallKey). Encryption cannot be turned on or off
+	// on a running member.
+	GossipKeys [][]byte
 
 	// Profile selects the base timings: ProfileLAN (default),
 	// ProfileLocal or ProfileWAN.
@@ -231,6 +261,13 @@ func (c *Config) Validate() error {
 		return bad("DeadMemberRetention %v is negative; use 0 for the default", c.DeadMemberRetention)
 	case c.EventBuffer < 0:
 		return bad("EventBuffer %d is negative; use 0 for the default", c.EventBuffer)
+	case c.Authorize != nil && c.TLS == nil:
+		return bad("Authorize is set without TLS; it checks peer certificates, so set TLS too")
+	}
+	for i, k := range c.GossipKeys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			return bad("GossipKeys[%d] is %d bytes; use 16, 24 or 32", i, len(k))
+		}
 	}
 	if _, err := baseConfig(c.Profile); err != nil {
 		return err
@@ -289,6 +326,19 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 	// Compression saves little on a LAN and would make the observer in
 	// wire.go decompress every packet it looks at.
 	mc.EnableCompression = false
+	if len(c.GossipKeys) > 0 {
+		keys := make([][]byte, len(c.GossipKeys))
+		for i, k := range c.GossipKeys {
+			keys[i] = slices.Clone(k)
+		}
+		kr, err := memberlist.NewKeyring(keys[1:], keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: GossipKeys: %v", ErrInvalidConfig, err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	}
 	if c.tweak != nil {
 		c.tweak(mc)
 	}

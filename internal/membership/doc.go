@@ -43,6 +43,13 @@
 //     (hashicorp/memberlist#222). See Config.RejoinInterval.
 //   - Isolation of clusters by name (memberlist's packet and stream label),
 //     and refusal of members that are not QCluster members.
+//   - Security (see Config.TLS and Config.GossipKeys): streams (gossip and
+//     metadata) dialled over TLS and accepted only from peers whose
+//     verified certificate names this cluster; memberlist's AES-GCM
+//     encryption of packets and streams, which the wire observer decrypts
+//     too; key rotation at run time (InstallKey, UseKey, RemoveKey) that
+//     avoids a data race in memberlist's Keyring.RemoveKey; and counters
+//     of what was refused (Stats).
 //
 // Failure detection follows memberlist's bounds: a member that stops
 // answering is suspected once a probe round reaches it (about one probe

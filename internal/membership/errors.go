@@ -30,4 +30,18 @@ var (
 	// still spreads through gossip and push/pull; the error only means the
 	// caller was not told it did.
 	ErrNotConfirmed = errors.New("membership: broadcast not confirmed")
+
+	// ErrNoEncryption is returned by the key rotation calls of a member
+	// started without GossipKeys.
+	ErrNoEncryption = errors.New("membership: gossip encryption is off (no GossipKeys)")
+
+	// ErrInvalidKey is returned by the key rotation calls for a key of the
+	// wrong size, a key that is not installed (UseKey), or the primary key
+	// (RemoveKey).
+	ErrInvalidKey = errors.New("membership: invalid gossip key")
+
+	// ErrUnauthenticated is wrapped in the reason an inbound stream was
+	// refused: not TLS, no verified certificate, a certificate of another
+	// cluster, or a peer Config.Authorize refused.
+	ErrUnauthenticated = errors.New("membership: peer not authenticated")
 )

@@ -85,12 +85,18 @@ type testNode struct {
 // it gets the node with its addr already set.
 func startNode(t testing.TB, name string, mutate func(*Config, *testNode)) *testNode {
 	t.Helper()
+	return startNodeMux(t, name, transport.MuxOptions{}, mutate)
+}
+
+// startNodeMux is startNode with options for the node's Mux.
+func startNodeMux(t testing.TB, name string, muxOpts transport.MuxOptions, mutate func(*Config, *testNode)) *testNode {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		mux := transport.NewMux(ln, transport.MuxOptions{})
+		mux := transport.NewMux(ln, muxOpts)
 		n := &testNode{name: name, addr: ln.Addr().String(), mux: mux, events: newEventLog(), logs: newLogRecorder()}
 		cfg := DefaultConfig()
 		cfg.Name = name

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/qcluster/qcluster/internal/pki"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -44,6 +45,15 @@ type Membership struct {
 
 	seedMu sync.Mutex
 	seeds  []string // every address given to Join, for the rejoin loop
+
+	// Gossip encryption: the keyring memberlist reads, changed only under
+	// keyMu, and the observer's ciphers for it (nil without encryption).
+	keyMu   sync.Mutex
+	keyring *memberlist.Keyring
+	ciphers atomic.Pointer[gossipCiphers]
+
+	packets, rejectedPackets, secondaryKeyPackets, refusedStreams atomic.Uint64
+	lastRefusalLog                                                atomic.Int64
 
 	lifeMu       sync.Mutex // serializes memberlist's Leave and Shutdown
 	closed       atomic.Bool
@@ -122,11 +132,19 @@ func New(cfg Config) (*Membership, error) {
 	env := encodeEnvelope(cfg.Meta)
 	m.nodeMeta.Store(&env)
 
+	if mc.Keyring != nil {
+		m.keyring = mc.Keyring
+		if err := m.refreshCiphers(); err != nil {
+			return nil, fmt.Errorf("%w: GossipKeys: %v", ErrInvalidConfig, err)
+		}
+	}
 	m.tr, err = newTransport(TransportConfig{
-		BindAddr: bindIP,
-		Port:     port,
-		Filter:   cfg.Filter,
-		Logger:   log,
+		BindAddr:     bindIP,
+		Port:         port,
+		Filter:       cfg.Filter,
+		Logger:       log,
+		TLS:          cfg.TLS,
+		Authenticate: m.authenticate,
 	}, m.observe)
 	if err != nil {
 		m.cancel()
@@ -436,12 +454,217 @@ func opTimeout(ctx context.Context) (time.Duration, error) {
 	return DefaultOpTimeout, nil
 }
 
-// observe is the Transport's packet observer (see wire.go).
+// observe is the Transport's packet observer (see wire.go). It also
+// counts the inbound packets memberlist will drop: another cluster's, and
+// those no gossip key decrypts.
 func (m *Membership) observe(inbound bool, buf []byte) {
-	err := decodeGossip(buf, m.cfg.ClusterName, func(g gossipMsg) { m.reg.observe(inbound, g) })
-	if err != nil && !errors.Is(err, errWireLabel) {
-		m.log.Debug("membership: undecodable gossip packet", "inbound", inbound, "err", err)
+	var ciphers gossipCiphers
+	if p := m.ciphers.Load(); p != nil {
+		ciphers = *p
 	}
+	key, err := decodeSealed(buf, m.cfg.ClusterName, ciphers, func(g gossipMsg) { m.reg.observe(inbound, g) })
+	if !inbound {
+		return
+	}
+	m.packets.Add(1)
+	switch {
+	case errors.Is(err, errWireLabel), errors.Is(err, errWireDecrypt):
+		m.rejectedPackets.Add(1)
+		m.log.Debug("membership: gossip packet rejected", "err", err)
+	case err != nil:
+		m.log.Debug("membership: undecodable gossip packet", "err", err)
+	}
+	if key > 0 {
+		m.secondaryKeyPackets.Add(1)
+	}
+}
+
+// Stats are a member's security counters.
+type Stats struct {
+	// PacketsReceived counts inbound gossip packets.
+	PacketsReceived uint64
+	// RejectedPackets counts inbound gossip packets memberlist drops: of
+	// another cluster (label), or that no gossip key decrypts (a wrong
+	// key, or plain text while encryption is on).
+	RejectedPackets uint64
+	// SecondaryKeyPackets counts inbound packets decrypted with a key
+	// other than the primary one. During a key rotation, once every
+	// member uses the new key, this stops growing on every member: the old
+	// key can then be removed.
+	SecondaryKeyPackets uint64
+	// RefusedStreams counts inbound gossip and metadata streams refused
+	// for want of authentication (with Config.TLS).
+	RefusedStreams uint64
+}
+
+// Stats returns the member's security counters.
+func (m *Membership) Stats() Stats {
+	return Stats{
+		PacketsReceived:     m.packets.Load(),
+		RejectedPackets:     m.rejectedPackets.Load(),
+		SecondaryKeyPackets: m.secondaryKeyPackets.Load(),
+		RefusedStreams:      m.refusedStreams.Load(),
+	}
+}
+
+// authenticate vets an inbound stream (gossip or metadata) when TLS is on:
+// it must be TLS, with a verified certificate naming a peer of this cluster
+// that Config.Authorize accepts. A refusal is counted and logged (a warning
+// at most once a second).
+func (m *Membership) authenticate(c net.Conn) error {
+	if m.cfg.TLS == nil {
+		return nil
+	}
+	err := m.checkPeer(c)
+	if err != nil {
+		m.refusedStreams.Add(1)
+		now := time.Now().UnixNano()
+		if last := m.lastRefusalLog.Load(); now-last >= int64(time.Second) && m.lastRefusalLog.CompareAndSwap(last, now) {
+			m.log.Warn("membership: stream refused", "remote", c.RemoteAddr(), "err", err)
+		} else {
+			m.log.Debug("membership: stream refused", "remote", c.RemoteAddr(), "err", err)
+		}
+	}
+	return err
+}
+
+func (m *Membership) checkPeer(c net.Conn) error {
+	cs, ok := transport.ConnState(c)
+	if !ok {
+		return fmt.Errorf("%w: not TLS (this member requires TLS)", ErrUnauthenticated)
+	}
+	if len(cs.VerifiedChains) == 0 {
+		return fmt.Errorf("%w: no verified client certificate", ErrUnauthenticated)
+	}
+	id, err := pki.PeerIdentity(cs)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
+	if id.Cluster != m.cfg.ClusterName {
+		return fmt.Errorf("%w: certificate of %s names cluster %q", ErrUnauthenticated, id, id.Cluster)
+	}
+	if m.cfg.Authorize != nil {
+		if err := m.cfg.Authorize(id.Identifier); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrUnauthenticated, id, err)
+		}
+	}
+	return nil
+}
+
+// Key rotation.
+//
+// A cluster's gossip key changes without downtime in three rounds, each
+// done on every member before the next starts:
+//
+//  1. InstallKey(new) on every member: all can now decrypt both keys.
+//  2. UseKey(new) on every member: each encrypts with the new key; the
+//     others can read it since round 1.
+//  3. RemoveKey(old) on every member, once no member still sends with the
+//     old key (Stats.SecondaryKeyPackets stops growing everywhere; a few
+//     gossip intervals after round 2).
+//
+// Then put the new key in every member's configuration, for its next
+// start. The calls are local: QCluster's API or tooling runs them on every
+// member.
+
+// InstallKey adds key (16, 24 or 32 bytes) to the keyring, for decryption
+// only; installing a key twice is a no-op.
+func (m *Membership) InstallKey(key []byte) error {
+	if err := memberlist.ValidateKey(key); err != nil {
+		return fmt.Errorf("%w: %d bytes; use 16, 24 or 32", ErrInvalidKey, len(key))
+	}
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	if m.keyring == nil {
+		return ErrNoEncryption
+	}
+	if err := m.keyring.AddKey(bytes.Clone(key)); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
+	return m.refreshCiphers()
+}
+
+// UseKey makes an installed key the primary one: the key this member
+// encrypts with from now on.
+func (m *Membership) UseKey(key []byte) error {
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	if m.keyring == nil {
+		return ErrNoEncryption
+	}
+	if !slices.ContainsFunc(m.keyring.GetKeys(), func(k []byte) bool { return bytes.Equal(k, key) }) {
+		return fmt.Errorf("%w: the key is not installed; InstallKey it first (on every member)", ErrInvalidKey)
+	}
+	if err := m.keyring.UseKey(bytes.Clone(key)); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
+	return m.refreshCiphers()
+}
+
+// RemoveKey removes a key that is not the primary one; removing a key that
+// is not installed is a no-op.
+func (m *Membership) RemoveKey(key []byte) error {
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	if m.keyring == nil {
+		return ErrNoEncryption
+	}
+	keys := m.keyring.GetKeys()
+	i := slices.IndexFunc(keys, func(k []byte) bool { return bytes.Equal(k, key) })
+	switch {
+	case i < 0:
+		return nil
+	case i == 0:
+		return fmt.Errorf("%w: cannot remove the primary key; UseKey another one first", ErrInvalidKey)
+	}
+	// memberlist's Keyring.RemoveKey shifts the slice it shares with
+	// readers in place unless the key is the last one, which would race
+	// with a packet being decrypted. So remove the keys after it (last
+	// first), then it, then put those back: every step removes the last
+	// key and writes nothing shared. (In a rotation the old key is always
+	// last: install appends the new key, use moves it first.)
+	tail := slices.Clone(keys[i+1:])
+	for j := len(tail) - 1; j >= 0; j-- {
+		if err := m.keyring.RemoveKey(tail[j]); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidKey, err)
+		}
+	}
+	if err := m.keyring.RemoveKey(keys[i]); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
+	for _, k := range tail {
+		if err := m.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidKey, err)
+		}
+	}
+	return m.refreshCiphers()
+}
+
+// Keys returns copies of the keyring's keys, the primary one first; nil
+// without encryption.
+func (m *Membership) Keys() [][]byte {
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	if m.keyring == nil {
+		return nil
+	}
+	keys := m.keyring.GetKeys()
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = bytes.Clone(k)
+	}
+	return out
+}
+
+// refreshCiphers rebuilds the observer's ciphers from the keyring. Callers
+// hold keyMu (or own m exclusively).
+func (m *Membership) refreshCiphers() error {
+	cs, err := newGossipCiphers(m.keyring.GetKeys())
+	if err != nil {
+		return err
+	}
+	m.ciphers.Store(&cs)
+	return nil
 }
 
 // dispatch delivers events to Config.Events, one at a time.
@@ -515,7 +738,7 @@ func (m *Membership) fetchMeta(j fetchJob) ([]byte, error) {
 // serveMeta answers a metadata fetch; the Mux calls it for connections
 // starting with MetaPreamble and closes them when it returns.
 func (m *Membership) serveMeta(c net.Conn) {
-	if m.closed.Load() {
+	if m.closed.Load() || m.authenticate(c) != nil {
 		return
 	}
 	if err := c.SetDeadline(time.Now().Add(m.tcpTimeout)); err != nil {

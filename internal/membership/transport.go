@@ -3,6 +3,7 @@ package membership
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/qcluster/qcluster/internal/transport"
 )
 
 // GossipPreamble starts every memberlist stream on the shared TCP port; the
@@ -60,6 +63,12 @@ type TransportConfig struct {
 	// once; more are closed on arrival. Zero means
 	// DefaultMaxInboundStreams.
 	MaxInboundStreams int
+	// TLS, when set, makes outbound streams TLS clients with this
+	// configuration (offering transport.ALPNPeer).
+	TLS *tls.Config
+	// Authenticate, if set, is called with every inbound stream before it
+	// reaches memberlist; an error refuses (closes) the stream.
+	Authenticate func(net.Conn) error
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
 }
@@ -77,6 +86,7 @@ type TransportConfig struct {
 // once) and waits for its reader goroutine. Shutdown is idempotent.
 type Transport struct {
 	cfg      TransportConfig
+	tls      *tls.Config // cfg.TLS offering ALPNPeer; nil without TLS
 	log      *slog.Logger
 	udp      *net.UDPConn
 	port     int
@@ -133,8 +143,14 @@ func newTransport(cfg TransportConfig, observe func(inbound bool, buf []byte)) (
 			break
 		}
 	}
+	var clientTLS *tls.Config
+	if cfg.TLS != nil {
+		clientTLS = cfg.TLS.Clone()
+		clientTLS.NextProtos = []string{transport.ALPNPeer}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{
+		tls:      clientTLS,
 		cfg:      cfg,
 		log:      log,
 		udp:      udp,
@@ -237,8 +253,9 @@ func (t *Transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 	return t.dial(a.Addr, GossipPreamble, timeout)
 }
 
-// dial connects to addr, writes preamble and returns the tracked
-// connection.
+// dial connects to addr (with TLS, when configured), writes preamble and
+// returns the tracked connection. timeout bounds the connection, the TLS
+// handshake and the preamble.
 func (t *Transport) dial(addr, preamble string, timeout time.Duration) (net.Conn, error) {
 	if t.closed.Load() {
 		return nil, errTransportClosed
@@ -246,10 +263,25 @@ func (t *Transport) dial(addr, preamble string, timeout time.Duration) (net.Conn
 	if t.cfg.Filter != nil && !t.cfg.Filter(addr) {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errFiltered}
 	}
-	d := net.Dialer{Timeout: timeout}
-	c, err := d.DialContext(t.ctx, "tcp", addr)
+	ctx := t.ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if t.tls != nil {
+		// Shutdown cancels ctx, which interrupts the handshake.
+		sc := tls.Client(c, t.tls)
+		if err := sc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("membership: TLS handshake with %s: %w", addr, err)
+		}
+		c = sc
 	}
 	tc := t.track(c)
 	if tc == nil {
@@ -280,6 +312,11 @@ func (t *Transport) HandleStream(c net.Conn) {
 		return
 	}
 	defer func() { <-t.streams }()
+	if t.cfg.Authenticate != nil {
+		if err := t.cfg.Authenticate(c); err != nil {
+			return
+		}
+	}
 	tc := t.track(c)
 	if tc == nil {
 		return
@@ -381,6 +418,10 @@ type trackedConn struct {
 	once   sync.Once
 	closed chan struct{}
 }
+
+// NetConn returns the wrapped connection (so transport.ConnState sees
+// through it).
+func (c *trackedConn) NetConn() net.Conn { return c.Conn }
 
 // Close closes the connection once and forgets it.
 func (c *trackedConn) Close() error {

@@ -3,6 +3,8 @@ package membership
 import (
 	"bytes"
 	"compress/lzw"
+	"crypto/aes"
+	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -112,19 +114,89 @@ var wireHandle = &codec.MsgpackHandle{}
 // decodeGossip calls fn for every alive, suspect and dead message in the
 // packet buf, which carries label's header when label is not empty (a
 // packet with another label is rejected, as memberlist would).
-func decodeGossip(buf []byte, label string, fn func(gossipMsg)) (err error) {
+func decodeGossip(buf []byte, label string, fn func(gossipMsg)) error {
+	_, err := decodeSealed(buf, label, nil, fn)
+	return err
+}
+
+// decodeSealed is decodeGossip for a member whose gossip is encrypted with
+// one of ciphers (primary first; nil when gossip is not encrypted): it
+// decrypts the packet as memberlist does, and returns the index of the key
+// that did (-1 without encryption). A packet that no key decrypts returns
+// errWireDecrypt: memberlist drops it too.
+func decodeSealed(buf []byte, label string, ciphers gossipCiphers, fn func(gossipMsg)) (int, error) {
 	if len(buf) > 0 && buf[0] == wireHasLabel {
 		if len(buf) < 2 || int(buf[1]) == 0 || len(buf) < 2+int(buf[1]) {
-			return errors.New("membership: truncated packet label")
+			return -1, errors.New("membership: truncated packet label")
 		}
 		if string(buf[2:2+int(buf[1])]) != label {
-			return errWireLabel
+			return -1, errWireLabel
 		}
 		buf = buf[2+int(buf[1]):]
 	} else if label != "" {
-		return errWireLabel
+		return -1, errWireLabel
 	}
-	return walkGossip(buf, 0, fn)
+	idx := -1
+	if ciphers != nil {
+		var err error
+		if buf, idx, err = ciphers.open(buf, label); err != nil {
+			return -1, err
+		}
+	}
+	return idx, walkGossip(buf, 0, fn)
+}
+
+// Encrypted packets (memberlist's security.go): a version byte (0: AES-GCM
+// with PKCS #7 padding, 1: without), a 12-byte nonce, and the sealed
+// message with its 16-byte tag; the packet label is the additional data.
+const (
+	wireNonceSize  = 12
+	wireTagSize    = 16
+	wireMaxVersion = 1
+)
+
+var errWireDecrypt = errors.New("membership: packet does not decrypt with any gossip key")
+
+// gossipCiphers are the AEADs of a keyring's keys, primary first.
+type gossipCiphers []cipher.AEAD
+
+// newGossipCiphers returns the AEADs for keys.
+func newGossipCiphers(keys [][]byte) (gossipCiphers, error) {
+	out := make(gossipCiphers, 0, len(keys))
+	for _, k := range keys {
+		block, err := aes.NewCipher(k)
+		if err != nil {
+			return nil, err
+		}
+		gcm, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, gcm)
+	}
+	return out, nil
+}
+
+// open decrypts an encrypted packet body with the first key that fits.
+func (cs gossipCiphers) open(buf []byte, label string) ([]byte, int, error) {
+	if len(buf) < 1+wireNonceSize+wireTagSize || buf[0] > wireMaxVersion {
+		return nil, -1, errWireDecrypt
+	}
+	vsn, nonce, sealed := buf[0], buf[1:1+wireNonceSize], buf[1+wireNonceSize:]
+	for i, c := range cs {
+		plain, err := c.Open(nil, nonce, sealed, []byte(label))
+		if err != nil {
+			continue
+		}
+		if vsn == 0 { // PKCS #7 padding
+			if len(plain) == 0 || int(plain[len(plain)-1]) > len(plain) {
+				return nil, -1, errWireDecrypt
+			}
+			plain = plain[:len(plain)-int(plain[len(plain)-1])]
+		}
+		return plain, i, nil
+	}
+	return nil, -1, errWireDecrypt
 }
 
 // walkGossip decodes one message, recursing into wrappers.

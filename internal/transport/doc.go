@@ -21,7 +21,30 @@
 // and a message payload is a protobuf-encoded raftpb.Message. Streams are
 // one-way: the receiver never writes to the connection.
 //
-// Neither part holds global state; TLS is meant to be layered in by the Mux
-// (terminating a ClientHello and dispatching by ALPN) and by [Config.Dial]
-// on the dialing side, without changing the stream format.
+// # Security
+//
+// With [MuxOptions.TLS] the Mux accepts only TLS 1.3 (see package pki for
+// the configurations): it terminates TLS within the preamble deadline and
+// routes by ALPN protocol — [ALPNPeer] for QCluster's streams, which then
+// carry their preamble inside TLS and need a verified client certificate,
+// anything else to the HTTP listener as a *tls.Conn. With [Config.TLS] the
+// Transport dials TLS, checks that the server's certificate names the peer
+// it meant to reach, and accepts an inbound stream only if the client
+// certificate names the node its hello claims ([Config.NodeID] maps a
+// certificate's identifier to a node ID). The stream format is the same
+// with and without TLS.
+//
+// Without TLS, the hello's cluster name (compared exactly: an empty name
+// only matches an empty name) keeps two clusters on one network from
+// merging by mistake; it authenticates nothing.
+//
+// Limits, each counted when hit ([Mux.Stats], [Transport.Refusals]): open
+// connections per remote IP address ([MuxOptions.MaxConnsPerIP], default
+// 64), the TLS handshake and preamble deadline
+// ([MuxOptions.PreambleTimeout], 5s), the hello deadline (5s), the frame
+// size ([Config.MaxFrameSize], 8 MiB, with a receive buffer that grows
+// only as bytes arrive) and the stall of a started frame
+// ([Config.FrameTimeout], 10s).
+//
+// Neither part holds global state.
 package transport

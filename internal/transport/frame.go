@@ -1,10 +1,13 @@
 package transport
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"time"
 )
 
 const (
@@ -22,6 +25,10 @@ const (
 // errFrameTooLarge is returned by readFrame for a length prefix above the
 // limit; the payload is neither allocated nor read.
 var errFrameTooLarge = errors.New("frame too large")
+
+// errFrameStalled is returned by frameReader.next when a started frame made
+// no progress within the frame timeout.
+var errFrameStalled = errors.New("frame stalled")
 
 // hello is the first frame of a raft stream.
 type hello struct {
@@ -102,4 +109,110 @@ func readHello(r io.Reader) (hello, error) {
 		return hello{}, err
 	}
 	return parseHello(p)
+}
+
+// frameGrowth is how much a frame's buffer grows at a time while its bytes
+// arrive: memory follows what was received, not what a length prefix
+// claims.
+const frameGrowth = 64 << 10
+
+// frameReader reads the message frames of an inbound stream. Waiting for a
+// frame to start has no deadline; once it has started, every read must make
+// progress within timeout, or next fails with errFrameStalled. Deadlines
+// are only set for frames that are not already buffered, so the common
+// small frame costs no timer.
+type frameReader struct {
+	r       *bufio.Reader
+	conn    net.Conn
+	limit   int
+	timeout time.Duration
+	buf     []byte // reused between frames (up to maxRetainedBuffer)
+	armed   bool   // a read deadline is set on conn
+}
+
+// next returns the next frame's payload; it is valid until the next call.
+func (f *frameReader) next() ([]byte, error) {
+	p, err := f.read()
+	if f.armed {
+		f.armed = false
+		if derr := f.conn.SetReadDeadline(time.Time{}); derr != nil && err == nil {
+			err = derr
+		}
+	}
+	return p, err
+}
+
+// arm pushes the read deadline timeout from now.
+func (f *frameReader) arm() error {
+	f.armed = true
+	return f.conn.SetReadDeadline(time.Now().Add(f.timeout))
+}
+
+// stalled turns a deadline error into errFrameStalled.
+func (f *frameReader) stalled(err error) error {
+	var ne net.Error
+	if f.armed && errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: no progress for %v", errFrameStalled, f.timeout)
+	}
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (f *frameReader) read() ([]byte, error) {
+	if f.r.Buffered() == 0 {
+		if _, err := f.r.Peek(1); err != nil {
+			return nil, err // idle stream ended: io.EOF, closed, ...
+		}
+	}
+	if f.r.Buffered() < frameHeaderSize {
+		if err := f.arm(); err != nil {
+			return nil, err
+		}
+	}
+	var hdr [frameHeaderSize]byte
+	if _, err := io.ReadFull(f.r, hdr[:]); err != nil {
+		return nil, f.stalled(err)
+	}
+	n := int(binary.BigEndian.Uint32(hdr[:]))
+	if uint64(n) > uint64(f.limit) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, f.limit)
+	}
+	if f.r.Buffered() >= n {
+		// Fast path: the whole frame is here.
+		buf := f.buf[:0]
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		_, err := io.ReadFull(f.r, buf)
+		return buf, err
+	}
+	buf := f.buf[:0]
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			nb := make([]byte, len(buf), min(n, max(2*cap(buf), frameGrowth)))
+			copy(nb, buf)
+			buf = nb
+		}
+		if err := f.arm(); err != nil {
+			return nil, err
+		}
+		k, err := f.r.Read(buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+k]
+		if err != nil && len(buf) < n {
+			return nil, f.stalled(err)
+		}
+	}
+	return buf, nil
+}
+
+// recycle keeps p's buffer for the next frame unless it is large.
+func (f *frameReader) recycle(p []byte) {
+	if cap(p) <= maxRetainedBuffer {
+		f.buf = p[:0]
+	} else {
+		f.buf = nil
+	}
 }

@@ -164,6 +164,7 @@ type node struct {
 	unr   *unreachables
 	logs  *logRecorder
 	serve chan error
+	opts  MuxOptions // for startMux
 }
 
 func (n *node) addr() string { return n.mux.Addr().String() }
@@ -182,7 +183,9 @@ func listenLocal(t testing.TB) net.Listener {
 // startMux serves ln through a new Mux with the node's transport attached.
 func (n *node) startMux(t testing.TB, ln net.Listener) {
 	t.Helper()
-	n.mux = NewMux(ln, MuxOptions{Logger: slog.New(n.logs)})
+	opts := n.opts
+	opts.Logger = slog.New(n.logs)
+	n.mux = NewMux(ln, opts)
 	n.mux.Handle(RaftPreamble, n.tr.HandleStream)
 	n.serve = make(chan error, 1)
 	go func(m *Mux, c chan error) { c <- m.Serve() }(n.mux, n.serve)
@@ -201,7 +204,13 @@ func (n *node) stopMux(t testing.TB) {
 
 func startNode(t testing.TB, id uint64, opts ...nodeOption) *node {
 	t.Helper()
-	n := &node{id: id, in: new(inbox), unr: new(unreachables), logs: newLogRecorder()}
+	return startNodeMux(t, id, MuxOptions{}, opts...)
+}
+
+// startNodeMux is startNode with Mux options.
+func startNodeMux(t testing.TB, id uint64, muxOpts MuxOptions, opts ...nodeOption) *node {
+	t.Helper()
+	n := &node{id: id, in: new(inbox), unr: new(unreachables), logs: newLogRecorder(), opts: muxOpts}
 	cfg := Config{
 		LocalID:     id,
 		ClusterName: "test",

@@ -3,8 +3,10 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/qcluster/qcluster/internal/pki"
 )
 
 // RaftPreamble opens every raft stream; register [Transport.HandleStream]
@@ -27,6 +31,7 @@ const (
 	DefaultDialTimeout  = time.Second           // per dial
 	DefaultMinBackoff   = 10 * time.Millisecond // first reconnect delay
 	DefaultMaxBackoff   = time.Second           // longest reconnect delay
+	DefaultFrameTimeout = 10 * time.Second      // a started frame's longest stall
 )
 
 const (
@@ -48,9 +53,11 @@ const (
 type Config struct {
 	// LocalID is this node's raft ID; required (non-zero).
 	LocalID uint64
-	// ClusterName is sent in the hello of every outbound stream. When both
-	// this and an inbound stream's cluster name are non-empty and differ, the
-	// stream is refused and logged. At most 255 bytes.
+	// ClusterName is sent in the hello of every outbound stream. An inbound
+	// stream whose hello names another cluster is refused, logged and
+	// counted (Refusals.WrongCluster); an empty name is a name like any
+	// other, so a peer without one and a peer with one refuse each other.
+	// At most 255 bytes.
 	ClusterName string
 	// Deliver is called from reader goroutines for each received message
 	// that passed validation and the filter; required. It may block briefly
@@ -65,9 +72,18 @@ type Config struct {
 	// (default 4096). When the queue is full, Send drops the message.
 	QueueSize int
 	// MaxFrameSize bounds a frame's payload (default 8 MiB). A larger
-	// incoming length prefix closes the connection without allocating; a
-	// larger outbound message is dropped.
+	// incoming length prefix closes the connection without allocating (and
+	// counts in Refusals.FrameTooLarge); a larger outbound message is
+	// dropped. The receive buffer of a frame grows with the bytes that
+	// actually arrive, not with the length its prefix claims.
 	MaxFrameSize int
+	// FrameTimeout bounds how long an inbound frame that has started may
+	// go without progress before its stream is closed (and counted in
+	// Refusals.Stalled): a peer that announces a frame and stops sending
+	// does not hold its buffer forever. Streams may idle between frames
+	// without limit (a follower may have nothing to say to another for as
+	// long as the leader lives). Default 10s.
+	FrameTimeout time.Duration
 	// DialTimeout bounds each dial (default 1s).
 	DialTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 10ms and
@@ -76,8 +92,23 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Dial opens a connection to a peer's host:port; the default is a
 	// net.Dialer. It must return when ctx is done (Close and RemovePeer
-	// cancel it). A TLS dialer can be plugged in here.
+	// cancel it). With TLS, the Transport runs the TLS handshake on the
+	// connection Dial returns.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// TLS, when set, secures raft streams: every outbound stream is a TLS
+	// client connection with this configuration (offering ALPNPeer; the
+	// configuration verifies the server, as pki.Credentials.ClientTLS
+	// does) to a server whose certificate must name the identifier whose
+	// NodeID is the peer's ID; and every inbound stream must have come
+	// over TLS (through a TLS Mux) with a client certificate whose
+	// identifier maps, through NodeID, to the node ID its hello claims.
+	// Other streams are refused, logged and counted
+	// (Refusals.Unauthenticated, Refusals.WrongIdentity).
+	TLS *tls.Config
+	// NodeID maps the identifier a peer certificate names to its raft
+	// node ID (QCluster's NodeID); required with TLS. Without TLS, it is
+	// still used to check inbound streams that happen to be TLS.
+	NodeID func(identifier string) uint64
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
 }
@@ -101,6 +132,39 @@ func (d Direction) String() string {
 		return "inbound"
 	}
 	return "Direction(?)"
+}
+
+// Refusals counts raft streams the Transport refused or closed because of
+// what the other side sent, by reason.
+type Refusals struct {
+	// BadHello: the stream's hello was malformed or late.
+	BadHello uint64
+	// WrongNode: the hello was addressed to another node ID.
+	WrongNode uint64
+	// WrongCluster: the hello named another cluster.
+	WrongCluster uint64
+	// Unauthenticated: with Config.TLS, an inbound stream without TLS or
+	// without a peer certificate naming a QCluster peer of this cluster.
+	Unauthenticated uint64
+	// WrongIdentity: the peer certificate of an inbound stream names an
+	// identifier whose node ID is not the one its hello claims.
+	WrongIdentity uint64
+	// FrameTooLarge: a frame's length prefix exceeded MaxFrameSize.
+	FrameTooLarge uint64
+	// Stalled: a started frame made no progress for FrameTimeout.
+	Stalled uint64
+	// BadMessage: a frame did not decode, or its message was not from the
+	// hello's sender to this node.
+	BadMessage uint64
+	// DialFailed: an outbound TLS handshake failed, or the server's
+	// certificate named another node than the one dialled.
+	DialFailed uint64
+}
+
+// refusalCounters are Refusals as atomics.
+type refusalCounters struct {
+	badHello, wrongNode, wrongCluster, unauthenticated, wrongIdentity,
+	frameTooLarge, stalled, badMessage, dialFailed atomic.Uint64
 }
 
 // Filter is a fault-injection hook: it returns false to drop m. Dropped
@@ -134,7 +198,9 @@ type Transport struct {
 
 	filter                  atomic.Pointer[Filter]
 	sent, received, dropped typeCounters
+	refused                 refusalCounters
 	closing                 atomic.Bool
+	clientTLS               *tls.Config // Config.TLS offering ALPNPeer; nil without TLS
 
 	mu      sync.RWMutex
 	closed  bool
@@ -145,9 +211,12 @@ type Transport struct {
 }
 
 // New returns a Transport for cfg, with defaults filled in. It panics if
-// cfg.LocalID is zero, cfg.Deliver is nil or cfg.ClusterName is longer than
-// 255 bytes.
+// cfg.LocalID is zero, cfg.Deliver is nil, cfg.ClusterName is longer than
+// 255 bytes, or cfg.TLS is set without cfg.NodeID.
 func New(cfg Config) *Transport {
+	if cfg.TLS != nil && cfg.NodeID == nil {
+		panic("transport: Config.NodeID is required with Config.TLS")
+	}
 	if cfg.LocalID == 0 {
 		panic("transport: Config.LocalID must be non-zero")
 	}
@@ -173,6 +242,9 @@ func New(cfg Config) *Transport {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	if cfg.FrameTimeout <= 0 {
+		cfg.FrameTimeout = DefaultFrameTimeout
+	}
 	if cfg.Dial == nil {
 		var d net.Dialer
 		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
@@ -183,16 +255,22 @@ func New(cfg Config) *Transport {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var clientTLS *tls.Config
+	if cfg.TLS != nil {
+		clientTLS = cfg.TLS.Clone()
+		clientTLS.NextProtos = []string{ALPNPeer}
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Transport{
-		cfg:     cfg,
-		log:     log.With("local", cfg.LocalID),
-		ctx:     ctx,
-		stop:    stop,
-		start:   time.Now(),
-		peers:   make(map[uint64]*peer),
-		inbound: make(map[net.Conn]uint64),
-		latest:  make(map[uint64]net.Conn),
+		clientTLS: clientTLS,
+		cfg:       cfg,
+		log:       log.With("local", cfg.LocalID),
+		ctx:       ctx,
+		stop:      stop,
+		start:     time.Now(),
+		peers:     make(map[uint64]*peer),
+		inbound:   make(map[net.Conn]uint64),
+		latest:    make(map[uint64]net.Conn),
 	}
 }
 
@@ -262,6 +340,22 @@ func (t *Transport) Stats() Stats {
 		s.Dropped += t.dropped[i].Load()
 	}
 	return s
+}
+
+// Refusals returns the counters of refused streams.
+func (t *Transport) Refusals() Refusals {
+	c := &t.refused
+	return Refusals{
+		BadHello:        c.badHello.Load(),
+		WrongNode:       c.wrongNode.Load(),
+		WrongCluster:    c.wrongCluster.Load(),
+		Unauthenticated: c.unauthenticated.Load(),
+		WrongIdentity:   c.wrongIdentity.Load(),
+		FrameTooLarge:   c.frameTooLarge.Load(),
+		Stalled:         c.stalled.Load(),
+		BadMessage:      c.badMessage.Load(),
+		DialFailed:      c.dialFailed.Load(),
+	}
 }
 
 // OtherTypes stands, in [Transport.ForEachType], for every message type
@@ -412,16 +506,23 @@ func (t *Transport) HandleStream(conn net.Conn) {
 	r := bufio.NewReaderSize(conn, readBufferSize)
 	h, err := readHello(r)
 	if err != nil {
+		t.refused.badHello.Add(1)
 		log.Warn("raft stream refused: bad hello", "err", err)
 		return
 	}
 	log = log.With("remote_id", h.From)
 	if h.To != t.cfg.LocalID {
+		t.refused.wrongNode.Add(1)
 		log.Warn("raft stream refused: meant for another node", "to", h.To)
 		return
 	}
-	if h.ClusterName != "" && t.cfg.ClusterName != "" && h.ClusterName != t.cfg.ClusterName {
+	if h.ClusterName != t.cfg.ClusterName {
+		t.refused.wrongCluster.Add(1)
 		log.Warn("raft stream refused: other cluster", "cluster", h.ClusterName, "want", t.cfg.ClusterName)
+		return
+	}
+	if err := t.authenticate(conn, h.From); err != nil {
+		log.Warn("raft stream refused: "+err.Error(), "err", err)
 		return
 	}
 	if err := conn.SetReadDeadline(time.Time{}); err != nil {
@@ -431,13 +532,17 @@ func (t *Transport) HandleStream(conn net.Conn) {
 		return
 	}
 
-	var buf []byte
+	fr := frameReader{r: r, conn: conn, limit: t.cfg.MaxFrameSize, timeout: t.cfg.FrameTimeout}
 	for {
-		p, err := readFrame(r, buf, t.cfg.MaxFrameSize)
+		p, err := fr.next()
 		if err != nil {
 			switch {
 			case errors.Is(err, errFrameTooLarge):
+				t.refused.frameTooLarge.Add(1)
 				log.Warn("raft stream closed: oversized frame", "err", err)
+			case errors.Is(err, errFrameStalled):
+				t.refused.stalled.Add(1)
+				log.Warn("raft stream closed: frame stalled", "err", err, "timeout", t.cfg.FrameTimeout)
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), t.closing.Load():
 			default:
 				log.Debug("raft stream closed", "err", err)
@@ -446,18 +551,16 @@ func (t *Transport) HandleStream(conn net.Conn) {
 		}
 		var m raftpb.Message
 		if err := m.Unmarshal(p); err != nil {
+			t.refused.badMessage.Add(1)
 			log.Warn("raft stream closed: bad message", "err", err)
 			return
 		}
 		if m.From != h.From || m.To != t.cfg.LocalID {
+			t.refused.badMessage.Add(1)
 			log.Warn("raft stream closed: misaddressed message", "from", m.From, "to", m.To)
 			return
 		}
-		if cap(p) <= maxRetainedBuffer {
-			buf = p[:0]
-		} else {
-			buf = nil
-		}
+		fr.recycle(p)
 		if f := t.filter.Load(); f != nil && !(*f)(m, Inbound) {
 			t.dropped.add(m.Type, 1)
 			continue
@@ -468,6 +571,40 @@ func (t *Transport) HandleStream(conn net.Conn) {
 		t.received.add(m.Type, 1)
 		t.cfg.Deliver(m)
 	}
+}
+
+// authenticate checks that an inbound stream claiming to come from node
+// from came over TLS (when the Transport requires it) from a peer whose
+// certificate names an identifier of that node ID, and counts a refusal.
+func (t *Transport) authenticate(conn net.Conn, from uint64) error {
+	cs, isTLS := ConnState(conn)
+	if !isTLS {
+		if t.cfg.TLS != nil {
+			t.refused.unauthenticated.Add(1)
+			return errors.New("not TLS (this peer requires TLS)")
+		}
+		return nil
+	}
+	if t.cfg.NodeID == nil {
+		return nil
+	}
+	if len(cs.VerifiedChains) == 0 {
+		t.refused.unauthenticated.Add(1)
+		return errors.New("no verified peer certificate")
+	}
+	id, err := pki.PeerIdentity(cs)
+	if err == nil && id.Cluster != t.cfg.ClusterName {
+		err = fmt.Errorf("%w: certificate of %s is for cluster %q", pki.ErrIdentityMismatch, id, id.Cluster)
+	}
+	if err != nil {
+		t.refused.unauthenticated.Add(1)
+		return err
+	}
+	if got := t.cfg.NodeID(id.Identifier); got != from {
+		t.refused.wrongIdentity.Add(1)
+		return fmt.Errorf("%w: certificate names %q (node %d), hello claims node %d", pki.ErrIdentityMismatch, id.Identifier, got, from)
+	}
+	return nil
 }
 
 // addInbound registers a running HandleStream; false if t is closed.
@@ -537,6 +674,8 @@ type peer struct {
 	down       atomic.Bool  // connection failed; Send drops until reconnected
 	interval   atomic.Int64 // current backoff: the Unreachable rate limit
 	lastReport atomic.Int64 // sinceStart of the last Unreachable call; 0 = never
+
+	handshakeWarned atomic.Bool // a failed TLS dial was logged as a warning; reset on success
 }
 
 // reportUnreachable calls Config.Unreachable at most once per backoff
@@ -565,6 +704,7 @@ func (p *peer) run() {
 		addr := *p.addr.Load()
 		conn, err := p.dial(addr)
 		if err == nil {
+			p.handshakeWarned.Store(false)
 			p.down.Store(false)
 			p.interval.Store(int64(minB))
 			up := time.Now()
@@ -609,10 +749,50 @@ func (p *peer) run() {
 	}
 }
 
+// dial connects to the peer and, with TLS, runs the handshake and checks
+// that the server's certificate names this peer; DialTimeout bounds both.
 func (p *peer) dial(addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, p.t.cfg.DialTimeout)
 	defer cancel()
-	return p.t.cfg.Dial(ctx, addr)
+	conn, err := p.t.cfg.Dial(ctx, addr)
+	if err != nil || p.t.clientTLS == nil {
+		return conn, err
+	}
+	tc := tls.Client(conn, p.t.clientTLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		if p.ctx.Err() == nil {
+			p.t.refused.dialFailed.Add(1)
+			p.logHandshake("raft stream to peer refused: TLS handshake failed", "addr", addr, "err", err)
+		}
+		return nil, err
+	}
+	id, err := pki.PeerIdentity(tc.ConnectionState())
+	if err == nil {
+		if got := p.t.cfg.NodeID(id.Identifier); got != p.id {
+			err = fmt.Errorf("%w: %s is at %s, its certificate names %q (node %d)", pki.ErrIdentityMismatch, nodeName(p.id), addr, id.Identifier, got)
+		}
+	}
+	if err != nil {
+		conn.Close()
+		p.t.refused.dialFailed.Add(1)
+		p.logHandshake("raft stream to peer refused: wrong peer certificate", "addr", addr, "err", err)
+		return nil, err
+	}
+	return tc, nil
+}
+
+func nodeName(id uint64) string { return fmt.Sprintf("node %d", id) }
+
+// logHandshake logs a failed outbound handshake: a warning the first time
+// in a row, then at debug level, so a peer that keeps failing does not
+// flood the log at every reconnect.
+func (p *peer) logHandshake(msg string, args ...any) {
+	if p.handshakeWarned.Swap(true) {
+		p.log.Debug(msg, args...)
+		return
+	}
+	p.log.Warn(msg, args...)
 }
 
 // drain discards every queued message.
@@ -638,13 +818,17 @@ func (p *peer) stream(conn net.Conn) error {
 	// The receiver never writes: any read result means the stream is over
 	// (refused, peer restarted, ...), which we learn without waiting for a
 	// write to fail.
+	// Under TLS, that read also reports the server's alert when it
+	// refuses our certificate after the handshake (TLS 1.3 clients finish
+	// first), so the log says why.
 	broken := make(chan struct{})
+	var readErr error // written before broken is closed
 	p.t.wg.Add(1)
 	go func() {
 		defer p.t.wg.Done()
 		defer close(broken)
 		var b [1]byte
-		conn.Read(b[:])
+		_, readErr = conn.Read(b[:])
 	}()
 	defer func() {
 		stopClose()
@@ -669,6 +853,9 @@ func (p *peer) stream(conn net.Conn) error {
 		case <-p.update:
 			return nil
 		case <-broken:
+			if readErr != nil && !errors.Is(readErr, io.EOF) {
+				return fmt.Errorf("%w: %w", errPeerClosed, readErr)
+			}
 			return errPeerClosed
 		case m := <-p.queue:
 			// The batch's messages by type: sent once flushed, dropped

@@ -355,6 +355,7 @@ func TestBadStreamsAreClosed(t *testing.T) {
 		{"oversized hello", [][]byte{pre, {0x7f, 0xff, 0xff, 0xff}}, "bad hello"},
 		{"wrong to in hello", [][]byte{pre, helloFrame(9, 3, "test"), msgFrame(t, msg(9, 2, 1))}, "meant for another node"},
 		{"other cluster", [][]byte{pre, helloFrame(9, 2, "prod"), msgFrame(t, msg(9, 2, 1))}, "other cluster"},
+		{"no cluster name", [][]byte{pre, helloFrame(9, 2, ""), msgFrame(t, msg(9, 2, 1))}, " cluster= want=test"},
 		{"garbage message", [][]byte{pre, helloFrame(9, 2, "test"), frame([]byte{0xff, 0xff, 0xff})}, "bad message"},
 		{"spoofed from", [][]byte{pre, helloFrame(9, 2, "test"), msgFrame(t, msg(8, 2, 1))}, "misaddressed"},
 		{"wrong to in message", [][]byte{pre, helloFrame(9, 2, "test"), msgFrame(t, msg(9, 3, 1))}, "misaddressed"},
@@ -369,9 +370,14 @@ func TestBadStreamsAreClosed(t *testing.T) {
 		t.Errorf("%d messages delivered from refused streams", n)
 	}
 
-	// A well-formed raw stream is accepted (empty cluster name is unchecked),
-	// and the Mux and Transport keep serving real peers.
-	c := rawStream(t, b.addr(), pre, helloFrame(9, 2, ""), msgFrame(t, msg(9, 2, 42)))
+	want := Refusals{BadHello: 2, WrongNode: 1, WrongCluster: 2, FrameTooLarge: 2, BadMessage: 3}
+	if got := b.tr.Refusals(); got != want {
+		t.Errorf("Refusals = %+v, want %+v", got, want)
+	}
+
+	// A well-formed raw stream is accepted, and the Mux and Transport keep
+	// serving real peers.
+	c := rawStream(t, b.addr(), pre, helloFrame(9, 2, "test"), msgFrame(t, msg(9, 2, 42)))
 	eventually(t, "raw message", func() bool { return b.in.has(9, 42) })
 	c.Close()
 	a := startNode(t, 1)
