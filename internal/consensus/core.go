@@ -112,8 +112,15 @@ type Config struct {
 	// ID is this peer's raft node ID (non-zero).
 	ID uint64
 	// Voters are the voters a brand-new cluster starts with (must contain
-	// ID). Ignored when Storage already holds state.
+	// ID). Ignored when Storage already holds state. When empty and the
+	// Storage is empty, the peer starts as no member at all, waiting for a
+	// leader to add it with a configuration change and send it its state
+	// (joining a running cluster).
 	Voters []uint64
+	// BootstrapData is the application state stored in the snapshot that
+	// founds a new cluster (index 1, term 1). Every founding peer should
+	// give the same bytes. Ignored when Storage already holds state.
+	BootstrapData []byte
 	// Storage holds the durable raft state.
 	Storage storage.Storage
 	// Now reads a monotonic clock; it must return values > 0.
@@ -295,7 +302,7 @@ func New(cfg Config) (*Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
-	if raft.IsEmptyHardState(hs) && raft.IsEmptySnap(snap) {
+	if raft.IsEmptyHardState(hs) && raft.IsEmptySnap(snap) && len(cfg.Voters) > 0 {
 		if !slices.Contains(cfg.Voters, cfg.ID) {
 			return nil, fmt.Errorf("%w: Voters must contain this peer's ID", ErrBadConfig)
 		}
@@ -304,7 +311,7 @@ func New(cfg Config) (*Core, error) {
 		voters := slices.Clone(cfg.Voters)
 		slices.Sort(voters)
 		voters = slices.Compact(voters)
-		snap = raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{
+		snap = raftpb.Snapshot{Data: cfg.BootstrapData, Metadata: raftpb.SnapshotMetadata{
 			Index: 1, Term: 1, ConfState: raftpb.ConfState{Voters: voters},
 		}}
 		hs = raftpb.HardState{Term: 1, Commit: 1}
@@ -405,8 +412,16 @@ const transferRound = 1 << 63
 
 // Step hands a message from another peer to raft. Votes are refused during
 // the first election timeout after start, and transfer votes while a lease
-// may be running (see the package doc).
+// may be running (see the package doc). Vote requests from a peer that is
+// not in this peer's configuration are dropped once this peer has one: a
+// removed member, or a peer that founded a cluster of its own by mistake,
+// cannot win this peer's vote (raft itself would grant it). Other messages
+// pass: a joining peer must accept appends from a leader its first snapshot
+// does not list yet.
 func (c *Core) Step(m raftpb.Message) error {
+	if (m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote) && !c.knows(m.From) {
+		return ErrNotMember
+	}
 	now := c.cfg.Now()
 	if m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote {
 		if now < c.voteGuardUntil {
@@ -437,6 +452,34 @@ func (c *Core) Step(m raftpb.Message) error {
 		}
 	}
 	return nil
+}
+
+// ErrNotMember is returned by Step for a vote request from a peer outside
+// this peer's configuration.
+var ErrNotMember = errors.New("consensus: message from a non-member")
+
+// knows reports whether id may talk to this peer: it is a voter or learner,
+// or this peer has no configuration yet (it is joining and waits for a
+// leader to send it one).
+func (c *Core) knows(id uint64) bool {
+	if len(c.voters) == 0 && len(c.learners) == 0 {
+		return true
+	}
+	_, ok := slices.BinarySearch(c.voters, id)
+	if !ok {
+		_, ok = slices.BinarySearch(c.learners, id)
+	}
+	return ok
+}
+
+// IsMember reports whether this peer is a voter or learner of the applied
+// configuration.
+func (c *Core) IsMember() bool {
+	_, ok := slices.BinarySearch(c.voters, c.cfg.ID)
+	if !ok {
+		_, ok = slices.BinarySearch(c.learners, c.cfg.ID)
+	}
+	return ok
 }
 
 // Campaign makes this peer start an election now (tests and demos).
@@ -719,6 +762,24 @@ func (c *Core) ConfState() raftpb.ConfState { return c.confState }
 
 // AppliedIndex is the index of the last applied entry.
 func (c *Core) AppliedIndex() uint64 { return c.appliedIndex }
+
+// Snapshot stores a snapshot of the state at the applied index, with the
+// given application data, without discarding any log. It is taken after a
+// membership change: raft sends a peer that is too far behind (a new
+// member) the latest snapshot, and drops a snapshot whose configuration
+// does not list the receiver, so the bootstrap snapshot cannot serve a
+// member added later.
+func (c *Core) Snapshot(data []byte) error {
+	if c.appliedIndex <= c.snapshotIndex {
+		return nil
+	}
+	cs := c.confState
+	if _, err := c.store.CreateSnapshot(c.appliedIndex, &cs, data); err != nil {
+		return fmt.Errorf("%w: snapshot: %w", ErrStorage, err)
+	}
+	c.snapshotIndex = c.appliedIndex
+	return nil
+}
 
 // Compact snapshots the state at the applied index with the given
 // application data and discards the log before it, keeping keep entries so

@@ -245,18 +245,29 @@ func (n *Node) process() error {
 		if n.cfg.OnApply != nil && (len(applied.Entries) > 0 || applied.ConfChanged || applied.Snapshot != nil) {
 			n.cfg.OnApply(applied)
 		}
+		if applied.ConfChanged && applied.Snapshot == nil {
+			// A new member needs a snapshot that lists it (see
+			// Core.Snapshot).
+			if err := n.core.Snapshot(n.snapshotData()); err != nil {
+				n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
+				return err
+			}
+		}
 	}
 	if n.core.AppliedIndex() >= n.core.snapshotIndex+compactEvery {
-		var data []byte
-		if n.cfg.SnapshotData != nil {
-			data = n.cfg.SnapshotData()
-		}
-		if err := n.core.Compact(data, compactKeep); err != nil {
+		if err := n.core.Compact(n.snapshotData(), compactKeep); err != nil {
 			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
 			return err
 		}
 	}
 	return nil
+}
+
+func (n *Node) snapshotData() []byte {
+	if n.cfg.SnapshotData == nil {
+		return nil
+	}
+	return n.cfg.SnapshotData()
 }
 
 func (n *Node) send(msgs []raftpb.Message) {
