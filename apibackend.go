@@ -67,6 +67,18 @@ func (b apiBackend) status(st State, s *snapshot) api.Status {
 		out.Voters = append(out.Voters, c.peer(id).Identifier)
 	}
 	slices.Sort(out.Voters)
+	for _, id := range s.view.Learners {
+		out.Learners = append(out.Learners, c.peer(id).Identifier)
+	}
+	slices.Sort(out.Learners)
+	out.Mode = c.cfg.Mode
+	if c.masterless() {
+		out.Joined = c.gossipJoined()
+	} else {
+		_, a := slices.BinarySearch(s.view.Voters, c.selfID)
+		_, b := slices.BinarySearch(s.view.Learners, c.selfID)
+		out.Joined = a || b
+	}
 	return out
 }
 
@@ -87,22 +99,25 @@ func (b apiBackend) Wait(ctx context.Context, index uint64) (api.Status, error) 
 	return api.Status{}, api.ErrUnavailable
 }
 
-// Peers lists the configured members and what this peer knows of them.
+// Peers lists the members and what this peer knows of them.
 func (b apiBackend) Peers() []api.Member {
-	c := b.c
-	s := c.snap.Load()
-	leader, hasLeader := c.Leader()
-	peers := c.Peers()
-	out := make([]api.Member, 0, len(peers))
-	for _, p := range peers {
-		out = append(out, api.Member{
-			Peer:     toAPIPeer(p),
-			Voter:    slices.Contains(s.view.Voters, NodeID(p.Identifier)),
-			IsLeader: hasLeader && p.Identifier == leader.Identifier,
-			IsSelf:   p.Identifier == c.cfg.Identifier,
-		})
+	ms := b.c.Peers()
+	out := make([]api.Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, toAPIMember(m))
 	}
 	return out
+}
+
+func toAPIMember(m Member) api.Member {
+	return api.Member{
+		Peer:     toAPIPeer(m.Peer),
+		Voter:    m.Voter,
+		IsLeader: m.Role == MemberLeader,
+		IsSelf:   m.IsSelf,
+		Role:     m.Role.String(),
+		State:    m.Health.String(),
+	}
 }
 
 // transferTimeout bounds a hand-over requested through the API. Raft gives a
@@ -112,7 +127,7 @@ func (b apiBackend) Peers() []api.Member {
 func (c *Cluster) transferTimeout(identifier string) time.Duration {
 	d := max(2*time.Second, 10*time.Duration(c.cfg.ElectionTimeout))
 	if identifier == "" {
-		d += time.Duration(max(0, len(c.peers)-2)) * max(500*time.Millisecond, 3*time.Duration(c.cfg.ElectionTimeout))
+		d += time.Duration(max(0, len(c.reg.Load().members)-2)) * max(500*time.Millisecond, 3*time.Duration(c.cfg.ElectionTimeout))
 	}
 	return d
 }
@@ -169,4 +184,93 @@ func (b apiBackend) Transfer(ctx context.Context, identifier string) (api.Transf
 		Index:      st.Index,
 		DurationMS: float64(time.Since(start)) / float64(time.Millisecond),
 	}, nil
+}
+
+// membershipTimeout bounds a membership change requested through the API
+// when the request has no shorter deadline: a few retries of the proposal.
+func (c *Cluster) membershipTimeout() time.Duration { return 3*c.retryEvery() + 2*time.Second }
+
+// toAPIError translates the SDK's errors into the API's.
+func toAPIError(err error) error {
+	for _, m := range []struct{ sdk, api error }{
+		{ErrInvalidMember, api.ErrInvalid}, {ErrInvalidMetadata, api.ErrInvalid},
+		{ErrConflict, api.ErrConflict}, {ErrWrongCluster, api.ErrWrongCluster},
+		{ErrNoLeader, api.ErrNoLeader}, {ErrMasterless, api.ErrMasterless},
+		{ErrUnknownPeer, api.ErrUnknownPeer}, {ErrNotLeader, api.ErrNotLeader},
+		{ErrClosed, api.ErrUnavailable}, {ErrNotStarted, api.ErrUnavailable},
+	} {
+		if errors.Is(err, m.sdk) {
+			return fmt.Errorf("%w: %w", m.api, err)
+		}
+	}
+	return err
+}
+
+// SetMetadata replaces this peer's metadata (see Cluster.SetMetadata).
+func (b apiBackend) SetMetadata(ctx context.Context, metadata map[string]any) (api.Member, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.c.membershipTimeout())
+	defer cancel()
+	if err := b.c.SetMetadata(ctx, metadata); err != nil {
+		return api.Member{}, toAPIError(err)
+	}
+	for _, m := range b.c.Peers() {
+		if m.IsSelf {
+			return toAPIMember(m), nil
+		}
+	}
+	return api.Member{}, api.ErrUnavailable
+}
+
+// Join adds a member (see Cluster.AddPeer).
+func (b apiBackend) Join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.c.membershipTimeout())
+	defer cancel()
+	res, err := b.c.join(ctx, req)
+	if err != nil {
+		return api.JoinResult{}, toAPIError(err)
+	}
+	return res, nil
+}
+
+// RemovePeer removes a member (see Cluster.RemovePeer).
+func (b apiBackend) RemovePeer(ctx context.Context, identifier string) error {
+	ctx, cancel := context.WithTimeout(ctx, b.c.membershipTimeout()+b.c.transferTimeout(""))
+	defer cancel()
+	return toAPIError(b.c.RemovePeer(ctx, identifier))
+}
+
+// Leave leaves the cluster (see Cluster.Leave). The Cluster closes in the
+// background, after the answer is written.
+func (b apiBackend) Leave(ctx context.Context) error {
+	c := b.c
+	ctx, cancel := context.WithTimeout(ctx, c.membershipTimeout()+c.transferTimeout(""))
+	defer cancel()
+	if err := c.leaveCluster(ctx); err != nil {
+		return toAPIError(err)
+	}
+	go c.Close() // closing the HTTP server from its own handler would wait for it
+	return nil
+}
+
+// Events streams membership events (not leadership: /v1/watch has those
+// from Wait).
+func (b apiBackend) Events(ctx context.Context) <-chan api.MemberEvent {
+	in := b.c.Events(ctx)
+	out := make(chan api.MemberEvent)
+	go func() {
+		defer close(out)
+		for ev := range in {
+			if ev.Type == EventLeaderChanged {
+				continue
+			}
+			select {
+			case out <- api.MemberEvent{Type: ev.Type.String(), Member: toAPIMember(ev.Member), Time: ev.Time}:
+			case <-ctx.Done():
+				for range in {
+				}
+				return
+			}
+		}
+	}()
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/goleak"
 
+	"github.com/qcluster/qcluster/internal/pki"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -80,12 +81,56 @@ func newTestCluster(t testing.TB, n int, opts ...func(*Config)) *testCluster {
 		}
 		tc.cfgs = append(tc.cfgs, cfg)
 	}
-	tc.peers = make([]*Cluster, n)
-	for i := range n {
-		tc.start(i, lns[i])
+	if strings.HasPrefix(t.Name(), "TestTLS/") {
+		// The same scenarios, with mutual TLS and gossip encryption.
+		key := pki.NewClusterKey()
+		for i := range tc.cfgs {
+			tc.cfgs[i].ClusterKey = key
+		}
 	}
+	tc.peers = make([]*Cluster, n)
 	t.Cleanup(tc.closeAll)
+	tc.startAll(lns)
 	return tc
+}
+
+// startAll starts the peers on lns at the same time, as founders of a
+// cluster do (a new peer asks its configured peers whether a cluster runs
+// already, and waits for an answer from those that listen).
+func (tc *testCluster) startAll(lns []net.Listener) {
+	tc.t.Helper()
+	cs := make([]*Cluster, len(lns))
+	for i, ln := range lns {
+		cfg := tc.cfgs[i]
+		cfg.Listener = ln
+		c, err := New(cfg)
+		if err != nil {
+			tc.t.Fatal(err)
+		}
+		cs[i] = c
+	}
+	errs := make([]error, len(lns))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Start(context.Background())
+		}()
+	}
+	wg.Wait()
+	for i, c := range cs {
+		if errs[i] != nil {
+			for _, c := range cs {
+				c.Close()
+			}
+			tc.t.Fatalf("start p%d: %v", i, errs[i])
+		}
+		if c.tr != nil {
+			c.tr.SetFilter(tc.filter(NodeID(tc.cfgs[i].Identifier)))
+		}
+		tc.peers[i] = c
+	}
 }
 
 func (tc *testCluster) start(i int, ln net.Listener) {
@@ -115,7 +160,9 @@ func (tc *testCluster) start(i int, ln net.Listener) {
 	if err := c.Start(context.Background()); err != nil {
 		tc.t.Fatal(err)
 	}
-	c.tr.SetFilter(tc.filter(NodeID(cfg.Identifier)))
+	if c.tr != nil {
+		c.tr.SetFilter(tc.filter(NodeID(cfg.Identifier)))
+	}
 	tc.peers[i] = c
 }
 

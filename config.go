@@ -37,6 +37,29 @@ const (
 	// DefaultElectionTimeout is the election_timeout used when none is
 	// given, the seed's 150ms (randomized per election in [150ms, 300ms)).
 	DefaultElectionTimeout = 150 * time.Millisecond
+
+	// DefaultMinVoters is the min_voters used when none is given.
+	DefaultMinVoters = 3
+)
+
+// Modes (Config.Mode).
+const (
+	// ModeLeader elects a leader with Raft (the default).
+	ModeLeader = "leader"
+	// ModeMasterless runs without any election: gossip membership only.
+	ModeMasterless = "masterless"
+)
+
+// Gossip profiles (Config.GossipProfile): memberlist's timings.
+const (
+	// GossipLAN is memberlist's LAN profile (the default): probe every 1s,
+	// suspicion multiplier 4.
+	GossipLAN = "lan"
+	// GossipLocal is memberlist's local profile, for one machine or a fast
+	// LAN: probe every 1s with a 200ms timeout, suspicion multiplier 3.
+	GossipLocal = "local"
+	// GossipWAN is memberlist's WAN profile: probe every 5s.
+	GossipWAN = "wan"
 )
 
 // Limits enforced by Validate.
@@ -166,6 +189,94 @@ type Config struct {
 	// stay open. Default: "" (no token: anyone who can reach the port may
 	// move leadership). It is a secret: keep the config file private.
 	APIToken string `json:"api_token,omitempty"`
+
+	// Mode is "leader" (the default): the peers elect a leader with Raft,
+	// and IsLeader/Leader report it; or "masterless": no election at all,
+	// IsLeader is always false and Leader reports none (by contract), while
+	// Peers, Events and Owner work from gossip, so peers split work among
+	// themselves without a master (see Cluster.Owner).
+	Mode string `json:"mode,omitempty"`
+
+	// Voter, when set to false, makes this peer a non-voting member
+	// (a Raft learner) when it joins a running cluster: it follows the
+	// leader and reports it, but neither votes nor can lead. Default: a
+	// voter. Peers that found the cluster (listed in each other's configs)
+	// are always voters.
+	Voter *bool `json:"voter,omitempty"`
+
+	// LeaveOnTerminate makes the qcluster agent leave the cluster
+	// gracefully (Cluster.Leave: hand over leadership, then leave the
+	// voters, then gossip) when it receives SIGTERM, instead of just
+	// stopping. A peer that leaves must join again to come back. Default:
+	// false.
+	LeaveOnTerminate bool `json:"leave_on_terminate,omitempty"`
+
+	// DeadMemberTimeout, when set, lets the leader remove from the voters
+	// a member that gossip has reported dead (or left) for this long, so
+	// that a permanently lost member stops counting toward the majority.
+	// The leader never removes below MinVoters voters. Trade-off: a member
+	// that was only partitioned away for longer than this is removed too
+	// and must join again (its restart does that when its config names a
+	// live peer); too short a timeout turns a network blip into
+	// membership churn. Default: 0 (never remove automatically).
+	DeadMemberTimeout Duration `json:"dead_member_timeout,omitempty"`
+
+	// MinVoters is the number of voters automatic removal of dead members
+	// (DeadMemberTimeout) never goes below. Default: DefaultMinVoters (3).
+	MinVoters int `json:"min_voters,omitempty"`
+
+	// TLS names this peer's certificate, key and the cluster CA (PEM
+	// files, as "qcluster tls init" makes them): raft and gossip streams
+	// and the HTTP API on the shared port then run over mutual TLS, and a
+	// peer whose certificate does not chain to the CA, or names another
+	// identifier than the one it claims, is refused. Requires GossipKey (TLS
+	// does not cover gossip's UDP packets). See docs/security.md. Default:
+	// nil (no TLS).
+	TLS *TLSConfig `json:"tls,omitempty"`
+
+	// ClusterKey is a shared secret (base64 of 32 random bytes, made by
+	// "qcluster tls key") from which every peer derives the same cluster
+	// CA, issues itself a certificate for its identifier, and derives the
+	// gossip key: one line of config for mutual TLS and gossip
+	// encryption. Keep it secret. Default: "" (no TLS).
+	ClusterKey string `json:"cluster_key,omitempty"`
+
+	// GossipKey is the key (base64 of 16, 24 or 32 bytes) that encrypts
+	// and authenticates gossip (memberlist's AES-GCM keyring). It overrides
+	// the key ClusterKey derives. Default: "" (derived from ClusterKey, or
+	// no encryption).
+	GossipKey string `json:"gossip_key,omitempty"`
+
+	// ExtraGossipKeys are further gossip keys this peer accepts (but does
+	// not send with), for a key rotation: install the new key here on
+	// every peer, then make it the GossipKey everywhere, then remove the
+	// old one (docs/security.md). Default: none.
+	ExtraGossipKeys []string `json:"extra_gossip_keys,omitempty"`
+
+	// APIClientCerts is "required" (the default with TLS): HTTPS clients
+	// of the API need a certificate from the cluster CA; or "optional":
+	// they may connect without one (the API token then guards the API).
+	APIClientCerts string `json:"api_client_certs,omitempty"`
+
+	// APIProtectReads makes the read endpoints of the API (/v1/status,
+	// /v1/leader, /v1/peers, /v1/watch, /metrics) require the API token too;
+	// /healthz and /readyz stay open. Default: false (reads are open).
+	APIProtectReads bool `json:"api_protect_reads,omitempty"`
+
+	// MaxConnsPerIP bounds the connections one remote IP address may
+	// hold open to this peer's port at once; more are closed on arrival
+	// and counted (qcluster_mux_refused_total). Default: 64; negative: no
+	// limit.
+	MaxConnsPerIP int `json:"max_conns_per_ip,omitempty"`
+
+	// GossipProfile selects the gossip (failure detection) timings:
+	// GossipLAN ("lan", the default: memberlist's LAN profile, probe every
+	// 1s with a 500ms timeout, suspicion multiplier 4; a killed member is
+	// dead everywhere after about 6 to 7s), GossipLocal ("local": one
+	// machine or a fast LAN, probe every 1s with a 200ms timeout,
+	// suspicion multiplier 3, gossip every 100ms; about 4.5 to 5s) or
+	// GossipWAN ("wan": probe every 5s).
+	GossipProfile string `json:"gossip_profile,omitempty"`
 
 	// Listener is an optional pre-bound TCP listener for this peer, used
 	// instead of listening on ListenHost:ListenPort (tests and embedding:
@@ -388,7 +499,8 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // WithDefaults returns a copy of c with every zero field that has a default
 // filled in: ListenHost, ListenPort (from Listener), AdvertiseHost (from
 // ListenHost, unless that is 0.0.0.0 or ::), Metadata (from this peer's own
-// entry in Peers), DataDir, HeartbeatInterval, ElectionTimeout and Logger.
+// entry in Peers), DataDir, HeartbeatInterval, ElectionTimeout, Logger,
+// Mode, MinVoters and GossipProfile.
 // The copy's maps and slices (Metadata, Peers, Extra) are deep copies, so
 // changing them does not change c, and c is never modified.
 func (c Config) WithDefaults() Config {
@@ -422,8 +534,28 @@ func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Mode == "" {
+		c.Mode = ModeLeader
+	}
+	if c.MinVoters == 0 {
+		c.MinVoters = DefaultMinVoters
+	}
+	if c.GossipProfile == "" {
+		c.GossipProfile = GossipLAN
+	}
+	if c.Voter != nil {
+		v := *c.Voter
+		c.Voter = &v
+	}
 	return c
 }
+
+// Secured reports whether the config runs peer connections and the API
+// over TLS (TLS or ClusterKey is set).
+func (c Config) Secured() bool { return securedBy(c.TLS, c.ClusterKey) }
+
+// IsVoter reports whether this peer joins as a voter (Voter unset or true).
+func (c Config) IsVoter() bool { return c.Voter == nil || *c.Voter }
 
 // Validate reports every problem with c, or nil. It does not fill defaults
 // or modify c, but it accepts a zero value wherever WithDefaults would fill
@@ -540,7 +672,9 @@ func cfgTopFields() []string {
 	return []string{
 		"identifier", "listen_host", "listen_port", "advertise_host", "metadata",
 		"peers", "data_dir", "heartbeat_interval", "election_timeout", "cluster_name",
-		"api_token",
+		"api_token", "mode", "voter", "leave_on_terminate", "dead_member_timeout", "min_voters",
+		"gossip_profile", "tls", "cluster_key", "gossip_key", "extra_gossip_keys", "api_client_certs",
+		"api_protect_reads", "max_conns_per_ip",
 	}
 }
 
@@ -625,6 +759,36 @@ func (d *cfgDecoder) decode() Config {
 			c.ClusterName = d.str(m, path)
 		case "api_token":
 			c.APIToken = d.str(m, path)
+		case "mode":
+			c.Mode = d.str(m, path)
+		case "voter":
+			c.Voter = d.boolPtr(m, path)
+		case "leave_on_terminate":
+			if b := d.boolPtr(m, path); b != nil {
+				c.LeaveOnTerminate = *b
+			}
+		case "dead_member_timeout":
+			c.DeadMemberTimeout = d.duration(m, path, 0)
+		case "min_voters":
+			c.MinVoters = d.port(m, path)
+		case "gossip_profile":
+			c.GossipProfile = d.str(m, path)
+		case "tls":
+			c.TLS = d.tls(m, path)
+		case "cluster_key":
+			c.ClusterKey = d.str(m, path)
+		case "gossip_key":
+			c.GossipKey = d.str(m, path)
+		case "extra_gossip_keys":
+			c.ExtraGossipKeys = d.strings(m, path)
+		case "api_client_certs":
+			c.APIClientCerts = d.str(m, path)
+		case "api_protect_reads":
+			if b := d.boolPtr(m, path); b != nil {
+				c.APIProtectReads = *b
+			}
+		case "max_conns_per_ip":
+			c.MaxConnsPerIP = d.int(m, path)
 		default:
 			if s := cfgSuggest(m.key, cfgTopFields(), nil); s != "" {
 				d.add(m.keyOff, path, "%s: unknown field; did you mean %q?", path, s)
@@ -781,6 +945,82 @@ func (d *cfgDecoder) duration(m cfgMember, path string, def time.Duration) Durat
 		d.add(m.valOff, path, "%s: %s is not a usable duration; remove the field for the default (%v) or give at least 1ms", path, cfgShowRaw(m.val), def)
 	}
 	return v
+}
+
+// tls decodes the "tls" object.
+func (d *cfgDecoder) tls(m cfgMember, path string) *TLSConfig {
+	switch cfgKind(m.val) {
+	case "null":
+		return nil
+	case "object":
+	default:
+		d.add(m.valOff, path, `%s: expected an object such as {"ca_file": "ca.pem", "cert_file": "a.pem", "key_file": "a-key.pem"}, got %s`, path, cfgDescribe(m.val))
+		return nil
+	}
+	members, ok := d.members(m.val, m.valOff, path)
+	if !ok {
+		return nil
+	}
+	t := &TLSConfig{}
+	fields := []string{"ca_file", "cert_file", "key_file"}
+	for _, f := range members {
+		fpath := cfgPath(path, f.key)
+		d.pos[fpath] = f.valOff
+		switch f.key {
+		case "ca_file":
+			t.CAFile = d.str(f, fpath)
+		case "cert_file":
+			t.CertFile = d.str(f, fpath)
+		case "key_file":
+			t.KeyFile = d.str(f, fpath)
+		default:
+			if s := cfgSuggest(f.key, fields, nil); s != "" {
+				d.add(f.keyOff, fpath, "%s: unknown field; did you mean %q?", fpath, s)
+			} else {
+				d.add(f.keyOff, fpath, `%s: unknown field; "tls" takes "ca_file", "cert_file" and "key_file"`, fpath)
+			}
+		}
+	}
+	return t
+}
+
+// strings decodes an array of strings.
+func (d *cfgDecoder) strings(m cfgMember, path string) []string {
+	if cfgKind(m.val) == "null" {
+		return nil
+	}
+	var out []string
+	if err := json.Unmarshal(m.val, &out); err != nil {
+		d.add(m.valOff, path, `%s: expected an array of strings such as ["key1"], got %s`, path, cfgDescribe(m.val))
+		return nil
+	}
+	return out
+}
+
+// int decodes a whole number (possibly negative).
+func (d *cfgDecoder) int(m cfgMember, path string) int {
+	if cfgKind(m.val) == "null" {
+		return 0
+	}
+	n, err := strconv.ParseInt(string(m.val), 10, 32)
+	if err != nil {
+		d.add(m.valOff, path, "%s: expected a whole number, got %s", path, cfgDescribe(m.val))
+		return 0
+	}
+	return int(n)
+}
+
+// boolPtr decodes true, false or null (nil).
+func (d *cfgDecoder) boolPtr(m cfgMember, path string) *bool {
+	switch string(m.val) {
+	case "null":
+		return nil
+	case "true", "false":
+		b := string(m.val) == "true"
+		return &b
+	}
+	d.add(m.valOff, path, "%s: expected true or false, got %s", path, cfgDescribe(m.val))
+	return nil
 }
 
 func (d *cfgDecoder) object(m cfgMember, path string) map[string]any {
@@ -1073,6 +1313,34 @@ func cfgValidate(c Config, nodeID func(string) uint64) cfgProblems {
 		if msg := cfgNameProblem(c.ClusterName, true); msg != "" {
 			ps.add("cluster_name", "cluster_name: %s %s; give a short printable name such as \"prod-eu\"", cfgQuote(c.ClusterName), msg)
 		}
+	}
+
+	// mode and the registry settings
+	switch c.Mode {
+	case "", ModeLeader, ModeMasterless:
+	default:
+		ps.add("mode", "mode: %s is not a mode; use %q (elect a leader, the default) or %q (no leader)", cfgQuote(c.Mode), ModeLeader, ModeMasterless)
+	}
+	if c.DeadMemberTimeout < 0 {
+		ps.add("dead_member_timeout", "dead_member_timeout: %v is negative; give a duration such as \"10m\", or remove the field to never remove dead members", time.Duration(c.DeadMemberTimeout))
+	}
+	if c.MinVoters < 0 {
+		ps.add("min_voters", "min_voters: %d is negative; give at least 1 (default %d)", c.MinVoters, DefaultMinVoters)
+	}
+	switch c.GossipProfile {
+	case "", GossipLAN, GossipLocal, GossipWAN:
+	default:
+		ps.add("gossip_profile", "gossip_profile: %s is not a profile; use %q (default), %q or %q", cfgQuote(c.GossipProfile), GossipLAN, GossipLocal, GossipWAN)
+	}
+
+	// security
+	for _, p := range securityProblems(c.Identifier, c.ClusterName, c.TLS, c.ClusterKey, c.GossipKey, c.ExtraGossipKeys) {
+		ps.add(p.at, "%s", p.text)
+	}
+	switch c.APIClientCerts {
+	case "", "required", "optional":
+	default:
+		ps.add("api_client_certs", `api_client_certs: %s is not a setting; use "required" (the default) or "optional"`, cfgQuote(c.APIClientCerts))
 	}
 
 	// Extra must hold only application fields.
@@ -1420,6 +1688,11 @@ func cfgClone(c Config) Config {
 		}
 		c.Peers = peers
 	}
+	if c.TLS != nil {
+		t := *c.TLS
+		c.TLS = &t
+	}
+	c.ExtraGossipKeys = slices.Clone(c.ExtraGossipKeys)
 	if c.Extra != nil {
 		extra := make(map[string]json.RawMessage, len(c.Extra))
 		for k, v := range c.Extra {

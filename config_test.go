@@ -700,7 +700,8 @@ func TestConfigWithDefaults(t *testing.T) {
 
 	// Explicit values are kept.
 	set := Config{Identifier: "a", ListenHost: "0.0.0.0", ListenPort: 7001, AdvertiseHost: "db1", DataDir: "/d",
-		HeartbeatInterval: Duration(time.Second), ElectionTimeout: Duration(5 * time.Second)}
+		HeartbeatInterval: Duration(time.Second), ElectionTimeout: Duration(5 * time.Second),
+		Mode: ModeMasterless, MinVoters: 5, GossipProfile: GossipWAN}
 	got := set.WithDefaults()
 	got.Logger = nil
 	if !reflect.DeepEqual(got, set) {

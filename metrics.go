@@ -17,6 +17,7 @@ import (
 
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -50,8 +51,10 @@ type metrics struct {
 	lastLead, lastTerm uint64
 
 	// Set by Start; read at scrape time.
-	node atomic.Pointer[consensus.Node]
-	tr   atomic.Pointer[transport.Transport]
+	node   atomic.Pointer[consensus.Node]
+	tr     atomic.Pointer[transport.Transport]
+	mux    atomic.Pointer[transport.Mux]
+	gossip atomic.Pointer[membership.Membership]
 }
 
 // Histogram buckets, in seconds.
@@ -116,8 +119,6 @@ func newMetrics(c *Cluster) *metrics {
 			func() float64 { return b2f(c.leaseRemaining() > 0) }),
 		gauge("lease_remaining_seconds", "How long this peer's leader lease remains valid without renewal; 0 without a lease.",
 			func() float64 { return c.leaseRemaining().Seconds() }),
-		gauge("members_known", "Members of the cluster this peer knows of (voters and learners of the configuration).",
-			func() float64 { v := c.snap.Load().view; return float64(len(v.Voters) + len(v.Learners)) }),
 		m.leaderChanges, m.electionsStarted, m.electionsWon, m.electionsLost,
 		m.heartbeatRTT, m.commit, m.fsync, m.apiRequests, m.apiDuration,
 		&scrapeCollector{m: m},
@@ -285,23 +286,116 @@ var (
 		[]string{"type"}, nil)
 	inboxDroppedDesc = prometheus.NewDesc("qcluster_raft_inbox_dropped_total",
 		"Received raft messages dropped because the election core's inbox was full.", nil, nil)
-	membersAliveDesc = prometheus.NewDesc("qcluster_members_alive",
+	replicatingDesc = prometheus.NewDesc("qcluster_raft_members_replicating",
 		"Leader only: members raft is replicating to, the leader included.", nil, nil)
+	membersKnownDesc = prometheus.NewDesc("qcluster_members_known",
+		"Members this peer knows of: leader mode, the members of the registry (voters and learners); masterless, every member gossip knows, including those that failed or left within the last hour.", nil, nil)
+	membersAliveDesc = prometheus.NewDesc("qcluster_members_alive",
+		"Known members that gossip reports alive (this peer included).", nil, nil)
+	membersSuspectDesc = prometheus.NewDesc("qcluster_members_suspect",
+		"Known members that gossip suspects (a probe failed; not yet declared dead).", nil, nil)
+	membersDeadDesc = prometheus.NewDesc("qcluster_members_dead",
+		"Known members that gossip declared dead.", nil, nil)
+	membersLeftDesc = prometheus.NewDesc("qcluster_members_left",
+		"Known members that left gracefully (masterless: within the last hour).", nil, nil)
+	muxConnsDesc = prometheus.NewDesc("qcluster_mux_connections_total",
+		"TCP connections accepted on the peer's port.", nil, nil)
+	muxRefusedDesc = prometheus.NewDesc("qcluster_mux_refused_total",
+		"Connections the port closed before routing them, by reason: conn_limit (max_conns_per_ip), timeout (no TLS handshake or first bytes in time), plaintext (not TLS while TLS is on), handshake (TLS handshake failed: wrong CA, expired certificate...), unauthenticated (no client certificate).",
+		[]string{"reason"}, nil)
+	raftRefusedDesc = prometheus.NewDesc("qcluster_raft_streams_refused_total",
+		"Raft streams refused or broken, by reason: bad_hello, wrong_node, wrong_cluster, unauthenticated, wrong_identity (the certificate names another peer than the hello claims), frame_too_large, stalled, bad_message, dial_failed.",
+		[]string{"reason"}, nil)
+	gossipRejectedDesc = prometheus.NewDesc("qcluster_gossip_packets_rejected_total",
+		"Gossip packets dropped: wrong cluster label, or not decryptable with the gossip keys.", nil, nil)
+	gossipSecondaryDesc = prometheus.NewDesc("qcluster_gossip_secondary_key_packets_total",
+		"Gossip packets that decrypted only with a key other than the primary one (a key rotation in progress).", nil, nil)
+	gossipStreamsRefusedDesc = prometheus.NewDesc("qcluster_gossip_streams_refused_total",
+		"Gossip and metadata streams refused (no valid certificate of this cluster, or over the limit).", nil, nil)
+	certExpiryDesc = prometheus.NewDesc("qcluster_tls_cert_expiry_timestamp_seconds",
+		"When this peer's TLS certificate expires (Unix time); absent without TLS.", nil, nil)
 )
 
 // membersAliveTimeout bounds how long a scrape waits for the node goroutine
 // to count the members it replicates to.
 const membersAliveTimeout = time.Second
 
+// collectSecurity exports the refusal counters of the port, the raft
+// transport and the gossip, and the certificate's expiry.
+func (sc *scrapeCollector) collectSecurity(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	if mux := sc.m.mux.Load(); mux != nil {
+		st := mux.Stats()
+		counter(muxConnsDesc, st.Accepted)
+		counter(muxRefusedDesc, st.ConnLimited, "conn_limit")
+		counter(muxRefusedDesc, st.Timeouts, "timeout")
+		counter(muxRefusedDesc, st.PlainText, "plaintext")
+		counter(muxRefusedDesc, st.HandshakeFailed, "handshake")
+		counter(muxRefusedDesc, st.Unauthenticated, "unauthenticated")
+	}
+	if tr := sc.m.tr.Load(); tr != nil {
+		r := tr.Refusals()
+		for _, x := range []struct {
+			reason string
+			n      uint64
+		}{
+			{"bad_hello", r.BadHello}, {"wrong_node", r.WrongNode}, {"wrong_cluster", r.WrongCluster},
+			{"unauthenticated", r.Unauthenticated}, {"wrong_identity", r.WrongIdentity},
+			{"frame_too_large", r.FrameTooLarge}, {"stalled", r.Stalled}, {"bad_message", r.BadMessage},
+			{"dial_failed", r.DialFailed},
+		} {
+			counter(raftRefusedDesc, x.n, x.reason)
+		}
+	}
+	if g := sc.m.gossip.Load(); g != nil {
+		st := g.Stats()
+		counter(gossipRejectedDesc, st.RejectedPackets)
+		counter(gossipSecondaryDesc, st.SecondaryKeyPackets)
+		counter(gossipStreamsRefusedDesc, st.RefusedStreams)
+	}
+	if t, ok := sc.m.c.sec.certNotAfter(); ok {
+		ch <- prometheus.MustNewConstMetric(certExpiryDesc, prometheus.GaugeValue, float64(t.Unix()))
+	}
+}
+
 func (sc *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- raftSentDesc
 	ch <- raftReceivedDesc
 	ch <- raftDroppedDesc
 	ch <- inboxDroppedDesc
+	ch <- replicatingDesc
+	ch <- membersKnownDesc
 	ch <- membersAliveDesc
+	ch <- membersSuspectDesc
+	ch <- membersDeadDesc
+	ch <- membersLeftDesc
+	ch <- muxConnsDesc
+	ch <- muxRefusedDesc
+	ch <- raftRefusedDesc
+	ch <- gossipRejectedDesc
+	ch <- gossipSecondaryDesc
+	ch <- gossipStreamsRefusedDesc
+	ch <- certExpiryDesc
 }
 
 func (sc *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
+	var known int
+	byHealth := map[Health]int{}
+	for _, m := range sc.m.c.Peers() {
+		if m.Role == MemberNone {
+			continue // not (or no longer) a member
+		}
+		known++
+		byHealth[m.Health]++
+	}
+	ch <- prometheus.MustNewConstMetric(membersKnownDesc, prometheus.GaugeValue, float64(known))
+	ch <- prometheus.MustNewConstMetric(membersAliveDesc, prometheus.GaugeValue, float64(byHealth[HealthAlive]))
+	ch <- prometheus.MustNewConstMetric(membersSuspectDesc, prometheus.GaugeValue, float64(byHealth[HealthSuspect]))
+	ch <- prometheus.MustNewConstMetric(membersDeadDesc, prometheus.GaugeValue, float64(byHealth[HealthDead]))
+	ch <- prometheus.MustNewConstMetric(membersLeftDesc, prometheus.GaugeValue, float64(byHealth[HealthLeft]))
+	sc.collectSecurity(ch)
 	if tr := sc.m.tr.Load(); tr != nil {
 		tr.ForEachType(func(typ raftpb.MessageType, s transport.Stats) {
 			name := "other"
@@ -325,6 +419,6 @@ func (sc *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	alive := 0
 	if err := node.Do(ctx, func(core *consensus.Core) error { alive = core.Replicating(); return nil }); err == nil && alive > 0 {
-		ch <- prometheus.MustNewConstMetric(membersAliveDesc, prometheus.GaugeValue, float64(alive))
+		ch <- prometheus.MustNewConstMetric(replicatingDesc, prometheus.GaugeValue, float64(alive))
 	}
 }

@@ -153,12 +153,17 @@ func checkLeadership(scrapes []promScrape, leader int) []string {
 		if v := s.get(&problems, "qcluster_members_known"); v != float64(len(scrapes)) {
 			problems = append(problems, fmt.Sprintf("%s: members_known %v, want %d", s.peer, v, len(scrapes)))
 		}
-		alive, ok := s.value("qcluster_members_alive")
+		repl, ok := s.value("qcluster_raft_members_replicating")
 		switch {
-		case i == leader && alive != float64(len(scrapes)):
-			problems = append(problems, fmt.Sprintf("%s (leader): members_alive %v, want %d", s.peer, alive, len(scrapes)))
+		case i == leader && repl != float64(len(scrapes)):
+			problems = append(problems, fmt.Sprintf("%s (leader): raft_members_replicating %v, want %d", s.peer, repl, len(scrapes)))
 		case i != leader && ok:
-			problems = append(problems, fmt.Sprintf("%s (follower): members_alive %v, want none", s.peer, alive))
+			problems = append(problems, fmt.Sprintf("%s (follower): raft_members_replicating %v, want none", s.peer, repl))
+		}
+		for _, name := range []string{"qcluster_members_alive", "qcluster_members_suspect", "qcluster_members_dead", "qcluster_members_left"} {
+			if _, ok := s.value(name); !ok {
+				problems = append(problems, fmt.Sprintf("%s: %s missing", s.peer, name))
+			}
 		}
 		if v := s.get(&problems, "qcluster_leader_changes_total"); v < 1 {
 			problems = append(problems, fmt.Sprintf("%s: leader_changes_total %v", s.peer, v))

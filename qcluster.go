@@ -40,6 +40,7 @@ import (
 
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/storage"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -62,7 +63,27 @@ var (
 	// ErrTransferFailed: the peer chosen to take over leadership did not
 	// (it is down or far behind); this peer leads on.
 	ErrTransferFailed = errors.New("qcluster: leadership transfer failed")
+	// ErrConflict: a membership change conflicts with the members, such as
+	// a join with an identifier or address another member uses, or a
+	// removal that would leave no voter.
+	ErrConflict = errors.New("qcluster: conflicts with the membership")
+	// ErrWrongCluster: a join request names another cluster.
+	ErrWrongCluster = errors.New("qcluster: another cluster")
+	// ErrInvalidMember: a join request has an invalid identifier, host or
+	// port.
+	ErrInvalidMember = errors.New("qcluster: invalid member")
+	// ErrInvalidMetadata: metadata cannot be encoded as JSON or exceeds
+	// MaxMetadataSize.
+	ErrInvalidMetadata = errors.New("qcluster: invalid metadata")
+	// ErrMasterless: the call needs leader mode.
+	ErrMasterless = errors.New("qcluster: not available in masterless mode")
 )
+
+// MaxMetadataSize is the largest metadata a member may have, encoded as
+// JSON (64 KiB). Larger values are refused with ErrInvalidMetadata. Gossip
+// carries up to 509 bytes of it inside memberlist's node meta and fetches
+// larger metadata from its owner; in leader mode the Raft log carries it.
+const MaxMetadataSize = membership.MaxMetaSize
 
 // Peer is a member of the cluster: where its QCluster port is, its unique
 // identifier and the metadata the config gives for it.
@@ -90,8 +111,18 @@ const (
 	RoleLeader
 )
 
-// String returns "follower", "pre-candidate", "candidate" or "leader".
-func (r Role) String() string { return consensus.Role(r).String() }
+// RoleNone is the role of every peer of a masterless cluster: it takes no
+// part in any election.
+const RoleNone Role = -1
+
+// String returns "follower", "pre-candidate", "candidate", "leader" or
+// "none".
+func (r Role) String() string {
+	if r == RoleNone {
+		return "none"
+	}
+	return consensus.Role(r).String()
+}
 
 // MarshalText encodes the role as its name.
 func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
@@ -130,15 +161,39 @@ type snapshot struct {
 type Cluster struct {
 	cfg    Config
 	log    *slog.Logger
-	self   *Peer
+	self   *Peer // from the config
 	selfID uint64
-	peers  map[uint64]*Peer // every configured member, self included
-	idents map[string]uint64
 	base   time.Time // origin of the monotonic clock
+
+	// reg is the member registry (leader mode): the founders from the
+	// config until the log says more. regChanged is closed and replaced at
+	// every change (under regMu).
+	reg        atomic.Pointer[registry]
+	regMu      sync.Mutex
+	regChanged chan struct{}
+
+	// selfMeta is this peer's current metadata (SetMetadata).
+	selfMeta atomic.Pointer[map[string]any]
 
 	snap    atomic.Pointer[snapshot]
 	watch   watchers
+	events  eventHub
 	metrics *metrics
+
+	metaMu    sync.Mutex // guards metaCache
+	metaCache map[string]metaCacheEntry
+
+	seedMu  sync.Mutex // guards seeds
+	seeds   []string   // gossip addresses waiting to be joined
+	seedCh  chan struct{}
+	joinErr atomic.Pointer[error] // the last failed self-registration attempt
+
+	clientOnce sync.Once
+	client     *http.Client // requests to other peers (see call)
+	sec        *security    // TLS and gossip keys (set by Start)
+
+	// gossipTweak, when set (tests), adjusts the gossip config.
+	gossipTweak func(*membership.Config)
 
 	mu      sync.Mutex // guards the lifecycle below
 	started bool
@@ -147,10 +202,13 @@ type Cluster struct {
 	store   storage.Storage
 	tr      *transport.Transport
 	mux     *transport.Mux
+	gossip  *membership.Membership
 	httpSrv *http.Server
 	cancel  context.CancelFunc
+	runCtx  context.Context
 	wg      sync.WaitGroup
 	runErr  atomic.Pointer[error]
+	done    chan struct{}
 }
 
 // New checks cfg and returns an unstarted Cluster. The config is copied.
@@ -160,23 +218,29 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("peer", cfg.Identifier)
+	md, err := normalizeMetadata(cfg.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("%w: metadata: %w", ErrInvalidConfig, err)
+	}
+	cfg.Metadata = md
+	for i := range cfg.Peers {
+		if cfg.Peers[i].Metadata, err = normalizeMetadata(cfg.Peers[i].Metadata); err != nil {
+			return nil, fmt.Errorf("%w: peers[%d].metadata: %w", ErrInvalidConfig, i, err)
+		}
+	}
 	c := &Cluster{
-		cfg:    cfg,
-		log:    log,
-		peers:  make(map[uint64]*Peer),
-		idents: make(map[string]uint64),
-		base:   time.Now(),
+		cfg:        cfg,
+		log:        log,
+		base:       time.Now(),
+		regChanged: make(chan struct{}),
+		seedCh:     make(chan struct{}, 1),
+		done:       make(chan struct{}),
 	}
 	host, port := cfg.advertise()
 	c.self = &Peer{Host: host, Port: port, Identifier: cfg.Identifier, Metadata: cfg.Metadata}
 	c.selfID = NodeID(cfg.Identifier)
-	c.peers[c.selfID] = c.self
-	c.idents[cfg.Identifier] = c.selfID
-	for _, p := range cfg.RemotePeers() {
-		id := NodeID(p.Identifier)
-		c.peers[id] = &Peer{Host: p.Host, Port: p.Port, Identifier: p.Identifier, Metadata: p.Metadata}
-		c.idents[p.Identifier] = id
-	}
+	c.selfMeta.Store(&cfg.Metadata)
+	c.reg.Store(c.foundingRegistry())
 	c.snap.Store(&snapshot{self: c.self})
 	c.watch.init()
 	c.metrics = newMetrics(c)
@@ -193,9 +257,13 @@ func (cfg Config) advertise() (string, int) {
 	return host, port
 }
 
-// Start opens the durable state in DataDir, binds the listen port (or uses
-// Config.Listener) and joins the election. It returns once the peer is
-// running; use WaitForLeader to wait for an elected leader.
+// Start binds the listen port (or uses Config.Listener), starts gossip and
+// the HTTP API on it and, in leader mode, opens the durable state in
+// DataDir and joins the election. A peer with no durable state whose
+// configured peers already run a cluster that does not list it joins that
+// cluster (self-registration, in the background: see Config); otherwise it
+// founds the cluster with its configured peers. Start returns once the peer
+// is running; use WaitForLeader to wait for an elected leader.
 func (c *Cluster) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -208,87 +276,71 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	sec, err := newSecurity(c.cfg.Identifier, c.cfg.ClusterName, []string{c.cfg.ListenHost, c.self.Host},
+		c.cfg.TLS, c.cfg.ClusterKey, c.cfg.GossipKey, c.cfg.ExtraGossipKeys)
+	if err != nil {
+		return fmt.Errorf("qcluster: %w", err)
+	}
+	c.sec = sec
 	if err := c.metrics.register(c.cfg.Identifier); err != nil {
 		return err
 	}
-	store, err := storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.observeFsync})
-	if err != nil {
+	var undo []func()
+	fail := func(err error) error {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
 		c.metrics.unregister()
-		return fmt.Errorf("qcluster: open data_dir %q: %w", c.cfg.DataDir, err)
+		return err
 	}
 	ln := c.cfg.Listener
 	if ln == nil {
 		ln, err = net.Listen("tcp", c.cfg.Addr())
 		if err != nil {
-			store.Close()
-			c.metrics.unregister()
-			return fmt.Errorf("qcluster: listen on %s (listen_host/listen_port): %w", c.cfg.Addr(), err)
+			return fail(fmt.Errorf("qcluster: listen on %s (listen_host/listen_port): %w", c.cfg.Addr(), err))
 		}
 	}
-	voters := make([]uint64, 0, len(c.peers))
-	for id := range c.peers {
-		voters = append(voters, id)
+	undo = append(undo, func() { ln.Close() })
+	mux := transport.NewMux(ln, transport.MuxOptions{
+		TLS:                        sec.serverTLS,
+		AllowHTTPWithoutClientCert: c.cfg.APIClientCerts == "optional",
+		MaxConnsPerIP:              c.cfg.MaxConnsPerIP,
+		Logger:                     c.log.With("component", "mux"),
+	})
+	var raftTr atomic.Pointer[transport.Transport]
+	if !c.masterless() {
+		mux.Handle(transport.RaftPreamble, func(conn net.Conn) {
+			if tr := raftTr.Load(); tr != nil {
+				tr.HandleStream(conn)
+			} else {
+				conn.Close() // not ready yet; the peer dials again
+			}
+		})
 	}
-	var node *consensus.Node
-	tr := transport.New(transport.Config{
-		LocalID:     c.selfID,
-		ClusterName: c.cfg.ClusterName,
-		Deliver:     func(m raftpb.Message) { node.Deliver(m) },
-		Unreachable: func(id uint64) { node.ReportUnreachable(id) },
-		Logger:      c.log.With("component", "transport"),
-	})
-	node, err = consensus.NewNode(consensus.NodeConfig{
-		Core: consensus.Config{
-			ID:                c.selfID,
-			Voters:            voters,
-			Storage:           store,
-			Now:               c.now,
-			HeartbeatInterval: time.Duration(c.cfg.HeartbeatInterval),
-			ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
-			Logger:            c.log,
-			Hooks:             c.metrics.hooks(),
-		},
-		Transport: tr,
-		OnView:    c.onView,
-	})
+	g, err := c.newGossip(mux)
 	if err != nil {
-		tr.Close()
-		ln.Close()
-		store.Close()
-		c.metrics.unregister()
-		return fmt.Errorf("qcluster: %w", err)
+		return fail(err)
 	}
-	c.metrics.node.Store(node)
-	c.metrics.tr.Store(tr)
-	for id, p := range c.peers {
-		if id != c.selfID {
-			tr.SetPeer(id, p.Addr())
-		}
-	}
-	mux := transport.NewMux(ln, transport.MuxOptions{Logger: c.log.With("component", "mux")})
-	mux.Handle(transport.RaftPreamble, tr.HandleStream)
+	undo = append(undo, func() { g.Shutdown() })
 	c.httpSrv = &http.Server{
 		Handler: api.NewHandlerWithOptions(newAPIBackend(c), api.Options{
-			Token:     c.cfg.APIToken,
-			Metrics:   c.metrics.handler(),
-			OnRequest: c.metrics.observeRequest,
+			Token:        c.cfg.APIToken,
+			ProtectReads: c.cfg.APIProtectReads,
+			Metrics:      c.metrics.handler(),
+			OnRequest:    c.metrics.observeRequest,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+		// Idle keep-alive connections count against max_conns_per_ip.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
-	c.onView(node.InitialView(), c.now())
 	runCtx, cancel := context.WithCancel(context.Background())
-	c.node, c.store, c.tr, c.mux, c.cancel = node, store, tr, mux, cancel
-	c.started = true
+	c.mux, c.gossip, c.cancel, c.runCtx = mux, g, cancel, runCtx
+	c.metrics.mux.Store(mux)
+	c.metrics.gossip.Store(g)
+	// Serve at once: peers that start at the same time ask each other
+	// whether a cluster runs already (see found).
 	c.wg.Add(3)
-	go func() {
-		defer c.wg.Done()
-		if err := node.Run(runCtx); err != nil {
-			c.runErr.Store(&err)
-			c.publishClosed()
-			c.watch.closeAll() // watchers learn the peer stopped; Err says why
-		}
-	}()
 	go func() {
 		defer c.wg.Done()
 		_ = mux.Serve()
@@ -297,16 +349,154 @@ func (c *Cluster) Start(ctx context.Context) error {
 		defer c.wg.Done()
 		_ = c.httpSrv.Serve(mux.HTTPListener())
 	}()
+	go func() {
+		defer c.wg.Done()
+		c.seedLoop(runCtx)
+	}()
+	stopServing := func() {
+		cancel()
+		c.httpSrv.Close()
+		mux.Close()
+		c.wg.Wait()
+	}
+	for _, p := range c.cfg.RemotePeers() {
+		c.gossipSeed(p.Addr())
+	}
+	if c.masterless() {
+		c.started = true
+		c.watch.publish(State{Identifier: c.cfg.Identifier, Role: RoleNone})
+		c.log.Info("peer started", "mode", ModeMasterless, "addr", mux.Addr().String(), "peers", len(c.cfg.RemotePeers()))
+		return nil
+	}
+
+	store, err := storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.observeFsync})
+	if err != nil {
+		stopServing()
+		return fail(fmt.Errorf("qcluster: open data_dir %q: %w", c.cfg.DataDir, err))
+	}
+	undo = append(undo, func() { store.Close() })
+	fresh, err := isEmpty(store)
+	if err != nil {
+		stopServing()
+		return fail(fmt.Errorf("qcluster: read data_dir %q: %w", c.cfg.DataDir, err))
+	}
+	var voters []uint64
+	var bootstrap []byte
+	joining := false
+	if fresh {
+		joining = c.existingCluster(ctx)
+		if !joining {
+			for id := range c.reg.Load().members {
+				voters = append(voters, id)
+			}
+			bootstrap = c.reg.Load().encode()
+		}
+	} else if err := c.loadRegistry(store); err != nil {
+		stopServing()
+		return fail(err)
+	}
+	var node *consensus.Node
+	tr := transport.New(transport.Config{
+		LocalID:     c.selfID,
+		ClusterName: c.cfg.ClusterName,
+		TLS:         sec.clientTLS,
+		NodeID:      NodeID,
+		Deliver:     func(m raftpb.Message) { node.Deliver(m) },
+		Unreachable: func(id uint64) { node.ReportUnreachable(id) },
+		Logger:      c.log.With("component", "transport"),
+	})
+	node, err = consensus.NewNode(consensus.NodeConfig{
+		Core: consensus.Config{
+			ID:                c.selfID,
+			Voters:            voters,
+			BootstrapData:     bootstrap,
+			Storage:           store,
+			Now:               c.now,
+			HeartbeatInterval: time.Duration(c.cfg.HeartbeatInterval),
+			ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
+			Logger:            c.log,
+			Hooks:             c.metrics.hooks(),
+		},
+		Transport:    tr,
+		OnView:       c.onView,
+		OnApply:      c.applyCommitted,
+		SnapshotData: func() []byte { return c.reg.Load().encode() },
+	})
+	if err != nil {
+		tr.Close()
+		stopServing()
+		return fail(fmt.Errorf("qcluster: %w", err))
+	}
+	c.metrics.node.Store(node)
+	c.metrics.tr.Store(tr)
+	for id, p := range c.reg.Load().members {
+		if id != c.selfID {
+			tr.SetPeer(id, p.Addr())
+		}
+	}
+	c.onView(node.InitialView(), c.now())
+	c.node, c.store, c.tr = node, store, tr
+	raftTr.Store(tr)
+	c.started = true
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		if err := node.Run(runCtx); err != nil {
+			c.runErr.Store(&err)
+			c.publishClosed()
+			c.watch.closeAll() // watchers learn the peer stopped; Err says why
+			c.events.closeAll()
+		}
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.registryLoop(runCtx, joining)
+	}()
 	c.log.Info("peer started", "addr", mux.Addr().String(), "data_dir", c.cfg.DataDir,
-		"peers", len(c.peers)-1, "heartbeat", c.cfg.HeartbeatInterval.String(),
+		"members", len(c.reg.Load().members), "joining", joining, "heartbeat", c.cfg.HeartbeatInterval.String(),
 		"election_timeout", c.cfg.ElectionTimeout.String())
 	return nil
 }
 
+// masterless reports whether the peer runs without an election.
+func (c *Cluster) masterless() bool { return c.cfg.Mode == ModeMasterless }
+
+// isEmpty reports whether store holds no Raft state at all (a new peer).
+func isEmpty(store storage.Storage) (bool, error) {
+	hs, _, err := store.InitialState()
+	if err != nil {
+		return false, err
+	}
+	snap, err := store.Snapshot()
+	if err != nil {
+		return false, err
+	}
+	return hs.Term == 0 && hs.Vote == 0 && hs.Commit == 0 && snap.Metadata.Index == 0, nil
+}
+
+// loadRegistry sets the registry from the stored snapshot; the committed
+// entries after it are applied again when the node starts.
+func (c *Cluster) loadRegistry(store storage.Storage) error {
+	snap, err := store.Snapshot()
+	if err != nil {
+		return fmt.Errorf("qcluster: read data_dir %q: %w", c.cfg.DataDir, err)
+	}
+	if len(snap.Data) == 0 {
+		return nil // a cluster founded before the registry was replicated
+	}
+	r, err := decodeRegistry(snap.Data)
+	if err != nil {
+		return fmt.Errorf("qcluster: data_dir %q: the stored member list cannot be decoded: %w", c.cfg.DataDir, err)
+	}
+	c.reg.Store(r)
+	return nil
+}
+
 // Close stops the peer: it leaves the election (a leader's lease simply
-// runs out; use Transfer first for an immediate hand-over), closes its port
-// and its data, and waits for every goroutine it started. It is safe to call
-// more than once.
+// runs out; use Transfer first for an immediate hand-over, or Leave to
+// leave the cluster for good), stops gossip (the others see it fail), closes
+// its port and its data, and waits for every goroutine it started. It is
+// safe to call more than once.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -314,9 +504,11 @@ func (c *Cluster) Close() error {
 		return nil
 	}
 	c.closed = true
+	defer close(c.done)
 	c.publishClosed()
 	if !c.started {
 		c.watch.closeAll()
+		c.events.closeAll()
 		return nil
 	}
 	c.cancel()
@@ -324,20 +516,35 @@ func (c *Cluster) Close() error {
 	if err := c.httpSrv.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.gossip.Shutdown(); err != nil && !errors.Is(err, membership.ErrClosed) {
+		errs = append(errs, err)
+	}
 	if err := c.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		errs = append(errs, err)
 	}
-	if err := c.tr.Close(); err != nil {
-		errs = append(errs, err)
+	if c.tr != nil {
+		if err := c.tr.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	c.wg.Wait()
-	if err := c.store.Close(); err != nil {
-		errs = append(errs, err)
+	if c.store != nil {
+		if err := c.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	c.watch.closeAll()
+	c.events.closeAll()
 	c.metrics.unregister()
+	if c.client != nil {
+		c.client.CloseIdleConnections()
+	}
 	return errors.Join(errs...)
 }
+
+// Done returns a channel that is closed when the Cluster has been closed
+// (Close, or Leave).
+func (c *Cluster) Done() <-chan struct{} { return c.done }
 
 // Addr returns the address the peer listens on (useful with port 0), or
 // "" before Start.
@@ -359,8 +566,21 @@ func (c *Cluster) Err() error {
 	return nil
 }
 
-// Self returns this peer.
-func (c *Cluster) Self() Peer { return *c.self }
+// Self returns this peer: its address and its current metadata (as the
+// registry records it in leader mode, once this peer is a member).
+func (c *Cluster) Self() Peer {
+	if !c.masterless() {
+		if p, ok := c.reg.Load().members[c.selfID]; ok {
+			return *p
+		}
+	}
+	p := *c.self
+	p.Metadata = c.selfMetadata()
+	return p
+}
+
+// selfMetadata returns this peer's current metadata.
+func (c *Cluster) selfMetadata() map[string]any { return *c.selfMeta.Load() }
 
 // Config returns the effective configuration (defaults filled in).
 func (c *Cluster) Config() Config { return c.cfg }
@@ -415,9 +635,13 @@ func (c *Cluster) State() State {
 func (c *Cluster) stateNow() (State, *snapshot) {
 	idx := c.watch.index()
 	s, now := c.snap.Load(), c.now()
+	role := Role(s.view.Role)
+	if c.masterless() {
+		role = RoleNone
+	}
 	st := State{
 		Identifier: c.cfg.Identifier,
-		Role:       Role(s.view.Role),
+		Role:       role,
 		Term:       s.view.Term,
 		Index:      idx,
 		IsLeader:   !s.closed && s.view.IsLeaderAt(now),
@@ -455,7 +679,7 @@ func (c *Cluster) WaitForLeader(ctx context.Context) (Peer, error) {
 func (c *Cluster) Transfer(ctx context.Context, identifier string) error {
 	var target uint64
 	if identifier != "" {
-		id, ok := c.idents[identifier]
+		id, ok := c.reg.Load().idents[identifier]
 		if !ok || id == c.selfID {
 			return fmt.Errorf("%w: %q is not another member", ErrUnknownPeer, identifier)
 		}
@@ -549,6 +773,20 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	}
 	if c.watch.publish(st) {
 		c.logChange(st)
+		st.Index = c.watch.index()
+		c.events.publish(Event{Type: EventLeaderChanged, State: st})
+	}
+}
+
+// refreshLeader re-resolves the published leader after a registry change
+// (its metadata may have changed). It runs on the node goroutine.
+func (c *Cluster) refreshLeader() {
+	prev := c.snap.Load()
+	if prev.closed || prev.view.Lead == 0 {
+		return
+	}
+	if p := c.peer(prev.view.Lead); prev.leader == nil || !samePeer(prev.leader, p) {
+		c.snap.Store(&snapshot{view: prev.view, self: c.self, leader: p})
 	}
 }
 
@@ -576,9 +814,9 @@ func (c *Cluster) logChange(st State) {
 	c.log.LogAttrs(context.Background(), slog.LevelInfo, LeadershipLogMessage, attrs...)
 }
 
-// peer resolves a node ID; an ID outside the config gets a placeholder.
+// peer resolves a node ID; an ID outside the registry gets a placeholder.
 func (c *Cluster) peer(id uint64) *Peer {
-	if p, ok := c.peers[id]; ok {
+	if p, ok := c.reg.Load().members[id]; ok {
 		return p
 	}
 	return &Peer{Identifier: fmt.Sprintf("node-%016x", id)}
@@ -587,5 +825,9 @@ func (c *Cluster) peer(id uint64) *Peer {
 func (c *Cluster) publishClosed() {
 	prev := c.snap.Load()
 	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true})
-	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: RoleFollower, Term: prev.view.Term})
+	role := RoleFollower
+	if c.masterless() {
+		role = RoleNone
+	}
+	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: role, Term: prev.view.Term})
 }

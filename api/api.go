@@ -1,16 +1,21 @@
 // Package api is QCluster's HTTP API, version 1: the JSON types on the wire
 // and the handlers that serve them on a peer's listen port.
 //
-//	GET  /v1/status               this peer's view: role, term, leader, lease
-//	GET  /v1/leader               the leader as a Peer, or 503 {"error": ..., "code": "no_leader"}
-//	GET  /v1/peers                every member: identifier, host, port, metadata, leader, self
-//	GET  /v1/peers/{identifier}   one member, or 404 "unknown_peer"
-//	GET  /v1/watch                Server-Sent Events: one "leader" event per leadership change
-//	POST /v1/leader/transfer      the leader hands over to a target ({"identifier": ...} or ?to=)
-//	POST /v1/leader/resign        the leader hands over to the best other peer
-//	GET  /healthz                 the process is alive
-//	GET  /readyz                  200 while a leader is known, else 503
-//	GET  /metrics                 Prometheus metrics (when Options.Metrics is set)
+//	GET    /v1/status               this peer's view: role, term, leader, lease, mode, joined
+//	GET    /v1/leader               the leader as a Peer, or 503 {"error": ..., "code": "no_leader"}
+//	GET    /v1/peers                every member: identifier, host, port, metadata, role, state, ...
+//	GET    /v1/peers/{identifier}   one member, or 404 "unknown_peer"
+//	DELETE /v1/peers/{identifier}   remove a member from the cluster
+//	GET    /v1/watch                Server-Sent Events: "leader" events (leadership changes)
+//	                                and "member" events (membership changes)
+//	POST   /v1/join                 add a member (self-registration): a JoinRequest
+//	PUT    /v1/self/metadata        replace the answering peer's metadata: a MetadataRequest
+//	POST   /v1/self/leave           the answering peer leaves the cluster gracefully and stops
+//	POST   /v1/leader/transfer      the leader hands over to a target ({"identifier": ...} or ?to=)
+//	POST   /v1/leader/resign        the leader hands over to the best other peer
+//	GET    /healthz                 the process is alive
+//	GET    /readyz                  200 while the peer is ready (see below), else 503
+//	GET    /metrics                 Prometheus metrics (when Options.Metrics is set)
 //
 // Blocking queries. GET /v1/status and GET /v1/leader answer with an
 // X-QCluster-Index header: a number that grows with every leadership change
@@ -22,11 +27,26 @@
 // a client that moves to another peer may get one answer at once that tells
 // it nothing new.
 //
+// Events. GET /v1/watch sends a "leader" event (data: the Status, id: its
+// Index) for every leadership change, resumable with Last-Event-ID, and a
+// "member" event (data: a MemberEvent, no id) for every membership change
+// from the moment the stream opens. Member events are not replayed after a
+// reconnection: a client that reconnects resyncs with GET /v1/peers.
+//
+// Readiness. In leader mode GET /readyz answers 200 when this peer is a
+// member of the Raft configuration (Status.Joined) and knows a leader; in
+// masterless mode when it has joined the gossip cluster. Otherwise 503 with
+// code "not_joined" or "no_leader" and a message that says why.
+//
 // Errors are JSON objects {"error": "...", "code": "..."} with a matching
 // HTTP status; Code is stable (see the Code constants). Request bodies are
-// limited (Options.MaxBodyBytes, 413 "too_large"). When Options.Token is set,
-// the POST endpoints require "Authorization: Bearer <token>" (401
-// "unauthorized" otherwise); the token is compared in constant time.
+// limited (Options.MaxBodyBytes, 413 "too_large").
+//
+// Authorization. When Options.Token is set, the endpoints that change the
+// cluster (POST, PUT, DELETE) require "Authorization: Bearer <token>" (401
+// "unauthorized" otherwise); the token is compared in constant time. With
+// Options.ProtectReads as well, every GET under /v1/ and GET /metrics
+// require it too; /healthz and /readyz stay open for probes.
 //
 // New fields may be added to every JSON object; clients must ignore fields
 // they do not know.
@@ -82,11 +102,30 @@ type Status struct {
 	Index uint64 `json:"index"`
 	// Voters are the identifiers of the voting members.
 	Voters []string `json:"voters"`
+	// Learners are the identifiers of the non-voting members.
+	Learners []string `json:"learners,omitempty"`
+	// Mode is "leader" (Raft election) or "masterless" (no leader by
+	// design: Role is "none", Leader null, IsLeader false); see ModeLeader
+	// and ModeMasterless.
+	Mode string `json:"mode"`
+	// Joined reports, in leader mode, that this peer is a Raft member (a
+	// voter or a learner); in masterless mode, that it has joined gossip
+	// (another member is alive, or it has no peers configured). GET
+	// /readyz needs it.
+	Joined bool `json:"joined"`
 }
+
+// Modes of Status.Mode.
+const (
+	// ModeLeader: the peers elect a leader (Raft).
+	ModeLeader = "leader"
+	// ModeMasterless: no election; gossip keeps the membership.
+	ModeMasterless = "masterless"
+)
 
 // Member is one member of the cluster as GET /v1/peers shows it: a Peer
 // (its fields appear at the top level of the JSON object) and what the
-// answering peer knows about it. Later versions add fields (health).
+// answering peer knows about it.
 type Member struct {
 	Peer
 	// Voter reports whether the member votes in elections.
@@ -96,6 +135,81 @@ type Member struct {
 	IsLeader bool `json:"is_leader"`
 	// IsSelf reports whether this member is the peer that answered.
 	IsSelf bool `json:"is_self"`
+	// Role is the member's place in the election as the answering peer
+	// sees it: "leader", "follower" (a voter), "learner" (a non-voting
+	// member) or "none" (known to gossip but not a Raft member, e.g. while
+	// it joins); "member" in masterless mode.
+	Role string `json:"role"`
+	// State is the member's health from gossip: "alive", "suspect",
+	// "dead", "left", or "unknown" (no gossip about it yet).
+	State string `json:"state"`
+}
+
+// JoinRequest is the body of POST /v1/join: a peer asking to become a
+// member of the cluster (self-registration).
+type JoinRequest struct {
+	// Identifier is the new member's unique name. Required.
+	Identifier string `json:"identifier"`
+	// Host and Port reach the new member's QCluster port. Required.
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	// Metadata is the new member's custom metadata.
+	Metadata map[string]any `json:"metadata,omitempty"`
+	// Voter, when false, adds the member as a non-voting learner.
+	// Default (absent): a voter.
+	Voter *bool `json:"voter,omitempty"`
+	// ClusterName is the cluster the new member believes it joins; it must
+	// equal the cluster's name (both may be empty).
+	ClusterName string `json:"cluster_name,omitempty"`
+}
+
+// JoinResult is the answer to POST /v1/join once the member is added.
+type JoinResult struct {
+	// Member is the new member as the cluster records it.
+	Member Member `json:"member"`
+	// AlreadyMember reports that the peer was a member already, with the
+	// same address; nothing changed.
+	AlreadyMember bool `json:"already_member"`
+	// Leader is the leader that added it.
+	Leader *Peer `json:"leader"`
+	// Peers are all members after the change (so the new member can reach
+	// them at once).
+	Peers []Member `json:"peers"`
+}
+
+// MetadataRequest is the body of PUT /v1/self/metadata: the answering
+// peer's new metadata, replacing the old (a JSON object, at most 64 KiB
+// encoded).
+type MetadataRequest struct {
+	// Metadata is the new metadata: a JSON object, required ({} clears
+	// it). JSON numbers decode as float64.
+	Metadata map[string]any `json:"metadata"`
+}
+
+// RemoveResult is the answer to DELETE /v1/peers/{identifier} once the
+// member is removed.
+type RemoveResult struct {
+	// Removed is the identifier of the member removed.
+	Removed string `json:"removed"`
+}
+
+// LeaveResult is the answer to POST /v1/self/leave once the answering
+// peer is out of the cluster (it stops right after).
+type LeaveResult struct {
+	// Left is the identifier of the peer that left.
+	Left string `json:"left"`
+}
+
+// MemberEvent is the data of a /v1/watch "member" event: a change in the
+// membership as the answering peer sees it.
+type MemberEvent struct {
+	// Type is "joined", "updated", "suspect", "recovered", "failed",
+	// "left" or "removed".
+	Type string `json:"type"`
+	// Member is the member right after the change.
+	Member Member `json:"member"`
+	// Time is when the answering peer saw the change (RFC 3339).
+	Time time.Time `json:"time"`
 }
 
 // PeerList is the answer to GET /v1/peers.
@@ -137,8 +251,10 @@ type Health struct {
 	Status string `json:"status"`
 	// Identifier names the answering peer.
 	Identifier string `json:"identifier,omitempty"`
-	// Leader is the identifier of the known leader (readyz).
+	// Leader is the identifier of the known leader (readyz, leader mode).
 	Leader string `json:"leader,omitempty"`
+	// Mode is the cluster's mode, "leader" or "masterless" (readyz).
+	Mode string `json:"mode,omitempty"`
 }
 
 // Error is the body of every error response.
@@ -160,13 +276,17 @@ const (
 	CodeBadRequest       = "bad_request"        // 400: a bad parameter or body
 	CodeUnauthorized     = "unauthorized"       // 401: missing or wrong bearer token
 	CodeNotLeader        = "not_leader"         // 409: the call must go to the leader (Error.Leader)
-	CodeUnknownPeer      = "unknown_peer"       // 404 (GET /v1/peers/{id}) or 400 (transfer target)
+	CodeUnknownPeer      = "unknown_peer"       // 404 (GET or DELETE /v1/peers/{id}) or 400 (transfer target)
 	CodeNoTransferee     = "no_transferee"      // 409: no other voter to hand leadership to
 	CodeTransferFailed   = "transfer_failed"
-	CodeTooLarge         = "too_large"   // 413: request body over the limit
-	CodeTimeout          = "timeout"     // 504: a hand-over did not complete in time
-	CodeUnavailable      = "unavailable" // 503: the peer is stopping
-	CodeInternal         = "internal"    // 500
+	CodeTooLarge         = "too_large"     // 413: request body over the limit
+	CodeTimeout          = "timeout"       // 504: a hand-over did not complete in time
+	CodeUnavailable      = "unavailable"   // 503: the peer is stopping
+	CodeInternal         = "internal"      // 500
+	CodeConflict         = "conflict"      // 409: duplicate identifier/address, or too few voters would remain
+	CodeWrongCluster     = "wrong_cluster" // 409: the request names another cluster
+	CodeMasterless       = "masterless"    // 409: the call needs leader mode
+	CodeNotJoined        = "not_joined"    // 503 (GET /readyz): this peer is not a member yet
 )
 
 // IndexHeader is the response header that carries the answering peer's
@@ -180,7 +300,8 @@ var (
 	// or 503 no_leader when no leader is known).
 	ErrNotLeader = errors.New("this peer is not the leader")
 	// ErrUnknownPeer: no member has that identifier, or it names the
-	// leader itself (400 unknown_peer).
+	// leader itself (400 unknown_peer; 404 for DELETE
+	// /v1/peers/{identifier}).
 	ErrUnknownPeer = errors.New("unknown peer")
 	// ErrNoTransferee: there is no other voter to hand leadership to (409).
 	ErrNoTransferee = errors.New("no other voter to hand leadership to")
@@ -189,6 +310,20 @@ var (
 	ErrTransferFailed = errors.New("leadership transfer failed")
 	// ErrUnavailable: the peer is stopping or not running (503).
 	ErrUnavailable = errors.New("the peer is not running")
+	// ErrInvalid: a request field is invalid (400 bad_request).
+	ErrInvalid = errors.New("invalid request")
+	// ErrConflict: the change conflicts with the membership, e.g. a
+	// duplicate identifier or address (409 conflict).
+	ErrConflict = errors.New("conflicts with the current membership")
+	// ErrWrongCluster: the request names another cluster (409
+	// wrong_cluster).
+	ErrWrongCluster = errors.New("the request is for another cluster")
+	// ErrNoLeader: the change needs a leader and none is known (503
+	// no_leader).
+	ErrNoLeader = errors.New("no leader is known")
+	// ErrMasterless: the call needs leader mode; this cluster is masterless
+	// (409 masterless).
+	ErrMasterless = errors.New("not available in masterless mode")
 )
 
 // Backend is what the handlers read and act on: one running peer.
@@ -216,6 +351,38 @@ type Backend interface {
 	// context.DeadlineExceeded when the hand-over did not complete in time
 	// (the backend may bound it by less than ctx).
 	Transfer(ctx context.Context, identifier string) (TransferResult, error)
+
+	// SetMetadata replaces this peer's metadata and returns the peer as
+	// the cluster records it. Errors: ErrInvalid (too large, not JSON
+	// encodable), ErrNoLeader (leader mode, no leader to commit it),
+	// ErrUnavailable, context errors.
+	SetMetadata(ctx context.Context, metadata map[string]any) (Member, error)
+
+	// Join adds a member (leader mode; forwarded to the leader when this
+	// peer does not lead) and waits until the change is committed.
+	// Errors: ErrInvalid (bad identifier, host or port), ErrWrongCluster,
+	// ErrConflict (identifier or address already used by another member),
+	// ErrNoLeader, ErrMasterless, ErrUnavailable, context errors.
+	Join(ctx context.Context, req JoinRequest) (JoinResult, error)
+
+	// RemovePeer removes the member named identifier from the cluster
+	// (leader mode; forwarded to the leader) and waits until the change is
+	// committed. Removing the leader makes it hand over first. Errors:
+	// ErrUnknownPeer, ErrConflict (it would leave fewer voters than the
+	// configured minimum), ErrNoLeader, ErrMasterless, ErrUnavailable,
+	// context errors.
+	RemovePeer(ctx context.Context, identifier string) error
+
+	// Leave makes this peer leave the cluster gracefully (see
+	// qcluster.Cluster.Leave) and then stop. It returns once the peer is
+	// out of the cluster; the peer stops right after (the API answers
+	// once more at most).
+	Leave(ctx context.Context) error
+
+	// Events returns membership events as they happen, until ctx ends or
+	// the peer stops (the channel is then closed). A reader that falls far
+	// behind loses events (never the latest Peers view).
+	Events(ctx context.Context) <-chan MemberEvent
 }
 
 // Defaults for the zero fields of Options.
@@ -228,8 +395,13 @@ const (
 // Options configures the handler. The zero value is usable.
 type Options struct {
 	// Token, when not empty, is the bearer token the mutating endpoints
-	// require. Default: "" (no authentication).
+	// (POST, PUT, DELETE) require. Default: "" (no authentication).
 	Token string
+	// ProtectReads, when true and Token is set, makes every GET under
+	// /v1/ (status, leader, peers, watch) and GET /metrics require the
+	// token too; /healthz and /readyz stay open for probes. Default: false
+	// (reads are open).
+	ProtectReads bool
 	// MaxBodyBytes limits request bodies; larger ones get 413. Default
 	// DefaultMaxBodyBytes (64 KiB).
 	MaxBodyBytes int64
@@ -273,7 +445,8 @@ const RouteOther = "other"
 func Routes() []string {
 	return []string{
 		"/v1/status", "/v1/leader", "/v1/peers", "/v1/peers/{identifier}", "/v1/watch",
-		"/v1/leader/transfer", "/v1/leader/resign", "/healthz", "/readyz", "/metrics",
+		"/v1/leader/transfer", "/v1/leader/resign", "/v1/join", "/v1/self/metadata",
+		"/v1/self/leave", "/healthz", "/readyz", "/metrics",
 	}
 }
 
@@ -297,17 +470,23 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	handle := func(pattern string, hf http.HandlerFunc) { mux.HandleFunc(pattern, routed(pattern, hf)) }
-	handle("/v1/status", only(http.MethodGet, h.getStatus))
-	handle("/v1/leader", only(http.MethodGet, h.getLeader))
-	handle("/v1/peers", only(http.MethodGet, h.getPeers))
-	handle("/v1/peers/{identifier}", only(http.MethodGet, h.getPeer))
-	handle("/v1/watch", only(http.MethodGet, h.watch))
+	handle("/v1/status", only(http.MethodGet, h.reading(h.getStatus)))
+	handle("/v1/leader", only(http.MethodGet, h.reading(h.getLeader)))
+	handle("/v1/peers", only(http.MethodGet, h.reading(h.getPeers)))
+	handle("/v1/peers/{identifier}", methods(
+		method{http.MethodGet, h.reading(h.getPeer)},
+		method{http.MethodDelete, h.mutating(h.removePeer)},
+	))
+	handle("/v1/watch", only(http.MethodGet, h.reading(h.watch)))
 	handle("/v1/leader/transfer", only(http.MethodPost, h.mutating(h.transfer)))
 	handle("/v1/leader/resign", only(http.MethodPost, h.mutating(h.resign)))
+	handle("/v1/join", only(http.MethodPost, h.mutating(h.join)))
+	handle("/v1/self/metadata", only(http.MethodPut, h.mutating(h.setMetadata)))
+	handle("/v1/self/leave", only(http.MethodPost, h.mutating(h.leave)))
 	handle("/healthz", only(http.MethodGet, h.healthz))
 	handle("/readyz", only(http.MethodGet, h.readyz))
 	if opts.Metrics != nil {
-		handle("/metrics", only(http.MethodGet, opts.Metrics.ServeHTTP))
+		handle("/metrics", only(http.MethodGet, h.reading(opts.Metrics.ServeHTTP)))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -456,14 +635,29 @@ func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, Health{Status: "ok", Identifier: h.b.Status().Identifier})
 }
 
+// readyz answers 200 while the peer is ready to serve: in leader mode a
+// Raft member that knows a leader, in masterless mode a member of the
+// gossip cluster.
 func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 	st := h.b.Status()
 	setIndex(w, st.Index)
+	if st.Mode == ModeMasterless {
+		if !st.Joined {
+			WriteError(w, http.StatusServiceUnavailable, CodeNotJoined, st.Identifier+" has not joined the cluster yet (masterless mode): none of its configured peers has answered")
+			return
+		}
+		WriteJSON(w, http.StatusOK, Health{Status: "ready", Identifier: st.Identifier, Mode: ModeMasterless})
+		return
+	}
+	if !st.Joined {
+		WriteError(w, http.StatusServiceUnavailable, CodeNotJoined, st.Identifier+" is not a member of the cluster yet (neither a voter nor a learner): it is still joining, or it was removed")
+		return
+	}
 	if st.Leader == nil {
 		writeNoLeader(w)
 		return
 	}
-	WriteJSON(w, http.StatusOK, Health{Status: "ready", Identifier: st.Identifier, Leader: st.Leader.Identifier})
+	WriteJSON(w, http.StatusOK, Health{Status: "ready", Identifier: st.Identifier, Leader: st.Leader.Identifier, Mode: ModeLeader})
 }
 
 // mutating wraps a handler that changes the cluster: it checks the bearer
@@ -471,17 +665,38 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 func (h *handler) mutating(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if h.opts.Token != "" && !h.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="qcluster"`)
-			msg := "this endpoint needs the API token: send the header 'Authorization: Bearer <token>' (the api_token of the peer's config)"
-			if r.Header.Get("Authorization") != "" {
-				msg = "the Authorization header does not carry the right API token; send 'Authorization: Bearer <token>' with the api_token of the peer's config"
-			}
-			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, msg)
+			writeUnauthorized(w, r)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
 		next(w, r)
 	}
+}
+
+// reading wraps a handler that only reads: it checks the bearer token when
+// Options.ProtectReads is set (and a token is configured).
+func (h *handler) reading(next http.HandlerFunc) http.HandlerFunc {
+	if !h.opts.ProtectReads || h.opts.Token == "" {
+		return next
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.authorized(r) {
+			writeUnauthorized(w, r)
+			return
+		}
+		next(w, r)
+	}
+}
+
+// writeUnauthorized answers 401, saying how to send the token (never the
+// token itself).
+func writeUnauthorized(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="qcluster"`)
+	msg := "this endpoint needs the API token: send the header 'Authorization: Bearer <token>' (the api_token of the peer's config)"
+	if r.Header.Get("Authorization") != "" {
+		msg = "the Authorization header does not carry the right API token; send 'Authorization: Bearer <token>' with the api_token of the peer's config"
+	}
+	WriteError(w, http.StatusUnauthorized, CodeUnauthorized, msg)
 }
 
 // authorized reports whether r carries the bearer token. Both sides are
@@ -532,19 +747,33 @@ func (h *handler) resign(w http.ResponseWriter, r *http.Request) {
 func (h *handler) doTransfer(w http.ResponseWriter, r *http.Request, target string) {
 	res, err := h.b.Transfer(r.Context(), target)
 	if err != nil {
-		if r.Context().Err() != nil {
-			return // the client is gone
-		}
-		h.backendError(w, err)
+		h.fail(w, r, err)
 		return
 	}
 	setIndex(w, res.Index)
 	WriteJSON(w, http.StatusOK, res)
 }
 
+// fail answers with the response for an error from the Backend, unless
+// the client is gone.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // the client is gone
+	}
+	h.backendError(w, err)
+}
+
 // readBody decodes an optional JSON object body into v (unknown fields are
 // an error). It has answered the request itself when it returns false.
 func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	return decodeBody(w, r, v, false, `{"identifier": "server_b"}`)
+}
+
+// decodeBody decodes a JSON object body into v (unknown fields are an
+// error); an empty body is an error when required. example shows a good
+// body in messages. It has answered the request itself when it returns
+// false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, required bool, example string) bool {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
@@ -555,12 +784,16 @@ func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
+		if required {
+			WriteError(w, http.StatusBadRequest, CodeBadRequest, "the request body is empty; send a JSON object such as "+example)
+			return false
+		}
 		return true
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		WriteError(w, http.StatusBadRequest, CodeBadRequest, "the request body must be a JSON object such as {\"identifier\": \"server_b\"}: "+err.Error())
+		WriteError(w, http.StatusBadRequest, CodeBadRequest, "the request body must be a JSON object such as "+example+": "+err.Error())
 		return false
 	}
 	if dec.More() {
@@ -593,6 +826,16 @@ func (h *handler) backendError(w http.ResponseWriter, err error) {
 		WriteError(w, http.StatusConflict, CodeTransferFailed, err.Error())
 	case errors.Is(err, ErrUnavailable):
 		WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
+	case errors.Is(err, ErrInvalid):
+		WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+	case errors.Is(err, ErrConflict):
+		WriteError(w, http.StatusConflict, CodeConflict, err.Error())
+	case errors.Is(err, ErrWrongCluster):
+		WriteError(w, http.StatusConflict, CodeWrongCluster, err.Error())
+	case errors.Is(err, ErrNoLeader):
+		WriteError(w, http.StatusServiceUnavailable, CodeNoLeader, err.Error())
+	case errors.Is(err, ErrMasterless):
+		WriteError(w, http.StatusConflict, CodeMasterless, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		WriteError(w, http.StatusGatewayTimeout, CodeTimeout, err.Error())
 	default:
@@ -602,18 +845,36 @@ func (h *handler) backendError(w http.ResponseWriter, err error) {
 
 // only restricts h to one method (GET also allows HEAD) and answers others
 // with a JSON 405 and an Allow header.
-func only(method string, h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != method && (method != http.MethodGet || r.Method != http.MethodHead) {
-			allow := method
-			if method == http.MethodGet {
-				allow = "GET, HEAD"
-			}
-			w.Header().Set("Allow", allow)
-			WriteError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; use "+method)
-			return
+func only(name string, h http.HandlerFunc) http.HandlerFunc {
+	return methods(method{name, h})
+}
+
+// method is one method of an endpoint and its handler.
+type method struct {
+	name string
+	h    http.HandlerFunc
+}
+
+// methods dispatches a request on its method (GET also answers HEAD) and
+// answers others with a JSON 405 and an Allow header.
+func methods(ms ...method) http.HandlerFunc {
+	var allow, names []string
+	for _, m := range ms {
+		allow = append(allow, m.name)
+		names = append(names, m.name)
+		if m.name == http.MethodGet {
+			allow = append(allow, http.MethodHead)
 		}
-		h(w, r)
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range ms {
+			if r.Method == m.name || (m.name == http.MethodGet && r.Method == http.MethodHead) {
+				m.h(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		WriteError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; use "+strings.Join(names, " or "))
 	}
 }
 

@@ -35,11 +35,20 @@ type fakeBackend struct {
 	peers       []Member
 	transferErr error
 	transferTo  []string // targets Transfer was called with
+
+	// The membership calls: the error each returns, and what it was
+	// called with.
+	metaErr, joinErr, removeErr, leaveErr error
+	metaSet                               []map[string]any
+	joins                                 []JoinRequest
+	removed                               []string
+	leaves                                int
+	subs                                  map[chan MemberEvent]bool // Events subscribers
 }
 
 func newFake(leader *Peer) *fakeBackend {
 	f := &fakeBackend{
-		st:      Status{Identifier: "server_a", Role: "follower", Term: 3, Leader: leader, Index: 7, Voters: []string{"server_a", "server_b"}},
+		st:      Status{Identifier: "server_a", Role: "follower", Term: 3, Leader: leader, Index: 7, Voters: []string{"server_a", "server_b"}, Mode: ModeLeader, Joined: true},
 		changed: make(chan struct{}),
 		peers: []Member{
 			{Peer: Peer{Identifier: "a/b", Host: "localhost", Port: 7009}, Voter: true},
@@ -68,6 +77,10 @@ func (f *fakeBackend) stop() {
 	f.stopped = true
 	close(f.changed)
 	f.changed = make(chan struct{})
+	for ch := range f.subs {
+		delete(f.subs, ch)
+		close(ch)
+	}
 }
 
 func (f *fakeBackend) numWaiters() int {
@@ -110,6 +123,88 @@ func (f *fakeBackend) Wait(ctx context.Context, index uint64) (Status, error) {
 }
 
 func (f *fakeBackend) Peers() []Member { return f.peers }
+
+func (f *fakeBackend) SetMetadata(ctx context.Context, md map[string]any) (Member, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.metaSet = append(f.metaSet, md)
+	if f.metaErr != nil {
+		return Member{}, f.metaErr
+	}
+	return Member{Peer: Peer{Identifier: f.st.Identifier, Host: "localhost", Port: 7001, Metadata: md}, Voter: true, IsSelf: true, Role: "follower", State: "alive"}, nil
+}
+
+func (f *fakeBackend) Join(ctx context.Context, req JoinRequest) (JoinResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.joins = append(f.joins, req)
+	if f.joinErr != nil {
+		return JoinResult{}, f.joinErr
+	}
+	voter := req.Voter == nil || *req.Voter
+	role := "follower"
+	if !voter {
+		role = "learner"
+	}
+	m := Member{Peer: Peer{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: req.Metadata}, Voter: voter, Role: role, State: "unknown"}
+	return JoinResult{Member: m, Leader: leaderB, Peers: append(append([]Member(nil), f.peers...), m)}, nil
+}
+
+func (f *fakeBackend) RemovePeer(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = append(f.removed, id)
+	return f.removeErr
+}
+
+func (f *fakeBackend) Leave(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leaves++
+	return f.leaveErr
+}
+
+// Events subscribes until ctx ends or the fake stops.
+func (f *fakeBackend) Events(ctx context.Context) <-chan MemberEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan MemberEvent, 16)
+	if f.stopped {
+		close(ch)
+		return ch
+	}
+	if f.subs == nil {
+		f.subs = map[chan MemberEvent]bool{}
+	}
+	f.subs[ch] = true
+	context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.subs[ch] {
+			delete(f.subs, ch)
+			close(ch)
+		}
+	})
+	return ch
+}
+
+// emit sends ev to every subscriber (dropping it for a full one).
+func (f *fakeBackend) emit(ev MemberEvent) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for ch := range f.subs {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
+func (f *fakeBackend) numSubs() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.subs)
+}
 
 func (f *fakeBackend) Transfer(ctx context.Context, id string) (TransferResult, error) {
 	f.mu.Lock()
@@ -640,6 +735,10 @@ func FuzzRequest(f *testing.F) {
 	f.Add([]byte("GET /v1/peers/a%2Fb HTTP/1.1\r\nHost: x\r\n\r\n"))
 	f.Add([]byte("GET /v1/watch HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n"))
 	f.Add([]byte("GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("POST /v1/join HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 50\r\n\r\n{\"identifier\": \"d\", \"host\": \"h\", \"port\": 7004}\n"))
+	f.Add([]byte("PUT /v1/self/metadata HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 24\r\n\r\n{\"metadata\": {\"a\": 1}}\n"))
+	f.Add([]byte("DELETE /v1/peers/server_b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n"))
+	f.Add([]byte("POST /v1/self/leave HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 2\r\n\r\n{}"))
 	f.Add([]byte("GET /v1/../v1/status HTTP/1.0\r\n\r\n"))
 	fb := newFake(leaderB)
 	h := NewHandlerWithOptions(fb, Options{Token: "t", MaxWait: time.Millisecond, KeepAlive: time.Millisecond})

@@ -56,6 +56,12 @@ func TestOnRequestRoutesAndCodes(t *testing.T) {
 		{"GET", "/no/such/path/42", RequestInfo{Route: RouteOther, Code: 404}},
 		{"GET", "/metrics", RequestInfo{Route: "/metrics", Code: 404}},
 		{"GET", "/healthz", RequestInfo{Route: "/healthz", Code: 200}},
+		{"DELETE", "/v1/peers/server_b", RequestInfo{Route: "/v1/peers/{identifier}", Code: 401}},
+		{"POST", "/v1/join", RequestInfo{Route: "/v1/join", Code: 401}},
+		{"PUT", "/v1/self/metadata", RequestInfo{Route: "/v1/self/metadata", Code: 401}},
+		{"GET", "/v1/self/metadata", RequestInfo{Route: "/v1/self/metadata", Code: 405}},
+		{"POST", "/v1/self/leave", RequestInfo{Route: "/v1/self/leave", Code: 401}},
+		{"GET", "/v1/self", RequestInfo{Route: RouteOther, Code: 404}},
 	}
 	for _, c := range cases {
 		serve(h, c.method, c.target)

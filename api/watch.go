@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -17,6 +17,10 @@ const (
 	// EventLeader is the event type of a leadership change; its data is
 	// the peer's Status as one line of JSON and its id the Status's Index.
 	EventLeader = "leader"
+	// EventMember is the event type of a membership change; its data is a
+	// MemberEvent as one line of JSON. It has no id: member events are not
+	// replayed after a reconnection (resync with GET /v1/peers).
+	EventMember = "member"
 	// sseRetryMS is the reconnection delay suggested to clients.
 	sseRetryMS = 1000
 	// sseWriteTimeout drops a client that does not read its stream.
@@ -24,12 +28,22 @@ const (
 )
 
 // watch serves GET /v1/watch: Server-Sent Events, one "leader" event per
-// change of this peer's Status. The first event is the current Status,
-// unless the client sends Last-Event-ID equal to the current index (it is
-// up to date); a different Last-Event-ID, older or from before a restart,
-// gets the current Status at once. While nothing changes a comment line
-// keeps the stream alive. The stream ends when the client goes or the peer
-// stops.
+// change of this peer's Status and one "member" event per MemberEvent of
+// the Backend.
+//
+// Leader events: the first is the current Status, unless the client sends
+// Last-Event-ID equal to the current index (it is up to date); a different
+// Last-Event-ID, older or from before a restart, gets the current Status at
+// once. A reader that is slow may skip intermediate states, never the
+// latest.
+//
+// Member events are sent as they come from the moment the stream opens
+// (the subscription is made before the response header is written). They
+// carry no id, so they leave the client's Last-Event-ID alone, and they are
+// not replayed after a reconnection.
+//
+// While nothing is sent a comment line keeps the stream alive. The stream
+// ends when the client goes or the peer stops.
 func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	var last uint64
 	if s := strings.TrimSpace(r.Header.Get("Last-Event-ID")); s != "" {
@@ -46,43 +60,94 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	setIndex(w, h.b.Status().Index)
-	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
+		setIndex(w, h.b.Status().Index)
+		w.WriteHeader(http.StatusOK)
 		return
 	}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel (deferred calls run last first)
+	defer cancel()
+	members := h.b.Events(ctx)
+	leaders := make(chan Status, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(leaders)
+		h.followStatus(ctx, last, leaders)
+	}()
+
+	setIndex(w, h.b.Status().Index)
+	w.WriteHeader(http.StatusOK)
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "retry: %d\n\n", sseRetryMS)
 	if !h.flushEvent(w, rc, &buf) {
 		return
 	}
+	keepAlive := time.NewTimer(h.opts.KeepAlive)
+	defer keepAlive.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(r.Context(), h.opts.KeepAlive)
-		st, err := h.b.Wait(ctx, last)
-		cancel()
-		switch {
-		case err == nil:
+		select {
+		case <-ctx.Done():
+			return // the client is gone
+		case st, ok := <-leaders:
+			if !ok {
+				return // the peer stops
+			}
 			fmt.Fprintf(&buf, "id: %d\nevent: %s\ndata: ", st.Index, EventLeader)
-			// Compact JSON has no newline but the one Encode ends with, so
-			// the data is one line.
-			enc := json.NewEncoder(&buf)
-			enc.SetEscapeHTML(false)
-			if enc.Encode(st) != nil {
+			if !encodeData(&buf, st) {
 				return
 			}
-			buf.WriteString("\n")
-			last = st.Index
-		case r.Context().Err() != nil:
-			return // the client is gone
-		case errors.Is(err, context.DeadlineExceeded):
+		case ev, ok := <-members:
+			if !ok {
+				members = nil // no more member events; leader events go on
+				continue
+			}
+			fmt.Fprintf(&buf, "event: %s\ndata: ", EventMember)
+			if !encodeData(&buf, ev) {
+				return
+			}
+		case <-keepAlive.C:
 			buf.WriteString(": keep-alive\n\n")
-		default:
-			return // the peer stops
 		}
 		if !h.flushEvent(w, rc, &buf) {
 			return
 		}
+		keepAlive.Reset(h.opts.KeepAlive)
 	}
+}
+
+// followStatus sends every Status whose Index differs from the last one
+// sent (starting from last) to ch, which holds one value and always the
+// latest, until ctx ends or the peer stops.
+func (h *handler) followStatus(ctx context.Context, last uint64, ch chan Status) {
+	for {
+		st, err := h.b.Wait(ctx, last)
+		if err != nil {
+			return // ctx ended, or the peer stops
+		}
+		last = st.Index
+		select {
+		case <-ch: // the reader has not taken the older one: replace it
+		default:
+		}
+		ch <- st
+	}
+}
+
+// encodeData appends v to buf as the one-line data of an event, and the
+// blank line that ends the event. Compact JSON has no newline but the one
+// Encode ends with, so the data is one line.
+func encodeData(buf *bytes.Buffer, v any) bool {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(v) != nil {
+		return false
+	}
+	buf.WriteString("\n")
+	return true
 }
 
 // flushEvent writes buf to the client and flushes it, within

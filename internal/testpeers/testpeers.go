@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,9 +56,6 @@ func Start(t testing.TB, n int, opts ...func(*qcluster.Config)) *Peers {
 		}
 		p.Configs = append(p.Configs, cfg)
 	}
-	for i := range n {
-		p.StartPeer(i, lns[i])
-	}
 	t.Cleanup(func() {
 		for i := range p.Peers {
 			if p.Peers[i] != nil {
@@ -65,6 +63,37 @@ func Start(t testing.TB, n int, opts ...func(*qcluster.Config)) *Peers {
 			}
 		}
 	})
+	// Start the founders at the same time, as a real cluster's do: a new
+	// peer asks its configured peers whether a cluster runs already.
+	cs := make([]*qcluster.Cluster, n)
+	for i := range n {
+		cfg := p.Configs[i]
+		cfg.Listener = lns[i]
+		c, err := qcluster.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs[i] = c
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Start(context.Background())
+		}()
+	}
+	wg.Wait()
+	for i, c := range cs {
+		if errs[i] != nil {
+			for _, c := range cs {
+				c.Close()
+			}
+			t.Fatalf("start p%d: %v", i, errs[i])
+		}
+		p.Peers[i] = c
+	}
 	return p
 }
 

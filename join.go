@@ -1,0 +1,706 @@
+package qcluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"reflect"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/membership"
+)
+
+// ErrUnauthorized: a peer refused this peer's API token (Config.APIToken
+// must be the same on every peer).
+var ErrUnauthorized = errors.New("qcluster: the peer refused the API token")
+
+// Timings of self-registration and membership changes.
+const (
+	// probeTimeout bounds the question a new peer asks its configured
+	// peers at start: is a cluster already running?
+	probeTimeout = 2 * time.Second
+	// joinBackoffMin and joinBackoffMax bound the wait between join
+	// attempts.
+	joinBackoffMin = 200 * time.Millisecond
+	joinBackoffMax = 5 * time.Second
+	// maintainEvery is how often the registry loop reconciles this peer's
+	// metadata and, on the leader, looks for dead members.
+	maintainEvery = time.Second
+)
+
+// existingCluster asks the configured peers, in parallel, whether they
+// already run a cluster, and reports whether one does that does not list
+// this peer: then this peer must join it instead of founding one. Peers
+// that do not answer, still start, or list this peer, say nothing against
+// founding.
+func (c *Cluster) existingCluster(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	remote := c.cfg.RemotePeers()
+	found := make(chan string, len(remote))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, p := range remote {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var st api.Status
+			if err := c.call(ctx, p.Addr(), http.MethodGet, "/v1/status", nil, &st); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s (%s): %w", p.Identifier, p.Addr(), err))
+				mu.Unlock()
+				return
+			}
+			if st.Mode == ModeMasterless || len(st.Voters) == 0 {
+				return // not running a cluster (yet)
+			}
+			if slices.Contains(st.Voters, c.cfg.Identifier) || slices.Contains(st.Learners, c.cfg.Identifier) {
+				return
+			}
+			found <- p.Identifier
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(found)
+	}()
+	if id, ok := <-found; ok {
+		c.log.Info("a cluster is running that does not list this peer: joining it", "asked", id)
+		cancel()
+		for range found {
+		}
+		return true
+	}
+	if len(errs) == len(remote) {
+		c.log.Warn("no configured peer answered; founding a new cluster with the configured peers. If this peer should join a running cluster, check that its peers are up and share its cluster_name, TLS settings and api_token",
+			"err", errors.Join(errs...))
+	}
+	return false
+}
+
+// registryLoop runs beside the node: it registers this peer with a running
+// cluster when it must join one, and then, every maintainEvery, commits this
+// peer's own metadata when the registry differs from it, and, on the
+// leader, removes members that stayed dead for Config.DeadMemberTimeout.
+func (c *Cluster) registryLoop(ctx context.Context, joining bool) {
+	if joining {
+		c.joinLoop(ctx)
+	}
+	t := time.NewTicker(maintainEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.reconcileMetadata(ctx)
+		if c.cfg.DeadMemberTimeout > 0 && c.IsLeader() {
+			c.reapDead(ctx)
+		}
+	}
+}
+
+// joinLoop asks the configured peers, in turn, to add this peer, until one
+// does or ctx ends, waiting with a growing backoff between rounds.
+func (c *Cluster) joinLoop(ctx context.Context) {
+	req := api.JoinRequest{
+		Identifier:  c.cfg.Identifier,
+		Host:        c.self.Host,
+		Port:        c.self.Port,
+		Metadata:    c.selfMetadata(),
+		ClusterName: c.cfg.ClusterName,
+	}
+	if !c.cfg.IsVoter() {
+		f := false
+		req.Voter = &f
+	}
+	backoff := joinBackoffMin
+	for {
+		for _, p := range c.cfg.RemotePeers() {
+			var res api.JoinResult
+			err := c.call(ctx, p.Addr(), http.MethodPost, "/v1/join", req, &res)
+			if err == nil {
+				c.joinErr.Store(nil)
+				for _, m := range res.Peers {
+					if id := NodeID(m.Identifier); id != c.selfID {
+						c.tr.SetPeer(id, net2addr(m.Host, m.Port))
+						c.gossipSeed(net2addr(m.Host, m.Port))
+					}
+				}
+				c.log.Info("joined the cluster", "via", p.Identifier, "already_member", res.AlreadyMember, "members", len(res.Peers))
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			err = fmt.Errorf("join via %s (%s): %w", p.Identifier, p.Addr(), err)
+			c.joinErr.Store(&err)
+			level := slog.LevelWarn
+			if errors.Is(err, ErrConflict) || errors.Is(err, ErrWrongCluster) || errors.Is(err, ErrInvalidMember) || errors.Is(err, ErrUnauthorized) {
+				level = slog.LevelError // needs a fix by the operator; retried anyway
+			}
+			c.log.Log(ctx, level, "cannot join the cluster yet; retrying", "err", err, "retry_in", backoff.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, joinBackoffMax)
+	}
+}
+
+// JoinErr returns why the last attempt of this peer to join a running
+// cluster failed, or nil (it joined, or never had to).
+func (c *Cluster) JoinErr() error {
+	if p := c.joinErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// AddPeer adds a member to the cluster, as a voter or as a non-voting
+// learner, and waits until the change is committed: every peer then
+// reports it with this host, port and metadata. Called on a follower, it
+// asks the leader. A peer that is already a member at the same address is
+// not added twice (no error). Errors: ErrInvalidMember, ErrConflict (the
+// identifier or address belongs to another member), ErrNoLeader,
+// ErrMasterless, ctx's error.
+//
+// A peer normally registers itself: start it with a config that names
+// itself and at least one running peer (see Config).
+func (c *Cluster) AddPeer(ctx context.Context, p Peer, voter bool) error {
+	_, err := c.join(ctx, api.JoinRequest{
+		Identifier: p.Identifier, Host: p.Host, Port: p.Port, Metadata: p.Metadata,
+		Voter: &voter, ClusterName: c.cfg.ClusterName,
+	})
+	return err
+}
+
+// join adds the member req describes, on the leader or through it.
+func (c *Cluster) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
+	if c.masterless() {
+		return api.JoinResult{}, fmt.Errorf("%w: members of a masterless cluster join by gossip: start the new peer with a config naming a running one", ErrMasterless)
+	}
+	if req.ClusterName != c.cfg.ClusterName {
+		return api.JoinResult{}, fmt.Errorf("%w: the peer %q belongs to cluster %q, this is %q", ErrWrongCluster, req.Identifier, req.ClusterName, c.cfg.ClusterName)
+	}
+	if msg := cfgNameProblem(req.Identifier, false); req.Identifier == "" || msg != "" {
+		if req.Identifier == "" {
+			msg = "is missing"
+		}
+		return api.JoinResult{}, fmt.Errorf("%w: identifier %q %s", ErrInvalidMember, req.Identifier, msg)
+	}
+	if msg := cfgHostProblem(req.Host, "port"); req.Host == "" || msg != "" {
+		if req.Host == "" {
+			msg = "is missing"
+		}
+		return api.JoinResult{}, fmt.Errorf("%w: host %q %s", ErrInvalidMember, req.Host, msg)
+	}
+	if req.Port < 1 || req.Port > 65535 {
+		return api.JoinResult{}, fmt.Errorf("%w: port %d is out of range (1-65535)", ErrInvalidMember, req.Port)
+	}
+	md, err := normalizeMetadata(req.Metadata)
+	if err != nil {
+		return api.JoinResult{}, fmt.Errorf("%w: %w", ErrInvalidMember, err)
+	}
+	rec := regRecord{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: md}
+	voter := req.Voter == nil || *req.Voter
+	for {
+		if !c.IsLeader() {
+			var res api.JoinResult
+			err := c.toLeader(ctx, http.MethodPost, "/v1/join", req, &res)
+			if errors.Is(err, ErrNotLeader) {
+				continue // the leader changed on the way; ask the new one
+			}
+			return res, err
+		}
+		already, err := c.addMember(ctx, rec, voter)
+		if errors.Is(err, ErrNotLeader) {
+			continue
+		}
+		if err != nil {
+			return api.JoinResult{}, err
+		}
+		b := newAPIBackend(c)
+		res := api.JoinResult{AlreadyMember: already, Peers: b.Peers()}
+		if l, ok := c.Leader(); ok {
+			lp := toAPIPeer(l)
+			res.Leader = &lp
+		}
+		for _, m := range res.Peers {
+			if m.Identifier == rec.Identifier {
+				res.Member = m
+			}
+		}
+		return res, nil
+	}
+}
+
+// addMember proposes, on the leader, the configuration change that adds rec
+// and waits until it is applied. It reports whether rec was a member
+// already.
+func (c *Cluster) addMember(ctx context.Context, rec regRecord, voter bool) (bool, error) {
+	id := NodeID(rec.Identifier)
+	ctxData, err := json.Marshal(rec)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrInvalidMember, err)
+	}
+	typ := raftpb.ConfChangeAddNode
+	if !voter {
+		typ = raftpb.ConfChangeAddLearnerNode
+	}
+	for {
+		changed := c.registryChanged()
+		var already bool
+		err := c.doLeader(ctx, func(core *consensus.Core) error {
+			reg := c.reg.Load()
+			cs := core.ConfState()
+			inConf := slices.Contains(cs.Voters, id) || slices.Contains(cs.Learners, id)
+			if p, ok := reg.members[id]; ok {
+				if p.Identifier != rec.Identifier {
+					return fmt.Errorf("%w: identifier %q has the same node ID (hash) as member %q; choose another identifier", ErrConflict, rec.Identifier, p.Identifier)
+				}
+				if p.Host != rec.Host || p.Port != rec.Port {
+					return fmt.Errorf("%w: %q is already a member at %s; remove it first (DELETE /v1/peers/%s) to move it to %s",
+						ErrConflict, rec.Identifier, p.Addr(), url.PathEscape(rec.Identifier), net2addr(rec.Host, rec.Port))
+				}
+				if inConf {
+					already = true
+					return nil
+				}
+			}
+			for _, p := range reg.members {
+				if p.Identifier != rec.Identifier && p.Host == rec.Host && p.Port == rec.Port {
+					return fmt.Errorf("%w: %s is the address of member %q", ErrConflict, net2addr(rec.Host, rec.Port), p.Identifier)
+				}
+			}
+			return core.ProposeConfChange(raftpb.ConfChange{Type: typ, NodeID: id, Context: ctxData})
+		})
+		if err != nil || already {
+			return already, err
+		}
+		// Raft drops a change while another is pending, or before the
+		// leader has committed an entry of its term: propose again after
+		// a while unless it was applied.
+		if done, err := c.waitRegistry(ctx, changed, func(r *registry) bool {
+			p, ok := r.members[id]
+			return ok && p.Host == rec.Host && p.Port == rec.Port
+		}); done || err != nil {
+			return false, err
+		}
+	}
+}
+
+// retryEvery is how long a membership change waits for its entry to be
+// applied before proposing it again.
+func (c *Cluster) retryEvery() time.Duration {
+	return max(time.Second, 5*time.Duration(c.cfg.ElectionTimeout))
+}
+
+// waitRegistry waits, for up to retryEvery, until cond holds for the
+// registry (checking at every change after changed); it reports whether
+// cond holds.
+func (c *Cluster) waitRegistry(ctx context.Context, changed <-chan struct{}, cond func(*registry) bool) (bool, error) {
+	timer := time.NewTimer(c.retryEvery())
+	defer timer.Stop()
+	for {
+		if cond(c.reg.Load()) {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-c.done:
+			return false, ErrClosed
+		case <-timer.C:
+			return cond(c.reg.Load()), nil
+		case <-changed:
+			changed = c.registryChanged()
+		}
+	}
+}
+
+// doLeader runs fn on the node goroutine if this peer leads (ErrNotLeader
+// otherwise).
+func (c *Cluster) doLeader(ctx context.Context, fn func(*consensus.Core) error) error {
+	c.mu.Lock()
+	node := c.node
+	c.mu.Unlock()
+	if node == nil {
+		return ErrNotStarted
+	}
+	err := node.Do(ctx, func(core *consensus.Core) error {
+		if core.View().Role != consensus.Leader {
+			return ErrNotLeader
+		}
+		return fn(core)
+	})
+	if errors.Is(err, consensus.ErrStopped) {
+		return ErrClosed
+	}
+	return err
+}
+
+// RemovePeer removes the member named identifier from the cluster (from
+// the voters or learners, and from the registry) and waits until the change
+// is committed. Called on a follower, it asks the leader; removing the
+// leader makes it hand leadership over first, so no election timeout is
+// lost. The removed peer keeps running, but no longer takes part in
+// elections (use Leave on the peer itself to also stop it). Errors:
+// ErrUnknownPeer, ErrConflict (it is the last voter), ErrNoLeader,
+// ErrMasterless, ctx's error.
+func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
+	if c.masterless() {
+		return fmt.Errorf("%w: a masterless member leaves by gossip (Leave on the member itself)", ErrMasterless)
+	}
+	id := NodeID(identifier)
+	for {
+		if !c.IsLeader() {
+			err := c.toLeader(ctx, http.MethodDelete, "/v1/peers/"+url.PathEscape(identifier), nil, nil)
+			if errors.Is(err, ErrNotLeader) {
+				continue
+			}
+			return err
+		}
+		if id == c.selfID && identifier == c.cfg.Identifier {
+			if err := c.Resign(ctx); err != nil {
+				if errors.Is(err, ErrUnknownPeer) {
+					return fmt.Errorf("%w: %q is the only voter; a cluster cannot remove its last voter", ErrConflict, identifier)
+				}
+				return fmt.Errorf("hand over leadership before leaving: %w", err)
+			}
+			continue // the new leader removes it
+		}
+		changed := c.registryChanged()
+		var gone bool
+		err := c.doLeader(ctx, func(core *consensus.Core) error {
+			cs := core.ConfState()
+			p, inReg := c.reg.Load().members[id]
+			isVoter := slices.Contains(cs.Voters, id)
+			if (inReg && p.Identifier != identifier) || (!inReg && !isVoter && !slices.Contains(cs.Learners, id)) {
+				gone = true
+				return fmt.Errorf("%w: %q is not a member", ErrUnknownPeer, identifier)
+			}
+			if isVoter && len(cs.Voters) == 1 {
+				return fmt.Errorf("%w: %q is the only voter; a cluster cannot remove its last voter", ErrConflict, identifier)
+			}
+			return core.ProposeConfChange(raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: id})
+		})
+		if err != nil {
+			if gone && errors.Is(err, ErrUnknownPeer) {
+				return err
+			}
+			if errors.Is(err, ErrNotLeader) {
+				continue
+			}
+			return err
+		}
+		if done, err := c.waitRegistry(ctx, changed, func(r *registry) bool {
+			_, ok := r.members[id]
+			return !ok && !c.inConf(id)
+		}); done || err != nil {
+			return err
+		}
+	}
+}
+
+// inConf reports whether id is a voter or learner in the published view.
+func (c *Cluster) inConf(id uint64) bool {
+	v := c.snap.Load().view
+	_, a := slices.BinarySearch(v.Voters, id)
+	_, b := slices.BinarySearch(v.Learners, id)
+	return a || b
+}
+
+// Leave leaves the cluster for good and closes the Cluster. In leader
+// mode it first hands leadership over (when this peer leads), then has the
+// leader remove it from the voters (or learners), and only then leaves
+// gossip, so the others see it as "left" rather than failed and no
+// election timeout is lost. In masterless mode it leaves gossip, and the
+// others move its keys at once. The Cluster is closed when Leave returns,
+// even on error. The last voter of a cluster cannot leave it (ErrConflict);
+// Close it instead.
+func (c *Cluster) Leave(ctx context.Context) error {
+	err := c.leaveCluster(ctx)
+	if cerr := c.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return err
+}
+
+// leaveCluster does Leave's work but the closing.
+func (c *Cluster) leaveCluster(ctx context.Context) error {
+	c.mu.Lock()
+	started, closed, g := c.started, c.closed, c.gossip
+	c.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if !started {
+		return ErrNotStarted
+	}
+	if !c.masterless() && c.inConf(c.selfID) {
+		if err := c.RemovePeer(ctx, c.cfg.Identifier); err != nil {
+			return fmt.Errorf("qcluster: leave the voters: %w", err)
+		}
+	}
+	gctx, cancel := context.WithTimeout(ctx, gossipTimeout)
+	defer cancel()
+	if err := g.Leave(gctx); err != nil && !errors.Is(err, membership.ErrClosed) {
+		return fmt.Errorf("qcluster: leave gossip: %w", err)
+	}
+	c.log.Info("left the cluster")
+	return nil
+}
+
+// SetMetadata replaces this peer's metadata, at run time, and waits until
+// every peer can see it: in leader mode, until the change is committed
+// through the leader (then every peer reports it identically, and Leader
+// returns it when this peer leads); in masterless mode, until gossip
+// has sent it. The metadata must encode as JSON in at most MaxMetadataSize
+// bytes (ErrInvalidMetadata otherwise). When no leader is known, the
+// change is kept and committed once one is (the call returns ErrNoLeader,
+// or ctx's error if ctx ends first). A restarted peer takes its metadata
+// from its config again.
+func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
+	md, err := normalizeMetadata(md)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	started, g := c.started, c.gossip
+	c.mu.Unlock()
+	if !started {
+		return ErrNotStarted
+	}
+	c.selfMeta.Store(&md)
+	raw, _ := encodeMetadata(md)
+	gctx, cancel := context.WithTimeout(ctx, gossipTimeout)
+	gerr := g.SetMeta(gctx, raw)
+	cancel()
+	if c.masterless() {
+		if gerr != nil && !errors.Is(gerr, membership.ErrNotConfirmed) {
+			return gerr
+		}
+		return nil
+	}
+	for {
+		if _, ok := c.Leader(); !ok {
+			return fmt.Errorf("%w: the metadata is kept and committed once a leader is elected", ErrNoLeader)
+		}
+		changed := c.registryChanged()
+		if err := c.proposeMetadata(ctx, md); err != nil {
+			return err
+		}
+		done, err := c.waitRegistry(ctx, changed, func(r *registry) bool {
+			p, ok := r.members[c.selfID]
+			return !ok || reflect.DeepEqual(p.Metadata, md) // not a member: nothing to commit
+		})
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+// proposeMetadata proposes this peer's metadata to the log (raft forwards
+// a follower's proposal to the leader).
+func (c *Cluster) proposeMetadata(ctx context.Context, md map[string]any) error {
+	data, err := encodeRegEntry(regEntry{Op: "metadata", Identifier: c.cfg.Identifier, Metadata: md})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
+	}
+	c.mu.Lock()
+	node := c.node
+	c.mu.Unlock()
+	if node == nil {
+		return ErrNotStarted
+	}
+	err = node.Do(ctx, func(core *consensus.Core) error { return core.Propose(data) })
+	switch {
+	case errors.Is(err, consensus.ErrStopped):
+		return ErrClosed
+	case err != nil && ctx.Err() == nil:
+		return fmt.Errorf("%w: %w", ErrNoLeader, err) // raft dropped it: no leader to forward to
+	}
+	return err
+}
+
+// reconcileMetadata commits this peer's metadata when the registry holds
+// another (it changed while no leader was known, or the config changed
+// across a restart).
+func (c *Cluster) reconcileMetadata(ctx context.Context) {
+	p, ok := c.reg.Load().members[c.selfID]
+	md := c.selfMetadata()
+	if !ok || reflect.DeepEqual(p.Metadata, md) {
+		return
+	}
+	if _, ok := c.Leader(); !ok {
+		return
+	}
+	if err := c.proposeMetadata(ctx, md); err != nil && ctx.Err() == nil {
+		c.log.Debug("registry: cannot commit this peer's metadata yet", "err", err)
+	}
+}
+
+// reapDead removes, on the leader, one member that gossip has reported
+// dead or left for longer than Config.DeadMemberTimeout, never going below
+// Config.MinVoters voters.
+func (c *Cluster) reapDead(ctx context.Context) {
+	cutoff := time.Now().Add(-time.Duration(c.cfg.DeadMemberTimeout))
+	v := c.snap.Load().view
+	reg := c.reg.Load()
+	for _, gm := range c.gossipMembers() {
+		if gm.State.Live() || gm.Since.After(cutoff) || gm.Name == c.cfg.Identifier {
+			continue
+		}
+		id := NodeID(gm.Name)
+		if p, ok := reg.members[id]; ok && p.Identifier != gm.Name {
+			continue
+		}
+		_, voter := slices.BinarySearch(v.Voters, id)
+		_, learner := slices.BinarySearch(v.Learners, id)
+		if !voter && !learner {
+			continue
+		}
+		if voter && len(v.Voters)-1 < c.cfg.MinVoters {
+			continue
+		}
+		c.log.Warn("removing a member that has been dead longer than dead_member_timeout",
+			"member", gm.Name, "state", gm.State.String(), "since", gm.Since, "dead_member_timeout", c.cfg.DeadMemberTimeout.String())
+		err := c.doLeader(ctx, func(core *consensus.Core) error {
+			return core.ProposeConfChange(raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: id})
+		})
+		if err != nil {
+			c.log.Debug("registry: cannot remove a dead member yet", "member", gm.Name, "err", err)
+		}
+		return // one change at a time
+	}
+}
+
+// toLeader sends an API request to the current leader.
+func (c *Cluster) toLeader(ctx context.Context, method, path string, body, out any) error {
+	l, ok := c.Leader()
+	if !ok {
+		return ErrNoLeader
+	}
+	if l.Identifier == c.cfg.Identifier {
+		return ErrNotLeader // our lease lapsed between the checks
+	}
+	return c.call(ctx, l.Addr(), method, path, body, out)
+}
+
+// call sends one API request to the peer at addr, with this peer's API
+// token, and decodes the JSON answer into out (when not nil). API errors
+// come back as the SDK's errors.
+func (c *Cluster) call(ctx context.Context, addr, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	scheme := "http://"
+	if c.sec.tlsOn() {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, scheme+addr+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.cfg.APIToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.APIToken)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e api.Error
+		if json.Unmarshal(data, &e) != nil || e.Code == "" {
+			return fmt.Errorf("%s %s: HTTP %d", method, addr, resp.StatusCode)
+		}
+		return fromAPIError(e)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// fromAPIError turns another peer's API error into the SDK's error.
+func fromAPIError(e api.Error) error {
+	var base error
+	switch e.Code {
+	case api.CodeNotLeader:
+		base = ErrNotLeader
+	case api.CodeNoLeader:
+		base = ErrNoLeader
+	case api.CodeConflict:
+		base = ErrConflict
+	case api.CodeWrongCluster:
+		base = ErrWrongCluster
+	case api.CodeBadRequest:
+		base = ErrInvalidMember
+	case api.CodeUnknownPeer:
+		base = ErrUnknownPeer
+	case api.CodeMasterless:
+		base = ErrMasterless
+	case api.CodeUnauthorized:
+		base = ErrUnauthorized
+	case api.CodeTimeout:
+		base = context.DeadlineExceeded
+	case api.CodeUnavailable:
+		base = ErrClosed
+	default:
+		return fmt.Errorf("qcluster: %s (%s)", e.Error, e.Code)
+	}
+	return fmt.Errorf("%w: %s", base, e.Error)
+}
+
+// httpClient is the client for requests to other peers.
+func (c *Cluster) httpClient() *http.Client {
+	c.clientOnce.Do(func() {
+		tr := &http.Transport{
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     30 * time.Second,
+		}
+		if c.sec != nil && c.sec.clientTLS != nil {
+			tr.TLSClientConfig = c.sec.clientTLS.Clone()
+			tr.TLSClientConfig.NextProtos = nil // HTTP, not the peer protocol
+			tr.ForceAttemptHTTP2 = false
+		}
+		c.client = &http.Client{Transport: tr}
+	})
+	return c.client
+}
+
+func net2addr(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
