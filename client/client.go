@@ -17,18 +17,27 @@
 // that peer cannot be reached (connection refused, reset, timed out, or it
 // answers 503 "unavailable" because it is stopping) the call moves on to the
 // next address, and the one that answers is remembered. Read calls move on
-// after any connection error; Transfer and Resign only when the connection
-// could not be made at all, so a request is never sent twice. Every peer
-// answers for itself: a peer cut off from the majority says "no leader"
-// (ErrNoLeader) even while the others have one, and the client does not ask
-// another peer then.
+// after any connection error; the calls that change the cluster (Transfer,
+// Resign, Join, RemovePeer) only when the connection could not be made at
+// all, so a request is never sent twice. Every peer answers for itself: a
+// peer cut off from the majority says "no leader" (ErrNoLeader) even while
+// the others have one, and the client does not ask another peer then.
+//
+// Calls about one peer. SetMetadata and Leave act on the peer that answers
+// them, so they go to the first address only and never move on: moving on
+// would change another peer. Give the address of the peer to change first.
+//
+// Membership. Join adds a member (any peer takes the request to the
+// leader), RemovePeer removes one, Peers lists them with their role and
+// health, and WatchEvents streams leadership and membership changes.
 //
 // Errors. An answer with an error status is an *APIError (with the HTTP
 // status and the API's code); errors.Is matches it against ErrNoLeader,
-// ErrNotLeader, ErrUnauthorized and ErrUnknownPeer. When no address could
-// be reached the error wraps ErrUnreachable and, joined, each address's
-// error. A context's deadline bounds every call; without one a call gives up
-// after Options.Timeout.
+// ErrNotLeader, ErrUnauthorized, ErrUnknownPeer, ErrBadRequest,
+// ErrConflict, ErrWrongCluster and ErrMasterless. When no address could be
+// reached the error wraps ErrUnreachable and, joined, each address's error.
+// A context's deadline bounds every call; without one a call gives up after
+// Options.Timeout.
 //
 // A Client is safe for concurrent use.
 package client
@@ -64,6 +73,19 @@ var (
 	ErrUnknownPeer = errors.New("qcluster client: unknown peer")
 	// ErrUnreachable: no address could be reached.
 	ErrUnreachable = errors.New("qcluster client: no peer reachable")
+	// ErrBadRequest: the peer refused a parameter or the body (400
+	// "bad_request"); the message says which.
+	ErrBadRequest = errors.New("qcluster client: bad request")
+	// ErrConflict: the change conflicts with the membership, such as a
+	// duplicate identifier or address, or too few voters would remain (409
+	// "conflict").
+	ErrConflict = errors.New("qcluster client: conflicts with the membership")
+	// ErrWrongCluster: the request names another cluster than the peer's
+	// (409 "wrong_cluster").
+	ErrWrongCluster = errors.New("qcluster client: wrong cluster")
+	// ErrMasterless: the call needs leader mode and the cluster is
+	// masterless (409 "masterless").
+	ErrMasterless = errors.New("qcluster client: not available in masterless mode")
 )
 
 // APIError is an error answer from a peer.
@@ -101,6 +123,14 @@ func (e *APIError) Is(target error) bool {
 		return e.Status == http.StatusUnauthorized
 	case ErrUnknownPeer:
 		return e.Code == api.CodeUnknownPeer
+	case ErrBadRequest:
+		return e.Code == api.CodeBadRequest
+	case ErrConflict:
+		return e.Code == api.CodeConflict
+	case ErrWrongCluster:
+		return e.Code == api.CodeWrongCluster
+	case ErrMasterless:
+		return e.Code == api.CodeMasterless
 	}
 	return false
 }
@@ -116,8 +146,10 @@ const (
 
 // Options configures a Client. The zero value is usable.
 type Options struct {
-	// Token is the API token sent as "Authorization: Bearer <token>" on
-	// the calls that change the cluster (Transfer, Resign). Default: none.
+	// Token is the API token, sent as "Authorization: Bearer <token>" on
+	// every request: the calls that change the cluster need it when the
+	// peers have an api_token, and reads too when they protect them
+	// (api.Options.ProtectReads). Default: none.
 	Token string
 	// HTTPClient sends the requests. Default: a client whose connections
 	// time out after 3s of dialing and are kept alive; no overall timeout
@@ -129,7 +161,8 @@ type Options struct {
 	// WatchWait is the wait of each blocking query WatchLeader makes. A
 	// peer that stops answering without closing its connections (a paused
 	// process, a cut network) is noticed after WatchWait + Timeout at
-	// most. Default DefaultWatchWait (30s).
+	// most, by WatchLeader and WatchEvents alike. Default
+	// DefaultWatchWait (30s).
 	WatchWait time.Duration
 }
 
@@ -415,8 +448,16 @@ func tryNext(method string, err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-func (c *Client) once(ctx context.Context, r request, base *url.URL, out any) (meta, error) {
-	method, path := r.method, r.path
+// authorize adds the token, if any, to req.
+func (c *Client) authorize(req *http.Request) {
+	if c.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	}
+}
+
+// endpoint returns the URL of path (which may hold escaped identifiers) on
+// the peer at base.
+func endpoint(base *url.URL, path string) url.URL {
 	u := *base
 	u.Path = base.Path + path
 	u.RawPath = ""
@@ -424,6 +465,28 @@ func (c *Client) once(ctx context.Context, r request, base *url.URL, out any) (m
 		u.RawPath = base.Path + path // keep escaped identifiers escaped
 		u.Path, _ = url.PathUnescape(u.RawPath)
 	}
+	return u
+}
+
+// apiError returns the *APIError for an answer with an error status and
+// body data.
+func apiError(addr string, status int, data []byte) *APIError {
+	ae := &APIError{Status: status, Addr: addr}
+	var e api.Error
+	if json.Unmarshal(data, &e) == nil && e.Code != "" {
+		ae.Code, ae.Message, ae.Leader = e.Code, e.Error, e.Leader
+	} else {
+		ae.Message = strings.TrimSpace(string(data))
+		if len(ae.Message) > 200 {
+			ae.Message = ae.Message[:200] + "..."
+		}
+	}
+	return ae
+}
+
+func (c *Client) once(ctx context.Context, r request, base *url.URL, out any) (meta, error) {
+	method, path := r.method, r.path
+	u := endpoint(base, path)
 	if r.query != nil {
 		u.RawQuery = r.query(base.String()).Encode()
 	}
@@ -441,9 +504,7 @@ func (c *Client) once(ctx context.Context, r request, base *url.URL, out any) (m
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.opts.Token != "" && method != http.MethodGet {
-		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
-	}
+	c.authorize(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return m, err
@@ -459,17 +520,7 @@ func (c *Client) once(ctx context.Context, r request, base *url.URL, out any) (m
 		return m, fmt.Errorf("reading the answer of %s: %w", m.addr, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		ae := &APIError{Status: resp.StatusCode, Addr: m.addr}
-		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Code != "" {
-			ae.Code, ae.Message, ae.Leader = e.Code, e.Error, e.Leader
-		} else {
-			ae.Message = strings.TrimSpace(string(data))
-			if len(ae.Message) > 200 {
-				ae.Message = ae.Message[:200] + "..."
-			}
-		}
-		return m, ae
+		return m, apiError(m.addr, resp.StatusCode, data)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster"
+	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/client"
 )
 
@@ -90,4 +91,72 @@ func ExampleClient_WatchLeader() {
 			log.Printf("leader: %s at %s:%d", st.Leader.Identifier, st.Leader.Host, st.Leader.Port)
 		}
 	}
+}
+
+// WatchEvents follows leadership and membership changes over one event
+// stream, keeping a membership view: Peers once the stream is open and
+// after each break, then the member events.
+func ExampleClient_WatchEvents() {
+	c, err := client.New("localhost:7001", "localhost:7002", "localhost:7003")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background() // cancel it to stop watching
+	events, err := c.WatchEvents(ctx)
+	if err != nil {
+		log.Fatal(err) // no peer answered
+	}
+	members := map[string]api.Member{}
+	resync := func() {
+		peers, err := c.Peers(ctx)
+		if err != nil {
+			log.Printf("resync: %v", err)
+			return
+		}
+		clear(members)
+		for _, m := range peers {
+			members[m.Identifier] = m
+		}
+	}
+	resync()
+	broken := false
+	for ev := range events {
+		switch {
+		case ev.Err != nil:
+			log.Printf("stream broke (%v); reconnecting", ev.Err)
+			broken = true
+		case ev.Status != nil:
+			if broken { // the first event of a new connection
+				resync()
+				broken = false
+			}
+			log.Printf("leader: %v (term %d)", ev.Status.Leader, ev.Status.Term)
+		case ev.Member != nil:
+			switch ev.Member.Type {
+			case "left", "removed":
+				delete(members, ev.Member.Member.Identifier)
+			default:
+				members[ev.Member.Member.Identifier] = ev.Member.Member
+			}
+			log.Printf("%s %s: %d members", ev.Member.Member.Identifier, ev.Member.Type, len(members))
+		}
+	}
+}
+
+// Join adds a member to a running cluster through any of its peers.
+func ExampleClient_Join() {
+	c, err := client.NewWithOptions(client.Options{Token: os.Getenv("QCLUSTER_TOKEN")}, "localhost:7001", "localhost:7002")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.Join(ctx, api.JoinRequest{Identifier: "server_d", Host: "10.0.0.4", Port: 7001, Metadata: map[string]any{"server_port": 8004}})
+	switch {
+	case errors.Is(err, client.ErrConflict):
+		log.Fatalf("another member has that identifier or address: %v", err)
+	case err != nil:
+		log.Fatal(err)
+	}
+	fmt.Printf("%s joined; %d members\n", res.Member.Identifier, len(res.Peers))
 }

@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/qcluster/qcluster"
 )
 
-const agentUsage = `Usage: qcluster agent --config <file> [--log-level info] [--log-format text]
+const agentUsage = `Usage: qcluster agent --config <file> [--log-level info] [--log-format text] [--insecure]
 
 Runs one QCluster peer as a process, configured by a JSON file in QCluster's
 config format, for example:
@@ -29,9 +33,24 @@ config format, for example:
 
 The peer serves its HTTP API on its listen port (GET /v1/status,
 /v1/leader, /v1/peers, /v1/watch, /healthz, /readyz, /metrics; POST
-/v1/leader/transfer and /v1/leader/resign: see docs/api.md) and logs every
-leadership change, with the term and the leader, to stderr. SIGINT or SIGTERM stops it cleanly (exit code 0). A bad
-config file is reported with the field at fault and exit code 2.
+/v1/leader/transfer, /v1/leader/resign, /v1/join, /v1/self/leave; PUT
+/v1/self/metadata; DELETE /v1/peers/{identifier}: see docs/api.md) and
+logs every leadership change, with the term and the leader, to stderr.
+
+SIGINT or SIGTERM stops it cleanly (exit code 0); it stays a member and
+comes back when restarted. With "leave_on_terminate": true in the config,
+SIGTERM first makes it leave the cluster gracefully (hand leadership over,
+leave the members), within --leave-timeout; exit code 1 if that fails. A
+peer that leaves through the API (qcluster leave) stops too, with exit
+code 0.
+
+Anyone who can reach the port can change the cluster (join, remove, leave,
+move leadership) unless the config sets an api_token. So the agent refuses
+to start when it listens on an address other than loopback (including
+0.0.0.0 or ::) with no api_token and no TLS: set api_token (and tls) in the
+config, or pass --insecure to run anyway (a trusted private network).
+
+A bad config file is reported with the field at fault and exit code 2.
 
 Flags:
 `
@@ -54,6 +73,8 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	configPath := fs.String("config", "", "the peer's JSON config `file` (required)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")
+	insecure := fs.Bool("insecure", false, "run even when listening beyond loopback without api_token or TLS")
+	leaveTimeout := fs.Duration("leave-timeout", defaultLeaveTimeout, "how long leaving the cluster on SIGTERM may take (with leave_on_terminate)")
 	if err := parseFlags(fs, args, c.Stdout, agentUsage); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -71,6 +92,14 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	cfg, err := qcluster.LoadConfig(*configPath)
 	if err != nil {
 		return &UsageError{Err: err}
+	}
+	if host, open := openAPI(cfg); open && !*insecure {
+		return &UsageError{Err: fmt.Errorf("agent: config %s: the peer would listen on %s, beyond loopback, with no api_token and no TLS: "+
+			"anyone who can reach the port could join, remove or stop members and move leadership; "+
+			"set \"api_token\" (and tls) in the config, or pass --insecure to run anyway on a trusted network", *configPath, host)}
+	}
+	if *leaveTimeout <= 0 {
+		return usageErrorf("agent", "agent: --leave-timeout %v: give a positive duration such as 10s", *leaveTimeout)
 	}
 	// The SDK logs every leadership change (qcluster.LeadershipLogMessage).
 	cfg.Logger = logger
@@ -96,10 +125,28 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 		select {
 		case _, ok := <-states:
 			if !ok {
+				if cl.Err() == nil {
+					// Closed without a failure: it left the cluster
+					// (POST /v1/self/leave).
+					log.Info("agent stopped", "reason", "the peer left the cluster")
+					return cl.Close()
+				}
 				return errors.Join(errors.New("agent: the peer stopped on its own"), cl.Err(), cl.Close())
 			}
 		case <-ctx.Done():
 			log.Info("agent stopping", "reason", context.Cause(ctx).Error())
+			if cfg.LeaveOnTerminate && receivedSignal(ctx, syscall.SIGTERM) {
+				log.Info("agent leaving the cluster (leave_on_terminate)", "timeout", leaveTimeout.String())
+				lctx, lcancel := context.WithTimeout(context.Background(), *leaveTimeout)
+				err := cl.Leave(lctx) // closes the peer, even on error
+				lcancel()
+				if err != nil {
+					log.Error("agent stopped without leaving the cluster", "err", err)
+					return fmt.Errorf("agent: leave on SIGTERM: %w", err)
+				}
+				log.Info("agent stopped", "left", true)
+				return nil
+			}
 			if err := cl.Close(); err != nil {
 				return fmt.Errorf("agent: close: %w", err)
 			}
@@ -107,6 +154,34 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 			return nil
 		}
 	}
+}
+
+// defaultLeaveTimeout bounds leaving the cluster on SIGTERM.
+const defaultLeaveTimeout = 10 * time.Second
+
+// openAPI reports whether cfg would serve its API beyond loopback without
+// protection (no api_token, no TLS), and the host it would listen on.
+func openAPI(cfg qcluster.Config) (host string, open bool) {
+	if cfg.APIToken != "" || cfg.Secured() {
+		return "", false
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr())
+	if err != nil {
+		host = cfg.ListenHost
+	}
+	return host, !isLoopback(host)
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP address
+// (a host name that is not "localhost" is taken as reachable from
+// elsewhere).
+func isLoopback(host string) bool {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // newLogger returns a logger writing to w at the given level and format.

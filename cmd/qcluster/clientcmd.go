@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/qcluster/qcluster/api"
@@ -31,9 +32,12 @@ const defaultAddr = "127.0.0.1:7001"
 // clientFlagsUsage is the part of every client command's help that
 // describes the shared flags.
 const clientFlagsUsage = `--addr is a peer's API address (its listen_host:listen_port), or a
-comma-separated list: the command asks the first that answers. Default
+comma-separated list: the command asks the first that answers (leave and
+metadata act on the one peer they ask and take one address). Default
 $QCLUSTER_ADDR, else 127.0.0.1:7001. --token is the cluster's api_token,
-needed by the commands that change leadership; default $QCLUSTER_TOKEN.
+needed by the commands that change the cluster (transfer, resign, join,
+remove, leave, metadata set), and by every command when the peers protect
+reads; default $QCLUSTER_TOKEN.
 
 Exit codes: 0 success, 1 failure (no peer reachable, no leader, refused),
 2 usage error.
@@ -57,7 +61,7 @@ func (f *clientFlags) register(fs *flag.FlagSet, timeout, output bool) {
 	fs.StringVar(&f.addr, "addr", addr, "peer API `address`es, comma-separated (env "+envAddr+")")
 	// The token's default is read after parsing, so that help never
 	// prints it.
-	fs.StringVar(&f.token, "token", "", "API `token` for commands that change leadership (default $"+envToken+")")
+	fs.StringVar(&f.token, "token", "", "API `token` (the peers' api_token; default $"+envToken+")")
 	if timeout {
 		fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "give up after this long")
 	}
@@ -91,6 +95,22 @@ func (f *clientFlags) client(cmd string) (*client.Client, error) {
 		return nil, usageErrorf(cmd, "%s: --addr: %s", cmd, strings.TrimPrefix(err.Error(), "qcluster client: "))
 	}
 	return c, nil
+}
+
+// oneAddr checks that --addr names one peer, for the commands that act on
+// the peer they ask (moving on to another address would change another
+// peer).
+func (f *clientFlags) oneAddr(cmd string) error {
+	var n int
+	for _, a := range strings.Split(f.addr, ",") {
+		if strings.TrimSpace(a) != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return usageErrorf(cmd, "%s: --addr (or $%s) names %d peers, %q; %s acts on the one peer it asks: give that peer's address alone", cmd, envAddr, n, f.addr, cmd)
+	}
+	return nil
 }
 
 // json reports whether the output is JSON.
@@ -190,6 +210,38 @@ func baseHost(base string) string {
 		return u.Host
 	}
 	return base
+}
+
+// printMembers writes members as a table.
+func printMembers(w io.Writer, members []api.Member) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "IDENTIFIER\tADDRESS\tROLE\tSTATE\tSELF\tMETADATA")
+	for _, m := range members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Identifier, peerAddr(m.Peer), memberRole(m), orDash(m.State), yesNo(m.IsSelf), metadataText(m.Metadata))
+	}
+	return tw.Flush()
+}
+
+// memberRole is m's role, or, from a peer that does not report roles,
+// what its flags say.
+func memberRole(m api.Member) string {
+	switch {
+	case m.Role != "":
+		return m.Role
+	case m.IsLeader:
+		return "leader"
+	case m.Voter:
+		return "follower"
+	}
+	return "learner"
+}
+
+// orDash returns s, or "-" when it is empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func yesNo(b bool) string {

@@ -155,8 +155,11 @@ func TestStatusLeaderPeersCommands(t *testing.T) {
 	col := strings.Index(lines[0], "METADATA")
 	for i, line := range lines[1:] {
 		fields := strings.Fields(line)
-		wantLeader, wantSelf := yesNo(i == li), yesNo(i == fi)
-		if len(fields) != 6 || fields[0] != fmt.Sprintf("p%d", i) || fields[1] != peers[i].Addr() || fields[2] != wantLeader || fields[3] != wantSelf || fields[4] != "yes" {
+		wantRole, wantSelf := "follower", yesNo(i == fi)
+		if i == li {
+			wantRole = "leader"
+		}
+		if len(fields) != 6 || fields[0] != fmt.Sprintf("p%d", i) || fields[1] != peers[i].Addr() || fields[2] != wantRole || fields[4] != wantSelf {
 			t.Errorf("peers line %d: %q", i, line)
 		}
 		if strings.Index(line, "{") != col {

@@ -10,19 +10,25 @@
 //	agent     run one peer as a process, from its JSON config file
 //	demo      start a local cluster of agent processes, kill its leader and
 //	          watch another peer take over
+//	tls       make the CA, certificates and keys of a secure cluster
 //	status    show a peer's view: role, term, leader, lease
 //	leader    print the leader (exit code 1 when there is none)
 //	peers     list the members (a table, or JSON with -o json)
 //	watch     print each leadership change as it happens, until Ctrl-C
 //	transfer  hand leadership to a given member (or the best one)
 //	resign    make the leader hand over to the best other member
+//	join      add a member to the cluster
+//	remove    remove a member from the cluster
+//	leave     make the peer asked leave the cluster and stop
+//	metadata  show or replace the metadata of the peer asked
 //
 // The client commands take --addr (default $QCLUSTER_ADDR, else
-// 127.0.0.1:7001; a comma-separated list is tried in turn) and --token
-// (default $QCLUSTER_TOKEN).
+// 127.0.0.1:7001; a comma-separated list is tried in turn, except by leave
+// and metadata, which act on the one peer they ask) and --token (default
+// $QCLUSTER_TOKEN).
 //
-// Exit codes: 0 success, 1 runtime failure, 2 usage error (bad flags or a
-// bad config file).
+// Exit codes: 0 success, 1 runtime failure (no peer reachable, no leader,
+// refused), 2 usage error (bad flags or a bad config file).
 package main
 
 import (
@@ -38,11 +44,49 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	m := NewMain()
 	err := m.Run(ctx, os.Args[1:])
 	stop()
 	os.Exit(m.Report(err))
+}
+
+// SignalError is the cause (context.Cause) of the context Run gets when
+// the process receives a signal, so a command can tell SIGTERM from
+// SIGINT.
+type SignalError struct {
+	// Signal is the signal received.
+	Signal os.Signal
+}
+
+// Error says which signal was received.
+func (e *SignalError) Error() string { return e.Signal.String() + " signal received" }
+
+// notifyContext is signal.NotifyContext with a *SignalError as the cause.
+func notifyContext(parent context.Context, sigs ...os.Signal) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sigs...)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			cancel(&SignalError{Signal: s})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel(nil)
+	}
+}
+
+// receivedSignal reports whether ctx was cancelled because the process
+// received sig.
+func receivedSignal(ctx context.Context, sig os.Signal) bool {
+	var se *SignalError
+	return errors.As(context.Cause(ctx), &se) && se.Signal == sig
 }
 
 // Main is the qcluster program: it dispatches a command line to a
@@ -127,6 +171,7 @@ Commands:
 	agent     run one peer as a process, from its JSON config file
 	demo      start a local cluster of agent processes, kill its leader and
 	          watch another peer take over (needs no arguments or files)
+	tls       make the CA, certificates and keys of a secure cluster
 
 	status    show a peer's view: role, term, leader, lease
 	leader    print the leader (exit code 1 when there is none)
@@ -134,10 +179,16 @@ Commands:
 	watch     print each leadership change as it happens, until Ctrl-C
 	transfer  hand leadership to a given member (or the best one)
 	resign    make the leader hand over to the best other member
+	join      add a member to the cluster (from flags or its config file)
+	remove    remove a member from the cluster
+	leave     make the peer asked leave the cluster gracefully and stop
+	metadata  show or replace the metadata of the peer asked
 
-The last six ask a peer's HTTP API: --addr host:port (default
+The last ten ask a peer's HTTP API: --addr host:port (default
 $QCLUSTER_ADDR, else 127.0.0.1:7001; a comma-separated list is tried in
-turn), --token for transfer and resign (default $QCLUSTER_TOKEN).
+turn, except by leave and metadata, which act on the one peer they ask),
+--token for the commands that change the cluster, and for every command
+when the peers protect reads (default $QCLUSTER_TOKEN).
 
 Run 'qcluster <command> -h' for a command's flags.
 
@@ -145,8 +196,8 @@ Try it:
 
 	qcluster demo
 
-Exit codes: 0 success, 1 runtime failure, 2 usage error (bad flags or a bad
-config file).
+Exit codes: 0 success, 1 runtime failure (no peer reachable, no leader,
+refused), 2 usage error (bad flags or a bad config file).
 `
 
 // Run runs the command line args (without the program name). It returns a
@@ -175,11 +226,22 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&TransferCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
 	case "resign":
 		return (&ResignCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "join":
+		return (&JoinCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "remove":
+		return (&RemoveCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "leave":
+		return (&LeaveCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "metadata", "meta":
+		return (&MetadataCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "tls":
+		return (&TLSCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		if cmd == "help" && len(rest) > 0 {
 			// "qcluster help agent" is "qcluster agent -h".
 			switch rest[0] {
-			case "agent", "demo", "status", "leader", "peers", "watch", "transfer", "resign":
+			case "agent", "demo", "status", "leader", "peers", "watch", "transfer", "resign",
+				"join", "remove", "leave", "metadata", "meta", "tls":
 				return m.Run(ctx, []string{rest[0], "-h"})
 			}
 			return usageErrorf("", "unknown command %q", rest[0])

@@ -4,17 +4,18 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"text/tabwriter"
 )
 
 const peersUsage = `Usage: qcluster peers [--addr 127.0.0.1:7001] [-o text|json]
 
 Lists the members of the cluster (GET /v1/peers) as the peer asked knows
-them: identifier, address, whether it is the leader, whether it is the peer
-that answered, whether it votes, and its metadata. -o json prints the list
-as a JSON array, for scripts.
+them: identifier, address, role (leader, follower, learner; none for a
+member gossip knows that is not in the Raft configuration yet; member in
+masterless mode), health state from gossip (alive, suspect, dead, left, or
+unknown), whether it is the peer that answered, and its metadata. -o json
+prints the list as a JSON array, for scripts, with every field of the API
+(voter, is_leader, ...).
 
 ` + clientFlagsUsage + `
 Flags:
@@ -51,10 +52,5 @@ func (c *PeersCommand) Run(ctx context.Context, args []string) error {
 	if f.json() {
 		return writeJSON(c.Stdout, peers)
 	}
-	tw := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "IDENTIFIER\tADDRESS\tLEADER\tSELF\tVOTER\tMETADATA")
-	for _, m := range peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Identifier, peerAddr(m.Peer), yesNo(m.IsLeader), yesNo(m.IsSelf), yesNo(m.Voter), metadataText(m.Metadata))
-	}
-	return tw.Flush()
+	return printMembers(c.Stdout, peers)
 }
