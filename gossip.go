@@ -69,9 +69,7 @@ func (c *Cluster) seedLoop(ctx context.Context) {
 		seeds := c.seeds
 		c.seeds = nil
 		c.seedMu.Unlock()
-		c.mu.Lock()
-		g := c.gossip
-		c.mu.Unlock()
+		g := c.gossipRef.Load()
 		for _, a := range seeds {
 			if ctx.Err() != nil {
 				return
@@ -138,9 +136,7 @@ func (c *Cluster) onGossipEvent(ev membership.Event) {
 // keep their keys, so a false suspicion moves nothing. Owner works in both
 // modes; it is the way to split work in masterless mode.
 func (c *Cluster) Owner(key string) (Peer, bool) {
-	c.mu.Lock()
-	g := c.gossip
-	c.mu.Unlock()
+	g := c.gossipRef.Load()
 	if g == nil {
 		return Peer{}, false
 	}

@@ -340,9 +340,7 @@ func (c *Cluster) waitRegistry(ctx context.Context, changed <-chan struct{}, con
 // doLeader runs fn on the node goroutine if this peer leads (ErrNotLeader
 // otherwise).
 func (c *Cluster) doLeader(ctx context.Context, fn func(*consensus.Core) error) error {
-	c.mu.Lock()
-	node := c.node
-	c.mu.Unlock()
+	node := c.nodeRef.Load()
 	if node == nil {
 		return ErrNotStarted
 	}
@@ -526,9 +524,7 @@ func (c *Cluster) proposeMetadata(ctx context.Context, md map[string]any) error 
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
 	}
-	c.mu.Lock()
-	node := c.node
-	c.mu.Unlock()
+	node := c.nodeRef.Load()
 	if node == nil {
 		return ErrNotStarted
 	}

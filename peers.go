@@ -150,9 +150,7 @@ func (c *Cluster) Peers() []Member {
 
 // gossipMembers returns gossip's members by name (none before Start).
 func (c *Cluster) gossipMembers() []membership.Member {
-	c.mu.Lock()
-	g := c.gossip
-	c.mu.Unlock()
+	g := c.gossipRef.Load()
 	if g == nil {
 		return nil
 	}

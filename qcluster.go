@@ -204,11 +204,16 @@ type Cluster struct {
 	mux     *transport.Mux
 	gossip  *membership.Membership
 	httpSrv *http.Server
-	cancel  context.CancelFunc
-	runCtx  context.Context
-	wg      sync.WaitGroup
-	runErr  atomic.Pointer[error]
-	done    chan struct{}
+
+	// gossipRef and nodeRef are gossip and node for the goroutines that
+	// Close waits for: they must not take mu, which Close holds.
+	gossipRef atomic.Pointer[membership.Membership]
+	nodeRef   atomic.Pointer[consensus.Node]
+	cancel    context.CancelFunc
+	runCtx    context.Context
+	wg        sync.WaitGroup
+	runErr    atomic.Pointer[error]
+	done      chan struct{}
 }
 
 // New checks cfg and returns an unstarted Cluster. The config is copied.
@@ -338,6 +343,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.mux, c.gossip, c.cancel, c.runCtx = mux, g, cancel, runCtx
 	c.metrics.mux.Store(mux)
 	c.metrics.gossip.Store(g)
+	c.gossipRef.Store(g)
 	// Serve at once: peers that start at the same time ask each other
 	// whether a cluster runs already (see found).
 	c.wg.Add(3)
@@ -436,6 +442,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	c.onView(node.InitialView(), c.now())
 	c.node, c.store, c.tr = node, store, tr
+	c.nodeRef.Store(node)
 	raftTr.Store(tr)
 	c.started = true
 	c.wg.Add(2)
@@ -711,9 +718,7 @@ func (c *Cluster) Resign(ctx context.Context) error {
 // transfer starts one hand-over to target (0: the best voter not in tried)
 // and waits for its outcome; it returns the target it chose.
 func (c *Cluster) transfer(ctx context.Context, target uint64, tried map[uint64]bool) (uint64, error) {
-	c.mu.Lock()
-	node := c.node
-	c.mu.Unlock()
+	node := c.nodeRef.Load()
 	if node == nil {
 		return 0, ErrNotStarted
 	}

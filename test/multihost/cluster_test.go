@@ -257,7 +257,8 @@ func (c *cluster) start(i int) error {
 		return err
 	}
 	cmd := exec.Command("ip", "netns", "exec", c.topo.hosts[i].ns,
-		c.bin, "agent", "--config", a.cfgPath, "--log-format", "json", "--log-level", *flagLevel)
+		c.bin, "agent", "--config", a.cfgPath, "--log-format", "json", "--log-level", *flagLevel,
+		"--insecure") // private namespaces only: no token or TLS needed
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, so signals reach the agent and only it; and the
 	// kernel kills it if the test process dies first.
