@@ -301,7 +301,7 @@ func (c *Cluster) addMember(ctx context.Context, rec regRecord, voter bool) (boo
 		// a while unless it was applied.
 		if done, err := c.waitRegistry(ctx, changed, func(r *registry) bool {
 			p, ok := r.members[id]
-			return ok && p.Host == rec.Host && p.Port == rec.Port
+			return ok && p.Host == rec.Host && p.Port == rec.Port && c.inConf(id)
 		}); done || err != nil {
 			return false, err
 		}
@@ -320,6 +320,10 @@ func (c *Cluster) retryEvery() time.Duration {
 func (c *Cluster) waitRegistry(ctx context.Context, changed <-chan struct{}, cond func(*registry) bool) (bool, error) {
 	timer := time.NewTimer(c.retryEvery())
 	defer timer.Stop()
+	// The view (voters, learners) is published just after the registry
+	// changes; conditions on it are polled.
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		if cond(c.reg.Load()) {
 			return true, nil
@@ -333,6 +337,7 @@ func (c *Cluster) waitRegistry(ctx context.Context, changed <-chan struct{}, con
 			return cond(c.reg.Load()), nil
 		case <-changed:
 			changed = c.registryChanged()
+		case <-poll.C:
 		}
 	}
 }

@@ -344,31 +344,44 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.metrics.mux.Store(mux)
 	c.metrics.gossip.Store(g)
 	c.gossipRef.Store(g)
-	// Serve at once: peers that start at the same time ask each other
-	// whether a cluster runs already (see found).
-	c.wg.Add(3)
-	go func() {
-		defer c.wg.Done()
-		_ = mux.Serve()
-	}()
-	go func() {
-		defer c.wg.Done()
-		_ = c.httpSrv.Serve(mux.HTTPListener())
-	}()
-	go func() {
-		defer c.wg.Done()
-		c.seedLoop(runCtx)
-	}()
+	// serve starts answering on the port: at once for a new peer (peers
+	// that start at the same time ask each other whether a cluster runs
+	// already: see existingCluster), after its durable state is loaded
+	// for a restarted one (so it never answers with a term older than the
+	// one it had).
+	serving := false
+	serve := func() {
+		if serving {
+			return
+		}
+		serving = true
+		c.wg.Add(3)
+		go func() {
+			defer c.wg.Done()
+			_ = mux.Serve()
+		}()
+		go func() {
+			defer c.wg.Done()
+			_ = c.httpSrv.Serve(mux.HTTPListener())
+		}()
+		go func() {
+			defer c.wg.Done()
+			c.seedLoop(runCtx)
+		}()
+	}
 	stopServing := func() {
 		cancel()
-		c.httpSrv.Close()
-		mux.Close()
-		c.wg.Wait()
+		if serving {
+			c.httpSrv.Close()
+			mux.Close()
+			c.wg.Wait()
+		}
 	}
 	for _, p := range c.cfg.RemotePeers() {
 		c.gossipSeed(p.Addr())
 	}
 	if c.masterless() {
+		serve()
 		c.started = true
 		c.watch.publish(State{Identifier: c.cfg.Identifier, Role: RoleNone})
 		c.log.Info("peer started", "mode", ModeMasterless, "addr", mux.Addr().String(), "peers", len(c.cfg.RemotePeers()))
@@ -390,6 +403,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	var bootstrap []byte
 	joining := false
 	if fresh {
+		serve()
 		joining = c.existingCluster(ctx)
 		if !joining {
 			for id := range c.reg.Load().members {
@@ -444,6 +458,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.node, c.store, c.tr = node, store, tr
 	c.nodeRef.Store(node)
 	raftTr.Store(tr)
+	serve()
 	c.started = true
 	c.wg.Add(2)
 	go func() {
