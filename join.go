@@ -46,8 +46,25 @@ const (
 // already run a cluster, and reports whether one does that does not list
 // this peer: then this peer must join it instead of founding one. Peers
 // that do not answer, still start, or list this peer, say nothing against
-// founding.
-func (c *Cluster) existingCluster(ctx context.Context) bool {
+// founding. blind reports that none answered at all.
+func (c *Cluster) existingCluster(ctx context.Context) (joining, blind bool) {
+	id, errs := c.probeCluster(ctx)
+	if id != "" {
+		c.log.Info("a cluster is running that does not list this peer: joining it", "asked", id)
+		return true, false
+	}
+	if len(errs) == len(c.cfg.RemotePeers()) {
+		c.log.Warn("no configured peer answered; founding a new cluster with the configured peers. If this peer should join a running cluster, check that its peers are up and share its cluster_name, TLS settings and api_token",
+			"err", errors.Join(errs...))
+		return false, true
+	}
+	return false, false
+}
+
+// probeCluster returns the identifier of a configured peer that runs a
+// cluster that does not list this peer (or ""), and the errors of the
+// peers that did not answer.
+func (c *Cluster) probeCluster(ctx context.Context) (string, []error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	remote := c.cfg.RemotePeers()
@@ -79,25 +96,42 @@ func (c *Cluster) existingCluster(ctx context.Context) bool {
 		wg.Wait()
 		close(found)
 	}()
-	if id, ok := <-found; ok {
-		c.log.Info("a cluster is running that does not list this peer: joining it", "asked", id)
+	id, ok := <-found
+	if ok {
 		cancel()
-		for range found {
-		}
+	}
+	for range found { // every prober is done once found is closed
+	}
+	return id, errs
+}
+
+// checkBlindFounding runs, on a peer that founded a cluster while none of
+// its configured peers answered, until it first knows a leader: should a
+// configured peer turn out to run a cluster that does not list this peer,
+// this peer was meant to join it, and never will elect a leader (the
+// others refuse its votes). It reports that through JoinErr and the log,
+// once, and returns true when done checking.
+func (c *Cluster) checkBlindFounding(ctx context.Context) bool {
+	if _, ok := c.Leader(); ok {
 		return true
 	}
-	if len(errs) == len(remote) {
-		c.log.Warn("no configured peer answered; founding a new cluster with the configured peers. If this peer should join a running cluster, check that its peers are up and share its cluster_name, TLS settings and api_token",
-			"err", errors.Join(errs...))
+	id, _ := c.probeCluster(ctx)
+	if id == "" {
+		return false
 	}
-	return false
+	err := fmt.Errorf("%w: this peer founded a cluster with its configured peers because none of them answered when it first started, but %s runs a cluster that does not list it: stop this peer, delete its data_dir (%s) and start it again while %s is up, to join that cluster",
+		ErrConflict, id, c.cfg.DataDir, id)
+	c.joinErr.Store(&err)
+	c.log.Error("this peer cannot take part in the running cluster", "err", err)
+	return true
 }
 
 // registryLoop runs beside the node: it registers this peer with a running
-// cluster when it must join one, and then, every maintainEvery, commits this
+// cluster when it must join one (or, when it founded one blind, checks
+// that it was not meant to join one), and then, every maintainEvery, commits this
 // peer's own metadata when the registry differs from it, and, on the
 // leader, removes members that stayed dead for Config.DeadMemberTimeout.
-func (c *Cluster) registryLoop(ctx context.Context, joining bool) {
+func (c *Cluster) registryLoop(ctx context.Context, joining, blind bool) {
 	if joining {
 		c.joinLoop(ctx)
 	}
@@ -108,6 +142,9 @@ func (c *Cluster) registryLoop(ctx context.Context, joining bool) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if blind && c.checkBlindFounding(ctx) {
+			blind = false
 		}
 		c.reconcileMetadata(ctx)
 		if c.cfg.DeadMemberTimeout > 0 && c.IsLeader() {

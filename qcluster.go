@@ -401,10 +401,10 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	var voters []uint64
 	var bootstrap []byte
-	joining := false
+	joining, blind := false, false
 	if fresh {
 		serve()
-		joining = c.existingCluster(ctx)
+		joining, blind = c.existingCluster(ctx)
 		if !joining {
 			for id := range c.reg.Load().members {
 				voters = append(voters, id)
@@ -472,7 +472,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.registryLoop(runCtx, joining)
+		c.registryLoop(runCtx, joining, blind)
 	}()
 	c.log.Info("peer started", "addr", mux.Addr().String(), "data_dir", c.cfg.DataDir,
 		"members", len(c.reg.Load().members), "joining", joining, "heartbeat", c.cfg.HeartbeatInterval.String(),

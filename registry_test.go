@@ -587,3 +587,33 @@ func TestMasterlessOwnersAgreeAndMoveOnlyTheDeadPeersKeys(t *testing.T) {
 		t.Errorf("masterless roles: %+v", tc.peers[0].Peers())
 	}
 }
+
+// TestJoinWhileContactDownIsReported: a new peer whose only configured
+// peer is down when it first starts founds a cluster with it (it cannot
+// tell a founder from a joiner); it can never elect a leader there (the
+// contact refuses its votes), and once the contact is back it reports
+// what happened and how to fix it, while the real cluster keeps its leader.
+func TestJoinWhileContactDownIsReported(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	tc.waitLeader(10 * time.Second)
+	contact := 0
+	if tc.peers[0].IsLeader() {
+		contact = 1
+	}
+	tc.stop(contact)
+	i := tc.addJoiner("late", contact, true)
+	tc.start(contact, nil)
+	waitFor(t, 15*time.Second, "the late peer to report its blind founding", func() bool {
+		return errors.Is(tc.peers[i].JoinErr(), ErrConflict)
+	})
+	t.Logf("JoinErr: %v", tc.peers[i].JoinErr())
+	tc.waitLeader(10*time.Second, i)
+	if _, ok := tc.peers[i].Leader(); ok {
+		t.Error("the late peer knows a leader")
+	}
+	for _, m := range registryView(tc.peers[contact]) {
+		if m.ID == "late" {
+			t.Error("the late peer became a member")
+		}
+	}
+}
