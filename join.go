@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -22,6 +24,7 @@ import (
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/storage"
 )
 
 // ErrUnauthorized: a peer refused this peer's API token (Config.APIToken
@@ -108,9 +111,11 @@ func (c *Cluster) probeCluster(ctx context.Context) (string, []error) {
 // checkBlindFounding runs, on a peer that founded a cluster while none of
 // its configured peers answered, until it first knows a leader: should a
 // configured peer turn out to run a cluster that does not list this peer,
-// this peer was meant to join it, and never will elect a leader (the
-// others refuse its votes). It reports that through JoinErr and the log,
-// once, and returns true when done checking.
+// this peer was meant to join it, and never will elect a leader where it
+// is (the others refuse its votes). If its state is still the bare
+// founding snapshot (it never voted, nothing was committed), it discards it
+// and joins; otherwise it reports the conflict through JoinErr and the log.
+// It returns true when done checking.
 func (c *Cluster) checkBlindFounding(ctx context.Context) bool {
 	if _, ok := c.Leader(); ok {
 		return true
@@ -119,11 +124,71 @@ func (c *Cluster) checkBlindFounding(ctx context.Context) bool {
 	if id == "" {
 		return false
 	}
-	err := fmt.Errorf("%w: this peer founded a cluster with its configured peers because none of them answered when it first started, but %s runs a cluster that does not list it: stop this peer, delete its data_dir (%s) and start it again while %s is up, to join that cluster",
-		ErrConflict, id, c.cfg.DataDir, id)
-	c.joinErr.Store(&err)
-	c.log.Error("this peer cannot take part in the running cluster", "err", err)
-	return true
+	switch err := c.discardFounding(); {
+	case err == nil:
+		c.log.Warn("this peer founded a cluster while none of its peers answered, but "+id+" runs a cluster that does not list it; it never led nor voted there, so it discards that state and joins", "asked", id)
+		c.joinLoop(ctx)
+		return true
+	case ctx.Err() != nil:
+		return true
+	default:
+		err = fmt.Errorf("%w: this peer founded a cluster with its configured peers because none of them answered when it first started, but %s runs a cluster that does not list it, and this peer's state has moved on (%w): stop this peer, delete its data_dir (%s) and start it again while %s is up, to join that cluster",
+			ErrConflict, id, err, c.cfg.DataDir, id)
+		c.joinErr.Store(&err)
+		c.log.Error("this peer cannot take part in the running cluster", "err", err)
+		return true
+	}
+}
+
+// errNotPristine: the state holds more than the founding snapshot.
+var errNotPristine = errors.New("it holds more than the founding snapshot")
+
+// discardFounding stops the node and, if its durable state is still the
+// bare founding snapshot (term 1, no vote, nothing beyond index 1), deletes
+// it and starts a node that waits to be added to a cluster. Otherwise it
+// starts the node again on its state and returns errNotPristine. It runs
+// on the registry loop, the only place besides Start that swaps the node.
+func (c *Cluster) discardFounding() error {
+	run := c.nodeRun
+	run.cancel()
+	<-run.done
+	if c.runCtx.Err() != nil {
+		return c.runCtx.Err() // closing
+	}
+	store := c.store
+	hs, _, err := store.InitialState()
+	if err != nil {
+		return err
+	}
+	last, err := store.LastIndex()
+	if err != nil {
+		return err
+	}
+	pristine := hs.Term <= 1 && hs.Vote == 0 && hs.Commit <= 1 && last <= 1
+	var voters []uint64
+	if pristine {
+		if err := store.Close(); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(c.cfg.DataDir, storage.FileName)); err != nil {
+			return fmt.Errorf("discard the founding state: %w", err)
+		}
+		if store, err = storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.observeFsync}); err != nil {
+			return fmt.Errorf("reopen data_dir: %w", err)
+		}
+		c.store = store
+		c.setRegistry(c.foundingRegistry())
+	}
+	node, err := c.newNode(store, c.tr, voters, nil)
+	if err != nil {
+		return err
+	}
+	c.useNode(node)
+	c.nodeRun = c.runNode(c.runCtx, node)
+	if !pristine {
+		return errNotPristine
+	}
+	return nil
 }
 
 // registryLoop runs beside the node: it registers this peer with a running

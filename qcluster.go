@@ -209,11 +209,13 @@ type Cluster struct {
 	// Close waits for: they must not take mu, which Close holds.
 	gossipRef atomic.Pointer[membership.Membership]
 	nodeRef   atomic.Pointer[consensus.Node]
-	cancel    context.CancelFunc
-	runCtx    context.Context
-	wg        sync.WaitGroup
-	runErr    atomic.Pointer[error]
-	done      chan struct{}
+	// nodeRun is the running node (Start, then the registry loop only).
+	nodeRun *nodeRun
+	cancel  context.CancelFunc
+	runCtx  context.Context
+	wg      sync.WaitGroup
+	runErr  atomic.Pointer[error]
+	done    chan struct{}
 }
 
 // New checks cfg and returns an unstarted Cluster. The config is copied.
@@ -415,17 +417,56 @@ func (c *Cluster) Start(ctx context.Context) error {
 		stopServing()
 		return fail(err)
 	}
-	var node *consensus.Node
 	tr := transport.New(transport.Config{
 		LocalID:     c.selfID,
 		ClusterName: c.cfg.ClusterName,
 		TLS:         sec.clientTLS,
 		NodeID:      NodeID,
-		Deliver:     func(m raftpb.Message) { node.Deliver(m) },
-		Unreachable: func(id uint64) { node.ReportUnreachable(id) },
-		Logger:      c.log.With("component", "transport"),
+		Deliver: func(m raftpb.Message) {
+			if n := c.nodeRef.Load(); n != nil {
+				n.Deliver(m)
+			}
+		},
+		Unreachable: func(id uint64) {
+			if n := c.nodeRef.Load(); n != nil {
+				n.ReportUnreachable(id)
+			}
+		},
+		Logger: c.log.With("component", "transport"),
 	})
-	node, err = consensus.NewNode(consensus.NodeConfig{
+	node, err := c.newNode(store, tr, voters, bootstrap)
+	if err != nil {
+		tr.Close()
+		stopServing()
+		return fail(fmt.Errorf("qcluster: %w", err))
+	}
+	c.metrics.tr.Store(tr)
+	for id, p := range c.reg.Load().members {
+		if id != c.selfID {
+			tr.SetPeer(id, p.Addr())
+		}
+	}
+	c.store, c.tr = store, tr
+	c.useNode(node)
+	raftTr.Store(tr)
+	serve()
+	c.started = true
+	c.nodeRun = c.runNode(runCtx, node)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.registryLoop(runCtx, joining, blind)
+	}()
+	c.log.Info("peer started", "addr", mux.Addr().String(), "data_dir", c.cfg.DataDir,
+		"members", len(c.reg.Load().members), "joining", joining, "heartbeat", c.cfg.HeartbeatInterval.String(),
+		"election_timeout", c.cfg.ElectionTimeout.String())
+	return nil
+}
+
+// newNode creates the election node over store (voters and bootstrap found
+// a new cluster; none: wait to be added, or restart from store).
+func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters []uint64, bootstrap []byte) (*consensus.Node, error) {
+	return consensus.NewNode(consensus.NodeConfig{
 		Core: consensus.Config{
 			ID:                c.selfID,
 			Voters:            voters,
@@ -442,42 +483,40 @@ func (c *Cluster) Start(ctx context.Context) error {
 		OnApply:      c.applyCommitted,
 		SnapshotData: func() []byte { return c.reg.Load().encode() },
 	})
-	if err != nil {
-		tr.Close()
-		stopServing()
-		return fail(fmt.Errorf("qcluster: %w", err))
-	}
+}
+
+// useNode makes node the one every call and message goes to, and
+// publishes its durable view.
+func (c *Cluster) useNode(node *consensus.Node) {
 	c.metrics.node.Store(node)
-	c.metrics.tr.Store(tr)
-	for id, p := range c.reg.Load().members {
-		if id != c.selfID {
-			tr.SetPeer(id, p.Addr())
-		}
-	}
 	c.onView(node.InitialView(), c.now())
-	c.node, c.store, c.tr = node, store, tr
+	c.node = node
 	c.nodeRef.Store(node)
-	raftTr.Store(tr)
-	serve()
-	c.started = true
-	c.wg.Add(2)
+}
+
+// nodeRun is a running node: how to stop it, and when it has.
+type nodeRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// runNode runs node until ctx ends (or it is stopped); a storage failure
+// stops the peer.
+func (c *Cluster) runNode(ctx context.Context, node *consensus.Node) *nodeRun {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &nodeRun{cancel: cancel, done: make(chan struct{})}
+	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		if err := node.Run(runCtx); err != nil {
+		defer close(r.done)
+		if err := node.Run(ctx); err != nil {
 			c.runErr.Store(&err)
 			c.publishClosed()
 			c.watch.closeAll() // watchers learn the peer stopped; Err says why
 			c.events.closeAll()
 		}
 	}()
-	go func() {
-		defer c.wg.Done()
-		c.registryLoop(runCtx, joining, blind)
-	}()
-	c.log.Info("peer started", "addr", mux.Addr().String(), "data_dir", c.cfg.DataDir,
-		"members", len(c.reg.Load().members), "joining", joining, "heartbeat", c.cfg.HeartbeatInterval.String(),
-		"election_timeout", c.cfg.ElectionTimeout.String())
-	return nil
+	return r
 }
 
 // masterless reports whether the peer runs without an election.
