@@ -23,6 +23,14 @@
 // peer cut off from the majority says "no leader" (ErrNoLeader) even while
 // the others have one, and the client does not ask another peer then.
 //
+// TLS. A cluster secured with TLS ("cluster_key" or "tls" in the peers'
+// configs) serves the API over HTTPS only. Set Options.TLS to a
+// configuration that trusts the cluster CA and, unless the peers have
+// "api_client_certs": "optional", presents a client certificate signed by
+// it (make one with 'qcluster tls issue'). Addresses without a scheme then
+// mean https://, and http:// addresses are refused. https:// addresses
+// work without Options.TLS too, with the HTTP client's own configuration.
+//
 // Calls about one peer. SetMetadata and Leave act on the peer that answers
 // them, so they go to the first address only and never move on: moving on
 // would change another peer. Give the address of the peer to change first.
@@ -45,6 +53,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -164,6 +173,14 @@ type Options struct {
 	// most, by WatchLeader and WatchEvents alike. Default
 	// DefaultWatchWait (30s).
 	WatchWait time.Duration
+	// TLS, when not nil, makes the client talk HTTPS: addresses without a
+	// scheme get https:// (an http:// address is an error), and the
+	// default HTTP client uses a clone of this configuration. For a
+	// QCluster peer it must trust the cluster CA and usually present a
+	// client certificate (see the package documentation). With
+	// HTTPClient set too, only the scheme changes: that client's transport
+	// must be configured for TLS itself. Default: none (http://).
+	TLS *tls.Config
 }
 
 // Client calls the HTTP API of one or more peers of a cluster.
@@ -175,8 +192,9 @@ type Client struct {
 }
 
 // New returns a Client for the peers at addrs: "host:port",
-// "http://host:port" or "https://host:port" (the port defaults to 7001).
-// At least one address is required.
+// "http://host:port" or "https://host:port" (the port defaults to 7001;
+// with Options.TLS, "host:port" means https://). At least one address is
+// required.
 func New(addrs ...string) (*Client, error) { return NewWithOptions(Options{}, addrs...) }
 
 // NewWithOptions is New with options.
@@ -185,11 +203,18 @@ func NewWithOptions(opts Options, addrs ...string) (*Client, error) {
 		return nil, errors.New("qcluster client: no address given; give a peer's address such as 127.0.0.1:7001")
 	}
 	c := &Client{opts: opts, hc: opts.HTTPClient}
+	scheme := "http"
+	if opts.TLS != nil {
+		scheme = "https"
+	}
 	seen := map[string]bool{}
 	for _, a := range addrs {
-		u, err := ParseAddr(a)
+		u, err := parseAddr(a, scheme)
 		if err != nil {
 			return nil, err
+		}
+		if opts.TLS != nil && u.Scheme != "https" {
+			return nil, fmt.Errorf("qcluster client: address %q: http:// with TLS configured; use https:// or give host:port alone", a)
 		}
 		if !seen[u.String()] {
 			seen[u.String()] = true
@@ -197,7 +222,7 @@ func NewWithOptions(opts Options, addrs ...string) (*Client, error) {
 		}
 	}
 	if c.hc == nil {
-		c.hc = defaultHTTPClient()
+		c.hc = defaultHTTPClient(opts.TLS)
 	}
 	if c.opts.Timeout <= 0 {
 		c.opts.Timeout = DefaultTimeout
@@ -208,10 +233,13 @@ func NewWithOptions(opts Options, addrs ...string) (*Client, error) {
 	return c, nil
 }
 
-func defaultHTTPClient() *http.Client {
+func defaultHTTPClient(tlsCfg *tls.Config) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.MaxIdleConnsPerHost = 16
+	if tlsCfg != nil {
+		tr.TLSClientConfig = tlsCfg.Clone()
+	}
 	return &http.Client{Transport: tr}
 }
 
@@ -219,7 +247,10 @@ func defaultHTTPClient() *http.Client {
 // "127.0.0.1:7001" becomes "http://127.0.0.1:7001"; a missing port is
 // DefaultPort; http and https are accepted, with an optional path prefix
 // (a peer behind a reverse proxy).
-func ParseAddr(addr string) (*url.URL, error) {
+func ParseAddr(addr string) (*url.URL, error) { return parseAddr(addr, "http") }
+
+// parseAddr is ParseAddr with the scheme of an address without one.
+func parseAddr(addr, scheme string) (*url.URL, error) {
 	s := strings.TrimSpace(addr)
 	bad := func(why string) (*url.URL, error) {
 		return nil, fmt.Errorf("qcluster client: address %q: %s; give one such as 127.0.0.1:7001 or http://db1:7001", addr, why)
@@ -231,7 +262,7 @@ func ParseAddr(addr string) (*url.URL, error) {
 		s = "[" + s + "]" // a bare IPv6 address
 	}
 	if !strings.Contains(s, "://") {
-		s = "http://" + s
+		s = scheme + "://" + s
 	}
 	u, err := url.Parse(s)
 	switch {

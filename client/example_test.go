@@ -2,6 +2,8 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log"
@@ -159,4 +161,43 @@ func ExampleClient_Join() {
 		log.Fatal(err)
 	}
 	fmt.Printf("%s joined; %d members\n", res.Member.Identifier, len(res.Peers))
+}
+
+// A cluster secured with TLS ("cluster_key" or "tls" in the peers'
+// configs) serves the API over HTTPS only, to clients with a certificate
+// signed by the cluster CA. This client uses the files that
+//
+//	qcluster tls issue --cluster-key "$KEY" --identifier admin --out certs
+//
+// writes (or, for a cluster with certificate files, 'qcluster tls issue
+// --ca-dir'). The peers' certificates name their listen_host and
+// advertise_host, so give those as addresses.
+func ExampleOptions_tls() {
+	caPEM, err := os.ReadFile("certs/ca.pem")
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		log.Fatal("certs/ca.pem holds no certificate")
+	}
+	cert, err := tls.LoadX509KeyPair("certs/admin.pem", "certs/admin-key.pem")
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := client.NewWithOptions(client.Options{TLS: &tls.Config{
+		RootCAs:      roots,
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS13,
+	}}, "db1.example.com:7001", "db2.example.com:7001") // https://
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("leader:", leader.Identifier)
 }

@@ -4,7 +4,7 @@
 // every survivor named the same new leader; then the idle memory and CPU
 // cost of a leader and a follower.
 //
-//	go run ./bench/failover -n 30 [-peers 3] [-heartbeat 50ms] [-election-timeout 150ms] [-idle 10s]
+//	go run ./bench/failover -n 30 [-tls off|on|both] [-peers 3] [-heartbeat 50ms] [-election-timeout 150ms] [-idle 10s]
 //
 // The agent binary. By default the benchmark builds ./cmd/qcluster with
 // `go build` into a temporary directory (run it from inside the module), so
@@ -28,10 +28,18 @@
 //  5. Restart the killed peer from its data dir and wait until it follows
 //     the new leader with a term at least the killed leader's.
 //
-// Then, with the cluster stable and nobody polling, it reads the leader's
-// and one follower's VmRSS (/proc/PID/status) and CPU time (utime+stime in
-// /proc/PID/stat, in clock ticks of 1/100 s) over the -idle window. Linux
-// only.
+// Then, with the cluster stable and nobody polling, it reads every peer's
+// VmRSS (/proc/PID/status) and CPU time (utime+stime in /proc/PID/stat, in
+// clock ticks of 1/100 s) over the -idle window. Linux only.
+//
+// TLS. With -tls on every peer's config has the same "cluster_key" (made
+// with pki.NewClusterKey): peers talk mutual TLS 1.3, gossip is encrypted
+// and the API is HTTPS only, which the benchmark polls with a client
+// certificate derived from the key. With -tls both it runs two clusters,
+// one without TLS and one with, and alternates their rounds (off then on,
+// then on then off, ...; one kill at a time, the other cluster idle), so
+// that both see the same machine; it measures both clusters' idle cost over
+// the same window and prints the results side by side.
 package main
 
 import (
@@ -52,6 +60,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/qcluster/qcluster/internal/pki"
 	"github.com/qcluster/qcluster/internal/proccluster"
 )
 
@@ -81,6 +90,7 @@ type options struct {
 	election  time.Duration
 	idle      time.Duration
 	poll      time.Duration
+	tls       string
 	bin       string
 	verbose   bool
 	keep      bool
@@ -99,17 +109,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o options
 	fs := flag.NewFlagSet("failover", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&o.n, "n", 30, "number of leader kills")
+	fs.IntVar(&o.n, "n", 30, "number of leader kills (per cluster with -tls both)")
 	fs.IntVar(&o.peers, "peers", 3, "number of peers (at least 3)")
 	fs.DurationVar(&o.heartbeat, "heartbeat", 50*time.Millisecond, "heartbeat_interval of every peer")
 	fs.DurationVar(&o.election, "election-timeout", 150*time.Millisecond, "election_timeout of every peer (randomized up to 2x)")
 	fs.DurationVar(&o.idle, "idle", 10*time.Second, "window for the idle RSS and CPU measurement (0 skips it)")
 	fs.DurationVar(&o.poll, "poll", 2*time.Millisecond, "interval of the /v1/status polls that detect agreement")
+	fs.StringVar(&o.tls, "tls", "off", "off, on (every peer has a shared cluster_key: mutual TLS, HTTPS API, encrypted gossip) or both (two clusters, rounds interleaved)")
 	fs.StringVar(&o.bin, "bin", "", "qcluster binary to run (default: build ./cmd/qcluster)")
 	fs.BoolVar(&o.verbose, "v", false, "print every round")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, data)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var modes []*mode
+	switch o.tls {
+	case "off":
+		modes = []*mode{{name: "TLS off"}}
+	case "on":
+		modes = []*mode{{name: "TLS on", key: pki.NewClusterKey()}}
+	case "both":
+		modes = []*mode{{name: "TLS off"}, {name: "TLS on", key: pki.NewClusterKey()}}
+	default:
+		return fmt.Errorf("%w: -tls %q: use off, on or both", errUsage, o.tls)
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -140,42 +162,67 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		how = "built from ./cmd/qcluster"
 	}
 
-	cl, err := proccluster.Start(ctx, proccluster.Options{
-		Command:         []string{bin, "agent"},
-		Peers:           o.peers,
-		Heartbeat:       o.heartbeat,
-		ElectionTimeout: o.election,
-		Dir:             dir,
-	})
-	if err != nil {
-		return err
+	for _, m := range modes {
+		mdir := filepath.Join(dir, m.dirName())
+		if err := os.Mkdir(mdir, 0o700); err != nil {
+			return err
+		}
+		m.cl, err = proccluster.Start(ctx, proccluster.Options{
+			Command:         []string{bin, "agent"},
+			Peers:           o.peers,
+			Heartbeat:       o.heartbeat,
+			ElectionTimeout: o.election,
+			Dir:             mdir,
+			ClusterKey:      m.key,
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		defer m.cl.Close()
 	}
-	defer cl.Close()
 
-	fmt.Fprintf(stdout, "QCluster fail-over: %d agent processes on %s (%s)\n", o.peers, cl.Peers[0].Host, how)
-	fmt.Fprintf(stdout, "heartbeat %v, election timeout %v (randomized %v-%v), %d kills with SIGKILL\n",
-		o.heartbeat, o.election, o.election, 2*o.election, o.n)
+	host := modes[0].cl.Peers[0].Host
+	fmt.Fprintf(stdout, "QCluster fail-over: %d agent processes on %s (%s)\n", o.peers, host, how)
+	fmt.Fprintf(stdout, "heartbeat %v, election timeout %v (randomized %v-%v), %d kills with SIGKILL", o.heartbeat, o.election, o.election, 2*o.election, o.n)
+	if len(modes) > 1 {
+		fmt.Fprintf(stdout, " per cluster")
+	}
+	fmt.Fprintln(stdout)
+	switch o.tls {
+	case "on":
+		fmt.Fprintln(stdout, "TLS on: every peer has the same cluster_key (mutual TLS 1.3 between peers, HTTPS API polled with a client certificate, encrypted gossip)")
+	case "both":
+		fmt.Fprintf(stdout, "TLS off and on: two clusters of %d side by side, the second with a shared cluster_key (mutual TLS 1.3 between peers,\n", o.peers)
+		fmt.Fprintln(stdout, "HTTPS API polled with a client certificate, encrypted gossip); their rounds alternate (off, on, on, off, ...), one kill at a time")
+	}
 	fmt.Fprintf(stdout, "fail-over = SIGKILL of the leader -> EVERY survivor names the same new leader (which holds its lease)\n\n")
 
-	stable, err := waitStable(ctx, cl, nil, 0)
-	if err != nil {
-		return failWithLogs(stderr, cl, "first election", err)
+	for _, m := range modes {
+		if m.stable, err = waitStable(ctx, m.cl, nil, 0); err != nil {
+			return failWithLogs(stderr, m.cl, m.name+": first election", err)
+		}
 	}
-	var rounds []round
 	if o.verbose {
-		fmt.Fprintf(stdout, "%5s  %-10s %-10s %-8s %9s %9s\n", "round", "killed", "new", "term", "log ms", "poll ms")
+		fmt.Fprintf(stdout, "%5s  %-8s %-10s %-10s %-8s %9s %9s\n", "round", "TLS", "killed", "new", "term", "log ms", "poll ms")
 	}
 	for i := 1; i <= o.n; i++ {
-		r, next, err := killRound(ctx, cl, stable, o)
-		if err != nil {
-			return failWithLogs(stderr, cl, fmt.Sprintf("round %d", i), err)
+		order := slices.Clone(modes)
+		if i%2 == 0 {
+			slices.Reverse(order) // neither configuration always goes first
 		}
-		stable = next
-		rounds = append(rounds, r)
-		if o.verbose {
-			fmt.Fprintf(stdout, "%5d  %-10s %-10s %-8s %9s %9.1f\n", i, r.killed, r.leader,
-				fmt.Sprintf("%d->%d", r.termBefore, r.termAfter), fmtMS(r.logTime), msf(r.pollTime))
-		} else if isTerminal(stderr) {
+		for _, m := range order {
+			r, next, err := killRound(ctx, m.cl, m.stable, o)
+			if err != nil {
+				return failWithLogs(stderr, m.cl, fmt.Sprintf("%s: round %d", m.name, i), err)
+			}
+			m.stable = next
+			m.rounds = append(m.rounds, r)
+			if o.verbose {
+				fmt.Fprintf(stdout, "%5d  %-8s %-10s %-10s %-8s %9s %9.1f\n", i, strings.TrimPrefix(m.name, "TLS "), r.killed, r.leader,
+					fmt.Sprintf("%d->%d", r.termBefore, r.termAfter), fmtMS(r.logTime), msf(r.pollTime))
+			}
+		}
+		if !o.verbose && isTerminal(stderr) {
 			fmt.Fprintf(stderr, "\rround %d/%d ", i, o.n)
 		}
 	}
@@ -185,16 +232,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case isTerminal(stderr):
 		fmt.Fprint(stderr, "\r\033[K")
 	}
-	printSummary(stdout, rounds, o)
+	printSummary(stdout, modes, o)
 
 	if o.idle > 0 {
-		if err := measureIdle(ctx, stdout, cl, o); err != nil {
+		if err := measureIdle(ctx, stdout, modes, o); err != nil {
 			return err
 		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return cl.Stop(sctx)
+	var errs []error
+	for _, m := range modes {
+		if err := m.cl.Stop(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mode is one configuration measured: a cluster and its results.
+type mode struct {
+	name   string // "TLS off" or "TLS on"
+	key    string // the peers' cluster_key; "" for plain TCP and HTTP
+	cl     *proccluster.Cluster
+	stable proccluster.Agreement
+	rounds []round
+}
+
+// dirName is the mode's subdirectory of the temporary directory.
+func (m *mode) dirName() string {
+	if m.key != "" {
+		return "tls"
+	}
+	return "plain"
 }
 
 // buildAgent builds ./cmd/qcluster of the enclosing module into bin.
@@ -271,20 +341,9 @@ func killRound(ctx context.Context, cl *proccluster.Cluster, stable proccluster.
 	return r, next, nil
 }
 
-// printSummary prints the fail-over distribution.
-func printSummary(w io.Writer, rounds []round, o options) {
-	var logs, polls []time.Duration
-	multi := 0
-	for _, r := range rounds {
-		if r.logTime > 0 {
-			logs = append(logs, r.logTime)
-		}
-		polls = append(polls, r.pollTime)
-		if r.termAfter > r.termBefore+1 {
-			multi++
-		}
-	}
-	const rowf = "%-30s %4v %7v %7v %7v %7v %7v\n"
+// printSummary prints the fail-over distributions, a row per mode.
+func printSummary(w io.Writer, modes []*mode, o options) {
+	const rowf = "%-42s %4v %7v %7v %7v %7v %7v\n"
 	fmt.Fprintf(w, rowf, "fail-over (ms)", "n", "min", "p50", "p90", "p99", "max")
 	row := func(name string, ds []time.Duration) {
 		if len(ds) == 0 {
@@ -295,11 +354,43 @@ func printSummary(w io.Writer, rounds []round, o options) {
 		f := func(d time.Duration) string { return strconv.FormatFloat(msf(d), 'f', 1, 64) }
 		fmt.Fprintf(w, rowf, name, len(ds), f(ds[0]), f(pct(ds, 50)), f(pct(ds, 90)), f(pct(ds, 99)), f(ds[len(ds)-1]))
 	}
-	row("agents' logs (exact)", logs)
-	row(fmt.Sprintf("polling /v1/status every %v", o.poll), polls)
-	fmt.Fprintf(w, "rounds needing more than one election (term jumped by > 1): %d of %d\n", multi, len(rounds))
-	if len(rounds) < 100 {
-		fmt.Fprintf(w, "(percentiles are nearest-rank: with %d rounds p99 is the maximum)\n", len(rounds))
+	label := func(what string, m *mode) string {
+		if len(modes) == 1 {
+			return what
+		}
+		return what + ", " + m.name
+	}
+	multi := make([]int, len(modes))
+	polls := make([][]time.Duration, len(modes))
+	for i, m := range modes {
+		var logs []time.Duration
+		for _, r := range m.rounds {
+			if r.logTime > 0 {
+				logs = append(logs, r.logTime)
+			}
+			polls[i] = append(polls[i], r.pollTime)
+			if r.termAfter > r.termBefore+1 {
+				multi[i]++
+			}
+		}
+		row(label("agents' logs (exact)", m), logs)
+	}
+	for i, m := range modes {
+		row(label(fmt.Sprintf("polling /v1/status every %v", o.poll), m), polls[i])
+	}
+	fmt.Fprint(w, "rounds needing more than one election (term jumped by > 1):")
+	for i, m := range modes {
+		if i > 0 {
+			fmt.Fprint(w, ",")
+		}
+		if len(modes) > 1 {
+			fmt.Fprintf(w, " %s", m.name)
+		}
+		fmt.Fprintf(w, " %d of %d", multi[i], len(m.rounds))
+	}
+	fmt.Fprintln(w)
+	if o.n < 100 {
+		fmt.Fprintf(w, "(percentiles are nearest-rank: with %d rounds p99 is the maximum)\n", o.n)
 	}
 	fmt.Fprintln(w)
 }
@@ -319,21 +410,39 @@ func fmtMS(d time.Duration) string {
 	return strconv.FormatFloat(msf(d), 'f', 1, 64)
 }
 
-// measureIdle reports the RSS and CPU use of the leader and one follower
-// over the idle window, with nobody polling them.
-func measureIdle(ctx context.Context, w io.Writer, cl *proccluster.Cluster, o options) error {
-	a, err := waitStable(ctx, cl, nil, 0)
-	if err != nil {
-		return err
+// idleProc is one agent measured while idle.
+type idleProc struct {
+	role   string // leader or follower
+	p      *proccluster.Peer
+	pid    int
+	before int64 // CPU ticks at the start of the window
+	rss    int64 // kB, at the end
+	cpu    float64
+}
+
+// measureIdle reports the RSS and CPU use of every peer of every mode over
+// the same idle window, with nobody polling them.
+func measureIdle(ctx context.Context, w io.Writer, modes []*mode, o options) error {
+	leaders := make([]*proccluster.Peer, len(modes))
+	procs := make([][]*idleProc, len(modes))
+	for i, m := range modes {
+		a, err := waitStable(ctx, m.cl, nil, 0)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		leaders[i] = a.Leader
+		procs[i] = append(procs[i], &idleProc{role: "leader", p: a.Leader})
+		for _, p := range m.cl.Except(a.Leader) {
+			procs[i] = append(procs[i], &idleProc{role: "follower", p: p})
+		}
 	}
-	procs := []struct {
-		what string
-		p    *proccluster.Peer
-	}{{"leader", a.Leader}, {"follower", cl.Except(a.Leader)[0]}}
-	before := make([]int64, len(procs))
-	for i, pr := range procs {
-		if before[i], err = cpuTicks(pr.p.PID()); err != nil {
-			return err
+	var err error
+	for _, ps := range procs {
+		for _, pr := range ps {
+			pr.pid = pr.p.PID()
+			if pr.before, err = cpuTicks(pr.pid); err != nil {
+				return err
+			}
 		}
 	}
 	start := time.Now()
@@ -343,27 +452,74 @@ func measureIdle(ctx context.Context, w io.Writer, cl *proccluster.Cluster, o op
 		return ctx.Err()
 	}
 	elapsed := time.Since(start)
-	const rowf = "%-20s %-10s %7v %8v %7v\n"
-	fmt.Fprintf(w, rowf, fmt.Sprintf("idle for %v", o.idle), "peer", "pid", "RSS MB", "CPU %")
-	for i, pr := range procs {
-		after, err := cpuTicks(pr.p.PID())
-		if err != nil {
-			return err
+	for _, ps := range procs {
+		for _, pr := range ps {
+			after, err := cpuTicks(pr.pid)
+			if err != nil {
+				return err
+			}
+			if pr.rss, err = rssKB(pr.pid); err != nil {
+				return err
+			}
+			pr.cpu = float64(after-pr.before) / clockTicksPerSecond / elapsed.Seconds() * 100
 		}
-		rss, err := rssKB(pr.p.PID())
+	}
+
+	printIdle(w, modes, procs, o.idle)
+	// The leaders should not have changed while idle.
+	var errs []error
+	for i, m := range modes {
+		end, err := waitStable(ctx, m.cl, nil, 0)
 		if err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("%s: %w", m.name, err))
+			continue
 		}
-		cpu := float64(after-before[i]) / clockTicksPerSecond / elapsed.Seconds() * 100
-		fmt.Fprintf(w, rowf, pr.what, pr.p.ID, pr.p.PID(), fmt.Sprintf("%.1f", float64(rss)/1024), fmt.Sprintf("%.2f", cpu))
+		if end.Leader != leaders[i] {
+			fmt.Fprintf(w, "note: %s: the leader changed during the idle window (%s -> %s)\n", m.name, leaders[i].ID, end.Leader.ID)
+		}
 	}
-	fmt.Fprintf(w, "(CPU: utime+stime from /proc/PID/stat over the window, %% of one core, 10 ms resolution)\n")
-	// The leader should not have changed while idle.
-	end, err := waitStable(ctx, cl, nil, 0)
-	if err == nil && end.Leader != a.Leader {
-		fmt.Fprintf(w, "note: the leader changed during the idle window (%s -> %s)\n", a.Leader.ID, end.Leader.ID)
+	return errors.Join(errs...)
+}
+
+// printIdle prints the idle measurements, a column group per mode, side
+// by side.
+func printIdle(w io.Writer, modes []*mode, procs [][]*idleProc, idle time.Duration) {
+	const groupf = "   %-10s %7v %8v %7v"
+	var b strings.Builder
+	line := func() {
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+		b.Reset()
 	}
-	return err
+	fmt.Fprintf(&b, "%-10s", fmt.Sprintf("idle %v", idle))
+	for _, m := range modes {
+		fmt.Fprintf(&b, "   %-35s", "--- "+m.name+" ---")
+	}
+	line()
+	fmt.Fprintf(&b, "%-10s", "peer")
+	for range modes {
+		fmt.Fprintf(&b, groupf, "id", "pid", "RSS MB", "CPU %")
+	}
+	line()
+	for j := range procs[0] {
+		fmt.Fprintf(&b, "%-10s", procs[0][j].role)
+		for i := range modes {
+			pr := procs[i][j]
+			fmt.Fprintf(&b, groupf, pr.p.ID, pr.pid, fmt.Sprintf("%.1f", float64(pr.rss)/1024), fmt.Sprintf("%.2f", pr.cpu))
+		}
+		line()
+	}
+	fmt.Fprintf(&b, "%-10s", "all")
+	for i := range modes {
+		var rss int64
+		var cpu float64
+		for _, pr := range procs[i] {
+			rss += pr.rss
+			cpu += pr.cpu
+		}
+		fmt.Fprintf(&b, groupf, "", "", fmt.Sprintf("%.1f", float64(rss)/1024), fmt.Sprintf("%.2f", cpu))
+	}
+	line()
+	fmt.Fprintf(w, "(RSS: VmRSS at the end of the window; CPU: utime+stime from /proc/PID/stat over the window, %% of one core, 10 ms resolution)\n")
 }
 
 // clockTicksPerSecond is USER_HZ, the unit of utime and stime in

@@ -39,6 +39,7 @@ needed by the commands that change the cluster (transfer, resign, join,
 remove, leave, metadata set), and by every command when the peers protect
 reads; default $QCLUSTER_TOKEN.
 
+` + clientTLSUsage + `
 Exit codes: 0 success, 1 failure (no peer reachable, no leader, refused),
 2 usage error.
 `
@@ -49,10 +50,12 @@ type clientFlags struct {
 	token   string
 	timeout time.Duration
 	output  string
+	tls     tlsFlags
 }
 
-// register adds --addr, --token and --timeout to fs, and -o/--output when
-// the command has a JSON form.
+// register adds --addr, --token, the TLS flags (--cacert, --cert, --key,
+// --cluster-key) and --timeout to fs, and -o/--output when the command has
+// a JSON form.
 func (f *clientFlags) register(fs *flag.FlagSet, timeout, output bool) {
 	addr := os.Getenv(envAddr)
 	if addr == "" {
@@ -62,6 +65,7 @@ func (f *clientFlags) register(fs *flag.FlagSet, timeout, output bool) {
 	// The token's default is read after parsing, so that help never
 	// prints it.
 	fs.StringVar(&f.token, "token", "", "API `token` (the peers' api_token; default $"+envToken+")")
+	f.tls.register(fs)
 	if timeout {
 		fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "give up after this long")
 	}
@@ -90,7 +94,11 @@ func (f *clientFlags) client(cmd string) (*client.Client, error) {
 	if len(addrs) == 0 {
 		return nil, usageErrorf(cmd, "%s: --addr is empty; give a peer's address such as %s", cmd, defaultAddr)
 	}
-	c, err := client.NewWithOptions(client.Options{Token: f.token, Timeout: f.timeout}, addrs...)
+	tlsCfg, err := f.tls.config(cmd)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.NewWithOptions(client.Options{Token: f.token, Timeout: f.timeout, TLS: tlsCfg}, addrs...)
 	if err != nil {
 		return nil, usageErrorf(cmd, "%s: --addr: %s", cmd, strings.TrimPrefix(err.Error(), "qcluster client: "))
 	}
@@ -153,6 +161,15 @@ func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer, usage string, 
 
 // clientError turns an error from the client into a message for people.
 func clientError(err error, c *client.Client) error {
+	e := clientErrorText(err, c)
+	if hint := tlsHint(err, strings.HasPrefix(c.Addr(), "https://")); hint != "" {
+		return fmt.Errorf("%s; %s", strings.TrimRight(e.Error(), "."), hint)
+	}
+	return e
+}
+
+// clientErrorText is clientError without the TLS advice.
+func clientErrorText(err error, c *client.Client) error {
 	var ae *client.APIError
 	switch {
 	case errors.Is(err, client.ErrUnreachable):

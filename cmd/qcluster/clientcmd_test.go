@@ -65,8 +65,9 @@ func contains(xs []int, x int) bool {
 
 // clearEnv makes the tests independent of the caller's environment.
 func clearEnv(t *testing.T) {
-	t.Setenv(envAddr, "")
-	t.Setenv(envToken, "")
+	for _, k := range []string{envAddr, envToken, envCACert, envCert, envKey, envClusterKey} {
+		t.Setenv(k, "")
+	}
 }
 
 func TestClientCommandUsageErrors(t *testing.T) {

@@ -25,7 +25,8 @@
 // The client commands take --addr (default $QCLUSTER_ADDR, else
 // 127.0.0.1:7001; a comma-separated list is tried in turn, except by leave
 // and metadata, which act on the one peer they ask) and --token (default
-// $QCLUSTER_TOKEN).
+// $QCLUSTER_TOKEN); against a TLS cluster, --cluster-key, or --cacert with
+// --cert and --key (default $QCLUSTER_CLUSTER_KEY, $QCLUSTER_CACERT, ...).
 //
 // Exit codes: 0 success, 1 runtime failure (no peer reachable, no leader,
 // refused), 2 usage error (bad flags or a bad config file).
@@ -188,7 +189,10 @@ The last ten ask a peer's HTTP API: --addr host:port (default
 $QCLUSTER_ADDR, else 127.0.0.1:7001; a comma-separated list is tried in
 turn, except by leave and metadata, which act on the one peer they ask),
 --token for the commands that change the cluster, and for every command
-when the peers protect reads (default $QCLUSTER_TOKEN).
+when the peers protect reads (default $QCLUSTER_TOKEN), and for a cluster
+secured with TLS --cluster-key KEY, or --cacert ca.pem with --cert and
+--key (default $QCLUSTER_CLUSTER_KEY, $QCLUSTER_CACERT, $QCLUSTER_CERT,
+$QCLUSTER_KEY).
 
 Run 'qcluster <command> -h' for a command's flags.
 

@@ -1,7 +1,8 @@
 // Package proccluster runs a QCluster of agent processes on one machine: it
 // writes a config file per peer, starts one `qcluster agent` process per
 // peer, kills and restarts them, reads their state over the HTTP API
-// (GET /v1/status) and their leadership changes from their JSON logs. The
+// (GET /v1/status; HTTPS with Options.ClusterKey) and their leadership
+// changes from their JSON logs. The
 // qcluster demo command, the fail-over benchmark and the tests share it.
 //
 //	c, err := proccluster.Start(ctx, proccluster.Options{
@@ -28,10 +29,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -44,6 +47,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/pki"
 )
 
 // Errors returned by the package, wrapped with %w.
@@ -96,6 +100,13 @@ type Options struct {
 
 	// RequestTimeout bounds each HTTP request to an agent. Default 250ms.
 	RequestTimeout time.Duration
+
+	// ClusterKey, when set, is written into every config as cluster_key
+	// (base64 of 32 bytes, as made by pki.NewClusterKey): the agents then
+	// talk TLS to each other and serve their API over HTTPS only, and the
+	// Cluster polls them over HTTPS with a client certificate derived from
+	// the key. Default: none (plain TCP and HTTP).
+	ClusterKey string
 }
 
 func (o Options) withDefaults() Options {
@@ -129,6 +140,7 @@ type Cluster struct {
 
 	opts   Options
 	client *http.Client
+	scheme string    // of the agents' API: http, or https with a cluster key
 	out    io.Writer // synchronized copy of Options.Output, or nil
 
 	mu     sync.Mutex
@@ -185,22 +197,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	case opts.Peers < 1:
 		return nil, fmt.Errorf("proccluster: Options.Peers is %d; need at least 1", opts.Peers)
 	}
-	c := &Cluster{
-		opts: opts,
-		client: &http.Client{
-			Transport: &http.Transport{
-				Proxy:               nil, // never send loopback polls through a proxy
-				DialContext:         (&net.Dialer{Timeout: opts.RequestTimeout}).DialContext,
-				MaxIdleConnsPerHost: 4,
-				IdleConnTimeout:     30 * time.Second,
-				DisableCompression:  true,
-			},
-		},
+	c, err := newCluster(opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.Output != nil {
-		c.out = &lockedWriter{w: opts.Output}
-	}
-	var err error
 	for attempt := 1; attempt <= opts.Attempts; attempt++ {
 		err = c.startAll(ctx)
 		if err == nil {
@@ -213,6 +213,54 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c.Close()
 	return nil, err
+}
+
+// newCluster returns a Cluster for opts (with defaults) without peers.
+func newCluster(opts Options) (*Cluster, error) {
+	tlsCfg, err := clientTLS(opts.ClusterKey)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		opts:   opts,
+		scheme: "http",
+		client: &http.Client{
+			Transport: &http.Transport{
+				Proxy:               nil, // never send loopback polls through a proxy
+				DialContext:         (&net.Dialer{Timeout: opts.RequestTimeout}).DialContext,
+				TLSClientConfig:     tlsCfg,
+				MaxIdleConnsPerHost: 4,
+				IdleConnTimeout:     30 * time.Second,
+				DisableCompression:  true,
+			},
+		},
+	}
+	if tlsCfg != nil {
+		c.scheme = "https"
+	}
+	if opts.Output != nil {
+		c.out = &lockedWriter{w: opts.Output}
+	}
+	return c, nil
+}
+
+// clientTLS returns the configuration for polling agents that have
+// clusterKey: a client certificate for "proccluster" derived from the key,
+// and the agents' certificates verified against the CA the key derives.
+// It returns nil without a key.
+func clientTLS(clusterKey string) (*tls.Config, error) {
+	if clusterKey == "" {
+		return nil, nil
+	}
+	key, err := pki.ParseClusterKey(clusterKey)
+	if err != nil {
+		return nil, fmt.Errorf("proccluster: Options.ClusterKey: %w", err)
+	}
+	creds, err := pki.Derive(key, pki.Identity{Identifier: "proccluster"}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("proccluster: Options.ClusterKey: %w", err)
+	}
+	return creds.ClientTLS(), nil
 }
 
 // errPortTaken marks a start that failed because a port was taken.
@@ -267,6 +315,7 @@ type fileConfig struct {
 	DataDir           string     `json:"data_dir"`
 	HeartbeatInterval string     `json:"heartbeat_interval,omitempty"`
 	ElectionTimeout   string     `json:"election_timeout,omitempty"`
+	ClusterKey        string     `json:"cluster_key,omitempty"`
 }
 
 type filePeer struct {
@@ -282,6 +331,7 @@ func (p *Peer) writeConfig() error {
 		ListenHost: p.Host,
 		ListenPort: p.Port,
 		DataDir:    p.DataDir,
+		ClusterKey: o.ClusterKey,
 	}
 	if o.Heartbeat != 0 {
 		fc.HeartbeatInterval = o.Heartbeat.String()
@@ -298,7 +348,15 @@ func (p *Peer) writeConfig() error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(p.ConfigPath, append(b, '\n'), 0o644)
+	perm := os.FileMode(0o644)
+	if o.ClusterKey != "" {
+		perm = 0o600 // it holds the cluster's secret
+	}
+	// A fresh file gets perm (WriteFile keeps an existing file's mode).
+	if err := os.Remove(p.ConfigPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.WriteFile(p.ConfigPath, append(b, '\n'), perm)
 }
 
 // Addr returns the peer's host:port.
@@ -495,7 +553,7 @@ func (p *Peer) Status(ctx context.Context) (api.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.c.opts.RequestTimeout)
 	defer cancel()
 	var st api.Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr()+"/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.c.scheme+"://"+p.Addr()+"/v1/status", nil)
 	if err != nil {
 		return st, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/qcluster/qcluster"
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/pki"
+	"github.com/qcluster/qcluster/internal/testpeers"
 )
 
 func TestName(t *testing.T) {
@@ -52,6 +55,58 @@ func TestWriteConfigLoads(t *testing.T) {
 	}
 	if got, want := strings.Join(peers, ","), "server_a@127.0.0.1:7001,server_c@127.0.0.1:7003"; got != want {
 		t.Errorf("peers = %s, want %s", got, want)
+	}
+	if cfg.ClusterKey != "" || cfg.Secured() {
+		t.Errorf("cluster_key = %q without Options.ClusterKey", cfg.ClusterKey)
+	}
+
+	// With a cluster key, every config has it, readable by its owner only.
+	key := pki.NewClusterKey()
+	c.opts.ClusterKey = key
+	if err := c.Peers[0].writeConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = qcluster.LoadConfig(c.Peers[0].ConfigPath); err != nil || cfg.ClusterKey != key || !cfg.Secured() {
+		t.Errorf("config with Options.ClusterKey: cluster_key %q, %v; want %q", cfg.ClusterKey, err, key)
+	}
+	if fi, err := os.Stat(c.Peers[0].ConfigPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("config with a cluster key: mode %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+}
+
+// TestStatusOverTLS polls a peer that has a cluster key: over HTTPS with a
+// client certificate derived from the key.
+func TestStatusOverTLS(t *testing.T) {
+	key := pki.NewClusterKey()
+	tp := testpeers.Start(t, 1, func(c *qcluster.Config) { c.ClusterKey = key })
+	peerOf := func(c *Cluster) *Peer {
+		cfg := tp.Configs[0]
+		return &Peer{ID: cfg.Identifier, Host: "127.0.0.1", Port: cfg.ListenPort, c: c}
+	}
+	c, err := newCluster(Options{ClusterKey: key}.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := peerOf(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := c.WaitAgreed(ctx, []*Peer{p}, 0, nil)
+	if err != nil || a.Leader != p {
+		t.Fatalf("WaitAgreed over TLS: %+v, %v", a, err)
+	}
+
+	// Without the key the peer refuses plain HTTP.
+	plain, err := newCluster(Options{}.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := peerOf(plain).Status(ctx); err == nil || !strings.Contains(err.Error(), "requires TLS") {
+		t.Errorf("Status in plain HTTP from a TLS peer: %v, want a refusal", err)
+	}
+	if _, err := newCluster(Options{ClusterKey: "not a key"}.withDefaults()); err == nil {
+		t.Error("newCluster with a bad cluster key succeeded")
 	}
 }
 
