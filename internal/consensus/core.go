@@ -501,6 +501,11 @@ func (c *Core) TransferLeadership(to uint64) {
 	}
 	c.dropLease()
 	c.transferee = to
+	// Send a flagged round first, so the other followers hear that a
+	// transfer is under way before the transferee's vote request can reach
+	// them (they refuse transfer votes right after an ordinary round): in
+	// the same Ready its heartbeats precede the MsgTimeoutNow.
+	c.heartbeat()
 	c.rn.TransferLeader(to)
 }
 
