@@ -248,8 +248,18 @@ func (b apiBackend) Leave(ctx context.Context) error {
 	if err := c.leaveCluster(ctx); err != nil {
 		return toAPIError(err)
 	}
-	go c.Close() // closing the HTTP server from its own handler would wait for it
+	go c.closeAfterAnswer()
 	return nil
+}
+
+// closeAfterAnswer closes the Cluster once the HTTP requests in flight
+// (the leave request itself) are answered, or after a grace period
+// (streams such as /v1/watch do not end by themselves).
+func (c *Cluster) closeAfterAnswer() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = c.httpSrv.Shutdown(ctx)
+	c.Close()
 }
 
 // Events streams membership events (not leadership: /v1/watch has those

@@ -12,15 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/qcluster/qcluster"
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/testpeers"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testpeers.VerifyTestMain(m)
 }
 
 // testPeers runs a cluster of in-process peers on loopback ports.
