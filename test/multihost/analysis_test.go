@@ -41,6 +41,9 @@ type findings struct {
 	// the lease another peer claimed before: b.recv <= a.sent +
 	// a.lease_remaining_ms while b.sent >= a.recv.
 	leaseOverlap int
+	// overlapOwners are, for each lease overlap, the peer whose earlier
+	// claim the later one fell inside.
+	overlapOwners []int
 	// termConflicts counts terms in which two peers claimed is_leader.
 	termConflicts int
 	// termRegressions counts samples in which a peer reported a lower
@@ -125,6 +128,7 @@ func analyze(ss []sample, names []string, startTerm uint64, origin time.Duration
 			if b.peer != a.peer && b.recv <= end && !flagged[j] {
 				flagged[j] = true
 				f.leaseOverlap++
+				f.overlapOwners = append(f.overlapOwners, a.peer)
 				f.example("lease overlap: %s claims leadership inside the lease %s claimed (%.1fms left, to %+.1fms)",
 					at(b), at(a), a.st.LeaseRemainingMS, ms(end-origin))
 			}

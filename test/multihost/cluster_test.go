@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -449,4 +451,25 @@ func holdFor(d time.Duration) {
 		t := time.NewTimer(d)
 		<-t.C
 	}
+}
+
+// post sends POST path to agent i's API (on its management address) and
+// expects 200.
+func (c *cluster) post(i int, path string) error {
+	hc := &http.Client{
+		Transport: &http.Transport{DialContext: c.dialer.DialContext},
+		Timeout:   30 * time.Second,
+	}
+	defer hc.CloseIdleConnections()
+	url := strings.TrimSuffix(c.mon.urls[i], "/v1/status") + path
+	resp, err := hc.Post(url, "application/json", nil)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: %s: %s", url, resp.Status, body)
+	}
+	return nil
 }

@@ -2,8 +2,9 @@
 // processes on real (namespaced) hosts: every agent runs in a Linux network
 // namespace of its own, the hosts are wired to a bridge by veth pairs, and
 // faults are made the way they happen on real machines: kill -9, network
-// partitions, paused processes (SIGSTOP), rolling restarts and latency
-// (tc netem).
+// partitions, paused processes (SIGSTOP), rolling restarts, latency
+// (tc netem), and a leader that leaves the cluster (POST /v1/self/leave)
+// and comes back with its data deleted, joining as a new member.
 //
 // The tests are behind the build tag multihost and need root and iproute2
 // (ip, and tc for the latency scenario). Run them with

@@ -27,9 +27,10 @@ type status struct {
 	Leader     *struct {
 		Identifier string `json:"identifier"`
 	} `json:"leader"`
-	IsLeader         bool    `json:"is_leader"`
-	LeaseRemainingMS float64 `json:"lease_remaining_ms"`
-	Index            uint64  `json:"index"`
+	IsLeader         bool     `json:"is_leader"`
+	LeaseRemainingMS float64  `json:"lease_remaining_ms"`
+	Index            uint64   `json:"index"`
+	Voters           []string `json:"voters"`
 }
 
 // leader returns the identifier of the leader the peer names, or "".

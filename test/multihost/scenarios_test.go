@@ -4,6 +4,8 @@ package multihost
 
 import (
 	"fmt"
+	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ func TestThreePeers(t *testing.T) {
 	c.scenario(t, "partition leader", scenarioPartitionLeader)
 	c.scenario(t, "SIGSTOP leader 3xET", scenarioStopLeader)
 	c.scenario(t, "rolling restart", scenarioRollingRestart)
+	c.scenario(t, "leader leaves, rejoins", scenarioLeaveLeader)
 }
 
 // TestFivePeers runs the fault scenarios on 5 hosts with the seed's
@@ -66,6 +69,15 @@ type scen struct {
 	term  uint64        // the leader's term at the last stable()
 
 	noSpurious bool // assert zero spurious leader changes
+
+	// end, when set, closes the judged window before the scenario ends
+	// (what follows restores the cluster and is not judged).
+	end time.Duration
+	// handover, when >= 0, is a leader that hands leadership over on
+	// purpose: it drops its lease when the transfer starts, so a claim
+	// inside the lease it last reported is not an overlap (the monitor
+	// cannot see the drop between two samples). Split brain still counts.
+	handover int
 }
 
 // scenario runs body as a subtest on c, with the monitor's samples from its
@@ -75,7 +87,7 @@ type scen struct {
 func (c *cluster) scenario(t *testing.T, name string, body func(*scen)) {
 	t.Run(name, func(t *testing.T) {
 		r := &result{cluster: c.label, name: name}
-		s := &scen{c: c, t: t, r: r}
+		s := &scen{c: c, t: t, r: r, handover: -1}
 		if err := c.reset(); err != nil {
 			t.Fatalf("reset: %v", err)
 		}
@@ -95,6 +107,9 @@ func (c *cluster) scenario(t *testing.T, name string, body func(*scen)) {
 func (s *scen) judge() {
 	c, t, r := s.c, s.t, s.r
 	end := c.mon.now()
+	if s.end != 0 {
+		end = s.end
+	}
 	ss := c.mon.window(s.start, end)
 	r.f = analyze(ss, c.names, r.startTerm, s.start)
 	for _, ex := range r.f.examples {
@@ -102,6 +117,18 @@ func (s *scen) judge() {
 	}
 	if r.f.splitBrain > 0 {
 		t.Errorf("%d split-brain instants: two peers said is_leader=true at overlapping times", r.f.splitBrain)
+	}
+	if s.handover >= 0 {
+		handed := 0
+		for _, p := range r.f.overlapOwners {
+			if p == s.handover {
+				handed++
+			}
+		}
+		if handed > 0 {
+			r.note("%d claims fell inside the lease %s last reported before handing over (dropped at the transfer's start)", handed, c.names[s.handover])
+		}
+		r.f.leaseOverlap -= handed
 	}
 	if r.f.leaseOverlap > 0 {
 		t.Errorf("%d lease overlaps: a peer claimed leadership inside another's lease", r.f.leaseOverlap)
@@ -379,6 +406,77 @@ func scenarioRollingRestart(s *scen) {
 		}
 		s.must(c.start(i))
 	}
+	s.stable()
+}
+
+// scenarioLeaveLeader: the leader leaves the cluster through its API (POST
+// /v1/self/leave, as `qcluster leave` does): it hands leadership over
+// before it leaves, so the others agree on a new leader within one
+// election timeout of the leave's answer and none of them is without a
+// leader for longer than that. Then the peer comes back as a new member:
+// its data is deleted and it joins the running cluster (self-registration)
+// through its configured peers. The rejoin is not judged: a peer whose
+// data was deleted starts its term over.
+func scenarioLeaveLeader(s *scen) {
+	c := s.c
+	l, _ := s.stable()
+	s.handover = l
+	t0 := c.mon.now()
+	s.must(c.post(l, "/v1/self/leave"))
+	left := c.mon.now()
+	s.r.faults++
+	s.must(c.waitExit(l, 10*time.Second))
+	others := c.others(l)
+	s.failover(others, t0, "leave of "+c.names[l])
+	agreed := t0 + s.r.failovers[len(s.r.failovers)-1]
+	if d := agreed - left; d > c.tm.election {
+		s.t.Errorf("the new leader was agreed %v after the leave was answered, more than one election timeout (%v)", d, c.tm.election)
+	}
+	// The longest time any other peer named no leader, over the leave.
+	now := c.mon.now()
+	longest := time.Duration(0)
+	since := map[int]time.Duration{}
+	for _, sm := range c.mon.window(t0, now) {
+		if !sm.ok || !slices.Contains(others, sm.peer) {
+			continue
+		}
+		if sm.st.leader() == "" {
+			if _, ok := since[sm.peer]; !ok {
+				since[sm.peer] = sm.sent
+			}
+			continue
+		}
+		if t, ok := since[sm.peer]; ok {
+			longest = max(longest, sm.sent-t)
+			delete(since, sm.peer)
+		}
+	}
+	for _, t := range since {
+		longest = max(longest, now-t)
+	}
+	if longest > c.tm.election {
+		s.t.Errorf("a peer named no leader for %v during the leave (over one election timeout, %v)", longest, c.tm.election)
+	}
+	s.r.note("new leader agreed %v after the leave request, which was answered after %v (leadership moves first, then the removal, then gossip); longest any other peer named no leader: %v",
+		(agreed - t0).Round(time.Millisecond), (left - t0).Round(time.Millisecond), longest.Round(time.Millisecond))
+	s.end = c.mon.now()
+
+	// Back as a new member.
+	s.must(os.RemoveAll(c.agents[l].dataDir))
+	t1 := c.mon.now()
+	s.must(c.start(l))
+	_, ok := c.mon.waitUntil(t1+c.stableTimeout(), func(latest []sample) bool {
+		for _, sm := range latest {
+			if !sm.ok || sm.sent < t1 || !slices.Contains(sm.st.Voters, c.names[l]) {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		s.t.Fatalf("%s did not join again within %v:\n%s", c.names[l], c.stableTimeout(), tail(c.agents[l].logPath, 20))
+	}
+	s.r.note("%s joined again %v after its start", c.names[l], (c.mon.now() - t1).Round(time.Millisecond))
 	s.stable()
 }
 
