@@ -265,8 +265,9 @@ type Config struct {
 
 	// MaxConnsPerIP bounds the connections one remote IP address may
 	// hold open to this peer's port at once; more are closed on arrival
-	// and counted (qcluster_mux_refused_total). Default: 64; negative: no
-	// limit.
+	// and counted (qcluster_mux_refused_total). Default: 256, as peers on
+	// one host, or API clients behind one proxy, share an address;
+	// negative: no limit.
 	MaxConnsPerIP int `json:"max_conns_per_ip,omitempty"`
 
 	// GossipProfile selects the gossip (failure detection) timings:

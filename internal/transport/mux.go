@@ -20,7 +20,7 @@ const (
 	// DefaultPreambleTimeout is the default for MuxOptions.PreambleTimeout.
 	DefaultPreambleTimeout = 5 * time.Second
 	// DefaultMaxConnsPerIP is the default for MuxOptions.MaxConnsPerIP.
-	DefaultMaxConnsPerIP = 64
+	DefaultMaxConnsPerIP = 256
 )
 
 // ALPN protocol IDs a TLS Mux offers.
