@@ -553,7 +553,7 @@ func (c *Cluster) Leave(ctx context.Context) error {
 // leaveCluster does Leave's work but the closing.
 func (c *Cluster) leaveCluster(ctx context.Context) error {
 	c.mu.Lock()
-	started, closed, g := c.started, c.closed, c.gossip
+	started, closed, g := c.started, c.closed, c.gossipRef.Load()
 	c.mu.Unlock()
 	if closed {
 		return ErrClosed
@@ -590,7 +590,7 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 		return err
 	}
 	c.mu.Lock()
-	started, g := c.started, c.gossip
+	started, g := c.started, c.gossipRef.Load()
 	c.mu.Unlock()
 	if !started {
 		return ErrNotStarted

@@ -17,7 +17,6 @@ import (
 
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/consensus"
-	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -51,10 +50,8 @@ type metrics struct {
 	lastLead, lastTerm uint64
 
 	// Set by Start; read at scrape time.
-	node   atomic.Pointer[consensus.Node]
-	tr     atomic.Pointer[transport.Transport]
-	mux    atomic.Pointer[transport.Mux]
-	gossip atomic.Pointer[membership.Membership]
+	tr  atomic.Pointer[transport.Transport]
+	mux atomic.Pointer[transport.Mux]
 }
 
 // Histogram buckets, in seconds.
@@ -349,7 +346,7 @@ func (sc *scrapeCollector) collectSecurity(ch chan<- prometheus.Metric) {
 			counter(raftRefusedDesc, x.n, x.reason)
 		}
 	}
-	if g := sc.m.gossip.Load(); g != nil {
+	if g := sc.m.c.gossipRef.Load(); g != nil {
 		st := g.Stats()
 		counter(gossipRejectedDesc, st.RejectedPackets)
 		counter(gossipSecondaryDesc, st.SecondaryKeyPackets)
@@ -407,7 +404,7 @@ func (sc *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(raftDroppedDesc, prometheus.CounterValue, float64(s.Dropped), name)
 		})
 	}
-	node := sc.m.node.Load()
+	node := sc.m.c.nodeRef.Load()
 	if node == nil {
 		return
 	}

@@ -198,15 +198,14 @@ type Cluster struct {
 	mu      sync.Mutex // guards the lifecycle below
 	started bool
 	closed  bool
-	node    *consensus.Node
 	store   storage.Storage
 	tr      *transport.Transport
 	mux     *transport.Mux
-	gossip  *membership.Membership
 	httpSrv *http.Server
 
-	// gossipRef and nodeRef are gossip and node for the goroutines that
-	// Close waits for: they must not take mu, which Close holds.
+	// gossipRef and nodeRef are the gossip and the running election node
+	// (nil before Start). They are atomics, not guarded by mu: the
+	// goroutines Close waits for read them, and Close holds mu.
 	gossipRef atomic.Pointer[membership.Membership]
 	nodeRef   atomic.Pointer[consensus.Node]
 	// nodeRun is the running node (Start, then the registry loop only).
@@ -342,9 +341,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 		ErrorLog:    slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	c.mux, c.gossip, c.cancel, c.runCtx = mux, g, cancel, runCtx
+	c.mux, c.cancel, c.runCtx = mux, cancel, runCtx
 	c.metrics.mux.Store(mux)
-	c.metrics.gossip.Store(g)
 	c.gossipRef.Store(g)
 	// serve starts answering on the port: at once for a new peer (peers
 	// that start at the same time ask each other whether a cluster runs
@@ -488,9 +486,7 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 // useNode makes node the one every call and message goes to, and
 // publishes its durable view.
 func (c *Cluster) useNode(node *consensus.Node) {
-	c.metrics.node.Store(node)
 	c.onView(node.InitialView(), c.now())
-	c.node = node
 	c.nodeRef.Store(node)
 }
 
@@ -579,7 +575,7 @@ func (c *Cluster) Close() error {
 	if err := c.httpSrv.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.gossip.Shutdown(); err != nil && !errors.Is(err, membership.ErrClosed) {
+	if err := c.gossipRef.Load().Shutdown(); err != nil && !errors.Is(err, membership.ErrClosed) {
 		errs = append(errs, err)
 	}
 	if err := c.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {

@@ -398,7 +398,10 @@ func TestKillMemberSuspectThenDeadAndMetadata(t *testing.T) {
 			continue
 		}
 		t.Logf("p%d: p3 suspect after %v, dead after %v (bound %v)", i, s.suspect, s.dead, bound)
-		if s.suspect != 0 && s.suspect > s.dead {
+		switch {
+		case s.suspect == 0:
+			t.Errorf("p%d never saw p3 suspect before dead (%+v)", i, s)
+		case s.suspect > s.dead:
 			t.Errorf("p%d saw p3 dead before suspect: %+v", i, s)
 		}
 		if s.dead > bound {

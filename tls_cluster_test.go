@@ -71,7 +71,7 @@ func TestTLSOutsidersAreRefused(t *testing.T) {
 		}
 	}
 	mux := tc.peers[0].mux.Stats()
-	t.Logf("p0 port refusals: %+v; raft: %+v; gossip: %+v", mux, tc.peers[0].tr.Refusals(), tc.peers[0].gossip.Stats())
+	t.Logf("p0 port refusals: %+v; raft: %+v; gossip: %+v", mux, tc.peers[0].tr.Refusals(), tc.peers[0].gossipRef.Load().Stats())
 	if mux.HandshakeFailed+mux.PlainText+mux.Unauthenticated == 0 {
 		t.Error("p0 counted no refused connection")
 	}

@@ -472,16 +472,6 @@ func (c *Core) knows(id uint64) bool {
 	return ok
 }
 
-// IsMember reports whether this peer is a voter or learner of the applied
-// configuration.
-func (c *Core) IsMember() bool {
-	_, ok := slices.BinarySearch(c.voters, c.cfg.ID)
-	if !ok {
-		_, ok = slices.BinarySearch(c.learners, c.cfg.ID)
-	}
-	return ok
-}
-
 // Campaign makes this peer start an election now (tests and demos).
 func (c *Core) Campaign() error { return c.rn.Campaign() }
 
