@@ -72,16 +72,10 @@ func securedBy(t *TLSConfig, clusterKey string) bool {
 // extra_gossip_keys (keys accepted besides the primary one, during a key
 // rotation). hosts are the host names and addresses the peer is reached at
 // (listen_host, advertise_host), put in the certificate a cluster key
-// derives, so that HTTPS clients can verify it by host name. Every error
-// is one of securityProblems' problems; run that in Validate first.
+// derives, so that HTTPS clients can verify it by host name. It expects a
+// config that securityProblems accepted (Validate runs it, and New calls
+// Validate); an error here means the files changed since.
 func newSecurity(identifier, clusterName string, hosts []string, t *TLSConfig, clusterKey, gossipKey string, extraGossipKeys []string) (*security, error) {
-	if ps := securityProblems(identifier, clusterName, t, clusterKey, gossipKey, extraGossipKeys); len(ps) > 0 {
-		msgs := make([]string, len(ps))
-		for i, p := range ps {
-			msgs[i] = p.text
-		}
-		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(msgs, "; "))
-	}
 	id := pki.Identity{Cluster: clusterName, Identifier: identifier}
 	s := &security{}
 	var err error
@@ -95,7 +89,7 @@ func newSecurity(identifier, clusterName string, hosts []string, t *TLSConfig, c
 		if err != nil {
 			return nil, fmt.Errorf("%w: cluster_key: %w", ErrInvalidConfig, err)
 		}
-		if s.creds, err = pki.Derive(key, id, nonEmpty(hosts)); err != nil {
+		if s.creds, err = pki.Derive(key, id, hosts); err != nil {
 			return nil, fmt.Errorf("qcluster: cluster_key: %w", err)
 		}
 		s.gossipKeys = [][]byte{pki.DeriveGossipKey(key)}
@@ -119,16 +113,6 @@ func newSecurity(identifier, clusterName string, hosts []string, t *TLSConfig, c
 		s.clientTLS = s.creds.ClientTLS()
 	}
 	return s, nil
-}
-
-func nonEmpty(ss []string) []string {
-	var out []string
-	for _, s := range ss {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // securityProblem is one problem with the security fields of a config: the
