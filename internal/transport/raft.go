@@ -938,7 +938,8 @@ func (w *frameWriter) write(m *raftpb.Message) (bool, error) {
 	}
 	b = b[:need]
 	binary.BigEndian.PutUint32(b, uint32(size))
-	if _, err := m.MarshalTo(b[frameHeaderSize:]); err != nil {
+	// MarshalTo would compute the size again; the buffer has it exactly.
+	if _, err := m.MarshalToSizedBuffer(b[frameHeaderSize:]); err != nil {
 		return false, nil
 	}
 	w.refreshDeadline()
