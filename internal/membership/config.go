@@ -354,6 +354,12 @@ func (c *Config) SuspicionTimeout(n int) (lo, hi time.Duration) {
 	if err != nil {
 		return 0, 0
 	}
+	return suspicionTimeout(mc, n)
+}
+
+// suspicionTimeout is memberlist's suspicion timeout formula for a cluster
+// of n members under mc.
+func suspicionTimeout(mc *memberlist.Config, n int) (lo, hi time.Duration) {
 	scale := math.Max(1, math.Log10(math.Max(1, float64(n))))
 	lo = time.Duration(float64(mc.SuspicionMult) * scale * float64(mc.ProbeInterval))
 	return lo, time.Duration(mc.SuspicionMaxTimeoutMult) * lo

@@ -38,6 +38,8 @@ type Membership struct {
 	tcpTimeout time.Duration
 	retention  time.Duration
 	probeEvery time.Duration
+	// mlConfig is the memberlist config New built (read-only after New).
+	mlConfig *memberlist.Config
 
 	metaMu   sync.Mutex             // serializes SetMeta
 	nodeMeta atomic.Pointer[[]byte] // the envelope memberlist gossips
@@ -124,6 +126,7 @@ func New(cfg Config) (*Membership, error) {
 		tcpTimeout: mc.TCPTimeout,
 		retention:  retention,
 		probeEvery: mc.ProbeInterval,
+		mlConfig:   mc,
 		metaSem:    make(chan struct{}, maxConcurrentMetaRequests),
 		done:       make(chan struct{}),
 	}
@@ -794,7 +797,7 @@ func (m *Membership) maintain() {
 // longest suspicion timeout while memberlist still lists the member: it
 // refuted them, and the refutation was not seen (see wire.go).
 func (m *Membership) reconcileSuspects() {
-	_, longest := m.cfg.SuspicionTimeout(m.reg.numLive())
+	_, longest := suspicionTimeout(m.mlConfig, m.reg.numLive())
 	cutoff := time.Now().Add(-longest - 2*m.probeEvery)
 	stale := m.reg.staleSuspects(cutoff)
 	if len(stale) == 0 {
