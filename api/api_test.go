@@ -425,15 +425,26 @@ func TestBlockingQueryTimesOutAndIsCapped(t *testing.T) {
 	f := newFake(leaderB)
 	h := NewHandlerWithOptions(f, Options{MaxWait: 50 * time.Millisecond})
 	start := time.Now()
-	rec := serve(h, "GET", "/v1/leader?index=7&wait=20ms")
+	// Each query waits at least as long as asked (timers never fire
+	// early); a 1h wait that were not capped would hang the test.
+	timed := func(target string, atLeast time.Duration) *httptest.ResponseRecorder {
+		t.Helper()
+		t0 := time.Now()
+		rec := serve(h, "GET", target)
+		if d := time.Since(t0); d < atLeast {
+			t.Errorf("%s answered after %v, before its wait of %v", target, d, atLeast)
+		}
+		return rec
+	}
+	rec := timed("/v1/leader?index=7&wait=20ms", 20*time.Millisecond)
 	if rec.Code != 200 || rec.Header().Get(IndexHeader) != "7" {
 		t.Fatalf("timed-out query: %d %s", rec.Code, rec.Body)
 	}
-	rec = serve(h, "GET", "/v1/leader?index=7&wait=1h") // capped at MaxWait
+	rec = timed("/v1/leader?index=7&wait=1h", 50*time.Millisecond) // capped at MaxWait
 	if rec.Code != 200 || rec.Header().Get(IndexHeader) != "7" {
 		t.Fatalf("capped query: %d %s", rec.Code, rec.Body)
 	}
-	rec = serve(h, "GET", "/v1/leader?index=7") // default wait is MaxWait
+	rec = timed("/v1/leader?index=7", 50*time.Millisecond) // default wait is MaxWait
 	if rec.Code != 200 {
 		t.Fatalf("default-wait query: %d %s", rec.Code, rec.Body)
 	}

@@ -479,6 +479,7 @@ func TestWatchLeaderSeesChanges(t *testing.T) {
 	}
 	var lat []time.Duration
 	other := 3 - li - obs
+	prev := st
 	for range 5 {
 		start := time.Now()
 		tp.transferTo(other)
@@ -489,6 +490,11 @@ func TestWatchLeaderSeesChanges(t *testing.T) {
 			if st.Err != nil {
 				t.Fatalf("watch error: %v", st.Err)
 			}
+			// WatchLeader promises a value only when the leader changes.
+			if sameLeader(prev, st) {
+				t.Fatalf("a value that repeats the previous leader: %+v after %+v", st, prev)
+			}
+			prev = st
 			if st.HasLeader() && st.Leader.Identifier == tp.cfgs[li].Identifier {
 				lat = append(lat, at.Sub(w.firstNaming(t, st.Leader.Identifier, start)))
 				break
