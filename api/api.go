@@ -63,6 +63,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -469,7 +470,14 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 		h.tokenHash = sha256.Sum256([]byte(opts.Token))
 	}
 	mux := http.NewServeMux()
-	handle := func(pattern string, hf http.HandlerFunc) { mux.HandleFunc(pattern, routed(pattern, hf)) }
+	routes := Routes()
+	handle := func(pattern string, hf http.HandlerFunc) {
+		if !slices.Contains(routes, pattern) {
+			// Routes feeds a metric label: it must list every endpoint.
+			panic("api: route " + pattern + " is missing from Routes()")
+		}
+		mux.HandleFunc(pattern, routed(pattern, hf))
+	}
 	handle("/v1/status", only(http.MethodGet, h.reading(h.getStatus)))
 	handle("/v1/leader", only(http.MethodGet, h.reading(h.getLeader)))
 	handle("/v1/peers", only(http.MethodGet, h.reading(h.getPeers)))
