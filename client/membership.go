@@ -68,8 +68,10 @@ func (c *Client) RemovePeer(ctx context.Context, identifier string) error {
 // gracefully and stop (POST /v1/self/leave); it returns once that peer is
 // out of the cluster. It goes to that address only: when the peer cannot
 // be reached the error matches ErrUnreachable, and no other peer leaves.
-// Errors match ErrNoLeader, ErrUnauthorized, or are an *APIError.
-func (c *Client) Leave(ctx context.Context) error {
-	_, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/self/leave", only: c.bases[0]}, nil)
-	return err
+// Errors match ErrNoLeader, ErrUnauthorized, or are an *APIError. The
+// result names the peer that left.
+func (c *Client) Leave(ctx context.Context) (api.LeaveResult, error) {
+	var res api.LeaveResult
+	_, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/self/leave", only: c.bases[0]}, &res)
+	return res, err
 }

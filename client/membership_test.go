@@ -283,7 +283,7 @@ func TestSetMetadataAndLeaveGoToTheFirstAddress(t *testing.T) {
 	if len(fb.metas) != 2 || fb.metas[1] == nil || len(fb.metas[1]) != 0 {
 		t.Errorf("server_b got metadata %#v", fb.metas)
 	}
-	if err := c.Leave(ctx); err != nil {
+	if _, err := c.Leave(ctx); err != nil {
 		t.Fatalf("Leave: %v", err)
 	}
 	if _, _, _, n := fb.counts(); n != 1 {
@@ -298,7 +298,7 @@ func TestSetMetadataAndLeaveGoToTheFirstAddress(t *testing.T) {
 	if _, err := c2.SetMetadata(ctx, map[string]any{"a": 1}); !errors.Is(err, ErrUnreachable) {
 		t.Errorf("SetMetadata with the first address down: %v", err)
 	}
-	if err := c2.Leave(ctx); !errors.Is(err, ErrUnreachable) {
+	if _, err := c2.Leave(ctx); !errors.Is(err, ErrUnreachable) {
 		t.Errorf("Leave with the first address down: %v", err)
 	}
 	if _, m, _, l := fa.counts(); m != 0 || l != 0 {
@@ -310,11 +310,11 @@ func TestSetMetadataAndLeaveGoToTheFirstAddress(t *testing.T) {
 	if _, err := c.SetMetadata(ctx, map[string]any{"a": 1}); !errors.Is(err, ErrNoLeader) {
 		t.Errorf("SetMetadata without a leader: %v", err)
 	}
-	if err := c.Leave(ctx); !errors.Is(err, ErrNoLeader) {
+	if _, err := c.Leave(ctx); !errors.Is(err, ErrNoLeader) {
 		t.Errorf("Leave without a leader: %v", err)
 	}
 	c3 := newClient(t, Options{}, hostOf(sb))
-	if err := c3.Leave(ctx); !errors.Is(err, ErrUnauthorized) {
+	if _, err := c3.Leave(ctx); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("Leave without the token: %v", err)
 	}
 }

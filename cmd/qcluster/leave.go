@@ -57,19 +57,15 @@ func (c *LeaveCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cl.CloseIdleConnections()
-	// Ask the peer its name first, to say which peer left.
-	st, err := cl.Status(ctx)
+	res, err := cl.Leave(ctx)
 	if err != nil {
-		return clientError(err, cl)
-	}
-	if err := cl.Leave(ctx); err != nil {
 		return clientError(err, cl)
 	}
 	addr := baseHost(cl.Addr())
 	if f.json() {
-		return writeJSON(c.Stdout, leaveLine{Left: st.Identifier, Addr: addr})
+		return writeJSON(c.Stdout, leaveLine{Left: res.Left, Addr: addr})
 	}
-	_, err = fmt.Fprintf(c.Stdout, "%s (%s) left the cluster and stopped\n", st.Identifier, addr)
+	_, err = fmt.Fprintf(c.Stdout, "%s (%s) left the cluster and stopped\n", res.Left, addr)
 	return err
 }
 
