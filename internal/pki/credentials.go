@@ -208,9 +208,6 @@ func (c *Credentials) Certificate() *x509.Certificate { return c.current().Leaf 
 // (a derived one is renewed before then).
 func (c *Credentials) NotAfter() time.Time { return c.Certificate().NotAfter }
 
-// Roots returns the pool of trusted CA certificates.
-func (c *Credentials) Roots() *x509.CertPool { return c.roots }
-
 // Verify checks a certificate chain a peer presented (leaf first): it must
 // chain to a trusted CA, be valid now for usage, and name an identity of
 // this peer's cluster, which it returns. Errors wrap ErrNoCertificate,

@@ -691,8 +691,12 @@ func (c *limitConn) Close() error {
 
 // CloseWrite half-closes the connection when the underlying one supports
 // it.
-func (c *limitConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+func (c *limitConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+// closeWrite half-closes c when it supports that, as net/http does for a
+// graceful close.
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return nil
@@ -725,14 +729,8 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// CloseWrite half-closes the underlying connection when it supports it, as
-// net/http does for a graceful close.
-func (c *replayConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
+// CloseWrite half-closes the underlying connection when it supports it.
+func (c *replayConn) CloseWrite() error { return closeWrite(c.Conn) }
 
 // NetConn returns the wrapped connection.
 func (c *replayConn) NetConn() net.Conn { return c.Conn }
