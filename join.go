@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -241,8 +239,9 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 				c.joinErr.Store(nil)
 				for _, m := range res.Peers {
 					if id := NodeID(m.Identifier); id != c.selfID {
-						c.tr.SetPeer(id, net2addr(m.Host, m.Port))
-						c.gossipSeed(net2addr(m.Host, m.Port))
+						addr := Peer{Host: m.Host, Port: m.Port}.Addr()
+						c.tr.SetPeer(id, addr)
+						c.gossipSeed(addr)
 					}
 				}
 				c.log.Info("joined the cluster", "via", p.Identifier, "already_member", res.AlreadyMember, "members", len(res.Peers))
@@ -381,7 +380,7 @@ func (c *Cluster) addMember(ctx context.Context, rec regRecord, voter bool) (boo
 				}
 				if p.Host != rec.Host || p.Port != rec.Port {
 					return fmt.Errorf("%w: %q is already a member at %s; remove it first (DELETE /v1/peers/%s) to move it to %s",
-						ErrConflict, rec.Identifier, p.Addr(), url.PathEscape(rec.Identifier), net2addr(rec.Host, rec.Port))
+						ErrConflict, rec.Identifier, p.Addr(), url.PathEscape(rec.Identifier), rec.peer().Addr())
 				}
 				if inConf {
 					already = true
@@ -390,7 +389,7 @@ func (c *Cluster) addMember(ctx context.Context, rec regRecord, voter bool) (boo
 			}
 			for _, p := range reg.members {
 				if p.Identifier != rec.Identifier && p.Host == rec.Host && p.Port == rec.Port {
-					return fmt.Errorf("%w: %s is the address of member %q", ErrConflict, net2addr(rec.Host, rec.Port), p.Identifier)
+					return fmt.Errorf("%w: %s is the address of member %q", ErrConflict, rec.peer().Addr(), p.Identifier)
 				}
 			}
 			return core.ProposeConfChange(raftpb.ConfChange{Type: typ, NodeID: id, Context: ctxData})
@@ -802,8 +801,4 @@ func (c *Cluster) httpClient() *http.Client {
 		c.client = &http.Client{Transport: tr}
 	})
 	return c.client
-}
-
-func net2addr(host string, port int) string {
-	return net.JoinHostPort(host, strconv.Itoa(port))
 }
