@@ -12,30 +12,14 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
-	"go.uber.org/goleak"
 
+	"github.com/qcluster/qcluster/internal/leakcheck"
 	"github.com/qcluster/qcluster/internal/pki"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(drainAfter{m})
-}
-
-// drainAfter runs the tests, then gives the goroutines that outlive a
-// Close time to finish before goleak looks: memberlist's probe of a peer,
-// under way when its gossip shuts down, returns only at the end of its
-// probe timeout (scaled up by memberlist's awareness under load). Nothing is
-// ignored; goleak still fails if anything is left after the deadline.
-type drainAfter struct{ m *testing.M }
-
-func (d drainAfter) Run() int {
-	code := d.m.Run()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && goleak.Find() != nil {
-		time.Sleep(50 * time.Millisecond)
-	}
-	return code
+	leakcheck.VerifyTestMain(m)
 }
 
 // testCluster runs peers in this process on loopback ports chosen by the OS.

@@ -14,11 +14,12 @@ import (
 
 	"github.com/qcluster/qcluster"
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/leakcheck"
 	"github.com/qcluster/qcluster/internal/testpeers"
 )
 
 func TestMain(m *testing.M) {
-	testpeers.VerifyTestMain(m)
+	leakcheck.VerifyTestMain(m)
 }
 
 // testPeers runs a cluster of in-process peers on loopback ports.

@@ -15,30 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/qcluster/qcluster/internal/leakcheck"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(drainAfter{m})
-}
-
-// drainAfter runs the tests, then gives goroutines that outlive a
-// Shutdown time to finish before goleak looks: memberlist's probe of a peer
-// that was running when Shutdown was called returns only at the end of its
-// probe interval (scaled up to 8 times under load by memberlist's
-// awareness), and its suspicion timers may still fire once. Nothing is
-// ignored; goleak still fails if anything is left after the deadline.
-type drainAfter struct{ m *testing.M }
-
-func (d drainAfter) Run() int {
-	code := d.m.Run()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && goleak.Find() != nil {
-		time.Sleep(50 * time.Millisecond)
-	}
-	return code
+	leakcheck.VerifyTestMain(m)
 }
 
 // waitTimeout is generous: the tests must pass on a loaded 2-core machine

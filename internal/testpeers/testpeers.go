@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/qcluster/qcluster"
 )
 
@@ -143,24 +141,4 @@ func (p *Peers) Addr(i int) string { return p.Configs[i].Addr() }
 // WithToken sets the API token of every peer.
 func WithToken(token string) func(*qcluster.Config) {
 	return func(c *qcluster.Config) { c.APIToken = token }
-}
-
-// VerifyTestMain runs m's tests and then checks with goleak that no
-// goroutine is left, after giving those that outlive a peer's Close time
-// to end: memberlist's probe of a peer, under way when its gossip shuts
-// down, returns only at the end of its probe timeout (longer under load).
-// Nothing is ignored; goleak still fails if anything is left after 30 s.
-func VerifyTestMain(m *testing.M) {
-	goleak.VerifyTestMain(drainAfter{m})
-}
-
-type drainAfter struct{ m *testing.M }
-
-func (d drainAfter) Run() int {
-	code := d.m.Run()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && goleak.Find() != nil {
-		time.Sleep(50 * time.Millisecond)
-	}
-	return code
 }
