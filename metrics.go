@@ -303,6 +303,9 @@ var (
 	raftRefusedDesc = prometheus.NewDesc("qcluster_raft_streams_refused_total",
 		"Raft streams refused or broken, by reason: bad_hello, wrong_node, wrong_cluster, unauthenticated, wrong_identity (the certificate names another peer than the hello claims), frame_too_large, stalled, bad_message, dial_failed.",
 		[]string{"reason"}, nil)
+	raftMsgRefusedDesc = prometheus.NewDesc("qcluster_raft_messages_refused_total",
+		"Raft messages from peers that the election core refused, by reason: type (a type peers do not exchange: raft's local messages, MsgForgetLeader, MsgTransferLeader, MsgReadIndex...), non_member (sender outside this peer's configuration), proposal (a forwarded proposal that is not the sender's own metadata, or that reached a peer not leading), timeout_now (MsgTimeoutNow not from the current leader), panic (raft panicked on it; its stream is closed).",
+		[]string{"reason"}, nil)
 	gossipRejectedDesc = prometheus.NewDesc("qcluster_gossip_packets_rejected_total",
 		"Gossip packets dropped: wrong cluster label, or not decryptable with the gossip keys.", nil, nil)
 	gossipSecondaryDesc = prometheus.NewDesc("qcluster_gossip_secondary_key_packets_total",
@@ -371,6 +374,7 @@ func (sc *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- muxConnsDesc
 	ch <- muxRefusedDesc
 	ch <- raftRefusedDesc
+	ch <- raftMsgRefusedDesc
 	ch <- gossipRejectedDesc
 	ch <- gossipSecondaryDesc
 	ch <- gossipStreamsRefusedDesc
@@ -409,6 +413,9 @@ func (sc *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(inboxDroppedDesc, prometheus.CounterValue, float64(node.Dropped()))
+	for r := range consensus.NumRefusals {
+		ch <- prometheus.MustNewConstMetric(raftMsgRefusedDesc, prometheus.CounterValue, float64(node.Refused(r)), r.String())
+	}
 	if sc.m.c.snap.Load().view.Role != consensus.Leader {
 		return // only a leader knows whom it replicates to
 	}

@@ -420,6 +420,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		ClusterName: c.cfg.ClusterName,
 		TLS:         sec.clientTLS,
 		NodeID:      NodeID,
+		Identifier:  c.memberIdentifier,
 		Deliver: func(m raftpb.Message) {
 			if n := c.nodeRef.Load(); n != nil {
 				n.Deliver(m)
@@ -428,6 +429,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 		Unreachable: func(id uint64) {
 			if n := c.nodeRef.Load(); n != nil {
 				n.ReportUnreachable(id)
+			}
+		},
+		SnapshotStatus: func(id uint64, ok bool) {
+			if n := c.nodeRef.Load(); n != nil {
+				n.ReportSnapshot(id, ok)
 			}
 		},
 		Logger: c.log.With("component", "transport"),
@@ -475,10 +481,12 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 			ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
 			Logger:            c.log,
 			Hooks:             c.metrics.hooks(),
+			AcceptProposal:    c.acceptProposal,
 		},
 		Transport:    tr,
 		OnView:       c.onView,
 		OnApply:      c.applyCommitted,
+		OnRefused:    func(m raftpb.Message, r consensus.Refusal, _ error) { onRaftRefused(tr, m, r) },
 		SnapshotData: func() []byte { return c.reg.Load().encode() },
 	})
 }

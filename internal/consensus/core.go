@@ -42,6 +42,39 @@
 // round it heard from the leader was flagged, or it heard no unflagged round
 // within an election timeout; a peer in its first election timeout after a
 // restart refuses transfer votes too.
+//
+// # Messages from the network
+//
+// Every message Step receives is hostile until proven otherwise; Step
+// refuses, with an error that names the reason (RefusalOf):
+//
+//   - types peers do not exchange: raft's local messages, MsgForgetLeader,
+//     MsgTransferLeader, MsgReadIndex(Resp) and unknown types (ErrMessageType);
+//   - any message from a peer outside this peer's configuration, once it
+//     has one (ErrNotMember; see below);
+//   - MsgTimeoutNow, unless it comes from the leader this peer follows, in
+//     its term (ErrTimeoutNow): it starts an election that bypasses the
+//     followers' lease;
+//   - MsgProp, unless Config.AcceptProposal accepts every entry and this
+//     peer leads (ErrProposal). raft would panic on an empty one and append
+//     any entry, configuration changes included.
+//
+// A panic inside raft while it steps a message is recovered (ErrPanic): the
+// message is dropped, the peer goes on. The owner counts refusals and may
+// close the stream a message came on.
+//
+// The configuration a sender must belong to is the applied one plus the
+// members that configuration changes this peer has appended, but not yet
+// applied, add: a follower that appended the addition of a member hears
+// from it even before the change commits here (it may already lead, or ask
+// for votes, once a quorum applied it). A peer with no configuration yet
+// (joining, waiting for its first snapshot) accepts members from anyone.
+// This has a liveness cost: a follower that missed the addition of a
+// member entirely (it was partitioned while the change was appended and
+// committed) cannot hear that member while it leads; it catches up once
+// another member leads, or once that leader is removed or replaced.
+// Raft itself would let any peer that knows the cluster's address vote,
+// campaign and append.
 package consensus
 
 import (
@@ -138,6 +171,14 @@ type Config struct {
 	DriftMargin time.Duration
 	// Logger receives raft's own log lines (Info as Debug). May be nil.
 	Logger *slog.Logger
+	// AcceptProposal, when set, lets this peer's leader append proposals
+	// that followers forward (MsgProp): each entry's data must be accepted
+	// by it (a nil error), with from the sender's node ID; the sender is a
+	// member, the entry a normal one with data. When nil, followers do not
+	// forward proposals (raft's DisableProposalForwarding: Propose works on
+	// the leader only) and every MsgProp from the network is refused. It
+	// runs on the goroutine that owns the Core and must not call the Core.
+	AcceptProposal func(from uint64, data []byte) error
 
 	// Hooks is told about events worth measuring. Its functions run on the
 	// goroutine that owns the Core and must neither block nor call the
@@ -276,6 +317,9 @@ type Core struct {
 	learners      []uint64
 	appliedIndex  uint64
 	snapshotIndex uint64
+	// pendingAdds are the members that appended, not yet applied changes
+	// add: they may talk to this peer already (see knows).
+	pendingAdds []pendingAdd
 }
 
 // appendedEntry is an entry a leader appended at a clock time.
@@ -287,6 +331,22 @@ type appendedEntry struct {
 // maxAppended bounds Core.appended: beyond it, further entries are not
 // timed.
 const maxAppended = 4096
+
+// Raft's size limits. maxSizePerMsg bounds the entries of one append
+// message; maxUncommittedSize the entries a leader holds appended but not
+// committed (each at least one append's worth, so the largest proposal, a
+// member's record with 64 KiB of metadata, always fits).
+const (
+	maxSizePerMsg      = 1 << 20
+	maxUncommittedSize = 8 << 20
+)
+
+// pendingAdd is a member that a configuration change appended to this
+// peer's log adds, before the change is applied.
+type pendingAdd struct{ index, id uint64 }
+
+// maxPendingAdds bounds Core.pendingAdds.
+const maxPendingAdds = 1024
 
 // New creates a Core over cfg.Storage, bootstrapping a new cluster of
 // cfg.Voters when the storage is empty.
@@ -330,12 +390,21 @@ func New(cfg Config) (*Core, error) {
 		HeartbeatTick:   hbTicks,
 		Storage:         cfg.Storage,
 		Applied:         snap.Metadata.Index,
-		MaxSizePerMsg:   1 << 20,
+		MaxSizePerMsg:   maxSizePerMsg,
 		MaxInflightMsgs: 256,
-		CheckQuorum:     true,
-		PreVote:         true,
-		ReadOnlyOption:  raft.ReadOnlySafe,
-		Logger:          raftLogger{cfg.Logger},
+		// Bounds what proposals a leader holds uncommitted (raft drops
+		// further ones until entries commit): with forwarded proposals a
+		// follower cannot make the leader's log grow without bound.
+		MaxUncommittedEntriesSize: maxUncommittedSize,
+		// Without AcceptProposal the leader refuses every MsgProp from the
+		// network (Step), so a follower's forwarded proposal could only be
+		// lost: raft returns ErrProposalDropped to the follower's Propose
+		// at once instead.
+		DisableProposalForwarding: cfg.AcceptProposal == nil,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		Logger:                    raftLogger{cfg.Logger},
 		// A leader removed from the voters steps down instead of leading a
 		// cluster it is not part of.
 		StepDownOnRemoval: true,
@@ -356,7 +425,77 @@ func New(cfg Config) (*Core, error) {
 		snapshotIndex:  snap.Metadata.Index,
 	}
 	c.setConf(cs)
+	if err := c.loadPendingAdds(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// loadPendingAdds finds, after a restart, the members that stored but
+// unapplied configuration changes add.
+func (c *Core) loadPendingAdds() error {
+	last, err := c.store.LastIndex()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	for lo := c.appliedIndex + 1; lo <= last; {
+		ents, err := c.store.Entries(lo, last+1, maxSizePerMsg)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+		if len(ents) == 0 {
+			break
+		}
+		c.notePendingAdds(ents)
+		lo = ents[len(ents)-1].Index + 1
+	}
+	return nil
+}
+
+// notePendingAdds records the members that conf changes among ents add.
+func (c *Core) notePendingAdds(ents []raftpb.Entry) {
+	for i := range ents {
+		e := &ents[i]
+		if e.Type == raftpb.EntryNormal {
+			continue
+		}
+		cc, err := decodeConfChange(*e)
+		if err != nil {
+			continue // raft fails on it when it commits
+		}
+		for _, ch := range cc.AsV2().Changes {
+			if ch.Type == raftpb.ConfChangeAddNode || ch.Type == raftpb.ConfChangeAddLearnerNode {
+				if len(c.pendingAdds) < maxPendingAdds {
+					c.pendingAdds = append(c.pendingAdds, pendingAdd{index: e.Index, id: ch.NodeID})
+				}
+			}
+		}
+	}
+}
+
+// forgetPendingAdds drops the pending adds at or before index (applied,
+// or replaced by a snapshot).
+func (c *Core) forgetPendingAdds(index uint64) {
+	if len(c.pendingAdds) == 0 {
+		return
+	}
+	c.pendingAdds = slices.DeleteFunc(c.pendingAdds, func(a pendingAdd) bool { return a.index <= index })
+}
+
+// decodeConfChange decodes a conf change entry of either version.
+func decodeConfChange(e raftpb.Entry) (raftpb.ConfChangeI, error) {
+	if e.Type == raftpb.EntryConfChange {
+		var v1 raftpb.ConfChange
+		if err := v1.Unmarshal(e.Data); err != nil {
+			return nil, err
+		}
+		return v1, nil
+	}
+	var v2 raftpb.ConfChangeV2
+	if err := v2.Unmarshal(e.Data); err != nil {
+		return nil, err
+	}
+	return v2, nil
 }
 
 // LeaseDuration is how long a lease lasts after the round that earned it was
@@ -379,7 +518,10 @@ func (c *Core) Tick() {
 // transfer the rounds still go out (they keep the followers quiet) but earn
 // no lease.
 func (c *Core) heartbeat() {
-	if c.role != Leader {
+	if c.role != Leader || c.rn.BasicStatus().RaftState != raft.StateLeader {
+		// Not leading, or raft stepped down since the last Ready (a tick's
+		// quorum check): a read index on a follower would be forwarded,
+		// and peers refuse MsgReadIndex.
 		return
 	}
 	now := c.cfg.Now()
@@ -410,17 +552,30 @@ func (c *Core) heartbeat() {
 // transfer.
 const transferRound = 1 << 63
 
-// Step hands a message from another peer to raft. Votes are refused during
-// the first election timeout after start, and transfer votes while a lease
-// may be running (see the package doc). Vote requests from a peer that is
-// not in this peer's configuration are dropped once this peer has one: a
-// removed member, or a peer that founded a cluster of its own by mistake,
-// cannot win this peer's vote (raft itself would grant it). Other messages
-// pass: a joining peer must accept appends from a leader its first snapshot
-// does not list yet.
+// Step hands a message from another peer to raft, unless it is refused
+// (see the package doc, "Messages from the network"): the error then wraps
+// one of the refusal errors below, and RefusalOf names its reason. Votes
+// are also ignored, without an error, during the first election timeout
+// after start, and transfer votes while a lease may be running.
 func (c *Core) Step(m raftpb.Message) error {
-	if (m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote) && !c.knows(m.From) {
-		return ErrNotMember
+	if !peerType(m.Type) {
+		return fmt.Errorf("%w: %v", ErrMessageType, m.Type)
+	}
+	if m.From == c.cfg.ID || m.From == raft.None || !c.knows(m.From) {
+		return fmt.Errorf("%w: %v from %x", ErrNotMember, m.Type, m.From)
+	}
+	switch m.Type {
+	case raftpb.MsgTimeoutNow:
+		// It makes this peer campaign at once, bypassing the followers'
+		// lease: only the leader may say so, while it leads (it sends it
+		// after dropping its own lease).
+		if st := c.rn.BasicStatus(); m.From != st.Lead || m.Term != st.Term {
+			return fmt.Errorf("%w: from %x at term %d, leader %x at term %d", ErrTimeoutNow, m.From, m.Term, st.Lead, st.Term)
+		}
+	case raftpb.MsgProp:
+		if err := c.checkProposal(m); err != nil {
+			return err
+		}
 	}
 	now := c.cfg.Now()
 	if m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote {
@@ -431,7 +586,7 @@ func (c *Core) Step(m raftpb.Message) error {
 			return nil
 		}
 	}
-	if err := c.rn.Step(m); err != nil {
+	if err := c.stepRaft(m); err != nil {
 		return err
 	}
 	switch m.Type {
@@ -454,22 +609,153 @@ func (c *Core) Step(m raftpb.Message) error {
 	return nil
 }
 
-// ErrNotMember is returned by Step for a vote request from a peer outside
-// this peer's configuration.
-var ErrNotMember = errors.New("consensus: message from a non-member")
+// stepRaft steps m into raft. raft panics on some messages a correct peer
+// never sends (a heartbeat committing past this peer's log, an append that
+// rewrites committed entries); such a panic is recovered and returned as an
+// ErrPanic error: the message is dropped, and the peer goes on.
+func (c *Core) stepRaft(m raftpb.Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v from %x: %v", ErrPanic, m.Type, m.From, r)
+		}
+	}()
+	return c.rn.Step(m)
+}
 
-// knows reports whether id may talk to this peer: it is a voter or learner,
-// or this peer has no configuration yet (it is joining and waits for a
-// leader to send it one).
+// peerType reports whether peers exchange messages of type t. The others
+// are raft's local messages (MsgHup, MsgBeat, MsgUnreachable, MsgSnapStatus,
+// MsgCheckQuorum, MsgStorageAppend/Resp, MsgStorageApply/Resp: raft would
+// act on some of them if their sender claimed to be one of its local
+// threads), MsgForgetLeader (it clears a follower's lease guard),
+// MsgTransferLeader (it would start a transfer without dropping the
+// leader's lease: QCluster transfers only through TransferLeadership),
+// MsgReadIndex and MsgReadIndexResp (only the leader starts read-index
+// rounds, its lease rounds, and their context must not be forged), and
+// types this build does not know.
+func peerType(t raftpb.MessageType) bool {
+	switch t {
+	case raftpb.MsgApp, raftpb.MsgAppResp,
+		raftpb.MsgVote, raftpb.MsgVoteResp, raftpb.MsgPreVote, raftpb.MsgPreVoteResp,
+		raftpb.MsgSnap, raftpb.MsgHeartbeat, raftpb.MsgHeartbeatResp,
+		raftpb.MsgTimeoutNow, raftpb.MsgProp:
+		return true
+	}
+	return false
+}
+
+// checkProposal decides whether a MsgProp a follower forwarded may be
+// appended: only with Config.AcceptProposal, only on the leader, only
+// normal entries with data, each accepted by AcceptProposal.
+func (c *Core) checkProposal(m raftpb.Message) error {
+	if c.cfg.AcceptProposal == nil {
+		return fmt.Errorf("%w: this peer takes no proposals from the network", ErrProposal)
+	}
+	if c.rn.BasicStatus().RaftState != raft.StateLeader {
+		return fmt.Errorf("%w: this peer does not lead", ErrProposal)
+	}
+	if len(m.Entries) == 0 {
+		return fmt.Errorf("%w: no entries", ErrProposal)
+	}
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
+			return fmt.Errorf("%w: entry of type %v with %d bytes", ErrProposal, e.Type, len(e.Data))
+		}
+		if err := c.cfg.AcceptProposal(m.From, e.Data); err != nil {
+			return fmt.Errorf("%w: %w", ErrProposal, err)
+		}
+	}
+	return nil
+}
+
+// Errors wrapped by Step for the messages it refuses; each is one Refusal.
+var (
+	// ErrMessageType: a type peers do not exchange (see peerType).
+	ErrMessageType = errors.New("consensus: message type not accepted from the network")
+	// ErrNotMember: the sender is not a member (voter or learner) of this
+	// peer's configuration, or claims to be this peer.
+	ErrNotMember = errors.New("consensus: message from a non-member")
+	// ErrProposal: a forwarded proposal that may not be appended.
+	ErrProposal = errors.New("consensus: proposal refused")
+	// ErrTimeoutNow: a MsgTimeoutNow not from the leader this peer
+	// follows, in its term.
+	ErrTimeoutNow = errors.New("consensus: MsgTimeoutNow not from the current leader")
+	// ErrPanic: raft panicked while stepping the message.
+	ErrPanic = errors.New("consensus: raft panicked on a message")
+)
+
+// Refusal is why Step refused a message, for counting.
+type Refusal int
+
+// Refusals, one per refusal error.
+const (
+	RefusedType       Refusal = iota // ErrMessageType
+	RefusedNonMember                 // ErrNotMember
+	RefusedProposal                  // ErrProposal
+	RefusedTimeoutNow                // ErrTimeoutNow
+	RefusedPanic                     // ErrPanic
+	NumRefusals                      // how many there are
+)
+
+// String returns the reason as a metric label: "type", "non_member",
+// "proposal", "timeout_now" or "panic".
+func (r Refusal) String() string {
+	switch r {
+	case RefusedType:
+		return "type"
+	case RefusedNonMember:
+		return "non_member"
+	case RefusedProposal:
+		return "proposal"
+	case RefusedTimeoutNow:
+		return "timeout_now"
+	case RefusedPanic:
+		return "panic"
+	}
+	return fmt.Sprintf("refusal(%d)", int(r))
+}
+
+// RefusalOf returns the reason of an error Step returned, and false for
+// errors that are not refusals (raft's own, such as a response from a peer
+// it does not track).
+func RefusalOf(err error) (Refusal, bool) {
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.Is(err, ErrMessageType):
+		return RefusedType, true
+	case errors.Is(err, ErrNotMember):
+		return RefusedNonMember, true
+	case errors.Is(err, ErrProposal):
+		return RefusedProposal, true
+	case errors.Is(err, ErrTimeoutNow):
+		return RefusedTimeoutNow, true
+	case errors.Is(err, ErrPanic):
+		return RefusedPanic, true
+	}
+	return 0, false
+}
+
+// knows reports whether id may talk to this peer: it is a voter or learner
+// of the applied configuration, or a change this peer has appended but not
+// yet applied adds it, or this peer has no configuration yet (it is joining
+// and waits for a leader to send it one).
 func (c *Core) knows(id uint64) bool {
 	if len(c.voters) == 0 && len(c.learners) == 0 {
 		return true
 	}
-	_, ok := slices.BinarySearch(c.voters, id)
-	if !ok {
-		_, ok = slices.BinarySearch(c.learners, id)
+	if _, ok := slices.BinarySearch(c.voters, id); ok {
+		return true
 	}
-	return ok
+	if _, ok := slices.BinarySearch(c.learners, id); ok {
+		return true
+	}
+	for _, a := range c.pendingAdds {
+		if a.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // Campaign makes this peer start an election now (tests and demos).
@@ -620,11 +906,15 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		c.setConf(rd.Snapshot.Metadata.ConfState)
+		c.forgetPendingAdds(rd.Snapshot.Metadata.Index)
 		c.appliedIndex = rd.Snapshot.Metadata.Index
 		c.snapshotIndex = rd.Snapshot.Metadata.Index
 		out.ConfChanged = true
 		out.Snapshot = &rd.Snapshot
 	}
+	// Members the appended changes add may talk to this peer from now on
+	// (a leader whose addition this peer has not applied yet).
+	c.notePendingAdds(rd.Entries)
 	if len(rd.Messages) > 0 {
 		send(rd.Messages)
 	}
@@ -634,21 +924,12 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	for _, e := range rd.CommittedEntries {
 		switch e.Type {
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
-			var cc raftpb.ConfChangeI
-			if e.Type == raftpb.EntryConfChange {
-				var v1 raftpb.ConfChange
-				if err := v1.Unmarshal(e.Data); err != nil {
-					return out, fmt.Errorf("%w: conf change at %d: %w", ErrStorage, e.Index, err)
-				}
-				cc = v1
-			} else {
-				var v2 raftpb.ConfChangeV2
-				if err := v2.Unmarshal(e.Data); err != nil {
-					return out, fmt.Errorf("%w: conf change at %d: %w", ErrStorage, e.Index, err)
-				}
-				cc = v2
+			cc, err := decodeConfChange(e)
+			if err != nil {
+				return out, fmt.Errorf("%w: conf change at %d: %w", ErrStorage, e.Index, err)
 			}
 			c.setConf(*c.rn.ApplyConfChange(cc))
+			c.forgetPendingAdds(e.Index)
 			out.ConfChanged = true
 			out.Entries = append(out.Entries, e)
 		case raftpb.EntryNormal:
@@ -668,6 +949,9 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 		}
 		c.appliedIndex = e.Index
 	}
+	// A pending change whose index is now applied either was applied above
+	// or was overwritten by a new leader before it committed.
+	c.forgetPendingAdds(c.appliedIndex)
 	if len(c.appended) > 0 && len(rd.CommittedEntries) > 0 {
 		c.noteApplied(rd.CommittedEntries[len(rd.CommittedEntries)-1].Index)
 	}

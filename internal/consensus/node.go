@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -11,7 +12,10 @@ import (
 )
 
 // Sender delivers raft messages to other peers. Send must not block: a
-// message that cannot be queued is dropped (raft retransmits).
+// message that cannot be queued is dropped (raft retransmits). For every
+// MsgSnap it is given, the Sender (or its owner) must call
+// Node.ReportSnapshot exactly once, when the snapshot was written out or
+// dropped: until then raft sends that follower nothing but heartbeats.
 type Sender interface {
 	Send(msgs []raftpb.Message)
 }
@@ -24,9 +28,16 @@ type NodeConfig struct {
 	// Transport sends this peer's messages.
 	Transport Sender
 	// OnView is called on the Node's goroutine after every tick and every
-	// change of the view, with the clock time it was taken at. It must not
+	// change of the view, with the clock time it was taken at. A view in
+	// which the lease shrank or the role left Leader is published before
+	// the messages of the same Ready are handed to the Transport (they may
+	// let another peer lead: a MsgTimeoutNow, a granted vote). It must not
 	// block. It may be nil.
 	OnView func(v View, now time.Duration)
+	// OnRefused is called on the Node's goroutine for every received
+	// message Core.Step refused (after it is counted), with the refusal
+	// error (see RefusalOf). It must not block. It may be nil.
+	OnRefused func(m raftpb.Message, reason Refusal, err error)
 	// OnApply is called on the Node's goroutine with newly committed
 	// entries. It may be nil.
 	OnApply func(Applied)
@@ -50,10 +61,21 @@ type Node struct {
 	done    chan struct{}
 	stopped chan struct{}
 
-	initial  View
-	snapSent []uint64 // snapshots handed to the transport in this Ready
+	initial View
+	last    View // the last view published (Run's goroutine only)
+
+	// Snapshot outcomes reported by the transport, waiting for the loop.
+	snapMu      sync.Mutex
+	snapReports []snapReport
+	snapReady   chan struct{} // capacity 1: snapReports is not empty
 
 	dropped atomic.Uint64
+	refused [NumRefusals]atomic.Uint64
+}
+
+type snapReport struct {
+	to uint64
+	ok bool
 }
 
 type call struct {
@@ -80,13 +102,14 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		cfg.InboxSize = 4096
 	}
 	n := &Node{
-		cfg:     cfg,
-		base:    time.Now(),
-		inbox:   make(chan raftpb.Message, cfg.InboxSize),
-		unreach: make(chan uint64, 64),
-		calls:   make(chan call),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		cfg:       cfg,
+		base:      time.Now(),
+		inbox:     make(chan raftpb.Message, cfg.InboxSize),
+		unreach:   make(chan uint64, 64),
+		calls:     make(chan call),
+		snapReady: make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		stopped:   make(chan struct{}),
 	}
 	if cfg.Core.Now == nil {
 		cfg.Core.Now = func() time.Duration { return time.Since(n.base) + time.Second }
@@ -130,6 +153,43 @@ func (n *Node) Deliver(m raftpb.Message) {
 // was full.
 func (n *Node) Dropped() uint64 { return n.dropped.Load() }
 
+// Queued is the number of received messages waiting in the inbox.
+func (n *Node) Queued() int { return len(n.inbox) }
+
+// Refused is the number of received messages Core.Step refused for reason
+// r. It reads an atomic counter and does not allocate.
+func (n *Node) Refused(r Refusal) uint64 {
+	if r < 0 || r >= NumRefusals {
+		return 0
+	}
+	return n.refused[r].Load()
+}
+
+// ReportSnapshot tells raft whether the snapshot the Node sent to peer id
+// (a MsgSnap handed to the Sender) was written out (ok) or dropped. It
+// never blocks and is safe for concurrent use; reports are never lost
+// while the Node runs.
+func (n *Node) ReportSnapshot(id uint64, ok bool) {
+	n.snapMu.Lock()
+	n.snapReports = append(n.snapReports, snapReport{to: id, ok: ok})
+	n.snapMu.Unlock()
+	select {
+	case n.snapReady <- struct{}{}:
+	default:
+	}
+}
+
+// reportSnapshots hands the queued snapshot outcomes to the core.
+func (n *Node) reportSnapshots() {
+	n.snapMu.Lock()
+	reports := n.snapReports
+	n.snapReports = nil
+	n.snapMu.Unlock()
+	for _, r := range reports {
+		n.core.ReportSnapshot(r.to, r.ok)
+	}
+}
+
 // ReportUnreachable tells the core that messages to id are not getting
 // through. It never blocks.
 func (n *Node) ReportUnreachable(id uint64) {
@@ -169,8 +229,7 @@ func (n *Node) Run(ctx context.Context) error {
 	tick := n.cfg.Core.TickInterval
 	timer := time.NewTimer(tick)
 	defer timer.Stop()
-	last := n.core.View()
-	n.emit(last)
+	n.publish(n.core.View())
 	for {
 		ticked := false
 		// A Do call is answered after its effect is processed and
@@ -199,6 +258,8 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		case id := <-n.unreach:
 			n.core.ReportUnreachable(id)
+		case <-n.snapReady:
+			n.reportSnapshots()
 		case c := <-n.calls:
 			reply, replyErr = c.res, c.fn(n.core)
 		}
@@ -206,10 +267,8 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 		v := n.core.View()
-		changed := !v.Equal(last)
-		if changed || ticked || reply != nil {
-			last = v
-			n.emit(v)
+		if ticked || reply != nil || !v.Equal(n.last) {
+			n.publish(v)
 		}
 		if reply != nil {
 			reply <- replyErr
@@ -218,12 +277,29 @@ func (n *Node) Run(ctx context.Context) error {
 }
 
 func (n *Node) step(m raftpb.Message) {
-	if err := n.core.Step(m); err != nil {
+	err := n.core.Step(m)
+	if err == nil {
+		return
+	}
+	r, ok := RefusalOf(err)
+	if !ok {
 		n.cfg.Core.Logger.Debug("raft step", "type", m.Type.String(), "from", m.From, "err", err)
+		return
+	}
+	n.refused[r].Add(1)
+	if r == RefusedPanic {
+		n.cfg.Core.Logger.Warn("raft message refused", "reason", r.String(), "type", m.Type.String(), "from", m.From, "err", err)
+	} else {
+		n.cfg.Core.Logger.Debug("raft message refused", "reason", r.String(), "type", m.Type.String(), "from", m.From, "err", err)
+	}
+	if n.cfg.OnRefused != nil {
+		n.cfg.OnRefused(m, r, err)
 	}
 }
 
-func (n *Node) emit(v View) {
+// publish hands v to OnView and remembers it as the last published view.
+func (n *Node) publish(v View) {
+	n.last = v
 	if n.cfg.OnView != nil {
 		n.cfg.OnView(v, n.Now())
 	}
@@ -236,12 +312,6 @@ func (n *Node) process() error {
 			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
 			return err
 		}
-		for _, id := range n.snapSent {
-			// The transport has taken it; if it never arrives the follower
-			// stays behind and raft sends a new one.
-			n.core.ReportSnapshot(id, true)
-		}
-		n.snapSent = n.snapSent[:0]
 		if n.cfg.OnApply != nil && (len(applied.Entries) > 0 || applied.ConfChanged || applied.Snapshot != nil) {
 			n.cfg.OnApply(applied)
 		}
@@ -270,11 +340,17 @@ func (n *Node) snapshotData() []byte {
 	return n.cfg.SnapshotData()
 }
 
+// send runs inside Core.Process, after the Ready's state is persisted and
+// the core's view updated. When that view lost the lease the last
+// published one had (a transfer began, or this leader stepped down for a
+// higher term), it is published first: the messages may let another peer
+// lead at once (MsgTimeoutNow, a granted vote), and IsLeader must say no
+// here before it can say yes there.
 func (n *Node) send(msgs []raftpb.Message) {
-	n.cfg.Transport.Send(msgs)
-	for _, m := range msgs {
-		if m.Type == raftpb.MsgSnap {
-			n.snapSent = append(n.snapSent, m.To)
+	if n.last.Role == Leader && n.last.LeaseUntil > 0 {
+		if v := n.core.View(); v.Role != Leader || v.LeaseUntil < n.last.LeaseUntil {
+			n.publish(v)
 		}
 	}
+	n.cfg.Transport.Send(msgs)
 }

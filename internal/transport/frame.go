@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 const (
@@ -121,13 +124,59 @@ const frameGrowth = 64 << 10
 // progress within timeout, or next fails with errFrameStalled. Deadlines
 // are only set for frames that are not already buffered, so the common
 // small frame costs no timer.
+//
+// A frame above limit, up to snapLimit, is read only if its payload starts
+// as a MsgSnap's encoding does (the caller checks that it decodes to one)
+// and one of the slots that large counts is free; the slot is held until
+// release.
 type frameReader struct {
-	r       *bufio.Reader
-	conn    net.Conn
-	limit   int
-	timeout time.Duration
-	buf     []byte // reused between frames (up to maxRetainedBuffer)
-	armed   bool   // a read deadline is set on conn
+	r         *bufio.Reader
+	conn      net.Conn
+	limit     int
+	snapLimit int           // limit for a MsgSnap frame; 0: limit
+	large     *atomic.Int32 // large frames being read, shared by the streams; nil: none allowed
+	timeout   time.Duration
+	buf       []byte // reused between frames (up to maxRetainedBuffer)
+	armed     bool   // a read deadline is set on conn
+	holding   bool   // this reader holds a large-frame slot
+}
+
+// snapPrefix is how an encoded MsgSnap starts: field 1 (type), varint 7.
+// raftpb encodes the fields in order, the type first, always.
+var snapPrefix = [2]byte{1<<3 | 0, byte(raftpb.MsgSnap)}
+
+// release gives back the large-frame slot, if this reader holds one.
+func (f *frameReader) release() {
+	if f.holding {
+		f.holding = false
+		f.large.Add(-1)
+	}
+}
+
+// admitLarge decides whether a frame of n > limit bytes may be read.
+func (f *frameReader) admitLarge(n int) error {
+	tooLarge := fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, f.limit)
+	if f.large == nil || n > f.snapLimit {
+		return tooLarge
+	}
+	if f.r.Buffered() < len(snapPrefix) {
+		if err := f.arm(); err != nil {
+			return err
+		}
+	}
+	p, err := f.r.Peek(len(snapPrefix))
+	if err != nil {
+		return f.stalled(err)
+	}
+	if [2]byte(p) != snapPrefix {
+		return tooLarge
+	}
+	if f.large.Add(1) > maxLargeFrames {
+		f.large.Add(-1)
+		return fmt.Errorf("%w: %d bytes, and %d frames above %d bytes are being received already", errFrameTooLarge, n, maxLargeFrames, f.limit)
+	}
+	f.holding = true
+	return nil
 }
 
 // next returns the next frame's payload; it is valid until the next call.
@@ -177,7 +226,9 @@ func (f *frameReader) read() ([]byte, error) {
 	}
 	n := int(binary.BigEndian.Uint32(hdr[:]))
 	if uint64(n) > uint64(f.limit) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, f.limit)
+		if err := f.admitLarge(n); err != nil {
+			return nil, err
+		}
 	}
 	if f.r.Buffered() >= n {
 		// Fast path: the whole frame is here.

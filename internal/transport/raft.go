@@ -26,12 +26,16 @@ const RaftPreamble = "QCRAFT1\n"
 
 // Defaults for the zero fields of [Config].
 const (
-	DefaultQueueSize    = 4096                  // messages per peer
-	DefaultMaxFrameSize = 8 << 20               // bytes (8 MiB)
-	DefaultDialTimeout  = time.Second           // per dial
-	DefaultMinBackoff   = 10 * time.Millisecond // first reconnect delay
-	DefaultMaxBackoff   = time.Second           // longest reconnect delay
-	DefaultFrameTimeout = 10 * time.Second      // a started frame's longest stall
+	DefaultQueueSize    = 4096    // messages per peer
+	DefaultMaxFrameSize = 8 << 20 // bytes (8 MiB)
+	// DefaultMaxSnapshotFrameSize: 64 MiB holds QCluster's registry of
+	// about a thousand members that each carry the largest metadata
+	// (64 KiB); 200 such members take 13 MB.
+	DefaultMaxSnapshotFrameSize = 64 << 20
+	DefaultDialTimeout          = time.Second           // per dial
+	DefaultMinBackoff           = 10 * time.Millisecond // first reconnect delay
+	DefaultMaxBackoff           = time.Second           // longest reconnect delay
+	DefaultFrameTimeout         = 10 * time.Second      // a started frame's longest stall
 )
 
 const (
@@ -47,6 +51,15 @@ const (
 	// maxRetainedBuffer: scratch buffers larger than this are not kept
 	// between messages.
 	maxRetainedBuffer = 1 << 20
+	// writeChunk: frames larger than this are written in pieces of this
+	// size, each with its write deadline pushed on (a snapshot of many
+	// megabytes may take longer than writeTimeout on a slow link, as long
+	// as it progresses).
+	writeChunk = 256 << 10
+	// maxLargeFrames bounds how many inbound frames larger than
+	// MaxFrameSize (snapshots) are received at once, over all streams: a
+	// leader sends one snapshot to a follower at a time.
+	maxLargeFrames = 2
 )
 
 // Config configures a [Transport].
@@ -71,12 +84,29 @@ type Config struct {
 	// QueueSize is the per-peer outbound queue length in messages
 	// (default 4096). When the queue is full, Send drops the message.
 	QueueSize int
-	// MaxFrameSize bounds a frame's payload (default 8 MiB). A larger
-	// incoming length prefix closes the connection without allocating (and
-	// counts in Refusals.FrameTooLarge); a larger outbound message is
-	// dropped. The receive buffer of a frame grows with the bytes that
-	// actually arrive, not with the length its prefix claims.
+	// MaxFrameSize bounds a frame's payload (default 8 MiB), except for
+	// snapshots (MaxSnapshotFrameSize). A larger incoming length prefix
+	// closes the connection without allocating (and counts in
+	// Refusals.FrameTooLarge); a larger outbound message is dropped. The
+	// receive buffer of a frame grows with the bytes that actually arrive,
+	// not with the length its prefix claims.
 	MaxFrameSize int
+	// MaxSnapshotFrameSize bounds the payload of a frame that carries a
+	// MsgSnap (default 64 MiB; never less than MaxFrameSize). A frame
+	// above MaxFrameSize is read only if its payload starts as a MsgSnap's
+	// encoding does and decodes to one, and only two such frames are read
+	// at a time over all streams (others close their stream and count in
+	// Refusals.FrameTooLarge), so the memory they take is bounded.
+	MaxSnapshotFrameSize int
+	// SnapshotStatus, if non-nil, is told the outcome of every MsgSnap
+	// passed to Send, exactly once: ok when the frame was written and
+	// flushed to the peer's connection, not ok when it was dropped (filter,
+	// unknown or unreachable peer, full queue, too large, failed write,
+	// peer removed, Transport closed). It is called with no Transport
+	// lock held, from Send or from a writer goroutine, and must not block.
+	// The raft node needs it: raft sends a follower nothing but
+	// heartbeats until it learns the outcome of its snapshot.
+	SnapshotStatus func(to uint64, ok bool)
 	// FrameTimeout bounds how long an inbound frame that has started may
 	// go without progress before its stream is closed (and counted in
 	// Refusals.Stalled): a peer that announces a frame and stops sending
@@ -109,6 +139,14 @@ type Config struct {
 	// node ID (QCluster's NodeID); required with TLS. Without TLS, it is
 	// still used to check inbound streams that happen to be TLS.
 	NodeID func(identifier string) uint64
+	// Identifier, if non-nil, returns the identifier of a member's node ID
+	// (false for an ID that is no member, such as a peer joining). A peer
+	// certificate is then checked against a member's identifier by
+	// string: its identifier must be that one, not merely one whose
+	// NodeID (a 64-bit hash, which can be made to collide) is the same.
+	// Only for an ID it does not know does the check fall back to NodeID.
+	// It is called on every stream (re)connect and must be cheap.
+	Identifier func(id uint64) (string, bool)
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
 }
@@ -200,7 +238,8 @@ type Transport struct {
 	sent, received, dropped typeCounters
 	refused                 refusalCounters
 	closing                 atomic.Bool
-	clientTLS               *tls.Config // Config.TLS offering ALPNPeer; nil without TLS
+	largeFrames             atomic.Int32 // inbound frames above MaxFrameSize being read
+	clientTLS               *tls.Config  // Config.TLS offering ALPNPeer; nil without TLS
 
 	mu      sync.RWMutex
 	closed  bool
@@ -232,6 +271,10 @@ func New(cfg Config) *Transport {
 	if cfg.MaxFrameSize <= 0 {
 		cfg.MaxFrameSize = DefaultMaxFrameSize
 	}
+	if cfg.MaxSnapshotFrameSize <= 0 {
+		cfg.MaxSnapshotFrameSize = DefaultMaxSnapshotFrameSize
+	}
+	cfg.MaxSnapshotFrameSize = max(cfg.MaxSnapshotFrameSize, cfg.MaxFrameSize)
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
@@ -426,7 +469,7 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 	for i := range msgs {
 		m := &msgs[i]
 		if f != nil && !(*f)(*m, Outbound) {
-			t.dropped.add(m.Type, 1)
+			t.drop(m)
 			continue
 		}
 		t.mu.RLock()
@@ -434,24 +477,58 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 		t.mu.RUnlock()
 		switch {
 		case closed:
-			t.dropped.add(m.Type, 1)
+			t.drop(m)
 		case p == nil:
-			t.dropped.add(m.Type, 1)
+			t.drop(m)
 			if t.cfg.Unreachable != nil {
 				t.cfg.Unreachable(m.To)
 			}
 		case p.down.Load():
-			t.dropped.add(m.Type, 1)
+			t.drop(m)
 			p.reportUnreachable()
 		default:
 			select {
 			case p.queue <- *m:
 			default:
-				t.dropped.add(m.Type, 1)
+				t.drop(m)
 				p.reportUnreachable()
 			}
 		}
 	}
+}
+
+// drop counts m as dropped and, for a snapshot, reports its failure.
+func (t *Transport) drop(m *raftpb.Message) {
+	t.dropped.add(m.Type, 1)
+	if m.Type == raftpb.MsgSnap {
+		t.snapshotDone(m.To, false)
+	}
+}
+
+// snapshotDone reports the outcome of a MsgSnap to Config.SnapshotStatus.
+func (t *Transport) snapshotDone(to uint64, ok bool) {
+	if t.cfg.SnapshotStatus != nil {
+		t.cfg.SnapshotStatus(to, ok)
+	}
+}
+
+// CloseInbound closes the newest inbound stream from node id, if any (the
+// one its messages are arriving on): its owner found something wrong in
+// them. The peer may connect again. It never blocks: the connection is
+// closed on a goroutine of the Transport.
+func (t *Transport) CloseInbound(id uint64) {
+	t.mu.Lock()
+	c := t.latest[id]
+	if c == nil || t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.wg.Done()
+		c.Close() // a TLS close_notify may wait for the network
+	}()
 }
 
 // Close stops the Transport: it stops every writer, closes every outbound
@@ -532,7 +609,9 @@ func (t *Transport) HandleStream(conn net.Conn) {
 		return
 	}
 
-	fr := frameReader{r: r, conn: conn, limit: t.cfg.MaxFrameSize, timeout: t.cfg.FrameTimeout}
+	fr := frameReader{r: r, conn: conn, limit: t.cfg.MaxFrameSize, snapLimit: t.cfg.MaxSnapshotFrameSize,
+		large: &t.largeFrames, timeout: t.cfg.FrameTimeout}
+	defer fr.release()
 	for {
 		p, err := fr.next()
 		if err != nil {
@@ -555,12 +634,19 @@ func (t *Transport) HandleStream(conn net.Conn) {
 			log.Warn("raft stream closed: bad message", "err", err)
 			return
 		}
+		if len(p) > t.cfg.MaxFrameSize && m.Type != raftpb.MsgSnap {
+			// Its first bytes said MsgSnap, a later field said otherwise.
+			t.refused.frameTooLarge.Add(1)
+			log.Warn("raft stream closed: oversized frame", "type", m.Type, "size", len(p), "limit", t.cfg.MaxFrameSize)
+			return
+		}
 		if m.From != h.From || m.To != t.cfg.LocalID {
 			t.refused.badMessage.Add(1)
 			log.Warn("raft stream closed: misaddressed message", "from", m.From, "to", m.To)
 			return
 		}
 		fr.recycle(p)
+		fr.release()
 		if f := t.filter.Load(); f != nil && !(*f)(m, Inbound) {
 			t.dropped.add(m.Type, 1)
 			continue
@@ -600,9 +686,27 @@ func (t *Transport) authenticate(conn net.Conn, from uint64) error {
 		t.refused.unauthenticated.Add(1)
 		return err
 	}
-	if got := t.cfg.NodeID(id.Identifier); got != from {
+	if err := t.checkIdentity(id.Identifier, from); err != nil {
 		t.refused.wrongIdentity.Add(1)
-		return fmt.Errorf("%w: certificate names %q (node %d), hello claims node %d", pki.ErrIdentityMismatch, id.Identifier, got, from)
+		return fmt.Errorf("%w: hello claims node %d", err, from)
+	}
+	return nil
+}
+
+// checkIdentity checks that a certificate naming identifier belongs to
+// node id: for a member (Config.Identifier knows id), the identifiers must
+// be equal; for another node, identifier's NodeID must be id.
+func (t *Transport) checkIdentity(identifier string, id uint64) error {
+	if t.cfg.Identifier != nil {
+		if want, ok := t.cfg.Identifier(id); ok {
+			if identifier != want {
+				return fmt.Errorf("%w: certificate names %q, node %d is member %q", pki.ErrIdentityMismatch, identifier, id, want)
+			}
+			return nil
+		}
+	}
+	if got := t.cfg.NodeID(identifier); got != id {
+		return fmt.Errorf("%w: certificate names %q (node %d), not node %d", pki.ErrIdentityMismatch, identifier, got, id)
 	}
 	return nil
 }
@@ -698,6 +802,7 @@ func (p *peer) reportUnreachable() {
 // run is the peer's writer goroutine: connect, stream, back off, repeat.
 func (p *peer) run() {
 	defer p.t.wg.Done()
+	defer p.drain() // removed or closed: what is queued is dropped
 	minB, maxB := p.t.cfg.MinBackoff, p.t.cfg.MaxBackoff
 	backoff := minB
 	for p.ctx.Err() == nil {
@@ -769,8 +874,8 @@ func (p *peer) dial(addr string) (net.Conn, error) {
 	}
 	id, err := pki.PeerIdentity(tc.ConnectionState())
 	if err == nil {
-		if got := p.t.cfg.NodeID(id.Identifier); got != p.id {
-			err = fmt.Errorf("%w: %s is at %s, its certificate names %q (node %d)", pki.ErrIdentityMismatch, nodeName(p.id), addr, id.Identifier, got)
+		if ierr := p.t.checkIdentity(id.Identifier, p.id); ierr != nil {
+			err = fmt.Errorf("%s is at %s: %w", nodeName(p.id), addr, ierr)
 		}
 	}
 	if err != nil {
@@ -800,7 +905,7 @@ func (p *peer) drain() {
 	for {
 		select {
 		case m := <-p.queue:
-			p.t.dropped.add(m.Type, 1)
+			p.t.drop(&m)
 		default:
 			return
 		}
@@ -836,7 +941,8 @@ func (p *peer) stream(conn net.Conn) error {
 		<-broken
 	}()
 
-	w := frameWriter{conn: conn, bw: bufio.NewWriterSize(conn, writeBufferSize), max: p.t.cfg.MaxFrameSize}
+	w := frameWriter{conn: conn, bw: bufio.NewWriterSize(conn, writeBufferSize), max: p.t.cfg.MaxFrameSize,
+		snapMax: p.t.cfg.MaxSnapshotFrameSize}
 	w.refreshDeadline()
 	w.bw.WriteString(RaftPreamble)
 	w.bw.Write(appendHelloFrame(w.bw.AvailableBuffer(), hello{
@@ -846,6 +952,15 @@ func (p *peer) stream(conn net.Conn) error {
 		return err
 	}
 	var batch batchCounts
+	// snaps counts the batch's snapshots, whose outcome is reported once
+	// the batch is flushed or has failed.
+	snaps := 0
+	fail := func() {
+		batch.addTo(&p.t.dropped)
+		for ; snaps > 0; snaps-- {
+			p.t.snapshotDone(p.id, false)
+		}
+	}
 	for {
 		select {
 		case <-p.ctx.Done():
@@ -861,19 +976,23 @@ func (p *peer) stream(conn net.Conn) error {
 			// The batch's messages by type: sent once flushed, dropped
 			// if the connection fails first.
 			batch = batchCounts{}
+			snaps = 0
 			dropped := 0
 			for {
 				ok, err := w.write(&m)
-				if err != nil {
+				if ok || err != nil {
 					batch[slot(m.Type)]++
-					batch.addTo(&p.t.dropped)
+					if m.Type == raftpb.MsgSnap {
+						snaps++
+					}
+				}
+				if err != nil {
+					fail()
 					return err
 				}
-				if ok {
-					batch[slot(m.Type)]++
-				} else {
+				if !ok {
 					dropped++
-					p.t.dropped.add(m.Type, 1)
+					p.t.drop(&m)
 					p.log.Warn("dropped unencodable or oversized raft message", "type", m.Type, "size", m.Size())
 				}
 				var more bool
@@ -890,10 +1009,13 @@ func (p *peer) stream(conn net.Conn) error {
 			}
 			w.refreshDeadline()
 			if err := w.bw.Flush(); err != nil {
-				batch.addTo(&p.t.dropped)
+				fail()
 				return err
 			}
 			batch.addTo(&p.t.sent)
+			for ; snaps > 0; snaps-- {
+				p.t.snapshotDone(p.id, true)
+			}
 		}
 	}
 }
@@ -903,7 +1025,8 @@ func (p *peer) stream(conn net.Conn) error {
 type frameWriter struct {
 	conn    net.Conn
 	bw      *bufio.Writer
-	max     int
+	max     int // payload limit
+	snapMax int // payload limit of a MsgSnap
 	scratch []byte
 	setAt   time.Time
 }
@@ -925,7 +1048,7 @@ func (w *frameWriter) refreshDeadline() {
 // error is a write error on the connection.
 func (w *frameWriter) write(m *raftpb.Message) (bool, error) {
 	size := m.Size()
-	if size > w.max {
+	if size > w.max && (m.Type != raftpb.MsgSnap || size > w.snapMax) {
 		return false, nil
 	}
 	need := frameHeaderSize + size
@@ -942,8 +1065,13 @@ func (w *frameWriter) write(m *raftpb.Message) (bool, error) {
 	if _, err := m.MarshalToSizedBuffer(b[frameHeaderSize:]); err != nil {
 		return false, nil
 	}
-	w.refreshDeadline()
-	_, err := w.bw.Write(b)
+	var err error
+	for len(b) > 0 && err == nil {
+		n := min(len(b), writeChunk)
+		w.refreshDeadline()
+		_, err = w.bw.Write(b[:n])
+		b = b[n:]
+	}
 	if cap(w.scratch) > maxRetainedBuffer {
 		w.scratch = nil
 	}

@@ -1,0 +1,67 @@
+package qcluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/transport"
+)
+
+// What the raft input path lets in, beyond what package consensus refuses
+// by itself (see its package doc): the proposals a leader appends for a
+// follower, and the identity a member's certificate must name.
+
+// errForeignProposal: a follower forwarded a proposal it may not make.
+var errForeignProposal = errors.New("a member may only propose its own metadata")
+
+// acceptProposal decides, on the leader, whether an entry that the member
+// from forwarded may be appended to the log. The only entry a follower
+// proposes is its own metadata (SetMetadata, and the registry loop that
+// reconciles it): a registry entry {"op":"metadata"} whose identifier is
+// the sender's, within MaxMetadataSize. Membership changes are proposed
+// on the leader only.
+func (c *Cluster) acceptProposal(from uint64, data []byte) error {
+	if len(data) < 2 || data[0] != regEntryPrefix {
+		return fmt.Errorf("%w: not a registry entry", errForeignProposal)
+	}
+	var re regEntry
+	if err := json.Unmarshal(data[1:], &re); err != nil {
+		return fmt.Errorf("%w: registry entry: %w", errForeignProposal, err)
+	}
+	if re.Op != "metadata" {
+		return fmt.Errorf("%w: registry operation %q", errForeignProposal, re.Op)
+	}
+	p, ok := c.reg.Load().members[from]
+	if !ok || p.Identifier != re.Identifier {
+		return fmt.Errorf("%w: node %x proposed metadata for %q", errForeignProposal, from, re.Identifier)
+	}
+	if _, err := encodeMetadata(re.Metadata); err != nil {
+		return err
+	}
+	return nil
+}
+
+// onRaftRefused runs on the node goroutine for every raft message the core
+// refused (counted there, exported as qcluster_raft_messages_refused_total).
+// A message that made raft panic closes the stream it came on: a peer that
+// sends such bytes is broken or hostile, and its later messages are suspect
+// too (a genuine peer reconnects).
+func onRaftRefused(tr *transport.Transport, m raftpb.Message, r consensus.Refusal) {
+	if r == consensus.RefusedPanic && tr != nil {
+		tr.CloseInbound(m.From)
+	}
+}
+
+// memberIdentifier returns the identifier of the member with node ID id
+// (for the transport: a member's certificate must name exactly it).
+func (c *Cluster) memberIdentifier(id uint64) (string, bool) {
+	p, ok := c.reg.Load().members[id]
+	if !ok {
+		return "", false
+	}
+	return p.Identifier, true
+}
