@@ -371,3 +371,61 @@ func TestConnState(t *testing.T) {
 		t.Error("TLS behind replay not found")
 	}
 }
+
+// TestTLSIdentityComparedByIdentifier: a member's certificate must name
+// that member's identifier exactly. NodeID is a 64-bit hash that can be
+// made to collide: here "evil" and "evil2" map to the node IDs of members
+// "1" and "2", yet their certificates are refused, inbound and outbound.
+// A node that is no member yet (a joiner) is still checked by NodeID.
+func TestTLSIdentityComparedByIdentifier(t *testing.T) {
+	p := newTestPKI(t)
+	collide := func(identifier string) uint64 {
+		switch identifier {
+		case "evil":
+			return 1
+		case "evil2":
+			return 2
+		}
+		return testNodeID(identifier)
+	}
+	members := func(id uint64) (string, bool) {
+		if id == 1 || id == 2 {
+			return strconv.FormatUint(id, 10), true
+		}
+		return "", false
+	}
+	withIDs := func(c *Config) { c.NodeID, c.Identifier = collide, members }
+	b := startTLSNode(t, p, 2, nil, MuxOptions{}, withIDs)
+
+	// Inbound: "evil" claims to be member 1.
+	imp := startTLSNode(t, p, 1, p.creds(t, "evil"), MuxOptions{}, withIDs)
+	imp.tr.SetPeer(2, b.addr())
+	for i := uint64(1); b.tr.Refusals().WrongIdentity == 0; i++ {
+		if i > 2000 {
+			t.Fatal("the certificate of \"evil\" was not refused as member 1")
+		}
+		imp.tr.Send([]raftpb.Message{msg(1, 2, i)})
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !b.logs.contains(`node 1 is member "1"`) {
+		t.Error("refusal not logged with the member's identifier")
+	}
+
+	// Outbound: member 1 dials member 2's address, where "evil2" answers.
+	evil2 := startTLSNode(t, p, 2, p.creds(t, "evil2"), MuxOptions{}, withIDs)
+	a := startTLSNode(t, p, 1, nil, MuxOptions{}, withIDs)
+	a.tr.SetPeer(2, evil2.addr())
+	a.tr.Send([]raftpb.Message{msg(1, 2, 1)})
+	eventually(t, "a to refuse the certificate of \"evil2\"", func() bool { return a.tr.Refusals().DialFailed > 0 })
+	if b.in.len() != 0 || evil2.in.len() != 0 {
+		t.Errorf("messages delivered: %d to b, %d to evil2", b.in.len(), evil2.in.len())
+	}
+
+	// A joiner, no member yet, with a certificate for its own identifier.
+	j := startTLSNode(t, p, 5, nil, MuxOptions{}, withIDs)
+	j.tr.SetPeer(2, b.addr())
+	sendUntil(t, j, b, 1)
+	// And member 1 itself.
+	a.tr.SetPeer(2, b.addr())
+	sendUntil(t, a, b, 1)
+}
