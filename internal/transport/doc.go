@@ -30,9 +30,11 @@
 // anything else to the HTTP listener as a *tls.Conn. With [Config.TLS] the
 // Transport dials TLS, checks that the server's certificate names the peer
 // it meant to reach, and accepts an inbound stream only if the client
-// certificate names the node its hello claims ([Config.NodeID] maps a
-// certificate's identifier to a node ID). The stream format is the same
-// with and without TLS.
+// certificate names the node its hello claims. For a member, whose
+// identifier [Config.Identifier] knows, the certificate must name exactly
+// that identifier; only for another node (one joining) is the
+// certificate's identifier mapped to a node ID with [Config.NodeID], a
+// 64-bit hash. The stream format is the same with and without TLS.
 //
 // Without TLS, the hello's cluster name (compared exactly: an empty name
 // only matches an empty name) keeps two clusters on one network from
@@ -43,8 +45,9 @@
 // 64), the TLS handshake and preamble deadline
 // ([MuxOptions.PreambleTimeout], 5s), the hello deadline (5s), the frame
 // size ([Config.MaxFrameSize], 8 MiB, with a receive buffer that grows
-// only as bytes arrive) and the stall of a started frame
-// ([Config.FrameTimeout], 10s).
+// only as bytes arrive; a MsgSnap may take [Config.MaxSnapshotFrameSize],
+// 64 MiB, two such frames at a time over all streams) and the stall of a
+// started frame ([Config.FrameTimeout], 10s).
 //
 // Neither part holds global state.
 package transport
