@@ -126,9 +126,31 @@ func TestMasterlessStartOrderContactLast(t *testing.T) {
 		tc.cfgs = append(tc.cfgs, cfg)
 		tc.peers = append(tc.peers, nil)
 	}
+	// The 29 start together (as agents started by one command would).
+	t0 := time.Now()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
 	for i := 1; i < n; i++ {
-		tc.start(i, lns[i])
+		cfg := tc.cfgs[i]
+		cfg.Listener = lns[i]
+		c, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.peers[i] = c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Start(context.Background())
+		}()
 	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start w%02d: %v", i+1, err)
+		}
+	}
+	t.Logf("29 peers started in %v", time.Since(t0).Round(time.Millisecond))
 	// Every early peer tells why its first join failed, once at Warn.
 	const warnMsg = "gossip: cannot reach any seed yet"
 	waitFor(t, 30*time.Second, "every early peer to log its failed join", func() bool {
