@@ -194,7 +194,7 @@ func (c *Cluster) membershipTimeout() time.Duration { return 3*c.retryEvery() + 
 func toAPIError(err error) error {
 	for _, m := range []struct{ sdk, api error }{
 		{ErrInvalidMember, api.ErrInvalid}, {ErrInvalidMetadata, api.ErrInvalid},
-		{ErrConflict, api.ErrConflict}, {ErrWrongCluster, api.ErrWrongCluster},
+		{ErrWouldLoseQuorum, api.ErrWouldLoseQuorum}, {ErrConflict, api.ErrConflict}, {ErrWrongCluster, api.ErrWrongCluster},
 		{ErrNoLeader, api.ErrNoLeader}, {ErrMasterless, api.ErrMasterless},
 		{ErrUnknownPeer, api.ErrUnknownPeer}, {ErrNotLeader, api.ErrNotLeader},
 		{ErrClosed, api.ErrUnavailable}, {ErrNotStarted, api.ErrUnavailable},

@@ -215,10 +215,12 @@ type Config struct {
 	// a member that gossip has reported dead (or left) for this long, so
 	// that a permanently lost member stops counting toward the majority.
 	// The leader never removes below MinVoters voters. Trade-off: a member
-	// that was only partitioned away for longer than this is removed too
-	// and must join again (its restart does that when its config names a
-	// live peer); too short a timeout turns a network blip into
-	// membership churn. Default: 0 (never remove automatically).
+	// that was only down or partitioned away for longer than this is
+	// removed too and must join again: it does so by itself, keeping its
+	// data, once it finds (on restart, or when the partition heals) that
+	// the members it knows follow a leader without it; too short a timeout
+	// turns a network blip into membership churn. Default: 0 (never remove
+	// automatically).
 	DeadMemberTimeout Duration `json:"dead_member_timeout,omitempty"`
 
 	// MinVoters is the number of voters automatic removal of dead members

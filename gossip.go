@@ -2,10 +2,13 @@ package qcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
+	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -55,30 +58,83 @@ func (c *Cluster) gossipSeed(addr string) {
 	}
 }
 
-// seedLoop joins the queued gossip seeds, one at a time, until ctx ends.
-// Seeds that cannot be reached now are retried by the gossip's periodic
-// rejoin.
+// seedLoop joins the queued gossip seeds until ctx ends. While this peer
+// has joined no one yet (its gossip knows no other live member), the seeds
+// it could not reach are tried again with a growing, jittered backoff
+// (joinBackoffMin to joinBackoffMax), so peers started before their
+// contacts find them within moments of their start, whatever the start
+// order; each failed round is logged with the reason (Warn the first
+// time, Info after). Once this peer has joined someone, the seeds it could
+// not reach are left to the gossip's periodic rejoin.
 func (c *Cluster) seedLoop(ctx context.Context) {
+	bo := backoff.New(joinBackoffMin, joinBackoffMax)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop() // armed only while retrying (Go 1.23 timers: no stale tick after Stop)
+	defer retry.Stop()
+	var pending []string
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.seedCh:
+		case <-retry.C:
 		}
 		c.seedMu.Lock()
-		seeds := c.seeds
+		for _, a := range c.seeds {
+			if !slices.Contains(pending, a) {
+				pending = append(pending, a)
+			}
+		}
 		c.seeds = nil
 		c.seedMu.Unlock()
 		g := c.gossipRef.Load()
-		for _, a := range seeds {
+		var failed []string
+		var errs []error
+		for _, a := range pending {
 			if ctx.Err() != nil {
 				return
 			}
 			if _, err := g.Join(ctx, []string{a}); err != nil {
-				c.log.Debug("gossip: cannot reach a seed now; it is retried periodically", "addr", a, "err", err)
+				failed = append(failed, a)
+				errs = append(errs, err)
 			}
 		}
+		pending = nil
+		if len(failed) == 0 || !c.gossipAlone() {
+			if len(failed) > 0 {
+				c.log.Debug("gossip: cannot reach some seeds now; the periodic rejoin retries them", "seeds", failed, "err", errors.Join(errs...))
+			}
+			if bo.Attempts() > 0 {
+				c.log.Info("gossip: joined", "after_attempts", bo.Attempts()+1)
+			}
+			bo.Reset()
+			retry.Stop()
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		pending = failed
+		wait := bo.Next()
+		level := slog.LevelInfo
+		if bo.Attempts() == 1 {
+			level = slog.LevelWarn
+		}
+		c.log.Log(ctx, level, "gossip: cannot reach any seed yet; retrying (are the configured peers up, with the same cluster_name and keys?)",
+			"seeds", failed, "attempt", bo.Attempts(), "retry_in", wait.Round(time.Millisecond).String(), "err", errors.Join(errs...))
+		retry.Reset(wait)
 	}
+}
+
+// gossipAlone reports whether gossip knows no other live (alive or
+// suspect) member: this peer has joined no one yet, or lost everyone.
+func (c *Cluster) gossipAlone() bool {
+	for _, m := range c.gossipMembers() {
+		if m.Name != c.cfg.Identifier && m.State.Live() {
+			return false
+		}
+	}
+	return true
 }
 
 // onGossipEvent turns gossip's events into SDK events. In leader mode the

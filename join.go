@@ -14,12 +14,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/storage"
@@ -41,6 +43,10 @@ const (
 	// maintainEvery is how often the registry loop reconciles this peer's
 	// metadata and, on the leader, looks for dead members.
 	maintainEvery = time.Second
+	// registryPollEvery is how often the registry loop looks at what is
+	// due (its checks run at maintainEvery or on their own backoff), and
+	// how soon it commits this peer's metadata once a leader is known.
+	registryPollEvery = 100 * time.Millisecond
 )
 
 // existingCluster asks the configured peers, in parallel, whether they
@@ -49,7 +55,7 @@ const (
 // that do not answer, still start, or list this peer, say nothing against
 // founding. blind reports that none answered at all.
 func (c *Cluster) existingCluster(ctx context.Context) (joining, blind bool) {
-	id, errs := c.probeCluster(ctx)
+	id, errs := c.probeCluster(ctx, c.cfg.RemotePeers(), false)
 	if id != "" {
 		c.log.Info("a cluster is running that does not list this peer: joining it", "asked", id)
 		return true, false
@@ -62,13 +68,13 @@ func (c *Cluster) existingCluster(ctx context.Context) (joining, blind bool) {
 	return false, false
 }
 
-// probeCluster returns the identifier of a configured peer that runs a
-// cluster that does not list this peer (or ""), and the errors of the
-// peers that did not answer.
-func (c *Cluster) probeCluster(ctx context.Context) (string, []error) {
+// probeCluster asks peers, in parallel, for their status and returns the
+// identifier of one that runs a cluster that does not list this peer (or
+// ""; with withLeader, one that also follows a leader), and the errors of
+// the peers that did not answer.
+func (c *Cluster) probeCluster(ctx context.Context, remote []PeerConfig, withLeader bool) (string, []error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	remote := c.cfg.RemotePeers()
 	found := make(chan string, len(remote))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -84,7 +90,7 @@ func (c *Cluster) probeCluster(ctx context.Context) (string, []error) {
 				mu.Unlock()
 				return
 			}
-			if st.Mode == ModeMasterless || len(st.Voters) == 0 {
+			if st.Mode == ModeMasterless || len(st.Voters) == 0 || (withLeader && st.Leader == nil) {
 				return // not running a cluster (yet)
 			}
 			if slices.Contains(st.Voters, c.cfg.Identifier) || slices.Contains(st.Learners, c.cfg.Identifier) {
@@ -113,19 +119,24 @@ func (c *Cluster) probeCluster(ctx context.Context) (string, []error) {
 // is (the others refuse its votes). If its state is still the bare
 // founding snapshot (it never voted, nothing was committed), it discards it
 // and joins; otherwise it reports the conflict through JoinErr and the log.
-// It returns true when done checking.
-func (c *Cluster) checkBlindFounding(ctx context.Context) bool {
+// It returns true when done checking. attempt counts the earlier checks,
+// for the log (existingCluster has warned already).
+func (c *Cluster) checkBlindFounding(ctx context.Context, attempt int) bool {
 	if _, ok := c.Leader(); ok {
 		return true
 	}
-	id, _ := c.probeCluster(ctx)
+	id, errs := c.probeCluster(ctx, c.cfg.RemotePeers(), false)
 	if id == "" {
+		if len(errs) > 0 && ctx.Err() == nil {
+			c.log.Info("no leader yet, and some configured peers do not answer; asking them again (if this peer should join a running cluster, its peers must be up)",
+				"attempt", attempt+1, "err", errors.Join(errs...))
+		}
 		return false
 	}
 	switch err := c.discardFounding(); {
 	case err == nil:
 		c.log.Warn("this peer founded a cluster while none of its peers answered, but "+id+" runs a cluster that does not list it; it never led nor voted there, so it discards that state and joins", "asked", id)
-		c.joinLoop(ctx)
+		c.joinLoop(ctx, c.cfg.RemotePeers(), nil)
 		return true
 	case ctx.Err() != nil:
 		return true
@@ -191,34 +202,57 @@ func (c *Cluster) discardFounding() error {
 
 // registryLoop runs beside the node: it registers this peer with a running
 // cluster when it must join one (or, when it founded one blind, checks
-// that it was not meant to join one), and then, every maintainEvery, commits this
-// peer's own metadata when the registry differs from it, and, on the
-// leader, removes members that stayed dead for Config.DeadMemberTimeout.
+// that it was not meant to join one), joins again when it finds that the
+// cluster removed it while it was down or cut off, commits this peer's own
+// metadata until the log carries it, and, on the leader, removes members
+// that stayed dead for Config.DeadMemberTimeout. The checks that wait for
+// other peers back off (joinBackoffMin to joinBackoffMax, with jitter).
 func (c *Cluster) registryLoop(ctx context.Context, joining, blind bool) {
 	if joining {
-		c.joinLoop(ctx)
+		c.joinLoop(ctx, c.cfg.RemotePeers(), nil)
 	}
-	t := time.NewTicker(maintainEvery)
+	t := time.NewTicker(registryPollEvery)
 	defer t.Stop()
+	now := time.Now()
+	blindBo := backoff.New(joinBackoffMin, joinBackoffMax)
+	nextBlind, nextMaintain := now, now.Add(maintainEvery)
+	removed := removedCheck{bo: backoff.New(joinBackoffMin, joinBackoffMax)}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if blind && c.checkBlindFounding(ctx) {
-			blind = false
+		now := time.Now()
+		if blind && !now.Before(nextBlind) {
+			if c.checkBlindFounding(ctx, blindBo.Attempts()) {
+				blind = false
+			} else {
+				nextBlind = now.Add(blindBo.Next())
+			}
 		}
-		c.reconcileMetadata(ctx)
-		if c.cfg.DeadMemberTimeout > 0 && c.IsLeader() {
-			c.reapDead(ctx)
+		if !blind {
+			c.checkRemoved(ctx, &removed, now)
+		}
+		maintain := !now.Before(nextMaintain)
+		if maintain || !c.ownMetadataSettled() {
+			c.reconcileMetadata(ctx)
+		}
+		if maintain {
+			nextMaintain = now.Add(maintainEvery)
+			if c.cfg.DeadMemberTimeout > 0 && c.IsLeader() {
+				c.reapDead(ctx)
+			}
 		}
 	}
 }
 
-// joinLoop asks the configured peers, in turn, to add this peer, until one
-// does or ctx ends, waiting with a growing backoff between rounds.
-func (c *Cluster) joinLoop(ctx context.Context) {
+// joinLoop asks contacts, in turn, to add this peer, until one does, ctx
+// ends or stop (when not nil) reports true, waiting with a growing,
+// jittered backoff between rounds. Every failed attempt is logged with
+// the reason: at Warn (Error when the operator must fix something) in the
+// first round, at Info after.
+func (c *Cluster) joinLoop(ctx context.Context, contacts []PeerConfig, stop func() bool) {
 	req := api.JoinRequest{
 		Identifier:  c.cfg.Identifier,
 		Host:        c.self.Host,
@@ -230,9 +264,15 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 		f := false
 		req.Voter = &f
 	}
-	backoff := joinBackoffMin
+	bo := backoff.New(joinBackoffMin, joinBackoffMax)
 	for {
-		for _, p := range c.cfg.RemotePeers() {
+		wait := bo.Next()
+		for _, p := range contacts {
+			if stop != nil && stop() {
+				c.joinErr.Store(nil)
+				return
+			}
+			req.Metadata = c.selfMetadata()
 			var res api.JoinResult
 			err := c.call(ctx, p.Addr(), http.MethodPost, "/v1/join", req, &res)
 			if err == nil {
@@ -244,7 +284,7 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 						c.gossipSeed(addr)
 					}
 				}
-				c.log.Info("joined the cluster", "via", p.Identifier, "already_member", res.AlreadyMember, "members", len(res.Peers))
+				c.log.Info("joined the cluster", "via", p.Identifier, "already_member", res.AlreadyMember, "members", len(res.Peers), "attempts", bo.Attempts())
 				return
 			}
 			if ctx.Err() != nil {
@@ -252,19 +292,91 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 			}
 			err = fmt.Errorf("join via %s (%s): %w", p.Identifier, p.Addr(), err)
 			c.joinErr.Store(&err)
-			level := slog.LevelWarn
-			if errors.Is(err, ErrConflict) || errors.Is(err, ErrWrongCluster) || errors.Is(err, ErrInvalidMember) || errors.Is(err, ErrUnauthorized) {
+			level := slog.LevelInfo
+			switch {
+			case bo.Attempts() > 1:
+			case errors.Is(err, ErrConflict) || errors.Is(err, ErrWrongCluster) || errors.Is(err, ErrInvalidMember) || errors.Is(err, ErrUnauthorized):
 				level = slog.LevelError // needs a fix by the operator; retried anyway
+			default:
+				level = slog.LevelWarn
 			}
-			c.log.Log(ctx, level, "cannot join the cluster yet; retrying", "err", err, "retry_in", backoff.String())
+			c.log.Log(ctx, level, "cannot join the cluster yet; retrying", "err", err, "attempt", bo.Attempts(), "retry_in", wait.Round(time.Millisecond).String())
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-time.After(backoff):
+		case <-t.C:
 		}
-		backoff = min(2*backoff, joinBackoffMax)
 	}
+}
+
+// removedCheck is the state of checkRemoved between rounds.
+type removedCheck struct {
+	bo       *backoff.Backoff
+	next     time.Time // when to ask the members again
+	leaderAt time.Time // when this peer last knew a leader (or started)
+}
+
+// removedAfter is how long a voter (or learner) stays without a leader
+// before it asks the other members whether they removed it.
+func (c *Cluster) removedAfter() time.Duration {
+	return max(time.Second, 4*time.Duration(c.cfg.ElectionTimeout))
+}
+
+// checkRemoved joins the cluster again when it removed this peer while this
+// peer could not see it (it was down, or cut off, longer than
+// dead_member_timeout): such a peer still counts itself a member, but no
+// leader ever talks to it again. When this peer has known no leader for
+// removedAfter while its own configuration lists it, it asks the members it
+// knows (with backoff) for their status; if one follows a leader in a
+// configuration without this peer, it joins again through it, keeping its
+// data (raft catches its log up). A peer that saw its own removal (Leave,
+// or RemovePeer while it ran) does not come back by itself.
+func (c *Cluster) checkRemoved(ctx context.Context, st *removedCheck, now time.Time) {
+	if st.leaderAt.IsZero() {
+		st.leaderAt = now
+	}
+	if _, ok := c.Leader(); ok || !c.inConf(c.selfID) {
+		st.leaderAt, st.next = now, time.Time{}
+		st.bo.Reset()
+		return
+	}
+	if now.Sub(st.leaderAt) < c.removedAfter() || now.Before(st.next) {
+		return
+	}
+	var members []PeerConfig
+	for _, p := range c.reg.Load().sorted() {
+		if p.Identifier != c.cfg.Identifier {
+			members = append(members, PeerConfig{Host: p.Host, Port: p.Port, Identifier: p.Identifier})
+		}
+	}
+	id, errs := c.probeCluster(ctx, members, true)
+	if id == "" {
+		wait := st.bo.Next()
+		st.next = now.Add(wait)
+		c.log.Debug("no leader known; no member says this peer was removed", "attempt", st.bo.Attempts(), "retry_in", wait.Round(time.Millisecond).String(), "err", errors.Join(errs...))
+		return
+	}
+	c.log.Warn("the cluster removed this peer while it was down or cut off (dead_member_timeout); joining it again", "asked", id)
+	contacts := []PeerConfig{}
+	for _, p := range members {
+		if p.Identifier == id {
+			contacts = append(contacts, p)
+		}
+	}
+	for _, p := range append(members, c.cfg.RemotePeers()...) {
+		if !slices.ContainsFunc(contacts, func(q PeerConfig) bool { return q.Addr() == p.Addr() }) {
+			contacts = append(contacts, p)
+		}
+	}
+	c.joinLoop(ctx, contacts, func() bool {
+		_, ok := c.Leader()
+		return ok && c.inConf(c.selfID) // back (or it was a false alarm)
+	})
+	st.leaderAt, st.next = time.Now(), time.Time{}
+	st.bo.Reset()
 }
 
 // JoinErr returns why the last attempt of this peer to join a running
@@ -467,9 +579,16 @@ func (c *Cluster) doLeader(ctx context.Context, fn func(*consensus.Core) error) 
 // is committed. Called on a follower, it asks the leader; removing the
 // leader makes it hand leadership over first, so no election timeout is
 // lost. The removed peer keeps running, but no longer takes part in
-// elections (use Leave on the peer itself to also stop it). Errors:
-// ErrUnknownPeer, ErrConflict (it is the last voter), ErrNoLeader,
-// ErrMasterless, ctx's error.
+// elections (use Leave on the peer itself to also stop it).
+//
+// A voter is not removed when the voters that would remain could not
+// elect a leader: when fewer than a majority of them are alive as gossip
+// sees them now (suspect, dead or unknown members do not count). It
+// returns ErrWouldLoseQuorum then (which matches ErrConflict too): bring
+// the missing voters back, or remove the dead ones first.
+//
+// Errors: ErrUnknownPeer, ErrConflict (it is the last voter),
+// ErrWouldLoseQuorum, ErrNoLeader, ErrMasterless, ctx's error.
 func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
 	if c.masterless() {
 		return fmt.Errorf("%w: a masterless member leaves by gossip (Leave on the member itself)", ErrMasterless)
@@ -493,6 +612,7 @@ func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
 			continue // the new leader removes it
 		}
 		changed := c.registryChanged()
+		alive := c.aliveMembers()
 		var gone bool
 		err := c.doLeader(ctx, func(core *consensus.Core) error {
 			cs := core.ConfState()
@@ -504,6 +624,11 @@ func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
 			}
 			if isVoter && len(cs.Voters) == 1 {
 				return fmt.Errorf("%w: %q is the only voter; a cluster cannot remove its last voter", ErrConflict, identifier)
+			}
+			if isVoter {
+				if err := c.quorumAfterRemoval(cs.Voters, id, alive); err != nil {
+					return fmt.Errorf("%w: cannot remove %q: %w", ErrWouldLoseQuorum, identifier, err)
+				}
 			}
 			return core.ProposeConfChange(raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: id})
 		})
@@ -523,6 +648,47 @@ func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
 			return err
 		}
 	}
+}
+
+// aliveMembers returns the node IDs of the members gossip reports alive
+// now, this peer included.
+func (c *Cluster) aliveMembers() map[uint64]bool {
+	alive := map[uint64]bool{c.selfID: true}
+	reg := c.reg.Load()
+	for _, gm := range c.gossipMembers() {
+		if gm.State != membership.StateAlive {
+			continue
+		}
+		id := NodeID(gm.Name)
+		if p, ok := reg.members[id]; ok && p.Identifier != gm.Name {
+			continue // another member's hash: not this one
+		}
+		alive[id] = true
+	}
+	return alive
+}
+
+// quorumAfterRemoval checks that the voters left once id is removed from
+// voters could still elect a leader: a majority of them is alive.
+func (c *Cluster) quorumAfterRemoval(voters []uint64, id uint64, alive map[uint64]bool) error {
+	var rest, live []string
+	for _, v := range voters {
+		if v == id {
+			continue
+		}
+		rest = append(rest, c.peer(v).Identifier)
+		if alive[v] {
+			live = append(live, c.peer(v).Identifier)
+		}
+	}
+	need := len(rest)/2 + 1
+	if len(live) >= need {
+		return nil
+	}
+	slices.Sort(rest)
+	slices.Sort(live)
+	return fmt.Errorf("it would leave %d voters (%s), of which only %d %s alive as gossip sees them now (%s); they need %d to elect a leader: bring the others back, or remove the dead ones first",
+		len(rest), strings.Join(rest, ", "), len(live), map[bool]string{true: "is", false: "are"}[len(live) == 1], strings.Join(live, ", "), need)
 }
 
 // inConf reports whether id is a voter or learner in the published view.
@@ -644,21 +810,44 @@ func (c *Cluster) proposeMetadata(ctx context.Context, md map[string]any) error 
 	return err
 }
 
-// reconcileMetadata commits this peer's metadata when the registry holds
-// another (it changed while no leader was known, or the config changed
-// across a restart).
-func (c *Cluster) reconcileMetadata(ctx context.Context) {
+// ownMetadataSettled reports whether every peer reports this peer's current
+// metadata: a committed log entry has carried it since this peer started
+// (SetMetadata, reconcileMetadata, or the change that added this peer),
+// and the registry still holds it. The founding snapshot does not count:
+// each founder writes it from its own config, where the others' entries
+// for this peer are only a guess. A peer that is not a member has nothing
+// to settle.
+func (c *Cluster) ownMetadataSettled() bool {
 	p, ok := c.reg.Load().members[c.selfID]
+	if !ok || p.Identifier != c.cfg.Identifier {
+		return true
+	}
 	md := c.selfMetadata()
-	if !ok || reflect.DeepEqual(p.Metadata, md) {
+	logged := c.ownMetaLogged.Load()
+	return logged != nil && reflect.DeepEqual(*logged, md) && reflect.DeepEqual(p.Metadata, md)
+}
+
+// reconcileMetadata commits this peer's metadata, through the leader, until
+// the log has carried it (see ownMetadataSettled): at start (the peers'
+// configs may disagree about it), after it changed while no leader was
+// known, or after the config changed across a restart. This peer's own
+// config is the truth for it. It waits, up to retryEvery, for the entry to
+// be applied before it may propose again.
+func (c *Cluster) reconcileMetadata(ctx context.Context) {
+	if c.ownMetadataSettled() {
 		return
 	}
 	if _, ok := c.Leader(); !ok {
 		return
 	}
-	if err := c.proposeMetadata(ctx, md); err != nil && ctx.Err() == nil {
-		c.log.Debug("registry: cannot commit this peer's metadata yet", "err", err)
+	changed := c.registryChanged()
+	if err := c.proposeMetadata(ctx, c.selfMetadata()); err != nil {
+		if ctx.Err() == nil {
+			c.log.Debug("registry: cannot commit this peer's metadata yet", "err", err)
+		}
+		return
 	}
+	_, _ = c.waitRegistry(ctx, changed, func(*registry) bool { return c.ownMetadataSettled() })
 }
 
 // reapDead removes, on the leader, one member that gossip has reported
@@ -766,6 +955,8 @@ func fromAPIError(e api.Error) error {
 		base = ErrNoLeader
 	case api.CodeConflict:
 		base = ErrConflict
+	case api.CodeWouldLoseQuorum:
+		base = ErrWouldLoseQuorum
 	case api.CodeWrongCluster:
 		base = ErrWrongCluster
 	case api.CodeBadRequest:

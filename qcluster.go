@@ -77,6 +77,10 @@ var (
 	ErrInvalidMetadata = errors.New("qcluster: invalid metadata")
 	// ErrMasterless: the call needs leader mode.
 	ErrMasterless = errors.New("qcluster: not available in masterless mode")
+	// ErrWouldLoseQuorum: removing that voter would leave voters of which
+	// fewer than a majority are alive, so the cluster could not elect a
+	// leader (see RemovePeer). It matches ErrConflict too.
+	ErrWouldLoseQuorum = fmt.Errorf("%w: the voters left could not elect a leader", ErrConflict)
 )
 
 // MaxMetadataSize is the largest metadata a member may have, encoded as
@@ -174,6 +178,10 @@ type Cluster struct {
 
 	// selfMeta is this peer's current metadata (SetMetadata).
 	selfMeta atomic.Pointer[map[string]any]
+	// ownMetaLogged is this peer's metadata as the last committed log entry
+	// about it carried it since Start (nil: none yet); see
+	// ownMetadataSettled.
+	ownMetaLogged atomic.Pointer[map[string]any]
 
 	snap    atomic.Pointer[snapshot]
 	watch   watchers

@@ -196,6 +196,9 @@ func (c *Cluster) applyCommitted(a consensus.Applied) {
 					continue
 				}
 				p := rec.peer()
+				if cc.NodeID == c.selfID && rec.Identifier == c.cfg.Identifier {
+					c.ownMetaLogged.Store(&rec.Metadata)
+				}
 				if old, ok := next.members[cc.NodeID]; ok && samePeer(old, p) {
 					continue
 				}
@@ -217,7 +220,14 @@ func (c *Cluster) applyCommitted(a consensus.Applied) {
 			}
 			id := NodeID(re.Identifier)
 			old, ok := next.members[id]
-			if !ok || old.Identifier != re.Identifier || reflect.DeepEqual(old.Metadata, re.Metadata) {
+			if !ok || old.Identifier != re.Identifier {
+				continue
+			}
+			if id == c.selfID && re.Identifier == c.cfg.Identifier {
+				md := re.Metadata
+				c.ownMetaLogged.Store(&md)
+			}
+			if reflect.DeepEqual(old.Metadata, re.Metadata) {
 				continue
 			}
 			p := &Peer{Host: old.Host, Port: old.Port, Identifier: old.Identifier, Metadata: re.Metadata}

@@ -280,14 +280,15 @@ const (
 	CodeUnknownPeer      = "unknown_peer"       // 404 (GET or DELETE /v1/peers/{id}) or 400 (transfer target)
 	CodeNoTransferee     = "no_transferee"      // 409: no other voter to hand leadership to
 	CodeTransferFailed   = "transfer_failed"
-	CodeTooLarge         = "too_large"     // 413: request body over the limit
-	CodeTimeout          = "timeout"       // 504: a hand-over did not complete in time
-	CodeUnavailable      = "unavailable"   // 503: the peer is stopping
-	CodeInternal         = "internal"      // 500
-	CodeConflict         = "conflict"      // 409: duplicate identifier/address, or too few voters would remain
-	CodeWrongCluster     = "wrong_cluster" // 409: the request names another cluster
-	CodeMasterless       = "masterless"    // 409: the call needs leader mode
-	CodeNotJoined        = "not_joined"    // 503 (GET /readyz): this peer is not a member yet
+	CodeTooLarge         = "too_large"         // 413: request body over the limit
+	CodeTimeout          = "timeout"           // 504: a hand-over did not complete in time
+	CodeUnavailable      = "unavailable"       // 503: the peer is stopping
+	CodeInternal         = "internal"          // 500
+	CodeConflict         = "conflict"          // 409: duplicate identifier/address, or it is the last voter
+	CodeWouldLoseQuorum  = "would_lose_quorum" // 409: the voters left by a removal could not elect a leader
+	CodeWrongCluster     = "wrong_cluster"     // 409: the request names another cluster
+	CodeMasterless       = "masterless"        // 409: the call needs leader mode
+	CodeNotJoined        = "not_joined"        // 503 (GET /readyz): this peer is not a member yet
 )
 
 // IndexHeader is the response header that carries the answering peer's
@@ -325,6 +326,10 @@ var (
 	// ErrMasterless: the call needs leader mode; this cluster is masterless
 	// (409 masterless).
 	ErrMasterless = errors.New("not available in masterless mode")
+	// ErrWouldLoseQuorum: a removal would leave voters of which fewer than
+	// a majority are alive (409 would_lose_quorum). It matches ErrConflict
+	// too.
+	ErrWouldLoseQuorum = fmt.Errorf("%w: the voters left could not elect a leader", ErrConflict)
 )
 
 // Backend is what the handlers read and act on: one running peer.
@@ -369,9 +374,10 @@ type Backend interface {
 	// RemovePeer removes the member named identifier from the cluster
 	// (leader mode; forwarded to the leader) and waits until the change is
 	// committed. Removing the leader makes it hand over first. Errors:
-	// ErrUnknownPeer, ErrConflict (it would leave fewer voters than the
-	// configured minimum), ErrNoLeader, ErrMasterless, ErrUnavailable,
-	// context errors.
+	// ErrUnknownPeer, ErrConflict (it is the last voter),
+	// ErrWouldLoseQuorum (the voters left could not elect a leader: fewer
+	// than a majority of them are alive), ErrNoLeader, ErrMasterless,
+	// ErrUnavailable, context errors.
 	RemovePeer(ctx context.Context, identifier string) error
 
 	// Leave makes this peer leave the cluster gracefully (see
@@ -836,6 +842,8 @@ func (h *handler) backendError(w http.ResponseWriter, err error) {
 		WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
 	case errors.Is(err, ErrInvalid):
 		WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+	case errors.Is(err, ErrWouldLoseQuorum):
+		WriteError(w, http.StatusConflict, CodeWouldLoseQuorum, err.Error())
 	case errors.Is(err, ErrConflict):
 		WriteError(w, http.StatusConflict, CodeConflict, err.Error())
 	case errors.Is(err, ErrWrongCluster):

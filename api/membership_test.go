@@ -35,6 +35,7 @@ var backendErrorCases = []struct {
 }{
 	{fmt.Errorf("%w: port 0", ErrInvalid), 400, CodeBadRequest},
 	{fmt.Errorf("%w: server_b already has that address", ErrConflict), 409, CodeConflict},
+	{fmt.Errorf("%w: cannot remove %q", ErrWouldLoseQuorum, "server_b"), 409, CodeWouldLoseQuorum},
 	{fmt.Errorf("%w: it says %q, this is %q", ErrWrongCluster, "blue", "green"), 409, CodeWrongCluster},
 	{ErrNoLeader, 503, CodeNoLeader},
 	{ErrMasterless, 409, CodeMasterless},

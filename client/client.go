@@ -86,8 +86,8 @@ var (
 	// "bad_request"); the message says which.
 	ErrBadRequest = errors.New("qcluster client: bad request")
 	// ErrConflict: the change conflicts with the membership, such as a
-	// duplicate identifier or address, or too few voters would remain (409
-	// "conflict").
+	// duplicate identifier or address (409 "conflict"), or the voters left
+	// by a removal could not elect a leader (409 "would_lose_quorum").
 	ErrConflict = errors.New("qcluster client: conflicts with the membership")
 	// ErrWrongCluster: the request names another cluster than the peer's
 	// (409 "wrong_cluster").
@@ -135,7 +135,7 @@ func (e *APIError) Is(target error) bool {
 	case ErrBadRequest:
 		return e.Code == api.CodeBadRequest
 	case ErrConflict:
-		return e.Code == api.CodeConflict
+		return e.Code == api.CodeConflict || e.Code == api.CodeWouldLoseQuorum
 	case ErrWrongCluster:
 		return e.Code == api.CodeWrongCluster
 	case ErrMasterless:
