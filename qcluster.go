@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -335,6 +336,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if !c.masterless() {
+		if err := cfgPrepareDataDir(c.cfg.DataDir, os.Getuid()); err != nil {
+			return err
+		}
 	}
 	sec, err := newSecurity(c.cfg.Identifier, c.cfg.ClusterName, []string{c.cfg.ListenHost, c.self.Host},
 		c.cfg.TLS, c.cfg.ClusterKey, c.cfg.GossipKey, c.cfg.ExtraGossipKeys)
