@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -160,10 +161,18 @@ type Config struct {
 	Peers []PeerConfig `json:"peers"`
 
 	// DataDir is the directory for this peer's durable state (Raft term,
-	// vote and log); it must survive restarts, or a restarted peer could
-	// vote twice in one term. Default: filepath.Join(os.TempDir(),
-	// "qcluster", Identifier) (the identifier made file-name safe), which is
-	// fine for trying things out; set it in production.
+	// vote and log); it must survive restarts and reboots, or a restarted
+	// peer could vote twice in one term (so not /tmp, which a reboot may
+	// wipe). Start creates it, and its missing parents, with mode 0700, and
+	// refuses one that another user owns (that user could rewrite the
+	// peer's term and vote); Windows has no owner check. Default: a
+	// per-user state directory, "qcluster/<identifier>" (the identifier
+	// made file-name safe) under $XDG_STATE_HOME when that is set to an
+	// absolute path, else under ~/.local/state on Linux and the BSDs,
+	// ~/Library/Application Support on macOS and %LocalAppData% on Windows.
+	// With none of those (no home directory, as for some system services)
+	// there is no default and Validate asks for one: set it, for example to
+	// "/var/lib/qcluster/server_a". Unused in masterless mode.
 	DataDir string `json:"data_dir,omitempty"`
 
 	// HeartbeatInterval is how often the leader sends heartbeats. At least
@@ -526,7 +535,9 @@ func (c Config) WithDefaults() Config {
 		}
 	}
 	if c.DataDir == "" && c.Identifier != "" {
-		c.DataDir = filepath.Join(os.TempDir(), "qcluster", cfgDirName(c.Identifier))
+		if dir, err := cfgDefaultDataDir(c.Identifier); err == nil {
+			c.DataDir = dir
+		}
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = Duration(DefaultHeartbeatInterval)
@@ -1283,6 +1294,14 @@ func cfgValidate(c Config, nodeID func(string) uint64) cfgProblems {
 		}
 	}
 
+	// data_dir: the default needs a home directory.
+	if c.DataDir == "" && idOK && c.Mode != ModeMasterless {
+		if _, err := cfgDefaultDataDir(c.Identifier); err != nil {
+			ps.add("data_dir", "data_dir: missing, and there is no default (%v); set it to a directory that survives reboots, such as %s",
+				err, cfgQuote("/var/lib/qcluster/"+cfgDirName(c.Identifier)))
+		}
+	}
+
 	// heartbeat_interval and election_timeout (zero means the default).
 	hb, hbNote := time.Duration(c.HeartbeatInterval), ""
 	if hb == 0 {
@@ -1659,6 +1678,64 @@ func cfgLineCol(data []byte, off int) (line, col int) {
 	off = max(0, min(off, len(data)))
 	start := bytes.LastIndexByte(data[:off], '\n') + 1
 	return bytes.Count(data[:off], []byte{'\n'}) + 1, utf8.RuneCount(data[start:off]) + 1
+}
+
+// cfgDefaultDataDir returns the default data_dir of the peer named id:
+// "qcluster/<id>" in the per-user state directory (see Config.DataDir).
+func cfgDefaultDataDir(id string) (string, error) {
+	home, err := cfgStateHome()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, "qcluster", cfgDirName(id)), nil
+}
+
+// cfgStateHome returns the per-user directory for durable state:
+// $XDG_STATE_HOME when it is an absolute path, else ~/.local/state (the XDG
+// default), ~/Library/Application Support on macOS and %LocalAppData% on
+// Windows.
+func cfgStateHome() (string, error) {
+	if dir := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(dir) {
+		return dir, nil
+	}
+	switch runtime.GOOS {
+	case "windows":
+		if dir := os.Getenv("LocalAppData"); filepath.IsAbs(dir) {
+			return dir, nil
+		}
+		return os.UserConfigDir()
+	case "darwin", "ios":
+		return os.UserConfigDir()
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("$XDG_STATE_HOME is not set and %w", err)
+	}
+	return filepath.Join(home, ".local", "state"), nil
+}
+
+// cfgPrepareDataDir makes dir ready for a peer's durable state: it creates
+// it, and its missing parents, with mode 0700, and refuses it when another
+// user than uid owns it (uid < 0: no owner check, as on Windows), since
+// that user could rewrite the peer's term and vote. Start calls it in
+// leader mode.
+func cfgPrepareDataDir(dir string, uid int) error {
+	problem := func(format string, args ...any) error {
+		return &cfgError{problems: []cfgProblem{{at: "data_dir", text: fmt.Sprintf(format, args...)}}}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return problem("data_dir: cannot create %s: %v; set data_dir to a directory this user may create", cfgQuote(dir), err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return problem("data_dir: %v", err)
+	}
+	if owner, ok := cfgFileOwner(fi); ok && uid >= 0 && owner != uid {
+		return problem("data_dir: %s is owned by another user (uid %d; this peer runs as uid %d), who could rewrite this peer's Raft state (its term and vote); "+
+			"use a directory of this user's: set data_dir to one, or chown this one to uid %d, or remove it (it is created with mode 0700)",
+			cfgQuote(dir), owner, uid, uid)
+	}
+	return nil
 }
 
 // cfgDirName turns an identifier into a safe directory name: characters

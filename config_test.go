@@ -29,6 +29,8 @@ func cfgProblemsOf(t *testing.T, err error) []error {
 }
 
 func TestConfigSeedExample(t *testing.T) {
+	state := t.TempDir()
+	t.Setenv("XDG_STATE_HOME", state)
 	cfg, err := LoadConfig(filepath.Join("testdata", "config", "server_a.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +51,7 @@ func TestConfigSeedExample(t *testing.T) {
 	if time.Duration(cfg.HeartbeatInterval) != 50*time.Millisecond || time.Duration(cfg.ElectionTimeout) != 150*time.Millisecond {
 		t.Errorf("timings = %v/%v, want 50ms/150ms", cfg.HeartbeatInterval, cfg.ElectionTimeout)
 	}
-	if want := filepath.Join(os.TempDir(), "qcluster", "server_a"); cfg.DataDir != want {
+	if want := filepath.Join(state, "qcluster", "server_a"); cfg.DataDir != want {
 		t.Errorf("data_dir = %q, want %q", cfg.DataDir, want)
 	}
 	if cfg.Logger == nil {
@@ -688,10 +690,12 @@ func TestConfigWithDefaultsDoesNotMutate(t *testing.T) {
 }
 
 func TestConfigWithDefaults(t *testing.T) {
+	state := t.TempDir()
+	t.Setenv("XDG_STATE_HOME", state)
 	d := Config{Identifier: "server_a", ListenPort: 7001}.WithDefaults()
 	if d.ListenHost != DefaultListenHost || d.AdvertiseHost != DefaultListenHost ||
 		time.Duration(d.HeartbeatInterval) != DefaultHeartbeatInterval || time.Duration(d.ElectionTimeout) != DefaultElectionTimeout ||
-		d.DataDir != filepath.Join(os.TempDir(), "qcluster", "server_a") || d.Logger == nil {
+		d.DataDir != filepath.Join(state, "qcluster", "server_a") || d.Logger == nil {
 		t.Errorf("defaults: %+v", d)
 	}
 	if d.Addr() != "127.0.0.1:7001" || d.AdvertiseAddr() != "127.0.0.1:7001" {

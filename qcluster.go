@@ -19,9 +19,10 @@
 //
 // Election is Raft (go.etcd.io/raft/v3, with PreVote and CheckQuorum) over
 // TCP on the peer's listen port, which also serves the HTTP API. IsLeader is
-// backed by a leader lease judged against the monotonic clock at the moment
-// of the call, so two peers never both see IsLeader() == true, even across
-// partitions, paused processes or stalled disks.
+// backed by a leader lease judged at the moment of the call, against a clock
+// that keeps counting while the machine is suspended (on Linux; see
+// IsLeader), so two peers never both see IsLeader() == true, even across
+// partitions, paused processes, suspended machines or stalled disks.
 package qcluster
 
 import (
@@ -31,6 +32,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -158,6 +160,54 @@ type snapshot struct {
 	self   *Peer
 	leader *Peer // resolved view.Lead, nil when unknown
 	closed bool
+
+	// at and atNode anchor the estimate of the node clock (nodeNow): at
+	// is a reading of time.Now, atNode a reading of the node clock taken
+	// right after it. The node loop publishes a new snapshot, with a new
+	// anchor, at every tick.
+	at     stamp
+	atNode time.Duration
+}
+
+// stamp is one reading of time.Now as its two clocks: mono, the monotonic
+// reading (since Cluster.base), which stops while the machine is suspended,
+// and wall, the wall clock (Unix nanoseconds), which counts suspend but can
+// be stepped.
+type stamp struct {
+	mono time.Duration
+	wall int64
+}
+
+// nodeNow estimates the node clock (consensus.NewClock: CLOCK_BOOTTIME on
+// Linux) at now, a stamp read after s was loaded, without reading it: a
+// read of CLOCK_BOOTTIME is a system call, too slow for IsLeader. The
+// estimate is the node clock at the anchor plus the time since, by
+// whichever clock of time.Now says more:
+//
+//	atNode + max(now.mono - at.mono, now.wall - at.wall)
+//
+// It never lags the node clock, so a lease judged by it ends no later than
+// the node loop judges it:
+//   - atNode was read after at, so it is at least the node clock at at;
+//   - without a suspend the node clock advances exactly as the monotonic
+//     clock does (CLOCK_BOOTTIME is CLOCK_MONOTONIC plus the time spent
+//     suspended; both run at the same, NTP-adjusted, rate);
+//   - across a suspend the monotonic clock stops, but on resume the kernel
+//     adds the time slept to the wall clock and to CLOCK_BOOTTIME alike, so
+//     the wall term covers it;
+//   - a wall clock stepped forward makes the estimate run ahead: the lease
+//     ends early (safe), until the next tick publishes a new anchor;
+//   - a wall clock stepped backwards makes the wall term small: the
+//     monotonic term still covers the time that passed.
+//
+// Only a suspend and a backward step of the wall clock between the same
+// two ticks make it lag, by at most the step, until the node loop's first
+// tick after the resume. Where the node clock is Go's monotonic clock
+// (not Linux), the estimate runs ahead of it after a suspend, but only
+// until that tick, which judges the lease by the monotonic clock again
+// (see consensus.NewClock).
+func (s *snapshot) nodeNow(now stamp) time.Duration {
+	return s.atNode + max(now.mono-s.at.mono, time.Duration(now.wall-s.at.wall))
 }
 
 // Cluster is one QCluster peer. Create it with New, then Start it.
@@ -167,7 +217,9 @@ type Cluster struct {
 	log    *slog.Logger
 	self   *Peer // from the config
 	selfID uint64
-	base   time.Time // origin of the monotonic clock
+	base   time.Time // origin of stamp.mono
+	// clock is the node clock (consensus.NewClock), the one views are in.
+	clock func() time.Duration
 
 	// reg is the member registry (leader mode): the founders from the
 	// config until the log says more. regChanged is closed and replaced at
@@ -246,6 +298,7 @@ func New(cfg Config) (*Cluster, error) {
 		cfg:        cfg,
 		log:        log,
 		base:       time.Now(),
+		clock:      consensus.NewClock(),
 		regChanged: make(chan struct{}),
 		seedCh:     make(chan struct{}, 1),
 		done:       make(chan struct{}),
@@ -255,7 +308,9 @@ func New(cfg Config) (*Cluster, error) {
 	c.selfID = NodeID(cfg.Identifier)
 	c.selfMeta.Store(&cfg.Metadata)
 	c.reg.Store(c.foundingRegistry())
-	c.snap.Store(&snapshot{self: c.self})
+	s := &snapshot{self: c.self}
+	s.at, s.atNode = c.anchor()
+	c.snap.Store(s)
 	c.watch.init()
 	c.metrics = newMetrics(c)
 	return c, nil
@@ -289,6 +344,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if !c.masterless() {
+		if err := cfgPrepareDataDir(c.cfg.DataDir, os.Getuid()); err != nil {
+			return err
+		}
 	}
 	sec, err := newSecurity(c.cfg.Identifier, c.cfg.ClusterName, []string{c.cfg.ListenHost, c.self.Host},
 		c.cfg.TLS, c.cfg.ClusterKey, c.cfg.GossipKey, c.cfg.ExtraGossipKeys)
@@ -484,7 +544,7 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 			Voters:            voters,
 			BootstrapData:     bootstrap,
 			Storage:           store,
-			Now:               c.now,
+			Now:               c.clock,
 			HeartbeatInterval: time.Duration(c.cfg.HeartbeatInterval),
 			ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
 			Logger:            c.log,
@@ -502,7 +562,7 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 // useNode makes node the one every call and message goes to, and
 // publishes its durable view.
 func (c *Cluster) useNode(node *consensus.Node) {
-	c.onView(node.InitialView(), c.now())
+	c.onView(node.InitialView(), c.clock())
 	c.nodeRef.Store(node)
 }
 
@@ -663,9 +723,16 @@ func (c *Cluster) Config() Config { return c.cfg }
 // IsLeader reports whether this peer is the leader and holds the leader
 // lease right now. At most one peer of a cluster returns true at any
 // instant. It takes no lock, does no I/O and does not allocate.
+//
+// The lease is judged by the node clock, which on Linux keeps counting
+// while the machine is suspended (CLOCK_BOOTTIME): a leader whose machine
+// slept, or whose process was stopped, for longer than its lease wakes up
+// with IsLeader false. On other systems the node clock is Go's monotonic
+// clock, which may stop while the machine sleeps: there, do not let a
+// leader's machine sleep (see consensus.NewClock for the details).
 func (c *Cluster) IsLeader() bool {
 	s := c.snap.Load()
-	return !s.closed && s.view.IsLeaderAt(c.now())
+	return !s.closed && s.view.IsLeaderAt(s.nodeNow(c.stamp()))
 }
 
 // leaderIn returns the leader s lets this peer report at now.
@@ -679,8 +746,21 @@ func (c *Cluster) leaderIn(s *snapshot, now time.Duration) (*Peer, bool) {
 	return s.leader, true
 }
 
-// now reads the monotonic clock that views are stamped with.
-func (c *Cluster) now() time.Duration { return time.Since(c.base) + time.Second }
+// now estimates the node clock, which views are stamped with, at this
+// instant (see snapshot.nodeNow).
+func (c *Cluster) now() time.Duration { return c.snap.Load().nodeNow(c.stamp()) }
+
+// stamp reads time.Now.
+func (c *Cluster) stamp() stamp {
+	t := time.Now()
+	return stamp{mono: t.Sub(c.base), wall: t.UnixNano()}
+}
+
+// anchor reads time.Now and then the node clock, for a snapshot.
+func (c *Cluster) anchor() (stamp, time.Duration) {
+	at := c.stamp()
+	return at, c.clock()
+}
 
 // Leader returns the current leader, or false when none is known: no
 // majority is reachable, an election is in progress, or this peer has not
@@ -688,7 +768,8 @@ func (c *Cluster) now() time.Duration { return time.Since(c.base) + time.Second 
 // Metadata is shared and must not be modified. It takes no lock and does not
 // allocate.
 func (c *Cluster) Leader() (Peer, bool) {
-	if p, ok := c.leaderIn(c.snap.Load(), c.now()); ok {
+	s := c.snap.Load()
+	if p, ok := c.leaderIn(s, s.nodeNow(c.stamp())); ok {
 		return *p, true
 	}
 	return Peer{}, false
@@ -709,7 +790,8 @@ func (c *Cluster) State() State {
 // too, for callers that show more of it.
 func (c *Cluster) stateNow() (State, *snapshot) {
 	idx := c.watch.index()
-	s, now := c.snap.Load(), c.now()
+	s := c.snap.Load()
+	now := s.nodeNow(c.stamp())
 	role := Role(s.view.Role)
 	if c.masterless() {
 		role = RoleNone
@@ -833,12 +915,19 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 		return
 	}
 	c.metrics.observeView(v)
+	// A new snapshot at every call (every tick), changed or not: its
+	// anchor keeps IsLeader's estimate of the node clock from
+	// extrapolating far (snapshot.nodeNow).
+	s := &snapshot{view: v, self: c.self, leader: prev.leader}
 	if !prev.view.Equal(v) {
-		s := &snapshot{view: v, self: c.self}
+		s.leader = nil
 		if v.Lead != 0 {
 			s.leader = c.peer(v.Lead)
 		}
-		c.snap.Store(s)
+	}
+	s.at, s.atNode = c.anchor()
+	if !c.snap.CompareAndSwap(prev, s) {
+		return // closed meanwhile: publishClosed's snapshot stays
 	}
 	st := State{Identifier: c.cfg.Identifier, Role: Role(v.Role), Term: v.Term, IsLeader: v.IsLeaderAt(now)}
 	if id, ok := v.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout)); ok {
@@ -859,7 +948,8 @@ func (c *Cluster) refreshLeader() {
 		return
 	}
 	if p := c.peer(prev.view.Lead); prev.leader == nil || !samePeer(prev.leader, p) {
-		c.snap.Store(&snapshot{view: prev.view, self: c.self, leader: p})
+		// Compare-and-swap: a snapshot closed meanwhile stays closed.
+		c.snap.CompareAndSwap(prev, &snapshot{view: prev.view, self: c.self, leader: p, at: prev.at, atNode: prev.atNode})
 	}
 }
 
@@ -897,7 +987,7 @@ func (c *Cluster) peer(id uint64) *Peer {
 
 func (c *Cluster) publishClosed() {
 	prev := c.snap.Load()
-	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true})
+	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true, at: prev.at, atNode: prev.atNode})
 	role := RoleFollower
 	if c.masterless() {
 		role = RoleNone

@@ -44,11 +44,15 @@ leave the members), within --leave-timeout; exit code 1 if that fails. A
 peer that leaves through the API (qcluster leave) stops too, with exit
 code 0.
 
-Anyone who can reach the port can change the cluster (join, remove, leave,
-move leadership) unless the config sets an api_token. So the agent refuses
-to start when it listens on an address other than loopback (including
-0.0.0.0 or ::) with no api_token and no TLS: set api_token (and tls) in the
-config, or pass --insecure to run anyway (a trusted private network).
+Without TLS nothing on the port is authenticated: anyone who can reach it
+can send raft and gossip frames in any member's name (votes, log entries,
+membership and health), and, unless the config sets an api_token, change
+the cluster through the API (join, remove, leave, move leadership). An
+api_token protects the API only, not the raft and gossip streams on the
+same port. So the agent refuses to start when it listens on an address
+other than loopback (including 0.0.0.0 or ::) without TLS: set
+"cluster_key" (made by qcluster tls key) or "tls" (qcluster tls init) in
+the config, or pass --insecure to run anyway (a trusted private network).
 
 A bad config file is reported with the field at fault and exit code 2.
 
@@ -73,7 +77,7 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	configPath := fs.String("config", "", "the peer's JSON config `file` (required)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")
-	insecure := fs.Bool("insecure", false, "run even when listening beyond loopback without api_token or TLS")
+	insecure := fs.Bool("insecure", false, "run even when listening beyond loopback without TLS (cluster_key or tls)")
 	leaveTimeout := fs.Duration("leave-timeout", defaultLeaveTimeout, "how long leaving the cluster on SIGTERM may take (with leave_on_terminate)")
 	if err := parseFlags(fs, args, c.Stdout, agentUsage); err != nil {
 		if errors.Is(err, errHelp) {
@@ -93,10 +97,8 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return &UsageError{Err: err}
 	}
-	if host, open := openAPI(cfg); open && !*insecure {
-		return &UsageError{Err: fmt.Errorf("agent: config %s: the peer would listen on %s, beyond loopback, with no api_token and no TLS: "+
-			"anyone who can reach the port could join, remove or stop members and move leadership; "+
-			"set \"api_token\" (and tls) in the config, or pass --insecure to run anyway on a trusted network", *configPath, host)}
+	if host, open := unauthenticatedPort(cfg); open && !*insecure {
+		return &UsageError{Err: fmt.Errorf("agent: config %s: %s", *configPath, unauthenticatedPortProblem(cfg, host))}
 	}
 	if *leaveTimeout <= 0 {
 		return usageErrorf("agent", "agent: --leave-timeout %v: give a positive duration such as 10s", *leaveTimeout)
@@ -159,10 +161,12 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 // defaultLeaveTimeout bounds leaving the cluster on SIGTERM.
 const defaultLeaveTimeout = 10 * time.Second
 
-// openAPI reports whether cfg would serve its API beyond loopback without
-// protection (no api_token, no TLS), and the host it would listen on.
-func openAPI(cfg qcluster.Config) (host string, open bool) {
-	if cfg.APIToken != "" || cfg.Secured() {
+// unauthenticatedPort reports whether cfg would listen beyond loopback
+// without TLS, so that nothing authenticates the raft and gossip streams on
+// its port (an api_token guards only the HTTP API), and the host it would
+// listen on.
+func unauthenticatedPort(cfg qcluster.Config) (host string, open bool) {
+	if cfg.Secured() {
 		return "", false
 	}
 	host, _, err := net.SplitHostPort(cfg.Addr())
@@ -170,6 +174,18 @@ func openAPI(cfg qcluster.Config) (host string, open bool) {
 		host = cfg.ListenHost
 	}
 	return host, !isLoopback(host)
+}
+
+// unauthenticatedPortProblem explains why the agent refuses to listen on
+// host without TLS, and what to do.
+func unauthenticatedPortProblem(cfg qcluster.Config, host string) string {
+	api := "and, with no api_token, join, remove or stop members and move leadership through the API"
+	if cfg.APIToken != "" {
+		api = "(api_token guards only the HTTP API, not these streams)"
+	}
+	return fmt.Sprintf("the peer would listen on %s, beyond loopback, without TLS (no \"cluster_key\" or \"tls\"): "+
+		"anyone who can reach the port could send raft and gossip frames in any member's name (votes, log entries, membership) %s; "+
+		"set \"cluster_key\" (made by qcluster tls key) or \"tls\" in the config, or pass --insecure to run anyway on a trusted private network", host, api)
 }
 
 // isLoopback reports whether host is "localhost" or a loopback IP address

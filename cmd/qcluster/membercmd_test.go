@@ -515,48 +515,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestAgentRefusesAnOpenAPI(t *testing.T) {
-	dir := t.TempDir()
-	open := writeFile(t, dir, "open.json", `{"identifier": "a", "listen_host": "0.0.0.0", "advertise_host": "10.0.0.1", "listen_port": 7001}`)
-	public := writeFile(t, dir, "public.json", `{"identifier": "a", "listen_host": "10.0.0.1", "listen_port": 7001}`)
-	v6 := writeFile(t, dir, "v6.json", `{"identifier": "a", "listen_host": "::", "advertise_host": "db1", "listen_port": 7001}`)
-	token := writeFile(t, dir, "token.json", `{"identifier": "a", "listen_host": "0.0.0.0", "advertise_host": "10.0.0.1", "listen_port": 7001, "api_token": "s3cret"}`)
-	local := writeFile(t, dir, "local.json", `{"identifier": "a", "listen_host": "localhost", "listen_port": 7001}`)
-	def := writeFile(t, dir, "default.json", `{"identifier": "a", "listen_port": 7001}`)
-	key, _, err := runMain(t.Context(), "tls", "key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyed := writeFile(t, dir, "keyed.json", fmt.Sprintf(`{"identifier": "a", "listen_host": "0.0.0.0", "advertise_host": "10.0.0.1", "listen_port": 7001, "cluster_key": %q}`, strings.TrimSpace(key)))
-	for _, cfg := range []string{open, public, v6} {
-		args := []string{"agent", "--config", cfg}
-		_, _, err := runMain(t.Context(), args...)
-		wantExit(t, args, err, 2, "beyond loopback", "no api_token and no TLS", `set "api_token"`, "--insecure")
-	}
-	// With a token, TLS (a cluster key), on loopback, or with --insecure
-	// the check passes: the next one (a bad --leave-timeout) fails, before
-	// anything starts.
-	for _, args := range [][]string{
-		{"agent", "--config", token},
-		{"agent", "--config", keyed},
-		{"agent", "--config", local},
-		{"agent", "--config", def},
-		{"agent", "--config", open, "--insecure"},
-		{"agent", "--config", v6, "--insecure"},
-	} {
-		_, _, err := runMain(t.Context(), append(args, "--leave-timeout", "0s")...)
-		wantExit(t, args, err, 2, "--leave-timeout")
-	}
-	for host, want := range map[string]bool{
-		"localhost": true, "LOCALHOST.": true, "127.0.0.1": true, "127.1.2.3": true, "::1": true, "::ffff:127.0.0.1": true, "app.localhost": true,
-		"0.0.0.0": false, "::": false, "10.0.0.1": false, "db1": false, "fe80::1": false, "": false,
-	} {
-		if got := isLoopback(host); got != want {
-			t.Errorf("isLoopback(%q) = %v, want %v", host, got, want)
-		}
-	}
-}
-
 // runAgentUntilLeader runs a one-peer agent in this process until it leads,
 // then cancels its context with cause and returns what Run returned and
 // the agent's log.

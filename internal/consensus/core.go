@@ -156,7 +156,8 @@ type Config struct {
 	BootstrapData []byte
 	// Storage holds the durable raft state.
 	Storage storage.Storage
-	// Now reads a monotonic clock; it must return values > 0.
+	// Now reads a clock that never goes backwards (a Node's default is
+	// NewClock's, which counts suspend); it must return values > 0.
 	Now func() time.Duration
 	// TickInterval is how often the owner calls Tick. Default
 	// HeartbeatInterval/5.

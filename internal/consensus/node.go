@@ -23,7 +23,7 @@ type Sender interface {
 // NodeConfig configures a Node.
 type NodeConfig struct {
 	// Core configures the state machine. When Core.Now is nil the Node
-	// uses its own monotonic clock.
+	// uses NewClock's clock, which counts suspend on Linux.
 	Core Config
 	// Transport sends this peer's messages.
 	Transport Sender
@@ -54,7 +54,6 @@ type NodeConfig struct {
 type Node struct {
 	cfg     NodeConfig
 	core    *Core
-	base    time.Time
 	inbox   chan raftpb.Message
 	unreach chan uint64
 	calls   chan call
@@ -103,7 +102,6 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	n := &Node{
 		cfg:       cfg,
-		base:      time.Now(),
 		inbox:     make(chan raftpb.Message, cfg.InboxSize),
 		unreach:   make(chan uint64, 64),
 		calls:     make(chan call),
@@ -112,7 +110,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		stopped:   make(chan struct{}),
 	}
 	if cfg.Core.Now == nil {
-		cfg.Core.Now = func() time.Duration { return time.Since(n.base) + time.Second }
+		cfg.Core.Now = NewClock()
 	}
 	core, err := New(cfg.Core)
 	if err != nil {
@@ -124,8 +122,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	return n, nil
 }
 
-// Now reads the Node's monotonic clock (the one its views are in). It takes
-// no lock and does not allocate.
+// Now reads the Node's clock (the one its views are in: Core.Now). It takes
+// no lock and does not allocate; NewClock's clock is a system call on
+// Linux.
 func (n *Node) Now() time.Duration { return n.cfg.Core.Now() }
 
 // InitialView is the core's view when the Node was created (its durable

@@ -17,7 +17,11 @@
 //
 // A peer's clock is the virtual time scaled by a per-peer rate in
 // 1 ± Options.ClockDrift (default ±4 %, half the peers at a bound), starting
-// at 1 s for each incarnation like consensus.Node's clock.
+// at 1 s for each incarnation (the core uses only differences of its
+// clock's readings). Like consensus.Node's clock on Linux (CLOCK_BOOTTIME)
+// it counts the time its machine is suspended, unless
+// Options.ClockStopsInSuspend makes it stand still then, as CLOCK_MONOTONIC
+// does.
 //
 // Events (timer fires, message deliveries, fsync completions, faults) sit in a
 // min-heap ordered by virtual time and then by scheduling order; every random
@@ -42,7 +46,10 @@
 //     that write half of the time (nothing it covered was sent);
 //   - pause (SIGSTOP) for 1.1 to 4 election timeouts: no ticks, nothing
 //     received or sent, the published view unchanged, the clock running; then
-//     the peer continues with its old state;
+//     the peer continues with its old state. With a clock that counts
+//     suspend, a suspended machine (Cluster.Suspend, used by scenarios) is
+//     the same fault; TestScenarioSuspendedLeaderStoppedClockIsCaught shows
+//     the checker catching a clock that stops in suspend;
 //   - leadership transfer by the leader, sometimes to a peer that is paused
 //     until after raft gave up on the transfer;
 //   - a stream of proposals (16-byte registry records) on the leader, with

@@ -32,12 +32,18 @@ type peer struct {
 	inbox      []raftpb.Message
 	calls      []call
 
-	paused    bool
-	busyUntil time.Duration // stalled fsync: loop blocked until then
-	callDelay time.Duration // time spent blocked inside the current iteration
-	held      []raftpb.Message
-	pending   consensus.View // view to publish when the stall ends
-	snapSent  []uint64
+	paused bool
+	// suspended: paused by Suspend, at suspendedAt. clockLost is the
+	// virtual time this incarnation's clock did not count (suspends, with
+	// Options.ClockStopsInSuspend).
+	suspended   bool
+	suspendedAt time.Duration
+	clockLost   time.Duration
+	busyUntil   time.Duration // stalled fsync: loop blocked until then
+	callDelay   time.Duration // time spent blocked inside the current iteration
+	held        []raftpb.Message
+	pending     consensus.View // view to publish when the stall ends
+	snapSent    []uint64
 
 	stallNext      time.Duration // armed: the next Save takes this long
 	crashAfterSave bool          // armed: crash right after the next Save
@@ -92,11 +98,23 @@ func (s simStore) Save(hs raftpb.HardState, ents []raftpb.Entry, snap raftpb.Sna
 	return nil
 }
 
-// clock is the peer's monotonic clock at virtual time vt.
-func (p *peer) clock(vt time.Duration) time.Duration { return clockAt(vt, p.startVT, p.rate) }
+// clock is the peer's clock at virtual time vt: it stands still while the
+// peer is suspended with Options.ClockStopsInSuspend.
+func (p *peer) clock(vt time.Duration) time.Duration {
+	if p.suspended && p.c.opts.ClockStopsInSuspend {
+		vt = min(vt, p.suspendedAt)
+	}
+	return clockAt(vt-p.clockLost, p.startVT, p.rate)
+}
 
+// virtualAt converts a time on the peer's clock to virtual time (for a
+// peer suspended with a stopped clock: if it woke now).
 func (p *peer) virtualAt(clock time.Duration) time.Duration {
-	return p.startVT + time.Duration(float64(clock-time.Second)/p.rate)
+	lost := p.clockLost
+	if p.suspended && p.c.opts.ClockStopsInSuspend {
+		lost += max(0, p.c.now-p.suspendedAt)
+	}
+	return p.startVT + lost + time.Duration(float64(clock-time.Second)/p.rate)
 }
 
 // start runs a new incarnation over mem.
@@ -105,6 +123,7 @@ func (p *peer) start(mem *storage.Memory) error {
 	p.inc++
 	p.startVT = c.now
 	p.crashed = false
+	p.suspended, p.clockLost = false, 0
 	p.mem = mem
 	core, err := consensus.New(consensus.Config{
 		ID:                p.id,
@@ -151,7 +170,7 @@ func (p *peer) crash(why string) {
 	p.timerGen++
 	p.timerFired = false
 	p.inbox, p.calls, p.held = nil, nil, nil
-	p.paused = false
+	p.paused, p.suspended = false, false
 	p.busyUntil, p.callDelay = 0, 0
 	p.stallNext, p.crashAfterSave, p.crashNow = 0, false, false
 	p.preStall, p.stallDone = nil, false

@@ -65,6 +65,13 @@ type Options struct {
 	// Save), at the virtual time it leaves.
 	OnSend func(at time.Duration, m raftpb.Message)
 
+	// ClockStopsInSuspend makes a peer's clock stand still while its
+	// machine is suspended (Suspend), as CLOCK_MONOTONIC does: the clock
+	// the node used before it read CLOCK_BOOTTIME, and the one it still
+	// uses outside Linux (consensus.NewClock). By default a peer's clock
+	// counts the suspend, as the node clock does on Linux.
+	ClockStopsInSuspend bool
+
 	// amnesia makes a restarted peer forget its vote (a deliberately
 	// broken storage, for tests that check the checker).
 	amnesia bool
@@ -509,11 +516,38 @@ func (c *Cluster) Pause(id uint64) {
 	}
 }
 
-// Resume continues a paused peer with its old state.
+// Suspend suspends peer id's machine (a system suspend, or its VM paused):
+// as with Pause nothing runs, no ticks, nothing received or sent, its
+// published view unchanged. Its clock counts the time suspended, as the
+// node clock (CLOCK_BOOTTIME) does on Linux, so then Suspend is Pause;
+// with Options.ClockStopsInSuspend it stands still instead, and after
+// Resume it is behind by the time suspended. Resume wakes it.
+func (c *Cluster) Suspend(id uint64) {
+	if p := c.peer(id); !p.crashed && !p.paused {
+		p.paused, p.suspended, p.suspendedAt = true, true, c.now
+		if c.opts.ClockStopsInSuspend {
+			c.event(p.idx, "suspend (its clock stops)")
+		} else {
+			c.event(p.idx, "suspend (its clock counts it)")
+		}
+	}
+}
+
+// Resume continues a paused peer (or wakes a suspended one) with its old
+// state.
 func (c *Cluster) Resume(id uint64) {
 	if p := c.peer(id); !p.crashed && p.paused {
 		p.paused = false
-		c.event(p.idx, "resume (SIGCONT)")
+		what := "resume (SIGCONT)"
+		if p.suspended {
+			what = "wake from suspend"
+			if c.opts.ClockStopsInSuspend {
+				p.clockLost += c.now - p.suspendedAt
+				what += fmt.Sprintf(" (its clock missed %v)", c.now-p.suspendedAt)
+			}
+			p.suspended = false
+		}
+		c.event(p.idx, what)
 		if p.stallDone {
 			p.finishStall()
 		}
