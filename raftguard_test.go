@@ -95,6 +95,14 @@ func TestRaftInputAttacks(t *testing.T) {
 	follower, other := tc.peers[fi], tc.peers[gi]
 	name := tc.cfgs[0].ClusterName
 	stranger := NodeID("stranger")
+	// A learner that never runs: a member ID that no running peer
+	// reconnects as (a stream claiming a running peer's ID is replaced as
+	// soon as that peer redials).
+	if err := leader.AddPeer(ctxTimeout(t, 20*time.Second), Peer{Host: "127.0.0.1", Port: 1, Identifier: "ghost"}, false); err != nil {
+		t.Fatal(err)
+	}
+	ghost := NodeID("ghost")
+	tc.waitSameRegistry(20*time.Second, 4)
 	before := tc.state()
 
 	confChange := func(id uint64, ident string) raftpb.Entry {
@@ -162,6 +170,10 @@ func TestRaftInputAttacks(t *testing.T) {
 		{"heartbeat from the leader's ID committing past the log", follower, leader.selfID,
 			func() raftpb.Message {
 				return raftpb.Message{Type: raftpb.MsgHeartbeat, Term: follower.Term(), Commit: 1 << 40}
+			}, consensus.RefusedPanic, false},
+		{"heartbeat from a member committing past the log", follower, ghost,
+			func() raftpb.Message {
+				return raftpb.Message{Type: raftpb.MsgHeartbeat, Term: follower.Term(), Commit: 1 << 40}
 			}, consensus.RefusedPanic, true},
 	}
 	for _, a := range attacks {
@@ -194,7 +206,7 @@ func TestRaftInputAttacks(t *testing.T) {
 	if err := follower.SetMetadata(ctxTimeout(t, 20*time.Second), md); err != nil {
 		t.Fatalf("SetMetadata on a follower: %v", err)
 	}
-	tc.waitSameRegistry(20*time.Second, 3)
+	tc.waitSameRegistry(20*time.Second, 4)
 	after := tc.state()
 	for i := range before {
 		for j, m := range before[i].members {

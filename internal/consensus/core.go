@@ -321,6 +321,31 @@ type Core struct {
 	// pendingAdds are the members that appended, not yet applied changes
 	// add: they may talk to this peer already (see knows).
 	pendingAdds []pendingAdd
+	// confIndex is the index of the last applied configuration change (or
+	// snapshot); a stored snapshot before it does not list every member.
+	// snapWanted: raft wanted to send a snapshot and the stored one was
+	// older than confIndex (see SnapshotWanted).
+	confIndex  uint64
+	snapWanted bool
+}
+
+// raftStorage is the storage raft reads. It refuses to hand raft a
+// snapshot older than the applied configuration (raft would send it, and
+// the member it does not list would drop it), and asks the owner for a
+// new one instead (SnapshotWanted); raft tries again at the follower's
+// next response.
+type raftStorage struct {
+	storage.Storage
+	c *Core
+}
+
+func (s raftStorage) Snapshot() (raftpb.Snapshot, error) {
+	snap, err := s.Storage.Snapshot()
+	if err == nil && snap.Metadata.Index < s.c.confIndex {
+		s.c.snapWanted = true
+		return raftpb.Snapshot{}, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return snap, err
 }
 
 // appendedEntry is an entry a leader appended at a clock time.
@@ -385,11 +410,12 @@ func New(cfg Config) (*Core, error) {
 	// The lease rounds are the heartbeats (see the package doc); raft's own
 	// heartbeat only fires if they stop, e.g. before the first commit.
 	hbTicks := max(etTicks-1, 1)
+	c := &Core{}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:              cfg.ID,
 		ElectionTick:    etTicks,
 		HeartbeatTick:   hbTicks,
-		Storage:         cfg.Storage,
+		Storage:         raftStorage{cfg.Storage, c},
 		Applied:         snap.Metadata.Index,
 		MaxSizePerMsg:   maxSizePerMsg,
 		MaxInflightMsgs: 256,
@@ -414,7 +440,7 @@ func New(cfg Config) (*Core, error) {
 		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	now := cfg.Now()
-	c := &Core{
+	*c = Core{
 		cfg:            cfg,
 		rn:             rn,
 		store:          cfg.Storage,
@@ -424,6 +450,7 @@ func New(cfg Config) (*Core, error) {
 		term:           hs.Term,
 		appliedIndex:   snap.Metadata.Index,
 		snapshotIndex:  snap.Metadata.Index,
+		confIndex:      snap.Metadata.Index,
 	}
 	c.setConf(cs)
 	if err := c.loadPendingAdds(); err != nil {
@@ -908,6 +935,7 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		c.setConf(rd.Snapshot.Metadata.ConfState)
 		c.forgetPendingAdds(rd.Snapshot.Metadata.Index)
+		c.confIndex = rd.Snapshot.Metadata.Index
 		c.appliedIndex = rd.Snapshot.Metadata.Index
 		c.snapshotIndex = rd.Snapshot.Metadata.Index
 		out.ConfChanged = true
@@ -931,6 +959,7 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 			}
 			c.setConf(*c.rn.ApplyConfChange(cc))
 			c.forgetPendingAdds(e.Index)
+			c.confIndex = e.Index
 			out.ConfChanged = true
 			out.Entries = append(out.Entries, e)
 		case raftpb.EntryNormal:
@@ -1043,13 +1072,19 @@ func (c *Core) ConfState() raftpb.ConfState { return c.confState }
 // AppliedIndex is the index of the last applied entry.
 func (c *Core) AppliedIndex() uint64 { return c.appliedIndex }
 
+// SnapshotWanted reports that raft needs to send a snapshot (to a member
+// too far behind, such as a new one) and the stored one predates the
+// applied configuration: the owner should call Snapshot. Raft sends the
+// latest snapshot, and a peer drops a snapshot whose configuration does
+// not list it, so the snapshot that founded the cluster cannot serve a
+// member added later. Taking it only when needed spares every peer from
+// encoding and storing the application state at every membership change.
+func (c *Core) SnapshotWanted() bool { return c.snapWanted }
+
 // Snapshot stores a snapshot of the state at the applied index, with the
-// given application data, without discarding any log. It is taken after a
-// membership change: raft sends a peer that is too far behind (a new
-// member) the latest snapshot, and drops a snapshot whose configuration
-// does not list the receiver, so the bootstrap snapshot cannot serve a
-// member added later.
+// given application data, without discarding any log (see SnapshotWanted).
 func (c *Core) Snapshot(data []byte) error {
+	c.snapWanted = false
 	if c.appliedIndex <= c.snapshotIndex {
 		return nil
 	}

@@ -314,13 +314,12 @@ func (n *Node) process() error {
 		if n.cfg.OnApply != nil && (len(applied.Entries) > 0 || applied.ConfChanged || applied.Snapshot != nil) {
 			n.cfg.OnApply(applied)
 		}
-		if applied.ConfChanged && applied.Snapshot == nil {
-			// A new member needs a snapshot that lists it (see
-			// Core.Snapshot).
-			if err := n.core.Snapshot(n.snapshotData()); err != nil {
-				n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
-				return err
-			}
+	}
+	if n.core.SnapshotWanted() {
+		// A member needs a snapshot that lists it (see Core.SnapshotWanted).
+		if err := n.core.Snapshot(n.snapshotData()); err != nil {
+			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
+			return err
 		}
 	}
 	if n.core.AppliedIndex() >= n.core.snapshotIndex+compactEvery {

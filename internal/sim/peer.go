@@ -302,11 +302,11 @@ func (p *peer) finishStall() {
 	p.stallDone = false
 	held := p.held
 	p.held = nil
+	p.publish(p.pending) // before the messages, as node.go's send does
 	for _, m := range held {
 		c.send(p, m)
 	}
-	p.publish(p.pending)
-	c.event(p.idx, fmt.Sprintf("fsync returns; %d held messages sent, view published", len(held)))
+	c.event(p.idx, fmt.Sprintf("fsync returns; view published, %d held messages sent", len(held)))
 	p.kick()
 }
 
@@ -333,6 +333,12 @@ func (p *peer) process() {
 			return
 		}
 	}
+	if p.core.SnapshotWanted() {
+		if err := p.core.Snapshot(encodeApp(p.app)); err != nil {
+			c.fail("storage", "peer %d: Snapshot: %v", p.id, err)
+			return
+		}
+	}
 	if p.lastApplied >= p.lastCompact+p.c.opts.CompactEvery {
 		if err := p.core.Compact(encodeApp(p.app), c.opts.CompactKeep); err != nil {
 			c.fail("storage", "peer %d: Compact: %v", p.id, err)
@@ -343,6 +349,12 @@ func (p *peer) process() {
 }
 
 func (p *peer) send(msgs []raftpb.Message) {
+	if p.callDelay == 0 && !p.crashNow && p.pub.Role == consensus.Leader && p.pub.LeaseUntil > 0 {
+		// node.go publishes a lost lease before the messages leave.
+		if v := p.core.View(); v.Role != consensus.Leader || v.LeaseUntil < p.pub.LeaseUntil {
+			p.publish(v)
+		}
+	}
 	for _, m := range msgs {
 		if m.Type == raftpb.MsgSnap {
 			p.snapSent = append(p.snapSent, m.To)

@@ -143,7 +143,7 @@ type frameReader struct {
 
 // snapPrefix is how an encoded MsgSnap starts: field 1 (type), varint 7.
 // raftpb encodes the fields in order, the type first, always.
-var snapPrefix = [2]byte{1<<3 | 0, byte(raftpb.MsgSnap)}
+var snapPrefix = [2]byte{1 << 3, byte(raftpb.MsgSnap)} // field 1 << 3 | wire type 0
 
 // release gives back the large-frame slot, if this reader holds one.
 func (f *frameReader) release() {
