@@ -11,8 +11,10 @@ import (
 	"time"
 )
 
-// logRecorder is a slog.Handler that keeps every record (and forwards it
-// to next, the test log).
+// logRecorder is a slog.Handler that keeps every record at Info or above
+// (and forwards those and the others to next, the test log). Debug records
+// are not kept: gossip logs many, and keeping them costs the CPU that 30
+// peers' gossip needs.
 type logRecorder struct {
 	mu    *sync.Mutex
 	recs  *[]slog.Record
@@ -24,9 +26,14 @@ func newLogRecorder(next slog.Handler) *logRecorder {
 	return &logRecorder{mu: &sync.Mutex{}, recs: new([]slog.Record), next: next}
 }
 
-func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo || h.next.Enabled(ctx, l)
+}
 
 func (h *logRecorder) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelInfo {
+		return h.next.Handle(ctx, r)
+	}
 	r2 := r.Clone()
 	r2.AddAttrs(h.attrs...)
 	h.mu.Lock()
