@@ -58,26 +58,59 @@ func (c *Cluster) gossipSeed(addr string) {
 	}
 }
 
-// seedLoop joins the queued gossip seeds until ctx ends. While this peer
-// has joined no one yet (its gossip knows no other live member), the seeds
-// it could not reach are tried again with a growing, jittered backoff
-// (joinBackoffMin to joinBackoffMax), so peers started before their
-// contacts find them within moments of their start, whatever the start
-// order; each failed round is logged with the reason (Warn the first
-// time, Info after). Once this peer has joined someone, the seeds it could
-// not reach are left to the gossip's periodic rejoin.
+// Timings of the seed loop: see seedLoop.
+const (
+	// seedBackoffMin and seedBackoffMax bound the wait between two rounds
+	// of joining the seeds while this peer has joined no one. The maximum
+	// is low: such a peer has nothing else to do, and a round costs one
+	// TCP connection attempt per seed.
+	seedBackoffMin = 200 * time.Millisecond
+	seedBackoffMax = time.Second
+	// seedLogEvery rate-limits the log of failed rounds after the first.
+	seedLogEvery = 30 * time.Second
+	// settleEvery is the pause between two exchanges with the seeds while
+	// settling.
+	settleEvery = 300 * time.Millisecond
+	// settleQuietRounds exchanges in a row that teach nothing end it.
+	settleQuietRounds = 2
+	// settleMax bounds it.
+	settleMax = 10 * time.Second
+)
+
+// seedLoop joins the queued gossip seeds until ctx ends.
+//
+// While this peer has joined no one yet (its gossip knows no other live
+// member), the seeds it could not reach are tried again with a growing,
+// jittered backoff (seedBackoffMin to seedBackoffMax), so peers started
+// before their contacts find them within moments of their start, whatever
+// the start order. Failed rounds are logged with the reason: the first at
+// Warn, later ones at Info, at most once per seedLogEvery (with the count
+// of attempts). Once this peer has joined someone, the seeds it could not
+// reach are left to the gossip's periodic rejoin.
+//
+// A peer that had to wait for its seeds then settles: peers started before
+// the same seed all join it within moments of its start, and those that
+// join first would otherwise learn of the later ones only as gossip
+// spreads (seconds with dozens of peers on a busy machine). So it
+// exchanges its state with the seeds that answered again, every
+// settleEvery (jittered), until settleQuietRounds exchanges in a row teach
+// it no new member (or settleMax): a few TCP exchanges once, after a start
+// in the wrong order.
 func (c *Cluster) seedLoop(ctx context.Context) {
-	bo := backoff.New(joinBackoffMin, joinBackoffMax)
-	retry := time.NewTimer(time.Hour)
-	retry.Stop() // armed only while retrying (Go 1.23 timers: no stale tick after Stop)
-	defer retry.Stop()
-	var pending []string
+	bo := backoff.New(seedBackoffMin, seedBackoffMax)
+	var lastLog time.Time
+	timer := time.NewTimer(time.Hour)
+	timer.Stop() // armed only while retrying or settling (Go 1.23 timers: no stale tick after Stop)
+	defer timer.Stop()
+	var pending, settling []string
+	var settleQuiet int
+	var settleEnd time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.seedCh:
-		case <-retry.C:
+		case <-timer.C:
 		}
 		c.seedMu.Lock()
 		for _, a := range c.seeds {
@@ -88,15 +121,33 @@ func (c *Cluster) seedLoop(ctx context.Context) {
 		c.seeds = nil
 		c.seedMu.Unlock()
 		g := c.gossipRef.Load()
-		var failed []string
+		if len(pending) == 0 && len(settling) > 0 {
+			before := c.liveMembers()
+			_, _ = g.Join(ctx, settling)
+			if c.liveMembers() > before {
+				settleQuiet = 0
+			} else {
+				settleQuiet++
+			}
+			if settleQuiet >= settleQuietRounds || time.Now().After(settleEnd) {
+				c.log.Debug("gossip: settled after a late join", "members", c.liveMembers())
+				settling = nil
+				continue
+			}
+			timer.Reset(backoff.New(settleEvery, settleEvery).Next())
+			continue
+		}
+		var reached, failed []string
 		var errs []error
 		for _, a := range pending {
 			if ctx.Err() != nil {
 				return
 			}
-			if _, err := g.Join(ctx, []string{a}); err != nil {
+			if n, err := g.Join(ctx, []string{a}); err != nil {
 				failed = append(failed, a)
 				errs = append(errs, err)
+			} else if n > 0 {
+				reached = append(reached, a)
 			}
 		}
 		pending = nil
@@ -104,11 +155,15 @@ func (c *Cluster) seedLoop(ctx context.Context) {
 			if len(failed) > 0 {
 				c.log.Debug("gossip: cannot reach some seeds now; the periodic rejoin retries them", "seeds", failed, "err", errors.Join(errs...))
 			}
-			if bo.Attempts() > 0 {
-				c.log.Info("gossip: joined", "after_attempts", bo.Attempts()+1)
-			}
+			switch {
+			case bo.Attempts() > 0 && len(reached) > 0:
+				c.log.Info("gossip: joined", "via", reached, "after_attempts", bo.Attempts()+1)
+				settling, settleQuiet, settleEnd = reached, 0, time.Now().Add(settleMax)
+				timer.Reset(backoff.New(settleEvery, settleEvery).Next())
+			case len(settling) == 0:
+				timer.Stop()
+			} // else: a seed came while settling, whose timer still runs
 			bo.Reset()
-			retry.Stop()
 			continue
 		}
 		if ctx.Err() != nil {
@@ -120,10 +175,25 @@ func (c *Cluster) seedLoop(ctx context.Context) {
 		if bo.Attempts() == 1 {
 			level = slog.LevelWarn
 		}
-		c.log.Log(ctx, level, "gossip: cannot reach any seed yet; retrying (are the configured peers up, with the same cluster_name and keys?)",
-			"seeds", failed, "attempt", bo.Attempts(), "retry_in", wait.Round(time.Millisecond).String(), "err", errors.Join(errs...))
-		retry.Reset(wait)
+		if now := time.Now(); level == slog.LevelWarn || now.Sub(lastLog) >= seedLogEvery {
+			lastLog = now
+			c.log.Log(ctx, level, "gossip: cannot reach any seed yet; retrying (are the configured peers up, with the same cluster_name and keys?)",
+				"seeds", failed, "attempt", bo.Attempts(), "retry_in", wait.Round(time.Millisecond).String(), "err", errors.Join(errs...))
+		}
+		timer.Reset(wait)
 	}
+}
+
+// liveMembers returns how many members (this one included) gossip reports
+// live (alive or suspect).
+func (c *Cluster) liveMembers() int {
+	n := 0
+	for _, m := range c.gossipMembers() {
+		if m.State.Live() {
+			n++
+		}
+	}
+	return n
 }
 
 // gossipAlone reports whether gossip knows no other live (alive or
