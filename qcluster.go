@@ -320,12 +320,13 @@ func (cfg Config) advertise() (string, int) {
 
 // Start binds the listen port (or uses Config.Listener), starts gossip and
 // the HTTP API on it and, in leader mode, opens the durable state in
-// DataDir (created with mode 0700; one another user owns is refused with
-// ErrInvalidConfig) and joins the election. A peer with no durable state whose
+// DataDir and joins the election. A peer with no durable state whose
 // configured peers already run a cluster that does not list it joins that
 // cluster (self-registration, in the background: see Config); otherwise it
 // founds the cluster with its configured peers. Start returns once the peer
 // is running; use WaitForLeader to wait for an elected leader.
+// In leader mode Start first creates DataDir with mode 0700 if it is
+// missing, and refuses one another user owns (ErrInvalidConfig).
 func (c *Cluster) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
