@@ -190,7 +190,7 @@ func TestStartUsesPrivateDefaultDataDir(t *testing.T) {
 		}
 	}
 	c, err = start(foreign)
-	defer c.Close()
+	c.Close() // started or not
 	if err == nil || !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "data_dir: \""+foreign+"\" is owned by another user (uid "+owner+";") {
 		t.Fatalf("Start with a data_dir owned by uid %s = %v, want a refusal", owner, err)
 	}

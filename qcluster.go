@@ -333,6 +333,8 @@ func (cfg Config) advertise() (string, int) {
 // cluster (self-registration, in the background: see Config); otherwise it
 // founds the cluster with its configured peers. Start returns once the peer
 // is running; use WaitForLeader to wait for an elected leader.
+// In leader mode Start first creates DataDir with mode 0700 if it is
+// missing, and refuses one another user owns (ErrInvalidConfig).
 func (c *Cluster) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -40,7 +40,9 @@ func TestAgentRefusesAPublicPortWithoutTLS(t *testing.T) {
 		{token, "0.0.0.0", withTok},
 		{tokenReads, "10.0.0.1", withTok},
 	} {
-		args := []string{"agent", "--config", tc.config}
+		// A bad --leave-timeout too: the refusal comes first, and without
+		// it the agent fails at once instead of running.
+		args := []string{"agent", "--config", tc.config, "--leave-timeout", "0s"}
 		_, _, err := runMain(t.Context(), args...)
 		wantExit(t, args, err, 2)
 		want := "agent: config " + tc.config + fmt.Sprintf(head, tc.host) + tc.api + tail
