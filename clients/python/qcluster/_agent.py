@@ -220,10 +220,10 @@ class LocalAgent:
         """Reports whether the agent process still runs."""
         return self.proc.poll() is None
 
-    def stop(self, timeout: float = 10.0, remove_files: bool = True) -> Optional[int]:
+    def stop(self, timeout: float = 10.0) -> Optional[int]:
         """Stops the agent: closes its stdin (it stops cleanly), waits up to
-        ``timeout`` seconds, then terminates (and at last kills) it. Returns
-        its exit code. Idempotent."""
+        ``timeout`` seconds, then terminates (and at last kills) it, and
+        removes its files. Returns its exit code. Idempotent."""
         code = None  # type: Optional[int]
         try:
             if self.proc.stdin is not None and not self.proc.stdin.closed:
@@ -245,7 +245,6 @@ class LocalAgent:
                 self._log.close()
             except OSError:
                 pass
-            if remove_files:
-                shutil.rmtree(self.dir, ignore_errors=True)
+            shutil.rmtree(self.dir, ignore_errors=True)
         return code
 

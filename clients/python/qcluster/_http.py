@@ -172,6 +172,9 @@ class Endpoint:
                         )
                     ) from None
             if not 200 <= resp.status < 300:
+                if decoded is None and raw.strip():
+                    # Not the API's JSON error: show what it said.
+                    decoded = {"error": raw[:300].decode("utf-8", "replace").strip()}
                 raise error_for(resp.status, decoded)
             return decoded, index
         finally:

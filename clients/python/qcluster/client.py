@@ -166,6 +166,9 @@ class _Core:
         index = None  # type: Optional[int]
         backoff = 0.0
         while not self._stop.is_set():
+            with self.cond:
+                if not self.closed:
+                    self._publish_locked()  # e.g. the new-term wait just ended
             status = self.view[0]
             leading = status is not None and status.is_leader and self.view[1] is None
             if leading or index is None:
@@ -259,6 +262,8 @@ class _Core:
         the current one after ``timeout`` seconds or at close."""
         deadline = None if timeout is None else self.clock() + timeout
         with self.cond:
+            if not self.closed:
+                self._publish_locked()  # the lease may have started or ended since the last answer
             while self.version == version and not self.closed:
                 if deadline is None:
                     self.cond.wait()
@@ -399,7 +404,7 @@ class QCluster:
             endpoint = agent.endpoint()
             agent.wait_ready(endpoint, start_timeout)
         except BaseException:
-            agent.stop(remove_files=False)
+            agent.stop()  # the error carries the end of its log
             raise
         self._init(_Core(endpoint, hold, margin, agent))
 

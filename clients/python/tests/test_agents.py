@@ -2,9 +2,11 @@
 this tree: the seed's API and everything beyond it."""
 
 import asyncio
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -199,6 +201,45 @@ class SeedAPITest(AgentsTestCase):
                 await cluster.wait_for_leader(1)
 
         asyncio.run(main())
+
+
+class TLSTest(AgentsTestCase):
+    def test_tls_files(self) -> None:
+        conf = cluster_configs(1, self.dir)[0]
+        path = os.path.join(self.dir, "a.json")
+        with open(path, "w") as f:
+            json.dump(conf, f)
+        certs = os.path.join(self.dir, "certs")
+        bin_ = qcluster_binary()
+        for args in (
+            ["tls", "init", "--config", path, "--out", certs],
+            ["tls", "issue", "--ca-dir", certs, "--identifier", "admin"],
+        ):
+            subprocess.run([bin_] + args, check=True, stdout=subprocess.DEVNULL)
+        ca = os.path.join(certs, "ca.pem")
+        conf["tls"] = {
+            "ca_file": ca,
+            "cert_file": os.path.join(certs, "server_a.pem"),
+            "key_file": os.path.join(certs, "server_a-key.pem"),
+        }
+        with open(os.path.join(certs, "gossip.key")) as f:
+            conf["gossip_key"] = f.read().strip()
+        with QCluster(**conf) as c:
+            self.assertTrue(c.address.startswith("https://"))
+            self.assertEqual(c.wait_for_leader(30).identifier, "server_a")
+            admin_tls = (ca, os.path.join(certs, "admin.pem"), os.path.join(certs, "admin-key.pem"))
+            with QCluster.connect(c.address, tls=admin_tls) as admin:
+                self.assertEqual(admin.wait_for_leader(10).identifier, "server_a")
+                self.assertEqual(admin.status().role, "leader")
+            with QCluster.connect(c.address, tls=(ca, None, None)) as anon:
+                with self.assertRaises(qcluster.UnreachableError) as cm:
+                    anon.status()  # the agents require a client certificate
+                self.assertIn("TLS", str(cm.exception))
+            with QCluster.connect(c.address.replace("https://", "http://")) as plain:
+                with self.assertRaises(qcluster.APIError) as cm2:
+                    plain.status()  # a plain-text 400, which the error shows
+                self.assertEqual(cm2.exception.status, 400)
+                self.assertIn("requires TLS", str(cm2.exception))
 
 
 class StartErrorsTest(AgentsTestCase):
