@@ -77,7 +77,7 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	format := fs.String("log-format", "text", "log format: text or json")
 	insecure := fs.Bool("insecure", false, "run even when listening beyond loopback without api_token or TLS")
 	leaveTimeout := fs.Duration("leave-timeout", defaultLeaveTimeout, "how long leaving the cluster on SIGTERM may take (with leave_on_terminate)")
-	exitOnEOF := fs.Bool("exit-on-stdin-eof", false, "stop cleanly when stdin reaches EOF: the program that started the agent with a pipe as its stdin is gone (watchdog.go)")
+	exitOnEOF := fs.Bool("exit-on-stdin-eof", false, "stop cleanly when stdin reaches EOF: the program that started the agent with a pipe on its stdin has exited (the Python SDK does this)")
 	if err := parseFlags(fs, args, c.Stdout, agentUsage); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
