@@ -119,6 +119,28 @@ class AsyncQCluster:
 
     # Waiting for changes.
 
+    def on_leader_change(self, callback: Callable[[State], Any]) -> Callable[[], None]:
+        """:meth:`QCluster.on_leader_change`, with the calls made on this
+        event loop (call it from the loop): ``callback(state)`` for a plain
+        function, a task for a coroutine function. Returns a function that
+        removes the callback."""
+        loop = asyncio.get_running_loop()
+        is_coro = asyncio.iscoroutinefunction(callback)
+
+        def on_loop(st: State) -> None:
+            if is_coro:
+                loop.create_task(callback(st))
+            else:
+                callback(st)
+
+        def from_thread(st: State) -> None:
+            try:
+                loop.call_soon_threadsafe(on_loop, st)
+            except RuntimeError:
+                pass  # the loop is closed
+
+        return self.sync.on_leader_change(from_thread)
+
     async def watch(self, timeout: Optional[float] = None) -> AsyncIterator[State]:
         """:meth:`QCluster.watch` as an async iterator: the current state,
         then every change, until close or ``timeout`` seconds."""

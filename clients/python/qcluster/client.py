@@ -86,7 +86,7 @@ class _Core:
         # busy machine) makes is_leader() flap; but at least _POLL_MIN and
         # at most poll_max after its last request. The agent renews its
         # lease every heartbeat and reports 75-125 ms with the default
-        # timings, so a leader is asked about 30 times a second.
+        # timings, so a leader is asked about 20 times a second.
         self.refresh_ahead = max(0.06, hold * 0.4)
         self.poll_max = hold / 2
         self.agent = agent

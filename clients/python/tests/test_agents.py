@@ -193,6 +193,14 @@ class SeedAPITest(AgentsTestCase):
                 async for st in cluster.watch(timeout=10):
                     self.assertTrue(st.is_leader)
                     break
+                seen = asyncio.Queue()  # type: asyncio.Queue
+
+                async def cb(st: State) -> None:
+                    await seen.put(st)
+
+                remove = cluster.on_leader_change(cb)
+                self.assertTrue((await asyncio.wait_for(seen.get(), 10)).is_leader)
+                remove()
                 self.assertEqual([m.identifier for m in await cluster.peers()], ["server_a"])
                 with self.assertRaises(qcluster.NoTransfereeError):
                     await cluster.transfer()
