@@ -66,6 +66,8 @@ type AgentCommand struct {
 	Stdout io.Writer
 	// Stderr receives the peer's logs.
 	Stderr io.Writer
+	// Stdin is what --exit-on-stdin-eof watches (default os.Stdin).
+	Stdin io.Reader
 }
 
 // Run parses args, loads the config and runs the peer until ctx ends, then
@@ -79,11 +81,17 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	format := fs.String("log-format", "text", "log format: text or json")
 	insecure := fs.Bool("insecure", false, "run even when listening beyond loopback without TLS (cluster_key or tls)")
 	leaveTimeout := fs.Duration("leave-timeout", defaultLeaveTimeout, "how long leaving the cluster on SIGTERM may take (with leave_on_terminate)")
+	exitOnEOF := fs.Bool("exit-on-stdin-eof", false, "stop cleanly when stdin reaches EOF: the program that started the agent with a pipe on its stdin has exited (the Python SDK does this)")
 	if err := parseFlags(fs, args, c.Stdout, agentUsage); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
 		}
 		return err
+	}
+	if *exitOnEOF {
+		var stop context.CancelFunc
+		ctx, stop = watchStdin(ctx, c.stdin())
+		defer stop()
 	}
 	if *configPath == "" {
 		return usageErrorf("agent", "agent: --config is required: give the peer's JSON config file")

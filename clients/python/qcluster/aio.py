@@ -1,0 +1,200 @@
+"""The asyncio flavour: :class:`AsyncQCluster`.
+
+It wraps a :class:`~qcluster.QCluster`: ``is_leader()``, ``get_leader_info()``
+and ``term()`` stay plain methods (they answer locally, at once); the calls
+that talk to the agent are coroutines that run the request in the loop's
+default executor; :meth:`AsyncQCluster.watch` is an async iterator woken by
+the background thread, without a thread per watcher.
+
+::
+
+    cluster = await AsyncQCluster.create(**conf)
+    async with cluster:
+        leader = await cluster.wait_for_leader(timeout=10)
+        async for state in cluster.watch():
+            ...
+"""
+
+import asyncio
+import functools
+from typing import Any, AsyncIterator, Callable, List, Mapping, Optional, TypeVar
+
+from ._http import TLSArg
+from .client import DEFAULT_ELECTION_TIMEOUT, DEFAULT_MARGIN, QCluster
+from .errors import ClosedError, NoLeaderError
+from .types import Member, Peer, State, Status, TransferResult
+
+__all__ = ["AsyncQCluster"]
+
+T = TypeVar("T")
+
+
+class AsyncQCluster:
+    """:class:`~qcluster.QCluster` for asyncio code. Make one with
+    :meth:`create` (a local agent) or :meth:`connect` (an agent that runs),
+    or wrap a QCluster: ``AsyncQCluster(cluster)``."""
+
+    def __init__(self, cluster: QCluster) -> None:
+        self.sync = cluster  #: the wrapped QCluster
+
+    @classmethod
+    async def create(cls, **configuration: Any) -> "AsyncQCluster":
+        """``QCluster(**configuration)``, without blocking the loop while
+        the agent starts."""
+        loop = asyncio.get_running_loop()
+        cluster = await loop.run_in_executor(None, functools.partial(QCluster.start, configuration))
+        return cls(cluster)
+
+    @classmethod
+    async def connect(
+        cls,
+        address: str = "http://127.0.0.1:7001",
+        token: Optional[str] = None,
+        tls: TLSArg = None,
+        *,
+        election_timeout: float = DEFAULT_ELECTION_TIMEOUT,
+        margin: float = DEFAULT_MARGIN,
+    ) -> "AsyncQCluster":
+        """:meth:`QCluster.connect`."""
+        return cls(QCluster.connect(address, token, tls, election_timeout=election_timeout, margin=margin))
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(fn, *args))
+
+    # Local, instant answers.
+
+    def is_leader(self) -> bool:
+        """:meth:`QCluster.is_leader` (local, no I/O)."""
+        return self.sync.is_leader()
+
+    def get_leader_info(self) -> Optional[Peer]:
+        """:meth:`QCluster.get_leader_info` (local, no I/O)."""
+        return self.sync.get_leader_info()
+
+    def term(self) -> int:
+        """:meth:`QCluster.term` (local, no I/O)."""
+        return self.sync.term()
+
+    def state(self) -> State:
+        """:meth:`QCluster.state` (local, no I/O)."""
+        return self.sync.state()
+
+    # Calls to the agent.
+
+    async def status(self, timeout: float = 10.0) -> Status:
+        """:meth:`QCluster.status`."""
+        return await self._run(self.sync.status, timeout)
+
+    async def peers(self, timeout: float = 10.0) -> List[Member]:
+        """:meth:`QCluster.peers`."""
+        return await self._run(self.sync.peers, timeout)
+
+    async def transfer(self, to: Optional[str] = None, timeout: float = 30.0) -> TransferResult:
+        """:meth:`QCluster.transfer`."""
+        return await self._run(self.sync.transfer, to, timeout)
+
+    async def resign(self, timeout: float = 30.0) -> TransferResult:
+        """:meth:`QCluster.resign`."""
+        return await self._run(self.sync.resign, timeout)
+
+    async def set_metadata(self, metadata: Mapping[str, Any], timeout: float = 30.0) -> Member:
+        """:meth:`QCluster.set_metadata`."""
+        return await self._run(self.sync.set_metadata, metadata, timeout)
+
+    async def leave(self, timeout: float = 60.0) -> str:
+        """:meth:`QCluster.leave`."""
+        return await self._run(self.sync.leave, timeout)
+
+    async def close(self) -> None:
+        """:meth:`QCluster.close`, without blocking the loop while the agent
+        stops."""
+        await self._run(self.sync.close)
+
+    async def __aenter__(self) -> "AsyncQCluster":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # Waiting for changes.
+
+    def on_leader_change(self, callback: Callable[[State], Any]) -> Callable[[], None]:
+        """:meth:`QCluster.on_leader_change`, with the calls made on this
+        event loop (call it from the loop): ``callback(state)`` for a plain
+        function, a task for a coroutine function. Returns a function that
+        removes the callback."""
+        loop = asyncio.get_running_loop()
+        is_coro = asyncio.iscoroutinefunction(callback)
+
+        def on_loop(st: State) -> None:
+            if is_coro:
+                loop.create_task(callback(st))
+            else:
+                callback(st)
+
+        def from_thread(st: State) -> None:
+            try:
+                loop.call_soon_threadsafe(on_loop, st)
+            except RuntimeError:
+                pass  # the loop is closed
+
+        return self.sync.on_leader_change(from_thread)
+
+    async def watch(self, timeout: Optional[float] = None) -> AsyncIterator[State]:
+        """:meth:`QCluster.watch` as an async iterator: the current state,
+        then every change, until close or ``timeout`` seconds."""
+        core = self.sync._core
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(changed.set)
+            except RuntimeError:
+                pass  # the loop is closed
+
+        remove = core.add_waker(wake)
+        deadline = None if timeout is None else loop.time() + timeout
+        version = -1
+        try:
+            while True:
+                changed.clear()
+                st, v = core.wait_state(version, 0)
+                if v != version:
+                    version = v
+                    yield st
+                    if core.closed:
+                        return
+                    continue
+                if core.closed:
+                    return
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    return
+                try:
+                    await asyncio.wait_for(changed.wait(), left)
+                except asyncio.TimeoutError:
+                    return
+        finally:
+            remove()
+
+    async def wait_for_leader(self, timeout: Optional[float] = None) -> Peer:
+        """:meth:`QCluster.wait_for_leader`, without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self.sync._core.closed:
+                raise ClosedError("the QCluster is closed")
+            p = self.sync.get_leader_info()
+            if p is not None:
+                return p
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise NoLeaderError(0, "no_leader", "no leader known within {:g}s".format(timeout))
+            # Woken by every change; a leader's own lease starts counting at
+            # a set time, so look again soon in any case.
+            step = 0.05 if left is None else min(0.05, left)
+            async for _ in self.watch(timeout=step):
+                if self.sync.get_leader_info() is not None:
+                    break

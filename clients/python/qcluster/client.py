@@ -1,0 +1,728 @@
+"""QCluster: the seed's Python API over a QCluster agent.
+
+``QCluster(**configuration)`` starts a local ``qcluster agent`` for the
+seed's JSON config and follows it; ``QCluster.connect(address)`` follows an
+agent that already runs (a sidecar, another container). Either way a
+background thread keeps a copy of the agent's state, so that
+:meth:`QCluster.is_leader` and :meth:`QCluster.get_leader_info` answer
+locally, without a request per call.
+"""
+
+import logging
+import math
+import socket
+import threading
+import time
+import weakref
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Tuple
+
+from ._agent import LocalAgent, parse_duration
+from ._http import Endpoint, TLSArg
+from ._lease import Lease
+from .errors import (
+    ClosedError,
+    NoLeaderError,
+    NotLeaderError,
+    ProtocolError,
+    QClusterError,
+    UnreachableError,
+)
+from .types import Member, Peer, State, Status, TransferResult
+
+__all__ = ["QCluster", "DEFAULT_ELECTION_TIMEOUT", "DEFAULT_MARGIN"]
+
+log = logging.getLogger("qcluster")
+
+#: The cluster's election timeout when the config does not set one (the
+#: agent's default, 150 ms), in seconds.
+DEFAULT_ELECTION_TIMEOUT = 0.150
+
+#: What is taken off every lease the agent reports, in seconds (see
+#: :mod:`qcluster._lease`).
+DEFAULT_MARGIN = 0.005
+
+# Followers follow their agent with blocking queries: the agent answers at
+# once when its state changes, else after this long.
+_FOLLOW_WAIT = 1.0
+# How much longer than that an answer may take before the agent counts as
+# not answering.
+_FOLLOW_GRACE = 1.0
+# How long a leader's poll may take beyond its lease before it counts as
+# not answering.
+_POLL_GRACE = 0.25
+# The shortest time between two polls of a leader.
+_POLL_MIN = 0.005
+# Reconnection back-off after a failed request.
+_BACKOFF_MIN, _BACKOFF_MAX = 0.02, 0.5
+
+_Callback = Callable[[State], Any]
+
+
+def _leader_key(st: State) -> Tuple[bool, Optional[str], int]:
+    return (st.is_leader, st.leader.identifier if st.leader else None, st.term)
+
+
+class _Core:
+    """The state shared by a QCluster and its background threads.
+
+    The threads hold no reference to the QCluster, so an abandoned QCluster
+    is garbage-collected and its finalizer closes the core.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        hold: float,
+        margin: float,
+        agent: Optional[LocalAgent],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoint = endpoint
+        self.clock = clock
+        self.lease = Lease(clock, hold, margin)
+        # While the agent leads, the poller asks again this long before the
+        # copy of the lease would end, so that only a stall longer than
+        # that (an answer that slow, or this process not scheduled on a
+        # busy machine) makes is_leader() flap; but at least _POLL_MIN and
+        # at most poll_max after its last request. The agent renews its
+        # lease every heartbeat and reports 75-125 ms with the default
+        # timings, so a leader is asked about 20 times a second.
+        self.refresh_ahead = max(0.06, hold * 0.4)
+        self.poll_max = hold / 2
+        self.agent = agent
+        self.cond = threading.Condition()
+        # (latest Status or None, error or None): read as one value.
+        self.view = (None, "the agent has not answered yet")  # type: Tuple[Optional[Status], Optional[str]]
+        self.state = State(False, None, 0, "", 0, self.view[1])
+        self.version = 0
+        self.closed = False
+        self.requests = 0  # answers the poller received (bench, tests)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._conn = None  # type: Any
+        self._conn_lock = threading.Lock()
+        self._wakers = set()  # type: set
+        self._callbacks = []  # type: List[List[Any]]
+        self._dispatcher = None  # type: Optional[threading.Thread]
+        self._poller = threading.Thread(target=self._run, name="qcluster-poller", daemon=True)
+
+    def start(self) -> None:
+        self._poller.start()
+
+    # ---- the poller -------------------------------------------------
+
+    def _connection(self, timeout: float) -> Tuple[Any, bool]:
+        """The poller's keep-alive connection, and whether it was open."""
+        with self._conn_lock:
+            c = self._conn
+            if c is None:
+                c = self.endpoint.connect(timeout)
+                self._conn = c
+                return c, False
+            c.timeout = timeout
+            if c.sock is not None:
+                c.sock.settimeout(timeout)
+                return c, True
+            return c, False
+
+    def _drop_connection(self) -> None:
+        with self._conn_lock:
+            c, self._conn = self._conn, None
+        if c is not None:
+            c.close()
+
+    def _interrupt(self) -> None:
+        """Makes a request the poller is blocked in return at once."""
+        with self._conn_lock:
+            c = self._conn
+            sock = c.sock if c is not None else None
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _poll(self, path: str, timeout: float) -> Tuple[Status, float]:
+        """One GET of the status; returns it and when it was sent. A
+        request on a kept-alive connection that fails is retried once on a
+        new one (the agent may have closed the idle connection)."""
+        for attempt in (1, 2):
+            conn, reused = self._connection(timeout)
+            sent = self.clock()
+            try:
+                body, _ = self.endpoint.request("GET", path, timeout=timeout, conn=conn)
+            except UnreachableError:
+                self._drop_connection()
+                if reused and attempt == 1 and not self._stop.is_set():
+                    continue
+                raise
+            try:
+                return Status.from_json(body), sent
+            except ValueError as e:
+                raise ProtocolError("GET {}{}: {}".format(self.endpoint.url, path, e)) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run(self) -> None:
+        index = None  # type: Optional[int]
+        backoff = 0.0
+        while not self._stop.is_set():
+            with self.cond:
+                if not self.closed:
+                    self._publish_locked()  # e.g. the new-term wait just ended
+            status = self.view[0]
+            leading = status is not None and status.is_leader and self.view[1] is None
+            if leading or index is None:
+                path = "/v1/status"
+                until = self.lease.valid_until()
+                timeout = (max(0.0, until - self.clock()) if math.isfinite(until) else 0.75) + _POLL_GRACE
+            else:
+                path = "/v1/status?index={}&wait={}ms".format(index, int(_FOLLOW_WAIT * 1000))
+                timeout = _FOLLOW_WAIT + _FOLLOW_GRACE
+            try:
+                status, sent = self._poll(path, timeout)
+            except QClusterError as e:
+                self._drop_connection()
+                if self._stop.is_set():
+                    break
+                self.lease.observe(0.0, 0.0, False, 0, 0.0)
+                self._set(self.view[0], str(e))
+                index = None
+                backoff = min(max(backoff * 2, _BACKOFF_MIN), _BACKOFF_MAX)
+                self._stop.wait(backoff)
+                continue
+            except Exception as e:  # a bug: report it as the state, keep going
+                log.exception("qcluster: the poller failed")
+                self._drop_connection()
+                self._set(self.view[0], "internal error in the SDK's poller: {!r}".format(e))
+                self._stop.wait(_BACKOFF_MAX)
+                continue
+            received = self.clock()
+            backoff = 0.0
+            self.requests += 1
+            self.lease.observe(sent, received, status.is_leader, status.term, status.lease_remaining_ms)
+            self._set(status, None)
+            index = status.index
+            if status.is_leader:
+                now = self.clock()
+                until = self.lease.valid_until()
+                next_at = sent + self.poll_max
+                if math.isfinite(until):
+                    next_at = min(next_at, until - self.refresh_ahead)
+                else:
+                    next_at = sent  # no copy (given away): ask again soon
+                next_at = max(next_at, sent + _POLL_MIN)
+                start = self.lease.valid_from()
+                if now < start < next_at:
+                    next_at = start  # report the lease as soon as it counts
+                if next_at > now:
+                    self._wake.wait(next_at - now)
+                    self._wake.clear()
+        self._drop_connection()
+
+    # ---- state ------------------------------------------------------
+
+    def _set(self, status: Optional[Status], error: Optional[str]) -> None:
+        with self.cond:
+            if self.closed:
+                return
+            self.view = (status, error)
+            self._publish_locked()
+
+    def _publish_locked(self) -> None:
+        now = self.clock()
+        status, error = self.view
+        st = State(
+            self.lease.valid(now) and not self.closed,
+            self.leader_at(now),
+            status.term if status else 0,
+            status.role if status and error is None else "",
+            status.index if status and error is None else 0,
+            error,
+        )
+        old = self.state
+        self.state = st
+        if st[:4] + (st.error,) != old[:4] + (old.error,):
+            self.version += 1
+            self.cond.notify_all()
+            for wake in list(self._wakers):
+                wake()
+
+    def leader_at(self, now: Optional[float] = None) -> Optional[Peer]:
+        status, error = self.view
+        if self.closed or error is not None or status is None or status.leader is None:
+            return None
+        if status.leader.identifier == status.identifier:
+            # The agent names itself: only while this process holds the
+            # lease (as the Go SDK's Leader()).
+            return status.leader if self.lease.valid(now) else None
+        return status.leader
+
+    def wait_state(self, version: int, timeout: Optional[float]) -> Tuple[State, int]:
+        """Returns the state once its version differs from ``version``, or
+        the current one after ``timeout`` seconds or at close."""
+        deadline = None if timeout is None else self.clock() + timeout
+        with self.cond:
+            if not self.closed:
+                self._publish_locked()  # the lease may have started or ended since the last answer
+            while self.version == version and not self.closed:
+                if deadline is None:
+                    self.cond.wait()
+                else:
+                    left = deadline - self.clock()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
+            return self.state, self.version
+
+    def add_waker(self, wake: Callable[[], None]) -> Callable[[], None]:
+        with self.cond:
+            self._wakers.add(wake)
+
+        def remove() -> None:
+            with self.cond:
+                self._wakers.discard(wake)
+
+        return remove
+
+    # ---- callbacks --------------------------------------------------
+
+    def add_callback(self, fn: _Callback) -> Callable[[], None]:
+        entry = [fn, None]
+        with self.cond:
+            if self.closed:
+                raise ClosedError("the QCluster is closed")
+            self._callbacks.append(entry)
+            if self._dispatcher is None:
+                self._dispatcher = threading.Thread(target=self._dispatch, name="qcluster-callbacks", daemon=True)
+                self._dispatcher.start()
+            self.cond.notify_all()
+
+        def remove() -> None:
+            with self.cond:
+                if entry in self._callbacks:
+                    self._callbacks.remove(entry)
+
+        return remove
+
+    def _dispatch(self) -> None:
+        while True:
+            with self.cond:
+                while True:
+                    st = self.state
+                    key = _leader_key(st)
+                    todo = [e for e in self._callbacks if e[1] != key]
+                    if todo or self.closed:
+                        break
+                    self.cond.wait()
+                for e in todo:
+                    e[1] = key
+                if not todo and self.closed:
+                    return
+            for e in todo:
+                try:
+                    e[0](st)
+                except Exception:
+                    log.exception("qcluster: an on_leader_change callback raised")
+
+    # ---- closing ----------------------------------------------------
+
+    def close(self, agent_timeout: float = 10.0) -> Optional[int]:
+        with self.cond:
+            if self.closed:
+                return None
+            self.lease.revoke()
+            self.view = (self.view[0], "closed")
+            self.closed = True
+            self._publish_locked()
+            self.version += 1
+            self.cond.notify_all()
+            for wake in list(self._wakers):
+                wake()
+        self._stop.set()
+        self._wake.set()
+        self._interrupt()
+        code = None
+        if self.agent is not None:
+            code = self.agent.stop(agent_timeout)
+        me = threading.current_thread()
+        for t in (self._poller, self._dispatcher):
+            if t is not None and t is not me and t.ident is not None:
+                t.join(5.0)
+        return code
+
+
+class QCluster:
+    """One peer of a QCluster cluster, as the seed describes it.
+
+    ``QCluster(**configuration)`` takes the seed's JSON config (this peer's
+    ``identifier``, ``listen_host``, ``listen_port``, its ``peers``, and any
+    other field of the agent's config format) and starts a local ``qcluster
+    agent`` for it: the binary in ``$QCLUSTER_BIN``, else the ``qcluster``
+    in ``PATH``. The agent exits when this process does, even when it is
+    killed (it watches a pipe on its stdin), or at :meth:`close`. It returns
+    once the agent answers; the leader may not be known yet
+    (:meth:`wait_for_leader`). ``QCluster.connect(address)`` follows an
+    agent that already runs instead.
+
+    Application fields may sit in the same config (the seed's examples keep
+    ``server_port`` there): the agent keeps unknown top-level fields, but a
+    misspelt QCluster field (``listen_prot``) is an error.
+
+    It is a context manager (``with QCluster(**conf) as cluster:``) and safe
+    to use from several threads.
+
+    Raises:
+        AgentNotFoundError: no ``qcluster`` binary (the message says how to
+            get one).
+        AgentError: the agent refused the config (its message is included)
+            or did not answer within ``start_timeout`` seconds.
+        ValueError: no ``identifier`` or ``listen_port``, or a config that
+            is not JSON.
+    """
+
+    _core = None  # type: _Core
+
+    def __init__(self, **configuration: Any) -> None:
+        self._start_local(configuration)
+
+    def _start_local(
+        self,
+        configuration: Mapping[str, Any],
+        binary: Optional[str] = None,
+        start_timeout: float = 30.0,
+        margin: float = DEFAULT_MARGIN,
+    ) -> None:
+        hold = DEFAULT_ELECTION_TIMEOUT
+        et = configuration.get("election_timeout")
+        if et is not None:
+            try:
+                hold = max(parse_duration(et), hold)
+            except ValueError:
+                pass  # the agent refuses the config and says why
+        agent = LocalAgent(configuration, binary)
+        try:
+            endpoint = agent.endpoint()
+            agent.wait_ready(endpoint, start_timeout)
+        except BaseException:
+            agent.stop()  # the error carries the end of its log
+            raise
+        self._init(_Core(endpoint, hold, margin, agent))
+
+    @classmethod
+    def start(
+        cls,
+        configuration: Mapping[str, Any],
+        *,
+        binary: Optional[str] = None,
+        start_timeout: float = 30.0,
+        margin: float = DEFAULT_MARGIN,
+    ) -> "QCluster":
+        """``QCluster(**configuration)`` with options: the agent ``binary``
+        (default ``$QCLUSTER_BIN``, else ``PATH``), how long the agent may
+        take to answer (``start_timeout``, seconds), and the lease
+        ``margin`` (seconds)."""
+        self = cls.__new__(cls)
+        self._start_local(configuration, binary, start_timeout, margin)
+        return self
+
+    @classmethod
+    def connect(
+        cls,
+        address: str = "http://127.0.0.1:7001",
+        token: Optional[str] = None,
+        tls: TLSArg = None,
+        *,
+        election_timeout: float = DEFAULT_ELECTION_TIMEOUT,
+        margin: float = DEFAULT_MARGIN,
+    ) -> "QCluster":
+        """Follows an agent that already runs, at ``address``
+        (``http://host:port``, ``https://host:port``, or ``host:port``).
+
+        Args:
+            token: the agents' ``api_token``, sent as a bearer token.
+            tls: an ``ssl.SSLContext``, or the paths ``(ca_file, cert_file,
+                key_file)``: the cluster CA and a client certificate (as
+                ``qcluster tls issue`` makes them); https is then implied.
+            election_timeout: the cluster's (largest) ``election_timeout``,
+                in seconds: how long a lease may last (see
+                :mod:`qcluster._lease`). Every process of one cluster must
+                use the same value or larger.
+            margin: taken off every lease, in seconds: clock-rate
+                differences between this machine and the agent's.
+
+        It returns at once; the first state arrives moments later
+        (:meth:`wait_for_leader`). An agent that does not answer shows as
+        ``State.error``; calls that need it raise :class:`UnreachableError`.
+        """
+        if not election_timeout > 0:
+            raise ValueError("election_timeout must be positive (seconds)")
+        self = cls.__new__(cls)
+        self._init(_Core(Endpoint.parse(address, token, tls), election_timeout, margin, None))
+        return self
+
+    def _init(self, core: _Core) -> None:
+        self._core = core
+        core.start()
+        self._finalizer = weakref.finalize(self, core.close)
+
+    # ---- the seed's API ---------------------------------------------
+
+    def is_leader(self) -> bool:
+        """Reports whether this peer is the leader and holds the leader
+        lease now: at most one process of a cluster sees True at any
+        instant.
+
+        It answers locally, without I/O or locks, from the agent's latest
+        answer: true only while ``time.monotonic()`` is before that request's
+        send time plus the lease the agent reported, less a margin. An agent
+        that stops answering (paused, partitioned, dead) makes it false
+        within one election timeout. A newly elected leader's process sees
+        True one election timeout after its agent became leader (a previous
+        leader's process may still hold its copy of a lease until then).
+        """
+        return self._core.lease.valid()
+
+    def get_leader_info(self) -> Optional[Peer]:
+        """Returns the leader as a :class:`Peer` (``host``, ``port``,
+        ``identifier``, ``metadata``), or None when no leader is known: no
+        majority is reachable, an election is in progress, or the agent does
+        not answer. On the leader itself it names this peer only while
+        :meth:`is_leader` is true. Answered locally, without I/O."""
+        return self._core.leader_at()
+
+    # ---- beyond the seed --------------------------------------------
+
+    @property
+    def identifier(self) -> Optional[str]:
+        """This peer's identifier (None until the agent first answered)."""
+        status = self._core.view[0]
+        return status.identifier if status else None
+
+    @property
+    def address(self) -> str:
+        """The agent's API address, such as ``http://127.0.0.1:7001``."""
+        return self._core.endpoint.url
+
+    @property
+    def agent_log_path(self) -> Optional[str]:
+        """The log file of the local agent (None for ``connect``)."""
+        return self._core.agent.log_path if self._core.agent else None
+
+    @property
+    def agent_pid(self) -> Optional[int]:
+        """The local agent's process id (None for ``connect``)."""
+        return self._core.agent.proc.pid if self._core.agent else None
+
+    def state(self) -> State:
+        """The current :class:`State` (as the latest item of :meth:`watch`,
+        re-evaluated now)."""
+        with self._core.cond:
+            self._core._publish_locked()
+            return self._core.state
+
+    def term(self) -> int:
+        """The Raft term the agent last reported (0 before its first
+        answer). While :meth:`is_leader` is true it is a fencing token:
+        strictly greater than any earlier leader's. Pass it to the systems
+        the leader writes to, so they can refuse a deposed leader's
+        writes."""
+        status = self._core.view[0]
+        return status.term if status else 0
+
+    def status(self, timeout: float = 10.0) -> Status:
+        """Asks the agent for its view now (``GET /v1/status``)."""
+        body, _ = self._request("GET", "/v1/status", timeout=timeout)
+        return self._decode(Status.from_json, body)
+
+    def peers(self, timeout: float = 10.0) -> List[Member]:
+        """Every member of the cluster, sorted by identifier, with its role
+        and health as the agent sees them (``GET /v1/peers``)."""
+        body, _ = self._request("GET", "/v1/peers", timeout=timeout)
+        if not isinstance(body, dict) or not isinstance(body.get("peers"), list):
+            raise ProtocolError("GET /v1/peers: want an object with a peers list, got {!r}".format(body))
+        return [self._decode(Member.from_json, m) for m in body["peers"]]
+
+    def wait_for_leader(self, timeout: Optional[float] = None) -> Peer:
+        """Waits until a leader is known and returns it (what
+        :meth:`get_leader_info` then returns).
+
+        Raises:
+            NoLeaderError: none within ``timeout`` seconds (None: no limit).
+            ClosedError: the QCluster was closed.
+        """
+        core = self._core
+        deadline = None if timeout is None else core.clock() + timeout
+        with core.cond:
+            while True:
+                if core.closed:
+                    raise ClosedError("the QCluster is closed")
+                p = core.leader_at()
+                if p is not None:
+                    return p
+                # The leader may be this peer, whose lease starts counting
+                # at a set time: wake up for it too.
+                step = 0.5
+                start = core.lease.valid_from()
+                if math.isfinite(start):
+                    step = min(step, max(0.001, start - core.clock()))
+                if deadline is not None:
+                    left = deadline - core.clock()
+                    if left <= 0:
+                        msg = "no leader known within {:g}s".format(timeout)
+                        if core.view[1]:
+                            msg += " (the agent: {})".format(core.view[1])
+                        raise NoLeaderError(0, "no_leader", msg)
+                    step = min(step, left)
+                core.cond.wait(step)
+
+    def watch(self, timeout: Optional[float] = None) -> Iterator[State]:
+        """Yields the current :class:`State`, then a new one at every change
+        of leadership this process sees: the leader (including "no leader":
+        ``leader`` None), :meth:`is_leader`, the term, the agent's role, or
+        whether the agent answers (``error``). A reader that falls behind
+        skips intermediate states, never the latest. It ends at
+        :meth:`close`, or after ``timeout`` seconds."""
+        core = self._core
+        deadline = None if timeout is None else core.clock() + timeout
+        version = -1
+        while True:
+            left = None if deadline is None else deadline - core.clock()
+            if left is not None and left <= 0:
+                return
+            st, v = core.wait_state(version, left)
+            if v == version:
+                return  # timed out
+            version = v
+            yield st
+            if core.closed:
+                return
+
+    def on_leader_change(self, callback: Callable[[State], Any]) -> Callable[[], None]:
+        """Calls ``callback(state)`` with the current :class:`State`, then
+        whenever the leader, :meth:`is_leader` or the term changes. Calls come from one background thread, never
+        concurrently, in order; a slow callback makes later ones skip
+        intermediate states, never the latest. At :meth:`close` they see
+        ``is_leader`` False and no leader, if they had not already. An
+        exception in a callback is logged (logger "qcluster") and ignored.
+        Returns a function that removes the callback."""
+        return self._core.add_callback(callback)
+
+    def transfer(self, to: Optional[str] = None, timeout: float = 30.0) -> TransferResult:
+        """Hands leadership to the member named ``to`` (None: the best other
+        voter) and returns once another peer leads. It may be called on any
+        peer: a follower's ``not_leader`` answer is followed to the leader.
+        If this peer leads, :meth:`is_leader` turns false before the
+        request leaves.
+
+        Raises:
+            UnknownPeerError: ``to`` is not another member.
+            NoTransfereeError: there is no other voter.
+            NoLeaderError: no leader is known.
+            TimeoutError: the target did not take over (it is down).
+        """
+        body = {"identifier": to} if to else {}
+        self._core.lease.revoke()
+        try:
+            res, _ = self._request("POST", "/v1/leader/transfer", body, timeout)
+        except NotLeaderError as e:
+            if e.leader is None:
+                raise
+            to_leader = self._core.endpoint.with_host(e.leader.host, e.leader.port)
+            res, _ = self._request("POST", "/v1/leader/transfer", body, timeout, to_leader)
+        return self._decode(TransferResult.from_json, res)
+
+    def resign(self, timeout: float = 30.0) -> TransferResult:
+        """Makes this peer, which must be the leader, hand leadership to the
+        best other voter without waiting for an election timeout; returns
+        once another peer leads. :meth:`is_leader` turns false before the
+        request leaves. Use it before stopping a leader for maintenance.
+
+        Raises:
+            NotLeaderError: this peer does not lead (``leader`` names the
+                one that does).
+            NoTransfereeError: there is no other voter.
+        """
+        self._core.lease.revoke()
+        res, _ = self._request("POST", "/v1/leader/resign", None, timeout)
+        return self._decode(TransferResult.from_json, res)
+
+    def set_metadata(self, metadata: Mapping[str, Any], timeout: float = 30.0) -> Member:
+        """Replaces this peer's metadata (the whole of it; ``{}`` clears it)
+        and returns the member once the cluster records it: every peer's
+        ``get_leader_info()`` and ``peers()`` then show it. Numbers come back
+        as floats from other peers' views.
+
+        Raises:
+            BadRequestError: metadata the agent refuses.
+            NoLeaderError: no leader to commit it (the agent keeps it and
+                commits it once there is one).
+        """
+        if not isinstance(metadata, Mapping):
+            raise TypeError("metadata must be a mapping (a JSON object), not {}".format(type(metadata).__name__))
+        res, _ = self._request("PUT", "/v1/self/metadata", {"metadata": dict(metadata)}, timeout)
+        member = self._decode(Member.from_json, res)
+        self._core._wake.set()
+        return member
+
+    def leave(self, timeout: float = 60.0) -> str:
+        """Makes this peer leave the cluster gracefully (a leader hands
+        over first; the others see it leave, not fail), then closes this
+        QCluster: the agent stops. To come back it must join again.
+        Returns its identifier.
+
+        Raises:
+            ConflictError: the last voter cannot leave.
+            NoLeaderError: no leader to remove it.
+        """
+        self._core.lease.revoke()
+        res, _ = self._request("POST", "/v1/self/leave", None, timeout)
+        left = res.get("left") if isinstance(res, dict) else None
+        self.close()
+        if not isinstance(left, str):
+            raise ProtocolError("POST /v1/self/leave: want {{\"left\": ...}}, got {!r}".format(res))
+        return left
+
+    def close(self) -> None:
+        """Stops following the agent and, for a local agent, stops it
+        (cleanly: its peers see it go at once) and removes its files.
+        :meth:`is_leader` is false from the start of the call. Idempotent."""
+        self._finalizer()
+
+    def __enter__(self) -> "QCluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        st = self.state()
+        if self._core.closed:
+            what = "closed"
+        elif st.is_leader:
+            what = "leader"
+        elif st.leader:
+            what = "following " + st.leader.identifier
+        else:
+            what = "no leader"
+        return "<QCluster {} at {}: {}>".format(self.identifier or "?", self.address, what)
+
+    # ---- helpers ----------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Optional[Mapping[str, Any]] = None,
+        timeout: float = 30.0,
+        endpoint: Optional[Endpoint] = None,
+    ) -> Tuple[Any, int]:
+        if self._core.closed:
+            raise ClosedError("the QCluster is closed")
+        return (endpoint or self._core.endpoint).request(method, path, body, timeout)
+
+    @staticmethod
+    def _decode(fn: Callable[[Any], Any], body: Any) -> Any:
+        try:
+            return fn(body)
+        except ValueError as e:
+            raise ProtocolError("the agent's answer does not decode: {}".format(e)) from None
