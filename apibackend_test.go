@@ -48,6 +48,9 @@ func (h *httpc) do(c *Cluster, method, path, token, body string) (*http.Response
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	if method != http.MethodGet && method != http.MethodHead {
+		req.Header.Set("Content-Type", "application/json") // as every client of the API
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -728,9 +728,9 @@ func (c *Cluster) call(ctx context.Context, addr, method, path string, body, out
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	// Every change needs it, even with no body (see api's cross-site
+	// checks).
+	req.Header.Set("Content-Type", "application/json")
 	if c.cfg.APIToken != "" {
 		req.Header.Set("Authorization", "Bearer "+c.cfg.APIToken)
 	}

@@ -48,6 +48,19 @@
 // Options.ProtectReads as well, every GET under /v1/ and GET /metrics
 // require it too; /healthz and /readyz stay open for probes.
 //
+// Cross-site requests. A web page can make a browser send a POST to any
+// address, the peer's included, without asking it first. So the endpoints
+// that change the cluster (every POST, PUT, DELETE and PATCH) require
+// "Content-Type: application/json" (parameters such as charset allowed; an
+// empty body needs it too), else 415 "unsupported_media_type", and refuse
+// with 403 "cross_origin" a request whose Origin header is present and is
+// not the peer's own origin (the scheme and host:port the request reached),
+// or whose Sec-Fetch-Site header is present and is neither "same-origin"
+// nor "none". Programs send no Origin; browsers cannot leave it out, nor
+// send a JSON Content-Type across origins without a CORS preflight, which
+// the API never grants. Reads are not affected. RequestInfo.Refused counts
+// the refusals.
+//
 // New fields may be added to every JSON object; clients must ignore fields
 // they do not know.
 package api
@@ -204,8 +217,8 @@ type LeaveResult struct {
 // MemberEvent is the data of a /v1/watch "member" event: a change in the
 // membership as the answering peer sees it.
 type MemberEvent struct {
-	// Type is "joined", "updated", "suspect", "recovered", "failed",
-	// "left" or "removed".
+	// Type is "joined", "updated", "suspect", "alive" (alive again after
+	// suspect or dead), "failed", "left" or "removed".
 	Type string `json:"type"`
 	// Member is the member right after the change.
 	Member Member `json:"member"`
@@ -271,23 +284,25 @@ type Error struct {
 
 // Error codes, with the HTTP status they come with.
 const (
-	CodeNoLeader         = "no_leader"          // 503: no leader is known
-	CodeNotFound         = "not_found"          // 404: no such endpoint
-	CodeMethodNotAllowed = "method_not_allowed" // 405
-	CodeBadRequest       = "bad_request"        // 400: a bad parameter or body
-	CodeUnauthorized     = "unauthorized"       // 401: missing or wrong bearer token
-	CodeNotLeader        = "not_leader"         // 409: the call must go to the leader (Error.Leader)
-	CodeUnknownPeer      = "unknown_peer"       // 404 (GET or DELETE /v1/peers/{id}) or 400 (transfer target)
-	CodeNoTransferee     = "no_transferee"      // 409: no other voter to hand leadership to
-	CodeTransferFailed   = "transfer_failed"
-	CodeTooLarge         = "too_large"     // 413: request body over the limit
-	CodeTimeout          = "timeout"       // 504: a hand-over did not complete in time
-	CodeUnavailable      = "unavailable"   // 503: the peer is stopping
-	CodeInternal         = "internal"      // 500
-	CodeConflict         = "conflict"      // 409: duplicate identifier/address, or too few voters would remain
-	CodeWrongCluster     = "wrong_cluster" // 409: the request names another cluster
-	CodeMasterless       = "masterless"    // 409: the call needs leader mode
-	CodeNotJoined        = "not_joined"    // 503 (GET /readyz): this peer is not a member yet
+	CodeNoLeader             = "no_leader"          // 503: no leader is known
+	CodeNotFound             = "not_found"          // 404: no such endpoint
+	CodeMethodNotAllowed     = "method_not_allowed" // 405
+	CodeBadRequest           = "bad_request"        // 400: a bad parameter or body
+	CodeUnauthorized         = "unauthorized"       // 401: missing or wrong bearer token
+	CodeCrossOrigin          = "cross_origin"       // 403: a change sent by a web page of another origin
+	CodeNotLeader            = "not_leader"         // 409: the call must go to the leader (Error.Leader)
+	CodeUnknownPeer          = "unknown_peer"       // 404 (GET or DELETE /v1/peers/{id}) or 400 (transfer target)
+	CodeNoTransferee         = "no_transferee"      // 409: no other voter to hand leadership to
+	CodeTransferFailed       = "transfer_failed"
+	CodeTooLarge             = "too_large"              // 413: request body over the limit
+	CodeUnsupportedMediaType = "unsupported_media_type" // 415: a change without Content-Type: application/json
+	CodeTimeout              = "timeout"                // 504: a hand-over did not complete in time
+	CodeUnavailable          = "unavailable"            // 503: the peer is stopping
+	CodeInternal             = "internal"               // 500
+	CodeConflict             = "conflict"               // 409: duplicate identifier/address, or too few voters would remain
+	CodeWrongCluster         = "wrong_cluster"          // 409: the request names another cluster
+	CodeMasterless           = "masterless"             // 409: the call needs leader mode
+	CodeNotJoined            = "not_joined"             // 503 (GET /readyz): this peer is not a member yet
 )
 
 // IndexHeader is the response header that carries the answering peer's
@@ -436,6 +451,11 @@ type RequestInfo struct {
 	// blocking query with ?index=, or a /v1/watch stream): its Duration
 	// measures the wait, not the peer's speed.
 	Waited bool
+	// Refused, when not empty, says why a request that would change the
+	// cluster was refused before it reached the Backend:
+	// RefusedCrossOrigin (403) or RefusedContentType (415); see
+	// RefusedReasons.
+	Refused string
 }
 
 // RouteOther is RequestInfo.Route for a request no endpoint matched.
@@ -504,7 +524,7 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 			rec := &recorder{ResponseWriter: w, route: RouteOther}
 			start := time.Now()
 			defer func() {
-				opts.OnRequest(RequestInfo{Route: rec.route, Code: rec.status(), Duration: time.Since(start), Waited: rec.waited})
+				opts.OnRequest(RequestInfo{Route: rec.route, Code: rec.status(), Duration: time.Since(start), Waited: rec.waited, Refused: rec.refused})
 			}()
 			w = rec
 		}
@@ -669,11 +689,17 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // mutating wraps a handler that changes the cluster: it checks the bearer
-// token and limits the request body.
+// token, refuses requests a browser may send from another site (see
+// crossSite), and limits the request body.
 func (h *handler) mutating(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if h.opts.Token != "" && !h.authorized(r) {
 			writeUnauthorized(w, r)
+			return
+		}
+		if reason, status, code, msg := crossSite(r); reason != "" {
+			markRefused(w, reason)
+			WriteError(w, status, code, msg)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
@@ -891,9 +917,10 @@ func methods(ms ...method) http.HandlerFunc {
 // request waits by design.
 type recorder struct {
 	http.ResponseWriter
-	route  string
-	code   int
-	waited bool
+	route   string
+	code    int
+	waited  bool
+	refused string
 }
 
 func (r *recorder) WriteHeader(code int) {
