@@ -87,7 +87,9 @@ func (b apiBackend) status(st State, s *snapshot) api.Status {
 // latest State within a moment of its publication and never makes the
 // publisher wait.
 func (b apiBackend) Wait(ctx context.Context, index uint64) (api.Status, error) {
-	for st := range b.c.Watch(ctx) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the Watch subscription
+	for st := range b.c.Watch(wctx) {
 		st.Index += b.base
 		if st.Index != index {
 			return b.status(st, b.c.snap.Load()), nil
@@ -99,14 +101,52 @@ func (b apiBackend) Wait(ctx context.Context, index uint64) (api.Status, error) 
 	return api.Status{}, api.ErrUnavailable
 }
 
-// Peers lists the members and what this peer knows of them.
-func (b apiBackend) Peers() []api.Member {
+// Watch streams the peer's Status from one Watch subscription, until ctx
+// ends or the peer stops. Its goroutine converts each State and keeps only
+// the latest in the channel, so it never makes the publisher wait.
+func (b apiBackend) Watch(ctx context.Context) <-chan api.Status {
+	in := b.c.Watch(ctx)
+	out := make(chan api.Status, 1)
+	go func() {
+		defer close(out)
+		for st := range in {
+			st.Index += b.base
+			s := b.status(st, b.c.snap.Load())
+			select {
+			case <-out: // not read yet: replace it with the latest
+			default:
+			}
+			out <- s // only this goroutine sends: never blocks
+		}
+	}()
+	return out
+}
+
+// Peers lists the members and what this peer knows of them, with the
+// membership index: the count of the changes the event hub has seen
+// (membership, health, leadership), plus the same base as the change
+// index. The index is read first, so the list is never older than it.
+func (b apiBackend) Peers() api.PeerList {
+	idx := b.base + b.c.events.index()
 	ms := b.c.Peers()
 	out := make([]api.Member, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, toAPIMember(m))
 	}
-	return out
+	return api.PeerList{Index: idx, Peers: out}
+}
+
+// WaitPeers returns Peers once the membership index differs from index.
+func (b apiBackend) WaitPeers(ctx context.Context, index uint64) (api.PeerList, error) {
+	if index >= b.base { // else an index of another process: answer now
+		switch err := b.c.events.wait(ctx, index-b.base); {
+		case errors.Is(err, ErrClosed):
+			return api.PeerList{}, api.ErrUnavailable
+		case err != nil:
+			return api.PeerList{}, err
+		}
+	}
+	return b.Peers(), nil
 }
 
 func toAPIMember(m Member) api.Member {

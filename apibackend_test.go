@@ -463,6 +463,9 @@ type sseReader struct {
 	resp   *http.Response
 	events chan sseEvent
 	done   chan error // the stream's end
+
+	last         sseEvent // the last leader event drain took
+	leaderEvents int      // how many drain took
 }
 
 type sseEvent struct {

@@ -340,7 +340,7 @@ func (c *Cluster) join(ctx context.Context, req api.JoinRequest) (api.JoinResult
 			return api.JoinResult{}, err
 		}
 		b := newAPIBackend(c)
-		res := api.JoinResult{AlreadyMember: already, Peers: b.Peers()}
+		res := api.JoinResult{AlreadyMember: already, Peers: b.Peers().Peers}
 		if l, ok := c.Leader(); ok {
 			lp := toAPIPeer(l)
 			res.Leader = &lp
@@ -595,6 +595,7 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 		return ErrNotStarted
 	}
 	c.selfMeta.Store(&md)
+	c.events.touch() // Peers shows it (masterless) before gossip confirms it
 	raw, _ := encodeMetadata(md)
 	gctx, cancel := context.WithTimeout(ctx, gossipTimeout)
 	gerr := g.SetMeta(gctx, raw)

@@ -714,8 +714,9 @@ func (c *Cluster) stateNow() (State, *snapshot) {
 // WaitForLeader blocks until a leader is known and returns it, or returns
 // ctx's error, or ErrClosed.
 func (c *Cluster) WaitForLeader(ctx context.Context) (Peer, error) {
-	ch := c.Watch(ctx)
-	for st := range ch {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the Watch subscription
+	for st := range c.Watch(wctx) {
 		// Watch publishes on the peer's ticks; the leader it names must
 		// still hold at this instant (a lease may have just run out).
 		if p, ok := c.Leader(); st.HasLeader && ok {
@@ -795,7 +796,9 @@ func (c *Cluster) transfer(ctx context.Context, target uint64, tried map[uint64]
 	}
 	// Do returns once the dropped lease is published, so the first state
 	// here no longer says IsLeader; seeing it again means raft gave up.
-	for st := range c.Watch(ctx) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the Watch subscription
+	for st := range c.Watch(wctx) {
 		switch {
 		case st.HasLeader && st.Leader.Identifier != c.cfg.Identifier:
 			return target, nil

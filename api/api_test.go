@@ -31,8 +31,10 @@ type fakeBackend struct {
 	changed chan struct{} // closed and replaced by every set
 	stopped bool
 	waiters int
+	watches map[chan Status]bool // Watch subscribers
 
 	peers       []Member
+	peersIndex  uint64
 	transferErr error
 	transferTo  []string // targets Transfer was called with
 
@@ -48,8 +50,10 @@ type fakeBackend struct {
 
 func newFake(leader *Peer) *fakeBackend {
 	f := &fakeBackend{
-		st:      Status{Identifier: "server_a", Role: "follower", Term: 3, Leader: leader, Index: 7, Voters: []string{"server_a", "server_b"}, Mode: ModeLeader, Joined: true},
-		changed: make(chan struct{}),
+		st:         Status{Identifier: "server_a", Role: "follower", Term: 3, Leader: leader, Index: 7, Voters: []string{"server_a", "server_b"}, Mode: ModeLeader, Joined: true},
+		changed:    make(chan struct{}),
+		watches:    map[chan Status]bool{},
+		peersIndex: 70,
 		peers: []Member{
 			{Peer: Peer{Identifier: "a/b", Host: "localhost", Port: 7009}, Voter: true},
 			{Peer: Peer{Identifier: "server_a", Host: "localhost", Port: 7001}, Voter: true, IsSelf: true},
@@ -69,6 +73,30 @@ func (f *fakeBackend) set(change func(*Status)) {
 	f.st.Index++
 	close(f.changed)
 	f.changed = make(chan struct{})
+	for ch := range f.watches {
+		select {
+		case <-ch: // not read yet: replace it with the latest
+		default:
+		}
+		ch <- f.st
+	}
+}
+
+// setPeers changes the members and publishes them with the next
+// membership index.
+func (f *fakeBackend) setPeers(change func([]Member) []Member) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.peers = change(f.peers)
+	f.peersIndex++
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fakeBackend) numWatches() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.watches)
 }
 
 func (f *fakeBackend) stop() {
@@ -77,6 +105,10 @@ func (f *fakeBackend) stop() {
 	f.stopped = true
 	close(f.changed)
 	f.changed = make(chan struct{})
+	for ch := range f.watches {
+		delete(f.watches, ch)
+		close(ch)
+	}
 	for ch := range f.subs {
 		delete(f.subs, ch)
 		close(ch)
@@ -122,7 +154,60 @@ func (f *fakeBackend) Wait(ctx context.Context, index uint64) (Status, error) {
 	}
 }
 
-func (f *fakeBackend) Peers() []Member { return f.peers }
+// Watch subscribes until ctx ends or the fake stops.
+func (f *fakeBackend) Watch(ctx context.Context) <-chan Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan Status, 1)
+	if f.stopped {
+		close(ch)
+		return ch
+	}
+	ch <- f.st
+	f.watches[ch] = true
+	context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.watches[ch] {
+			delete(f.watches, ch)
+			close(ch)
+		}
+	})
+	return ch
+}
+
+func (f *fakeBackend) Peers() PeerList {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return PeerList{Index: f.peersIndex, Peers: f.peers}
+}
+
+func (f *fakeBackend) WaitPeers(ctx context.Context, index uint64) (PeerList, error) {
+	f.mu.Lock()
+	f.waiters++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.waiters--
+		f.mu.Unlock()
+	}()
+	for {
+		f.mu.Lock()
+		pl, ch, stopped := PeerList{Index: f.peersIndex, Peers: f.peers}, f.changed, f.stopped
+		f.mu.Unlock()
+		if stopped {
+			return PeerList{}, ErrUnavailable
+		}
+		if pl.Index != index {
+			return pl, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return PeerList{}, ctx.Err()
+		}
+	}
+}
 
 func (f *fakeBackend) SetMetadata(ctx context.Context, md map[string]any) (Member, error) {
 	f.mu.Lock()
@@ -339,8 +424,12 @@ func TestPeers(t *testing.T) {
 	h := NewHandler(newFake(leaderB))
 	rec := serve(h, "GET", "/v1/peers")
 	var list PeerList
-	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || rec.Code != 200 || len(list.Peers) != 3 || list.Index != 7 {
+	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || rec.Code != 200 || len(list.Peers) != 3 || list.Index != 70 {
 		t.Fatalf("GET /v1/peers: %d %s (%v)", rec.Code, rec.Body, err)
+	}
+	// The index is the membership index, not the leadership one.
+	if got := rec.Header().Get(IndexHeader); got != "70" {
+		t.Errorf("GET /v1/peers: %s %q, want the membership index 70", IndexHeader, got)
 	}
 	// Member's Peer fields are at the top level of each object.
 	if !strings.Contains(rec.Body.String(), `"identifier": "server_b",`) || !strings.Contains(rec.Body.String(), `"is_leader": true`) {
