@@ -549,10 +549,13 @@ func (c *Cluster) loadRegistry(store storage.Storage) error {
 	return nil
 }
 
-// Close stops the peer: it leaves the election (a leader's lease simply
-// runs out; use Transfer first for an immediate hand-over, or Leave to
-// leave the cluster for good), stops gossip (the others see it fail), closes
-// its port and its data, and waits for every goroutine it started, with
+// Close stops the peer without leaving the cluster: it stays a member (a
+// voter still counts toward the majority, and may start again with its
+// data_dir), stops taking part in elections (a leader's lease simply runs
+// out; use Transfer first for an immediate hand-over, or Leave to leave the
+// cluster for good, which then closes), stops gossip (the others see it
+// fail, not leave), closes its port and its data, and waits for every
+// goroutine it started, with
 // one exception: a gossip probe that memberlist has under way ends on its
 // own, within its probe timeout (about half a second with the lan profile,
 // more under load). It is safe to call more than once.
