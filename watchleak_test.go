@@ -28,7 +28,7 @@ func (tc *testCluster) watchers() int {
 func waitFlat(t *testing.T, tc *testCluster, what string, watchers, goroutines int) {
 	t.Helper()
 	const slack = 40 // connections, gossip probes and timers come and go
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		w, g := tc.watchers(), runtime.NumGoroutine()
 		if w == watchers && g <= goroutines+slack {
@@ -143,4 +143,24 @@ func (r *sseReader) drain() {
 			return
 		}
 	}
+}
+
+// TestWaitForLeaderEndsItsWatch: WaitForLeader and the API's Wait, given a
+// context that never ends, end the Watch subscription they open before
+// they return (a narrow, quick form of TestWatchSubscriptionsDoNotLeak).
+func TestWaitForLeaderEndsItsWatch(t *testing.T) {
+	tc := newTestCluster(t, 1)
+	c := tc.waitLeader(10 * time.Second)
+	b := newAPIBackend(c)
+	before := c.watch.count()
+	for range 1000 {
+		if _, err := c.WaitForLeader(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Wait(context.Background(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The subscriptions end on their context's AfterFunc: moments later.
+	waitFor(t, 10*time.Second, "the Watch subscriptions to end", func() bool { return c.watch.count() == before })
 }

@@ -93,7 +93,7 @@ func TestPeersBlockingQuery(t *testing.T) {
 func TestWatchStreamHoldsOneSubscription(t *testing.T) {
 	f := newFake(leaderB)
 	srv := httptest.NewServer(NewHandlerWithOptions(f, Options{KeepAlive: 100 * time.Millisecond}))
-	defer srv.Close()
+	t.Cleanup(srv.Close) // after openStream's cleanup closes the stream
 	resp, br := openStream(t, srv.URL+"/v1/watch", "")
 	next := func() sseEvent {
 		ev := readEvent(t, br)
