@@ -85,14 +85,20 @@ func (b apiBackend) status(st State, s *snapshot) api.Status {
 // Wait returns the first published State whose Index differs from index.
 // It reads a Watch channel, so it keeps Watch's promises: it sees the
 // latest State within a moment of its publication and never makes the
-// publisher wait.
+// publisher wait. Once the peer is closing it returns ErrUnavailable.
 func (b apiBackend) Wait(ctx context.Context, index uint64) (api.Status, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the Watch subscription
 	for st := range b.c.Watch(wctx) {
 		st.Index += b.base
 		if st.Index != index {
-			return b.status(st, b.c.snap.Load()), nil
+			s := b.c.snap.Load()
+			if s.closed {
+				// The State Close publishes (no leader) says the peer
+				// stops, not that the cluster lost its leader.
+				return api.Status{}, api.ErrUnavailable
+			}
+			return b.status(st, s), nil
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -111,7 +117,11 @@ func (b apiBackend) Watch(ctx context.Context) <-chan api.Status {
 		defer close(out)
 		for st := range in {
 			st.Index += b.base
-			s := b.status(st, b.c.snap.Load())
+			snap := b.c.snap.Load()
+			if snap.closed {
+				return // the peer stops: the stream ends (see Wait)
+			}
+			s := b.status(st, snap)
 			select {
 			case <-out: // not read yet: replace it with the latest
 			default:

@@ -164,3 +164,44 @@ func TestWaitForLeaderEndsItsWatch(t *testing.T) {
 	// The subscriptions end on their context's AfterFunc: moments later.
 	waitFor(t, 10*time.Second, "the Watch subscriptions to end", func() bool { return c.watch.count() == before })
 }
+
+// TestAPIBackendEndsWithThePeer: when the peer closes, a blocking query in
+// flight (Backend.Wait) ends with ErrUnavailable and a /v1/watch stream
+// (Backend.Watch) ends, rather than reporting the "no leader" State that
+// Close publishes: the peer stopping is not the cluster losing its leader.
+func TestAPIBackendEndsWithThePeer(t *testing.T) {
+	tc := newTestCluster(t, 1)
+	c := tc.waitLeader(10 * time.Second)
+	b := newAPIBackend(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream := b.Watch(ctx)
+	first := <-stream
+	if first.Leader == nil {
+		t.Fatalf("first Status without a leader: %+v", first)
+	}
+	type result struct {
+		st  api.Status
+		err error
+	}
+	waited := make(chan result, 1)
+	go func() {
+		st, err := b.Wait(ctx, first.Index)
+		waited <- result{st, err}
+	}()
+	waitFor(t, 10*time.Second, "the Wait to subscribe", func() bool { return c.watch.count() == 2 })
+	tc.stop(0)
+	select {
+	case r := <-waited:
+		if !errors.Is(r.err, api.ErrUnavailable) {
+			t.Errorf("Wait as the peer closed: %+v, %v; want ErrUnavailable", r.st, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait outlived the peer")
+	}
+	for st := range stream {
+		if st.Leader == nil || st.Index != first.Index {
+			t.Errorf("the stream sent %+v as the peer closed; want it to end", st)
+		}
+	}
+}
