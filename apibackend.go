@@ -85,12 +85,20 @@ func (b apiBackend) status(st State, s *snapshot) api.Status {
 // Wait returns the first published State whose Index differs from index.
 // It reads a Watch channel, so it keeps Watch's promises: it sees the
 // latest State within a moment of its publication and never makes the
-// publisher wait.
+// publisher wait. Once the peer is closing it returns ErrUnavailable.
 func (b apiBackend) Wait(ctx context.Context, index uint64) (api.Status, error) {
-	for st := range b.c.Watch(ctx) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the Watch subscription
+	for st := range b.c.Watch(wctx) {
 		st.Index += b.base
 		if st.Index != index {
-			return b.status(st, b.c.snap.Load()), nil
+			s := b.c.snap.Load()
+			if s.closed {
+				// The State Close publishes (no leader) says the peer
+				// stops, not that the cluster lost its leader.
+				return api.Status{}, api.ErrUnavailable
+			}
+			return b.status(st, s), nil
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -99,14 +107,56 @@ func (b apiBackend) Wait(ctx context.Context, index uint64) (api.Status, error) 
 	return api.Status{}, api.ErrUnavailable
 }
 
-// Peers lists the members and what this peer knows of them.
-func (b apiBackend) Peers() []api.Member {
+// Watch streams the peer's Status from one Watch subscription, until ctx
+// ends or the peer stops. Its goroutine converts each State and keeps only
+// the latest in the channel, so it never makes the publisher wait.
+func (b apiBackend) Watch(ctx context.Context) <-chan api.Status {
+	in := b.c.Watch(ctx)
+	out := make(chan api.Status, 1)
+	go func() {
+		defer close(out)
+		for st := range in {
+			st.Index += b.base
+			snap := b.c.snap.Load()
+			if snap.closed {
+				return // the peer stops: the stream ends (see Wait)
+			}
+			s := b.status(st, snap)
+			select {
+			case <-out: // not read yet: replace it with the latest
+			default:
+			}
+			out <- s // only this goroutine sends: never blocks
+		}
+	}()
+	return out
+}
+
+// Peers lists the members and what this peer knows of them, with the
+// membership index: the count of the changes the event hub has seen
+// (membership, health, leadership), plus the same base as the change
+// index. The index is read first, so the list is never older than it.
+func (b apiBackend) Peers() api.PeerList {
+	idx := b.base + b.c.events.index()
 	ms := b.c.Peers()
 	out := make([]api.Member, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, toAPIMember(m))
 	}
-	return out
+	return api.PeerList{Index: idx, Peers: out}
+}
+
+// WaitPeers returns Peers once the membership index differs from index.
+func (b apiBackend) WaitPeers(ctx context.Context, index uint64) (api.PeerList, error) {
+	if index >= b.base { // else an index of another process: answer now
+		switch err := b.c.events.wait(ctx, index-b.base); {
+		case errors.Is(err, ErrClosed):
+			return api.PeerList{}, api.ErrUnavailable
+		case err != nil:
+			return api.PeerList{}, err
+		}
+	}
+	return b.Peers(), nil
 }
 
 func toAPIMember(m Member) api.Member {

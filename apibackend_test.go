@@ -48,6 +48,9 @@ func (h *httpc) do(c *Cluster, method, path, token, body string) (*http.Response
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	if method != http.MethodGet && method != http.MethodHead {
+		req.Header.Set("Content-Type", "application/json") // as every client of the API
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -460,6 +463,9 @@ type sseReader struct {
 	resp   *http.Response
 	events chan sseEvent
 	done   chan error // the stream's end
+
+	last         sseEvent // the last leader event drain took
+	leaderEvents int      // how many drain took
 }
 
 type sseEvent struct {
@@ -614,8 +620,15 @@ func TestAPIBlockingQueryEndsOnClose(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		resp, err := h.hc.Get(fmt.Sprintf("http://%s/v1/leader?index=%d&wait=5m", p.Addr(), idx))
-		if err == nil {
-			resp.Body.Close()
+		if err != nil {
+			errc <- nil // the connection closed with the peer
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		// The peer closing is not the cluster losing its leader.
+		if resp.StatusCode != 503 || !strings.Contains(string(b), `"code": "unavailable"`) {
+			err = fmt.Errorf("the blocking query got %s %s as the peer closed, want 503 unavailable or no answer", resp.Status, b)
 		}
 		errc <- err
 	}()
@@ -627,7 +640,10 @@ func TestAPIBlockingQueryEndsOnClose(t *testing.T) {
 	start := time.Now()
 	tc.stop(0)
 	select {
-	case <-errc:
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("blocking query ended %v after Close began", time.Since(start))
 	case <-time.After(5 * time.Second):
 		t.Fatal("the blocking query outlived the peer")

@@ -234,6 +234,7 @@ func (c *Cluster) onGossipEvent(ev membership.Event) {
 	}
 	p, ok := c.reg.Load().members[NodeID(ev.Member.Name)]
 	if !ok || p.Identifier != ev.Member.Name {
+		c.events.touch() // Peers lists it (role none) all the same
 		return
 	}
 	var t EventType

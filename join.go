@@ -452,7 +452,7 @@ func (c *Cluster) join(ctx context.Context, req api.JoinRequest) (api.JoinResult
 			return api.JoinResult{}, err
 		}
 		b := newAPIBackend(c)
-		res := api.JoinResult{AlreadyMember: already, Peers: b.Peers()}
+		res := api.JoinResult{AlreadyMember: already, Peers: b.Peers().Peers}
 		if l, ok := c.Leader(); ok {
 			lp := toAPIPeer(l)
 			res.Leader = &lp
@@ -761,6 +761,7 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 		return ErrNotStarted
 	}
 	c.selfMeta.Store(&md)
+	c.events.touch() // Peers shows it (masterless) before gossip confirms it
 	raw, _ := encodeMetadata(md)
 	gctx, cancel := context.WithTimeout(ctx, gossipTimeout)
 	gerr := g.SetMeta(gctx, raw)
@@ -917,9 +918,9 @@ func (c *Cluster) call(ctx context.Context, addr, method, path string, body, out
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	// Every change needs it, even with no body (see api's cross-site
+	// checks).
+	req.Header.Set("Content-Type", "application/json")
 	if c.cfg.APIToken != "" {
 		req.Header.Set("Authorization", "Bearer "+c.cfg.APIToken)
 	}

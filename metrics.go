@@ -44,6 +44,7 @@ type metrics struct {
 	fsync            prometheus.Histogram
 	apiRequests      *prometheus.CounterVec
 	apiDuration      *prometheus.HistogramVec
+	apiRefused       *prometheus.CounterVec
 
 	// The leadership (leader, term) last counted by leaderChanges; only the
 	// node goroutine (and Start, before it runs) touches them.
@@ -107,6 +108,13 @@ func newMetrics(c *Cluster) *metrics {
 		Help:    "HTTP API request durations by route pattern, without blocking queries and /v1/watch streams (they last as long as they wait).",
 		Buckets: apiBuckets,
 	}, []string{"route"})
+	m.apiRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "qcluster", Name: "api_requests_refused_total",
+		Help: "HTTP API requests that would change the cluster, refused before acting, by reason: cross_origin (sent by a web page of another origin), content_type (not Content-Type: application/json).",
+	}, []string{"reason"})
+	for _, reason := range api.RefusedReasons() {
+		m.apiRefused.WithLabelValues(reason) // present from the start, at 0
+	}
 
 	m.collectors = []prometheus.Collector{
 		gauge("is_leader", "1 while this peer is the leader and holds the leader lease (IsLeader), else 0.",
@@ -117,7 +125,7 @@ func newMetrics(c *Cluster) *metrics {
 		gauge("lease_remaining_seconds", "How long this peer's leader lease remains valid without renewal; 0 without a lease.",
 			func() float64 { return c.leaseRemaining().Seconds() }),
 		m.leaderChanges, m.electionsStarted, m.electionsWon, m.electionsLost,
-		m.heartbeatRTT, m.commit, m.fsync, m.apiRequests, m.apiDuration,
+		m.heartbeatRTT, m.commit, m.fsync, m.apiRequests, m.apiDuration, m.apiRefused,
 		&scrapeCollector{m: m},
 	}
 	return m
@@ -235,6 +243,9 @@ func (m *metrics) observeFsync(d time.Duration) { m.fsync.Observe(d.Seconds()) }
 // observeRequest records one API request.
 func (m *metrics) observeRequest(ri api.RequestInfo) {
 	m.apiRequests.WithLabelValues(ri.Route, codeLabel(ri.Code)).Inc()
+	if ri.Refused != "" {
+		m.apiRefused.WithLabelValues(ri.Refused).Inc()
+	}
 	if !ri.Waited {
 		m.apiDuration.WithLabelValues(ri.Route).Observe(ri.Duration.Seconds())
 	}
@@ -250,6 +261,8 @@ func codeLabel(code int) string {
 		return "400"
 	case 401:
 		return "401"
+	case 403:
+		return "403"
 	case 404:
 		return "404"
 	case 405:
@@ -258,6 +271,8 @@ func codeLabel(code int) string {
 		return "409"
 	case 413:
 		return "413"
+	case 415:
+		return "415"
 	case 500:
 		return "500"
 	case 503:

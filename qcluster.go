@@ -627,10 +627,13 @@ func (c *Cluster) loadRegistry(store storage.Storage) error {
 	return nil
 }
 
-// Close stops the peer: it leaves the election (a leader's lease simply
-// runs out; use Transfer first for an immediate hand-over, or Leave to
-// leave the cluster for good), stops gossip (the others see it fail), closes
-// its port and its data, and waits for every goroutine it started, with
+// Close stops the peer without leaving the cluster: it stays a member (a
+// voter still counts toward the majority, and may start again with its
+// data_dir), stops taking part in elections (a leader's lease simply runs
+// out; use Transfer first for an immediate hand-over, or Leave to leave the
+// cluster for good, which then closes), stops gossip (the others see it
+// fail, not leave), closes its port and its data, and waits for every
+// goroutine it started, with
 // one exception: a gossip probe that memberlist has under way ends on its
 // own, within its probe timeout (about half a second with the lan profile,
 // more under load). It is safe to call more than once.
@@ -814,8 +817,9 @@ func (c *Cluster) stateNow() (State, *snapshot) {
 // WaitForLeader blocks until a leader is known and returns it, or returns
 // ctx's error, or ErrClosed.
 func (c *Cluster) WaitForLeader(ctx context.Context) (Peer, error) {
-	ch := c.Watch(ctx)
-	for st := range ch {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the Watch subscription
+	for st := range c.Watch(wctx) {
 		// Watch publishes on the peer's ticks; the leader it names must
 		// still hold at this instant (a lease may have just run out).
 		if p, ok := c.Leader(); st.HasLeader && ok {
@@ -895,7 +899,9 @@ func (c *Cluster) transfer(ctx context.Context, target uint64, tried map[uint64]
 	}
 	// Do returns once the dropped lease is published, so the first state
 	// here no longer says IsLeader; seeing it again means raft gave up.
-	for st := range c.Watch(ctx) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the Watch subscription
+	for st := range c.Watch(wctx) {
 		switch {
 		case st.HasLeader && st.Leader.Identifier != c.cfg.Identifier:
 			return target, nil

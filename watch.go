@@ -7,20 +7,19 @@ import (
 
 // watchers fans State changes out to Watch channels. Each channel has room
 // for one State and always holds the latest: a slow reader skips states it
-// has not read yet but never misses the current one.
+// has not read yet but never misses the current one. A subscription costs
+// no goroutine: context.AfterFunc ends it when its context ends.
 type watchers struct {
 	mu     sync.Mutex
-	subs   map[chan State]struct{}
+	subs   map[chan State]func() bool // each channel, and the stop of its AfterFunc
 	last   State
 	idx    uint64
-	done   chan struct{}
 	closed bool
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // one per subscription whose AfterFunc may yet run
 }
 
 func (w *watchers) init() {
-	w.subs = make(map[chan State]struct{})
-	w.done = make(chan struct{})
+	w.subs = make(map[chan State]func() bool)
 }
 
 func observable(a, b State) bool {
@@ -69,7 +68,9 @@ func (w *watchers) index() uint64 {
 // the changes from 1 (Start publishes the first); a Watch begun before Start
 // first receives a State with Index 0 and no leader. The channel is closed
 // when ctx is done, when the Cluster is closed, or when the peer stops on its
-// own (then Err says why).
+// own (then Err says why). The subscription lasts until then: cancel ctx
+// when done with it (a Watch on context.Background() lasts as long as the
+// Cluster).
 func (c *Cluster) Watch(ctx context.Context) <-chan State {
 	w := &c.watch
 	ch := make(chan State, 1)
@@ -84,30 +85,37 @@ func (c *Cluster) Watch(ctx context.Context) <-chan State {
 		st = State{Identifier: c.cfg.Identifier}
 	}
 	ch <- st
-	w.subs[ch] = struct{}{}
 	w.wg.Add(1)
-	go func() {
+	w.subs[ch] = context.AfterFunc(ctx, func() {
 		defer w.wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-w.done:
-		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if _, ok := w.subs[ch]; ok {
 			delete(w.subs, ch)
 			close(ch)
 		}
-	}()
+	})
 	return ch
 }
 
-// closeAll closes every watch channel and waits for their goroutines.
+// count returns how many Watch subscriptions are open.
+func (w *watchers) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.subs)
+}
+
+// closeAll closes every watch channel, and waits for the AfterFuncs of
+// their contexts that have started.
 func (w *watchers) closeAll() {
 	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
-		close(w.done)
+	w.closed = true
+	for ch, stop := range w.subs {
+		delete(w.subs, ch)
+		close(ch)
+		if stop() {
+			w.wg.Done() // its AfterFunc will not run
+		}
 	}
 	w.mu.Unlock()
 	w.wg.Wait()

@@ -3,7 +3,8 @@
 //
 //	GET    /v1/status               this peer's view: role, term, leader, lease, mode, joined
 //	GET    /v1/leader               the leader as a Peer, or 503 {"error": ..., "code": "no_leader"}
-//	GET    /v1/peers                every member: identifier, host, port, metadata, role, state, ...
+//	GET    /v1/peers                every member: identifier, host, port, metadata, role, state, ...;
+//	                                blocking with ?index= (the membership index)
 //	GET    /v1/peers/{identifier}   one member, or 404 "unknown_peer"
 //	DELETE /v1/peers/{identifier}   remove a member from the cluster
 //	GET    /v1/watch                Server-Sent Events: "leader" events (leadership changes)
@@ -19,7 +20,10 @@
 //
 // Blocking queries. GET /v1/status and GET /v1/leader answer with an
 // X-QCluster-Index header: a number that grows with every leadership change
-// this peer observes. Given ?index=N (the index of an earlier answer) they
+// this peer observes; GET /v1/peers and GET /v1/peers/{identifier} with
+// the membership index (PeerList.Index), which grows with every change of
+// the members, their health or roles. Given ?index=N (the index of an
+// earlier answer of the same endpoint) they
 // answer at once when the peer's index differs from N (it moved on, or the
 // peer restarted and counts again), and otherwise wait until it changes or
 // ?wait= (a Go duration such as "30s"; default and maximum MaxWait, 5m)
@@ -47,6 +51,19 @@
 // "unauthorized" otherwise); the token is compared in constant time. With
 // Options.ProtectReads as well, every GET under /v1/ and GET /metrics
 // require it too; /healthz and /readyz stay open for probes.
+//
+// Cross-site requests. A web page can make a browser send a POST to any
+// address, the peer's included, without asking it first. So the endpoints
+// that change the cluster (every POST, PUT, DELETE and PATCH) require
+// "Content-Type: application/json" (parameters such as charset allowed; an
+// empty body needs it too), else 415 "unsupported_media_type", and refuse
+// with 403 "cross_origin" a request whose Origin header is present and is
+// not the peer's own origin (the scheme and host:port the request reached),
+// or whose Sec-Fetch-Site header is present and is neither "same-origin"
+// nor "none". Programs send no Origin; browsers cannot leave it out, nor
+// send a JSON Content-Type across origins without a CORS preflight, which
+// the API never grants. Reads are not affected. RequestInfo.Refused counts
+// the refusals.
 //
 // New fields may be added to every JSON object; clients must ignore fields
 // they do not know.
@@ -204,8 +221,8 @@ type LeaveResult struct {
 // MemberEvent is the data of a /v1/watch "member" event: a change in the
 // membership as the answering peer sees it.
 type MemberEvent struct {
-	// Type is "joined", "updated", "suspect", "recovered", "failed",
-	// "left" or "removed".
+	// Type is "joined", "updated", "suspect", "alive" (alive again after
+	// suspect or dead), "failed", "left" or "removed".
 	Type string `json:"type"`
 	// Member is the member right after the change.
 	Member Member `json:"member"`
@@ -215,7 +232,12 @@ type MemberEvent struct {
 
 // PeerList is the answer to GET /v1/peers.
 type PeerList struct {
-	// Index is the answering peer's change index (as in Status).
+	// Index is the answering peer's membership index, also the
+	// X-QCluster-Index header of GET /v1/peers: it grows with every change
+	// of the list this peer observes (a member joining, updated, leaving,
+	// removed, its health, and every leadership change, which moves
+	// roles). Like Status.Index it is per peer and starts from a large
+	// number taken from the peer's start time; it is not Status.Index.
 	Index uint64 `json:"index"`
 	// Peers are the members, sorted by identifier.
 	Peers []Member `json:"peers"`
@@ -271,24 +293,26 @@ type Error struct {
 
 // Error codes, with the HTTP status they come with.
 const (
-	CodeNoLeader         = "no_leader"          // 503: no leader is known
-	CodeNotFound         = "not_found"          // 404: no such endpoint
-	CodeMethodNotAllowed = "method_not_allowed" // 405
-	CodeBadRequest       = "bad_request"        // 400: a bad parameter or body
-	CodeUnauthorized     = "unauthorized"       // 401: missing or wrong bearer token
-	CodeNotLeader        = "not_leader"         // 409: the call must go to the leader (Error.Leader)
-	CodeUnknownPeer      = "unknown_peer"       // 404 (GET or DELETE /v1/peers/{id}) or 400 (transfer target)
-	CodeNoTransferee     = "no_transferee"      // 409: no other voter to hand leadership to
-	CodeTransferFailed   = "transfer_failed"
-	CodeTooLarge         = "too_large"         // 413: request body over the limit
-	CodeTimeout          = "timeout"           // 504: a hand-over did not complete in time
-	CodeUnavailable      = "unavailable"       // 503: the peer is stopping
-	CodeInternal         = "internal"          // 500
-	CodeConflict         = "conflict"          // 409: duplicate identifier/address, or it is the last voter
-	CodeWouldLoseQuorum  = "would_lose_quorum" // 409: the voters left by a removal could not elect a leader
-	CodeWrongCluster     = "wrong_cluster"     // 409: the request names another cluster
-	CodeMasterless       = "masterless"        // 409: the call needs leader mode
-	CodeNotJoined        = "not_joined"        // 503 (GET /readyz): this peer is not a member yet
+	CodeNoLeader             = "no_leader"          // 503: no leader is known
+	CodeNotFound             = "not_found"          // 404: no such endpoint
+	CodeMethodNotAllowed     = "method_not_allowed" // 405
+	CodeBadRequest           = "bad_request"        // 400: a bad parameter or body
+	CodeUnauthorized         = "unauthorized"       // 401: missing or wrong bearer token
+	CodeCrossOrigin          = "cross_origin"       // 403: a change sent by a web page of another origin
+	CodeNotLeader            = "not_leader"         // 409: the call must go to the leader (Error.Leader)
+	CodeUnknownPeer          = "unknown_peer"       // 404 (GET or DELETE /v1/peers/{id}) or 400 (transfer target)
+	CodeNoTransferee         = "no_transferee"      // 409: no other voter to hand leadership to
+	CodeTransferFailed       = "transfer_failed"
+	CodeTooLarge             = "too_large"              // 413: request body over the limit
+	CodeUnsupportedMediaType = "unsupported_media_type" // 415: a change without Content-Type: application/json
+	CodeTimeout              = "timeout"                // 504: a hand-over did not complete in time
+	CodeUnavailable          = "unavailable"            // 503: the peer is stopping
+	CodeInternal             = "internal"               // 500
+	CodeConflict             = "conflict"               // 409: duplicate identifier/address, or it is the last voter
+	CodeWouldLoseQuorum      = "would_lose_quorum"      // 409: the voters left by a removal could not elect a leader
+	CodeWrongCluster         = "wrong_cluster"          // 409: the request names another cluster
+	CodeMasterless           = "masterless"             // 409: the call needs leader mode
+	CodeNotJoined            = "not_joined"             // 503 (GET /readyz): this peer is not a member yet
 )
 
 // IndexHeader is the response header that carries the answering peer's
@@ -346,9 +370,26 @@ type Backend interface {
 	// never make the peer's publisher wait.
 	Wait(ctx context.Context, index uint64) (Status, error)
 
+	// Watch returns a channel of this peer's Status: the current one at
+	// once, then a Status each time its Index changes. The channel holds
+	// one Status and always the latest, so a slow reader skips
+	// intermediate ones but never the current one. It is closed when ctx
+	// ends or the peer stops, and the subscription ends with it. It must
+	// never make the peer's publisher wait. (GET /v1/watch reads it: one
+	// subscription per stream.)
+	Watch(ctx context.Context) <-chan Status
+
 	// Peers returns every member, this peer included, sorted by
-	// identifier.
-	Peers() []Member
+	// identifier, and the membership index (PeerList.Index). The index
+	// must be read before the members, so that the list is never older
+	// than its index.
+	Peers() PeerList
+
+	// WaitPeers returns Peers once its Index differs from index: at once
+	// if it already does, else as soon as it changes. When ctx ends first
+	// it returns ctx's error; when the peer stops, ErrUnavailable. It
+	// must never make the peer's publisher wait.
+	WaitPeers(ctx context.Context, index uint64) (PeerList, error)
 
 	// Transfer asks this peer, which must be the leader, to hand
 	// leadership to the member named identifier (empty: the best other
@@ -442,6 +483,11 @@ type RequestInfo struct {
 	// blocking query with ?index=, or a /v1/watch stream): its Duration
 	// measures the wait, not the peer's speed.
 	Waited bool
+	// Refused, when not empty, says why a request that would change the
+	// cluster was refused before it reached the Backend:
+	// RefusedCrossOrigin (403) or RefusedContentType (415); see
+	// RefusedReasons.
+	Refused string
 }
 
 // RouteOther is RequestInfo.Route for a request no endpoint matched.
@@ -510,7 +556,7 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 			rec := &recorder{ResponseWriter: w, route: RouteOther}
 			start := time.Now()
 			defer func() {
-				opts.OnRequest(RequestInfo{Route: rec.route, Code: rec.status(), Duration: time.Since(start), Waited: rec.waited})
+				opts.OnRequest(RequestInfo{Route: rec.route, Code: rec.status(), Duration: time.Since(start), Waited: rec.waited, Refused: rec.refused})
 			}()
 			w = rec
 		}
@@ -563,33 +609,52 @@ func setIndex(w http.ResponseWriter, index uint64) {
 // read returns the Status for a GET, waiting when the request is a blocking
 // query (?index=). It has answered the request itself when ok is false.
 func (h *handler) read(w http.ResponseWriter, r *http.Request) (st Status, ok bool) {
+	return blockingRead(h, w, r, h.b.Status, h.b.Wait)
+}
+
+// readPeers returns the PeerList for a GET, waiting when the request is a
+// blocking query (?index=). It has answered the request itself when ok is
+// false.
+func (h *handler) readPeers(w http.ResponseWriter, r *http.Request) (pl PeerList, ok bool) {
+	pl, ok = blockingRead(h, w, r, h.b.Peers, h.b.WaitPeers)
+	if ok && pl.Peers == nil {
+		pl.Peers = []Member{}
+	}
+	return pl, ok
+}
+
+// blockingRead answers a GET with now(), or, for a blocking query
+// (?index=N), with wait(ctx, N) within ?wait=, and with now() when the
+// wait ends with no change. It has answered the request itself when ok is
+// false.
+func blockingRead[T any](h *handler, w http.ResponseWriter, r *http.Request, now func() T, wait func(context.Context, uint64) (T, error)) (v T, ok bool) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		WriteError(w, http.StatusBadRequest, CodeBadRequest, "the query string cannot be parsed: "+err.Error())
-		return Status{}, false
+		return v, false
 	}
-	index, wait, blocking, msg := parseBlocking(q, h.opts.MaxWait)
+	index, d, blocking, msg := parseBlocking(q, h.opts.MaxWait)
 	if msg != "" {
 		WriteError(w, http.StatusBadRequest, CodeBadRequest, msg)
-		return Status{}, false
+		return v, false
 	}
 	if !blocking {
-		return h.b.Status(), true
+		return now(), true
 	}
 	markWaited(w)
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
-	st, err = h.b.Wait(ctx, index)
+	v, err = wait(ctx, index)
 	switch {
 	case err == nil:
-		return st, true
+		return v, true
 	case r.Context().Err() != nil:
-		return Status{}, false // the client is gone
+		return v, false // the client is gone
 	case errors.Is(err, context.DeadlineExceeded):
-		return h.b.Status(), true // the wait ended with no change
+		return now(), true // the wait ended with no change
 	}
 	h.backendError(w, err)
-	return Status{}, false
+	return v, false
 }
 
 // parseBlocking reads ?index= and ?wait=. A query is blocking when index is
@@ -623,21 +688,23 @@ func parseBlocking(q url.Values, maxWait time.Duration) (index uint64, wait time
 }
 
 func (h *handler) getPeers(w http.ResponseWriter, r *http.Request) {
-	idx := h.b.Status().Index
-	peers := h.b.Peers()
-	if peers == nil {
-		peers = []Member{}
+	pl, ok := h.readPeers(w, r)
+	if !ok {
+		return
 	}
-	setIndex(w, idx)
-	WriteJSON(w, http.StatusOK, PeerList{Index: idx, Peers: peers})
+	setIndex(w, pl.Index)
+	WriteJSON(w, http.StatusOK, pl)
 }
 
 func (h *handler) getPeer(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("identifier")
-	idx := h.b.Status().Index
-	for _, m := range h.b.Peers() {
+	pl, ok := h.readPeers(w, r)
+	if !ok {
+		return
+	}
+	setIndex(w, pl.Index)
+	for _, m := range pl.Peers {
 		if m.Identifier == id {
-			setIndex(w, idx)
 			WriteJSON(w, http.StatusOK, m)
 			return
 		}
@@ -675,11 +742,17 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // mutating wraps a handler that changes the cluster: it checks the bearer
-// token and limits the request body.
+// token, refuses requests a browser may send from another site (see
+// crossSite), and limits the request body.
 func (h *handler) mutating(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if h.opts.Token != "" && !h.authorized(r) {
 			writeUnauthorized(w, r)
+			return
+		}
+		if reason, status, code, msg := crossSite(r); reason != "" {
+			markRefused(w, reason)
+			WriteError(w, status, code, msg)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
@@ -899,9 +972,10 @@ func methods(ms ...method) http.HandlerFunc {
 // request waits by design.
 type recorder struct {
 	http.ResponseWriter
-	route  string
-	code   int
-	waited bool
+	route   string
+	code    int
+	waited  bool
+	refused string
 }
 
 func (r *recorder) WriteHeader(code int) {

@@ -31,8 +31,10 @@ type fakeBackend struct {
 	changed chan struct{} // closed and replaced by every set
 	stopped bool
 	waiters int
+	watches map[chan Status]bool // Watch subscribers
 
 	peers       []Member
+	peersIndex  uint64
 	transferErr error
 	transferTo  []string // targets Transfer was called with
 
@@ -48,8 +50,10 @@ type fakeBackend struct {
 
 func newFake(leader *Peer) *fakeBackend {
 	f := &fakeBackend{
-		st:      Status{Identifier: "server_a", Role: "follower", Term: 3, Leader: leader, Index: 7, Voters: []string{"server_a", "server_b"}, Mode: ModeLeader, Joined: true},
-		changed: make(chan struct{}),
+		st:         Status{Identifier: "server_a", Role: "follower", Term: 3, Leader: leader, Index: 7, Voters: []string{"server_a", "server_b"}, Mode: ModeLeader, Joined: true},
+		changed:    make(chan struct{}),
+		watches:    map[chan Status]bool{},
+		peersIndex: 70,
 		peers: []Member{
 			{Peer: Peer{Identifier: "a/b", Host: "localhost", Port: 7009}, Voter: true},
 			{Peer: Peer{Identifier: "server_a", Host: "localhost", Port: 7001}, Voter: true, IsSelf: true},
@@ -69,6 +73,30 @@ func (f *fakeBackend) set(change func(*Status)) {
 	f.st.Index++
 	close(f.changed)
 	f.changed = make(chan struct{})
+	for ch := range f.watches {
+		select {
+		case <-ch: // not read yet: replace it with the latest
+		default:
+		}
+		ch <- f.st
+	}
+}
+
+// setPeers changes the members and publishes them with the next
+// membership index.
+func (f *fakeBackend) setPeers(change func([]Member) []Member) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.peers = change(f.peers)
+	f.peersIndex++
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fakeBackend) numWatches() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.watches)
 }
 
 func (f *fakeBackend) stop() {
@@ -77,6 +105,10 @@ func (f *fakeBackend) stop() {
 	f.stopped = true
 	close(f.changed)
 	f.changed = make(chan struct{})
+	for ch := range f.watches {
+		delete(f.watches, ch)
+		close(ch)
+	}
 	for ch := range f.subs {
 		delete(f.subs, ch)
 		close(ch)
@@ -122,7 +154,60 @@ func (f *fakeBackend) Wait(ctx context.Context, index uint64) (Status, error) {
 	}
 }
 
-func (f *fakeBackend) Peers() []Member { return f.peers }
+// Watch subscribes until ctx ends or the fake stops.
+func (f *fakeBackend) Watch(ctx context.Context) <-chan Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan Status, 1)
+	if f.stopped {
+		close(ch)
+		return ch
+	}
+	ch <- f.st
+	f.watches[ch] = true
+	context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.watches[ch] {
+			delete(f.watches, ch)
+			close(ch)
+		}
+	})
+	return ch
+}
+
+func (f *fakeBackend) Peers() PeerList {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return PeerList{Index: f.peersIndex, Peers: f.peers}
+}
+
+func (f *fakeBackend) WaitPeers(ctx context.Context, index uint64) (PeerList, error) {
+	f.mu.Lock()
+	f.waiters++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.waiters--
+		f.mu.Unlock()
+	}()
+	for {
+		f.mu.Lock()
+		pl, ch, stopped := PeerList{Index: f.peersIndex, Peers: f.peers}, f.changed, f.stopped
+		f.mu.Unlock()
+		if stopped {
+			return PeerList{}, ErrUnavailable
+		}
+		if pl.Index != index {
+			return pl, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return PeerList{}, ctx.Err()
+		}
+	}
+}
 
 func (f *fakeBackend) SetMetadata(ctx context.Context, md map[string]any) (Member, error) {
 	f.mu.Lock()
@@ -200,6 +285,14 @@ func (f *fakeBackend) emit(ev MemberEvent) {
 	}
 }
 
+// mutations counts the calls that change the cluster (Transfer, SetMetadata,
+// Join, RemovePeer, Leave), whatever they returned.
+func (f *fakeBackend) mutations() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.transferTo) + len(f.metaSet) + len(f.joins) + len(f.removed) + f.leaves
+}
+
 func (f *fakeBackend) numSubs() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -221,7 +314,26 @@ func (f *fakeBackend) Transfer(ctx context.Context, id string) (TransferResult, 
 }
 
 func serve(h http.Handler, method, target string) *httptest.ResponseRecorder {
-	return serveReq(h, httptest.NewRequest(method, target, nil))
+	return serveReq(h, newReq(method, target, nil))
+}
+
+// newReq is a request as the API's clients send it: with
+// Content-Type: application/json when the method changes the cluster.
+func newReq(method, target string, body io.Reader) *http.Request {
+	r := httptest.NewRequest(method, target, body)
+	if mutatingMethod(method) {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	return r
+}
+
+// mutatingMethod reports whether method may change the cluster.
+func mutatingMethod(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodConnect:
+		return false
+	}
+	return true
 }
 
 func serveReq(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
@@ -312,8 +424,12 @@ func TestPeers(t *testing.T) {
 	h := NewHandler(newFake(leaderB))
 	rec := serve(h, "GET", "/v1/peers")
 	var list PeerList
-	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || rec.Code != 200 || len(list.Peers) != 3 || list.Index != 7 {
+	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || rec.Code != 200 || len(list.Peers) != 3 || list.Index != 70 {
 		t.Fatalf("GET /v1/peers: %d %s (%v)", rec.Code, rec.Body, err)
+	}
+	// The index is the membership index, not the leadership one.
+	if got := rec.Header().Get(IndexHeader); got != "70" {
+		t.Errorf("GET /v1/peers: %s %q, want the membership index 70", IndexHeader, got)
 	}
 	// Member's Peer fields are at the top level of each object.
 	if !strings.Contains(rec.Body.String(), `"identifier": "server_b",`) || !strings.Contains(rec.Body.String(), `"is_leader": true`) {
@@ -474,7 +590,7 @@ func TestTransferAndResign(t *testing.T) {
 		if body != "" {
 			r = strings.NewReader(body)
 		}
-		return serveReq(h, httptest.NewRequest("POST", target, r))
+		return serveReq(h, newReq("POST", target, r))
 	}
 	for _, tc := range []struct{ target, body, want string }{
 		{"/v1/leader/transfer", `{"identifier": "server_c"}`, "server_c"},
@@ -551,7 +667,7 @@ func TestAuth(t *testing.T) {
 	f := newFake(leaderB)
 	h := NewHandlerWithOptions(f, Options{Token: token})
 	post := func(path, auth string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("POST", path, nil)
+		r := newReq("POST", path, nil)
 		if auth != "" {
 			r.Header.Set("Authorization", auth)
 		}
@@ -587,7 +703,7 @@ func TestAuth(t *testing.T) {
 		}
 	}
 	// Without a configured token, POST needs none.
-	if rec := serveReq(NewHandler(f), httptest.NewRequest("POST", "/v1/leader/resign", nil)); rec.Code != 200 {
+	if rec := serveReq(NewHandler(f), newReq("POST", "/v1/leader/resign", nil)); rec.Code != 200 {
 		t.Errorf("POST without a configured token: %d %s", rec.Code, rec.Body)
 	}
 }
@@ -736,44 +852,118 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 
 // FuzzRequest feeds raw HTTP requests to the handler: it must never panic
 // and always answer with a JSON body (or an event stream) and a sane status.
+// It serves each request twice, with and without an API token, and checks
+// that no request reaches a Backend call that changes the cluster without
+// the token (when one is set), without a JSON Content-Type, or from a web
+// page of another origin.
 func FuzzRequest(f *testing.F) {
 	f.Add([]byte("GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"))
 	f.Add([]byte("GET /v1/leader?index=5&wait=30s HTTP/1.1\r\nHost: x\r\n\r\n"))
 	f.Add([]byte("GET /v1/leader?index=7&wait=30s HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("GET /v1/peers?index=7&wait=30s HTTP/1.1\r\nHost: x\r\n\r\n"))
 	f.Add([]byte("POST /v1/leader HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"))
-	f.Add([]byte("POST /v1/leader/transfer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 20\r\n\r\n{\"identifier\": \"b\"}\n"))
-	f.Add([]byte("POST /v1/leader/resign?to=x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"))
+	f.Add([]byte("POST /v1/leader/transfer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"identifier\": \"b\"}\n"))
+	f.Add([]byte("POST /v1/leader/resign?to=x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"))
 	f.Add([]byte("GET /v1/peers/a%2Fb HTTP/1.1\r\nHost: x\r\n\r\n"))
 	f.Add([]byte("GET /v1/watch HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n"))
 	f.Add([]byte("GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n"))
-	f.Add([]byte("POST /v1/join HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 50\r\n\r\n{\"identifier\": \"d\", \"host\": \"h\", \"port\": 7004}\n"))
-	f.Add([]byte("PUT /v1/self/metadata HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 24\r\n\r\n{\"metadata\": {\"a\": 1}}\n"))
-	f.Add([]byte("DELETE /v1/peers/server_b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n"))
-	f.Add([]byte("POST /v1/self/leave HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 2\r\n\r\n{}"))
+	f.Add([]byte("POST /v1/join HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"identifier\": \"d\", \"host\": \"h\", \"port\": 7004}\n"))
+	f.Add([]byte("PUT /v1/self/metadata HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: 24\r\n\r\n{\"metadata\": {\"a\": 1}}\n"))
+	f.Add([]byte("DELETE /v1/peers/server_b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\n\r\n"))
+	f.Add([]byte("POST /v1/self/leave HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"))
+	f.Add([]byte("POST /v1/self/leave HTTP/1.1\r\nHost: x:7001\r\nOrigin: http://x:7001\r\nContent-Type: application/json\r\n\r\n"))
+	// Issue 16: what a page of another site makes a browser send.
+	f.Add([]byte("POST /v1/self/leave HTTP/1.1\r\nHost: 127.0.0.1:7003\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("POST /v1/leader/resign HTTP/1.1\r\nHost: 127.0.0.1:7003\r\nOrigin: http://evil.example\r\nSec-Fetch-Site: cross-site\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b"))
+	f.Add([]byte("POST /v1/leader/resign HTTP/1.1\r\nHost: 127.0.0.1:7003\r\nSec-Fetch-Site: same-site\r\nContent-Type: application/json\r\n\r\n"))
 	f.Add([]byte("GET /v1/../v1/status HTTP/1.0\r\n\r\n"))
-	fb := newFake(leaderB)
-	h := NewHandlerWithOptions(fb, Options{Token: "t", MaxWait: time.Millisecond, KeepAlive: time.Millisecond})
+	withToken := newFake(leaderB)
+	open := newFake(leaderB)
+	handlers := []struct {
+		fb    *fakeBackend
+		h     http.Handler
+		token bool
+	}{
+		{withToken, NewHandlerWithOptions(withToken, Options{Token: "t", MaxWait: time.Millisecond, KeepAlive: time.Millisecond}), true},
+		{open, NewHandlerWithOptions(open, Options{MaxWait: time.Millisecond, KeepAlive: time.Millisecond}), false},
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
-		if err != nil {
-			return // the server would have answered 400 before routing
-		}
-		// Streams run until the client leaves: leave soon.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-		defer cancel()
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req.WithContext(ctx))
-		if rec.Code < 200 || rec.Code > 599 {
-			t.Fatalf("status %d", rec.Code)
-		}
-		if rec.Code >= 300 && rec.Code < 400 {
-			return // ServeMux redirects unclean paths
-		}
-		if rec.Header().Get("Content-Type") == "text/event-stream" {
-			return
-		}
-		if !json.Valid(rec.Body.Bytes()) && req.Method != http.MethodHead {
-			t.Fatalf("%d with a non-JSON body %q for %q", rec.Code, rec.Body, raw)
+		for _, hc := range handlers {
+			req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
+			if err != nil {
+				return // the server would have answered 400 before routing
+			}
+			// Streams run until the client leaves: leave soon.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+			defer cancel()
+			rec := httptest.NewRecorder()
+			before := hc.fb.mutations()
+			hc.h.ServeHTTP(rec, req.WithContext(ctx))
+			if hc.fb.mutations() != before {
+				if hc.token && !fuzzHasToken(req, "t") {
+					t.Fatalf("a change reached the Backend without the token: %q", raw)
+				}
+				if why := fuzzCrossSite(req); why != "" {
+					t.Fatalf("a change reached the Backend %s: %q", why, raw)
+				}
+			}
+			if rec.Code < 200 || rec.Code > 599 {
+				t.Fatalf("status %d", rec.Code)
+			}
+			if rec.Code >= 300 && rec.Code < 400 {
+				continue // ServeMux redirects unclean paths
+			}
+			if rec.Header().Get("Content-Type") == "text/event-stream" {
+				continue
+			}
+			if ctx.Err() != nil && rec.Body.Len() == 0 {
+				continue // the client left (the machine is slow): no answer is due
+			}
+			if !json.Valid(rec.Body.Bytes()) && req.Method != http.MethodHead {
+				t.Fatalf("%d with a non-JSON body %q for %q", rec.Code, rec.Body, raw)
+			}
 		}
 	})
+}
+
+// fuzzHasToken is FuzzRequest's own reading of the bearer token.
+func fuzzHasToken(r *http.Request, token string) bool {
+	auth := r.Header.Values("Authorization")
+	if len(auth) == 0 {
+		return false
+	}
+	scheme, tok, ok := strings.Cut(auth[0], " ")
+	return ok && strings.EqualFold(scheme, "bearer") && strings.TrimSpace(tok) == token
+}
+
+// fuzzCrossSite is FuzzRequest's own reading of the cross-site rules: it
+// says why r must not change the cluster, or "".
+func fuzzCrossSite(r *http.Request) string {
+	ct := r.Header.Values("Content-Type")
+	if len(ct) != 1 {
+		return "without exactly one Content-Type"
+	}
+	mt, _, _ := strings.Cut(ct[0], ";")
+	if !strings.EqualFold(strings.TrimSpace(mt), "application/json") {
+		return "without Content-Type: application/json"
+	}
+	for _, site := range r.Header.Values("Sec-Fetch-Site") {
+		if site != "same-origin" && site != "none" {
+			return "with Sec-Fetch-Site: " + site
+		}
+	}
+	origins := r.Header.Values("Origin")
+	if len(origins) == 0 {
+		return ""
+	}
+	if len(origins) > 1 {
+		return "with two Origin headers"
+	}
+	// The peer's own origin, as http://host[:port] (the fuzzed requests
+	// are not TLS); the default port may be written or not.
+	strip := func(s string) string { return strings.TrimSuffix(strings.ToLower(s), ":80") }
+	if strip(origins[0]) != strip("http://"+r.Host) {
+		return "from the origin " + origins[0] + " (the peer is http://" + r.Host + ")"
+	}
+	return ""
 }

@@ -19,7 +19,7 @@ func do(h http.Handler, method, target, body, token string) *httptest.ResponseRe
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	r := httptest.NewRequest(method, target, rd)
+	r := newReq(method, target, rd)
 	if token != "" {
 		r.Header.Set("Authorization", "Bearer "+token)
 	}

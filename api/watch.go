@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -67,17 +66,9 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ctx, cancel := context.WithCancel(r.Context())
-	var wg sync.WaitGroup
-	defer wg.Wait() // after cancel (deferred calls run last first)
-	defer cancel()
+	defer cancel() // ends both subscriptions
 	members := h.b.Events(ctx)
-	leaders := make(chan Status, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(leaders)
-		h.followStatus(ctx, last, leaders)
-	}()
+	leaders := h.b.Watch(ctx)
 
 	setIndex(w, h.b.Status().Index)
 	w.WriteHeader(http.StatusOK)
@@ -96,6 +87,10 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return // the peer stops
 			}
+			if st.Index == last {
+				continue // the client has this one (Last-Event-ID)
+			}
+			last = st.Index
 			fmt.Fprintf(&buf, "id: %d\nevent: %s\ndata: ", st.Index, EventLeader)
 			if !encodeData(&buf, st) {
 				return
@@ -116,24 +111,6 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		keepAlive.Reset(h.opts.KeepAlive)
-	}
-}
-
-// followStatus sends every Status whose Index differs from the last one
-// sent (starting from last) to ch, which holds one value and always the
-// latest, until ctx ends or the peer stops.
-func (h *handler) followStatus(ctx context.Context, last uint64, ch chan Status) {
-	for {
-		st, err := h.b.Wait(ctx, last)
-		if err != nil {
-			return // ctx ended, or the peer stops
-		}
-		last = st.Index
-		select {
-		case <-ch: // the reader has not taken the older one: replace it
-		default:
-		}
-		ch <- st
 	}
 }
 

@@ -532,7 +532,10 @@ func (c *Client) once(ctx context.Context, r request, base *url.URL, out any) (m
 		return m, err
 	}
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
+	if body != nil || (method != http.MethodGet && method != http.MethodHead) {
+		// The API refuses a change without it (415), even with no body:
+		// it is what tells it apart from a form a web page made a
+		// browser send.
 		req.Header.Set("Content-Type", "application/json")
 	}
 	c.authorize(req)

@@ -78,10 +78,41 @@ func (f *fakeBackend) Wait(ctx context.Context, index uint64) (api.Status, error
 	}
 }
 
-func (f *fakeBackend) Peers() []api.Member {
+func (f *fakeBackend) Peers() api.PeerList {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return []api.Member{{Peer: api.Peer{Identifier: f.st.Identifier, Host: "localhost", Port: 7001}, IsSelf: true, Voter: true, Role: "follower", State: "alive"}}
+	return api.PeerList{Index: 500, Peers: []api.Member{{Peer: api.Peer{Identifier: f.st.Identifier, Host: "localhost", Port: 7001}, IsSelf: true, Voter: true, Role: "follower", State: "alive"}}}
+}
+
+// WaitPeers: the members never change.
+func (f *fakeBackend) WaitPeers(ctx context.Context, index uint64) (api.PeerList, error) {
+	if pl := f.Peers(); pl.Index != index {
+		return pl, nil
+	}
+	<-ctx.Done()
+	return api.PeerList{}, ctx.Err()
+}
+
+// Watch sends the status and its changes until ctx ends or the fake stops.
+func (f *fakeBackend) Watch(ctx context.Context) <-chan api.Status {
+	ch := make(chan api.Status, 1)
+	go func() {
+		defer close(ch)
+		st := f.Status()
+		for {
+			select {
+			case <-ch:
+			default:
+			}
+			ch <- st
+			next, err := f.Wait(ctx, st.Index)
+			if err != nil {
+				return
+			}
+			st = next
+		}
+	}()
+	return ch
 }
 
 func (f *fakeBackend) Transfer(ctx context.Context, id string) (api.TransferResult, error) {

@@ -85,10 +85,41 @@ func (f *fakePeer) Wait(ctx context.Context, index uint64) (api.Status, error) {
 	}
 }
 
-func (f *fakePeer) Peers() []api.Member {
+func (f *fakePeer) Peers() api.PeerList {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]api.Member(nil), f.peers...)
+	return api.PeerList{Index: 400, Peers: append([]api.Member(nil), f.peers...)}
+}
+
+// WaitPeers: the members the test sets are not published as changes.
+func (f *fakePeer) WaitPeers(ctx context.Context, index uint64) (api.PeerList, error) {
+	if pl := f.Peers(); pl.Index != index {
+		return pl, nil
+	}
+	<-ctx.Done()
+	return api.PeerList{}, ctx.Err()
+}
+
+// Watch sends the status and its changes until ctx ends.
+func (f *fakePeer) Watch(ctx context.Context) <-chan api.Status {
+	ch := make(chan api.Status, 1)
+	go func() {
+		defer close(ch)
+		st := f.Status()
+		for {
+			select {
+			case <-ch:
+			default:
+			}
+			ch <- st
+			next, err := f.Wait(ctx, st.Index)
+			if err != nil {
+				return
+			}
+			st = next
+		}
+	}()
+	return ch
 }
 
 func (f *fakePeer) Transfer(ctx context.Context, id string) (api.TransferResult, error) {

@@ -16,8 +16,8 @@ import (
 const watchUsage = `Usage: qcluster watch [--addr 127.0.0.1:7001] [-o text|json]
 
 Prints the leader, then a line each time it changes, and a line for each
-membership change (a member joined, was updated, became suspect, recovered,
-failed, left or was removed), as the peer asked sees them (the event stream
+membership change (a member joined, was updated, became suspect, was alive
+again, failed, left or was removed), as the peer asked sees them (the event stream
 GET /v1/watch: a change shows within milliseconds), until Ctrl-C (exit code
 0). When the stream breaks it says so, moves to the next --addr if the peer
 does not answer, and keeps trying; membership changes while it was away
