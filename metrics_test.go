@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -370,8 +371,17 @@ func TestMetricsOnCallersRegisterer(t *testing.T) {
 		}
 		peers = append(peers, p)
 	}
-	if fams, err := shared.Gather(); err != nil || len(fams[0].GetMetric()) != 2 {
-		t.Fatalf("shared registry: %v, %v", fams, err)
+	fams, err = shared.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "qcluster_term" && len(f.GetMetric()) != 2 {
+			t.Fatalf("shared registry: qcluster_term has %d series, want one per peer: %v", len(f.GetMetric()), f)
+		}
+	}
+	if !slices.ContainsFunc(fams, func(f *dto.MetricFamily) bool { return f.GetName() == "qcluster_term" }) {
+		t.Fatalf("shared registry without qcluster_term: %v", fams)
 	}
 	resp, err := hc.Get("http://" + peers[0].Addr() + "/metrics")
 	if err != nil {
