@@ -45,6 +45,9 @@ from .errors import (
     UnknownPeerError,
     UnreachableError,
     WrongClusterError,
+    CrossOriginError,
+    UnsupportedMediaTypeError,
+    WouldLoseQuorumError,
 )
 from .types import Member, Peer, State, Status, TransferResult
 
@@ -84,4 +87,7 @@ __all__ = [
     "UnknownPeerError",
     "UnreachableError",
     "WrongClusterError",
+    "CrossOriginError",
+    "UnsupportedMediaTypeError",
+    "WouldLoseQuorumError",
 ]

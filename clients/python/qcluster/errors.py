@@ -10,15 +10,18 @@ code                   exception               status
 ``bad_request``        BadRequestError         400
 ``unknown_peer``       UnknownPeerError        400/404
 ``unauthorized``       UnauthorizedError       401
+``cross_origin``       CrossOriginError        403
 ``not_found``          NotFoundError           404
 ``method_not_allowed`` MethodNotAllowedError   405
 ``not_leader``         NotLeaderError          409
 ``no_transferee``      NoTransfereeError       409
 ``transfer_failed``    TransferFailedError     409
 ``conflict``           ConflictError           409
+``would_lose_quorum``  WouldLoseQuorumError    409
 ``wrong_cluster``      WrongClusterError       409
 ``masterless``         MasterlessError         409
 ``too_large``          TooLargeError           413
+``unsupported_media_type`` UnsupportedMediaTypeError 415
 ``internal``           InternalError           500
 ``no_leader``          NoLeaderError           503
 ``not_joined``         NotJoinedError          503
@@ -152,6 +155,27 @@ class ConflictError(APIError):
     code_name = "conflict"
 
 
+class CrossOriginError(APIError):
+    """403: the agent refused a change that looked sent by a web page of
+    another origin (this SDK never sends an Origin header)."""
+
+    code_name = "cross_origin"
+
+
+class UnsupportedMediaTypeError(APIError):
+    """415: a change without ``Content-Type: application/json`` (this SDK
+    always sends it)."""
+
+    code_name = "unsupported_media_type"
+
+
+class WouldLoseQuorumError(ConflictError):
+    """409: removing that voter would leave voters of which fewer than a
+    majority are alive: they could not elect a leader."""
+
+    code_name = "would_lose_quorum"
+
+
 class WrongClusterError(APIError):
     """``wrong_cluster``: the request names another cluster."""
 
@@ -247,6 +271,9 @@ _BY_CODE = {
         TransferFailedError,
         ConflictError,
         WrongClusterError,
+        CrossOriginError,
+        UnsupportedMediaTypeError,
+        WouldLoseQuorumError,
         MasterlessError,
         TooLargeError,
         InternalError,
