@@ -594,15 +594,25 @@ func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
 		return fmt.Errorf("%w: a masterless member leaves by gossip (Leave on the member itself)", ErrMasterless)
 	}
 	id := NodeID(identifier)
+	handedOver := false // this peer led and resigned to remove itself
 	for {
 		if !c.IsLeader() {
+			if handedOver {
+				// Right after the hand-over this peer may not know the
+				// new leader yet: wait for it instead of answering
+				// "no leader".
+				if _, err := c.WaitForLeader(ctx); err != nil {
+					return err
+				}
+			}
 			err := c.toLeader(ctx, http.MethodDelete, "/v1/peers/"+url.PathEscape(identifier), nil, nil)
-			if errors.Is(err, ErrNotLeader) {
+			if errors.Is(err, ErrNotLeader) || (handedOver && errors.Is(err, ErrNoLeader)) {
 				continue
 			}
 			return err
 		}
 		if id == c.selfID && identifier == c.cfg.Identifier {
+			handedOver = true
 			if err := c.Resign(ctx); err != nil {
 				if errors.Is(err, ErrUnknownPeer) {
 					return fmt.Errorf("%w: %q is the only voter; a cluster cannot remove its last voter", ErrConflict, identifier)
