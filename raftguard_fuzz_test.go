@@ -65,6 +65,16 @@ func startFuzzPeer() (*fuzzPeer, error) {
 		p.close()
 		return nil, err
 	}
+	// The peer commits its own metadata once it knows a leader (see
+	// reconcileMetadata): wait for that entry, so it is not taken for a
+	// change a fuzz input made.
+	for !c.ownMetadataSettled() {
+		if ctx.Err() != nil {
+			p.close()
+			return nil, fmt.Errorf("own metadata not committed: %w", ctx.Err())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	p.maxTerm = c.Term()
 	return p, nil
 }
