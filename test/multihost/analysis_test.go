@@ -42,8 +42,16 @@ type findings struct {
 	// a.lease_remaining_ms while b.sent >= a.recv.
 	leaseOverlap int
 	// overlapOwners are, for each lease overlap, the peer whose earlier
-	// claim the later one fell inside.
-	overlapOwners []int
+	// claim the later one fell inside; overlapOwnerAt when that earlier
+	// claim was sent, overlapAt when the later one was.
+	overlapOwners  []int
+	overlapOwnerAt []time.Duration
+	overlapAt      []time.Duration
+	// maxIdle is the longest time the monitor left a peer unasked (from
+	// an answer, or a failed request, to the next request), and
+	// maxIdlePeer that peer: a stalled sampler could hide an overlap.
+	maxIdle     time.Duration
+	maxIdlePeer int
 	// termConflicts counts terms in which two peers claimed is_leader.
 	termConflicts int
 	// termRegressions counts samples in which a peer reported a lower
@@ -74,7 +82,12 @@ func analyze(ss []sample, names []string, startTerm uint64, origin time.Duration
 	var f findings
 	var leaders []sample
 	lastTerm := map[int]sample{}
+	lastRecv := map[int]time.Duration{}
 	for _, s := range ss {
+		if r, ok := lastRecv[s.peer]; ok && s.sent-r > f.maxIdle {
+			f.maxIdle, f.maxIdlePeer = s.sent-r, s.peer
+		}
+		lastRecv[s.peer] = s.recv
 		if !s.ok {
 			f.failed++
 			if f.fails == nil {
@@ -129,6 +142,8 @@ func analyze(ss []sample, names []string, startTerm uint64, origin time.Duration
 				flagged[j] = true
 				f.leaseOverlap++
 				f.overlapOwners = append(f.overlapOwners, a.peer)
+				f.overlapOwnerAt = append(f.overlapOwnerAt, a.sent)
+				f.overlapAt = append(f.overlapAt, b.sent)
 				f.example("lease overlap: %s claims leadership inside the lease %s claimed (%.1fms left, to %+.1fms)",
 					at(b), at(a), a.st.LeaseRemainingMS, ms(end-origin))
 			}
