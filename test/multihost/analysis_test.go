@@ -291,6 +291,21 @@ func printTable(w io.Writer) {
 
 // TestAnalyzeFindsViolations checks the checker itself on made-up samples:
 // each kind of violation is counted, and a clean hand-over is not.
+// The analysis measures the longest time the monitor left a peer unasked
+// (the scenario fails above maxSampleIdle: a stalled sampler could hide an
+// overlap).
+func TestAnalyzeMeasuresSampleGaps(t *testing.T) {
+	at := func(peer int, sent, recv time.Duration) sample {
+		return sample{peer: peer, sent: sent * time.Millisecond, recv: recv * time.Millisecond}
+	}
+	ss := []sample{at(0, 0, 1), at(1, 0, 2), at(0, 6, 7), at(1, 7, 8), at(0, 12, 213), at(1, 400, 401), at(0, 218, 219)}
+	sortBySent(ss)
+	f := analyze(ss, []string{"h1", "h2"}, 1, 0)
+	if f.maxIdle != 392*time.Millisecond || f.maxIdlePeer != 1 {
+		t.Fatalf("longest gap %v (peer %d), want 392ms (peer 1)", f.maxIdle, f.maxIdlePeer)
+	}
+}
+
 func TestAnalyzeFindsViolations(t *testing.T) {
 	names := []string{"h1", "h2", "h3"}
 	msec := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }

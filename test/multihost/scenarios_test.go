@@ -170,6 +170,7 @@ func (s *scen) judge() {
 		r.note("status requests: %d answers over %v (slowest %v, %s), unanswered %v",
 			r.f.slow, slowAnswer, r.f.slowest.Round(time.Millisecond), c.names[r.f.slowestPeer], r.f.fails)
 	}
+	r.note("longest a peer went unasked: %v (%s; bound %v)", r.f.maxIdle.Round(time.Millisecond), c.names[r.f.maxIdlePeer], maxSampleIdle)
 	for _, n := range r.notes {
 		t.Log("  " + n)
 	}
