@@ -306,6 +306,25 @@ func TestAnalyzeMeasuresSampleGaps(t *testing.T) {
 	}
 }
 
+// Only the overlaps around the transfer are excused: a claim inside the
+// leaving leader's lease before the leave was asked for, or inside a
+// claim it made after the leave was answered, is not.
+func TestHandedOverOnlyAroundTheTransfer(t *testing.T) {
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	f := findings{
+		overlapOwners:  []int{0, 0, 0, 1},
+		overlapOwnerAt: []time.Duration{ms(90), ms(10), ms(300), ms(90)},
+		overlapAt:      []time.Duration{ms(150), ms(50), ms(320), ms(150)},
+	}
+	// The leave of peer 0 was asked for at 100ms and answered at 200ms.
+	if n := handedOver(&f, 0, ms(100), ms(200)); n != 1 {
+		t.Fatalf("%d overlaps excused, want 1 (only the first)", n)
+	}
+	if n := handedOver(&f, 0, ms(100), 0); n != 0 {
+		t.Fatalf("%d overlaps excused before the leave was answered, want 0", n)
+	}
+}
+
 func TestAnalyzeFindsViolations(t *testing.T) {
 	names := []string{"h1", "h2", "h3"}
 	msec := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }

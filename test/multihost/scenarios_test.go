@@ -129,12 +129,7 @@ func (s *scen) judge() {
 		t.Errorf("%d split-brain instants: two peers said is_leader=true at overlapping times", r.f.splitBrain)
 	}
 	if s.handover >= 0 {
-		handed := 0
-		for k, p := range r.f.overlapOwners {
-			if p == s.handover && s.handTo != 0 && r.f.overlapOwnerAt[k] <= s.handTo && r.f.overlapAt[k] >= s.handFrom {
-				handed++
-			}
-		}
+		handed := handedOver(&r.f, s.handover, s.handFrom, s.handTo)
 		if handed > 0 {
 			r.note("%d claims, sent after the transfer was asked for (%+.1fms), fell inside the lease %s reported before the request was answered (%+.1fms; dropped at the transfer's start)",
 				handed, ms(s.handFrom-s.start), c.names[s.handover], ms(s.handTo-s.start))
@@ -530,4 +525,19 @@ func scenarioNetemIdle(s *scen) {
 	}
 	s.r.note("idle %v with delay %v ± %v by %s (heartbeat %v, election timeout %v): %d leader samples without the lease, %d follower samples not naming %s",
 		*flagIdle, netemDelay, netemJitter, c.topo.netemKind(), c.tm.heartbeat, c.tm.election, gaps, lost, c.names[l])
+}
+
+// handedOver counts the lease overlaps that a leadership transfer excuses:
+// the earlier claim is the handing-over leader's, sent by to (when the
+// request that transfers was answered), and the later one was sent from
+// from (when that request was sent) on. The leader dropped its lease when
+// the transfer started, which the monitor cannot see between two samples.
+func handedOver(f *findings, handover int, from, to time.Duration) int {
+	n := 0
+	for k, p := range f.overlapOwners {
+		if p == handover && to != 0 && f.overlapOwnerAt[k] <= to && f.overlapAt[k] >= from {
+			n++
+		}
+	}
+	return n
 }
