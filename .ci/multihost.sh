@@ -2,8 +2,11 @@
 # Multi-host fault tests: real `qcluster agent` processes, one per Linux
 # network namespace, under kill -9, partitions, SIGSTOP, rolling restarts and
 # latency (see test/multihost/doc.go). Needs root and iproute2; installs
-# iproute2 when `ip` is missing. Where namespaces cannot be made here, it
-# prints "multihost: skipped: <reason>" and exits 0.
+# iproute2 when `ip` is missing. It skips (prints "multihost: skipped:
+# <reason>", exits 0) only where it cannot apply: not Linux, or not root.
+# As root on Linux it must run: a missing iproute2, namespaces that cannot
+# be made, or a test that skips fail it (exit 1), so CI never stays green
+# without the suite.
 #
 # Environment: QCLUSTER_MULTIHOST_FULL=1 for the long run (60s idle under
 # latency, more repetitions); QCLUSTER_MULTIHOST_IDLE, _REPS, _LOGDIR,
@@ -15,6 +18,10 @@ skip() {
   echo "multihost: skipped: $*"
   exit 0
 }
+fail() {
+  echo "multihost: FAILED: $*"
+  exit 1
+}
 
 [ "$(uname -s)" = Linux ] || skip "needs Linux network namespaces (this is $(uname -s))"
 [ "$(id -u)" = 0 ] || skip "needs root to create network namespaces (running as uid $(id -u))"
@@ -23,16 +30,16 @@ if ! command -v ip >/dev/null 2>&1; then
   echo "multihost: ip is missing: installing iproute2"
   if ! { apt-get update && apt-get install -y iproute2; } >/tmp/multihost-apt.log 2>&1; then
     tail -5 /tmp/multihost-apt.log
-    skip "ip (iproute2) is missing and could not be installed"
+    fail "ip (iproute2) is missing and could not be installed"
   fi
 fi
 
 probe="qcmh$$-probe"
 if ! out=$(ip netns add "$probe" 2>&1); then
-  skip "ip netns add does not work here: $out"
+  fail "ip netns add does not work here (as root on Linux): $out"
 fi
 if ! out=$(ip netns del "$probe" 2>&1); then
-  skip "ip netns del does not work here: $out"
+  fail "ip netns del does not work here (as root on Linux): $out"
 fi
 
 # Remove the namespaces of runs that died (their pid is in the name).
@@ -50,12 +57,23 @@ sweep() {
 sweep
 
 log=$(mktemp /tmp/multihost.XXXXXX.log)
-go test -tags multihost -count=1 -timeout 15m -v ./test/multihost/ >"$log" 2>&1
+t0=$(date +%s)
+QCLUSTER_MULTIHOST_REQUIRED=1 go test -tags multihost -count=1 -timeout 15m -v ./test/multihost/ >"$log" 2>&1
 rc=$?
 sweep
+if [ "$rc" -eq 0 ] && grep -q -e '--- SKIP' "$log"; then
+  grep -e '--- SKIP' -A2 "$log" | head -20
+  echo "multihost: FAILED: tests skipped as root on Linux"
+  rc=1
+fi
+if [ "$rc" -eq 0 ] && ! grep -q -e '^--- PASS: TestThreePeers' "$log"; then
+  echo "multihost: FAILED: TestThreePeers did not run"
+  rc=1
+fi
+echo "multihost: suite took $(( $(date +%s) - t0 ))s"
 if [ "$rc" -ne 0 ]; then
   echo "multihost: FAILED (exit $rc); the failures (full log: $log):"
-  grep -E -- '--- FAIL|_test\.go:[0-9]+: .*(split|lease|overlap|bound|conflict|regression|spurious|did not|no leader|still|claim)' "$log" | head -60
+  grep -E -- '--- FAIL|_test\.go:[0-9]+: .*(split|lease|overlap|bound|conflict|regression|spurious|did not|no leader|still|claim|unasked|cannot run)' "$log" | head -60
   echo "..."
 fi
 tail -60 "$log"

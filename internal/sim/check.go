@@ -103,6 +103,10 @@ func (k *checker) coreView(p *peer, v consensus.View) {
 	}
 	k.leaders[v.Term] = p.id
 	k.c.event(-1, fmt.Sprintf("p%d elected leader of term %d", p.id, v.Term))
+	if t, ok := k.c.transferTo[p.id]; ok && v.Term > t {
+		delete(k.c.transferTo, p.id)
+		k.c.stats.Transfers++
+	}
 	// The lease argument: followers refuse votes while a lease they
 	// granted may run, so no other peer holds a lease when a leader is
 	// elected (transfers drop the lease before they start).

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -57,6 +58,7 @@ type peer struct {
 	lastCompact uint64
 
 	maxPubTerm uint64 // highest published term, across incarnations
+	lowered    bool   // Options.lowerTerm did its one lowering
 }
 
 type call struct {
@@ -185,6 +187,11 @@ func (p *peer) restart() error {
 		hs, _, _ := durable.InitialState()
 		hs.Vote = 0
 		if err := durable.Save(hs, nil, raftpb.Snapshot{}); err != nil {
+			return err
+		}
+	}
+	if p.c.opts.loseCommitted {
+		if err := loseLast(durable); err != nil {
 			return err
 		}
 	}
@@ -373,6 +380,7 @@ func (p *peer) send(msgs []raftpb.Message) {
 func (p *peer) apply(a consensus.Applied) {
 	c := p.c
 	if a.Snapshot != nil {
+		c.stats.SnapshotsApplied++
 		p.app = decodeApp(a.Snapshot.Data)
 		p.lastApplied = a.Snapshot.Metadata.Index
 		p.lastCompact = a.Snapshot.Metadata.Index
@@ -389,6 +397,13 @@ func (p *peer) apply(a consensus.Applied) {
 
 func (p *peer) publish(v consensus.View) {
 	c := p.c
+	if c.opts.inflateLease > 0 && v.LeaseUntil > 0 {
+		v.LeaseUntil += c.opts.inflateLease
+	}
+	if c.opts.lowerTerm && !p.lowered && p.maxPubTerm >= 2 && v.Term == p.maxPubTerm {
+		p.lowered = true
+		v.Term--
+	}
 	c.chk.published(p, v)
 	p.pub = v
 	c.trackSpan(p)
@@ -428,4 +443,24 @@ func (c *Cluster) endSpan(p *peer) {
 			return
 		}
 	}
+}
+
+// loseLast empties the record at the end of mem's log if it is committed
+// (Options.loseCommitted: a storage that loses a committed record).
+func loseLast(mem *storage.Memory) error {
+	hs, _, err := mem.InitialState()
+	if err != nil {
+		return err
+	}
+	last, err := mem.LastIndex()
+	if err != nil || last > hs.Commit {
+		return err
+	}
+	ents, err := mem.Entries(last, last+1, math.MaxUint64)
+	if err != nil || len(ents) != 1 || len(ents[0].Data) == 0 {
+		return err
+	}
+	e := ents[0]
+	e.Data = nil
+	return mem.Save(raftpb.HardState{}, []raftpb.Entry{e}, raftpb.Snapshot{})
 }

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // FaultSet selects the kinds of fault Run injects.
@@ -42,11 +44,25 @@ const (
 	// (sometimes one that is paused until after raft gave up on the
 	// transfer).
 	FaultTransfer
+	// FaultQuietRestart makes one schedule in quietOneIn (chosen by the
+	// seed) a quiet one: no proposals, no loss, and only this fault,
+	// repeated: the leader and one follower stop hearing each other, and
+	// when that follower asks for votes, peers that (with the leader)
+	// make a quorum crash and restart at once, before the request reaches
+	// them. A restarted peer has forgotten that it heard from the leader,
+	// so only its start-up vote guard keeps it from electing a new leader
+	// inside the old one's lease. Alone in Options.Faults, every schedule
+	// is quiet.
+	FaultQuietRestart
 
 	// AllFaults is every kind.
 	AllFaults = FaultPartition | FaultOneWay | FaultLoss | FaultDup | FaultDelay | FaultCrash |
-		FaultCrashAfterSave | FaultFsyncStall | FaultPause | FaultTransfer
+		FaultCrashAfterSave | FaultFsyncStall | FaultPause | FaultTransfer | FaultQuietRestart
 )
+
+// quietOneIn: with FaultQuietRestart among others, one schedule in
+// quietOneIn is quiet.
+const quietOneIn = 8
 
 // Result is what one schedule did.
 type Result struct {
@@ -69,6 +85,12 @@ type Result struct {
 	// Proposals is how many records were proposed; Committed how many
 	// distinct ones some peer applied.
 	Proposals, Committed int
+	// Transfers is how many leadership transfers ended with their target
+	// leading a later term; SnapshotsApplied how many snapshots running
+	// peers restored (sent by a leader); Quiet reports a quiet schedule
+	// (FaultQuietRestart).
+	Transfers, SnapshotsApplied int
+	Quiet                       bool
 	// TimeToLeader is the virtual time from the heal at the end of the
 	// fault phase until a peer held the lease and every peer named it.
 	TimeToLeader time.Duration
@@ -130,17 +152,27 @@ func Run(opts Options) (Result, error) {
 		// Compact often, so that snapshots are sent and restored.
 		opts.CompactEvery, opts.CompactKeep = 8+uint64(plan.IntN(16)), 2
 	}
+	// Drawn from a stream of its own, so that the other schedules are
+	// what they were before quiet ones existed.
+	quiet := opts.Faults == FaultQuietRestart ||
+		(opts.Faults&FaultQuietRestart != 0 && rand.New(rand.NewPCG(opts.Seed, 0x7175696574)).IntN(quietOneIn) == 0)
+	if quiet {
+		opts.Network.Loss, opts.Network.Dup, opts.Network.SpikeProb = 0, 0, 0
+	}
 
 	var kinds []FaultSet
 	for _, k := range []struct {
 		f FaultSet
 		w int
 	}{{FaultPartition, 3}, {FaultOneWay, 2}, {FaultCrash, 2}, {FaultCrashAfterSave, 1}, {FaultFsyncStall, 2}, {FaultPause, 2}, {FaultTransfer, 2}} {
-		if opts.Faults&k.f != 0 {
+		if opts.Faults&k.f != 0 && !quiet {
 			for range k.w {
 				kinds = append(kinds, k.f)
 			}
 		}
+	}
+	if quiet {
+		kinds = []FaultSet{FaultQuietRestart}
 	}
 	var faults []struct {
 		at time.Duration
@@ -160,6 +192,8 @@ func Run(opts Options) (Result, error) {
 				f.dur = between(10*time.Millisecond, 450*time.Millisecond)
 			case FaultPause:
 				f.dur = between(165*time.Millisecond, 600*time.Millisecond)
+			case FaultQuietRestart:
+				f.dur = between(200*time.Millisecond, 900*time.Millisecond)
 			}
 			faults = append(faults, struct {
 				at time.Duration
@@ -176,6 +210,7 @@ func Run(opts Options) (Result, error) {
 	}
 	defer c.Close()
 	c.fromRun = true
+	c.stats.Quiet = quiet
 	bound := opts.LivenessBound
 	if bound <= 0 {
 		bound = 10 * c.tm.et
@@ -185,7 +220,7 @@ func Run(opts Options) (Result, error) {
 	}
 	var propose func()
 	propose = func() {
-		if l := c.coreLeader(); l != nil {
+		if l := c.coreLeader(); l != nil && !quiet {
 			var data [16]byte
 			binary.BigEndian.PutUint64(data[:8], uint64(c.stats.Proposals)+1)
 			binary.BigEndian.PutUint64(data[8:], c.rng.Uint64())
@@ -397,7 +432,60 @@ func (c *Cluster) inject(f fault) {
 		}
 		c.countFault("transfer")
 		c.Transfer(l.id, to)
+	case FaultQuietRestart:
+		c.quietRestart(r, f.dur)
 	}
+}
+
+// quietRestart plays FaultQuietRestart once: the leader and a follower s
+// cut off from each other for d; when s asks for (pre-)votes, quorum-1
+// other followers crash and restart at once, before the request arrives.
+func (c *Cluster) quietRestart(r *rand.Rand, d time.Duration) {
+	l := c.coreLeader()
+	if l == nil || c.onSend != nil {
+		return
+	}
+	var ids []uint64
+	for _, p := range c.peers {
+		if p != l && !p.crashed && !p.paused {
+			ids = append(ids, p.id)
+		}
+	}
+	quorum := len(c.peers)/2 + 1
+	if len(ids) < quorum {
+		return
+	}
+	r.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	s, restart := ids[0], ids[1:quorum]
+	c.Heal()
+	c.countFault("quiet-restart")
+	c.Cut([]uint64{l.id}, []uint64{s})
+	c.Cut([]uint64{s}, []uint64{l.id})
+	c.onSend = func(m raftpb.Message) {
+		if m.From != s || (m.Type != raftpb.MsgPreVote && m.Type != raftpb.MsgVote) || !slices.Contains(restart, m.To) {
+			return
+		}
+		c.onSend = nil
+		c.countFault("quiet-restart-armed")
+		c.after(0, func() {
+			for _, id := range restart {
+				if p := c.peer(id); !p.crashed {
+					c.Crash(id)
+					if err := c.Restart(id); err != nil && c.err == nil {
+						c.fail("sim", "restart p%d: %v", id, err)
+					}
+				}
+			}
+		})
+	}
+	gen := c.cutGen
+	c.after(d, func() {
+		if c.cutGen == gen {
+			c.onSend = nil
+			c.countFault("heal")
+			c.Heal()
+		}
+	})
 }
 
 // healAll ends the fault phase: no cuts, no loss, crashed peers restarted,
@@ -405,6 +493,7 @@ func (c *Cluster) inject(f fault) {
 // progress finishes on its own.
 func (c *Cluster) healAll() {
 	c.healed = true
+	c.onSend = nil
 	c.Heal()
 	c.net.Loss, c.net.Dup, c.net.SpikeProb = 0, 0, 0
 	for _, p := range c.peers {

@@ -72,9 +72,19 @@ type Options struct {
 	// counts the suspend, as the node clock does on Linux.
 	ClockStopsInSuspend bool
 
-	// amnesia makes a restarted peer forget its vote (a deliberately
-	// broken storage, for tests that check the checker).
-	amnesia bool
+	// Deliberately broken behaviours, for tests that check the checker.
+	// amnesia makes a restarted peer forget its vote; loseCommitted makes
+	// a restarted peer's storage lose the record at the end of its log
+	// (when committed); inflateLease lengthens every lease a peer
+	// publishes; lowerTerm makes a peer publish, once, a term one below
+	// the highest it published.
+	amnesia       bool
+	loseCommitted bool
+	inflateLease  time.Duration
+	lowerTerm     bool
+	// linkDelay, when set, chooses a message's delay (ok false: the
+	// Network's), for scenarios that need asymmetric links.
+	linkDelay func(from, to uint64) (d time.Duration, ok bool)
 }
 
 // Network describes the simulated network.
@@ -139,6 +149,10 @@ type Cluster struct {
 	faults  map[string]int
 	healed  bool // Run: the fault phase is over
 	fromRun bool // driven by Run
+	// onSend is Run's own hook on every message sent (quiet restarts).
+	onSend func(m raftpb.Message)
+	// transferTo maps a transfer's target to the term it started in.
+	transferTo map[uint64]uint64
 }
 
 type timing struct{ tick, hb, et time.Duration }
@@ -175,6 +189,8 @@ func NewCluster(opts Options) (*Cluster, error) {
 		rng:    rand.New(rand.NewPCG(opts.Seed, 0x6e6574776f726b)),
 		net:    opts.Network,
 		faults: map[string]int{},
+
+		transferTo: map[uint64]uint64{},
 	}
 	c.tr = newTracer(opts.TraceLen, opts.Verbose)
 	c.chk = newChecker(c)
@@ -364,6 +380,9 @@ func (c *Cluster) peer(id uint64) *peer {
 func (c *Cluster) send(from *peer, m raftpb.Message) {
 	c.stats.Messages++
 	c.chk.sent(from, m)
+	if c.onSend != nil {
+		c.onSend(m)
+	}
 	if c.opts.OnSend != nil {
 		c.opts.OnSend(c.now, m)
 	}
@@ -391,7 +410,13 @@ func (c *Cluster) send(from *peer, m raftpb.Message) {
 		c.stats.Duplicated++
 	}
 	for range copies {
-		c.schedule(event{at: c.now + c.delay(), kind: evDeliver, peer: int32(to), from: int32(from.idx), data: data})
+		d := c.delay()
+		if c.opts.linkDelay != nil {
+			if ld, ok := c.opts.linkDelay(from.id, m.To); ok {
+				d = ld
+			}
+		}
+		c.schedule(event{at: c.now + d, kind: evDeliver, peer: int32(to), from: int32(from.idx), data: data})
 	}
 }
 
@@ -580,6 +605,9 @@ func (c *Cluster) Do(id uint64, what string, fn func(*consensus.Core) error) {
 
 // Transfer asks peer from (normally the leader) to hand leadership to to.
 func (c *Cluster) Transfer(from, to uint64) {
+	if p := c.peer(from); !p.crashed {
+		c.transferTo[to] = p.core.View().Term
+	}
 	c.Do(from, fmt.Sprintf("transfer leadership to %d", to), func(core *consensus.Core) error {
 		core.TransferLeadership(to)
 		return nil

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	mathrand "math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
@@ -48,13 +49,87 @@ func schedules(t *testing.T) int {
 }
 
 // TestSimulation runs many random schedules of 3, 5 and 7 peers (seed s
-// has peersFor(s) peers) on GOMAXPROCS workers.
+// has peersFor(s) peers) on GOMAXPROCS workers, and checks that they did
+// what they are for: enough faults of every kind, elections, transfers,
+// snapshots and records (a generator that silently stopped injecting
+// faults would fail it).
 func TestSimulation(t *testing.T) {
 	if *flagSeed != 0 {
 		replay(t, *flagSeed)
 		return
 	}
 	n := schedules(t)
+	total := runSchedules(t, *flagBase, n)
+	if n >= 200 && *flagDrift == 0 && !t.Failed() {
+		total.checkCoverage(t)
+	}
+}
+
+// TestSimulationMany runs QCLUSTER_SIM_MANY random schedules (CI: 10,000,
+// without -race) from a first seed chosen afresh each run, or -sim.base
+// when given. It prints the seeds; each failure prints the command that
+// replays it. Skipped when QCLUSTER_SIM_MANY is not set.
+func TestSimulationMany(t *testing.T) {
+	s := os.Getenv("QCLUSTER_SIM_MANY")
+	if s == "" {
+		t.Skip("QCLUSTER_SIM_MANY is not set (CI sets it to 10000)")
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		t.Fatalf("QCLUSTER_SIM_MANY=%q: want a positive integer", s)
+	}
+	base := *flagBase
+	if base == 1 {
+		base = 1 + mathrand.Uint64N(1<<40)
+	}
+	t.Logf("seeds %d..%d; replay this run: go test ./internal/sim -run 'TestSimulation$' -count=1 -sim.base=%d -sim.n=%d",
+		base, base+uint64(n)-1, base, n)
+	total := runSchedules(t, base, n)
+	if n >= 200 && *flagDrift == 0 && !t.Failed() {
+		total.checkCoverage(t)
+	}
+}
+
+// checkCoverage fails the test unless the schedules injected every fault
+// kind and did each thing they exist for, in proportion to their number.
+// The floors are about a third of what 2,100 schedules do.
+func (s *summary) checkCoverage(t *testing.T) {
+	t.Helper()
+	per1000 := func(x int) int { return x * s.schedules / 1000 }
+	floors := map[string]int{
+		"partition-split": per1000(100), "partition-minority": per1000(100), "partition-leader": per1000(100),
+		"oneway-split": per1000(60), "oneway-leader-deaf": per1000(30), "oneway-leader-mute": per1000(30), "oneway-links": per1000(60),
+		"crash": per1000(150), "crash-after-save": per1000(40), "crash-lost-write": per1000(5), "restart": per1000(200),
+		"fsync-stall": per1000(100), "pause": per1000(150), "transfer": per1000(150), "transfer-to-paused": per1000(40),
+		"quiet-restart": per1000(200), "quiet-restart-armed": per1000(150), "heal": per1000(300),
+	}
+	for _, k := range slices.Sorted(maps.Keys(floors)) {
+		if got := s.faults[k]; got < floors[k] {
+			t.Errorf("%d schedules injected %d faults of kind %q, want at least %d", s.schedules, got, k, floors[k])
+		}
+	}
+	for _, c := range []struct {
+		what       string
+		got, floor int
+	}{
+		{"elections", s.elections, per1000(1500)},
+		{"completed leadership transfers", s.transfers, per1000(200)},
+		{"snapshots restored by running peers", s.snapshots, per1000(100)},
+		{"records committed", s.records, per1000(10000)},
+		{"quiet schedules", s.quiet, per1000(60)},
+		{"messages lost", int(s.lost), per1000(1000)},
+		{"messages duplicated", int(s.dup), per1000(1000)},
+	} {
+		if c.got < c.floor {
+			t.Errorf("%d schedules: %d %s, want at least %d", s.schedules, c.got, c.what, c.floor)
+		}
+	}
+}
+
+// runSchedules runs n schedules from seed base on GOMAXPROCS workers,
+// reports the failures (up to 5) and returns the totals.
+func runSchedules(t *testing.T, base uint64, n int) summary {
+	t.Helper()
 	workers := runtime.GOMAXPROCS(0)
 	var (
 		next     atomic.Uint64
@@ -63,8 +138,8 @@ func TestSimulation(t *testing.T) {
 		failures []*Violation
 		wg       sync.WaitGroup
 	)
-	next.Store(*flagBase)
-	last := *flagBase + uint64(n)
+	next.Store(base)
+	last := base + uint64(n)
 	start := time.Now()
 	for range workers {
 		wg.Add(1)
@@ -98,7 +173,7 @@ func TestSimulation(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	t.Logf("%d schedules (seeds %d..%d, 3/5/7 peers) in %v on %d workers: %.1f schedules/s",
-		total.schedules, *flagBase, last-1, elapsed.Round(time.Millisecond), workers, float64(total.schedules)/elapsed.Seconds())
+		total.schedules, base, last-1, elapsed.Round(time.Millisecond), workers, float64(total.schedules)/elapsed.Seconds())
 	t.Log(total.String())
 	slices.SortFunc(failures, func(a, b *Violation) int { return int(a.Seed) - int(b.Seed) })
 	for i, v := range failures {
@@ -108,6 +183,7 @@ func TestSimulation(t *testing.T) {
 			t.Errorf("also: seed %d (%d peers): %s: %s", v.Seed, v.Peers, v.Invariant, v.Detail)
 		}
 	}
+	return total
 }
 
 // replay runs one seed: twice, to show it is deterministic, and with -v
@@ -143,6 +219,7 @@ type summary struct {
 	events, messages, lost, dup     uint64
 	faults                          map[string]int
 	faultsTotal, elections, records int
+	transfers, snapshots, quiet     int
 	ttl                             []time.Duration
 }
 
@@ -162,13 +239,18 @@ func (s *summary) add(r Result) {
 	s.faultsTotal += r.FaultsTotal
 	s.elections += r.Elections
 	s.records += r.Committed
+	s.transfers += r.Transfers
+	s.snapshots += r.SnapshotsApplied
+	if r.Quiet {
+		s.quiet++
+	}
 	s.ttl = append(s.ttl, r.TimeToLeader)
 }
 
 func (s *summary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed\n",
-		s.virtual.Round(time.Second), s.events, s.messages, s.lost, s.dup, s.elections, s.records)
+	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed, %d transfers completed, %d snapshots restored, %d quiet schedules\n",
+		s.virtual.Round(time.Second), s.events, s.messages, s.lost, s.dup, s.elections, s.records, s.transfers, s.snapshots, s.quiet)
 	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
 	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])

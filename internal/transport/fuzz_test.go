@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"reflect"
 	"runtime"
 	"testing"
 
@@ -15,7 +16,8 @@ import (
 // FuzzReadFrame feeds arbitrary bytes to the stream decoder: a hello frame
 // followed by message frames. It must never panic, never return a payload
 // above the limit, and whatever hello it accepts must re-encode to the same
-// bytes.
+// bytes; every message that decodes must encode and decode again to an
+// equal message.
 func FuzzReadFrame(f *testing.F) {
 	const limit = 1 << 12
 	valid := helloFrame(1, 2, "cluster")
@@ -64,6 +66,14 @@ func FuzzReadFrame(f *testing.F) {
 				var m2 raftpb.Message
 				if err := m2.Unmarshal(q); err != nil {
 					t.Fatal(err)
+				}
+				// The message decodes to what was sent, not merely to
+				// something.
+				if !reflect.DeepEqual(m, m2) {
+					t.Fatalf("message %+v decodes again as %+v", m, m2)
+				}
+				if q2, err := m2.Marshal(); err != nil || !bytes.Equal(q, q2) {
+					t.Fatalf("message re-encodes as %x, then %x (%v)", q, q2, err)
 				}
 			}
 			buf = p[:0]

@@ -42,8 +42,16 @@ type findings struct {
 	// a.lease_remaining_ms while b.sent >= a.recv.
 	leaseOverlap int
 	// overlapOwners are, for each lease overlap, the peer whose earlier
-	// claim the later one fell inside.
-	overlapOwners []int
+	// claim the later one fell inside; overlapOwnerAt when that earlier
+	// claim was sent, overlapAt when the later one was.
+	overlapOwners  []int
+	overlapOwnerAt []time.Duration
+	overlapAt      []time.Duration
+	// maxIdle is the longest time the monitor left a peer unasked (from
+	// an answer, or a failed request, to the next request), and
+	// maxIdlePeer that peer: a stalled sampler could hide an overlap.
+	maxIdle     time.Duration
+	maxIdlePeer int
 	// termConflicts counts terms in which two peers claimed is_leader.
 	termConflicts int
 	// termRegressions counts samples in which a peer reported a lower
@@ -74,7 +82,12 @@ func analyze(ss []sample, names []string, startTerm uint64, origin time.Duration
 	var f findings
 	var leaders []sample
 	lastTerm := map[int]sample{}
+	lastRecv := map[int]time.Duration{}
 	for _, s := range ss {
+		if r, ok := lastRecv[s.peer]; ok && s.sent-r > f.maxIdle {
+			f.maxIdle, f.maxIdlePeer = s.sent-r, s.peer
+		}
+		lastRecv[s.peer] = s.recv
 		if !s.ok {
 			f.failed++
 			if f.fails == nil {
@@ -129,6 +142,8 @@ func analyze(ss []sample, names []string, startTerm uint64, origin time.Duration
 				flagged[j] = true
 				f.leaseOverlap++
 				f.overlapOwners = append(f.overlapOwners, a.peer)
+				f.overlapOwnerAt = append(f.overlapOwnerAt, a.sent)
+				f.overlapAt = append(f.overlapAt, b.sent)
 				f.example("lease overlap: %s claims leadership inside the lease %s claimed (%.1fms left, to %+.1fms)",
 					at(b), at(a), a.st.LeaseRemainingMS, ms(end-origin))
 			}
@@ -276,6 +291,40 @@ func printTable(w io.Writer) {
 
 // TestAnalyzeFindsViolations checks the checker itself on made-up samples:
 // each kind of violation is counted, and a clean hand-over is not.
+// The analysis measures the longest time the monitor left a peer unasked
+// (the scenario fails above maxSampleIdle: a stalled sampler could hide an
+// overlap).
+func TestAnalyzeMeasuresSampleGaps(t *testing.T) {
+	at := func(peer int, sent, recv time.Duration) sample {
+		return sample{peer: peer, sent: sent * time.Millisecond, recv: recv * time.Millisecond}
+	}
+	ss := []sample{at(0, 0, 1), at(1, 0, 2), at(0, 6, 7), at(1, 7, 8), at(0, 12, 213), at(1, 400, 401), at(0, 218, 219)}
+	sortBySent(ss)
+	f := analyze(ss, []string{"h1", "h2"}, 1, 0)
+	if f.maxIdle != 392*time.Millisecond || f.maxIdlePeer != 1 {
+		t.Fatalf("longest gap %v (peer %d), want 392ms (peer 1)", f.maxIdle, f.maxIdlePeer)
+	}
+}
+
+// Only the overlaps around the transfer are excused: a claim inside the
+// leaving leader's lease before the leave was asked for, or inside a
+// claim it made after the leave was answered, is not.
+func TestHandedOverOnlyAroundTheTransfer(t *testing.T) {
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	f := findings{
+		overlapOwners:  []int{0, 0, 0, 1},
+		overlapOwnerAt: []time.Duration{ms(90), ms(10), ms(300), ms(90)},
+		overlapAt:      []time.Duration{ms(150), ms(50), ms(320), ms(150)},
+	}
+	// The leave of peer 0 was asked for at 100ms and answered at 200ms.
+	if n := handedOver(&f, 0, ms(100), ms(200)); n != 1 {
+		t.Fatalf("%d overlaps excused, want 1 (only the first)", n)
+	}
+	if n := handedOver(&f, 0, ms(100), 0); n != 0 {
+		t.Fatalf("%d overlaps excused before the leave was answered, want 0", n)
+	}
+}
+
 func TestAnalyzeFindsViolations(t *testing.T) {
 	names := []string{"h1", "h2", "h3"}
 	msec := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }

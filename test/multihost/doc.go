@@ -100,4 +100,10 @@
 //	-multihost.switch S   auto, kernel or user (env
 //	                      QCLUSTER_MULTIHOST_SWITCH); see Topology
 //	-multihost.trace      print every status transition the monitor saw
+//
+// Without root, iproute2 or working namespaces the tests skip, unless
+// QCLUSTER_MULTIHOST_REQUIRED is set (.ci/multihost.sh sets it as root on
+// Linux): then they fail. Every scenario also fails if the monitor left a
+// peer unasked for over maxSampleIdle (150ms): a stalled sampler could hide
+// an overlap.
 package multihost
