@@ -103,6 +103,11 @@ type Config struct {
 	// It is opaque to this package (QCluster puts JSON in it).
 	Meta []byte
 
+	// Failing is this member's initial health-check flag (see
+	// Membership.SetFailing): true while the application it serves reports
+	// itself unhealthy.
+	Failing bool
+
 	// ClusterName keeps clusters apart: it becomes memberlist's Label,
 	// which prefixes every packet and stream, and a member refuses
 	// packets and streams carrying another label (or none). At most 255

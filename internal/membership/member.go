@@ -59,6 +59,9 @@ type Member struct {
 	// still holds the previous metadata, and an EventUpdated follows once
 	// the new one arrives.
 	MetaPending bool
+	// Failing is the member's health-check flag as it last gossiped it
+	// (SetFailing): its application reports itself unhealthy.
+	Failing bool
 	// State is the member's health.
 	State State
 	// Incarnation is the member's memberlist incarnation number as last

@@ -43,6 +43,7 @@ type Membership struct {
 
 	metaMu   sync.Mutex             // serializes SetMeta
 	nodeMeta atomic.Pointer[[]byte] // the envelope memberlist gossips
+	failing  bool                   // the health-check flag it carries (under metaMu)
 	metaSem  chan struct{}          // bounds metadata requests served
 
 	seedMu sync.Mutex
@@ -132,7 +133,8 @@ func New(cfg Config) (*Membership, error) {
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.reg.setLocalMeta(cfg.Meta)
-	env := encodeEnvelope(cfg.Meta)
+	m.failing = cfg.Failing
+	env := encodeEnvelope(cfg.Meta, cfg.Failing)
 	m.nodeMeta.Store(&env)
 
 	if mc.Keyring != nil {
@@ -376,13 +378,42 @@ func (m *Membership) SetMeta(ctx context.Context, meta []byte) error {
 	defer m.metaMu.Unlock()
 	data := nilIfEmpty(bytes.Clone(meta))
 	m.reg.setLocalMeta(data)
-	env := encodeEnvelope(data)
+	env := encodeEnvelope(data, m.failing)
 	m.nodeMeta.Store(&env)
 	if err := m.ml.UpdateNode(timeout); err != nil {
 		if m.closed.Load() {
 			return ErrClosed
 		}
 		return fmt.Errorf("%w: metadata set locally: %v", ErrNotConfirmed, err)
+	}
+	return nil
+}
+
+// SetFailing sets this member's health-check flag, which every member sees
+// as Member.Failing (QCluster: the application's health check fails, so
+// this peer is no candidate for leadership), and gossips it like SetMeta
+// gossips metadata, with the same waiting and errors.
+func (m *Membership) SetFailing(ctx context.Context, failing bool) error {
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	timeout, err := opTimeout(ctx)
+	if err != nil {
+		return err
+	}
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	if m.failing == failing {
+		return nil
+	}
+	m.failing = failing
+	env := encodeEnvelope(m.reg.localMetaData(), failing)
+	m.nodeMeta.Store(&env)
+	if err := m.ml.UpdateNode(timeout); err != nil {
+		if m.closed.Load() {
+			return ErrClosed
+		}
+		return fmt.Errorf("%w: health flag set locally: %v", ErrNotConfirmed, err)
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 func TestEnvelope(t *testing.T) {
 	for _, size := range []int{0, 1, 100, InlineMetaSize, InlineMetaSize + 1, 4096, MaxMetaSize} {
 		data := bytes.Repeat([]byte{'x'}, size)
-		env := encodeEnvelope(data)
+		env := encodeEnvelope(data, false)
 		if len(env) > memberlist.MetaMaxSize {
 			t.Fatalf("%d bytes: envelope is %d bytes, over memberlist's %d", size, len(env), memberlist.MetaMaxSize)
 		}
@@ -76,8 +76,8 @@ func TestMetaProtocol(t *testing.T) {
 }
 
 func FuzzParseEnvelope(f *testing.F) {
-	f.Add(encodeEnvelope([]byte("small")))
-	f.Add(encodeEnvelope(make([]byte, 1000)))
+	f.Add(encodeEnvelope([]byte("small"), false))
+	f.Add(encodeEnvelope(make([]byte, 1000), true))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := parseEnvelope(b)
 		if err != nil {
