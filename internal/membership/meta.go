@@ -63,11 +63,11 @@ var errBadEnvelope = errors.New("membership: malformed metadata envelope (not a 
 
 // envelope is a parsed node meta.
 type envelope struct {
-	inline bool
-	data   []byte   // inline: the metadata (owned by the envelope)
-	failing bool    // the member's health-check flag
-	size   int      // reference: the metadata's length
-	hash   [32]byte // reference: its SHA-256
+	inline  bool
+	data    []byte   // inline: the metadata (owned by the envelope)
+	failing bool     // the member's health-check flag
+	size    int      // reference: the metadata's length
+	hash    [32]byte // reference: its SHA-256
 }
 
 // encodeEnvelope returns the node meta announcing data.
