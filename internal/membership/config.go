@@ -103,10 +103,9 @@ type Config struct {
 	// It is opaque to this package (QCluster puts JSON in it).
 	Meta []byte
 
-	// Failing is this member's initial health-check flag (see
-	// Membership.SetFailing): true while the application it serves reports
-	// itself unhealthy.
-	Failing bool
+	// Check is this member's initial health-check state (see
+	// Membership.SetCheck).
+	Check Check
 
 	// ClusterName keeps clusters apart: it becomes memberlist's Label,
 	// which prefixes every packet and stream, and a member refuses

@@ -43,7 +43,7 @@ type Membership struct {
 
 	metaMu   sync.Mutex             // serializes SetMeta
 	nodeMeta atomic.Pointer[[]byte] // the envelope memberlist gossips
-	failing  bool                   // the health-check flag it carries (under metaMu)
+	check    Check                  // the health-check state it carries (under metaMu)
 	metaSem  chan struct{}          // bounds metadata requests served
 
 	seedMu sync.Mutex
@@ -133,8 +133,8 @@ func New(cfg Config) (*Membership, error) {
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.reg.setLocalMeta(cfg.Meta)
-	m.failing = cfg.Failing
-	env := encodeEnvelope(cfg.Meta, cfg.Failing)
+	m.check = cfg.Check
+	env := encodeEnvelope(cfg.Meta, cfg.Check)
 	m.nodeMeta.Store(&env)
 
 	if mc.Keyring != nil {
@@ -378,7 +378,7 @@ func (m *Membership) SetMeta(ctx context.Context, meta []byte) error {
 	defer m.metaMu.Unlock()
 	data := nilIfEmpty(bytes.Clone(meta))
 	m.reg.setLocalMeta(data)
-	env := encodeEnvelope(data, m.failing)
+	env := encodeEnvelope(data, m.check)
 	m.nodeMeta.Store(&env)
 	if err := m.ml.UpdateNode(timeout); err != nil {
 		if m.closed.Load() {
@@ -389,11 +389,14 @@ func (m *Membership) SetMeta(ctx context.Context, meta []byte) error {
 	return nil
 }
 
-// SetFailing sets this member's health-check flag, which every member sees
-// as Member.Failing (QCluster: the application's health check fails, so
-// this peer is no candidate for leadership), and gossips it like SetMeta
-// gossips metadata, with the same waiting and errors.
-func (m *Membership) SetFailing(ctx context.Context, failing bool) error {
+// SetCheck sets this member's health-check state, which every member sees
+// as Member.Check (QCluster: a member whose application's check fails is
+// no candidate for leadership), and gossips it as SetMeta gossips
+// metadata, with the same waiting and errors.
+func (m *Membership) SetCheck(ctx context.Context, check Check) error {
+	if check > CheckFailing {
+		return fmt.Errorf("membership: check state %d out of range", check)
+	}
 	if m.closed.Load() {
 		return ErrClosed
 	}
@@ -403,17 +406,17 @@ func (m *Membership) SetFailing(ctx context.Context, failing bool) error {
 	}
 	m.metaMu.Lock()
 	defer m.metaMu.Unlock()
-	if m.failing == failing {
+	if m.check == check {
 		return nil
 	}
-	m.failing = failing
-	env := encodeEnvelope(m.reg.localMetaData(), failing)
+	m.check = check
+	env := encodeEnvelope(m.reg.localMetaData(), check)
 	m.nodeMeta.Store(&env)
 	if err := m.ml.UpdateNode(timeout); err != nil {
 		if m.closed.Load() {
 			return ErrClosed
 		}
-		return fmt.Errorf("%w: health flag set locally: %v", ErrNotConfirmed, err)
+		return fmt.Errorf("%w: health-check state set locally: %v", ErrNotConfirmed, err)
 	}
 	return nil
 }

@@ -372,8 +372,8 @@ func (r *registry) applyMeta(rec *memberRec, raw []byte) bool {
 		rec.nodeMeta = []byte{}
 	}
 	env, err := parseEnvelope(raw)
-	flagChanged := rec.m.Failing != (err == nil && env.failing)
-	rec.m.Failing = err == nil && env.failing
+	flagChanged := rec.m.Check != env.check // zero when err != nil
+	rec.m.Check = env.check
 	switch {
 	case err != nil:
 		// Not ours: the AliveDelegate refuses such members, so this

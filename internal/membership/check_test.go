@@ -6,15 +6,15 @@ import (
 	"testing"
 )
 
-// TestSetFailingPropagates: the health-check flag reaches every member,
+// TestSetCheckPropagates: the health-check state reaches every member,
 // with inline and referenced metadata alike, and leaves the metadata as
 // it was; the envelope keeps it through a round trip.
-func TestSetFailingPropagates(t *testing.T) {
+func TestSetCheckPropagates(t *testing.T) {
 	for _, size := range []int{0, InlineMetaSize, InlineMetaSize + 1} {
-		for _, failing := range []bool{false, true} {
-			e, err := parseEnvelope(encodeEnvelope(bytes.Repeat([]byte{'x'}, size), failing))
-			if err != nil || e.failing != failing {
-				t.Fatalf("%d bytes, failing %v: got %+v, %v", size, failing, e, err)
+		for _, check := range []Check{CheckNone, CheckPassing, CheckFailing} {
+			e, err := parseEnvelope(encodeEnvelope(bytes.Repeat([]byte{'x'}, size), check))
+			if err != nil || e.check != check {
+				t.Fatalf("%d bytes, check %v: got %+v, %v", size, check, e, err)
 			}
 		}
 	}
@@ -26,18 +26,18 @@ func TestSetFailingPropagates(t *testing.T) {
 	if err := a.SetMeta(ctx, meta); err != nil {
 		t.Fatal(err)
 	}
-	for _, failing := range []bool{true, false, true} {
-		if err := a.SetFailing(ctx, failing); err != nil {
-			t.Fatalf("SetFailing(%v): %v", failing, err)
+	for _, check := range []Check{CheckFailing, CheckPassing, CheckFailing, CheckNone} {
+		if err := a.SetCheck(ctx, check); err != nil {
+			t.Fatalf("SetCheck(%v): %v", check, err)
 		}
-		if l := a.Local(); l.Failing != failing {
-			t.Fatalf("Local().Failing = %v, want %v", l.Failing, failing)
+		if l := a.Local(); l.Check != check {
+			t.Fatalf("Local().Check = %v, want %v", l.Check, check)
 		}
 		for _, n := range nodes[1:] {
 			eventually(t, n.name+" to see the flag", func() bool {
 				for _, m := range n.Members() {
 					if m.Name == a.name {
-						return m.Failing == failing && bytes.Equal(m.Meta, meta)
+						return m.Check == check && bytes.Equal(m.Meta, meta)
 					}
 				}
 				return false
