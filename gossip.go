@@ -26,6 +26,10 @@ func (c *Cluster) newGossip(mux *transport.Mux) (*membership.Membership, error) 
 	mc.Mux = mux
 	mc.ClusterName = c.cfg.ClusterName
 	mc.Meta = meta
+	mc.Check = gossipCheck(CheckNone)
+	if c.cfg.HealthCheck != nil {
+		mc.Check = gossipCheck(CheckFailing) // until it passes
+	}
 	mc.Profile = c.cfg.GossipProfile
 	mc.AdvertiseHost = c.self.Host
 	mc.AdvertisePort = c.self.Port

@@ -194,6 +194,9 @@ type Config struct {
 	// the leader only) and every MsgProp from the network is refused. It
 	// runs on the goroutine that owns the Core and must not call the Core.
 	AcceptProposal func(from uint64, data []byte) error
+	// NotCandidate starts the Core out of the running, as after
+	// SetCandidate(false).
+	NotCandidate bool
 
 	// Hooks is told about events worth measuring. Its functions run on the
 	// goroutine that owns the Core and must neither block nor call the
@@ -468,6 +471,7 @@ func New(cfg Config) (*Core, error) {
 		appliedIndex:   snap.Metadata.Index,
 		snapshotIndex:  snap.Metadata.Index,
 		confIndex:      snap.Metadata.Index,
+		notCandidate:   cfg.NotCandidate,
 	}
 	c.setConf(cs)
 	if err := c.loadPendingAdds(); err != nil {

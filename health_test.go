@@ -1,0 +1,212 @@
+package qcluster
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// healthApps are one HTTP health endpoint per peer, each answering 200 or
+// 503 as the test says.
+type healthApps struct {
+	ok   []atomic.Bool
+	srvs []*httptest.Server
+}
+
+func newHealthApps(t *testing.T, n int) *healthApps {
+	a := &healthApps{ok: make([]atomic.Bool, n)}
+	for i := range n {
+		a.ok[i].Store(true)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if !a.ok[i].Load() {
+				http.Error(w, "database down", http.StatusServiceUnavailable)
+			}
+		}))
+		a.srvs = append(a.srvs, srv)
+		t.Cleanup(srv.Close) // after the cluster's (cleanups run last first)
+	}
+	return a
+}
+
+// neverLeads fails the test if p holds the lease at any moment until stop
+// is closed.
+func neverLeads(t *testing.T, p *Cluster, stop <-chan struct{}, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if p.IsLeader() {
+				t.Errorf("%s, whose health check fails, holds the lease", p.cfg.Identifier)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+}
+
+// TestHealthHTTPLeaderHandsOver: when the leader's application fails its
+// HTTP check, another peer leads within interval × failures plus one
+// hand-over; the unhealthy peer is never leader while it fails, every peer
+// sees its check fail; once it passes again, it may lead again.
+func TestHealthHTTPLeaderHandsOver(t *testing.T) {
+	const interval, failures = 100 * time.Millisecond, 2
+	apps := newHealthApps(t, 3)
+	i := 0
+	tc := newTestCluster(t, 3, func(c *Config) {
+		c.HealthCheck = &HealthCheckConfig{HTTP: apps.srvs[i].URL + "/healthz", Interval: Duration(interval), Timeout: Duration(interval), Failures: failures}
+		i++
+	})
+	leader := tc.waitLeader(10 * time.Second)
+	li := tc.index(leader)
+	if st, _ := leader.Health(); st != CheckPassing {
+		t.Fatalf("leader's check is %q", st)
+	}
+
+	start := time.Now()
+	apps.ok[li].Store(false)
+	next := tc.waitLeader(10*time.Second, li)
+	took := time.Since(start)
+	t.Logf("leader's check failed: %s leads %v later (interval %v × failures %d = %v, then the hand-over)", next.cfg.Identifier, took, interval, failures, interval*failures)
+	// A generous bound for a loaded machine: the checks, and one hand-over
+	// (not an election timeout lost waiting for a lease).
+	if bound := interval*(failures+1) + 2*time.Second; took > bound {
+		t.Errorf("hand-over took %v, over %v", took, bound)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	neverLeads(t, leader, stop, &wg)
+	for _, p := range tc.peers {
+		waitFor(t, 10*time.Second, p.cfg.Identifier+" to see the old leader's check fail", func() bool {
+			for _, m := range p.Peers() {
+				if m.Identifier == leader.cfg.Identifier {
+					return m.Check == CheckFailing
+				}
+			}
+			return false
+		})
+	}
+	// The new leader's check fails too: the last healthy peer takes over,
+	// never the one still failing.
+	ni := tc.index(next)
+	apps.ok[ni].Store(false)
+	third := tc.waitLeader(10*time.Second, li, ni)
+	neverLeads(t, next, stop, &wg)
+	if third == leader {
+		t.Fatal("the failing peer was elected")
+	}
+	// Recovery: the first leader passes again, the third fails: the first
+	// is eligible again and takes over.
+	close(stop)
+	wg.Wait()
+	apps.ok[li].Store(true)
+	waitFor(t, 10*time.Second, "the old leader's check to pass", func() bool { st, _ := leader.Health(); return st == CheckPassing })
+	apps.ok[tc.index(third)].Store(false)
+	if again := tc.waitLeader(10*time.Second, ni, tc.index(third)); again != leader {
+		t.Fatalf("%s leads, want %s (healthy again)", again.cfg.Identifier, leader.cfg.Identifier)
+	}
+}
+
+// TestHealthTTL: with a TTL check, no peer leads before its application
+// reports (and /v1/status says why); a leader whose application stops
+// reporting loses leadership within the TTL plus a hand-over and never
+// leads while it fails; SetHealth refuses bad reports.
+func TestHealthTTL(t *testing.T) {
+	const ttl = 300 * time.Millisecond
+	tc := newTestCluster(t, 3, func(c *Config) { c.HealthCheck = &HealthCheckConfig{TTL: Duration(ttl)} })
+	for _, p := range tc.peers {
+		waitFor(t, 10*time.Second, "no leader, with a reason", func() bool {
+			st := newAPIBackend(p).Status()
+			return st.Check == CheckFailing && st.Leader == nil && st.NoLeader != ""
+		})
+	}
+	for _, p := range tc.peers {
+		if p.IsLeader() {
+			t.Fatalf("%s leads before its application reported", p.cfg.Identifier)
+		}
+	}
+	// Every application reports; the leader's stops when told.
+	var quiet [3]atomic.Bool
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(ttl / 6)
+		defer tick.Stop()
+		for {
+			for i, p := range tc.peers {
+				if !quiet[i].Load() {
+					_ = p.SetHealth(CheckPassing, "ok")
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	defer func() { close(done); wg.Wait() }()
+	leader := tc.waitLeader(10 * time.Second)
+	li := tc.index(leader)
+	start := time.Now()
+	quiet[li].Store(true)
+	next := tc.waitLeader(10*time.Second, li)
+	took := time.Since(start)
+	t.Logf("leader stopped reporting: %s leads %v later (TTL %v)", next.cfg.Identifier, took, ttl)
+	if bound := ttl + 2*time.Second; took > bound {
+		t.Errorf("hand-over took %v, over %v", took, bound)
+	}
+	if st, out := leader.Health(); st != CheckFailing || out == "" {
+		t.Errorf("old leader's check: %q %q", st, out)
+	}
+	stop := make(chan struct{})
+	var ww sync.WaitGroup
+	neverLeads(t, leader, stop, &ww)
+	// The other two take turns failing: the quiet one is never elected.
+	ni := tc.index(next)
+	if err := next.SetHealth(CheckFailing, "maintenance"); err != nil {
+		t.Fatal(err)
+	}
+	quiet[ni].Store(true)
+	third := tc.waitLeader(10*time.Second, li, ni)
+	if third == leader || third == next {
+		t.Fatalf("%s leads", third.cfg.Identifier)
+	}
+	close(stop)
+	ww.Wait()
+
+	for _, bad := range []string{"", "ok", "PASSING"} {
+		if err := leader.SetHealth(bad, ""); !errors.Is(err, ErrInvalidHealth) {
+			t.Errorf("SetHealth(%q) = %v, want ErrInvalidHealth", bad, err)
+		}
+	}
+	if err := leader.SetHealth(CheckPassing, string(make([]byte, MaxHealthOutput+1))); !errors.Is(err, ErrInvalidHealth) {
+		t.Errorf("SetHealth with a long output = %v, want ErrInvalidHealth", err)
+	}
+}
+
+// TestSetHealthWithoutTTL: SetHealth needs a TTL check.
+func TestSetHealthWithoutTTL(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Identifier, cfg.ListenPort = "a", 7001
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetHealth(CheckPassing, ""); !errors.Is(err, ErrNoTTLCheck) {
+		t.Fatalf("SetHealth = %v, want ErrNoTTLCheck", err)
+	}
+	if st, _ := c.Health(); st != CheckNone {
+		t.Fatalf("Health = %q, want none", st)
+	}
+}
