@@ -8,6 +8,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/transport"
 )
 
 // healthApps are one HTTP health endpoint per peer, each answering 200 or
@@ -208,5 +213,62 @@ func TestSetHealthWithoutTTL(t *testing.T) {
 	}
 	if st, _ := c.Health(); st != CheckNone {
 		t.Fatalf("Health = %q, want none", st)
+	}
+}
+
+// timeoutNowsReceived counts the MsgTimeoutNow (leadership transfers) p
+// has received.
+func timeoutNowsReceived(p *Cluster) (n uint64) {
+	p.tr.ForEachType(func(typ raftpb.MessageType, s transport.Stats) {
+		if typ == raftpb.MsgTimeoutNow {
+			n = s.Received
+		}
+	})
+	return n
+}
+
+// TestHealthResignSkipsFailing: a leader never hands over to a member
+// whose check fails, even the one it would otherwise prefer, and an
+// explicit transfer to it fails at once.
+func TestHealthResignSkipsFailing(t *testing.T) {
+	tc := newTestCluster(t, 3, func(c *Config) { c.HealthCheck = &HealthCheckConfig{TTL: Duration(time.Minute)} })
+	for _, p := range tc.peers {
+		if err := p.SetHealth(CheckPassing, "ok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader := tc.waitLeader(10 * time.Second)
+	var preferred uint64
+	if err := tc.peers[tc.index(leader)].nodeRef.Load().Do(ctxTimeout(t, 5*time.Second), func(core *consensus.Core) error {
+		preferred = core.BestTransferee(nil)
+		return nil
+	}); err != nil || preferred == 0 {
+		t.Fatalf("no transferee: %v", err)
+	}
+	var failing *Cluster
+	for _, p := range tc.peers {
+		if p.selfID == preferred {
+			failing = p
+		}
+	}
+	if err := failing.SetHealth(CheckFailing, "maintenance"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the leader to see the check fail", func() bool {
+		return leader.failingMembers()[preferred]
+	})
+	if err := leader.Transfer(ctxTimeout(t, 5*time.Second), failing.cfg.Identifier); !errors.Is(err, ErrTransferFailed) {
+		t.Fatalf("Transfer to a failing member = %v, want ErrTransferFailed", err)
+	}
+	before := timeoutNowsReceived(failing)
+	if err := leader.Resign(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	next := tc.waitLeader(10*time.Second, tc.index(leader))
+	if next == failing {
+		t.Fatal("the failing member leads")
+	}
+	if n := timeoutNowsReceived(failing) - before; n != 0 {
+		t.Fatalf("the failing member was asked %d times to take over", n)
 	}
 }
