@@ -251,6 +251,11 @@ func (c *Cluster) onGossipEvent(ev membership.Event) {
 		t = EventFailed
 	case membership.EventLeft:
 		t = EventLeft
+	case membership.EventUpdated:
+		// Its gossip envelope changed: in leader mode only its health
+		// check's state is read from there (Member.Check).
+		c.events.touch()
+		return
 	default:
 		return
 	}

@@ -1,9 +1,11 @@
 package qcluster
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -270,5 +272,50 @@ func TestHealthResignSkipsFailing(t *testing.T) {
 	}
 	if n := timeoutNowsReceived(failing) - before; n != 0 {
 		t.Fatalf("the failing member was asked %d times to take over", n)
+	}
+}
+
+// TestHealthAPI: PUT /v1/self/health records a TTL report (the answer is
+// the peer's status with it), refuses a bad one with 400 and changes
+// nothing, and GET /v1/peers shows every member's check.
+func TestHealthAPI(t *testing.T) {
+	tc := newTestCluster(t, 1, func(c *Config) { c.HealthCheck = &HealthCheckConfig{TTL: Duration(time.Minute)} })
+	p := tc.peers[0]
+	put := func(body string) (int, map[string]any) {
+		req, err := http.NewRequest(http.MethodPut, "http://"+p.Addr()+"/v1/self/health", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if code, out := put(`{"status": "passing", "output": "db ok"}`); code != http.StatusOK || out["check"] != CheckPassing || out["check_output"] != "db ok" {
+		t.Fatalf("PUT passing: %d %v", code, out)
+	}
+	for _, bad := range []string{`{"status": "ok"}`, `{}`, `{"status": "failing", "extra": 1}`} {
+		if code, out := put(bad); code != http.StatusBadRequest {
+			t.Errorf("PUT %s: %d %v, want 400", bad, code, out)
+		}
+	}
+	if st, out := p.Health(); st != CheckPassing || out != "db ok" {
+		t.Fatalf("after refused reports: %q %q", st, out)
+	}
+	tc.waitLeader(10 * time.Second)
+	if code, out := put(`{"status": "failing", "output": "maintenance"}`); code != http.StatusOK || out["check"] != CheckFailing {
+		t.Fatalf("PUT failing: %d %v", code, out)
+	}
+	waitFor(t, 10*time.Second, "no leader, with the reason", func() bool {
+		st := newAPIBackend(p).Status()
+		return !st.IsLeader && st.NoLeader != ""
+	})
+	if ms := newAPIBackend(p).Peers().Peers; len(ms) != 1 || ms[0].Check != CheckFailing {
+		t.Fatalf("peers: %+v", ms)
 	}
 }
