@@ -13,6 +13,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/qcluster/qcluster/client"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -318,4 +319,17 @@ func TestHealthAPI(t *testing.T) {
 	if ms := newAPIBackend(p).Peers().Peers; len(ms) != 1 || ms[0].Check != CheckFailing {
 		t.Fatalf("peers: %+v", ms)
 	}
+	// The Go client sends the same report.
+	cl, err := client.New(p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.CloseIdleConnections()
+	if st, err := cl.SetHealth(ctxTimeout(t, 10*time.Second), CheckPassing, "back"); err != nil || st.Check != CheckPassing || st.CheckOutput != "back" {
+		t.Fatalf("client SetHealth: %+v, %v", st, err)
+	}
+	if _, err := cl.SetHealth(ctxTimeout(t, 10*time.Second), "ok", ""); err == nil {
+		t.Fatal("client SetHealth with a bad status succeeded")
+	}
+	tc.waitLeader(10 * time.Second)
 }
