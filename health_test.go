@@ -241,6 +241,11 @@ func TestHealthResignSkipsFailing(t *testing.T) {
 		}
 	}
 	leader := tc.waitLeader(10 * time.Second)
+	// Every peer starts failing until its first report: wait until gossip
+	// has told the leader that they pass.
+	waitFor(t, 10*time.Second, "the leader to see every check pass", func() bool {
+		return len(leader.failingMembers()) == 0
+	})
 	var preferred uint64
 	if err := tc.peers[tc.index(leader)].nodeRef.Load().Do(ctxTimeout(t, 5*time.Second), func(core *consensus.Core) error {
 		preferred = core.BestTransferee(nil)
