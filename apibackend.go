@@ -24,7 +24,10 @@ type apiBackend struct {
 	base uint64
 }
 
-var _ api.Backend = apiBackend{}
+var (
+	_ api.Backend      = apiBackend{}
+	_ api.HealthSetter = apiBackend{}
+)
 
 func newAPIBackend(c *Cluster) apiBackend { return apiBackend{c: c, base: apiIndexBase(c)} }
 
@@ -79,7 +82,23 @@ func (b apiBackend) status(st State, s *snapshot) api.Status {
 		_, b := slices.BinarySearch(s.view.Learners, c.selfID)
 		out.Joined = a || b
 	}
+	out.Check, out.CheckOutput = c.Health()
+	if !c.masterless() && !st.HasLeader {
+		out.NoLeader = c.noLeaderReason(s.view.Voters, st.Role == RoleLeader)
+	}
 	return out
+}
+
+// SetHealth records the application's TTL health report (see
+// Cluster.SetHealth) and returns this peer's status.
+func (b apiBackend) SetHealth(_ context.Context, r api.HealthReport) (api.Status, error) {
+	if err := b.c.SetHealth(r.Status, r.Output); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return api.Status{}, api.ErrUnavailable
+		}
+		return api.Status{}, fmt.Errorf("%w: %w", api.ErrInvalid, err)
+	}
+	return b.Status(), nil
 }
 
 // Wait returns the first published State whose Index differs from index.
@@ -167,6 +186,7 @@ func toAPIMember(m Member) api.Member {
 		IsSelf:   m.IsSelf,
 		Role:     m.Role.String(),
 		State:    m.Health.String(),
+		Check:    m.Check,
 	}
 }
 

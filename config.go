@@ -2,6 +2,7 @@ package qcluster
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -41,6 +43,14 @@ const (
 
 	// DefaultMinVoters is the min_voters used when none is given.
 	DefaultMinVoters = 3
+
+	// DefaultHealthInterval, DefaultHealthTimeout and DefaultHealthFailures
+	// are the health_check settings of an "http" check used when none is
+	// given: poll every second, give each request 500ms, and count the
+	// application unhealthy after two failures in a row.
+	DefaultHealthInterval = time.Second
+	DefaultHealthTimeout  = 500 * time.Millisecond
+	DefaultHealthFailures = 2
 )
 
 // Modes (Config.Mode).
@@ -290,6 +300,13 @@ type Config struct {
 	// GossipWAN ("wan": probe every 5s).
 	GossipProfile string `json:"gossip_profile,omitempty"`
 
+	// HealthCheck ties this peer's leadership to its application's health
+	// (see HealthCheckConfig): while the check fails, the peer is no
+	// candidate (a leader hands over at once; a follower neither campaigns
+	// nor takes a transfer) but still votes. Default: nil (no check; the
+	// peer is always a candidate).
+	HealthCheck *HealthCheckConfig `json:"health_check,omitempty"`
+
 	// Listener is an optional pre-bound TCP listener for this peer, used
 	// instead of listening on ListenHost:ListenPort (tests and embedding:
 	// bind "127.0.0.1:0" and let the OS pick the port). Not read from JSON.
@@ -318,6 +335,29 @@ type Config struct {
 	// "server_port". Decode one with json.Unmarshal(cfg.Extra["server_port"],
 	// &port). Marshaling a Config writes them back. Default: nil.
 	Extra map[string]json.RawMessage `json:"-"`
+}
+
+// HealthCheckConfig is the "health_check" object: exactly one of HTTP (QCluster
+// polls the application) and TTL (the application reports, through
+// Cluster.SetHealth or PUT /v1/self/health, within every TTL). A peer with a
+// check is failing until its first passing result.
+type HealthCheckConfig struct {
+	// HTTP is the URL (http or https) QCluster GETs every Interval; a 2xx
+	// answer within Timeout passes, anything else fails. Failures failed
+	// checks in a row make the application unhealthy; one pass makes it
+	// healthy again.
+	HTTP string `json:"http,omitempty"`
+	// Interval is the time between two HTTP checks. Default: 1s.
+	Interval Duration `json:"interval,omitempty"`
+	// Timeout bounds one HTTP check, at most Interval. Default: 500ms.
+	Timeout Duration `json:"timeout,omitempty"`
+	// Failures is how many failed HTTP checks in a row make the
+	// application unhealthy. Default: 2.
+	Failures int `json:"failures,omitempty"`
+	// TTL: the application must report "passing" at least this often;
+	// when a TTL passes without a report, the check fails. At least
+	// 100ms.
+	TTL Duration `json:"ttl,omitempty"`
 }
 
 // PeerConfig is one entry of a Config's peers list: another member of the
@@ -512,7 +552,8 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // filled in: ListenHost, ListenPort (from Listener), AdvertiseHost (from
 // ListenHost, unless that is 0.0.0.0 or ::), Metadata (from this peer's own
 // entry in Peers), DataDir, HeartbeatInterval, ElectionTimeout, Logger,
-// Mode, MinVoters and GossipProfile.
+// Mode, MinVoters, GossipProfile and, with an "http" HealthCheck, its
+// Interval, Timeout and Failures.
 // The copy's maps and slices (Metadata, Peers, Extra) are deep copies, so
 // changing them does not change c, and c is never modified.
 func (c Config) WithDefaults() Config {
@@ -556,6 +597,18 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.GossipProfile == "" {
 		c.GossipProfile = GossipLAN
+	}
+	if c.HealthCheck != nil && c.HealthCheck.HTTP != "" {
+		h := c.HealthCheck
+		if h.Interval == 0 {
+			h.Interval = Duration(DefaultHealthInterval)
+		}
+		if h.Timeout == 0 {
+			h.Timeout = Duration(min(DefaultHealthTimeout, time.Duration(h.Interval)))
+		}
+		if h.Failures == 0 {
+			h.Failures = DefaultHealthFailures
+		}
 	}
 	if c.Voter != nil {
 		v := *c.Voter
@@ -688,7 +741,7 @@ func cfgTopFields() []string {
 		"peers", "data_dir", "heartbeat_interval", "election_timeout", "cluster_name",
 		"api_token", "mode", "voter", "leave_on_terminate", "dead_member_timeout", "min_voters",
 		"gossip_profile", "tls", "cluster_key", "gossip_key", "extra_gossip_keys", "api_client_certs",
-		"api_protect_reads", "max_conns_per_ip",
+		"api_protect_reads", "max_conns_per_ip", "health_check",
 	}
 }
 
@@ -803,6 +856,8 @@ func (d *cfgDecoder) decode() Config {
 			}
 		case "max_conns_per_ip":
 			c.MaxConnsPerIP = d.int(m, path)
+		case "health_check":
+			c.HealthCheck = d.healthCheck(m, path)
 		default:
 			if s := cfgSuggest(m.key, cfgTopFields(), nil); s != "" {
 				d.add(m.keyOff, path, "%s: unknown field; did you mean %q?", path, s)
@@ -996,6 +1051,47 @@ func (d *cfgDecoder) tls(m cfgMember, path string) *TLSConfig {
 		}
 	}
 	return t
+}
+
+// healthCheck decodes the "health_check" object.
+func (d *cfgDecoder) healthCheck(m cfgMember, path string) *HealthCheckConfig {
+	switch cfgKind(m.val) {
+	case "null":
+		return nil
+	case "object":
+	default:
+		d.add(m.valOff, path, `%s: expected an object such as {"http": "http://127.0.0.1:8001/healthz"} or {"ttl": "3s"}, got %s`, path, cfgDescribe(m.val))
+		return nil
+	}
+	members, ok := d.members(m.val, m.valOff, path)
+	if !ok {
+		return nil
+	}
+	h := &HealthCheckConfig{}
+	fields := []string{"http", "interval", "timeout", "failures", "ttl"}
+	for _, f := range members {
+		fpath := cfgPath(path, f.key)
+		d.pos[fpath] = f.valOff
+		switch f.key {
+		case "http":
+			h.HTTP = d.str(f, fpath)
+		case "interval":
+			h.Interval = d.duration(f, fpath, DefaultHealthInterval)
+		case "timeout":
+			h.Timeout = d.duration(f, fpath, DefaultHealthTimeout)
+		case "failures":
+			h.Failures = d.int(f, fpath)
+		case "ttl":
+			h.TTL = d.duration(f, fpath, 0)
+		default:
+			if s := cfgSuggest(f.key, fields, nil); s != "" {
+				d.add(f.keyOff, fpath, "%s: unknown field; did you mean %q?", fpath, s)
+			} else {
+				d.add(f.keyOff, fpath, `%s: unknown field; "health_check" takes "http", "interval", "timeout" and "failures", or "ttl"`, fpath)
+			}
+		}
+	}
+	return h
 }
 
 // strings decodes an array of strings.
@@ -1354,6 +1450,8 @@ func cfgValidate(c Config, nodeID func(string) uint64) cfgProblems {
 	default:
 		ps.add("gossip_profile", "gossip_profile: %s is not a profile; use %q (default), %q or %q", cfgQuote(c.GossipProfile), GossipLAN, GossipLocal, GossipWAN)
 	}
+
+	healthCheckProblems(c.HealthCheck, &ps)
 
 	// security
 	for _, p := range securityProblems(c.Identifier, c.ClusterName, c.TLS, c.ClusterKey, c.GossipKey, c.ExtraGossipKeys) {
@@ -1772,6 +1870,10 @@ func cfgClone(c Config) Config {
 		t := *c.TLS
 		c.TLS = &t
 	}
+	if c.HealthCheck != nil {
+		h := *c.HealthCheck
+		c.HealthCheck = &h
+	}
 	c.ExtraGossipKeys = slices.Clone(c.ExtraGossipKeys)
 	if c.Extra != nil {
 		extra := make(map[string]json.RawMessage, len(c.Extra))
@@ -1811,4 +1913,50 @@ func cfgCloneValue(v any) any {
 		return bytes.Clone(t)
 	}
 	return v
+}
+
+// minHealthTTL is the shortest health_check.ttl (and interval) accepted.
+const minHealthTTL = 100 * time.Millisecond
+
+// healthCheckProblems validates the "health_check" object.
+func healthCheckProblems(h *HealthCheckConfig, ps *cfgProblems) {
+	if h == nil {
+		return
+	}
+	switch {
+	case h.HTTP == "" && h.TTL == 0:
+		ps.add("health_check", `health_check: give "http" (a URL QCluster polls, such as "http://127.0.0.1:8001/healthz") or "ttl" (the application reports through PUT /v1/self/health, such as "3s")`)
+		return
+	case h.HTTP != "" && h.TTL != 0:
+		ps.add("health_check", `health_check: give either "http" or "ttl", not both; remove one of them`)
+		return
+	}
+	if h.TTL != 0 {
+		if time.Duration(h.TTL) < minHealthTTL {
+			ps.add("health_check.ttl", "health_check.ttl: %v is too short; give at least %v, such as \"3s\"", time.Duration(h.TTL), minHealthTTL)
+		}
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"interval", h.Interval != 0}, {"timeout", h.Timeout != 0}, {"failures", h.Failures != 0}} {
+			if f.set {
+				ps.add("health_check."+f.name, `health_check.%s: only an "http" check takes it; remove it (a "ttl" check fails when the application does not report within the ttl)`, f.name)
+			}
+		}
+		return
+	}
+	u, err := url.Parse(h.HTTP)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		ps.add("health_check.http", "health_check.http: %s is not an http(s) URL; give one such as \"http://127.0.0.1:8001/healthz\"", cfgQuote(h.HTTP))
+	}
+	interval := cmp.Or(time.Duration(h.Interval), DefaultHealthInterval)
+	if interval < minHealthTTL {
+		ps.add("health_check.interval", "health_check.interval: %v is too short; give at least %v, such as \"1s\"", interval, minHealthTTL)
+	}
+	if h.Timeout < 0 || time.Duration(h.Timeout) > interval {
+		ps.add("health_check.timeout", "health_check.timeout: %v is longer than the interval (%v); give at most the interval, such as \"500ms\"", time.Duration(h.Timeout), interval)
+	}
+	if h.Failures < 0 {
+		ps.add("health_check.failures", "health_check.failures: %d is negative; give at least 1 (default %d)", h.Failures, DefaultHealthFailures)
+	}
 }

@@ -320,6 +320,30 @@ func TestConfigParseErrors(t *testing.T) {
 		{"data_dir type", cfgDoc(`"data_dir": ["/var/lib/qcluster"]`, ""),
 			[]string{`data_dir: expected a string, got an array`}, 0},
 
+		// health_check
+		{"health_check empty", cfgDoc(`"health_check": {}`, ""),
+			[]string{`health_check: give "http" (a URL QCluster polls`, `or "ttl"`}, 0},
+		{"health_check both", cfgDoc(`"health_check": {"http": "http://127.0.0.1:8001/healthz", "ttl": "3s"}`, ""),
+			[]string{`health_check: give either "http" or "ttl", not both`}, 0},
+		{"health_check not an object", cfgDoc(`"health_check": "http://x"`, ""),
+			[]string{`health_check: expected an object such as {"http": "http://127.0.0.1:8001/healthz"} or {"ttl": "3s"}, got string`}, 0},
+		{"health_check bad url", cfgDoc(`"health_check": {"http": "127.0.0.1:8001/healthz"}`, ""),
+			[]string{`health_check.http: "127.0.0.1:8001/healthz" is not an http(s) URL; give one such as "http://127.0.0.1:8001/healthz"`}, 0},
+		{"health_check timeout over interval", cfgDoc(`"health_check": {"http": "http://127.0.0.1:8001/healthz", "interval": "1s", "timeout": "2s"}`, ""),
+			[]string{`health_check.timeout: 2s is longer than the interval (1s); give at most the interval`}, 0},
+		{"health_check negative failures", cfgDoc(`"health_check": {"http": "http://127.0.0.1:8001/healthz", "failures": -1}`, ""),
+			[]string{`health_check.failures: -1 is negative; give at least 1 (default 2)`}, 0},
+		{"health_check short ttl", cfgDoc(`"health_check": {"ttl": "10ms"}`, ""),
+			[]string{`health_check.ttl: 10ms is too short; give at least 100ms`}, 0},
+		{"health_check ttl with interval", cfgDoc(`"health_check": {"ttl": "3s", "interval": "1s"}`, ""),
+			[]string{`health_check.interval: only an "http" check takes it; remove it`}, 0},
+		{"health_check ttl number", cfgDoc(`"health_check": {"ttl": 3}`, ""),
+			[]string{`health_check.ttl: expected a duration string such as "150ms", got the bare number 3`}, 0},
+		{"health_check misspelt", cfgDoc(`"health_check": {"htpp": "http://127.0.0.1:8001/healthz"}`, ""),
+			[]string{`health_check.htpp: unknown field; did you mean "http"?`}, 0},
+		{"health_check misspelt top", cfgDoc(`"health_chek": {"ttl": "3s"}`, ""),
+			[]string{`health_chek: unknown field; did you mean "health_check"?`}, 0},
+
 		// unknown and repeated keys
 		{"misspelt top-level field", cfgDoc(`"listen_port": DELETE, "listen_prot": 7001`, ""),
 			[]string{`listen_prot: unknown field; did you mean "listen_port"? (line 4, column 3)`}, 0},
@@ -888,4 +912,37 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("round trip differs:\n%s\n%s (%v)", b, b2, err)
 		}
 	})
+}
+
+// TestConfigHealthCheck: both forms of "health_check" parse, an "http"
+// check gets its defaults, and the config marshals back to the same thing.
+func TestConfigHealthCheck(t *testing.T) {
+	c, err := ParseConfig([]byte(cfgDoc(`"health_check": {"http": "http://127.0.0.1:8001/healthz"}`, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.WithDefaults().HealthCheck
+	want := HealthCheckConfig{HTTP: "http://127.0.0.1:8001/healthz", Interval: Duration(time.Second), Timeout: Duration(500 * time.Millisecond), Failures: 2}
+	if h == nil || *h != want {
+		t.Fatalf("WithDefaults().HealthCheck = %+v, want %+v", h, want)
+	}
+	orig := Config{HealthCheck: &HealthCheckConfig{HTTP: want.HTTP}}
+	if _ = orig.WithDefaults(); orig.HealthCheck.Interval != 0 {
+		t.Fatal("WithDefaults changed the original config")
+	}
+	c, err = ParseConfig([]byte(cfgDoc(`"health_check": {"ttl": "3s"}`, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := c.WithDefaults().HealthCheck; h == nil || *h != (HealthCheckConfig{TTL: Duration(3 * time.Second)}) {
+		t.Fatalf("ttl check: %+v", h)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseConfig(b)
+	if err != nil || back.HealthCheck == nil || *back.HealthCheck != *c.HealthCheck {
+		t.Fatalf("round trip: %s -> %+v, %v", b, back.HealthCheck, err)
+	}
 }

@@ -26,6 +26,10 @@ func (c *Cluster) newGossip(mux *transport.Mux) (*membership.Membership, error) 
 	mc.Mux = mux
 	mc.ClusterName = c.cfg.ClusterName
 	mc.Meta = meta
+	mc.Check = gossipCheck(CheckNone)
+	if c.cfg.HealthCheck != nil {
+		mc.Check = gossipCheck(CheckFailing) // until it passes
+	}
 	mc.Profile = c.cfg.GossipProfile
 	mc.AdvertiseHost = c.self.Host
 	mc.AdvertisePort = c.self.Port
@@ -247,6 +251,11 @@ func (c *Cluster) onGossipEvent(ev membership.Event) {
 		t = EventFailed
 	case membership.EventLeft:
 		t = EventLeft
+	case membership.EventUpdated:
+		// Its gossip envelope changed: in leader mode only its health
+		// check's state is read from there (Member.Check).
+		c.events.touch()
+		return
 	default:
 		return
 	}

@@ -119,6 +119,8 @@ func newMetrics(c *Cluster) *metrics {
 	m.collectors = []prometheus.Collector{
 		gauge("is_leader", "1 while this peer is the leader and holds the leader lease (IsLeader), else 0.",
 			func() float64 { return b2f(c.IsLeader()) }),
+		gauge("health_check_passing", "This peer's application health check (health_check): 1 while it passes or there is none, 0 while it fails (the peer is then no candidate for leadership).",
+			func() float64 { st, _ := c.Health(); return b2f(st != CheckFailing) }),
 		gauge("term", "The current Raft term.", func() float64 { return float64(c.Term()) }),
 		gauge("lease_valid", "1 while this peer holds a valid leader lease, else 0.",
 			func() float64 { return b2f(c.leaseRemaining() > 0) }),
@@ -306,6 +308,9 @@ var (
 		"Known members that gossip reports alive (this peer included).", nil, nil)
 	membersSuspectDesc = prometheus.NewDesc("qcluster_members_suspect",
 		"Known members that gossip suspects (a probe failed; not yet declared dead).", nil, nil)
+	membersCheckDesc = prometheus.NewDesc("qcluster_members_check",
+		"Known members by the state of their application health check (health_check), as gossip carries it: passing, failing (no candidate for leadership), none (no check).",
+		[]string{"check"}, nil)
 	membersDeadDesc = prometheus.NewDesc("qcluster_members_dead",
 		"Known members that gossip declared dead.", nil, nil)
 	membersLeftDesc = prometheus.NewDesc("qcluster_members_left",
@@ -385,6 +390,7 @@ func (sc *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- membersAliveDesc
 	ch <- membersSuspectDesc
 	ch <- membersDeadDesc
+	ch <- membersCheckDesc
 	ch <- membersLeftDesc
 	ch <- muxConnsDesc
 	ch <- muxRefusedDesc
@@ -399,12 +405,17 @@ func (sc *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (sc *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	var known int
 	byHealth := map[Health]int{}
+	byCheck := map[string]int{}
 	for _, m := range sc.m.c.Peers() {
 		if m.Role == MemberNone {
 			continue // not (or no longer) a member
 		}
 		known++
 		byHealth[m.Health]++
+		byCheck[m.Check]++
+	}
+	for _, ch2 := range []string{CheckPassing, CheckFailing, CheckNone} {
+		ch <- prometheus.MustNewConstMetric(membersCheckDesc, prometheus.GaugeValue, float64(byCheck[ch2]), ch2)
 	}
 	ch <- prometheus.MustNewConstMetric(membersKnownDesc, prometheus.GaugeValue, float64(known))
 	ch <- prometheus.MustNewConstMetric(membersAliveDesc, prometheus.GaugeValue, float64(byHealth[HealthAlive]))

@@ -111,6 +111,10 @@ type Member struct {
 	IsSelf bool `json:"is_self"`
 	// Since is when this peer saw its health change (zero when unknown).
 	Since time.Time `json:"since,omitzero"`
+	// Check is the state of its application health check (health_check):
+	// CheckPassing, CheckFailing (it is no candidate for leadership) or
+	// CheckNone (no check, or gossip has not told yet).
+	Check string `json:"check"`
 }
 
 // Peers returns every member this peer knows, itself included, sorted by
@@ -180,8 +184,15 @@ func (c *Cluster) memberIn(p *Peer, s *snapshot, leader string, hasLeader bool, 
 		return cmp.Compare(g.Name, name)
 	}); ok {
 		m.Health, m.Since = healthOf(gossip[i].State), gossip[i].Since
+		m.Check = checkOf(gossip[i].Check)
 	} else if m.IsSelf {
 		m.Health = HealthAlive
+	}
+	if m.IsSelf {
+		m.Check, _ = c.Health()
+	}
+	if m.Check == "" {
+		m.Check = CheckNone
 	}
 	return m
 }
@@ -195,8 +206,10 @@ func (c *Cluster) gossipMember(gm membership.Member) Member {
 		Health: healthOf(gm.State),
 		Since:  gm.Since,
 		IsSelf: gm.Name == c.cfg.Identifier,
+		Check:  checkOf(gm.Check),
 	}
 	if m.IsSelf {
+		m.Check, _ = c.Health()
 		m.Metadata = c.selfMetadata()
 	}
 	return m

@@ -252,6 +252,9 @@ type Cluster struct {
 	client     *http.Client // requests to other peers (see call)
 	sec        *security    // TLS and gossip keys (set by Start)
 
+	// health is the application's health check (Config.HealthCheck).
+	health *appHealth
+
 	// gossipTweak, when set (tests), adjusts the gossip config.
 	gossipTweak func(*membership.Config)
 
@@ -302,6 +305,7 @@ func New(cfg Config) (*Cluster, error) {
 		regChanged: make(chan struct{}),
 		seedCh:     make(chan struct{}, 1),
 		done:       make(chan struct{}),
+		health:     newAppHealth(cfg.HealthCheck),
 	}
 	host, port := cfg.advertise()
 	c.self = &Peer{Host: host, Port: port, Identifier: cfg.Identifier, Metadata: cfg.Metadata}
@@ -453,6 +457,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if c.masterless() {
 		serve()
 		c.started = true
+		c.startHealth(runCtx)
 		c.watch.publish(State{Identifier: c.cfg.Identifier, Role: RoleNone})
 		c.log.Info("peer started", "mode", ModeMasterless, "addr", mux.Addr().String(), "peers", len(c.cfg.RemotePeers()))
 		return nil
@@ -531,6 +536,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		defer c.wg.Done()
 		c.registryLoop(runCtx, joining, blind)
 	}()
+	c.startHealth(runCtx)
 	c.log.Info("peer started", "addr", mux.Addr().String(), "data_dir", c.cfg.DataDir,
 		"members", len(c.reg.Load().members), "joining", joining, "heartbeat", c.cfg.HeartbeatInterval.String(),
 		"election_timeout", c.cfg.ElectionTimeout.String())
@@ -552,6 +558,7 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 			Logger:            c.log,
 			Hooks:             c.metrics.hooks(),
 			AcceptProposal:    c.acceptProposal,
+			NotCandidate:      c.cfg.HealthCheck != nil, // until the check passes
 		},
 		Transport:    tr,
 		OnView:       c.onView,
@@ -878,12 +885,18 @@ func (c *Cluster) transfer(ctx context.Context, target uint64, tried map[uint64]
 	if node == nil {
 		return 0, ErrNotStarted
 	}
+	failing := c.failingMembers()
 	err := node.Do(ctx, func(core *consensus.Core) error {
 		if core.View().Role != consensus.Leader {
 			return ErrNotLeader
 		}
+		if failing[target] {
+			return fmt.Errorf("%w: %s: its health check fails", ErrTransferFailed, c.peer(target).Identifier)
+		}
 		if target == 0 {
-			target = core.BestTransferee(func(id uint64) bool { return tried[id] })
+			// Never to a member whose health check fails (it would ignore
+			// the transfer).
+			target = core.BestTransferee(func(id uint64) bool { return tried[id] || failing[id] })
 			if target == 0 {
 				return fmt.Errorf("%w: no other voter to transfer to", ErrUnknownPeer)
 			}

@@ -131,6 +131,17 @@ type Status struct {
 	// (another member is alive, or it has no peers configured). GET
 	// /readyz needs it.
 	Joined bool `json:"joined"`
+	// Check is the state of this peer's application health check
+	// (health_check): "passing", "failing" (the peer is no candidate for
+	// leadership: it neither campaigns nor takes a transfer, a leader
+	// hands over) or "none" (no check).
+	Check string `json:"check"`
+	// CheckOutput is the check's last output, for humans.
+	CheckOutput string `json:"check_output,omitempty"`
+	// NoLeader says, in leader mode while this peer knows no leader, why
+	// when it can tell (every voter's health check fails, or this peer
+	// leads but its check fails).
+	NoLeader string `json:"no_leader,omitempty"`
 }
 
 // Modes of Status.Mode.
@@ -161,6 +172,29 @@ type Member struct {
 	// State is the member's health from gossip: "alive", "suspect",
 	// "dead", "left", or "unknown" (no gossip about it yet).
 	State string `json:"state"`
+	// Check is the state of the member's application health check as
+	// gossip carries it: "passing", "failing" (no candidate for
+	// leadership) or "none" (no check, or not known yet).
+	Check string `json:"check"`
+}
+
+// HealthReport is the body of PUT /v1/self/health: the application's
+// report for a TTL health check (health_check.ttl).
+type HealthReport struct {
+	// Status is "passing" or "failing". Required.
+	Status string `json:"status"`
+	// Output is a short text for humans (at most 4096 bytes).
+	Output string `json:"output,omitempty"`
+}
+
+// HealthSetter is implemented by a Backend whose peer takes the
+// application's TTL health reports (PUT /v1/self/health answers 404
+// not_found with a Backend that does not implement it).
+type HealthSetter interface {
+	// SetHealth records the report and returns this peer's Status.
+	// Errors: ErrInvalid (a bad status or output, or no TTL check in the
+	// config), ErrUnavailable.
+	SetHealth(ctx context.Context, report HealthReport) (Status, error)
 }
 
 // JoinRequest is the body of POST /v1/join: a peer asking to become a
@@ -499,7 +533,7 @@ func Routes() []string {
 	return []string{
 		"/v1/status", "/v1/leader", "/v1/peers", "/v1/peers/{identifier}", "/v1/watch",
 		"/v1/leader/transfer", "/v1/leader/resign", "/v1/join", "/v1/self/metadata",
-		"/v1/self/leave", "/healthz", "/readyz", "/metrics",
+		"/v1/self/leave", "/v1/self/health", "/healthz", "/readyz", "/metrics",
 	}
 }
 
@@ -543,6 +577,7 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 	handle("/v1/join", only(http.MethodPost, h.mutating(h.join)))
 	handle("/v1/self/metadata", only(http.MethodPut, h.mutating(h.setMetadata)))
 	handle("/v1/self/leave", only(http.MethodPost, h.mutating(h.leave)))
+	handle("/v1/self/health", only(http.MethodPut, h.mutating(h.setHealth)))
 	handle("/healthz", only(http.MethodGet, h.healthz))
 	handle("/readyz", only(http.MethodGet, h.readyz))
 	if opts.Metrics != nil {

@@ -110,6 +110,26 @@ func (h *handler) setMetadata(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, m)
 }
 
+// setHealth serves PUT /v1/self/health.
+func (h *handler) setHealth(w http.ResponseWriter, r *http.Request) {
+	const example = `{"status": "passing", "output": "ok"}`
+	hs, ok := h.b.(HealthSetter)
+	if !ok {
+		WriteError(w, http.StatusNotFound, CodeNotFound, "this peer takes no health reports")
+		return
+	}
+	var req HealthReport
+	if !decodeBody(w, r, &req, true, example) {
+		return
+	}
+	st, err := hs.SetHealth(r.Context(), req)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, st)
+}
+
 // truncate shortens s to at most n bytes for a message.
 func truncate(s string, n int) string {
 	if len(s) <= n {

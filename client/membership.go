@@ -50,6 +50,22 @@ func (c *Client) SetMetadata(ctx context.Context, metadata map[string]any) (api.
 	return m, err
 }
 
+// SetHealth sends the application's report for the first address's TTL
+// health check (PUT /v1/self/health): status "passing" or "failing", and
+// a short output for humans. It returns that peer's status. The report
+// must come again within every TTL; while the check fails the peer is no
+// candidate for leadership. Errors: an *APIError with code bad_request
+// for a bad report or a peer without health_check.ttl.
+func (c *Client) SetHealth(ctx context.Context, status, output string) (api.Status, error) {
+	body, err := json.Marshal(api.HealthReport{Status: status, Output: output})
+	if err != nil {
+		return api.Status{}, fmt.Errorf("qcluster client: set health: %w", err)
+	}
+	var st api.Status
+	_, err = c.call(ctx, request{method: http.MethodPut, path: "/v1/self/health", body: body, only: c.bases[0]}, &st)
+	return st, err
+}
+
 // RemovePeer removes the member named identifier from the cluster (DELETE
 // /v1/peers/{identifier}) and returns once the change is committed. Any
 // peer takes the request to the leader; removing the leader makes it hand

@@ -34,6 +34,20 @@
 // it became leader, and an append resets a follower's election timer just as
 // a heartbeat does, so the same bound holds from that t.
 //
+// # Candidacy
+//
+// SetCandidate(false) takes a peer out of the running (its application's
+// health check fails) while it keeps voting, so the cluster keeps its
+// majority. raft keeps ticking (CheckQuorum's vote lease counts this peer's
+// ticks since it heard from the leader), so its election timer may still
+// fire, but the MsgPreVote and MsgVote requests it would send are dropped:
+// with PreVote on, a pre-candidate does not raise its term, still grants
+// votes, and becomes a follower again at the leader's next heartbeat. A
+// MsgTimeoutNow (a leadership transfer to it) is ignored. A leader that is
+// not a candidate earns no lease (IsLeader is false); its owner hands
+// leadership over. A single-voter cluster's only voter does not tick while
+// it is not a candidate (it would elect itself without asking anyone).
+//
 // Raft gives up on a transfer after an election timeout and the leader then
 // earns its lease again, but a MsgTimeoutNow can arrive later than that (a
 // slow network, a paused transferee), and the election it starts still
@@ -180,6 +194,9 @@ type Config struct {
 	// the leader only) and every MsgProp from the network is refused. It
 	// runs on the goroutine that owns the Core and must not call the Core.
 	AcceptProposal func(from uint64, data []byte) error
+	// NotCandidate starts the Core out of the running, as after
+	// SetCandidate(false).
+	NotCandidate bool
 
 	// Hooks is told about events worth measuring. Its functions run on the
 	// goroutine that owns the Core and must neither block nor call the
@@ -327,6 +344,9 @@ type Core struct {
 	// older than confIndex (see SnapshotWanted).
 	confIndex  uint64
 	snapWanted bool
+
+	// notCandidate: this peer does not seek leadership (SetCandidate).
+	notCandidate bool
 }
 
 // raftStorage is the storage raft reads. It refuses to hand raft a
@@ -451,6 +471,7 @@ func New(cfg Config) (*Core, error) {
 		appliedIndex:   snap.Metadata.Index,
 		snapshotIndex:  snap.Metadata.Index,
 		confIndex:      snap.Metadata.Index,
+		notCandidate:   cfg.NotCandidate,
 	}
 	c.setConf(cs)
 	if err := c.loadPendingAdds(); err != nil {
@@ -533,6 +554,10 @@ func (c *Core) LeaseDuration() time.Duration { return c.leaseDur }
 // Tick advances raft's logical clock by one tick and, on a leader, starts a
 // heartbeat (lease) round every heartbeat interval.
 func (c *Core) Tick() {
+	if c.notCandidate && c.role != Leader && len(c.voters) == 1 && c.voters[0] == c.cfg.ID {
+		// Alone, raft would elect this peer without sending a request.
+		return
+	}
 	c.rn.Tick()
 	if c.transferee != 0 && c.rn.BasicStatus().LeadTransferee == 0 {
 		// raft gave up on (or refused) the transfer: the lease may be
@@ -584,7 +609,8 @@ const transferRound = 1 << 63
 // (see the package doc, "Messages from the network"): the error then wraps
 // one of the refusal errors below, and RefusalOf names its reason. Votes
 // are also ignored, without an error, during the first election timeout
-// after start, and transfer votes while a lease may be running.
+// after start, and transfer votes while a lease may be running; so is the
+// leader's MsgTimeoutNow while this peer is not a candidate.
 func (c *Core) Step(m raftpb.Message) error {
 	if !peerType(m.Type) {
 		return fmt.Errorf("%w: %v", ErrMessageType, m.Type)
@@ -599,6 +625,11 @@ func (c *Core) Step(m raftpb.Message) error {
 		// after dropping its own lease).
 		if st := c.rn.BasicStatus(); m.From != st.Lead || m.Term != st.Term {
 			return fmt.Errorf("%w: from %x at term %d, leader %x at term %d", ErrTimeoutNow, m.From, m.Term, st.Lead, st.Term)
+		}
+		if c.notCandidate {
+			// Not a candidate (SetCandidate): the leader did not know yet;
+			// raft gives the transfer up after an election timeout.
+			return nil
 		}
 	case raftpb.MsgProp:
 		if err := c.checkProposal(m); err != nil {
@@ -944,8 +975,12 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	// Members the appended changes add may talk to this peer from now on
 	// (a leader whose addition this peer has not applied yet).
 	c.notePendingAdds(rd.Entries)
-	if len(rd.Messages) > 0 {
-		send(rd.Messages)
+	msgs := rd.Messages
+	if c.notCandidate {
+		msgs = dropVoteRequests(msgs)
+	}
+	if len(msgs) > 0 {
+		send(msgs)
 	}
 	for _, rs := range rd.ReadStates {
 		c.onReadState(rs)
@@ -972,7 +1007,7 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 			// quorum accepted appends sent after electedAt, which resets
 			// their election timers as a lease round would. The lease
 			// starts without waiting for the first round's extra trip.
-			if c.transferee == 0 {
+			if c.transferee == 0 && !c.notCandidate {
 				c.leaseUntil = max(c.leaseUntil, c.electedAt+c.leaseDur)
 			}
 			c.electedAt = 0
@@ -991,8 +1026,45 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	return out, nil
 }
 
+// dropVoteRequests returns msgs without vote and pre-vote requests (a
+// peer that is not a candidate does not ask for votes; it still answers).
+func dropVoteRequests(msgs []raftpb.Message) []raftpb.Message {
+	var out []raftpb.Message
+	for i, m := range msgs {
+		if m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote {
+			if out == nil {
+				out = append(make([]raftpb.Message, 0, len(msgs)), msgs[:i]...)
+			}
+			continue
+		}
+		if out != nil {
+			out = append(out, m)
+		}
+	}
+	if out == nil {
+		return msgs
+	}
+	return out
+}
+
+// SetCandidate says whether this peer may seek leadership (see the package
+// doc, "Candidacy"). A leader that stops being a candidate loses its lease
+// at once; its owner should hand leadership over (BestTransferee).
+func (c *Core) SetCandidate(ok bool) {
+	if c.notCandidate == !ok {
+		return
+	}
+	c.notCandidate = !ok
+	if !ok {
+		c.dropLease()
+	}
+}
+
+// Candidate reports whether this peer may seek leadership (SetCandidate).
+func (c *Core) Candidate() bool { return !c.notCandidate }
+
 func (c *Core) onReadState(rs raft.ReadState) {
-	if len(rs.RequestCtx) != 8 || c.role != Leader || c.transferee != 0 {
+	if len(rs.RequestCtx) != 8 || c.role != Leader || c.transferee != 0 || c.notCandidate {
 		return
 	}
 	seq := binary.BigEndian.Uint64(rs.RequestCtx)

@@ -103,6 +103,10 @@ type Config struct {
 	// It is opaque to this package (QCluster puts JSON in it).
 	Meta []byte
 
+	// Check is this member's initial health-check state (see
+	// Membership.SetCheck).
+	Check Check
+
 	// ClusterName keeps clusters apart: it becomes memberlist's Label,
 	// which prefixes every packet and stream, and a member refuses
 	// packets and streams carrying another label (or none). At most 255

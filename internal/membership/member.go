@@ -41,6 +41,29 @@ func (s State) String() string {
 // declared dead or left.
 func (s State) Live() bool { return s == StateAlive || s == StateSuspect }
 
+// Check is the state of a member's application health check, which it
+// gossips with its metadata (QCluster: a failing member is no candidate
+// for leadership).
+type Check uint8
+
+// Check states.
+const (
+	CheckNone    Check = iota // the member has no health check
+	CheckPassing              // its check passes
+	CheckFailing              // its check fails
+)
+
+// String returns "none", "passing" or "failing".
+func (c Check) String() string {
+	switch c {
+	case CheckPassing:
+		return "passing"
+	case CheckFailing:
+		return "failing"
+	}
+	return "none"
+}
+
 // Member is one member of the cluster as this member sees it. Values
 // returned by this package are copies; the caller may keep and modify
 // them.
@@ -59,6 +82,9 @@ type Member struct {
 	// still holds the previous metadata, and an EventUpdated follows once
 	// the new one arrives.
 	MetaPending bool
+	// Check is the state of the member's application health check as it
+	// last gossiped it (SetCheck).
+	Check Check
 	// State is the member's health.
 	State State
 	// Incarnation is the member's memberlist incarnation number as last

@@ -43,6 +43,7 @@ type Membership struct {
 
 	metaMu   sync.Mutex             // serializes SetMeta
 	nodeMeta atomic.Pointer[[]byte] // the envelope memberlist gossips
+	check    Check                  // the health-check state it carries (under metaMu)
 	metaSem  chan struct{}          // bounds metadata requests served
 
 	seedMu sync.Mutex
@@ -132,7 +133,8 @@ func New(cfg Config) (*Membership, error) {
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.reg.setLocalMeta(cfg.Meta)
-	env := encodeEnvelope(cfg.Meta)
+	m.check = cfg.Check
+	env := encodeEnvelope(cfg.Meta, cfg.Check)
 	m.nodeMeta.Store(&env)
 
 	if mc.Keyring != nil {
@@ -376,13 +378,45 @@ func (m *Membership) SetMeta(ctx context.Context, meta []byte) error {
 	defer m.metaMu.Unlock()
 	data := nilIfEmpty(bytes.Clone(meta))
 	m.reg.setLocalMeta(data)
-	env := encodeEnvelope(data)
+	env := encodeEnvelope(data, m.check)
 	m.nodeMeta.Store(&env)
 	if err := m.ml.UpdateNode(timeout); err != nil {
 		if m.closed.Load() {
 			return ErrClosed
 		}
 		return fmt.Errorf("%w: metadata set locally: %v", ErrNotConfirmed, err)
+	}
+	return nil
+}
+
+// SetCheck sets this member's health-check state, which every member sees
+// as Member.Check (QCluster: a member whose application's check fails is
+// no candidate for leadership), and gossips it as SetMeta gossips
+// metadata, with the same waiting and errors.
+func (m *Membership) SetCheck(ctx context.Context, check Check) error {
+	if check > CheckFailing {
+		return fmt.Errorf("membership: check state %d out of range", check)
+	}
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	timeout, err := opTimeout(ctx)
+	if err != nil {
+		return err
+	}
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	if m.check == check {
+		return nil
+	}
+	m.check = check
+	env := encodeEnvelope(m.reg.localMetaData(), check)
+	m.nodeMeta.Store(&env)
+	if err := m.ml.UpdateNode(timeout); err != nil {
+		if m.closed.Load() {
+			return ErrClosed
+		}
+		return fmt.Errorf("%w: health-check state set locally: %v", ErrNotConfirmed, err)
 	}
 	return nil
 }

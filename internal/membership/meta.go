@@ -18,7 +18,8 @@ import (
 //
 //	'q' | version (1) | kind | body
 //
-// where kind 0 ("inline") has the metadata itself as body (so metadata of
+// where the kind byte's top two bits (envelopeCheckMask) are the member's
+// health-check state (SetCheck), and kind 0 ("inline") has the metadata itself as body (so metadata of
 // up to InlineMetaSize bytes spreads with the gossip, with no extra round
 // trip), and kind 1 ("reference") has uvarint(size) | SHA-256(metadata).
 // A member that sees a reference it has no data for fetches the metadata
@@ -42,8 +43,10 @@ const (
 	envelopeVersion   = 1
 	envelopeHeaderLen = 3
 
-	envelopeInline = 0
-	envelopeRef    = 1
+	envelopeInline     = 0
+	envelopeRef        = 1
+	envelopeCheckShift = 6    // the Check, in the kind byte's top bits
+	envelopeCheckMask  = 0xc0 // those bits
 
 	metaProtoVersion = 1
 )
@@ -63,20 +66,22 @@ var errBadEnvelope = errors.New("membership: malformed metadata envelope (not a 
 type envelope struct {
 	inline bool
 	data   []byte   // inline: the metadata (owned by the envelope)
+	check  Check    // the member's health-check state
 	size   int      // reference: the metadata's length
 	hash   [32]byte // reference: its SHA-256
 }
 
 // encodeEnvelope returns the node meta announcing data.
-func encodeEnvelope(data []byte) []byte {
+func encodeEnvelope(data []byte, check Check) []byte {
+	flags := byte(check) << envelopeCheckShift & envelopeCheckMask
 	if len(data) <= InlineMetaSize {
 		b := make([]byte, 0, envelopeHeaderLen+len(data))
-		b = append(b, envelopeMagic, envelopeVersion, envelopeInline)
+		b = append(b, envelopeMagic, envelopeVersion, envelopeInline|flags)
 		return append(b, data...)
 	}
 	h := sha256.Sum256(data)
 	b := make([]byte, 0, envelopeHeaderLen+binary.MaxVarintLen64+len(h))
-	b = append(b, envelopeMagic, envelopeVersion, envelopeRef)
+	b = append(b, envelopeMagic, envelopeVersion, envelopeRef|flags)
 	b = binary.AppendUvarint(b, uint64(len(data)))
 	return append(b, h[:]...)
 }
@@ -87,18 +92,22 @@ func parseEnvelope(b []byte) (envelope, error) {
 		return envelope{}, errBadEnvelope
 	}
 	body := b[envelopeHeaderLen:]
-	switch b[2] {
+	check := Check(b[2] >> envelopeCheckShift)
+	if check > CheckFailing {
+		return envelope{}, errBadEnvelope
+	}
+	switch b[2] &^ envelopeCheckMask {
 	case envelopeInline:
 		if len(body) > InlineMetaSize {
 			return envelope{}, errBadEnvelope
 		}
-		return envelope{inline: true, data: bytes.Clone(body)}, nil
+		return envelope{inline: true, data: bytes.Clone(body), check: check}, nil
 	case envelopeRef:
 		size, n := binary.Uvarint(body)
 		if n <= 0 || size <= InlineMetaSize || size > MaxMetaSize || len(body)-n != sha256.Size {
 			return envelope{}, errBadEnvelope
 		}
-		e := envelope{size: int(size)}
+		e := envelope{size: int(size), check: check}
 		copy(e.hash[:], body[n:])
 		return e, nil
 	}

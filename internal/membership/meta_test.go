@@ -11,7 +11,7 @@ import (
 func TestEnvelope(t *testing.T) {
 	for _, size := range []int{0, 1, 100, InlineMetaSize, InlineMetaSize + 1, 4096, MaxMetaSize} {
 		data := bytes.Repeat([]byte{'x'}, size)
-		env := encodeEnvelope(data)
+		env := encodeEnvelope(data, CheckNone)
 		if len(env) > memberlist.MetaMaxSize {
 			t.Fatalf("%d bytes: envelope is %d bytes, over memberlist's %d", size, len(env), memberlist.MetaMaxSize)
 		}
@@ -31,6 +31,7 @@ func TestEnvelope(t *testing.T) {
 		}
 	}
 	for _, bad := range [][]byte{nil, {}, {'q'}, {'q', 1}, {'x', 1, 0}, {'q', 2, 0}, {'q', 1, 9},
+		{'q', 1, 0xc0}, // check state out of range
 		{'q', 1, 1, 5}, // reference to inline-sized data
 		append([]byte{'q', 1, 1, 0x80, 0x80, 0x08}, make([]byte, 32)...), // 128 KiB: over the limit
 		append([]byte{'q', 1, 1, 0x80, 0x10}, make([]byte, 31)...),       // short hash
@@ -76,8 +77,8 @@ func TestMetaProtocol(t *testing.T) {
 }
 
 func FuzzParseEnvelope(f *testing.F) {
-	f.Add(encodeEnvelope([]byte("small")))
-	f.Add(encodeEnvelope(make([]byte, 1000)))
+	f.Add(encodeEnvelope([]byte("small"), CheckNone))
+	f.Add(encodeEnvelope(make([]byte, 1000), CheckFailing))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := parseEnvelope(b)
 		if err != nil {

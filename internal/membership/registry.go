@@ -372,6 +372,8 @@ func (r *registry) applyMeta(rec *memberRec, raw []byte) bool {
 		rec.nodeMeta = []byte{}
 	}
 	env, err := parseEnvelope(raw)
+	flagChanged := rec.m.Check != env.check // zero when err != nil
+	rec.m.Check = env.check
 	switch {
 	case err != nil:
 		// Not ours: the AliveDelegate refuses such members, so this
@@ -389,7 +391,7 @@ func (r *registry) applyMeta(rec *memberRec, raw []byte) bool {
 		rec.fetchDue = r.now()
 		rec.fetchBackoff = 0
 		r.wakeFetcher()
-		return false
+		return flagChanged
 	}
 	return true
 }

@@ -102,6 +102,10 @@ class AsyncQCluster:
         """:meth:`QCluster.set_metadata`."""
         return await self._run(self.sync.set_metadata, metadata, timeout)
 
+    async def set_health(self, status: str, output: str = "", timeout: float = 10.0) -> Status:
+        """:meth:`QCluster.set_health`."""
+        return await self._run(self.sync.set_health, status, output, timeout)
+
     async def leave(self, timeout: float = 60.0) -> str:
         """:meth:`QCluster.leave`."""
         return await self._run(self.sync.leave, timeout)

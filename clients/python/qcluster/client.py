@@ -105,9 +105,37 @@ class _Core:
         self._callbacks = []  # type: List[List[Any]]
         self._dispatcher = None  # type: Optional[threading.Thread]
         self._poller = threading.Thread(target=self._run, name="qcluster-poller", daemon=True)
+        # The TTL health check's report (set_health) and its heartbeat.
+        self.health = ("passing", "")  # type: Tuple[str, str]
+        self.health_ttl = None  # type: Optional[float]
+        self._heartbeat_thread = None  # type: Optional[threading.Thread]
+        self._health_wake = threading.Event()
 
     def start(self) -> None:
         self._poller.start()
+
+    # ---- the TTL health heartbeat -----------------------------------
+
+    def start_heartbeat(self, ttl: float) -> None:
+        """Reports ``self.health`` to the agent (PUT /v1/self/health) at
+        once and then three times per ``ttl``, from a thread of this
+        process: when this process hangs (SIGSTOP, a deadlock that stops
+        every thread), the agent's TTL expires and it stops being a
+        candidate for leadership."""
+        self.health_ttl = ttl
+        self._heartbeat_thread = threading.Thread(target=self._heartbeat, name="qcluster-health", daemon=True)
+        self._heartbeat_thread.start()
+
+    def _heartbeat(self) -> None:
+        period = self.health_ttl / 3
+        while not self._stop.is_set():
+            status, output = self.health
+            try:
+                self.endpoint.request("PUT", "/v1/self/health", {"status": status, "output": output}, period)
+            except Exception as e:  # the agent is down or closing: try again
+                log.debug("health report failed: %s", e)
+            self._health_wake.wait(period)
+            self._health_wake.clear()
 
     # ---- the poller -------------------------------------------------
 
@@ -344,8 +372,9 @@ class _Core:
         code = None
         if self.agent is not None:
             code = self.agent.stop(agent_timeout)
+        self._health_wake.set()
         me = threading.current_thread()
-        for t in (self._poller, self._dispatcher):
+        for t in (self._poller, self._dispatcher, self._heartbeat_thread):
             if t is not None and t is not me and t.ident is not None:
                 t.join(5.0)
         return code
@@ -391,6 +420,7 @@ class QCluster:
         binary: Optional[str] = None,
         start_timeout: float = 30.0,
         margin: float = DEFAULT_MARGIN,
+        health_heartbeat: bool = True,
     ) -> None:
         hold = DEFAULT_ELECTION_TIMEOUT
         et = configuration.get("election_timeout")
@@ -406,7 +436,11 @@ class QCluster:
         except BaseException:
             agent.stop()  # the error carries the end of its log
             raise
-        self._init(_Core(endpoint, hold, margin, agent))
+        core = _Core(endpoint, hold, margin, agent)
+        self._init(core)
+        ttl = _health_ttl(configuration)
+        if ttl is not None and health_heartbeat:
+            core.start_heartbeat(ttl)
 
     @classmethod
     def start(
@@ -416,13 +450,15 @@ class QCluster:
         binary: Optional[str] = None,
         start_timeout: float = 30.0,
         margin: float = DEFAULT_MARGIN,
+        health_heartbeat: bool = True,
     ) -> "QCluster":
         """``QCluster(**configuration)`` with options: the agent ``binary``
         (default ``$QCLUSTER_BIN``, else ``PATH``), how long the agent may
-        take to answer (``start_timeout``, seconds), and the lease
-        ``margin`` (seconds)."""
+        take to answer (``start_timeout``, seconds), the lease ``margin``
+        (seconds), and whether this process sends the TTL health check's
+        heartbeat (``health_heartbeat``; see :meth:`set_health`)."""
         self = cls.__new__(cls)
-        self._start_local(configuration, binary, start_timeout, margin)
+        self._start_local(configuration, binary, start_timeout, margin, health_heartbeat)
         return self
 
     @classmethod
@@ -664,6 +700,29 @@ class QCluster:
         self._core._wake.set()
         return member
 
+    def set_health(self, status: str, output: str = "", timeout: float = 10.0) -> Status:
+        """Reports the application's health for the config's TTL health
+        check (``"health_check": {"ttl": "3s"}``): ``status`` is
+        ``"passing"`` or ``"failing"``, ``output`` a short text for humans.
+        While it fails, this peer is no candidate for leadership: a leader
+        hands over at once, a follower does not campaign.
+
+        With a TTL check, ``QCluster(**conf)`` reports ``"passing"`` from a
+        thread of this process three times per TTL (so a hung process loses
+        leadership within the TTL); ``set_health`` changes what that thread
+        reports, and reports it at once. Returns the agent's status.
+
+        Raises:
+            ValueError: a status other than "passing" or "failing".
+            BadRequestError: the agent's config has no ``health_check.ttl``,
+                or the output is too long.
+        """
+        if status not in ("passing", "failing"):
+            raise ValueError('status must be "passing" or "failing", not {!r}'.format(status))
+        self._core.health = (status, output)
+        res, _ = self._request("PUT", "/v1/self/health", {"status": status, "output": output}, timeout)
+        return self._decode(Status.from_json, res)
+
     def leave(self, timeout: float = 60.0) -> str:
         """Makes this peer leave the cluster gracefully (a leader hands
         over first; the others see it leave, not fail), then closes this
@@ -726,3 +785,15 @@ class QCluster:
             return fn(body)
         except ValueError as e:
             raise ProtocolError("the agent's answer does not decode: {}".format(e)) from None
+
+
+def _health_ttl(configuration: Mapping[str, Any]) -> Optional[float]:
+    """The config's ``health_check.ttl`` in seconds, or None."""
+    hc = configuration.get("health_check")
+    if not isinstance(hc, Mapping) or hc.get("ttl") is None:
+        return None
+    try:
+        ttl = parse_duration(hc["ttl"])
+    except ValueError:
+        return None  # the agent refused the config already
+    return ttl if ttl > 0 else None

@@ -1,0 +1,338 @@
+package qcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/membership"
+)
+
+// Health-tied leadership.
+//
+// With Config.HealthCheck, a peer is a candidate for leadership only while
+// its application's check passes. While it fails, the election core drops
+// the peer's vote requests and ignores transfers to it (consensus.Core.
+// SetCandidate: it still votes, so the cluster keeps its majority), a
+// leader holds no lease and hands over at once to a voter whose check does
+// not fail, and every member sees the state in gossip (the check's state
+// travels in the member's gossip envelope, membership.Check): the leader
+// reads it to pick a transferee, and Peers reports it. Gossip and not the
+// replicated log carries it because it is ephemeral, local to one process,
+// changes without any agreement to reach, and must not cost a log entry
+// (nor block on a leader) each time an application flaps. A stale view
+// only costs a transfer that the unhealthy peer ignores; raft then gives
+// it up and the next voter is tried.
+
+// Health-check states (Member.Check, SetHealth).
+const (
+	CheckNone    = "none"    // the peer has no health_check
+	CheckPassing = "passing" // its application's check passes
+	CheckFailing = "failing" // it fails: the peer is no candidate for leadership
+)
+
+// Errors of SetHealth.
+var (
+	// ErrNoTTLCheck: SetHealth on a peer whose config has no
+	// health_check.ttl.
+	ErrNoTTLCheck = errors.New(`qcluster: the config has no "health_check": {"ttl": ...}; the application's reports go nowhere`)
+	// ErrInvalidHealth: a status other than "passing" or "failing", or an
+	// output over MaxHealthOutput bytes or not UTF-8.
+	ErrInvalidHealth = errors.New("qcluster: invalid health report")
+)
+
+// MaxHealthOutput bounds the output of a health report.
+const MaxHealthOutput = 4096
+
+// appHealth is this peer's application health: its check's state and the
+// last output, and, for a TTL check, when the application last said it
+// passes.
+type appHealth struct {
+	cfg  *HealthCheckConfig // nil: no check
+	kick chan struct{}      // wakes healthLoop (capacity 1)
+
+	mu       sync.Mutex
+	status   string
+	output   string
+	reported time.Time // TTL: the last "passing" report
+}
+
+func newAppHealth(cfg *HealthCheckConfig) *appHealth {
+	h := &appHealth{cfg: cfg, kick: make(chan struct{}, 1), status: CheckNone}
+	if cfg != nil {
+		h.status, h.output = CheckFailing, "no result yet"
+	}
+	return h
+}
+
+// state returns the check's state at now: a TTL check whose last
+// "passing" is older than the TTL fails.
+func (h *appHealth) state(now time.Time) (status, output string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cfg != nil && h.cfg.TTL > 0 && h.status == CheckPassing && now.Sub(h.reported) > time.Duration(h.cfg.TTL) {
+		h.status = CheckFailing
+		h.output = fmt.Sprintf("TTL expired: no report within %v", time.Duration(h.cfg.TTL))
+	}
+	return h.status, h.output
+}
+
+// expiry returns when a TTL check that passes now will fail without a
+// new report (zero: never).
+func (h *appHealth) expiry() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cfg == nil || h.cfg.TTL <= 0 || h.status != CheckPassing {
+		return time.Time{}
+	}
+	return h.reported.Add(time.Duration(h.cfg.TTL))
+}
+
+func (h *appHealth) set(status, output string, now time.Time) {
+	h.mu.Lock()
+	h.status, h.output = status, output
+	if status == CheckPassing {
+		h.reported = now
+	}
+	h.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// SetHealth reports the application's health for a TTL health check
+// (Config.HealthCheck.TTL): status "passing" or "failing", with a short
+// output for humans (at most MaxHealthOutput bytes of UTF-8). The
+// application must report "passing" within every TTL, or the check
+// fails. It returns ErrNoTTLCheck without a TTL check, ErrInvalidHealth
+// for a bad report, ErrClosed after Close.
+func (c *Cluster) SetHealth(status, output string) error {
+	if c.health.cfg == nil || c.health.cfg.TTL <= 0 {
+		return ErrNoTTLCheck
+	}
+	if status != CheckPassing && status != CheckFailing {
+		return fmt.Errorf(`%w: status %q; use "passing" or "failing"`, ErrInvalidHealth, status)
+	}
+	if len(output) > MaxHealthOutput || !utf8.ValidString(output) {
+		return fmt.Errorf("%w: output must be UTF-8 of at most %d bytes", ErrInvalidHealth, MaxHealthOutput)
+	}
+	if c.snap.Load().closed {
+		return ErrClosed
+	}
+	c.health.set(status, output, time.Now())
+	return nil
+}
+
+// Health returns this peer's health-check state ("none", "passing" or
+// "failing") and the check's last output.
+func (c *Cluster) Health() (status, output string) { return c.health.state(time.Now()) }
+
+// healthLoop applies the check's state: to the election core (candidacy),
+// to gossip (what the others see), and, while it fails on the leader, by
+// handing leadership over. It runs until ctx ends.
+func (c *Cluster) healthLoop(ctx context.Context) {
+	applied := ""
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		status, output := c.health.state(time.Now())
+		if status != applied {
+			c.applyCheck(ctx, status, output)
+			applied = status
+		}
+		wait := time.Hour
+		if exp := c.health.expiry(); !exp.IsZero() {
+			wait = max(time.Until(exp)+time.Millisecond, time.Millisecond)
+		}
+		if status == CheckFailing && c.leading() {
+			c.resignUnhealthy(ctx)
+			// Try again (another voter may pass meanwhile) while this peer
+			// still leads.
+			wait = min(wait, time.Duration(c.cfg.ElectionTimeout))
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.health.kick:
+		case <-timer.C:
+		}
+	}
+}
+
+// leading reports whether raft makes this peer the leader (with or without
+// a lease).
+func (c *Cluster) leading() bool { return c.snap.Load().view.Role == consensus.Leader }
+
+// applyCheck makes the election core and gossip follow the check's state.
+func (c *Cluster) applyCheck(ctx context.Context, status, output string) {
+	passing := status != CheckFailing
+	if node := c.nodeRef.Load(); node != nil {
+		if err := node.Do(ctx, func(core *consensus.Core) error {
+			core.SetCandidate(passing)
+			return nil
+		}); err != nil {
+			return // stopping
+		}
+	}
+	if passing {
+		c.log.Info("health check passes: a candidate for leadership", "check", status, "output", output)
+	} else {
+		c.log.Warn("health check fails: no candidate for leadership", "output", output)
+	}
+	if status == CheckFailing && c.leading() {
+		c.resignUnhealthy(ctx) // before telling gossip: hand over at once
+	}
+	if g := c.gossipRef.Load(); g != nil {
+		gctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = g.SetCheck(gctx, gossipCheck(status)) // spreads even unconfirmed
+		cancel()
+	}
+	c.events.touch() // Peers shows it
+}
+
+// resignUnhealthy hands leadership to the best voter whose check does not
+// fail, trying each in turn, each for up to two election timeouts.
+func (c *Cluster) resignUnhealthy(ctx context.Context) {
+	tried := map[uint64]bool{}
+	for c.leading() && ctx.Err() == nil {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Duration(c.cfg.ElectionTimeout)+time.Duration(c.cfg.HeartbeatInterval))
+		target, err := c.transfer(tctx, 0, tried)
+		cancel()
+		if err == nil {
+			c.log.Info("handed leadership over: health check fails", "to", c.peer(target).Identifier)
+			return
+		}
+		if target == 0 || errors.Is(err, ErrUnknownPeer) || errors.Is(err, ErrNotLeader) || errors.Is(err, ErrClosed) {
+			c.log.Debug("no voter to hand leadership to", "err", err)
+			return
+		}
+		tried[target] = true
+	}
+}
+
+// gossipCheck converts a check state for gossip.
+func gossipCheck(status string) membership.Check {
+	switch status {
+	case CheckPassing:
+		return membership.CheckPassing
+	case CheckFailing:
+		return membership.CheckFailing
+	}
+	return membership.CheckNone
+}
+
+// checkOf converts gossip's check state.
+func checkOf(ch membership.Check) string { return ch.String() }
+
+// failingMembers returns the node IDs of the members whose check fails, as
+// gossip says (this peer's own from its own state).
+func (c *Cluster) failingMembers() map[uint64]bool {
+	out := map[uint64]bool{}
+	for _, gm := range c.gossipMembers() {
+		if gm.Check == membership.CheckFailing && gm.Name != c.cfg.Identifier {
+			out[NodeID(gm.Name)] = true
+		}
+	}
+	if st, _ := c.Health(); st == CheckFailing {
+		out[c.selfID] = true
+	}
+	return out
+}
+
+// httpCheckLoop polls health_check.http every interval until ctx ends: a
+// 2xx answer passes; Failures failures in a row fail.
+func (c *Cluster) httpCheckLoop(ctx context.Context) {
+	hc := c.health.cfg
+	tr := &http.Transport{Proxy: nil, MaxIdleConns: 1, IdleConnTimeout: 2 * time.Duration(hc.Interval)}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: time.Duration(hc.Timeout),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	ticker := time.NewTicker(time.Duration(hc.Interval))
+	defer ticker.Stop()
+	fails := 0
+	for {
+		ok, output := httpCheck(ctx, client, hc.HTTP)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case ok:
+			fails = 0
+			c.health.set(CheckPassing, output, time.Now())
+		default:
+			fails++
+			if fails >= hc.Failures {
+				c.health.set(CheckFailing, output, time.Now())
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// httpCheck runs one HTTP check.
+func httpCheck(ctx context.Context, client *http.Client, url string) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	out := fmt.Sprintf("HTTP GET %s: %s %s", url, resp.Status, body)
+	if !utf8.ValidString(out) {
+		out = fmt.Sprintf("HTTP GET %s: %s", url, resp.Status)
+	}
+	return resp.StatusCode >= 200 && resp.StatusCode < 300, out
+}
+
+// startHealth starts the health-check goroutines (Start holds c.mu).
+func (c *Cluster) startHealth(ctx context.Context) {
+	if c.health.cfg == nil {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.healthLoop(ctx)
+	}()
+	if c.health.cfg.HTTP != "" {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.httpCheckLoop(ctx)
+		}()
+	}
+}
+
+// noLeaderReason says why there is no leader, when health checks explain
+// it: this peer leads (raft) but its check fails, or every voter's check
+// fails. It returns "" otherwise.
+func (c *Cluster) noLeaderReason(voters []uint64, leading bool) string {
+	failing := c.failingMembers()
+	if leading && failing[c.selfID] {
+		return "this peer's health check fails: it holds no leader lease and hands leadership to a voter whose check does not fail"
+	}
+	if len(voters) == 0 {
+		return ""
+	}
+	for _, id := range voters {
+		if !failing[id] {
+			return ""
+		}
+	}
+	return "every voter's health check fails (health_check): no voter is a candidate for leadership"
+}
