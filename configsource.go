@@ -359,3 +359,10 @@ func cfgCompactPeers(text string) ([]byte, string) {
 	b, _ := json.Marshal(peers)
 	return b, ""
 }
+
+// Suggest returns the name among names that word looks like a misspelling
+// of, or "": the rule the config decoder uses for unknown keys (see Config:
+// equal once case and '_', '-', '.' are ignored, or a small
+// Damerau-Levenshtein distance away). The qcluster command uses it for
+// mistyped commands and flags ("stauts": "status").
+func Suggest(word string, names []string) string { return cfgSuggest(word, names, nil) }
