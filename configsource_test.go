@@ -184,3 +184,45 @@ func TestConfigRedacted(t *testing.T) {
 		t.Errorf("Redacted filled unset secrets: %+v", e)
 	}
 }
+
+// TestConfigEnvLeavesOtherVariablesAlone: the QCLUSTER_ variables of the
+// client commands, the Python SDK and the test suites are neither config
+// fields nor taken for misspelt ones.
+func TestConfigEnvLeavesOtherVariablesAlone(t *testing.T) {
+	var env []string
+	for _, k := range []string{"ADDR", "TOKEN", "CACERT", "CERT", "KEY", "BIN", "MULTIHOST_FULL", "MULTIHOST_IDLE",
+		"MULTIHOST_LOGDIR", "MULTIHOST_LOGLEVEL", "MULTIHOST_REPS", "MULTIHOST_SWITCH", "SIM_SCHEDULES", "TEST_CLOCK_CHILD", "TEST_LOG"} {
+		env = append(env, "QCLUSTER_"+k+"=x")
+	}
+	if o, err := ConfigEnvOverrides(env); err != nil || len(o) != 0 {
+		t.Errorf("ConfigEnvOverrides: %v, %v; want nothing", o, err)
+	}
+}
+
+// FuzzConfigOverride: any text for any field is either a valid config or
+// an ErrInvalidConfig naming the override's source; never a panic.
+func FuzzConfigOverride(f *testing.F) {
+	f.Add(uint8(5), "b@localhost:7002,c@[::1]:7003")
+	f.Add(uint8(4), `{"zone": "a"}`)
+	f.Add(uint8(2), "7001")
+	f.Add(uint8(12), "true")
+	f.Add(uint8(20), "a,b")
+	f.Add(uint8(17), `{"ca_file": "x"}`)
+	f.Fuzz(func(t *testing.T, i uint8, v string) {
+		fields := ConfigFields()
+		fd := fields[int(i)%len(fields)]
+		c, err := LoadConfigLayers("",
+			ConfigOverride{Field: "identifier", Value: "a", Source: "env QCLUSTER_IDENTIFIER"},
+			ConfigOverride{Field: "listen_port", Value: "7001", Source: "env QCLUSTER_LISTEN_PORT"},
+			ConfigOverride{Field: fd.Name, Value: v, Source: "flag --" + fd.Flag})
+		if err != nil {
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("%s=%q: %v, not ErrInvalidConfig", fd.Name, v, err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%s=%q: loaded, but Validate says %v", fd.Name, v, err)
+		}
+	})
+}
