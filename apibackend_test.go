@@ -562,6 +562,15 @@ func (r *sseReader) read(br *bufio.Reader) {
 				r.done <- fmt.Errorf("event data %q: %w", v, err)
 				return
 			}
+			// The data must be what api/openapi.json describes.
+			schema := map[string]string{"leader": "Status", "member": "MemberEvent"}[ev.event]
+			if spec, err := openAPISpec(); err != nil || schema != "" && spec.CheckSchema(schema, []byte(v)) != nil {
+				if err == nil {
+					err = spec.CheckSchema(schema, []byte(v))
+				}
+				r.done <- fmt.Errorf("a %q event is not what api/openapi.json describes: %w", ev.event, err)
+				return
+			}
 		}
 	}
 }

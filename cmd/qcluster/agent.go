@@ -38,7 +38,8 @@ The peer serves its HTTP API on its listen port (GET /v1/status,
 /v1/leader, /v1/peers, /v1/watch, /healthz, /readyz, /metrics,
 /v1/openapi.json; POST /v1/leader/transfer, /v1/leader/resign, /v1/join,
 /v1/self/leave; PUT /v1/self/metadata; DELETE /v1/peers/{identifier}: see
-docs/api.md) and logs every leadership change, with the term and the leader, to stderr.
+docs/api.md) and logs every leadership change, with the term and the
+leader, to stderr.
 
 SIGINT or SIGTERM stops it cleanly (exit code 0); it stays a member and
 comes back when restarted. With "leave_on_terminate": true in the config,
