@@ -1,9 +1,13 @@
 package qcluster
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/qcluster/qcluster/api"
 )
 
 // TestOpenAPIRealPeers: the answers of real peers to every operation of
@@ -69,5 +73,30 @@ func TestOpenAPIRealPeers(t *testing.T) {
 	defer w.close()
 	if ev := w.nextWithin(t, 10*time.Second); ev.event != "leader" {
 		t.Errorf("first event %q", ev.event)
+	}
+}
+
+// TestDocsAPITableListsEveryOperation: the endpoint table of docs/api.md
+// has a row for every operation of api/openapi.json (which in turn
+// describes every route of api.Routes()), and the document names docs/api.md
+// as its guide.
+func TestDocsAPITableListsEveryOperation(t *testing.T) {
+	spec, err := openAPISpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range spec.Paths() {
+		for _, m := range spec.Methods(p) {
+			if !strings.Contains(string(b), "| [`"+m+" "+p+"`](") {
+				t.Errorf("docs/api.md's endpoint table has no row for %s %s", m, p)
+			}
+		}
+	}
+	if !strings.Contains(string(api.OpenAPI()), "docs/api.md") || !strings.Contains(string(b), "(../api/openapi.json)") {
+		t.Error("api/openapi.json and docs/api.md do not point to each other")
 	}
 }
