@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/openapicheck"
 )
 
 const testToken = "test-token-0123456789"
@@ -63,7 +64,37 @@ func (h *httpc) do(c *Cluster, method, path, token, body string) (*http.Response
 	if err != nil {
 		h.t.Fatalf("%s %s: reading the body: %v", method, path, err)
 	}
+	checkOpenAPI(h.t, req, resp, b)
 	return resp, b
+}
+
+// openAPISpec is api/openapi.json, parsed once for every test.
+var openAPISpec = sync.OnceValues(func() (*openapicheck.Spec, error) { return openapicheck.New(api.OpenAPI()) })
+
+// checkOpenAPI checks a real peer's answer against the OpenAPI document:
+// its status, headers and body must be described there. Answers to paths
+// or methods the API does not have (404 not_found, 405) are not operations
+// of the document and are left to the tests that send them.
+func checkOpenAPI(t testing.TB, req *http.Request, resp *http.Response, body []byte) {
+	t.Helper()
+	spec, err := openAPISpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl, ok := spec.Template(req.URL.Path)
+	if !ok || resp.StatusCode == http.StatusMethodNotAllowed {
+		return
+	}
+	m := req.Method
+	if m == http.MethodHead {
+		m = http.MethodGet
+	}
+	if !slices.Contains(spec.Methods(tpl), m) {
+		return
+	}
+	if err := spec.Check(req.Method, req.URL.Path, resp.StatusCode, resp.Header, body); err != nil {
+		t.Errorf("the answer of a real peer is not what api/openapi.json describes: %v", err)
+	}
 }
 
 // get decodes a 200 answer into v.
@@ -529,6 +560,15 @@ func (r *sseReader) read(br *bufio.Reader) {
 		case "data":
 			if err := json.Unmarshal([]byte(v), &ev.st); err != nil {
 				r.done <- fmt.Errorf("event data %q: %w", v, err)
+				return
+			}
+			// The data must be what api/openapi.json describes.
+			schema := map[string]string{"leader": "Status", "member": "MemberEvent"}[ev.event]
+			if spec, err := openAPISpec(); err != nil || schema != "" && spec.CheckSchema(schema, []byte(v)) != nil {
+				if err == nil {
+					err = spec.CheckSchema(schema, []byte(v))
+				}
+				r.done <- fmt.Errorf("a %q event is not what api/openapi.json describes: %w", ev.event, err)
 				return
 			}
 		}

@@ -136,6 +136,12 @@ var ErrInvalidConfig = errors.New("qcluster: invalid config")
 // address, or another identifier at this peer's address, is an error.
 //
 // Durations are JSON strings in Go's notation ("150ms", "2s"); see Duration.
+//
+// Outside the file. Every field can also be set by an environment variable
+// QCLUSTER_<FIELD> and a flag --<field> of qcluster agent (see
+// LoadConfigLayers and ConfigFields, which derive the names from the same
+// list of fields as the decoder). Fields tagged qcluster:"secret" are shown
+// as REDACTED by Config.Redacted.
 type Config struct {
 	// Identifier is this peer's name, unique in the cluster, such as
 	// "server_a": no whitespace or control characters, at most 255 bytes.
@@ -207,7 +213,7 @@ type Config struct {
 	// otherwise. The comparison takes constant time. Read-only endpoints
 	// stay open. Default: "" (no token: anyone who can reach the port may
 	// move leadership). It is a secret: keep the config file private.
-	APIToken string `json:"api_token,omitempty"`
+	APIToken string `json:"api_token,omitempty" qcluster:"secret"`
 
 	// Mode is "leader" (the default): the peers elect a leader with Raft,
 	// and IsLeader/Leader report it; or "masterless": no election at all,
@@ -260,19 +266,19 @@ type Config struct {
 	// CA, issues itself a certificate for its identifier, and derives the
 	// gossip key: one line of config for mutual TLS and gossip
 	// encryption. Keep it secret. Default: "" (no TLS).
-	ClusterKey string `json:"cluster_key,omitempty"`
+	ClusterKey string `json:"cluster_key,omitempty" qcluster:"secret"`
 
 	// GossipKey is the key (base64 of 16, 24 or 32 bytes) that encrypts
 	// and authenticates gossip (memberlist's AES-GCM keyring). It overrides
 	// the key ClusterKey derives. Default: "" (derived from ClusterKey, or
 	// no encryption).
-	GossipKey string `json:"gossip_key,omitempty"`
+	GossipKey string `json:"gossip_key,omitempty" qcluster:"secret"`
 
 	// ExtraGossipKeys are further gossip keys this peer accepts (but does
 	// not send with), for a key rotation: install the new key here on
 	// every peer, then make it the GossipKey everywhere, then remove the
 	// old one (docs/security.md). Default: none.
-	ExtraGossipKeys []string `json:"extra_gossip_keys,omitempty"`
+	ExtraGossipKeys []string `json:"extra_gossip_keys,omitempty" qcluster:"secret"`
 
 	// APIClientCerts is "required" (the default with TLS): HTTPS clients
 	// of the API need a certificate from the cluster CA; or "optional":

@@ -17,6 +17,7 @@
 //	GET    /healthz                 the process is alive
 //	GET    /readyz                  200 while the peer is ready (see below), else 503
 //	GET    /metrics                 Prometheus metrics (when Options.Metrics is set)
+//	GET    /v1/openapi.json         the OpenAPI 3.1 document of this API (see OpenAPI)
 //
 // Blocking queries. GET /v1/status and GET /v1/leader answer with an
 // X-QCluster-Index header: a number that grows with every leadership change
@@ -533,7 +534,7 @@ func Routes() []string {
 	return []string{
 		"/v1/status", "/v1/leader", "/v1/peers", "/v1/peers/{identifier}", "/v1/watch",
 		"/v1/leader/transfer", "/v1/leader/resign", "/v1/join", "/v1/self/metadata",
-		"/v1/self/leave", "/v1/self/health", "/healthz", "/readyz", "/metrics",
+		"/v1/self/leave", "/v1/self/health", "/healthz", "/readyz", "/metrics", "/v1/openapi.json",
 	}
 }
 
@@ -580,6 +581,7 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 	handle("/v1/self/health", only(http.MethodPut, h.mutating(h.setHealth)))
 	handle("/healthz", only(http.MethodGet, h.healthz))
 	handle("/readyz", only(http.MethodGet, h.readyz))
+	handle("/v1/openapi.json", only(http.MethodGet, h.reading(h.openAPI)))
 	if opts.Metrics != nil {
 		handle("/metrics", only(http.MethodGet, h.reading(opts.Metrics.ServeHTTP)))
 	}

@@ -310,7 +310,7 @@ func (f *fakeBackend) Transfer(ctx context.Context, id string) (TransferResult, 
 	if to == "" {
 		to = "server_b"
 	}
-	return TransferResult{From: "server_a", Leader: &Peer{Identifier: to}, Term: 4, Index: 9, DurationMS: 1.5}, nil
+	return TransferResult{From: "server_a", Leader: &Peer{Identifier: to, Host: "localhost", Port: 7002}, Term: 4, Index: 9, DurationMS: 1.5}, nil
 }
 
 func serve(h http.Handler, method, target string) *httptest.ResponseRecorder {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -16,7 +18,8 @@ import (
 	"github.com/qcluster/qcluster"
 )
 
-const agentUsage = `Usage: qcluster agent --config <file> [--log-level info] [--log-format text] [--insecure]
+const agentUsage = `Usage: qcluster agent [--config <file>] [--<field> value ...] [--print-config]
+                      [--log-level info] [--log-format text] [--insecure]
 
 Runs one QCluster peer as a process, configured by a JSON file in QCluster's
 config format, for example:
@@ -32,10 +35,11 @@ config format, for example:
 	}
 
 The peer serves its HTTP API on its listen port (GET /v1/status,
-/v1/leader, /v1/peers, /v1/watch, /healthz, /readyz, /metrics; POST
-/v1/leader/transfer, /v1/leader/resign, /v1/join, /v1/self/leave; PUT
-/v1/self/metadata; DELETE /v1/peers/{identifier}: see docs/api.md) and
-logs every leadership change, with the term and the leader, to stderr.
+/v1/leader, /v1/peers, /v1/watch, /healthz, /readyz, /metrics,
+/v1/openapi.json; POST /v1/leader/transfer, /v1/leader/resign, /v1/join,
+/v1/self/leave; PUT /v1/self/metadata; DELETE /v1/peers/{identifier}: see
+docs/api.md) and logs every leadership change, with the term and the
+leader, to stderr.
 
 SIGINT or SIGTERM stops it cleanly (exit code 0); it stays a member and
 comes back when restarted. With "leave_on_terminate": true in the config,
@@ -54,7 +58,27 @@ other than loopback (including 0.0.0.0 or ::) without TLS: set
 "cluster_key" (made by qcluster tls key) or "tls" (qcluster tls init) in
 the config, or pass --insecure to run anyway (a trusted private network).
 
-A bad config file is reported with the field at fault and exit code 2.
+Every field of the file can also be set by an environment variable
+QCLUSTER_<FIELD> and by a flag --<field> (listed below): flags override the
+environment, which overrides the file. Text values: peers as a compact list
+"server_b@10.0.0.2:7002,server_c@10.0.0.3:7003" (or the file's JSON array),
+metadata and tls as JSON objects, extra_gossip_keys comma-separated. So a
+peer may run with no file at all:
+
+	QCLUSTER_IDENTIFIER=server_a QCLUSTER_LISTEN_PORT=7001 \
+	QCLUSTER_PEERS=server_b@localhost:7002,server_c@localhost:7003 qcluster agent
+
+--print-config prints the effective config (file, environment and flags,
+with the defaults filled in) as JSON, with the secrets (api_token,
+cluster_key, gossip_key, extra_gossip_keys) shown as "REDACTED", and exits.
+
+Examples:
+
+	qcluster agent --config a.json
+	qcluster agent --config a.json --advertise-host 10.0.0.1 --print-config
+
+A bad config is reported with the field at fault and where it was set (the
+file's line, the environment variable or the flag), and exit code 2.
 
 Flags:
 `
@@ -68,6 +92,9 @@ type AgentCommand struct {
 	Stderr io.Writer
 	// Stdin is what --exit-on-stdin-eof watches (default os.Stdin).
 	Stdin io.Reader
+	// Environ is the environment the QCLUSTER_<FIELD> config variables are
+	// read from, in os.Environ's form (default os.Environ()).
+	Environ []string
 }
 
 // Run parses args, loads the config and runs the peer until ctx ends, then
@@ -76,12 +103,14 @@ type AgentCommand struct {
 // error.
 func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	configPath := fs.String("config", "", "the peer's JSON config `file` (required)")
+	configPath := fs.String("config", "", "the peer's JSON config `file` (required unless the fields are set by QCLUSTER_<FIELD> variables or flags)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	insecure := fs.Bool("insecure", false, "run even when listening beyond loopback without TLS (cluster_key or tls)")
 	leaveTimeout := fs.Duration("leave-timeout", defaultLeaveTimeout, "how long leaving the cluster on SIGTERM may take (with leave_on_terminate)")
 	exitOnEOF := fs.Bool("exit-on-stdin-eof", false, "stop cleanly when stdin reaches EOF: the program that started the agent with a pipe on its stdin has exited (the Python SDK does this)")
+	printConfig := fs.Bool("print-config", false, "print the effective config (secrets redacted) as JSON and exit")
+	flagOverrides := configFlags(fs)
 	if err := parseFlags(fs, args, c.Stdout, agentUsage); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -93,20 +122,34 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 		ctx, stop = watchStdin(ctx, c.stdin())
 		defer stop()
 	}
-	if *configPath == "" {
-		return usageErrorf("agent", "agent: --config is required: give the peer's JSON config file")
+	envOverrides, err := qcluster.ConfigEnvOverrides(c.environ())
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	// Flags override the environment, which overrides the file.
+	overrides := append(envOverrides, *flagOverrides...)
+	if *configPath == "" && len(overrides) == 0 {
+		return usageErrorf("agent", "agent: --config is required: give the peer's JSON config file (or set its fields with QCLUSTER_<FIELD> variables or --<field> flags)")
 	}
 	logger, err := newLogger(c.Stderr, *level, *format)
 	if err != nil {
 		return &UsageError{Err: fmt.Errorf("agent: %w", err), Hint: helpHint("agent")}
 	}
 
-	cfg, err := qcluster.LoadConfig(*configPath)
+	cfg, err := qcluster.LoadConfigLayers(*configPath, overrides...)
 	if err != nil {
 		return &UsageError{Err: err}
 	}
+	if *printConfig {
+		b, err := json.MarshalIndent(cfg.Redacted(), "", "  ")
+		if err != nil {
+			return fmt.Errorf("agent: --print-config: %w", err)
+		}
+		_, err = fmt.Fprintf(c.Stdout, "%s\n", b)
+		return err
+	}
 	if host, open := unauthenticatedPort(cfg); open && !*insecure {
-		return &UsageError{Err: fmt.Errorf("agent: config %s: %s", *configPath, unauthenticatedPortProblem(cfg, host))}
+		return &UsageError{Err: fmt.Errorf("agent: config %s: %s", configName(*configPath), unauthenticatedPortProblem(cfg, host))}
 	}
 	if *leaveTimeout <= 0 {
 		return usageErrorf("agent", "agent: --leave-timeout %v: give a positive duration such as 10s", *leaveTimeout)
@@ -115,7 +158,7 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	cfg.Logger = logger
 	cl, err := qcluster.New(cfg)
 	if err != nil {
-		return &UsageError{Err: fmt.Errorf("config %s: %w", *configPath, err)}
+		return &UsageError{Err: fmt.Errorf("config %s: %w", configName(*configPath), err)}
 	}
 	if err := cl.Start(ctx); err != nil {
 		cl.Close()
@@ -164,6 +207,42 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 			return nil
 		}
 	}
+}
+
+// environ returns the environment the config variables are read from.
+func (c *AgentCommand) environ() []string {
+	if c.Environ != nil {
+		return c.Environ
+	}
+	return os.Environ()
+}
+
+// configName names the config in messages: its file, or the environment
+// and flags when there is none.
+func configName(path string) string {
+	if path == "" {
+		return "(from the environment and flags)"
+	}
+	return path
+}
+
+// configFlags adds a flag --<field> for every config field to fs, and
+// returns the overrides the flags given set, in the order given.
+func configFlags(fs *flag.FlagSet) *[]qcluster.ConfigOverride {
+	var out []qcluster.ConfigOverride
+	for _, f := range qcluster.ConfigFields() {
+		set := func(v string) error {
+			out = append(out, qcluster.ConfigOverride{Field: f.Name, Value: v, Source: "flag --" + f.Flag})
+			return nil
+		}
+		usage := fmt.Sprintf("config field %s: %s (env %s)", f.Name, f.Syntax, f.Env)
+		if f.Bool {
+			fs.BoolFunc(f.Flag, usage, set)
+		} else {
+			fs.Func(f.Flag, usage, set)
+		}
+	}
+	return &out
 }
 
 // defaultLeaveTimeout bounds leaving the cluster on SIGTERM.

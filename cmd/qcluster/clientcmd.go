@@ -141,7 +141,7 @@ func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer, usage string, 
 			fs.PrintDefaults()
 			return nil, errHelp
 		case err != nil:
-			return nil, usageErrorf(fs.Name(), "%s: %w", fs.Name(), err)
+			return nil, flagError(fs, err)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

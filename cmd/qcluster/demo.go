@@ -26,6 +26,11 @@ data dir, shows it rejoin as a follower, then stops everything. Needs no
 arguments and no files: configs, data and logs go to a temporary directory,
 removed at the end unless --keep is given.
 
+Examples:
+
+	qcluster demo
+	qcluster demo --peers 5 --keep
+
 Flags:
 `
 

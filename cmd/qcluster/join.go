@@ -37,6 +37,11 @@ A member already there with the same address is not changed ("already a
 member"). A peer started with a config that names a live peer joins by
 itself; this command is for adding members by hand or from scripts.
 
+Examples:
+
+	qcluster join --addr localhost:7001 --token s3cret --id server_d --host 10.0.0.4 --port 7004
+	qcluster join --addr localhost:7001 --config server_d.json --learner
+
 ` + clientFlagsUsage + `
 Flags:
 `

@@ -17,6 +17,10 @@ so on stderr and exits with code 1, so scripts can test for a leader:
 
 	qcluster leader -o json > leader.json || echo "no leader"
 
+Example:
+
+	qcluster leader --addr localhost:7001,localhost:7002
+
 ` + clientFlagsUsage + `
 Flags:
 `

@@ -20,6 +20,10 @@ must join again to come back. --addr must name that one peer (the command
 never moves on to another address: that would make another peer leave).
 Needs the API token when the cluster has one.
 
+Example:
+
+	qcluster leave --addr localhost:7003 --token s3cret
+
 ` + clientFlagsUsage + `
 Flags:
 `
@@ -78,6 +82,10 @@ use it for a member that is gone for good (to stop counting it toward the
 majority), or run 'qcluster leave' on a member that still runs. --addr may
 name any peer: the request goes on to the leader. Needs the API token when
 the cluster has one.
+
+Example:
+
+	qcluster remove --addr localhost:7001 --token s3cret server_d
 
 ` + clientFlagsUsage + `
 Flags:

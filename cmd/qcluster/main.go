@@ -21,6 +21,9 @@
 //	remove    remove a member from the cluster
 //	leave     make the peer asked leave the cluster and stop
 //	metadata  show or replace the metadata of the peer asked
+//	completion  print a shell completion script (bash, zsh or fish)
+//
+// A mistyped command or flag gets a suggestion ("did you mean").
 //
 // The client commands take --addr (default $QCLUSTER_ADDR, else
 // 127.0.0.1:7001; a comma-separated list is tried in turn, except by leave
@@ -40,8 +43,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/qcluster/qcluster"
 )
 
 func main() {
@@ -185,7 +191,9 @@ Commands:
 	leave     make the peer asked leave the cluster gracefully and stop
 	metadata  show or replace the metadata of the peer asked
 
-The last ten ask a peer's HTTP API: --addr host:port (default
+	completion  print a shell completion script: bash, zsh or fish
+
+The ten from status to metadata ask a peer's HTTP API: --addr host:port (default
 $QCLUSTER_ADDR, else 127.0.0.1:7001; a comma-separated list is tried in
 turn, except by leave and metadata, which act on the one peer they ask),
 --token for the commands that change the cluster, and for every command
@@ -240,21 +248,37 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&MetadataCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
 	case "tls":
 		return (&TLSCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "completion":
+		return (&CompletionCommand{Stdout: m.Stdout}).Run(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		if cmd == "help" && len(rest) > 0 {
 			// "qcluster help agent" is "qcluster agent -h".
-			switch rest[0] {
-			case "agent", "demo", "status", "leader", "peers", "watch", "transfer", "resign",
-				"join", "remove", "leave", "metadata", "meta", "tls":
+			if slices.Contains(commands, rest[0]) || rest[0] == "meta" {
 				return m.Run(ctx, []string{rest[0], "-h"})
 			}
-			return usageErrorf("", "unknown command %q", rest[0])
+			return unknownCommand(rest[0])
 		}
 		fmt.Fprint(m.Stdout, mainUsage)
 		return nil
 	default:
-		return usageErrorf("", "unknown command %q", cmd)
+		return unknownCommand(cmd)
 	}
+}
+
+// commands are the names of qcluster's commands, for help, suggestions and
+// shell completion.
+var commands = []string{
+	"agent", "demo", "tls", "status", "leader", "peers", "watch", "transfer", "resign",
+	"join", "remove", "leave", "metadata", "completion", "help",
+}
+
+// unknownCommand is the usage error for a command qcluster does not have,
+// with the command it looks like a misspelling of.
+func unknownCommand(cmd string) error {
+	if s := qcluster.Suggest(cmd, commands); s != "" {
+		return usageErrorf("", "unknown command %q; did you mean %q?", cmd, s)
+	}
+	return usageErrorf("", "unknown command %q", cmd)
 }
 
 // parseFlags parses a subcommand's flags. It prints the command's usage to
@@ -272,11 +296,28 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, usage string)
 		fs.PrintDefaults()
 		return errHelp
 	case err != nil:
-		return usageErrorf(fs.Name(), "%s: %w", fs.Name(), err)
+		return flagError(fs, err)
 	case fs.NArg() > 0:
 		return usageErrorf(fs.Name(), "%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
 	return nil
+}
+
+// flagError is the usage error for err from fs.Parse: for a flag fs does
+// not define, with the flag it looks like a misspelling of.
+func flagError(fs *flag.FlagSet, err error) error {
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		if s := qcluster.Suggest(strings.TrimLeft(name, "-"), names); s != "" {
+			dash := "--"
+			if len(s) == 1 {
+				dash = "-"
+			}
+			return usageErrorf(fs.Name(), "%s: unknown flag %s; did you mean %s%s?", fs.Name(), name, dash, s)
+		}
+	}
+	return usageErrorf(fs.Name(), "%s: %w", fs.Name(), err)
 }
 
 // errHelp is returned by parseFlags when it printed help; the command then

@@ -24,6 +24,11 @@ peer at --addr, so --addr must name one peer. Needs the API token when the
 cluster has one. Both print the peer's identifier and metadata; -o json
 prints the peer as GET /v1/peers/{identifier} shows it.
 
+Examples:
+
+	qcluster metadata --addr localhost:7001
+	qcluster metadata --addr localhost:7001 --token s3cret set '{"server_port": 8012}'
+
 ` + clientFlagsUsage + `
 Flags:
 `

@@ -17,6 +17,11 @@ unknown), whether it is the peer that answered, and its metadata. -o json
 prints the list as a JSON array, for scripts, with every field of the API
 (voter, is_leader, ...).
 
+Examples:
+
+	qcluster peers --addr localhost:7001
+	qcluster peers -o json
+
 ` + clientFlagsUsage + `
 Flags:
 `

@@ -16,6 +16,10 @@ leader for maintenance. --addr may name any peer: a follower's answer names
 the leader, and the request goes there. Needs the API token when the
 cluster has one.
 
+Example:
+
+	qcluster resign --addr localhost:7001 --token s3cret
+
 ` + clientFlagsUsage + `
 Flags:
 `

@@ -15,6 +15,11 @@ const statusUsage = `Usage: qcluster status [--addr 127.0.0.1:7001] [-o text|jso
 Shows one peer's view of the cluster (GET /v1/status): its role and term,
 the leader it knows, whether it holds the leader lease, and the voters.
 
+Examples:
+
+	qcluster status --addr localhost:7002
+	QCLUSTER_ADDR=localhost:7001 qcluster status -o json
+
 ` + clientFlagsUsage + `
 Flags:
 `

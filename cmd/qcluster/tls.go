@@ -54,6 +54,11 @@ as "gossip_key".
 
 Keep ca-key.pem, the -key.pem files, gossip.key and cluster keys secret.
 
+Examples:
+
+	qcluster tls key
+	qcluster tls init --config server_a.json --out certs/
+
 Flags:
 `
 

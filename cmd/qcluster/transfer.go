@@ -19,6 +19,10 @@ timeout: it takes milliseconds. --addr may name any peer: a follower's
 answer names the leader, and the request goes there. Needs the API token
 when the cluster has one.
 
+Example:
+
+	qcluster transfer --addr localhost:7001 --token s3cret server_c
+
 ` + clientFlagsUsage + `
 Flags:
 `

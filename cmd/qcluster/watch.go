@@ -28,6 +28,10 @@ object:
 	{"time": "...", "event": "member", "type": "joined", "member": {...}, "addr": "http://127.0.0.1:7001"}
 	{"time": "...", "event": "error", "leader": null, "error": "..."}
 
+Example:
+
+	qcluster watch --addr localhost:7001,localhost:7002,localhost:7003
+
 ` + clientFlagsUsage + `
 Flags:
 `

@@ -21,6 +21,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -36,13 +37,25 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: http-leader <config.json>   (e.g. examples/http-leader/server_a.json)")
+	config := flag.String("config", "", "the peer's config file (e.g. examples/http-leader/server_a.json)")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: http-leader -config <config.json>   (e.g. examples/http-leader/server_a.json)")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if *config == "" && flag.NArg() == 1 {
+		*config = flag.Arg(0) // the seed's form: http-leader <config.json>
+	} else if flag.NArg() != 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	if *config == "" {
+		flag.Usage()
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1]); err != nil {
+	if err := run(ctx, *config); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

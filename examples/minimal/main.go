@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,15 +25,27 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: minimal <config.json>   (e.g. examples/minimal/server_a.json)")
+	config := flag.String("config", "", "the peer's config file (e.g. examples/minimal/server_a.json)")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: minimal -config <config.json>   (e.g. examples/minimal/server_a.json)")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if *config == "" && flag.NArg() == 1 {
+		*config = flag.Arg(0) // the seed's form: minimal <config.json>
+	} else if flag.NArg() != 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	if *config == "" {
+		flag.Usage()
 		os.Exit(2)
 	}
 	// Ctrl-C (SIGINT) or SIGTERM cancels ctx: the loop ends and the peer
 	// closes.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1]); err != nil {
+	if err := run(ctx, *config); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

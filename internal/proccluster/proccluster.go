@@ -46,6 +46,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/qcluster/qcluster"
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/pki"
 )
@@ -387,6 +388,9 @@ func (p *Peer) spawn() error {
 	args := append(append([]string(nil), c.opts.Command[1:]...),
 		"--config", p.ConfigPath, "--log-format", "json", "--log-level", c.opts.LogLevel)
 	cmd := exec.Command(c.opts.Command[0], args...)
+	// The config file is the whole config: QCLUSTER_<FIELD> variables of
+	// the caller's environment would override it in every agent alike.
+	cmd.Env = agentEnv(os.Environ())
 	// Without Output the agent writes to the log file itself; with it, a
 	// goroutine of cmd copies the output to both until the agent exits.
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -860,4 +864,20 @@ func indent(s, prefix string) string {
 		b.WriteString(sc.Text())
 	}
 	return b.String()
+}
+
+// agentEnv returns environ without the variables that set config fields
+// (qcluster.ConfigFields).
+func agentEnv(environ []string) []string {
+	fields := map[string]bool{}
+	for _, f := range qcluster.ConfigFields() {
+		fields[f.Env] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		if k, _, _ := strings.Cut(kv, "="); !fields[k] {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
