@@ -40,17 +40,18 @@ type fakeBackend struct {
 
 	// The membership calls: the error each returns, and what it was
 	// called with.
-	metaErr, joinErr, removeErr, leaveErr error
-	metaSet                               []map[string]any
-	joins                                 []JoinRequest
-	removed                               []string
-	leaves                                int
-	subs                                  map[chan MemberEvent]bool // Events subscribers
+	metaErr, joinErr, removeErr, leaveErr, healthErr error
+	metaSet                                          []map[string]any
+	health                                           []HealthReport
+	joins                                            []JoinRequest
+	removed                                          []string
+	leaves                                           int
+	subs                                             map[chan MemberEvent]bool // Events subscribers
 }
 
 func newFake(leader *Peer) *fakeBackend {
 	f := &fakeBackend{
-		st:         Status{Identifier: "server_a", Role: "follower", Term: 3, Leader: leader, Index: 7, Voters: []string{"server_a", "server_b"}, Mode: ModeLeader, Joined: true},
+		st:         Status{Identifier: "server_a", Role: "follower", Term: 3, Leader: leader, Index: 7, Voters: []string{"server_a", "server_b"}, Mode: ModeLeader, Joined: true, Check: "none"},
 		changed:    make(chan struct{}),
 		watches:    map[chan Status]bool{},
 		peersIndex: 70,
@@ -216,7 +217,19 @@ func (f *fakeBackend) SetMetadata(ctx context.Context, md map[string]any) (Membe
 	if f.metaErr != nil {
 		return Member{}, f.metaErr
 	}
-	return Member{Peer: Peer{Identifier: f.st.Identifier, Host: "localhost", Port: 7001, Metadata: md}, Voter: true, IsSelf: true, Role: "follower", State: "alive"}, nil
+	return Member{Peer: Peer{Identifier: f.st.Identifier, Host: "localhost", Port: 7001, Metadata: md}, Voter: true, IsSelf: true, Role: "follower", State: "alive", Check: "none"}, nil
+}
+
+func (f *fakeBackend) SetHealth(ctx context.Context, report HealthReport) (Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.health = append(f.health, report)
+	if f.healthErr != nil {
+		return Status{}, f.healthErr
+	}
+	st := f.st
+	st.Check, st.CheckOutput = report.Status, report.Output
+	return st, nil
 }
 
 func (f *fakeBackend) Join(ctx context.Context, req JoinRequest) (JoinResult, error) {
@@ -231,7 +244,7 @@ func (f *fakeBackend) Join(ctx context.Context, req JoinRequest) (JoinResult, er
 	if !voter {
 		role = "learner"
 	}
-	m := Member{Peer: Peer{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: req.Metadata}, Voter: voter, Role: role, State: "unknown"}
+	m := Member{Peer: Peer{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: req.Metadata}, Voter: voter, Role: role, State: "unknown", Check: "none"}
 	return JoinResult{Member: m, Leader: leaderB, Peers: append(append([]Member(nil), f.peers...), m)}, nil
 }
 

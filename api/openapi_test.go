@@ -118,9 +118,9 @@ func realisticFake() *fakeBackend {
 	f := newFake(leaderB)
 	f.setPeers(func([]Member) []Member {
 		return []Member{
-			{Peer: Peer{Identifier: "server_a", Host: "localhost", Port: 7001}, Voter: true, IsSelf: true, Role: "follower", State: "alive"},
-			{Peer: *leaderB, Voter: true, IsLeader: true, Role: "leader", State: "alive"},
-			{Peer: Peer{Identifier: "server_c", Host: "localhost", Port: 7003}, Role: "learner", State: "suspect"},
+			{Peer: Peer{Identifier: "server_a", Host: "localhost", Port: 7001}, Voter: true, IsSelf: true, Role: "follower", State: "alive", Check: "none"},
+			{Peer: *leaderB, Voter: true, IsLeader: true, Role: "leader", State: "alive", Check: "none"},
+			{Peer: Peer{Identifier: "server_c", Host: "localhost", Port: 7003}, Role: "learner", State: "suspect", Check: "none"},
 		}
 	})
 	return f
@@ -177,6 +177,8 @@ func TestOpenAPIValidatesAnswers(t *testing.T) {
 		{method: "PUT", target: "/v1/self/metadata", token: tok, body: `{"metadata": {"server_port": 8012}}`, status: 200},
 		{method: "PUT", target: "/v1/self/metadata", token: tok, body: `{"metadata": [1]}`, status: 400},
 		{method: "POST", target: "/v1/self/leave", token: tok, status: 200},
+		{method: "PUT", target: "/v1/self/health", token: tok, body: `{"status": "failing", "output": "db down"}`, status: 200},
+		{method: "PUT", target: "/v1/self/health", token: tok, body: `{"status": "sideways"}`, setup: func(f *fakeBackend) { f.healthErr = ErrInvalid }, status: 400},
 		{method: "POST", target: "/v1/self/leave", token: tok, setup: func(f *fakeBackend) { f.leaveErr = ErrConflict }, status: 409},
 		{method: "POST", target: "/v1/leader/transfer?to=server_b", token: tok, status: 200},
 		{method: "POST", target: "/v1/leader/transfer", token: tok, setup: func(f *fakeBackend) { f.transferErr = ErrNotLeader }, status: 409},
