@@ -17,6 +17,7 @@
 //	GET    /healthz                 the process is alive
 //	GET    /readyz                  200 while the peer is ready (see below), else 503
 //	GET    /metrics                 Prometheus metrics (when Options.Metrics is set)
+//	GET    /ui/                     the dashboard (HTML, CSS, JS; its data comes from the API)
 //
 // Blocking queries. GET /v1/status and GET /v1/leader answer with an
 // X-QCluster-Index header: a number that grows with every leadership change
@@ -499,7 +500,7 @@ func Routes() []string {
 	return []string{
 		"/v1/status", "/v1/leader", "/v1/peers", "/v1/peers/{identifier}", "/v1/watch",
 		"/v1/leader/transfer", "/v1/leader/resign", "/v1/join", "/v1/self/metadata",
-		"/v1/self/leave", "/healthz", "/readyz", "/metrics",
+		"/v1/self/leave", "/healthz", "/readyz", "/metrics", UIPath,
 	}
 }
 
@@ -545,6 +546,7 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 	handle("/v1/self/leave", only(http.MethodPost, h.mutating(h.leave)))
 	handle("/healthz", only(http.MethodGet, h.healthz))
 	handle("/readyz", only(http.MethodGet, h.readyz))
+	handle(UIPath, only(http.MethodGet, ui()))
 	if opts.Metrics != nil {
 		handle("/metrics", only(http.MethodGet, h.reading(opts.Metrics.ServeHTTP)))
 	}
