@@ -200,6 +200,15 @@ func TestDashboardFollowsAFailover(t *testing.T) {
 		t.Errorf("the token form shows (display %q) on a peer that needs no token", got)
 	}
 
+	// A second tab shows the leader's own dashboard, which loses its peer.
+	tab, closeTab := chromedp.NewContext(ctx)
+	defer closeTab()
+	if err := chromedp.Do(tab); err != nil { // open the tab (tied to this context, no deadline)
+		t.Fatal(err)
+	}
+	lp := open(t, tab, "http://"+p.Addr(lead)+"/ui/")
+	lp.waitFor("the leader's own page", connJS, "live", 15*time.Second)
+
 	// Stop the leader; note when the survivors agree on a new one, and
 	// when the page shows it.
 	s1, s2 := p.Peers[f], p.Peers[(lead+2)%3]
@@ -245,6 +254,17 @@ func TestDashboardFollowsAFailover(t *testing.T) {
 	if tl := pg.timeline(); !strings.Contains(tl, leaderID+" \u2192 "+newID) {
 		t.Errorf("the timeline does not show %s → %s:\n%s", leaderID, newID, tl)
 	}
+	// The leader's own page says it lost its peer and links to the others'
+	// dashboards.
+	lp.waitFor("the lost peer's page", connJS, "reconnecting", 15*time.Second)
+	var others []string
+	for i := range 3 {
+		if i != lead {
+			others = append(others, "http://"+p.Addr(i)+"/ui/")
+		}
+	}
+	lp.waitFor("links to the other peers", `Array.from(document.querySelectorAll("#elsewhere a")).map(a => a.href).sort().join(" ")`, strings.Join(others, " "), 5*time.Second)
+
 	// The stopped member is shown as no longer alive once gossip says so.
 	pg.waitFor("the stopped member's health", `(document.querySelector('#members tr[data-id="`+leaderID+`"]') || {dataset: {}}).dataset.state === "alive" ? "alive" : "not alive"`, "not alive", 30*time.Second)
 	pg.screenshot("dashboard.png")
