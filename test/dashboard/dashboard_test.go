@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -247,9 +248,11 @@ func TestDashboardFollowsAFailover(t *testing.T) {
 	if got := pg.js(connJS); got != "live" {
 		t.Errorf("the stream is %q after the fail-over", got)
 	}
-	banner := pg.js(`document.getElementById("failover").hidden ? "" : document.getElementById("failover").textContent`)
-	if !strings.Contains(banner, leaderID) || !strings.Contains(banner, newID) {
-		t.Errorf("the fail-over banner says %q, want %s and %s in it", banner, leaderID, newID)
+	// The fail-over is in the banner and on the timeline. (The banner shows
+	// the latest change: on a loaded machine the survivors may elect again
+	// after it, which the timeline keeps too.)
+	if banner := pg.js(`document.getElementById("failover").hidden ? "" : document.getElementById("failover").textContent`); banner == "" {
+		t.Errorf("no fail-over banner after the leader stopped")
 	}
 	if tl := pg.timeline(); !strings.Contains(tl, leaderID+" \u2192 "+newID) {
 		t.Errorf("the timeline does not show %s → %s:\n%s", leaderID, newID, tl)
@@ -263,6 +266,7 @@ func TestDashboardFollowsAFailover(t *testing.T) {
 			others = append(others, "http://"+p.Addr(i)+"/ui/")
 		}
 	}
+	slices.Sort(others) // as the page's sort() orders them: by UTF-16 code units, the same for these ASCII URLs
 	lp.waitFor("links to the other peers", `Array.from(document.querySelectorAll("#elsewhere a")).map(a => a.href).sort().join(" ")`, strings.Join(others, " "), 5*time.Second)
 
 	// The stopped member is shown as no longer alive once gossip says so.
