@@ -18,6 +18,7 @@
 //	GET    /readyz                  200 while the peer is ready (see below), else 503
 //	GET    /metrics                 Prometheus metrics (when Options.Metrics is set)
 //	GET    /v1/openapi.json         the OpenAPI 3.1 document of this API (see OpenAPI)
+//	GET    /ui/                     the dashboard (HTML, CSS, JS; its data comes from the API)
 //
 // Blocking queries. GET /v1/status and GET /v1/leader answer with an
 // X-QCluster-Index header: a number that grows with every leadership change
@@ -534,7 +535,7 @@ func Routes() []string {
 	return []string{
 		"/v1/status", "/v1/leader", "/v1/peers", "/v1/peers/{identifier}", "/v1/watch",
 		"/v1/leader/transfer", "/v1/leader/resign", "/v1/join", "/v1/self/metadata",
-		"/v1/self/leave", "/v1/self/health", "/healthz", "/readyz", "/metrics", "/v1/openapi.json",
+		"/v1/self/leave", "/v1/self/health", "/healthz", "/readyz", "/metrics", "/v1/openapi.json", UIPath,
 	}
 }
 
@@ -582,6 +583,7 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 	handle("/healthz", only(http.MethodGet, h.healthz))
 	handle("/readyz", only(http.MethodGet, h.readyz))
 	handle("/v1/openapi.json", only(http.MethodGet, h.reading(h.openAPI)))
+	handle(UIPath, only(http.MethodGet, ui()))
 	if opts.Metrics != nil {
 		handle("/metrics", only(http.MethodGet, h.reading(opts.Metrics.ServeHTTP)))
 	}

@@ -177,6 +177,7 @@ func TestOpenAPIValidatesAnswers(t *testing.T) {
 		{method: "PUT", target: "/v1/self/metadata", token: tok, body: `{"metadata": {"server_port": 8012}}`, status: 200},
 		{method: "PUT", target: "/v1/self/metadata", token: tok, body: `{"metadata": [1]}`, status: 400},
 		{method: "POST", target: "/v1/self/leave", token: tok, status: 200},
+		{method: "GET", target: "/ui/", status: 200},
 		{method: "PUT", target: "/v1/self/health", token: tok, body: `{"status": "failing", "output": "db down"}`, status: 200},
 		{method: "PUT", target: "/v1/self/health", token: tok, body: `{"status": "sideways"}`, setup: func(f *fakeBackend) { f.healthErr = ErrInvalid }, status: 400},
 		{method: "POST", target: "/v1/self/leave", token: tok, setup: func(f *fakeBackend) { f.leaveErr = ErrConflict }, status: 409},

@@ -4,7 +4,7 @@
 // every survivor named the same new leader; then the idle memory and CPU
 // cost of a leader and a follower.
 //
-//	go run ./bench/failover -n 30 [-tls off|on|both] [-peers 3] [-heartbeat 50ms] [-election-timeout 150ms] [-idle 10s]
+//	go run ./bench/failover -n 30 [-tls off|on|both] [-peers 3] [-heartbeat 50ms] [-election-timeout 150ms] [-idle 10s] [-plot out.svg]
 //
 // The agent binary. By default the benchmark builds ./cmd/qcluster with
 // `go build` into a temporary directory (run it from inside the module), so
@@ -27,6 +27,10 @@
 //     leader's term is more than one above the killed leader's.
 //  5. Restart the killed peer from its data dir and wait until it follows
 //     the new leader with a term at least the killed leader's.
+//
+// With -plot out.svg it also draws, as an SVG timeline, every peer's view
+// of the leadership (leads, follows whom, no leader) around the kill whose
+// fail-over took the median time, from the agents' logs.
 //
 // Then, with the cluster stable and nobody polling, it reads every peer's
 // VmRSS (/proc/PID/status) and CPU time (utime+stime in /proc/PID/stat, in
@@ -94,6 +98,7 @@ type options struct {
 	bin       string
 	verbose   bool
 	keep      bool
+	plot      string
 }
 
 // round is one kill and what followed.
@@ -103,6 +108,7 @@ type round struct {
 	termAfter      uint64
 	logTime        time.Duration // from the agents' logs; 0 if unavailable
 	pollTime       time.Duration
+	view           *killView // with -plot: the peers' views around the kill
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -119,6 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.bin, "bin", "", "qcluster binary to run (default: build ./cmd/qcluster)")
 	fs.BoolVar(&o.verbose, "v", false, "print every round")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, data)")
+	fs.StringVar(&o.plot, "plot", "", "write an SVG timeline of every peer's view around the median kill to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -216,6 +223,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return failWithLogs(stderr, m.cl, fmt.Sprintf("%s: round %d", m.name, i), err)
 			}
 			m.stable = next
+			if r.view != nil {
+				r.view.mode, r.view.round = m.name, i
+			}
 			m.rounds = append(m.rounds, r)
 			if o.verbose {
 				fmt.Fprintf(stdout, "%5d  %-8s %-10s %-10s %-8s %9s %9.1f\n", i, strings.TrimPrefix(m.name, "TLS "), r.killed, r.leader,
@@ -233,6 +243,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	printSummary(stdout, modes, o)
+	if o.plot != "" {
+		if err := savePlot(stdout, o.plot, modes); err != nil {
+			return err
+		}
+	}
 
 	if o.idle > 0 {
 		if err := measureIdle(ctx, stdout, modes, o); err != nil {
@@ -326,6 +341,13 @@ func killRound(ctx context.Context, cl *proccluster.Cluster, stable proccluster.
 	cancel()
 	if err == nil {
 		r.logTime = fo.Total
+		if o.plot != "" {
+			v, err := captureView(cl.Peers, old, after.Leader.ID, killedAt, fo.Total, o.election)
+			if err != nil {
+				return r, stable, err
+			}
+			r.view = &v
+		}
 	}
 
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

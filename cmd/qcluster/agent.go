@@ -174,9 +174,30 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	watchCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	states := cl.Watch(watchCtx)
+	// Under systemd (Type=notify) the agent is ready once it knows a
+	// leader (as GET /readyz); masterless, once it has started.
+	ready := false
+	notify := func(state string) {
+		if err := sdNotify(state); err != nil {
+			log.Warn("agent cannot notify systemd", "err", err)
+		}
+	}
+	if cfg.Mode == qcluster.ModeMasterless {
+		ready = true
+		notify("READY=1\nSTATUS=masterless")
+	}
+	defer notify("STOPPING=1")
 	for {
 		select {
-		case _, ok := <-states:
+		case st, ok := <-states:
+			if ok && cfg.Mode != qcluster.ModeMasterless {
+				if !ready && st.HasLeader {
+					ready = true
+					notify("READY=1\n" + sdStatus(st))
+				} else {
+					notify(sdStatus(st))
+				}
+			}
 			if !ok {
 				if cl.Err() == nil {
 					// Closed without a failure: it left the cluster

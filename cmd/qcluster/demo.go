@@ -24,7 +24,9 @@ loopback ports, shows who leads, kills the leader with SIGKILL, shows the new
 leader and the measured fail-over time, restarts the killed peer from its
 data dir, shows it rejoin as a follower, then stops everything. Needs no
 arguments and no files: configs, data and logs go to a temporary directory,
-removed at the end unless --keep is given.
+removed at the end unless --keep is given. Every agent serves a dashboard at
+http://<its address>/ui/; with --keep the cluster stays up after the demo,
+so you can watch it there (and kill agents yourself), until Ctrl-C.
 
 Examples:
 
@@ -58,7 +60,7 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	peers := fs.Int("peers", 3, "number of peers, 3 to 26 (fail-over needs a majority of survivors)")
 	heartbeat := fs.Duration("heartbeat", qcluster.DefaultHeartbeatInterval, "leader heartbeat interval")
 	election := fs.Duration("election-timeout", qcluster.DefaultElectionTimeout, "election timeout (each election waits a random time between it and twice it)")
-	keep := fs.Bool("keep", false, "keep the temporary directory with the configs, data and logs")
+	keep := fs.Bool("keep", false, "keep the cluster running after the demo until Ctrl-C (watch it on the dashboard), and keep the temporary directory with the configs, data and logs")
 	verbose := fs.Bool("v", false, "also print the agents' logs (to stderr)")
 	if err := parseFlags(fs, args, c.Stdout, demoUsage); err != nil {
 		if errors.Is(err, errHelp) {
@@ -117,6 +119,7 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	for _, p := range cl.Peers {
 		c.detailf("%s  pid %-7d listens on %s  (try: curl http://%s/v1/status)", p.ID, p.PID(), p.Addr(), p.Addr())
 	}
+	c.detailf("Dashboard: http://%s/ui/ (every agent serves one; open it to watch the fail-over live)", cl.Peers[len(cl.Peers)-1].Addr())
 
 	// 2. First election.
 	c.stepf("All agents are up. Waiting for them to elect a leader...")
@@ -186,6 +189,17 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	c.stepf("%s (now pid %d) rejoined as a follower of %s, at term %d.", leader.ID, leader.PID(), back.Leader.ID, st.Term)
 	c.detailf("It was at term %d when it was killed: its data dir kept the term and its vote, and terms never go back.", term0)
 	c.table(cl, back, nil)
+
+	if *keep {
+		// 5. Stay up until the user is done watching.
+		c.stepf("The cluster stays up: watch it at http://%s/ui/ (any agent's /ui/ works).", cl.Peers[len(cl.Peers)-1].Addr())
+		c.detailf("Kill an agent to see a fail-over (pids above; 'kill -9 <pid>'), or try 'qcluster status --addr %s'.", cl.Peers[0].Addr())
+		c.detailf("Press Ctrl-C to stop the agents.")
+		<-ctx.Done()
+		fmt.Fprintln(o)
+		// Ctrl-C is how a kept demo ends: stop the agents as usual.
+		ctx = context.WithoutCancel(ctx)
+	}
 
 	// 5. Stop.
 	c.stepf("Stopping all agents with SIGTERM...")
