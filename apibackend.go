@@ -84,7 +84,7 @@ func (b apiBackend) status(st State, s *snapshot) api.Status {
 	}
 	out.Check, out.CheckOutput = c.Health()
 	if !c.masterless() && !st.HasLeader {
-		out.NoLeader = c.noLeaderReason(s.view.Voters, st.Role == RoleLeader)
+		out.NoLeader = c.noLeaderReason(s.view.Voters, s.view.Lead, st.Role == RoleLeader)
 	}
 	return out
 }

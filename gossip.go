@@ -236,6 +236,7 @@ func (c *Cluster) onGossipEvent(ev membership.Event) {
 		c.events.publish(Event{Type: t, Member: c.gossipMember(ev.Member)})
 		return
 	}
+	c.noteFailing()
 	p, ok := c.reg.Load().members[NodeID(ev.Member.Name)]
 	if !ok || p.Identifier != ev.Member.Name {
 		c.events.touch() // Peers lists it (role none) all the same

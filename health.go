@@ -235,16 +235,59 @@ func checkOf(ch membership.Check) string { return ch.String() }
 // failingMembers returns the node IDs of the members whose check fails, as
 // gossip says (this peer's own from its own state).
 func (c *Cluster) failingMembers() map[uint64]bool {
-	out := map[uint64]bool{}
-	for _, gm := range c.gossipMembers() {
-		if gm.Check == membership.CheckFailing && gm.Name != c.cfg.Identifier {
-			out[NodeID(gm.Name)] = true
-		}
+	out := c.gossipFailing()
+	if out == nil {
+		out = map[uint64]bool{}
 	}
 	if st, _ := c.Health(); st == CheckFailing {
 		out[c.selfID] = true
 	}
 	return out
+}
+
+// gossipFailing returns the node IDs of the other members whose check
+// fails as gossip says, or nil when none does.
+func (c *Cluster) gossipFailing() map[uint64]bool {
+	var set map[uint64]bool
+	for _, gm := range c.gossipMembers() {
+		if gm.Check == membership.CheckFailing && gm.Name != c.cfg.Identifier {
+			if set == nil {
+				set = map[uint64]bool{}
+			}
+			set[NodeID(gm.Name)] = true
+		}
+	}
+	return set
+}
+
+// noteFailing refreshes the set behind leaderFailing from gossip (on every
+// gossip event, leader mode).
+func (c *Cluster) noteFailing() {
+	if set := c.gossipFailing(); set != nil {
+		c.leadFailing.Store(&set)
+		return
+	}
+	c.leadFailing.Store(nil)
+}
+
+// leaderFailing reports whether gossip says that id, another member, fails
+// its health check. A follower then names no leader: that leader holds no
+// lease (it is no candidate) and is handing over, or, when every voter
+// fails, there is no leader to name (the leader itself says so). It takes
+// no lock and does not allocate.
+func (c *Cluster) leaderFailing(id uint64) bool {
+	set := c.leadFailing.Load()
+	return set != nil && (*set)[id]
+}
+
+// allFailing reports whether there are voters and every one fails.
+func allFailing(voters []uint64, failing map[uint64]bool) bool {
+	for _, id := range voters {
+		if !failing[id] {
+			return false
+		}
+	}
+	return len(voters) > 0
 }
 
 // httpCheckLoop polls health_check.http every interval until ctx ends: a
@@ -319,20 +362,17 @@ func (c *Cluster) startHealth(ctx context.Context) {
 }
 
 // noLeaderReason says why there is no leader, when health checks explain
-// it: this peer leads (raft) but its check fails, or every voter's check
-// fails. It returns "" otherwise.
-func (c *Cluster) noLeaderReason(voters []uint64, leading bool) string {
+// it: every voter's check fails, or the raft leader's (this peer or lead)
+// does. It returns "" otherwise.
+func (c *Cluster) noLeaderReason(voters []uint64, lead uint64, leading bool) string {
 	failing := c.failingMembers()
-	if leading && failing[c.selfID] {
+	switch {
+	case allFailing(voters, failing):
+		return "every voter's health check fails (health_check): no voter is a candidate for leadership"
+	case leading && failing[c.selfID]:
 		return "this peer's health check fails: it holds no leader lease and hands leadership to a voter whose check does not fail"
+	case lead != 0 && lead != c.selfID && failing[lead]:
+		return "the leader's health check fails: it holds no leader lease and hands leadership to a voter whose check does not fail"
 	}
-	if len(voters) == 0 {
-		return ""
-	}
-	for _, id := range voters {
-		if !failing[id] {
-			return ""
-		}
-	}
-	return "every voter's health check fails (health_check): no voter is a candidate for leadership"
+	return ""
 }

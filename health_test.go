@@ -338,3 +338,39 @@ func TestHealthAPI(t *testing.T) {
 	}
 	tc.waitLeader(10 * time.Second)
 }
+
+// TestHealthEveryVoterFailsNoLeaderAnywhere: when every voter's check
+// fails, no peer names a leader (not even the followers of the raft leader
+// that is left, which holds no lease), and each says why; once one check
+// passes, that peer leads and everyone names it.
+func TestHealthEveryVoterFailsNoLeaderAnywhere(t *testing.T) {
+	tc := newTestCluster(t, 3, func(c *Config) { c.HealthCheck = &HealthCheckConfig{TTL: Duration(time.Hour)} })
+	for _, p := range tc.peers {
+		if err := p.SetHealth(CheckPassing, "ok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc.waitLeader(10 * time.Second)
+	for _, p := range tc.peers {
+		if err := p.SetHealth(CheckFailing, "maintenance"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range tc.peers {
+		waitFor(t, 10*time.Second, p.cfg.Identifier+" names no leader and says why", func() bool {
+			st := newAPIBackend(p).Status()
+			_, has := p.Leader()
+			return st.Leader == nil && !has && !p.State().HasLeader && strings.Contains(st.NoLeader, "every voter")
+		})
+	}
+	back := tc.peers[1]
+	if err := back.SetHealth(CheckPassing, "back"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range tc.peers {
+		waitFor(t, 10*time.Second, p.cfg.Identifier+" names "+back.cfg.Identifier, func() bool {
+			l, ok := p.Leader()
+			return ok && l.Identifier == back.cfg.Identifier
+		})
+	}
+}

@@ -254,6 +254,11 @@ type Cluster struct {
 
 	// health is the application's health check (Config.HealthCheck).
 	health *appHealth
+	// leadFailing holds the node IDs of the other members whose health
+	// check fails as gossip says (leader mode): a follower does not name
+	// a leader whose check fails, since that leader holds no lease and
+	// hands over (leaderIn). Nil: none.
+	leadFailing atomic.Pointer[map[uint64]bool]
 
 	// gossipTweak, when set (tests), adjusts the gossip config.
 	gossipTweak func(*membership.Config)
@@ -752,7 +757,8 @@ func (c *Cluster) leaderIn(s *snapshot, now time.Duration) (*Peer, bool) {
 	if s.closed || s.leader == nil {
 		return nil, false
 	}
-	if _, ok := s.view.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout)); !ok {
+	id, ok := s.view.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout))
+	if !ok || c.leaderFailing(id) {
 		return nil, false
 	}
 	return s.leader, true
@@ -951,7 +957,7 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 		return // closed meanwhile: publishClosed's snapshot stays
 	}
 	st := State{Identifier: c.cfg.Identifier, Role: Role(v.Role), Term: v.Term, IsLeader: v.IsLeaderAt(now)}
-	if id, ok := v.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout)); ok {
+	if id, ok := v.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout)); ok && !c.leaderFailing(id) {
 		st.Leader, st.HasLeader = *c.peer(id), true
 	}
 	if c.watch.publish(st) {

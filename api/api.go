@@ -141,8 +141,9 @@ type Status struct {
 	// CheckOutput is the check's last output, for humans.
 	CheckOutput string `json:"check_output,omitempty"`
 	// NoLeader says, in leader mode while this peer knows no leader, why
-	// when it can tell (every voter's health check fails, or this peer
-	// leads but its check fails).
+	// when it can tell (every voter's health check fails, or the raft
+	// leader's check fails: it holds no lease and hands over, and no peer
+	// names it).
 	NoLeader string `json:"no_leader,omitempty"`
 }
 
