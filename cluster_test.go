@@ -533,3 +533,26 @@ func TestWatchEndsOnLatestState(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseHandsOver: closing the leader hands leadership over before it
+// goes. The election timeout is long (2 s), so a new leader well inside it
+// can only come from a hand-over, and its term is the next one.
+func TestCloseHandsOver(t *testing.T) {
+	const et = 2 * time.Second
+	tc := newTestCluster(t, 3, func(c *Config) {
+		c.ElectionTimeout = Duration(et)
+		c.HeartbeatInterval = Duration(100 * time.Millisecond)
+	})
+	leader := tc.waitLeader(4 * et)
+	li := tc.index(leader)
+	term := leader.Term()
+	start := time.Now()
+	if err := leader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next := tc.waitLeader(et/2, li)
+	t.Logf("closed %s: %s leads %v after Close began", leader.cfg.Identifier, next.cfg.Identifier, time.Since(start))
+	if got := next.Term(); got != term+1 {
+		t.Errorf("new leader's term %d, want %d (one hand-over, no election)", got, term+1)
+	}
+}

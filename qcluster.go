@@ -641,15 +641,17 @@ func (c *Cluster) loadRegistry(store storage.Storage) error {
 
 // Close stops the peer without leaving the cluster: it stays a member (a
 // voter still counts toward the majority, and may start again with its
-// data_dir), stops taking part in elections (a leader's lease simply runs
-// out; use Transfer first for an immediate hand-over, or Leave to leave the
-// cluster for good, which then closes), stops gossip (the others see it
+// data_dir), stops taking part in elections (a leader first hands
+// leadership to the best other voter, as Resign does, within two election
+// timeouts, so the others need not wait out an election timeout; use Leave
+// to leave the cluster for good, which then closes), stops gossip (the others see it
 // fail, not leave), closes its port and its data, and waits for every
 // goroutine it started, with
 // one exception: a gossip probe that memberlist has under way ends on its
 // own, within its probe timeout (about half a second with the lan profile,
 // more under load). It is safe to call more than once.
 func (c *Cluster) Close() error {
+	c.handOverOnClose()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {

@@ -4,7 +4,11 @@
 // every survivor named the same new leader; then the idle memory and CPU
 // cost of a leader and a follower.
 //
-//	go run ./bench/failover -n 30 [-tls off|on|both] [-peers 3] [-heartbeat 50ms] [-election-timeout 150ms] [-idle 10s] [-plot out.svg]
+//	go run ./bench/failover -n 30 [-tls off|on|both] [-peers 3] [-heartbeat 50ms] [-election-timeout 150ms] [-idle 10s] [-plot out.svg] [-signal kill|term]
+//
+// With -signal term the leader is stopped with SIGTERM instead of killed:
+// a stop is a hand-over (the agent hands leadership to the best follower
+// before it exits), so the time measured is the hand-over's.
 //
 // The agent binary. By default the benchmark builds ./cmd/qcluster with
 // `go build` into a temporary directory (run it from inside the module), so
@@ -99,6 +103,7 @@ type options struct {
 	verbose   bool
 	keep      bool
 	plot      string
+	signal    string // "kill" (SIGKILL) or "term" (SIGTERM: a stop, which hands over)
 }
 
 // round is one kill and what followed.
@@ -125,6 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.bin, "bin", "", "qcluster binary to run (default: build ./cmd/qcluster)")
 	fs.BoolVar(&o.verbose, "v", false, "print every round")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, data)")
+	fs.StringVar(&o.signal, "signal", "kill", "how the leader goes: kill (SIGKILL, a crash) or term (SIGTERM, a stop: the leader hands leadership over first)")
 	fs.StringVar(&o.plot, "plot", "", "write an SVG timeline of every peer's view around the median kill to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -147,6 +153,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: -n must be at least 1", errUsage)
 	case o.peers < 3:
 		return fmt.Errorf("%w: -peers must be at least 3 (the survivors of a kill need a majority)", errUsage)
+	case o.signal != "kill" && o.signal != "term":
+		return fmt.Errorf("%w: -signal %q: use kill or term", errUsage, o.signal)
 	}
 
 	dir, err := os.MkdirTemp("", "qcluster-failover-")
@@ -190,7 +198,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	host := modes[0].cl.Peers[0].Host
 	fmt.Fprintf(stdout, "QCluster fail-over: %d agent processes on %s (%s)\n", o.peers, host, how)
-	fmt.Fprintf(stdout, "heartbeat %v, election timeout %v (randomized %v-%v), %d kills with SIGKILL", o.heartbeat, o.election, o.election, 2*o.election, o.n)
+	fmt.Fprintf(stdout, "heartbeat %v, election timeout %v (randomized %v-%v), %d kills with %s", o.heartbeat, o.election, o.election, 2*o.election, o.n, o.sigName())
 	if len(modes) > 1 {
 		fmt.Fprintf(stdout, " per cluster")
 	}
@@ -202,7 +210,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "TLS off and on: two clusters of %d side by side, the second with a shared cluster_key (mutual TLS 1.3 between peers,\n", o.peers)
 		fmt.Fprintln(stdout, "HTTPS API polled with a client certificate, encrypted gossip); their rounds alternate (off, on, on, off, ...), one kill at a time")
 	}
-	fmt.Fprintf(stdout, "fail-over = SIGKILL of the leader -> EVERY survivor names the same new leader (which holds its lease)\n\n")
+	fmt.Fprintf(stdout, "fail-over = %s of the leader -> EVERY survivor names the same new leader (which holds its lease)\n\n", o.sigName())
 
 	for _, m := range modes {
 		if m.stable, err = waitStable(ctx, m.cl, nil, 0); err != nil {
@@ -325,7 +333,7 @@ func killRound(ctx context.Context, cl *proccluster.Cluster, stable proccluster.
 	case <-ctx.Done():
 		return r, stable, ctx.Err()
 	}
-	killedAt, err := old.Kill()
+	killedAt, err := stopLeader(old, o.signal)
 	if err != nil {
 		return r, stable, err
 	}
@@ -351,6 +359,12 @@ func killRound(ctx context.Context, cl *proccluster.Cluster, stable proccluster.
 	}
 
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if o.signal == "term" {
+		if _, err := old.Wait(rctx); err != nil {
+			cancel()
+			return r, stable, fmt.Errorf("%s did not stop on SIGTERM: %w", old.ID, err)
+		}
+	}
 	err = old.Restart(rctx)
 	cancel()
 	if err != nil {
@@ -361,6 +375,26 @@ func killRound(ctx context.Context, cl *proccluster.Cluster, stable proccluster.
 		return r, stable, fmt.Errorf("%s did not rejoin: %w", old.ID, err)
 	}
 	return r, next, nil
+}
+
+// stopLeader kills the leader (SIGKILL) or stops it (SIGTERM) and returns
+// the instant just before the signal; with SIGTERM it returns at once (the
+// agent hands leadership over, then exits; killRound's restart waits for
+// the exit).
+func stopLeader(p *proccluster.Peer, signal string) (time.Time, error) {
+	if signal != "term" {
+		return p.Kill()
+	}
+	at := time.Now()
+	return at, p.Signal(syscall.SIGTERM)
+}
+
+// sigName names the signal of -signal.
+func (o options) sigName() string {
+	if o.signal == "term" {
+		return "SIGTERM"
+	}
+	return "SIGKILL"
 }
 
 // printSummary prints the fail-over distributions, a row per mode.

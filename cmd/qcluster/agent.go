@@ -41,8 +41,9 @@ The peer serves its HTTP API on its listen port (GET /v1/status,
 docs/api.md) and logs every leadership change, with the term and the
 leader, to stderr.
 
-SIGINT or SIGTERM stops it cleanly (exit code 0); it stays a member and
-comes back when restarted. With "leave_on_terminate": true in the config,
+SIGINT or SIGTERM stops it cleanly (exit code 0); a leader first hands
+leadership to the best follower, so the others need not wait out an
+election timeout. It stays a member and comes back when restarted. With "leave_on_terminate": true in the config,
 SIGTERM first makes it leave the cluster gracefully (hand leadership over,
 leave the members), within --leave-timeout; exit code 1 if that fails. A
 peer that leaves through the API (qcluster leave) stops too, with exit
