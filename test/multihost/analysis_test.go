@@ -52,6 +52,8 @@ type findings struct {
 	// maxIdlePeer that peer: a stalled sampler could hide an overlap.
 	maxIdle     time.Duration
 	maxIdlePeer int
+	maxIdleFrom time.Duration // monitor time at which that gap began
+	maxIdleWhy  string        // the sample before the gap: its answer or failure
 	// termConflicts counts terms in which two peers claimed is_leader.
 	termConflicts int
 	// termRegressions counts samples in which a peer reported a lower
@@ -83,11 +85,15 @@ func analyze(ss []sample, names []string, startTerm uint64, origin time.Duration
 	var leaders []sample
 	lastTerm := map[int]sample{}
 	lastRecv := map[int]time.Duration{}
+	lastSample := map[int]sample{}
 	for _, s := range ss {
 		if r, ok := lastRecv[s.peer]; ok && s.sent-r > f.maxIdle {
-			f.maxIdle, f.maxIdlePeer = s.sent-r, s.peer
+			f.maxIdle, f.maxIdlePeer, f.maxIdleFrom = s.sent-r, s.peer, r
+			p := lastSample[s.peer]
+			f.maxIdleWhy = fmt.Sprintf("the request before it took %v (ok %v, failure %q)", (p.recv - p.sent).Round(time.Millisecond), p.ok, p.fail)
 		}
 		lastRecv[s.peer] = s.recv
+		lastSample[s.peer] = s
 		if !s.ok {
 			f.failed++
 			if f.fails == nil {

@@ -140,7 +140,7 @@ func (s *scen) judge() {
 		t.Errorf("%d lease overlaps: a peer claimed leadership inside another's lease", r.f.leaseOverlap)
 	}
 	if r.f.maxIdle > maxSampleIdle {
-		t.Errorf("the monitor left %s unasked for %v (over %v): an overlap could hide in the gap", c.names[r.f.maxIdlePeer], r.f.maxIdle, maxSampleIdle)
+		t.Errorf("the monitor left %s unasked for %v (over %v), from %v into the scenario (%s): an overlap could hide in the gap", c.names[r.f.maxIdlePeer], r.f.maxIdle, maxSampleIdle, (r.f.maxIdleFrom - s.start).Round(time.Millisecond), r.f.maxIdleWhy)
 	}
 	if r.f.termConflicts > 0 {
 		t.Errorf("%d terms with two peers claiming leadership", r.f.termConflicts)
@@ -240,6 +240,7 @@ func scenarioKillLeader(s *scen) {
 		l, _ := s.stable()
 		t0 := c.mon.now()
 		s.must(c.kill(l))
+		s.t.Logf("killed %s at %v into the scenario", c.names[l], (t0 - s.start).Round(time.Millisecond))
 		s.r.faults++
 		s.failover(c.others(l), t0, "kill -9 "+c.names[l])
 		s.must(c.start(l))
