@@ -44,9 +44,10 @@ for it, so curl can check them: curl --cacert ca.pem --cert admin.pem
 
 issue makes one more certificate signed by the CA in --ca-dir: for a peer
 added later, or for a person or tool calling the API (--identifier admin).
-With --cluster-key it uses the CA every peer derives from that cluster key
-instead, and writes ca.pem too, so curl and the CLI can talk to a cluster
-configured with "cluster_key" alone.
+With --cluster-key (or $QCLUSTER_CLUSTER_KEY, which keeps the key off the
+command line) it uses the CA every peer derives from that cluster key
+instead, and writes ca.pem too, so curl, the CLI and the Python SDK can talk
+to a cluster configured with "cluster_key" alone.
 
 key prints a fresh random key, base64: use it as "cluster_key" (one line
 of config gives TLS between peers, gossip encryption and certificates) or
@@ -407,7 +408,7 @@ func writeNew(path string, data []byte, perm os.FileMode) error {
 func (c *TLSCommand) runIssue(args []string) error {
 	fs := flag.NewFlagSet("tls issue", flag.ContinueOnError)
 	caDir := fs.String("ca-dir", "", "the `directory` holding ca.pem and ca-key.pem (as made by tls init)")
-	clusterKey := fs.String("cluster-key", "", "issue from the CA derived from this cluster `key` instead of --ca-dir")
+	clusterKey := fs.String("cluster-key", "", "issue from the CA derived from this cluster `key` instead of --ca-dir (default $"+envClusterKey+" when --ca-dir is not given)")
 	ident := fs.String("identifier", "", "the identifier the certificate names (a peer's, or a client's such as admin) (required)")
 	cluster := fs.String("cluster-name", "", "the cluster_name of the cluster")
 	var hosts multiFlag
@@ -419,6 +420,12 @@ func (c *TLSCommand) runIssue(args []string) error {
 			return nil
 		}
 		return err
+	}
+	if *clusterKey == "" && *caDir == "" {
+		// Read after parsing, so that help never prints it; an
+		// environment variable keeps the key off the command line, which
+		// other local users can read.
+		*clusterKey = os.Getenv(envClusterKey)
 	}
 	switch {
 	case *ident == "":

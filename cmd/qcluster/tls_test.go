@@ -173,6 +173,17 @@ func TestTLSIssue(t *testing.T) {
 	if _, err := peer.Verify([]*x509.Certificate{ac.Certificate()}, x509.ExtKeyUsageClientAuth); err != nil {
 		t.Errorf("a peer of the cluster key does not trust the issued certificate: %v", err)
 	}
+	// The key from $QCLUSTER_CLUSTER_KEY (off the command line) issues from
+	// the same CA.
+	t.Setenv(envClusterKey, key)
+	if _, _, err := runMain(t.Context(), "tls", "issue", "--identifier", "sdk", "--out", kdir); err != nil {
+		t.Fatal(err)
+	}
+	sc := loadPeerIn(t, kdir, "sdk", "")
+	if _, err := peer.Verify([]*x509.Certificate{sc.Certificate()}, x509.ExtKeyUsageClientAuth); err != nil {
+		t.Errorf("a certificate issued with the key from the environment is not trusted: %v", err)
+	}
+	t.Setenv(envClusterKey, "")
 	// Issuing again into the same directory with another key fails.
 	if _, _, err := runMain(t.Context(), "tls", "issue", "--cluster-key", pki.NewClusterKey(), "--identifier", "x", "--out", kdir); err == nil || !strings.Contains(err.Error(), "another CA") {
 		t.Errorf("other key into the same dir: %v", err)

@@ -27,6 +27,10 @@ HOW_TO_GET = (
 
 _WATCHDOG_FLAG = "--exit-on-stdin-eof"
 
+#: The identifier in the client certificate QCluster(**conf) has issued
+#: from a "cluster_key" (the CLI's is "qcluster-cli").
+CLIENT_IDENTIFIER = "qcluster-python"
+
 
 def find_binary() -> str:
     """Returns the ``qcluster`` binary to run: ``$QCLUSTER_BIN``, else the
@@ -108,14 +112,6 @@ class LocalAgent:
             raise ValueError("identifier: required, this peer's unique name such as \"server_a\"")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ValueError("listen_port: required, a port from 1 to 65535 (got {!r})".format(port))
-        if self.config.get("cluster_key"):
-            raise QClusterError(
-                "cluster_key: QCluster(**configuration) cannot reach its agent's HTTPS API with a cluster key "
-                "(the client certificate is derived with Ed25519, which the standard library cannot do). Use "
-                "certificate files (\"tls\": {ca_file, cert_file, key_file}, made by `qcluster tls init`), or run "
-                "the agent yourself and use QCluster.connect(address, tls=(ca, cert, key)) with a client "
-                "certificate from `qcluster tls issue`."
-            )
         try:
             body = json.dumps(self.config, indent=2, allow_nan=False)
         except (TypeError, ValueError) as e:
@@ -123,6 +119,10 @@ class LocalAgent:
         self.identifier = ident
         self.binary = binary or find_binary()
         self.dir = tempfile.mkdtemp(prefix="qcluster-{}-".format(re.sub(r"[^A-Za-z0-9_.-]", "_", ident)[:40]))
+        self.client_tls = None  # type: Optional[tuple]
+        key = self.config.get("cluster_key")
+        if key:
+            self.client_tls = self._issue_client_cert(key)
         self.config_path = os.path.join(self.dir, "config.json")
         self.log_path = os.path.join(self.dir, "agent.log")
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -144,6 +144,41 @@ class LocalAgent:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise AgentError("cannot run {}: {}. {}".format(self.binary, e, HOW_TO_GET)) from e
 
+    def _issue_client_cert(self, key: Any) -> tuple:
+        """With "cluster_key", the agent serves HTTPS and asks for a client
+        certificate from the CA every peer derives from the key. The
+        standard library cannot derive it (Ed25519), so the qcluster binary
+        does: ``qcluster tls issue`` with the key in its environment (not on
+        its command line, which other local users can read), into this
+        agent's private directory. Returns (ca_file, cert_file, key_file)."""
+        if not isinstance(key, str):
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise ValueError("cluster_key: a string, as made by `qcluster tls key`")
+        out = os.path.join(self.dir, "tls")
+        env = dict(os.environ, QCLUSTER_CLUSTER_KEY=key)
+        args = [self.binary, "tls", "issue", "--identifier", CLIENT_IDENTIFIER, "--out", out]
+        name = self.config.get("cluster_name")
+        if isinstance(name, str) and name:
+            args += ["--cluster-name", name]
+        try:
+            done = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise AgentError("cannot run {} tls issue: {}. {}".format(self.binary, e, HOW_TO_GET)) from e
+        if done.returncode != 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise AgentError(
+                "cluster_key: `qcluster tls issue` could not make the SDK's client certificate (exit code {})".format(
+                    done.returncode
+                ),
+                done.stdout.decode("utf-8", "replace")[-2000:],
+            )
+        return (
+            os.path.join(out, "ca.pem"),
+            os.path.join(out, CLIENT_IDENTIFIER + ".pem"),
+            os.path.join(out, CLIENT_IDENTIFIER + "-key.pem"),
+        )
+
     def endpoint(self) -> Endpoint:
         """The agent's API endpoint, with the config's api_token and TLS
         files."""
@@ -154,6 +189,11 @@ class LocalAgent:
             # says); the agent this process started is checked against the
             # cluster CA, and its own certificate is the client certificate.
             ctx = client_context((tls.get("ca_file"), tls.get("cert_file"), tls.get("key_file")), check_hostname=False)
+        elif self.client_tls is not None:
+            # The certificate issued from the cluster key; peer
+            # certificates derived from it name no host, so only the CA
+            # is checked, as between peers.
+            ctx = client_context(self.client_tls, check_hostname=False)
         token = self.config.get("api_token")
         return Endpoint(
             api_host(self.config.get("listen_host")),

@@ -250,6 +250,29 @@ class TLSTest(AgentsTestCase):
                 self.assertIn("requires TLS", str(cm2.exception))
 
 
+    def test_cluster_key(self) -> None:
+        key = subprocess.run([qcluster_binary(), "tls", "key"], check=True, stdout=subprocess.PIPE).stdout.decode().strip()
+        clusters = self.start(3, cluster_key=key)
+        lead = wait_for(lambda: self.agreed(clusters), 30, "one agreed leader over TLS")
+        for c in clusters:
+            self.assertTrue(c.address.startswith("https://"), c.address)
+            self.assertEqual(c.term(), lead.term())
+        # The key never reached a command line, and the issued key file is
+        # private to this user.
+        agent = clusters[0]._core.agent  # type: ignore[attr-defined]
+        self.assertNotIn(key, " ".join(agent.proc.args))
+        self.assertEqual(os.stat(agent.client_tls[2]).st_mode & 0o077, 0)
+        # Another key's client certificate is refused.
+        other = subprocess.run([qcluster_binary(), "tls", "key"], check=True, stdout=subprocess.PIPE).stdout.decode().strip()
+        out = os.path.join(self.dir, "other")
+        env = dict(os.environ, QCLUSTER_CLUSTER_KEY=other)
+        subprocess.run([qcluster_binary(), "tls", "issue", "--identifier", "x", "--out", out], check=True, env=env, stdout=subprocess.DEVNULL)
+        tls = (os.path.join(out, "ca.pem"), os.path.join(out, "x.pem"), os.path.join(out, "x-key.pem"))
+        with QCluster.connect(lead.address, tls=tls) as stranger:
+            with self.assertRaises(qcluster.UnreachableError):
+                stranger.status()
+
+
 class StartErrorsTest(AgentsTestCase):
     def test_bad_config_reports_the_agent_message(self) -> None:
         conf = cluster_configs(1, self.dir)[0]
