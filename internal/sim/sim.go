@@ -176,7 +176,7 @@ func NewCluster(opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("sim: %d ClockRates for %d peers", len(opts.ClockRates), opts.Peers)
 	}
 	if opts.CompactEvery == 0 {
-		opts.CompactEvery, opts.CompactKeep = 10000, 1000
+		opts.CompactEvery, opts.CompactKeep = consensus.DefaultCompactEvery, consensus.DefaultCompactKeep
 	}
 	if opts.TraceLen <= 0 {
 		opts.TraceLen = 200
@@ -441,16 +441,13 @@ func (c *Cluster) deliver(from, to int, data []byte, injected bool) {
 		return
 	}
 	c.stats.Delivered++
-	if len(p.inbox) >= inboxSize {
+	if len(p.inbox) >= consensus.DefaultInboxSize {
 		c.stats.InboxDropped++ // as consensus.Node.Deliver does
 		return
 	}
 	p.inbox = append(p.inbox, m)
 	p.kick()
 }
-
-// inboxSize is consensus.Node's default inbox bound.
-const inboxSize = 4096
 
 // ----- faults, usable from scenarios -----
 
@@ -598,7 +595,7 @@ func (c *Cluster) Do(id uint64, what string, fn func(*consensus.Core) error) {
 	if p.crashed {
 		return
 	}
-	p.calls = append(p.calls, call{what, fn})
+	p.calls = append(p.calls, call{what: what, fn: fn})
 	p.kick()
 	c.afterEvent()
 }
