@@ -615,7 +615,7 @@ func (c *Core) Step(m raftpb.Message) error {
 	if !peerType(m.Type) {
 		return fmt.Errorf("%w: %v", ErrMessageType, m.Type)
 	}
-	if m.From == c.cfg.ID || m.From == raft.None || !c.knows(m.From) {
+	if m.From == c.cfg.ID || m.From == raft.None || (!c.knows(m.From) && !c.addedWhileAway(m)) {
 		return fmt.Errorf("%w: %v from %x", ErrNotMember, m.Type, m.From)
 	}
 	switch m.Type {
@@ -666,6 +666,23 @@ func (c *Core) Step(m raftpb.Message) error {
 		}
 	}
 	return nil
+}
+
+// addedWhileAway reports whether m, from a sender outside this peer's
+// configuration, may be the leader's, elected after this peer fell behind
+// the change that added it: a leader's message (append, heartbeat,
+// snapshot) at this peer's term or later, while this peer follows no
+// leader, or follows that sender already. Only the leader sends entries, so
+// this peer could never learn of the addition otherwise. A peer that hears
+// from its leader takes nothing from outside its configuration.
+func (c *Core) addedWhileAway(m raftpb.Message) bool {
+	switch m.Type {
+	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
+	default:
+		return false
+	}
+	st := c.rn.BasicStatus()
+	return m.Term >= st.Term && (st.Lead == raft.None || st.Lead == m.From)
 }
 
 // stepRaft steps m into raft. raft panics on some messages a correct peer

@@ -392,3 +392,43 @@ func TestStepRecoversPanic(t *testing.T) {
 		t.Errorf("follower at last %d applied %d, want both %d", got, n.cores[2].AppliedIndex(), last+1)
 	}
 }
+
+// TestStepHearsLeaderAddedWhileAway: a member that fell behind the change
+// adding a peer, and hears from no leader, takes that peer's leader
+// messages (it cannot learn of the addition from anyone else: only the
+// leader sends entries); not its votes, nor messages of an older term.
+func TestStepHearsLeaderAddedWhileAway(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	n.drop = func(m raftpb.Message) bool { return m.To == 3 || m.From == 3 }
+	c := n.cores[3]
+	for range 60 {
+		n.now += 10 * time.Millisecond
+		c.Tick()
+		n.pump()
+	}
+	v := c.View()
+	if v.Lead != 0 || v.Role == Follower {
+		t.Fatalf("p3 still follows a leader after 4 election timeouts alone: %+v", v)
+	}
+	term := v.Term
+	if err := c.Step(raftpb.Message{Type: raftpb.MsgVote, From: 9, To: 3, Term: term + 1, Index: 100, LogTerm: term}); !errors.Is(err, ErrNotMember) {
+		t.Errorf("a vote request from a stranger: err %v, want ErrNotMember", err)
+	}
+	if err := c.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 9, To: 3, Term: term - 1}); !errors.Is(err, ErrNotMember) {
+		t.Errorf("an older term's heartbeat from a stranger: err %v, want ErrNotMember", err)
+	}
+	if err := c.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 9, To: 3, Term: term}); err != nil {
+		t.Fatalf("a leaderless member refused the heartbeat of a leader it does not know yet: %v", err)
+	}
+	n.pump()
+	if v := c.View(); v.Lead != 9 || v.Role != Follower {
+		t.Fatalf("p3 does not follow p9: %+v", v)
+	}
+	if err := c.Step(raftpb.Message{Type: raftpb.MsgApp, From: 9, To: 3, Term: term, Index: lastIndex(t, c), LogTerm: 0}); errors.Is(err, ErrNotMember) {
+		t.Errorf("the member refused an append from the leader it follows: %v", err)
+	}
+	if err := c.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 8, To: 3, Term: term}); !errors.Is(err, ErrNotMember) {
+		t.Errorf("a member following p9 took a heartbeat from stranger p8: err %v, want ErrNotMember", err)
+	}
+}

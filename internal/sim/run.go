@@ -44,6 +44,11 @@ const (
 	// (sometimes one that is paused until after raft gave up on the
 	// transfer).
 	FaultTransfer
+	// FaultMembership: the leader proposes a membership change: it adds a
+	// spare peer (Options.Spares) as a voter, or as a learner that a
+	// later change promotes, or removes a learner or a voter (itself, one
+	// time in three).
+	FaultMembership
 	// FaultQuietRestart makes one schedule in quietOneIn (chosen by the
 	// seed) a quiet one: no proposals, no loss, and only this fault,
 	// repeated: the leader and one follower stop hearing each other, and
@@ -57,7 +62,7 @@ const (
 
 	// AllFaults is every kind.
 	AllFaults = FaultPartition | FaultOneWay | FaultLoss | FaultDup | FaultDelay | FaultCrash |
-		FaultCrashAfterSave | FaultFsyncStall | FaultPause | FaultTransfer | FaultQuietRestart
+		FaultCrashAfterSave | FaultFsyncStall | FaultPause | FaultTransfer | FaultMembership | FaultQuietRestart
 )
 
 // quietOneIn: with FaultQuietRestart among others, one schedule in
@@ -91,6 +96,10 @@ type Result struct {
 	// (FaultQuietRestart).
 	Transfers, SnapshotsApplied int
 	Quiet                       bool
+	// MembershipChanges is how many membership changes some peer
+	// applied; LeaderRemovals how many of them removed the leader that
+	// applied it.
+	MembershipChanges, LeaderRemovals int
 	// TimeToLeader is the virtual time from the heal at the end of the
 	// fault phase until a peer held the lease and every peer named it.
 	TimeToLeader time.Duration
@@ -164,7 +173,7 @@ func Run(opts Options) (Result, error) {
 	for _, k := range []struct {
 		f FaultSet
 		w int
-	}{{FaultPartition, 3}, {FaultOneWay, 2}, {FaultCrash, 2}, {FaultCrashAfterSave, 1}, {FaultFsyncStall, 2}, {FaultPause, 2}, {FaultTransfer, 2}} {
+	}{{FaultPartition, 3}, {FaultOneWay, 2}, {FaultCrash, 2}, {FaultCrashAfterSave, 1}, {FaultFsyncStall, 2}, {FaultPause, 2}, {FaultTransfer, 2}, {FaultMembership, 2}} {
 		if opts.Faults&k.f != 0 && !quiet {
 			for range k.w {
 				kinds = append(kinds, k.f)
@@ -203,6 +212,9 @@ func Run(opts Options) (Result, error) {
 		}
 	}
 	propEvery := between(10*time.Millisecond, 100*time.Millisecond)
+	if opts.Faults&FaultMembership != 0 && !quiet && opts.Spares == 0 {
+		opts.Spares = 2
+	}
 
 	c, err := NewCluster(opts)
 	if err != nil {
@@ -413,9 +425,14 @@ func (c *Cluster) inject(f fault) {
 		if l == nil {
 			return
 		}
-		to := uint64(1 + r.IntN(n))
+		voters := l.core.View().Voters
+		if len(voters) < 2 {
+			return
+		}
+		i := r.IntN(len(voters))
+		to := voters[i]
 		if to == l.id {
-			to = to%uint64(n) + 1
+			to = voters[(i+1)%len(voters)]
 		}
 		if p := c.peer(to); r.IntN(3) == 0 && !p.crashed && !p.paused {
 			// The target is stopped when the transfer starts, past the
@@ -432,8 +449,70 @@ func (c *Cluster) inject(f fault) {
 		}
 		c.countFault("transfer")
 		c.Transfer(l.id, to)
+	case FaultMembership:
+		c.changeMembership(r)
 	case FaultQuietRestart:
 		c.quietRestart(r, f.dur)
+	}
+}
+
+// changeMembership has the leader propose one membership change (see
+// FaultMembership).
+func (c *Cluster) changeMembership(r *rand.Rand) {
+	l := c.coreLeader()
+	if l == nil {
+		return
+	}
+	v := l.core.View()
+	var spares []uint64
+	for _, p := range c.peers {
+		if p.voters == nil && !c.removed[p.id] && !slices.Contains(v.Voters, p.id) && !slices.Contains(v.Learners, p.id) {
+			spares = append(spares, p.id)
+		}
+	}
+	type op struct {
+		what string
+		cc   raftpb.ConfChange
+	}
+	var ops []op
+	if len(spares) > 0 {
+		s := spares[r.IntN(len(spares))]
+		ops = append(ops, op{"member-add", raftpb.ConfChange{Type: raftpb.ConfChangeAddNode, NodeID: s}},
+			op{"member-add-learner", raftpb.ConfChange{Type: raftpb.ConfChangeAddLearnerNode, NodeID: s}})
+	}
+	if len(v.Learners) > 0 {
+		s := v.Learners[r.IntN(len(v.Learners))]
+		if r.IntN(2) == 0 {
+			// A learner is mostly there to be promoted.
+			c.countFault("member-promote")
+			c.ProposeConfChange(l.id, raftpb.ConfChange{Type: raftpb.ConfChangeAddNode, NodeID: s})
+			return
+		}
+		ops = append(ops, op{"member-remove-learner", raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: s}})
+	}
+	if len(v.Voters) >= 3 {
+		if r.IntN(3) == 0 {
+			ops = append(ops, op{"member-remove-leader", raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: l.id}})
+		} else {
+			o := slices.DeleteFunc(slices.Clone(v.Voters), func(id uint64) bool { return id == l.id })
+			ops = append(ops, op{"member-remove", raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: o[r.IntN(len(o))]}})
+		}
+	}
+	if len(ops) == 0 {
+		return
+	}
+	o := ops[r.IntN(len(ops))]
+	c.countFault(o.what)
+	c.ProposeConfChange(l.id, o.cc)
+	if o.what == "member-add-learner" && r.IntN(3) != 0 {
+		// Promote it a little later, once it may have caught up.
+		id := o.cc.NodeID
+		c.after(c.tm.et/2+time.Duration(r.Int64N(int64(3*c.tm.et))), func() {
+			if l := c.coreLeader(); l != nil && !c.healed && slices.Contains(l.core.View().Learners, id) {
+				c.countFault("member-promote")
+				c.ProposeConfChange(l.id, raftpb.ConfChange{Type: raftpb.ConfChangeAddNode, NodeID: id})
+			}
+		})
 	}
 }
 
@@ -446,12 +525,13 @@ func (c *Cluster) quietRestart(r *rand.Rand, d time.Duration) {
 		return
 	}
 	var ids []uint64
-	for _, p := range c.peers {
-		if p != l && !p.crashed && !p.paused {
+	voters := l.core.View().Voters
+	for _, id := range voters {
+		if p := c.peer(id); p != l && !p.crashed && !p.paused {
 			ids = append(ids, p.id)
 		}
 	}
-	quorum := len(c.peers)/2 + 1
+	quorum := len(voters)/2 + 1
 	if len(ids) < quorum {
 		return
 	}
