@@ -671,10 +671,12 @@ func (c *Core) Step(m raftpb.Message) error {
 // addedWhileAway reports whether m, from a sender outside this peer's
 // configuration, may be the leader's, elected after this peer fell behind
 // the change that added it: a leader's message (append, heartbeat,
-// snapshot) at this peer's term or later, while this peer follows no
-// leader, or follows that sender already. Only the leader sends entries, so
-// this peer could never learn of the addition otherwise. A peer that hears
-// from its leader takes nothing from outside its configuration.
+// snapshot) at this peer's term or later, while this peer follows that
+// sender already, or no leader, or a leader it has not heard from for an
+// election timeout (a learner never campaigns, so it keeps a leader that
+// is gone). Only the leader sends entries, so this peer could never learn
+// of the addition otherwise. A leader, and a peer that hears from its
+// leader, take nothing from outside their configuration.
 func (c *Core) addedWhileAway(m raftpb.Message) bool {
 	switch m.Type {
 	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
@@ -682,7 +684,11 @@ func (c *Core) addedWhileAway(m raftpb.Message) bool {
 		return false
 	}
 	st := c.rn.BasicStatus()
-	return m.Term >= st.Term && (st.Lead == raft.None || st.Lead == m.From)
+	if m.Term < st.Term || st.RaftState == raft.StateLeader {
+		return false
+	}
+	lost := c.leaderSeen != 0 && c.cfg.Now()-c.leaderSeen >= c.cfg.ElectionTimeout
+	return st.Lead == raft.None || st.Lead == m.From || lost
 }
 
 // stepRaft steps m into raft. raft panics on some messages a correct peer
