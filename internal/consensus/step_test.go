@@ -432,3 +432,41 @@ func TestStepHearsLeaderAddedWhileAway(t *testing.T) {
 		t.Errorf("a member following p9 took a heartbeat from stranger p8: err %v, want ErrNotMember", err)
 	}
 }
+
+// TestStepLearnerHearsLeaderAddedWhileAway: a learner never campaigns, so
+// it keeps following a leader that is gone; after an election timeout
+// without hearing from it, it takes the messages of a leader added while it
+// lagged, as a voter would once it stopped following anyone.
+func TestStepLearnerHearsLeaderAddedWhileAway(t *testing.T) {
+	snap := raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 1, Term: 1,
+		ConfState: raftpb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}}}}
+	n := newTestNet(t, []uint64{1, 2, 3, 4}, func(id uint64, cfg *Config) {
+		mem := storage.NewMemory()
+		if err := mem.Save(raftpb.HardState{Term: 1, Commit: 1}, nil, snap); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Storage = mem
+	})
+	n.elect(1)
+	c := n.cores[4]
+	term := c.View().Term
+	if err := c.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 9, To: 4, Term: term}); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("a learner hearing from its leader took a stranger's heartbeat: err %v, want ErrNotMember", err)
+	}
+	n.drop = func(m raftpb.Message) bool { return m.To == 4 || m.From == 4 }
+	for range 60 {
+		n.now += 10 * time.Millisecond
+		c.Tick()
+		n.pump()
+	}
+	if v := c.View(); v.Lead != 1 || v.Role != Follower {
+		t.Fatalf("the learner changed its mind alone: %+v", v)
+	}
+	if err := c.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 9, To: 4, Term: term}); err != nil {
+		t.Fatalf("a learner that lost its leader refused the heartbeat of a leader it does not know yet: %v", err)
+	}
+	n.pump()
+	if v := c.View(); v.Lead != 9 {
+		t.Fatalf("the learner does not follow p9: %+v", v)
+	}
+}
