@@ -83,10 +83,17 @@
 // from it even before the change commits here (it may already lead, or ask
 // for votes, once a quorum applied it). A peer with no configuration yet
 // (joining, waiting for its first snapshot) accepts members from anyone.
-// This has a liveness cost: a follower that missed the addition of a
-// member entirely (it was partitioned while the change was appended and
-// committed) cannot hear that member while it leads; it catches up once
-// another member leads, or once that leader is removed or replaced.
+// One exception keeps a lagging member live: a follower that missed the
+// addition of a member entirely (it was partitioned while the change was
+// appended and committed) could never hear that member while it leads (only
+// the leader sends entries; the simulator's membership schedules found it
+// stuck). So a peer that follows no leader, or has not heard from its
+// leader for an election timeout (a learner never campaigns), takes a
+// leader's messages (append, heartbeat, snapshot) at its term or later from
+// a sender outside its configuration, and goes on taking them from the
+// leader it then follows. A removed member cannot use it: once its removal
+// committed it cannot be elected again. A leader, and a follower that hears
+// from its leader, take nothing from outside their configuration.
 // Raft itself would let any peer that knows the cluster's address vote,
 // campaign and append.
 package consensus
