@@ -461,28 +461,3 @@ func loseLast(mem *storage.Memory) error {
 	e.Data = nil
 	return mem.Save(raftpb.HardState{}, []raftpb.Entry{e}, raftpb.Snapshot{})
 }
-
-// confApplied counts the membership changes p applied (each index once),
-// and a leader applying its own removal.
-func (p *peer) confApplied(a consensus.Applied) {
-	c := p.c
-	for _, e := range a.Entries {
-		if e.Type != raftpb.EntryConfChange {
-			continue
-		}
-		var cc raftpb.ConfChange
-		if err := cc.Unmarshal(e.Data); err != nil {
-			c.fail("sim", "p%d: conf change at %d: %v", p.id, e.Index, err)
-			return
-		}
-		if c.confApplied[e.Index] {
-			continue
-		}
-		c.confApplied[e.Index] = true
-		c.stats.MembershipChanges++
-		if cc.Type == raftpb.ConfChangeRemoveNode && cc.NodeID == p.id && p.core.View().Role == consensus.Leader {
-			c.stats.LeaderRemovals++
-		}
-		c.event(p.idx, fmt.Sprintf("membership change %v %d applied at %d", cc.Type, cc.NodeID, e.Index))
-	}
-}
