@@ -83,17 +83,10 @@
 // from it even before the change commits here (it may already lead, or ask
 // for votes, once a quorum applied it). A peer with no configuration yet
 // (joining, waiting for its first snapshot) accepts members from anyone.
-// One exception keeps a lagging member live: a follower that missed the
-// addition of a member entirely (it was partitioned while the change was
-// appended and committed) could never hear that member while it leads (only
-// the leader sends entries; the simulator's membership schedules found it
-// stuck). So a peer that follows no leader, or has not heard from its
-// leader for an election timeout (a learner never campaigns), takes a
-// leader's messages (append, heartbeat, snapshot) at its term or later from
-// a sender outside its configuration, and goes on taking them from the
-// leader it then follows. A removed member cannot use it: once its removal
-// committed it cannot be elected again. A leader, and a follower that hears
-// from its leader, take nothing from outside their configuration.
+// This has a liveness cost: a follower that missed the addition of a
+// member entirely (it was partitioned while the change was appended and
+// committed) cannot hear that member while it leads; it catches up once
+// another member leads, or once that leader is removed or replaced.
 // Raft itself would let any peer that knows the cluster's address vote,
 // campaign and append.
 package consensus
@@ -622,7 +615,7 @@ func (c *Core) Step(m raftpb.Message) error {
 	if !peerType(m.Type) {
 		return fmt.Errorf("%w: %v", ErrMessageType, m.Type)
 	}
-	if m.From == c.cfg.ID || m.From == raft.None || (!c.knows(m.From) && !c.addedWhileAway(m)) {
+	if m.From == c.cfg.ID || m.From == raft.None || !c.knows(m.From) {
 		return fmt.Errorf("%w: %v from %x", ErrNotMember, m.Type, m.From)
 	}
 	switch m.Type {
@@ -673,29 +666,6 @@ func (c *Core) Step(m raftpb.Message) error {
 		}
 	}
 	return nil
-}
-
-// addedWhileAway reports whether m, from a sender outside this peer's
-// configuration, may be the leader's, elected after this peer fell behind
-// the change that added it: a leader's message (append, heartbeat,
-// snapshot) at this peer's term or later, while this peer follows that
-// sender already, or no leader, or a leader it has not heard from for an
-// election timeout (a learner never campaigns, so it keeps a leader that
-// is gone). Only the leader sends entries, so this peer could never learn
-// of the addition otherwise. A leader, and a peer that hears from its
-// leader, take nothing from outside their configuration.
-func (c *Core) addedWhileAway(m raftpb.Message) bool {
-	switch m.Type {
-	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
-	default:
-		return false
-	}
-	st := c.rn.BasicStatus()
-	if m.Term < st.Term || st.RaftState == raft.StateLeader {
-		return false
-	}
-	lost := c.leaderSeen != 0 && c.cfg.Now()-c.leaderSeen >= c.cfg.ElectionTimeout
-	return st.Lead == raft.None || st.Lead == m.From || lost
 }
 
 // stepRaft steps m into raft. raft panics on some messages a correct peer
@@ -846,6 +816,12 @@ func (c *Core) knows(id uint64) bool {
 	}
 	return false
 }
+
+// Knows reports whether Step takes messages from id: a member of the
+// applied configuration, or one that an appended change adds, or anyone
+// while this peer has no configuration (see the package doc, "Messages
+// from the network").
+func (c *Core) Knows(id uint64) bool { return c.knows(id) }
 
 // Campaign makes this peer start an election now (tests and demos).
 func (c *Core) Campaign() error { return c.rn.Campaign() }
