@@ -103,7 +103,7 @@ func (s *summary) checkCoverage(t *testing.T) {
 		"fsync-stall": per1000(100), "pause": per1000(150), "transfer": per1000(150), "transfer-to-paused": per1000(40),
 		"quiet-restart": per1000(200), "quiet-restart-armed": per1000(150), "heal": per1000(300),
 		"member-add": per1000(100), "member-add-learner": per1000(120), "member-promote": per1000(50),
-		"member-remove": per1000(60), "member-remove-leader": per1000(30), "member-remove-learner": per1000(4),
+		"member-remove": per1000(60), "member-remove-leader": per1000(30), "member-remove-learner": per1000(3),
 	}
 	for _, k := range slices.Sorted(maps.Keys(floors)) {
 		if got := s.faults[k]; got < floors[k] {
