@@ -63,6 +63,12 @@ func TestScenarioMembershipChanges(t *testing.T) {
 	if !c.behind(c.peer(f), 5) {
 		t.Fatalf("p%d follows p5, added while it was cut off", f)
 	}
+	for _, id := range []uint64{1, 2, 3, 4} {
+		// Liveness excuses only the member that missed the addition.
+		if id != f && c.behind(c.peer(id), 5) {
+			t.Fatalf("p%d, which appended the addition of p5, counts as behind it", id)
+		}
+	}
 
 	l = 5
 	c.ProposeConfChange(5, raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: 5})
