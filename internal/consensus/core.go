@@ -817,6 +817,12 @@ func (c *Core) knows(id uint64) bool {
 	return false
 }
 
+// Knows reports whether Step takes messages from id: a member of the
+// applied configuration, or one that an appended change adds, or anyone
+// while this peer has no configuration (see the package doc, "Messages
+// from the network").
+func (c *Core) Knows(id uint64) bool { return c.knows(id) }
+
 // Campaign makes this peer start an election now (tests and demos).
 func (c *Core) Campaign() error { return c.rn.Campaign() }
 

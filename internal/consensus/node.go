@@ -48,11 +48,12 @@ type NodeConfig struct {
 	InboxSize int
 }
 
-// Node runs a Core on one goroutine: wall time becomes ticks here and
-// nowhere else, received messages are stepped in, and every Ready is
-// persisted, sent and applied.
+// Node runs a Loop on one goroutine: wall time becomes ticks here and
+// nowhere else, received messages queue in an inbox, and the Loop is
+// flushed after every event.
 type Node struct {
 	cfg     NodeConfig
+	loop    *Loop
 	core    *Core
 	inbox   chan raftpb.Message
 	unreach chan uint64
@@ -61,7 +62,6 @@ type Node struct {
 	stopped chan struct{}
 
 	initial View
-	last    View // the last view published (Run's goroutine only)
 
 	// Snapshot outcomes reported by the transport, waiting for the loop.
 	snapMu      sync.Mutex
@@ -69,12 +69,6 @@ type Node struct {
 	snapReady   chan struct{} // capacity 1: snapReports is not empty
 
 	dropped atomic.Uint64
-	refused [NumRefusals]atomic.Uint64
-}
-
-type snapReport struct {
-	to uint64
-	ok bool
 }
 
 type call struct {
@@ -85,20 +79,13 @@ type call struct {
 // ErrStopped is returned by calls on a Node that is not running.
 var ErrStopped = errors.New("consensus: node stopped")
 
-// compactEvery is how many applied entries trigger a log compaction, and
-// compactKeep how many entries stay behind for slow followers.
-const (
-	compactEvery = 10000
-	compactKeep  = 1000
-)
-
 // NewNode creates a Node and its Core. Call Run to start it.
 func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Transport == nil {
 		return nil, fmt.Errorf("%w: Transport is required", ErrBadConfig)
 	}
 	if cfg.InboxSize <= 0 {
-		cfg.InboxSize = 4096
+		cfg.InboxSize = DefaultInboxSize
 	}
 	n := &Node{
 		cfg:       cfg,
@@ -117,6 +104,13 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 	n.core = core
+	n.loop = NewLoop(core, LoopConfig{
+		Send:         cfg.Transport.Send,
+		Publish:      n.publish,
+		Apply:        n.apply,
+		Refused:      cfg.OnRefused,
+		SnapshotData: cfg.SnapshotData,
+	})
 	n.initial = core.View()
 	n.cfg.Core = core.cfg
 	return n, nil
@@ -158,10 +152,7 @@ func (n *Node) Queued() int { return len(n.inbox) }
 // Refused is the number of received messages Core.Step refused for reason
 // r. It reads an atomic counter and does not allocate.
 func (n *Node) Refused(r Refusal) uint64 {
-	if r < 0 || r >= NumRefusals {
-		return 0
-	}
-	return n.refused[r].Load()
+	return n.loop.Refused(r)
 }
 
 // ReportSnapshot tells raft whether the snapshot the Node sent to peer id
@@ -178,14 +169,14 @@ func (n *Node) ReportSnapshot(id uint64, ok bool) {
 	}
 }
 
-// reportSnapshots hands the queued snapshot outcomes to the core.
+// reportSnapshots hands the queued snapshot outcomes to the loop.
 func (n *Node) reportSnapshots() {
 	n.snapMu.Lock()
 	reports := n.snapReports
 	n.snapReports = nil
 	n.snapMu.Unlock()
 	for _, r := range reports {
-		n.core.ReportSnapshot(r.to, r.ok)
+		n.loop.ReportSnapshot(r.to, r.ok)
 	}
 }
 
@@ -228,10 +219,9 @@ func (n *Node) Run(ctx context.Context) error {
 	tick := n.cfg.Core.TickInterval
 	timer := time.NewTimer(tick)
 	defer timer.Stop()
-	n.publish(n.core.View())
+	n.loop.Start()
 	for {
-		ticked := false
-		// A Do call is answered after its effect is processed and
+		// A Do call is answered after its effect is flushed and
 		// published, so its caller sees the new view at once.
 		var reply chan error
 		var replyErr error
@@ -241,33 +231,29 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-timer.C:
 			// Reset after the tick, not on a fixed grid: ticks are spaced
 			// at least TickInterval apart, which the lease relies on.
-			n.core.Tick()
+			n.loop.Tick()
 			timer.Reset(tick)
-			ticked = true
 		case m := <-n.inbox:
-			n.step(m)
+			n.loop.Receive(m)
 		drain:
-			for range 256 {
+			for range ReceiveBatch - 1 {
 				select {
 				case m := <-n.inbox:
-					n.step(m)
+					n.loop.Receive(m)
 				default:
 					break drain
 				}
 			}
 		case id := <-n.unreach:
-			n.core.ReportUnreachable(id)
+			n.loop.ReportUnreachable(id)
 		case <-n.snapReady:
 			n.reportSnapshots()
 		case c := <-n.calls:
-			reply, replyErr = c.res, c.fn(n.core)
+			reply, replyErr = c.res, n.loop.Call(c.fn)
 		}
-		if err := n.process(); err != nil {
+		if _, err := n.loop.Flush(); err != nil {
+			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
 			return err
-		}
-		v := n.core.View()
-		if ticked || reply != nil || !v.Equal(n.last) {
-			n.publish(v)
 		}
 		if reply != nil {
 			reply <- replyErr
@@ -275,80 +261,17 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
-func (n *Node) step(m raftpb.Message) {
-	err := n.core.Step(m)
-	if err == nil {
-		return
-	}
-	r, ok := RefusalOf(err)
-	if !ok {
-		n.cfg.Core.Logger.Debug("raft step", "type", m.Type.String(), "from", m.From, "err", err)
-		return
-	}
-	n.refused[r].Add(1)
-	if r == RefusedPanic {
-		n.cfg.Core.Logger.Warn("raft message refused", "reason", r.String(), "type", m.Type.String(), "from", m.From, "err", err)
-	} else {
-		n.cfg.Core.Logger.Debug("raft message refused", "reason", r.String(), "type", m.Type.String(), "from", m.From, "err", err)
-	}
-	if n.cfg.OnRefused != nil {
-		n.cfg.OnRefused(m, r, err)
-	}
-}
-
-// publish hands v to OnView and remembers it as the last published view.
+// publish hands v to OnView with the clock time it is published at.
 func (n *Node) publish(v View) {
-	n.last = v
 	if n.cfg.OnView != nil {
 		n.cfg.OnView(v, n.Now())
 	}
 }
 
-func (n *Node) process() error {
-	for n.core.HasReady() {
-		applied, err := n.core.Process(n.send)
-		if err != nil {
-			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
-			return err
-		}
-		if n.cfg.OnApply != nil && (len(applied.Entries) > 0 || applied.ConfChanged || applied.Snapshot != nil) {
-			n.cfg.OnApply(applied)
-		}
-	}
-	if n.core.SnapshotWanted() {
-		// A member needs a snapshot that lists it (see Core.SnapshotWanted).
-		if err := n.core.Snapshot(n.snapshotData()); err != nil {
-			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
-			return err
-		}
-	}
-	if n.core.AppliedIndex() >= n.core.snapshotIndex+compactEvery {
-		if err := n.core.Compact(n.snapshotData(), compactKeep); err != nil {
-			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
-			return err
-		}
+// apply hands what a Ready committed to OnApply, unless it is nothing.
+func (n *Node) apply(a Applied) error {
+	if n.cfg.OnApply != nil && (len(a.Entries) > 0 || a.ConfChanged || a.Snapshot != nil) {
+		n.cfg.OnApply(a)
 	}
 	return nil
-}
-
-func (n *Node) snapshotData() []byte {
-	if n.cfg.SnapshotData == nil {
-		return nil
-	}
-	return n.cfg.SnapshotData()
-}
-
-// send runs inside Core.Process, after the Ready's state is persisted and
-// the core's view updated. When that view lost the lease the last
-// published one had (a transfer began, or this leader stepped down for a
-// higher term), it is published first: the messages may let another peer
-// lead at once (MsgTimeoutNow, a granted vote), and IsLeader must say no
-// here before it can say yes there.
-func (n *Node) send(msgs []raftpb.Message) {
-	if n.last.Role == Leader && n.last.LeaseUntil > 0 {
-		if v := n.core.View(); v.Role != Leader || v.LeaseUntil < n.last.LeaseUntil {
-			n.publish(v)
-		}
-	}
-	n.cfg.Transport.Send(msgs)
 }

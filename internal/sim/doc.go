@@ -6,12 +6,15 @@
 //
 // # The model
 //
-// Each peer is a consensus.Core over a storage.Memory, driven exactly as
-// consensus.Node drives it: a tick timer that is reset after each tick (ticks
-// are at least TickInterval apart on the peer's clock), an inbox drained up to
-// 257 messages per loop pass, calls (proposals, transfers) run on the loop, Go's
-// random choice between ready select cases, then Process until no Ready is
-// left (Save before send), then the view is published. What a peer's
+// Each peer runs a consensus.Loop, the node loop consensus.Node runs, over a
+// consensus.Core and a storage.Memory: Node.Run's select is modelled here (a
+// tick timer that is reset after each tick, so ticks are at least
+// TickInterval apart on the peer's clock; an inbox of up to
+// consensus.DefaultInboxSize messages, stepped consensus.ReceiveBatch at a
+// time; calls such as proposals, transfers and membership changes; Go's random
+// choice between ready select cases), and everything after it is the Loop's:
+// Flush processes every Ready (Save before send), applies, takes the snapshots
+// and compactions due, and publishes the view. What a peer's
 // IsLeader() would answer is its last published view evaluated against its own
 // clock now, as the SDK does.
 //
@@ -55,6 +58,10 @@
 //   - a stream of proposals (16-byte registry records) on the leader, with
 //     log compaction (sometimes every few entries, so snapshots get sent and
 //     restored);
+//   - membership changes (FaultMembership) proposed by the leader on spare
+//     peers that start outside the cluster: a voter added, a learner added
+//     and promoted later, a learner or a voter removed, or the leader
+//     removing itself;
 //   - quiet restarts (FaultQuietRestart; one schedule in eight is quiet: no
 //     proposals, no loss, only this fault): the leader and one follower stop
 //     hearing each other, and when that follower asks for votes, peers that

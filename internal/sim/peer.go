@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -11,8 +12,11 @@ import (
 	"github.com/qcluster/qcluster/internal/storage"
 )
 
-// peer is one simulated process running consensus.Node's loop around a
-// Core. Its state between crashes is one incarnation.
+// peer is one simulated process running a consensus.Loop, as
+// consensus.Node does: this file is the Node's select (its timer, inbox
+// and calls) on virtual time, with the faults around it (a slow or
+// crashing disk, a stopped process, a drifting clock). Its state between
+// crashes is one incarnation.
 type peer struct {
 	c      *Cluster
 	idx    int
@@ -23,11 +27,12 @@ type peer struct {
 	inc     uint64        // incarnation; bumps on crash and restart
 	startVT time.Duration // virtual time the incarnation started
 	crashed bool
-	core    *consensus.Core
+	loop    *consensus.Loop
+	core    *consensus.Core // loop.Core(), for reading
 	mem     *storage.Memory // durable state
 	pub     consensus.View  // last published view (what IsLeader reads)
 
-	// node.go's loop: timer, inbox, calls.
+	// Node.Run's select: timer, inbox, calls.
 	timerGen   uint64
 	timerFired bool
 	inbox      []raftpb.Message
@@ -43,8 +48,6 @@ type peer struct {
 	busyUntil   time.Duration // stalled fsync: loop blocked until then
 	callDelay   time.Duration // time spent blocked inside the current iteration
 	held        []raftpb.Message
-	pending     consensus.View // view to publish when the stall ends
-	snapSent    []uint64
 
 	stallNext      time.Duration // armed: the next Save takes this long
 	crashAfterSave bool          // armed: crash right after the next Save
@@ -55,7 +58,6 @@ type peer struct {
 	// application state: the records applied, in index order.
 	app         []record
 	lastApplied uint64
-	lastCompact uint64
 
 	maxPubTerm uint64 // highest published term, across incarnations
 	lowered    bool   // Options.lowerTerm did its one lowering
@@ -140,16 +142,23 @@ func (p *peer) start(mem *storage.Memory) error {
 		return fmt.Errorf("sim: peer %d: %w", p.id, err)
 	}
 	p.core = core
+	p.loop = consensus.NewLoop(core, consensus.LoopConfig{
+		Send:         p.send,
+		Publish:      p.onPublish,
+		Apply:        p.onApply,
+		SnapshotData: func() []byte { return encodeApp(p.app) },
+		CompactEvery: c.opts.CompactEvery,
+		CompactKeep:  c.opts.CompactKeep,
+	})
 	snap, err := mem.Snapshot()
 	if err != nil {
 		return err
 	}
 	p.app = decodeApp(snap.Data)
 	p.lastApplied = snap.Metadata.Index
-	p.lastCompact = snap.Metadata.Index
 	c.chk.restarted(p, snap)
 	p.scheduleTimer()
-	p.publish(p.core.View()) // node.go emits the first view before its loop
+	p.loop.Start() // the first view, before the first event
 	return nil
 }
 
@@ -167,7 +176,7 @@ func (p *peer) crash(why string) {
 	_ = p.mem.Close()
 	p.mem = durable
 	p.crashed = true
-	p.core = nil
+	p.loop, p.core = nil, nil
 	p.inc++
 	p.timerGen++
 	p.timerFired = false
@@ -216,8 +225,15 @@ func (p *peer) kick() {
 	}
 }
 
-// iterate is one pass of consensus.Node.Run's loop: one select case (Go
-// picks uniformly among the ready ones), then process, then publish.
+// errCrashed stops a Loop's Flush when the peer crashed right after a Save
+// (Options.CrashAfterNextSave): nothing after that Save happens.
+var errCrashed = errors.New("sim: crashed after Save")
+
+// errViolation stops a Loop's Flush when a check failed.
+var errViolation = errors.New("sim: invariant violated")
+
+// iterate is one pass of consensus.Node.Run's select: one case (Go picks
+// uniformly among the ready ones), then the Loop's Flush.
 func (p *peer) iterate() {
 	c := p.c
 	var ready [3]int
@@ -243,15 +259,15 @@ func (p *peer) iterate() {
 	switch choice {
 	case 0:
 		p.timerFired = false
-		p.core.Tick()
-		p.scheduleTimer() // reset after the tick, as node.go does
+		p.loop.Tick()
+		p.scheduleTimer() // reset after the tick, as Node.Run does
 		c.stats.Ticks++
 		te.kind = trTick
 	case 1:
-		k := min(len(p.inbox), 257) // one receive plus a drain of 256
+		k := min(len(p.inbox), consensus.ReceiveBatch)
 		te.kind, te.mtype, te.from, te.mterm, te.n = trRecv, p.inbox[0].Type, p.inbox[0].From, p.inbox[0].Term, int32(k)
 		for _, m := range p.inbox[:k] {
-			_ = p.core.Step(m) // node.go logs and ignores step errors
+			p.loop.Receive(m)
 		}
 		p.inbox = p.inbox[k:]
 		if len(p.inbox) == 0 {
@@ -261,31 +277,30 @@ func (p *peer) iterate() {
 		cl := p.calls[0]
 		p.calls = p.calls[1:]
 		te.kind, te.note = trCall, cl.what
-		if err := cl.fn(p.core); err != nil {
+		if err := p.loop.Call(cl.fn); err != nil {
 			te.note += fmt.Sprintf(" (%v)", err)
 		}
 	}
-	p.process()
-	if c.err != nil {
+	v, err := p.loop.Flush()
+	switch {
+	case c.err != nil:
 		return
-	}
-	if p.crashNow {
+	case errors.Is(err, errCrashed) || p.crashNow:
 		te.fill(p)
 		c.tr.add(te)
 		p.crash("crash-after-save")
 		return
+	case err != nil:
+		c.fail("storage", "peer %d: Flush: %v", p.id, err)
+		return
 	}
-	v := p.core.View()
 	c.chk.coreView(p, v)
 	if p.callDelay > 0 {
 		// The loop is blocked in Save: the view is published, and the
 		// Ready's messages leave, only when it returns.
 		p.busyUntil = c.now + p.callDelay
-		p.pending = v
 		c.schedule(event{at: p.busyUntil, kind: evWake, peer: int32(p.idx), gen: p.inc})
 		te.note += fmt.Sprintf(" [blocked in fsync until %v]", fmtVT(p.busyUntil))
-	} else {
-		p.publish(v)
 	}
 	te.fill(p)
 	c.tr.add(te)
@@ -309,7 +324,7 @@ func (p *peer) finishStall() {
 	p.stallDone = false
 	held := p.held
 	p.held = nil
-	p.publish(p.pending) // before the messages, as node.go's send does
+	p.publish(p.loop.Last()) // before the messages, as the Loop does
 	for _, m := range held {
 		c.send(p, m)
 	}
@@ -317,54 +332,34 @@ func (p *peer) finishStall() {
 	p.kick()
 }
 
-// process is node.go's process(): drain Ready, report snapshots, apply,
-// compact.
-func (p *peer) process() {
-	c := p.c
-	for p.core.HasReady() {
-		applied, err := p.core.Process(p.send)
-		if err != nil {
-			c.fail("storage", "peer %d: Process: %v", p.id, err)
-			return
-		}
-		if p.crashNow {
-			p.apply(applied) // committed is a fact, even if this peer dies now
-			return
-		}
-		for _, id := range p.snapSent {
-			p.core.ReportSnapshot(id, true)
-		}
-		p.snapSent = p.snapSent[:0]
-		p.apply(applied)
-		if c.err != nil {
-			return
-		}
+// onPublish is the Loop's Publish: a view published while the loop is
+// blocked in a stalled Save is seen when the Save returns (finishStall
+// publishes the Loop's last); after a crash, never.
+func (p *peer) onPublish(v consensus.View) {
+	if p.callDelay > 0 || p.crashNow {
+		return
 	}
-	if p.core.SnapshotWanted() {
-		if err := p.core.Snapshot(encodeApp(p.app)); err != nil {
-			c.fail("storage", "peer %d: Snapshot: %v", p.id, err)
-			return
-		}
-	}
-	if p.lastApplied >= p.lastCompact+p.c.opts.CompactEvery {
-		if err := p.core.Compact(encodeApp(p.app), c.opts.CompactKeep); err != nil {
-			c.fail("storage", "peer %d: Compact: %v", p.id, err)
-			return
-		}
-		p.lastCompact = p.lastApplied
-	}
+	p.publish(v)
 }
 
-func (p *peer) send(msgs []raftpb.Message) {
-	if p.callDelay == 0 && !p.crashNow && p.pub.Role == consensus.Leader && p.pub.LeaseUntil > 0 {
-		// node.go publishes a lost lease before the messages leave.
-		if v := p.core.View(); v.Role != consensus.Leader || v.LeaseUntil < p.pub.LeaseUntil {
-			p.publish(v)
-		}
+// onApply is the Loop's Apply.
+func (p *peer) onApply(a consensus.Applied) error {
+	p.apply(a) // committed is a fact, even if this peer dies now
+	switch {
+	case p.crashNow:
+		return errCrashed
+	case p.c.err != nil:
+		return errViolation
 	}
+	return nil
+}
+
+// send is the Loop's Send: the messages of a persisted Ready. The
+// simulated transport writes out every snapshot it is given.
+func (p *peer) send(msgs []raftpb.Message) {
 	for _, m := range msgs {
-		if m.Type == raftpb.MsgSnap {
-			p.snapSent = append(p.snapSent, m.To)
+		if m.Type == raftpb.MsgSnap && !p.crashNow {
+			p.loop.ReportSnapshot(m.To, true)
 		}
 		switch {
 		case p.crashNow:
@@ -379,11 +374,13 @@ func (p *peer) send(msgs []raftpb.Message) {
 
 func (p *peer) apply(a consensus.Applied) {
 	c := p.c
+	if a.ConfChanged {
+		p.confApplied(a)
+	}
 	if a.Snapshot != nil {
 		c.stats.SnapshotsApplied++
 		p.app = decodeApp(a.Snapshot.Data)
 		p.lastApplied = a.Snapshot.Metadata.Index
-		p.lastCompact = a.Snapshot.Metadata.Index
 		c.chk.snapshotApplied(p, a.Snapshot)
 	}
 	for _, e := range a.Entries {

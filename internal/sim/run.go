@@ -44,6 +44,11 @@ const (
 	// (sometimes one that is paused until after raft gave up on the
 	// transfer).
 	FaultTransfer
+	// FaultMembership: the leader proposes a membership change: it adds a
+	// spare peer (Options.Spares) as a voter, or as a learner that a
+	// later change promotes, or removes a learner or a voter (itself, one
+	// time in three).
+	FaultMembership
 	// FaultQuietRestart makes one schedule in quietOneIn (chosen by the
 	// seed) a quiet one: no proposals, no loss, and only this fault,
 	// repeated: the leader and one follower stop hearing each other, and
@@ -57,7 +62,7 @@ const (
 
 	// AllFaults is every kind.
 	AllFaults = FaultPartition | FaultOneWay | FaultLoss | FaultDup | FaultDelay | FaultCrash |
-		FaultCrashAfterSave | FaultFsyncStall | FaultPause | FaultTransfer | FaultQuietRestart
+		FaultCrashAfterSave | FaultFsyncStall | FaultPause | FaultTransfer | FaultMembership | FaultQuietRestart
 )
 
 // quietOneIn: with FaultQuietRestart among others, one schedule in
@@ -91,6 +96,14 @@ type Result struct {
 	// (FaultQuietRestart).
 	Transfers, SnapshotsApplied int
 	Quiet                       bool
+	// MembershipChanges is how many membership changes some peer
+	// applied; LeaderRemovals how many of them removed the leader that
+	// applied it.
+	MembershipChanges, LeaderRemovals int
+	// Behind is how many members, when the leader was agreed after the
+	// heal, could not follow it: they missed its addition (see
+	// Cluster.Agreed).
+	Behind int
 	// TimeToLeader is the virtual time from the heal at the end of the
 	// fault phase until a peer held the lease and every peer named it.
 	TimeToLeader time.Duration
@@ -164,7 +177,7 @@ func Run(opts Options) (Result, error) {
 	for _, k := range []struct {
 		f FaultSet
 		w int
-	}{{FaultPartition, 3}, {FaultOneWay, 2}, {FaultCrash, 2}, {FaultCrashAfterSave, 1}, {FaultFsyncStall, 2}, {FaultPause, 2}, {FaultTransfer, 2}} {
+	}{{FaultPartition, 3}, {FaultOneWay, 2}, {FaultCrash, 2}, {FaultCrashAfterSave, 1}, {FaultFsyncStall, 2}, {FaultPause, 2}, {FaultTransfer, 2}, {FaultMembership, 2}} {
 		if opts.Faults&k.f != 0 && !quiet {
 			for range k.w {
 				kinds = append(kinds, k.f)
@@ -203,6 +216,9 @@ func Run(opts Options) (Result, error) {
 		}
 	}
 	propEvery := between(10*time.Millisecond, 100*time.Millisecond)
+	if opts.Faults&FaultMembership != 0 && !quiet && opts.Spares == 0 {
+		opts.Spares = 2
+	}
 
 	c, err := NewCluster(opts)
 	if err != nil {
@@ -254,6 +270,14 @@ func Run(opts Options) (Result, error) {
 		return c.Stats(), c.err
 	}
 	c.stats.TimeToLeader = c.now - healAt
+	if l, ok := c.Agreed(); ok {
+		for _, p := range c.peers {
+			if c.behind(p, l) && (slices.Contains(c.peer(l).pub.Voters, p.id) || slices.Contains(c.peer(l).pub.Learners, p.id)) {
+				c.stats.Behind++
+				c.event(p.idx, fmt.Sprintf("missed the addition of leader p%d: cannot follow it", l))
+			}
+		}
+	}
 	c.event(-1, fmt.Sprintf("agreed leader %v after the heal", c.stats.TimeToLeader))
 	// A little more time with everything healthy, still checked.
 	if c.RunFor(c.tm.et) != nil {
@@ -413,9 +437,14 @@ func (c *Cluster) inject(f fault) {
 		if l == nil {
 			return
 		}
-		to := uint64(1 + r.IntN(n))
+		voters := l.core.View().Voters
+		if len(voters) < 2 {
+			return
+		}
+		i := r.IntN(len(voters))
+		to := voters[i]
 		if to == l.id {
-			to = to%uint64(n) + 1
+			to = voters[(i+1)%len(voters)]
 		}
 		if p := c.peer(to); r.IntN(3) == 0 && !p.crashed && !p.paused {
 			// The target is stopped when the transfer starts, past the
@@ -432,6 +461,8 @@ func (c *Cluster) inject(f fault) {
 		}
 		c.countFault("transfer")
 		c.Transfer(l.id, to)
+	case FaultMembership:
+		c.changeMembership(r)
 	case FaultQuietRestart:
 		c.quietRestart(r, f.dur)
 	}
@@ -446,12 +477,13 @@ func (c *Cluster) quietRestart(r *rand.Rand, d time.Duration) {
 		return
 	}
 	var ids []uint64
-	for _, p := range c.peers {
-		if p != l && !p.crashed && !p.paused {
+	voters := l.core.View().Voters
+	for _, id := range voters {
+		if p := c.peer(id); p != l && !p.crashed && !p.paused {
 			ids = append(ids, p.id)
 		}
 	}
-	quorum := len(c.peers)/2 + 1
+	quorum := len(voters)/2 + 1
 	if len(ids) < quorum {
 		return
 	}

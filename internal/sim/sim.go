@@ -30,6 +30,10 @@ type Options struct {
 	Seed uint64
 	// Peers is the number of voters (default 3).
 	Peers int
+	// Spares is the number of further peers that start outside the
+	// cluster (IDs Peers+1 on), waiting for a membership change to add
+	// them (ProposeConfChange). Run adds some for FaultMembership.
+	Spares int
 	// TimeScale multiplies the default heartbeat (50 ms), election timeout
 	// (150 ms) and tick (10 ms). Default 1.
 	TimeScale float64
@@ -153,6 +157,10 @@ type Cluster struct {
 	onSend func(m raftpb.Message)
 	// transferTo maps a transfer's target to the term it started in.
 	transferTo map[uint64]uint64
+	// removed: peers a removal was proposed for (never added again).
+	removed map[uint64]bool
+	// confApplied: the indexes of the applied membership changes.
+	confApplied map[uint64]bool
 }
 
 type timing struct{ tick, hb, et time.Duration }
@@ -163,8 +171,8 @@ func NewCluster(opts Options) (*Cluster, error) {
 	if opts.Peers == 0 {
 		opts.Peers = 3
 	}
-	if opts.Peers < 1 || opts.Peers > 64 {
-		return nil, fmt.Errorf("sim: Peers must be in [1, 64], got %d", opts.Peers)
+	if opts.Peers < 1 || opts.Spares < 0 || opts.Peers+opts.Spares > 64 {
+		return nil, fmt.Errorf("sim: Peers+Spares must be in [1, 64], got %d+%d", opts.Peers, opts.Spares)
 	}
 	if opts.TimeScale <= 0 {
 		opts.TimeScale = 1
@@ -172,11 +180,11 @@ func NewCluster(opts Options) (*Cluster, error) {
 	if opts.ClockDrift <= 0 {
 		opts.ClockDrift = DefaultClockDrift
 	}
-	if opts.ClockRates != nil && len(opts.ClockRates) != opts.Peers {
-		return nil, fmt.Errorf("sim: %d ClockRates for %d peers", len(opts.ClockRates), opts.Peers)
+	if opts.ClockRates != nil && len(opts.ClockRates) != opts.Peers+opts.Spares {
+		return nil, fmt.Errorf("sim: %d ClockRates for %d peers", len(opts.ClockRates), opts.Peers+opts.Spares)
 	}
 	if opts.CompactEvery == 0 {
-		opts.CompactEvery, opts.CompactKeep = 10000, 1000
+		opts.CompactEvery, opts.CompactKeep = consensus.DefaultCompactEvery, consensus.DefaultCompactKeep
 	}
 	if opts.TraceLen <= 0 {
 		opts.TraceLen = 200
@@ -190,21 +198,26 @@ func NewCluster(opts Options) (*Cluster, error) {
 		net:    opts.Network,
 		faults: map[string]int{},
 
-		transferTo: map[uint64]uint64{},
+		transferTo:  map[uint64]uint64{},
+		removed:     map[uint64]bool{},
+		confApplied: map[uint64]bool{},
 	}
 	c.tr = newTracer(opts.TraceLen, opts.Verbose)
 	c.chk = newChecker(c)
 	c.stats.Seed, c.stats.Peers = opts.Seed, opts.Peers
 	c.stats.DeterministicElections = DeterministicElections()
 	c.undo = registerStream(opts.Seed)
-	c.cut = make([][]bool, opts.Peers)
+	total := opts.Peers + opts.Spares
+	c.cut = make([][]bool, total)
+	for i := range c.cut {
+		c.cut[i] = make([]bool, total)
+	}
 	voters := make([]uint64, opts.Peers)
 	for i := range voters {
 		voters[i] = uint64(i + 1)
-		c.cut[i] = make([]bool, opts.Peers)
 	}
 	rateRng := rand.New(rand.NewPCG(opts.Seed, 0x636c6f636b))
-	for i := range opts.Peers {
+	for i := range total {
 		rate := 1.0
 		switch {
 		case opts.ClockRates != nil:
@@ -220,7 +233,10 @@ func NewCluster(opts Options) (*Cluster, error) {
 				rate = 1 + opts.ClockDrift*(2*rateRng.Float64()-1)
 			}
 		}
-		p := &peer{c: c, idx: i, id: uint64(i + 1), rate: rate, voters: voters}
+		p := &peer{c: c, idx: i, id: uint64(i + 1), rate: rate}
+		if i < opts.Peers {
+			p.voters = voters
+		}
 		c.peers = append(c.peers, p)
 	}
 	for _, p := range c.peers {
@@ -441,16 +457,13 @@ func (c *Cluster) deliver(from, to int, data []byte, injected bool) {
 		return
 	}
 	c.stats.Delivered++
-	if len(p.inbox) >= inboxSize {
+	if len(p.inbox) >= consensus.DefaultInboxSize {
 		c.stats.InboxDropped++ // as consensus.Node.Deliver does
 		return
 	}
 	p.inbox = append(p.inbox, m)
 	p.kick()
 }
-
-// inboxSize is consensus.Node's default inbox bound.
-const inboxSize = 4096
 
 // ----- faults, usable from scenarios -----
 
@@ -598,7 +611,7 @@ func (c *Cluster) Do(id uint64, what string, fn func(*consensus.Core) error) {
 	if p.crashed {
 		return
 	}
-	p.calls = append(p.calls, call{what, fn})
+	p.calls = append(p.calls, call{what: what, fn: fn})
 	p.kick()
 	c.afterEvent()
 }
@@ -618,6 +631,17 @@ func (c *Cluster) Transfer(from, to uint64) {
 func (c *Cluster) Propose(id uint64, data []byte) {
 	c.Do(id, fmt.Sprintf("propose %x", data[:min(len(data), 4)]), func(core *consensus.Core) error {
 		return core.Propose(data)
+	})
+}
+
+// ProposeConfChange asks peer id (normally the leader) to propose a
+// membership change.
+func (c *Cluster) ProposeConfChange(id uint64, cc raftpb.ConfChange) {
+	if cc.Type == raftpb.ConfChangeRemoveNode {
+		c.removed[cc.NodeID] = true
+	}
+	c.Do(id, fmt.Sprintf("propose %v %d", cc.Type, cc.NodeID), func(core *consensus.Core) error {
+		return core.ProposeConfChange(cc)
 	})
 }
 
@@ -652,6 +676,14 @@ func (c *Cluster) LeaderOf(id uint64) (uint64, bool) {
 	return p.pub.LeaderAt(p.clock(c.now), c.tm.et)
 }
 
+// behind reports whether member p missed the addition of leader l
+// entirely: it refuses l's messages as a non-member's, so it cannot follow
+// l until another member leads (the cost the consensus package doc
+// states, under "Messages from the network").
+func (c *Cluster) behind(p *peer, l uint64) bool {
+	return !p.crashed && !p.core.Knows(l)
+}
+
 // Leader returns the peer that holds the lease now, if any.
 func (c *Cluster) Leader() (uint64, bool) {
 	for _, p := range c.peers {
@@ -662,15 +694,17 @@ func (c *Cluster) Leader() (uint64, bool) {
 	return 0, false
 }
 
-// Agreed reports whether some peer holds the lease and every live peer
-// names it.
+// Agreed reports whether some peer holds the lease and every live member
+// of its configuration (voters and learners) names it, except members
+// that cannot hear it (behind).
 func (c *Cluster) Agreed() (uint64, bool) {
 	l, ok := c.Leader()
 	if !ok {
 		return 0, false
 	}
+	lv := c.peer(l).pub
 	for _, p := range c.peers {
-		if p.crashed {
+		if p.crashed || (!slices.Contains(lv.Voters, p.id) && !slices.Contains(lv.Learners, p.id)) || c.behind(p, l) {
 			continue
 		}
 		if id, ok := c.LeaderOf(p.id); !ok || id != l {

@@ -102,6 +102,8 @@ func (s *summary) checkCoverage(t *testing.T) {
 		"crash": per1000(150), "crash-after-save": per1000(40), "crash-lost-write": per1000(5), "restart": per1000(200),
 		"fsync-stall": per1000(100), "pause": per1000(150), "transfer": per1000(150), "transfer-to-paused": per1000(40),
 		"quiet-restart": per1000(200), "quiet-restart-armed": per1000(150), "heal": per1000(300),
+		"member-add": per1000(100), "member-add-learner": per1000(120), "member-promote": per1000(50),
+		"member-remove": per1000(60), "member-remove-leader": per1000(30), "member-remove-learner": per1000(3),
 	}
 	for _, k := range slices.Sorted(maps.Keys(floors)) {
 		if got := s.faults[k]; got < floors[k] {
@@ -117,6 +119,8 @@ func (s *summary) checkCoverage(t *testing.T) {
 		{"snapshots restored by running peers", s.snapshots, per1000(100)},
 		{"records committed", s.records, per1000(10000)},
 		{"quiet schedules", s.quiet, per1000(60)},
+		{"membership changes applied", s.confChanges, per1000(280)},
+		{"leaders that applied their own removal", s.leaderRemovals, per1000(25)},
 		{"messages lost", int(s.lost), per1000(1000)},
 		{"messages duplicated", int(s.dup), per1000(1000)},
 	} {
@@ -220,6 +224,8 @@ type summary struct {
 	faults                          map[string]int
 	faultsTotal, elections, records int
 	transfers, snapshots, quiet     int
+	confChanges, leaderRemovals     int
+	behind                          int
 	ttl                             []time.Duration
 }
 
@@ -241,6 +247,9 @@ func (s *summary) add(r Result) {
 	s.records += r.Committed
 	s.transfers += r.Transfers
 	s.snapshots += r.SnapshotsApplied
+	s.confChanges += r.MembershipChanges
+	s.leaderRemovals += r.LeaderRemovals
+	s.behind += r.Behind
 	if r.Quiet {
 		s.quiet++
 	}
@@ -249,8 +258,9 @@ func (s *summary) add(r Result) {
 
 func (s *summary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed, %d transfers completed, %d snapshots restored, %d quiet schedules\n",
-		s.virtual.Round(time.Second), s.events, s.messages, s.lost, s.dup, s.elections, s.records, s.transfers, s.snapshots, s.quiet)
+	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed, %d transfers completed, %d snapshots restored, %d quiet schedules, %d membership changes applied (%d removed the leader), %d members behind the leader's addition after the heal\n",
+		s.virtual.Round(time.Second), s.events, s.messages, s.lost, s.dup, s.elections, s.records, s.transfers, s.snapshots, s.quiet,
+		s.confChanges, s.leaderRemovals, s.behind)
 	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
 	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])

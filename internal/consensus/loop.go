@@ -1,0 +1,224 @@
+package consensus
+
+import (
+	"sync/atomic"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Loop defaults and bounds, shared by every owner of a Loop (Node and the
+// simulator).
+const (
+	// DefaultCompactEvery is how many applied entries trigger a log
+	// compaction, and DefaultCompactKeep how many entries stay behind for
+	// slow followers.
+	DefaultCompactEvery = 10000
+	DefaultCompactKeep  = 1000
+	// ReceiveBatch is how many received messages an owner steps (Receive)
+	// at most before it flushes: one, then a drain of what queued.
+	ReceiveBatch = 257
+	// DefaultInboxSize bounds the received messages waiting for the loop.
+	DefaultInboxSize = 4096
+)
+
+// LoopConfig configures a Loop. The callbacks run inside the Loop's
+// methods, on the owner's goroutine; they must not call the Loop.
+type LoopConfig struct {
+	// Send hands messages to the network. It is called inside Flush, only
+	// after the Ready that produced them was persisted through the Core's
+	// Storage. Required.
+	Send func(msgs []raftpb.Message)
+	// Publish receives every view the Loop publishes (see Flush), in order.
+	// A view in which the lease shrank or the role left Leader is published
+	// before the messages of the same Ready are sent: they may let another
+	// peer lead (a MsgTimeoutNow, a granted vote). May be nil.
+	Publish func(v View)
+	// Apply is called after each processed Ready, with what it committed
+	// (possibly nothing). A non-nil error stops Flush, which returns it;
+	// the Loop must then be abandoned. May be nil.
+	Apply func(a Applied) error
+	// Refused is called for every received message Core.Step refused,
+	// after it is counted. May be nil.
+	Refused func(m raftpb.Message, reason Refusal, err error)
+	// SnapshotData returns the application state to store in a snapshot.
+	// May be nil.
+	SnapshotData func() []byte
+	// CompactEvery and CompactKeep: the log is compacted when
+	// CompactEvery entries were applied since the last snapshot, keeping
+	// CompactKeep. Defaults DefaultCompactEvery and DefaultCompactKeep.
+	CompactEvery, CompactKeep uint64
+}
+
+// Loop is a Core's event loop without a goroutine, a timer or a clock of
+// its own: its owner feeds it ticks (Tick, every TickInterval of the
+// Core's clock), received messages (Receive), transport reports and calls,
+// then asks it to Flush. Flush persists each Ready through the Core's
+// Storage, then sends its messages, applies what it committed, takes the
+// snapshots and compactions due, and publishes the view. Node runs a Loop
+// on a goroutine; the simulator runs the same Loop on virtual time.
+type Loop struct {
+	cfg  LoopConfig
+	core *Core
+	last View // the last view published
+
+	ticked, called bool
+	snapReports    []snapReport
+
+	refused [NumRefusals]atomic.Uint64
+}
+
+type snapReport struct {
+	to uint64
+	ok bool
+}
+
+// NewLoop creates a Loop around core.
+func NewLoop(core *Core, cfg LoopConfig) *Loop {
+	if cfg.CompactEvery == 0 {
+		cfg.CompactEvery, cfg.CompactKeep = DefaultCompactEvery, DefaultCompactKeep
+	}
+	return &Loop{cfg: cfg, core: core}
+}
+
+// Core returns the Loop's Core, for reading between calls.
+func (l *Loop) Core() *Core { return l.core }
+
+// Last returns the last view the Loop published.
+func (l *Loop) Last() View { return l.last }
+
+// Start publishes the Core's view, before the first event.
+func (l *Loop) Start() { l.publish(l.core.View()) }
+
+// Tick advances the Core by one tick; the next Flush publishes the view
+// even if it did not change (its holders re-evaluate it on their clock).
+func (l *Loop) Tick() {
+	l.core.Tick()
+	l.ticked = true
+}
+
+// Receive steps a message from the network into the Core. A refused
+// message is counted (Refused) and reported to LoopConfig.Refused; other
+// step errors (raft's own) are logged at debug level.
+func (l *Loop) Receive(m raftpb.Message) {
+	err := l.core.Step(m)
+	if err == nil {
+		return
+	}
+	log := l.core.cfg.Logger
+	r, ok := RefusalOf(err)
+	if !ok {
+		log.Debug("raft step", "type", m.Type.String(), "from", m.From, "err", err)
+		return
+	}
+	l.refused[r].Add(1)
+	if r == RefusedPanic {
+		log.Warn("raft message refused", "reason", r.String(), "type", m.Type.String(), "from", m.From, "err", err)
+	} else {
+		log.Debug("raft message refused", "reason", r.String(), "type", m.Type.String(), "from", m.From, "err", err)
+	}
+	if l.cfg.Refused != nil {
+		l.cfg.Refused(m, r, err)
+	}
+}
+
+// Refused is the number of received messages Core.Step refused for reason
+// r. It reads an atomic counter: it is safe for concurrent use.
+func (l *Loop) Refused(r Refusal) uint64 {
+	if r < 0 || r >= NumRefusals {
+		return 0
+	}
+	return l.refused[r].Load()
+}
+
+// ReportUnreachable tells the Core that messages to id are not getting
+// through.
+func (l *Loop) ReportUnreachable(id uint64) { l.core.ReportUnreachable(id) }
+
+// ReportSnapshot queues the outcome of a snapshot sent to id (a MsgSnap
+// handed to Send): written out (ok) or dropped. Flush hands it to raft.
+// It may be called from inside LoopConfig.Send.
+func (l *Loop) ReportSnapshot(id uint64, ok bool) {
+	l.snapReports = append(l.snapReports, snapReport{to: id, ok: ok})
+}
+
+func (l *Loop) reportSnapshots() {
+	for _, r := range l.snapReports {
+		l.core.ReportSnapshot(r.to, r.ok)
+	}
+	l.snapReports = l.snapReports[:0]
+}
+
+// Call runs fn with exclusive access to the Core and returns its error;
+// the next Flush publishes the view even if it did not change, so the
+// caller sees the call's effect once Flush returns.
+func (l *Loop) Call(fn func(*Core) error) error {
+	l.called = true
+	return fn(l.core)
+}
+
+// Flush processes every Ready (persist, send, apply), takes the snapshot a
+// new member needs (Core.SnapshotWanted) and the compaction due, and
+// publishes the view when it changed or after a Tick or a Call. It returns
+// the view, and an error when storage failed (an ErrStorage error: the
+// Core cannot keep its promises, the peer must stop) or Apply failed.
+func (l *Loop) Flush() (View, error) {
+	l.reportSnapshots()
+	for l.core.HasReady() {
+		applied, err := l.core.Process(l.send)
+		if err != nil {
+			return l.core.View(), err
+		}
+		if l.cfg.Apply != nil {
+			if err := l.cfg.Apply(applied); err != nil {
+				return l.core.View(), err
+			}
+		}
+		l.reportSnapshots()
+	}
+	if l.core.SnapshotWanted() {
+		// A member needs a snapshot that lists it (see Core.SnapshotWanted).
+		if err := l.core.Snapshot(l.snapshotData()); err != nil {
+			return l.core.View(), err
+		}
+	}
+	if l.core.AppliedIndex() >= l.core.snapshotIndex+l.cfg.CompactEvery {
+		if err := l.core.Compact(l.snapshotData(), l.cfg.CompactKeep); err != nil {
+			return l.core.View(), err
+		}
+	}
+	v := l.core.View()
+	if l.ticked || l.called || !v.Equal(l.last) {
+		l.publish(v)
+	}
+	l.ticked, l.called = false, false
+	return v, nil
+}
+
+func (l *Loop) snapshotData() []byte {
+	if l.cfg.SnapshotData == nil {
+		return nil
+	}
+	return l.cfg.SnapshotData()
+}
+
+func (l *Loop) publish(v View) {
+	l.last = v
+	if l.cfg.Publish != nil {
+		l.cfg.Publish(v)
+	}
+}
+
+// send runs inside Core.Process, after the Ready's state is persisted and
+// the core's view updated. When that view lost the lease the last
+// published one had (a transfer began, or this leader stepped down for a
+// higher term), it is published first: the messages may let another peer
+// lead at once (MsgTimeoutNow, a granted vote), and IsLeader must say no
+// here before it can say yes there.
+func (l *Loop) send(msgs []raftpb.Message) {
+	if l.last.Role == Leader && l.last.LeaseUntil > 0 {
+		if v := l.core.View(); v.Role != Leader || v.LeaseUntil < l.last.LeaseUntil {
+			l.publish(v)
+		}
+	}
+	l.cfg.Send(msgs)
+}
