@@ -197,7 +197,7 @@ func toAPIMember(m Member) api.Member {
 func (c *Cluster) transferTimeout(identifier string) time.Duration {
 	d := max(2*time.Second, 10*time.Duration(c.cfg.ElectionTimeout))
 	if identifier == "" {
-		d += time.Duration(max(0, len(c.reg.Load().members)-2)) * max(500*time.Millisecond, 3*time.Duration(c.cfg.ElectionTimeout))
+		d += time.Duration(max(0, c.reg.Load().Len()-2)) * max(500*time.Millisecond, 3*time.Duration(c.cfg.ElectionTimeout))
 	}
 	return d
 }

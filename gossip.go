@@ -236,7 +236,7 @@ func (c *Cluster) onGossipEvent(ev membership.Event) {
 		c.events.publish(Event{Type: t, Member: c.gossipMember(ev.Member)})
 		return
 	}
-	p, ok := c.reg.Load().members[NodeID(ev.Member.Name)]
+	p, ok := c.reg.Load().Get(NodeID(ev.Member.Name))
 	if !ok || p.Identifier != ev.Member.Name {
 		c.events.touch() // Peers lists it (role none) all the same
 		return
@@ -259,7 +259,7 @@ func (c *Cluster) onGossipEvent(ev membership.Event) {
 	default:
 		return
 	}
-	c.events.publish(Event{Type: t, Member: c.memberOf(p)})
+	c.events.publish(Event{Type: t, Member: c.memberOf(peerOf(p))})
 }
 
 // Owner returns the live member (alive or suspect, as gossip sees it) that
@@ -284,8 +284,8 @@ func (c *Cluster) Owner(key string) (Peer, bool) {
 		return c.Self(), true
 	}
 	if !c.masterless() {
-		if p, ok := c.reg.Load().members[NodeID(m.Name)]; ok && p.Identifier == m.Name {
-			return *p, true
+		if p, ok := c.reg.Load().Get(NodeID(m.Name)); ok && p.Identifier == m.Name {
+			return *peerOf(p), true
 		}
 	}
 	return Peer{Host: m.Host, Port: m.Port, Identifier: m.Name, Metadata: c.decodeGossipMeta(m.Name, m.Meta)}, true

@@ -24,6 +24,7 @@ import (
 	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/storage"
 )
 
@@ -347,7 +348,7 @@ func (c *Cluster) checkRemoved(ctx context.Context, st *removedCheck, now time.T
 		return
 	}
 	var members []PeerConfig
-	for _, p := range c.reg.Load().sorted() {
+	for _, p := range c.reg.Load().Sorted() {
 		if p.Identifier != c.cfg.Identifier {
 			members = append(members, PeerConfig{Host: p.Host, Port: p.Port, Identifier: p.Identifier})
 		}
@@ -433,7 +434,7 @@ func (c *Cluster) join(ctx context.Context, req api.JoinRequest) (api.JoinResult
 	if err != nil {
 		return api.JoinResult{}, fmt.Errorf("%w: %w", ErrInvalidMember, err)
 	}
-	rec := regRecord{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: md}
+	rec := registry.Member{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: md}
 	voter := req.Voter == nil || *req.Voter
 	for {
 		if !c.IsLeader() {
@@ -469,7 +470,7 @@ func (c *Cluster) join(ctx context.Context, req api.JoinRequest) (api.JoinResult
 // addMember proposes, on the leader, the configuration change that adds rec
 // and waits until it is applied. It reports whether rec was a member
 // already.
-func (c *Cluster) addMember(ctx context.Context, rec regRecord, voter bool) (bool, error) {
+func (c *Cluster) addMember(ctx context.Context, rec registry.Member, voter bool) (bool, error) {
 	id := NodeID(rec.Identifier)
 	ctxData, err := json.Marshal(rec)
 	if err != nil {
@@ -486,22 +487,22 @@ func (c *Cluster) addMember(ctx context.Context, rec regRecord, voter bool) (boo
 			reg := c.reg.Load()
 			cs := core.ConfState()
 			inConf := slices.Contains(cs.Voters, id) || slices.Contains(cs.Learners, id)
-			if p, ok := reg.members[id]; ok {
+			if p, ok := reg.Get(id); ok {
 				if p.Identifier != rec.Identifier {
 					return fmt.Errorf("%w: identifier %q has the same node ID (hash) as member %q; choose another identifier", ErrConflict, rec.Identifier, p.Identifier)
 				}
 				if p.Host != rec.Host || p.Port != rec.Port {
 					return fmt.Errorf("%w: %q is already a member at %s; remove it first (DELETE /v1/peers/%s) to move it to %s",
-						ErrConflict, rec.Identifier, p.Addr(), url.PathEscape(rec.Identifier), rec.peer().Addr())
+						ErrConflict, rec.Identifier, p.Addr(), url.PathEscape(rec.Identifier), rec.Addr())
 				}
 				if inConf {
 					already = true
 					return nil
 				}
 			}
-			for _, p := range reg.members {
+			for _, p := range reg.All() {
 				if p.Identifier != rec.Identifier && p.Host == rec.Host && p.Port == rec.Port {
-					return fmt.Errorf("%w: %s is the address of member %q", ErrConflict, rec.peer().Addr(), p.Identifier)
+					return fmt.Errorf("%w: %s is the address of member %q", ErrConflict, rec.Addr(), p.Identifier)
 				}
 			}
 			return core.ProposeConfChange(raftpb.ConfChange{Type: typ, NodeID: id, Context: ctxData})
@@ -512,8 +513,8 @@ func (c *Cluster) addMember(ctx context.Context, rec regRecord, voter bool) (boo
 		// Raft drops a change while another is pending, or before the
 		// leader has committed an entry of its term: propose again after
 		// a while unless it was applied.
-		if done, err := c.waitRegistry(ctx, changed, func(r *registry) bool {
-			p, ok := r.members[id]
+		if done, err := c.waitRegistry(ctx, changed, func(r *registry.State) bool {
+			p, ok := r.Get(id)
 			return ok && p.Host == rec.Host && p.Port == rec.Port && c.inConf(id)
 		}); done || err != nil {
 			return false, err
@@ -530,7 +531,7 @@ func (c *Cluster) retryEvery() time.Duration {
 // waitRegistry waits, for up to retryEvery, until cond holds for the
 // registry (checking at every change after changed); it reports whether
 // cond holds.
-func (c *Cluster) waitRegistry(ctx context.Context, changed <-chan struct{}, cond func(*registry) bool) (bool, error) {
+func (c *Cluster) waitRegistry(ctx context.Context, changed <-chan struct{}, cond func(*registry.State) bool) (bool, error) {
 	timer := time.NewTimer(c.retryEvery())
 	defer timer.Stop()
 	// The view (voters, learners) is published just after the registry
@@ -626,7 +627,7 @@ func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
 		var gone bool
 		err := c.doLeader(ctx, func(core *consensus.Core) error {
 			cs := core.ConfState()
-			p, inReg := c.reg.Load().members[id]
+			p, inReg := c.reg.Load().Get(id)
 			isVoter := slices.Contains(cs.Voters, id)
 			if (inReg && p.Identifier != identifier) || (!inReg && !isVoter && !slices.Contains(cs.Learners, id)) {
 				gone = true
@@ -651,8 +652,8 @@ func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
 			}
 			return err
 		}
-		if done, err := c.waitRegistry(ctx, changed, func(r *registry) bool {
-			_, ok := r.members[id]
+		if done, err := c.waitRegistry(ctx, changed, func(r *registry.State) bool {
+			_, ok := r.Get(id)
 			return !ok && !c.inConf(id)
 		}); done || err != nil {
 			return err
@@ -670,7 +671,7 @@ func (c *Cluster) aliveMembers() map[uint64]bool {
 			continue
 		}
 		id := NodeID(gm.Name)
-		if p, ok := reg.members[id]; ok && p.Identifier != gm.Name {
+		if p, ok := reg.Get(id); ok && p.Identifier != gm.Name {
 			continue // another member's hash: not this one
 		}
 		alive[id] = true
@@ -790,8 +791,8 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 		if err := c.proposeMetadata(ctx, md); err != nil {
 			return err
 		}
-		done, err := c.waitRegistry(ctx, changed, func(r *registry) bool {
-			p, ok := r.members[c.selfID]
+		done, err := c.waitRegistry(ctx, changed, func(r *registry.State) bool {
+			p, ok := r.Get(c.selfID)
 			return !ok || reflect.DeepEqual(p.Metadata, md) // not a member: nothing to commit
 		})
 		if done || err != nil {
@@ -803,7 +804,7 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 // proposeMetadata proposes this peer's metadata to the log (raft forwards
 // a follower's proposal to the leader).
 func (c *Cluster) proposeMetadata(ctx context.Context, md map[string]any) error {
-	data, err := encodeRegEntry(regEntry{Op: "metadata", Identifier: c.cfg.Identifier, Metadata: md})
+	data, err := registry.EncodeOp(registry.Op{Op: registry.OpMetadata, Identifier: c.cfg.Identifier, Metadata: md})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
 	}
@@ -829,7 +830,7 @@ func (c *Cluster) proposeMetadata(ctx context.Context, md map[string]any) error 
 // for this peer are only a guess. A peer that is not a member has nothing
 // to settle.
 func (c *Cluster) ownMetadataSettled() bool {
-	p, ok := c.reg.Load().members[c.selfID]
+	p, ok := c.reg.Load().Get(c.selfID)
 	if !ok || p.Identifier != c.cfg.Identifier {
 		return true
 	}
@@ -858,7 +859,7 @@ func (c *Cluster) reconcileMetadata(ctx context.Context) {
 		}
 		return
 	}
-	_, _ = c.waitRegistry(ctx, changed, func(*registry) bool { return c.ownMetadataSettled() })
+	_, _ = c.waitRegistry(ctx, changed, func(*registry.State) bool { return c.ownMetadataSettled() })
 }
 
 // reapDead removes, on the leader, one member that gossip has reported
@@ -873,7 +874,7 @@ func (c *Cluster) reapDead(ctx context.Context) {
 			continue
 		}
 		id := NodeID(gm.Name)
-		if p, ok := reg.members[id]; ok && p.Identifier != gm.Name {
+		if p, ok := reg.Get(id); ok && p.Identifier != gm.Name {
 			continue
 		}
 		_, voter := slices.BinarySearch(v.Voters, id)

@@ -136,12 +136,12 @@ func (c *Cluster) Peers() []Member {
 	reg := c.reg.Load()
 	s := c.snap.Load()
 	leader, hasLeader := c.Leader()
-	out := make([]Member, 0, len(reg.members)+1)
-	for _, p := range reg.sorted() {
-		out = append(out, c.memberIn(p, s, leader.Identifier, hasLeader, gossip))
+	out := make([]Member, 0, reg.Len()+1)
+	for _, p := range reg.Sorted() {
+		out = append(out, c.memberIn(peerOf(p), s, leader.Identifier, hasLeader, gossip))
 	}
 	for _, gm := range gossip {
-		if _, ok := reg.idents[gm.Name]; ok {
+		if _, ok := reg.ID(gm.Name); ok {
 			continue
 		}
 		m := c.gossipMember(gm)

@@ -43,6 +43,7 @@ import (
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/storage"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -224,7 +225,7 @@ type Cluster struct {
 	// reg is the member registry (leader mode): the founders from the
 	// config until the log says more. regChanged is closed and replaced at
 	// every change (under regMu).
-	reg        atomic.Pointer[registry]
+	reg        atomic.Pointer[registry.State]
 	regMu      sync.Mutex
 	regChanged chan struct{}
 
@@ -481,10 +482,10 @@ func (c *Cluster) Start(ctx context.Context) error {
 		serve()
 		joining, blind = c.existingCluster(ctx)
 		if !joining {
-			for id := range c.reg.Load().members {
+			for id := range c.reg.Load().All() {
 				voters = append(voters, id)
 			}
-			bootstrap = c.reg.Load().encode()
+			bootstrap = c.reg.Load().Snapshot()
 		}
 	} else if err := c.loadRegistry(store); err != nil {
 		stopServing()
@@ -520,7 +521,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("qcluster: %w", err))
 	}
 	c.metrics.tr.Store(tr)
-	for id, p := range c.reg.Load().members {
+	for id, p := range c.reg.Load().All() {
 		if id != c.selfID {
 			tr.SetPeer(id, p.Addr())
 		}
@@ -538,7 +539,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}()
 	c.startHealth(runCtx)
 	c.log.Info("peer started", "addr", mux.Addr().String(), "data_dir", c.cfg.DataDir,
-		"members", len(c.reg.Load().members), "joining", joining, "heartbeat", c.cfg.HeartbeatInterval.String(),
+		"members", c.reg.Load().Len(), "joining", joining, "heartbeat", c.cfg.HeartbeatInterval.String(),
 		"election_timeout", c.cfg.ElectionTimeout.String())
 	return nil
 }
@@ -564,7 +565,7 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 		OnView:       c.onView,
 		OnApply:      c.applyCommitted,
 		OnRefused:    func(m raftpb.Message, r consensus.Refusal, _ error) { onRaftRefused(tr, m, r) },
-		SnapshotData: func() []byte { return c.reg.Load().encode() },
+		SnapshotData: func() []byte { return c.reg.Load().Snapshot() },
 	})
 }
 
@@ -626,7 +627,7 @@ func (c *Cluster) loadRegistry(store storage.Storage) error {
 	if len(snap.Data) == 0 {
 		return nil // a cluster founded before the registry was replicated
 	}
-	r, err := decodeRegistry(snap.Data)
+	r, err := registry.Restore(snap.Data)
 	if err != nil {
 		return fmt.Errorf("qcluster: data_dir %q: the stored member list cannot be decoded: %w", c.cfg.DataDir, err)
 	}
@@ -717,7 +718,7 @@ func (c *Cluster) Err() error {
 // registry records it in leader mode, once this peer is a member).
 func (c *Cluster) Self() Peer {
 	if !c.masterless() {
-		if p, ok := c.reg.Load().members[c.selfID]; ok {
+		if p, ok := c.registered(c.selfID); ok {
 			return *p
 		}
 	}
@@ -849,7 +850,7 @@ func (c *Cluster) WaitForLeader(ctx context.Context) (Peer, error) {
 func (c *Cluster) Transfer(ctx context.Context, identifier string) error {
 	var target uint64
 	if identifier != "" {
-		id, ok := c.reg.Load().idents[identifier]
+		id, ok := c.reg.Load().ID(identifier)
 		if !ok || id == c.selfID {
 			return fmt.Errorf("%w: %q is not another member", ErrUnknownPeer, identifier)
 		}
@@ -1000,7 +1001,7 @@ func (c *Cluster) logChange(st State) {
 
 // peer resolves a node ID; an ID outside the registry gets a placeholder.
 func (c *Cluster) peer(id uint64) *Peer {
-	if p, ok := c.reg.Load().members[id]; ok {
+	if p, ok := c.registered(id); ok {
 		return p
 	}
 	return &Peer{Identifier: fmt.Sprintf("node-%016x", id)}

@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -102,7 +103,7 @@ func (p *fuzzPeer) state(t *testing.T) fuzzState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fuzzState{string(p.c.reg.Load().encode()), v.Voters, v.Learners, last, p.c.Term()}
+	return fuzzState{string(p.c.reg.Load().Snapshot()), v.Voters, v.Learners, last, p.c.Term()}
 }
 
 func (s fuzzState) sameMembers(o fuzzState) bool {
@@ -197,7 +198,7 @@ func FuzzRaftStream(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	md, err := encodeRegEntry(regEntry{Op: "metadata", Identifier: "fuzz", Metadata: map[string]any{"forged": true}})
+	md, err := registry.EncodeOp(registry.Op{Op: registry.OpMetadata, Identifier: "fuzz", Metadata: map[string]any{"forged": true}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -115,7 +116,7 @@ func TestRaftInputAttacks(t *testing.T) {
 		return raftpb.Entry{Type: raftpb.EntryConfChange, Data: data}
 	}
 	metadataOf := func(ident string) raftpb.Entry {
-		data, err := encodeRegEntry(regEntry{Op: "metadata", Identifier: ident, Metadata: map[string]any{"forged": true}})
+		data, err := registry.EncodeOp(registry.Op{Op: registry.OpMetadata, Identifier: ident, Metadata: map[string]any{"forged": true}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +259,7 @@ func TestFollowerMetadataThroughLeader(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "every peer to see the metadata", func() bool {
 		for _, p := range tc.peers {
-			m, ok := p.reg.Load().members[f.selfID]
+			m, ok := p.reg.Load().Get(f.selfID)
 			if !ok || !reflect.DeepEqual(m.Metadata, md) {
 				return false
 			}
