@@ -75,16 +75,10 @@ func (b apiBackend) status(st State, s *snapshot) api.Status {
 	}
 	slices.Sort(out.Learners)
 	out.Mode = c.cfg.Mode
-	if c.masterless() {
-		out.Joined = c.gossipJoined()
-	} else {
-		_, a := slices.BinarySearch(s.view.Voters, c.selfID)
-		_, b := slices.BinarySearch(s.view.Learners, c.selfID)
-		out.Joined = a || b
-	}
+	out.Joined = c.mode.joined(s.view)
 	out.Check, out.CheckOutput = c.Health()
-	if !c.masterless() && !st.HasLeader {
-		out.NoLeader = c.noLeaderReason(s.view.Voters, st.Role == RoleLeader)
+	if !st.HasLeader {
+		out.NoLeader = c.mode.noLeaderReason(s.view, st.Role == RoleLeader)
 	}
 	return out
 }
@@ -328,7 +322,9 @@ func (b apiBackend) Leave(ctx context.Context) error {
 func (c *Cluster) closeAfterAnswer() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = c.httpSrv.Shutdown(ctx)
+	if r := c.run.Load(); r != nil {
+		_ = r.http.Shutdown(ctx)
+	}
 	c.Close()
 }
 

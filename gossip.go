@@ -124,7 +124,7 @@ func (c *Cluster) seedLoop(ctx context.Context) {
 		}
 		c.seeds = nil
 		c.seedMu.Unlock()
-		g := c.gossipRef.Load()
+		g := c.gossip()
 		if len(pending) == 0 && len(settling) > 0 {
 			before := c.liveMembers()
 			_, _ = g.Join(ctx, settling)
@@ -211,31 +211,36 @@ func (c *Cluster) gossipAlone() bool {
 	return true
 }
 
-// onGossipEvent turns gossip's events into SDK events. In leader mode the
-// registry owns joins, removals and metadata, so only the health of its
-// members is reported from gossip.
-func (c *Cluster) onGossipEvent(ev membership.Event) {
-	if c.masterless() {
-		var t EventType
-		switch ev.Type {
-		case membership.EventJoined:
-			t = EventJoined
-		case membership.EventUpdated:
-			t = EventUpdated
-		case membership.EventSuspect:
-			t = EventSuspect
-		case membership.EventRecovered:
-			t = EventAlive
-		case membership.EventFailed:
-			t = EventFailed
-		case membership.EventLeft:
-			t = EventLeft
-		default:
-			return
-		}
-		c.events.publish(Event{Type: t, Member: c.gossipMember(ev.Member)})
+// onGossipEvent turns gossip's events into SDK events, as the mode says.
+func (c *Cluster) onGossipEvent(ev membership.Event) { c.mode.gossipEvent(ev) }
+
+// gossipEvent: in masterless mode gossip is the whole membership.
+func (m masterlessMode) gossipEvent(ev membership.Event) {
+	c := m.c
+	var t EventType
+	switch ev.Type {
+	case membership.EventJoined:
+		t = EventJoined
+	case membership.EventUpdated:
+		t = EventUpdated
+	case membership.EventSuspect:
+		t = EventSuspect
+	case membership.EventRecovered:
+		t = EventAlive
+	case membership.EventFailed:
+		t = EventFailed
+	case membership.EventLeft:
+		t = EventLeft
+	default:
 		return
 	}
+	c.events.publish(Event{Type: t, Member: c.gossipMember(ev.Member)})
+}
+
+// gossipEvent: in leader mode the registry owns joins, removals and
+// metadata, so only the health of its members is reported from gossip.
+func (l leaderMode) gossipEvent(ev membership.Event) {
+	c := l.c
 	p, ok := c.reg.Load().Get(NodeID(ev.Member.Name))
 	if !ok || p.Identifier != ev.Member.Name {
 		c.events.touch() // Peers lists it (role none) all the same
@@ -272,7 +277,7 @@ func (c *Cluster) onGossipEvent(ev membership.Event) {
 // keep their keys, so a false suspicion moves nothing. Owner works in both
 // modes; it is the way to split work in masterless mode.
 func (c *Cluster) Owner(key string) (Peer, bool) {
-	g := c.gossipRef.Load()
+	g := c.gossip()
 	if g == nil {
 		return Peer{}, false
 	}
@@ -283,10 +288,8 @@ func (c *Cluster) Owner(key string) (Peer, bool) {
 	if m.Name == c.cfg.Identifier {
 		return c.Self(), true
 	}
-	if !c.masterless() {
-		if p, ok := c.reg.Load().Get(NodeID(m.Name)); ok && p.Identifier == m.Name {
-			return *peerOf(p), true
-		}
+	if p, ok := c.mode.registered(m.Name); ok {
+		return p, true
 	}
 	return Peer{Host: m.Host, Port: m.Port, Identifier: m.Name, Metadata: c.decodeGossipMeta(m.Name, m.Meta)}, true
 }

@@ -159,13 +159,13 @@ var errNotPristine = errors.New("it holds more than the founding snapshot")
 // starts the node again on its state and returns errNotPristine. It runs
 // on the registry loop, the only place besides Start that swaps the node.
 func (c *Cluster) discardFounding() error {
-	run := c.nodeRun
-	run.cancel()
-	<-run.done
-	if c.runCtx.Err() != nil {
-		return c.runCtx.Err() // closing
+	run := c.run.Load()
+	run.nodeRun.cancel()
+	<-run.nodeRun.done
+	if run.ctx.Err() != nil {
+		return run.ctx.Err() // closing
 	}
-	store := c.store
+	store := run.store
 	hs, _, err := store.InitialState()
 	if err != nil {
 		return err
@@ -186,15 +186,17 @@ func (c *Cluster) discardFounding() error {
 		if store, err = storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.observeFsync}); err != nil {
 			return fmt.Errorf("reopen data_dir: %w", err)
 		}
-		c.store = store
+		// Close reads the store after waiting for this loop.
+		withStore := *run
+		withStore.store = store
+		c.run.Store(&withStore)
 		c.setRegistry(c.foundingRegistry())
 	}
-	node, err := c.newNode(store, c.tr, voters, nil)
+	node, err := c.newNode(store, run.tr, voters, nil)
 	if err != nil {
 		return err
 	}
-	c.useNode(node)
-	c.nodeRun = c.runNode(c.runCtx, node)
+	c.runNode(c.useNode(run, store, node))
 	if !pristine {
 		return errNotPristine
 	}
@@ -281,7 +283,7 @@ func (c *Cluster) joinLoop(ctx context.Context, contacts []PeerConfig, stop func
 				for _, m := range res.Peers {
 					if id := NodeID(m.Identifier); id != c.selfID {
 						addr := Peer{Host: m.Host, Port: m.Port}.Addr()
-						c.tr.SetPeer(id, addr)
+						c.transport().SetPeer(id, addr)
 						c.gossipSeed(addr)
 					}
 				}
@@ -407,11 +409,20 @@ func (c *Cluster) AddPeer(ctx context.Context, p Peer, voter bool) error {
 	return err
 }
 
-// join adds the member req describes, on the leader or through it.
+// join adds the member req describes, as the mode says.
 func (c *Cluster) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
-	if c.masterless() {
-		return api.JoinResult{}, fmt.Errorf("%w: members of a masterless cluster join by gossip: start the new peer with a config naming a running one", ErrMasterless)
-	}
+	return c.mode.join(ctx, req)
+}
+
+// join: a masterless cluster has no log to add members to.
+func (masterlessMode) join(context.Context, api.JoinRequest) (api.JoinResult, error) {
+	return api.JoinResult{}, fmt.Errorf("%w: members of a masterless cluster join by gossip: start the new peer with a config naming a running one", ErrMasterless)
+}
+
+// join adds the member req describes to the log, on the leader or through
+// it.
+func (l leaderMode) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
+	c := l.c
 	if req.ClusterName != c.cfg.ClusterName {
 		return api.JoinResult{}, fmt.Errorf("%w: the peer %q belongs to cluster %q, this is %q", ErrWrongCluster, req.Identifier, req.ClusterName, c.cfg.ClusterName)
 	}
@@ -559,7 +570,7 @@ func (c *Cluster) waitRegistry(ctx context.Context, changed <-chan struct{}, con
 // doLeader runs fn on the node goroutine if this peer leads (ErrNotLeader
 // otherwise).
 func (c *Cluster) doLeader(ctx context.Context, fn func(*consensus.Core) error) error {
-	node := c.nodeRef.Load()
+	node := c.node()
 	if node == nil {
 		return ErrNotStarted
 	}
@@ -591,9 +602,17 @@ func (c *Cluster) doLeader(ctx context.Context, fn func(*consensus.Core) error) 
 // Errors: ErrUnknownPeer, ErrConflict (it is the last voter),
 // ErrWouldLoseQuorum, ErrNoLeader, ErrMasterless, ctx's error.
 func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
-	if c.masterless() {
-		return fmt.Errorf("%w: a masterless member leaves by gossip (Leave on the member itself)", ErrMasterless)
-	}
+	return c.mode.removePeer(ctx, identifier)
+}
+
+// removePeer: a masterless cluster has no log to remove members from.
+func (masterlessMode) removePeer(context.Context, string) error {
+	return fmt.Errorf("%w: a masterless member leaves by gossip (Leave on the member itself)", ErrMasterless)
+}
+
+// removePeer removes a member through the log (see RemovePeer).
+func (l leaderMode) removePeer(ctx context.Context, identifier string) error {
+	c := l.c
 	id := NodeID(identifier)
 	handedOver := false // this peer led and resigned to remove itself
 	for {
@@ -729,7 +748,7 @@ func (c *Cluster) Leave(ctx context.Context) error {
 // leaveCluster does Leave's work but the closing.
 func (c *Cluster) leaveCluster(ctx context.Context) error {
 	c.mu.Lock()
-	started, closed, g := c.started, c.closed, c.gossipRef.Load()
+	started, closed, g := c.started, c.closed, c.gossip()
 	c.mu.Unlock()
 	if closed {
 		return ErrClosed
@@ -737,10 +756,8 @@ func (c *Cluster) leaveCluster(ctx context.Context) error {
 	if !started {
 		return ErrNotStarted
 	}
-	if !c.masterless() && c.inConf(c.selfID) {
-		if err := c.RemovePeer(ctx, c.cfg.Identifier); err != nil {
-			return fmt.Errorf("qcluster: leave the voters: %w", err)
-		}
+	if err := c.mode.leave(ctx); err != nil {
+		return err
 	}
 	gctx, cancel := context.WithTimeout(ctx, gossipTimeout)
 	defer cancel()
@@ -766,7 +783,7 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 		return err
 	}
 	c.mu.Lock()
-	started, g := c.started, c.gossipRef.Load()
+	started, g := c.started, c.gossip()
 	c.mu.Unlock()
 	if !started {
 		return ErrNotStarted
@@ -777,12 +794,34 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 	gctx, cancel := context.WithTimeout(ctx, gossipTimeout)
 	gerr := g.SetMeta(gctx, raw)
 	cancel()
-	if c.masterless() {
-		if gerr != nil && !errors.Is(gerr, membership.ErrNotConfirmed) {
-			return gerr
+	return c.mode.commitMetadata(ctx, md, gerr)
+}
+
+// leave: a masterless member has only gossip to leave.
+func (masterlessMode) leave(context.Context) error { return nil }
+
+// leave removes this peer from the voters or learners first.
+func (l leaderMode) leave(ctx context.Context) error {
+	if l.c.inConf(l.c.selfID) {
+		if err := l.c.RemovePeer(ctx, l.c.cfg.Identifier); err != nil {
+			return fmt.Errorf("qcluster: leave the voters: %w", err)
 		}
-		return nil
 	}
+	return nil
+}
+
+// commitMetadata: in masterless mode, gossip sending md (gerr) is all.
+func (masterlessMode) commitMetadata(_ context.Context, _ map[string]any, gerr error) error {
+	if gerr != nil && !errors.Is(gerr, membership.ErrNotConfirmed) {
+		return gerr
+	}
+	return nil
+}
+
+// commitMetadata commits md to the log, through the leader, and waits
+// until the registry holds it.
+func (l leaderMode) commitMetadata(ctx context.Context, md map[string]any, _ error) error {
+	c := l.c
 	for {
 		if _, ok := c.Leader(); !ok {
 			return fmt.Errorf("%w: the metadata is kept and committed once a leader is elected", ErrNoLeader)
@@ -808,7 +847,7 @@ func (c *Cluster) proposeMetadata(ctx context.Context, md map[string]any) error 
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
 	}
-	node := c.nodeRef.Load()
+	node := c.node()
 	if node == nil {
 		return ErrNotStarted
 	}

@@ -124,15 +124,20 @@ type Member struct {
 // members, with MemberNone; in masterless mode, every member gossip knows,
 // including those that failed or left in the last hour. The slice is new on
 // every call; the Metadata maps are shared and must not be modified.
-func (c *Cluster) Peers() []Member {
-	gossip := c.gossipMembers()
-	if c.masterless() {
-		out := make([]Member, 0, len(gossip))
-		for _, gm := range gossip {
-			out = append(out, c.gossipMember(gm))
-		}
-		return out
+func (c *Cluster) Peers() []Member { return c.mode.peers(c.gossipMembers()) }
+
+// peers: in masterless mode, what gossip knows.
+func (m masterlessMode) peers(gossip []membership.Member) []Member {
+	out := make([]Member, 0, len(gossip))
+	for _, gm := range gossip {
+		out = append(out, m.c.gossipMember(gm))
 	}
+	return out
+}
+
+// peers: in leader mode, the registry, then the others gossip knows.
+func (l leaderMode) peers(gossip []membership.Member) []Member {
+	c := l.c
 	reg := c.reg.Load()
 	s := c.snap.Load()
 	leader, hasLeader := c.Leader()
@@ -154,7 +159,7 @@ func (c *Cluster) Peers() []Member {
 
 // gossipMembers returns gossip's members by name (none before Start).
 func (c *Cluster) gossipMembers() []membership.Member {
-	g := c.gossipRef.Load()
+	g := c.gossip()
 	if g == nil {
 		return nil
 	}

@@ -99,7 +99,7 @@ type fuzzState struct {
 func (p *fuzzPeer) state(t *testing.T) fuzzState {
 	t.Helper()
 	v := p.c.snap.Load().view
-	last, err := p.c.store.LastIndex()
+	last, err := p.c.run.Load().store.LastIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func (p *fuzzPeer) settle(t *testing.T, conn net.Conn) {
 	if _, err := io.Copy(io.Discard, conn); isTimeout(err) {
 		t.Fatal("the peer did not close a finished raft stream")
 	}
-	node := p.c.nodeRef.Load()
+	node := p.c.node()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for {

@@ -79,7 +79,7 @@ func (tc *testCluster) state() []clusterState {
 func waitRefused(t testing.TB, c *Cluster, r consensus.Refusal, before uint64) {
 	t.Helper()
 	waitFor(t, 20*time.Second, c.cfg.Identifier+" refusing a message as "+r.String(), func() bool {
-		return c.nodeRef.Load().Refused(r) > before
+		return c.node().Refused(r) > before
 	})
 }
 
@@ -179,7 +179,7 @@ func TestRaftInputAttacks(t *testing.T) {
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
-			node := a.target.nodeRef.Load()
+			node := a.target.node()
 			n := node.Refused(a.reason)
 			conn := raftStream(t, a.target.Addr(), a.from, a.target.selfID, name, a.msg())
 			waitRefused(t, a.target, a.reason, n)
@@ -266,7 +266,7 @@ func TestFollowerMetadataThroughLeader(t *testing.T) {
 		}
 		return true
 	})
-	if n := leader.nodeRef.Load().Refused(consensus.RefusedProposal); n != 0 {
+	if n := leader.node().Refused(consensus.RefusedProposal); n != 0 {
 		t.Errorf("the leader refused %d proposals", n)
 	}
 }

@@ -81,6 +81,7 @@ func (c *Cluster) applyCommitted(a consensus.Applied) {
 // publishChanges tells the transport, gossip and the Events subscribers
 // what the registry changed.
 func (c *Cluster) publishChanges(changes []registry.Change) {
+	tr := c.transport()
 	for _, ch := range changes {
 		p := peerOf(ch.Member)
 		typ := EventJoined
@@ -90,11 +91,11 @@ func (c *Cluster) publishChanges(changes []registry.Change) {
 		case registry.Updated:
 			typ = EventUpdated
 		}
-		if ch.ID != c.selfID && c.tr != nil {
+		if ch.ID != c.selfID && tr != nil {
 			if typ == EventRemoved {
-				c.tr.RemovePeer(ch.ID)
+				tr.RemovePeer(ch.ID)
 			} else {
-				c.tr.SetPeer(ch.ID, p.Addr())
+				c.transport().SetPeer(ch.ID, p.Addr())
 			}
 		}
 		if typ == EventJoined && ch.ID != c.selfID {
