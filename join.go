@@ -463,8 +463,11 @@ func (l leaderMode) join(ctx context.Context, req api.JoinRequest) (api.JoinResu
 		if err != nil {
 			return api.JoinResult{}, err
 		}
-		b := newAPIBackend(c)
-		res := api.JoinResult{AlreadyMember: already, Peers: b.Peers().Peers}
+		ms := c.Peers()
+		res := api.JoinResult{AlreadyMember: already, Peers: make([]api.Member, 0, len(ms))}
+		for _, m := range ms {
+			res.Peers = append(res.Peers, toAPIMember(m))
+		}
 		if l, ok := c.Leader(); ok {
 			lp := toAPIPeer(l)
 			res.Leader = &lp
