@@ -62,6 +62,35 @@ func (c *Cluster) gossipSeed(addr string) {
 	}
 }
 
+// queuedSeeds moves the queued gossip seeds to pending.
+func (c *Cluster) queuedSeeds(pending []string) []string {
+	c.seedMu.Lock()
+	defer c.seedMu.Unlock()
+	for _, a := range c.seeds {
+		if !slices.Contains(pending, a) {
+			pending = append(pending, a)
+		}
+	}
+	c.seeds = nil
+	return pending
+}
+
+// joinSeeds asks g to join each seed, one at a time, until ctx ends.
+func joinSeeds(ctx context.Context, g *membership.Membership, seeds []string) (reached, failed []string, errs []error) {
+	for _, a := range seeds {
+		if ctx.Err() != nil {
+			return
+		}
+		if n, err := g.Join(ctx, []string{a}); err != nil {
+			failed = append(failed, a)
+			errs = append(errs, err)
+		} else if n > 0 {
+			reached = append(reached, a)
+		}
+	}
+	return
+}
+
 // Timings of the seed loop: see seedLoop.
 const (
 	// seedBackoffMin and seedBackoffMax bound the wait between two rounds
@@ -116,14 +145,7 @@ func (c *Cluster) seedLoop(ctx context.Context) {
 		case <-c.seedCh:
 		case <-timer.C:
 		}
-		c.seedMu.Lock()
-		for _, a := range c.seeds {
-			if !slices.Contains(pending, a) {
-				pending = append(pending, a)
-			}
-		}
-		c.seeds = nil
-		c.seedMu.Unlock()
+		pending = c.queuedSeeds(pending)
 		g := c.gossip()
 		if len(pending) == 0 && len(settling) > 0 {
 			before := c.liveMembers()
@@ -141,18 +163,9 @@ func (c *Cluster) seedLoop(ctx context.Context) {
 			timer.Reset(backoff.New(settleEvery, settleEvery).Next())
 			continue
 		}
-		var reached, failed []string
-		var errs []error
-		for _, a := range pending {
-			if ctx.Err() != nil {
-				return
-			}
-			if n, err := g.Join(ctx, []string{a}); err != nil {
-				failed = append(failed, a)
-				errs = append(errs, err)
-			} else if n > 0 {
-				reached = append(reached, a)
-			}
+		reached, failed, errs := joinSeeds(ctx, g, pending)
+		if ctx.Err() != nil {
+			return
 		}
 		pending = nil
 		if len(failed) == 0 || !c.gossipAlone() {
