@@ -75,16 +75,10 @@ func (b apiBackend) status(st State, s *snapshot) api.Status {
 	}
 	slices.Sort(out.Learners)
 	out.Mode = c.cfg.Mode
-	if c.masterless() {
-		out.Joined = c.gossipJoined()
-	} else {
-		_, a := slices.BinarySearch(s.view.Voters, c.selfID)
-		_, b := slices.BinarySearch(s.view.Learners, c.selfID)
-		out.Joined = a || b
-	}
+	out.Joined = c.mode.joined(s.view)
 	out.Check, out.CheckOutput = c.Health()
-	if !c.masterless() && !st.HasLeader {
-		out.NoLeader = c.noLeaderReason(s.view.Voters, s.view.Lead, st.Role == RoleLeader)
+	if !st.HasLeader {
+		out.NoLeader = c.mode.noLeaderReason(s.view, st.Role == RoleLeader)
 	}
 	return out
 }
@@ -197,7 +191,7 @@ func toAPIMember(m Member) api.Member {
 func (c *Cluster) transferTimeout(identifier string) time.Duration {
 	d := max(2*time.Second, 10*time.Duration(c.cfg.ElectionTimeout))
 	if identifier == "" {
-		d += time.Duration(max(0, len(c.reg.Load().members)-2)) * max(500*time.Millisecond, 3*time.Duration(c.cfg.ElectionTimeout))
+		d += time.Duration(max(0, c.reg.Load().Len()-2)) * max(500*time.Millisecond, 3*time.Duration(c.cfg.ElectionTimeout))
 	}
 	return d
 }
@@ -328,7 +322,9 @@ func (b apiBackend) Leave(ctx context.Context) error {
 func (c *Cluster) closeAfterAnswer() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = c.httpSrv.Shutdown(ctx)
+	if r := c.run.Load(); r != nil {
+		_ = r.http.Shutdown(ctx)
+	}
 	c.Close()
 }
 

@@ -126,8 +126,8 @@ func (tc *testCluster) startAll(lns []net.Listener) {
 			}
 			tc.t.Fatalf("start p%d: %v", i, errs[i])
 		}
-		if c.tr != nil {
-			c.tr.SetFilter(tc.filter(NodeID(tc.cfgs[i].Identifier)))
+		if c.transport() != nil {
+			c.transport().SetFilter(tc.filter(NodeID(tc.cfgs[i].Identifier)))
 		}
 		tc.peers[i] = c
 	}
@@ -160,8 +160,8 @@ func (tc *testCluster) start(i int, ln net.Listener) {
 	if err := c.Start(context.Background()); err != nil {
 		tc.t.Fatal(err)
 	}
-	if c.tr != nil {
-		c.tr.SetFilter(tc.filter(NodeID(cfg.Identifier)))
+	if c.transport() != nil {
+		c.transport().SetFilter(tc.filter(NodeID(cfg.Identifier)))
 	}
 	tc.peers[i] = c
 }

@@ -62,6 +62,35 @@ func (c *Cluster) gossipSeed(addr string) {
 	}
 }
 
+// queuedSeeds moves the queued gossip seeds to pending.
+func (c *Cluster) queuedSeeds(pending []string) []string {
+	c.seedMu.Lock()
+	defer c.seedMu.Unlock()
+	for _, a := range c.seeds {
+		if !slices.Contains(pending, a) {
+			pending = append(pending, a)
+		}
+	}
+	c.seeds = nil
+	return pending
+}
+
+// joinSeeds asks g to join each seed, one at a time, until ctx ends.
+func joinSeeds(ctx context.Context, g *membership.Membership, seeds []string) (reached, failed []string, errs []error) {
+	for _, a := range seeds {
+		if ctx.Err() != nil {
+			return
+		}
+		if n, err := g.Join(ctx, []string{a}); err != nil {
+			failed = append(failed, a)
+			errs = append(errs, err)
+		} else if n > 0 {
+			reached = append(reached, a)
+		}
+	}
+	return
+}
+
 // Timings of the seed loop: see seedLoop.
 const (
 	// seedBackoffMin and seedBackoffMax bound the wait between two rounds
@@ -116,15 +145,8 @@ func (c *Cluster) seedLoop(ctx context.Context) {
 		case <-c.seedCh:
 		case <-timer.C:
 		}
-		c.seedMu.Lock()
-		for _, a := range c.seeds {
-			if !slices.Contains(pending, a) {
-				pending = append(pending, a)
-			}
-		}
-		c.seeds = nil
-		c.seedMu.Unlock()
-		g := c.gossipRef.Load()
+		pending = c.queuedSeeds(pending)
+		g := c.gossip()
 		if len(pending) == 0 && len(settling) > 0 {
 			before := c.liveMembers()
 			_, _ = g.Join(ctx, settling)
@@ -141,18 +163,9 @@ func (c *Cluster) seedLoop(ctx context.Context) {
 			timer.Reset(backoff.New(settleEvery, settleEvery).Next())
 			continue
 		}
-		var reached, failed []string
-		var errs []error
-		for _, a := range pending {
-			if ctx.Err() != nil {
-				return
-			}
-			if n, err := g.Join(ctx, []string{a}); err != nil {
-				failed = append(failed, a)
-				errs = append(errs, err)
-			} else if n > 0 {
-				reached = append(reached, a)
-			}
+		reached, failed, errs := joinSeeds(ctx, g, pending)
+		if ctx.Err() != nil {
+			return
 		}
 		pending = nil
 		if len(failed) == 0 || !c.gossipAlone() {
@@ -211,33 +224,38 @@ func (c *Cluster) gossipAlone() bool {
 	return true
 }
 
-// onGossipEvent turns gossip's events into SDK events. In leader mode the
-// registry owns joins, removals and metadata, so only the health of its
-// members is reported from gossip.
-func (c *Cluster) onGossipEvent(ev membership.Event) {
-	if c.masterless() {
-		var t EventType
-		switch ev.Type {
-		case membership.EventJoined:
-			t = EventJoined
-		case membership.EventUpdated:
-			t = EventUpdated
-		case membership.EventSuspect:
-			t = EventSuspect
-		case membership.EventRecovered:
-			t = EventAlive
-		case membership.EventFailed:
-			t = EventFailed
-		case membership.EventLeft:
-			t = EventLeft
-		default:
-			return
-		}
-		c.events.publish(Event{Type: t, Member: c.gossipMember(ev.Member)})
+// onGossipEvent turns gossip's events into SDK events, as the mode says.
+func (c *Cluster) onGossipEvent(ev membership.Event) { c.mode.gossipEvent(ev) }
+
+// gossipEvent: in masterless mode gossip is the whole membership.
+func (m masterlessMode) gossipEvent(ev membership.Event) {
+	c := m.c
+	var t EventType
+	switch ev.Type {
+	case membership.EventJoined:
+		t = EventJoined
+	case membership.EventUpdated:
+		t = EventUpdated
+	case membership.EventSuspect:
+		t = EventSuspect
+	case membership.EventRecovered:
+		t = EventAlive
+	case membership.EventFailed:
+		t = EventFailed
+	case membership.EventLeft:
+		t = EventLeft
+	default:
 		return
 	}
+	c.events.publish(Event{Type: t, Member: c.gossipMember(ev.Member)})
+}
+
+// gossipEvent: in leader mode the registry owns joins, removals and
+// metadata, so only the health of its members is reported from gossip.
+func (l leaderMode) gossipEvent(ev membership.Event) {
+	c := l.c
 	c.noteFailing()
-	p, ok := c.reg.Load().members[NodeID(ev.Member.Name)]
+	p, ok := c.reg.Load().Get(NodeID(ev.Member.Name))
 	if !ok || p.Identifier != ev.Member.Name {
 		c.events.touch() // Peers lists it (role none) all the same
 		return
@@ -260,7 +278,7 @@ func (c *Cluster) onGossipEvent(ev membership.Event) {
 	default:
 		return
 	}
-	c.events.publish(Event{Type: t, Member: c.memberOf(p)})
+	c.events.publish(Event{Type: t, Member: c.memberOf(peerOf(p))})
 }
 
 // Owner returns the live member (alive or suspect, as gossip sees it) that
@@ -273,7 +291,7 @@ func (c *Cluster) onGossipEvent(ev membership.Event) {
 // keep their keys, so a false suspicion moves nothing. Owner works in both
 // modes; it is the way to split work in masterless mode.
 func (c *Cluster) Owner(key string) (Peer, bool) {
-	g := c.gossipRef.Load()
+	g := c.gossip()
 	if g == nil {
 		return Peer{}, false
 	}
@@ -284,10 +302,8 @@ func (c *Cluster) Owner(key string) (Peer, bool) {
 	if m.Name == c.cfg.Identifier {
 		return c.Self(), true
 	}
-	if !c.masterless() {
-		if p, ok := c.reg.Load().members[NodeID(m.Name)]; ok && p.Identifier == m.Name {
-			return *p, true
-		}
+	if p, ok := c.mode.registered(m.Name); ok {
+		return p, true
 	}
 	return Peer{Host: m.Host, Port: m.Port, Identifier: m.Name, Metadata: c.decodeGossipMeta(m.Name, m.Meta)}, true
 }

@@ -24,18 +24,18 @@ import (
 // InstallGossipKey adds key to this peer's gossip keyring, for decryption
 // only (step 1 of a rotation). Installing a key twice is a no-op.
 func (c *Cluster) InstallGossipKey(key string) error {
-	return c.withGossipKey(key, func(k []byte) error { return c.gossipRef.Load().InstallKey(k) })
+	return c.withGossipKey(key, func(k []byte) error { return c.gossip().InstallKey(k) })
 }
 
 // UseGossipKey makes an installed key the one this peer encrypts gossip
 // with (step 2).
 func (c *Cluster) UseGossipKey(key string) error {
-	return c.withGossipKey(key, func(k []byte) error { return c.gossipRef.Load().UseKey(k) })
+	return c.withGossipKey(key, func(k []byte) error { return c.gossip().UseKey(k) })
 }
 
 // RemoveGossipKey removes a key that is not the primary one (step 3).
 func (c *Cluster) RemoveGossipKey(key string) error {
-	return c.withGossipKey(key, func(k []byte) error { return c.gossipRef.Load().RemoveKey(k) })
+	return c.withGossipKey(key, func(k []byte) error { return c.gossip().RemoveKey(k) })
 }
 
 func (c *Cluster) withGossipKey(key string, fn func([]byte) error) error {

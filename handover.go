@@ -26,7 +26,7 @@ func (c *Cluster) handOverTimeout() time.Duration {
 // handOverOnClose hands leadership over when this peer leads (see above).
 // It runs at the start of Close, before anything is torn down.
 func (c *Cluster) handOverOnClose() {
-	if s := c.snap.Load(); s.closed || s.view.Role != consensus.Leader || c.nodeRef.Load() == nil {
+	if s := c.snap.Load(); s.closed || s.view.Role != consensus.Leader || c.node() == nil {
 		return
 	}
 	start := time.Now()

@@ -174,7 +174,7 @@ func (c *Cluster) leading() bool { return c.snap.Load().view.Role == consensus.L
 // applyCheck makes the election core and gossip follow the check's state.
 func (c *Cluster) applyCheck(ctx context.Context, status, output string) {
 	passing := status != CheckFailing
-	if node := c.nodeRef.Load(); node != nil {
+	if node := c.node(); node != nil {
 		if err := node.Do(ctx, func(core *consensus.Core) error {
 			core.SetCandidate(passing)
 			return nil
@@ -190,7 +190,7 @@ func (c *Cluster) applyCheck(ctx context.Context, status, output string) {
 	if status == CheckFailing && c.leading() {
 		c.resignUnhealthy(ctx) // before telling gossip: hand over at once
 	}
-	if g := c.gossipRef.Load(); g != nil {
+	if g := c.gossip(); g != nil {
 		gctx, cancel := context.WithTimeout(ctx, time.Second)
 		_ = g.SetCheck(gctx, gossipCheck(status)) // spreads even unconfirmed
 		cancel()

@@ -222,7 +222,7 @@ func TestSetHealthWithoutTTL(t *testing.T) {
 // timeoutNowsReceived counts the MsgTimeoutNow (leadership transfers) p
 // has received.
 func timeoutNowsReceived(p *Cluster) (n uint64) {
-	p.tr.ForEachType(func(typ raftpb.MessageType, s transport.Stats) {
+	p.transport().ForEachType(func(typ raftpb.MessageType, s transport.Stats) {
 		if typ == raftpb.MsgTimeoutNow {
 			n = s.Received
 		}
@@ -247,7 +247,7 @@ func TestHealthResignSkipsFailing(t *testing.T) {
 		return len(leader.failingMembers()) == 0
 	})
 	var preferred uint64
-	if err := tc.peers[tc.index(leader)].nodeRef.Load().Do(ctxTimeout(t, 5*time.Second), func(core *consensus.Core) error {
+	if err := tc.peers[tc.index(leader)].node().Do(ctxTimeout(t, 5*time.Second), func(core *consensus.Core) error {
 		preferred = core.BestTransferee(nil)
 		return nil
 	}); err != nil || preferred == 0 {

@@ -24,6 +24,7 @@ import (
 	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/storage"
 )
 
@@ -158,13 +159,13 @@ var errNotPristine = errors.New("it holds more than the founding snapshot")
 // starts the node again on its state and returns errNotPristine. It runs
 // on the registry loop, the only place besides Start that swaps the node.
 func (c *Cluster) discardFounding() error {
-	run := c.nodeRun
-	run.cancel()
-	<-run.done
-	if c.runCtx.Err() != nil {
-		return c.runCtx.Err() // closing
+	run := c.run.Load()
+	run.nodeRun.cancel()
+	<-run.nodeRun.done
+	if run.ctx.Err() != nil {
+		return run.ctx.Err() // closing
 	}
-	store := c.store
+	store := run.store
 	hs, _, err := store.InitialState()
 	if err != nil {
 		return err
@@ -185,15 +186,17 @@ func (c *Cluster) discardFounding() error {
 		if store, err = storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.observeFsync}); err != nil {
 			return fmt.Errorf("reopen data_dir: %w", err)
 		}
-		c.store = store
+		// Close reads the store after waiting for this loop.
+		withStore := *run
+		withStore.store = store
+		c.run.Store(&withStore)
 		c.setRegistry(c.foundingRegistry())
 	}
-	node, err := c.newNode(store, c.tr, voters, nil)
+	node, err := c.newNode(store, run.tr, voters, nil)
 	if err != nil {
 		return err
 	}
-	c.useNode(node)
-	c.nodeRun = c.runNode(c.runCtx, node)
+	c.runNode(c.useNode(run, store, node))
 	if !pristine {
 		return errNotPristine
 	}
@@ -280,7 +283,7 @@ func (c *Cluster) joinLoop(ctx context.Context, contacts []PeerConfig, stop func
 				for _, m := range res.Peers {
 					if id := NodeID(m.Identifier); id != c.selfID {
 						addr := Peer{Host: m.Host, Port: m.Port}.Addr()
-						c.tr.SetPeer(id, addr)
+						c.transport().SetPeer(id, addr)
 						c.gossipSeed(addr)
 					}
 				}
@@ -347,7 +350,7 @@ func (c *Cluster) checkRemoved(ctx context.Context, st *removedCheck, now time.T
 		return
 	}
 	var members []PeerConfig
-	for _, p := range c.reg.Load().sorted() {
+	for _, p := range c.reg.Load().Sorted() {
 		if p.Identifier != c.cfg.Identifier {
 			members = append(members, PeerConfig{Host: p.Host, Port: p.Port, Identifier: p.Identifier})
 		}
@@ -406,11 +409,20 @@ func (c *Cluster) AddPeer(ctx context.Context, p Peer, voter bool) error {
 	return err
 }
 
-// join adds the member req describes, on the leader or through it.
+// join adds the member req describes, as the mode says.
 func (c *Cluster) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
-	if c.masterless() {
-		return api.JoinResult{}, fmt.Errorf("%w: members of a masterless cluster join by gossip: start the new peer with a config naming a running one", ErrMasterless)
-	}
+	return c.mode.join(ctx, req)
+}
+
+// join: a masterless cluster has no log to add members to.
+func (masterlessMode) join(context.Context, api.JoinRequest) (api.JoinResult, error) {
+	return api.JoinResult{}, fmt.Errorf("%w: members of a masterless cluster join by gossip: start the new peer with a config naming a running one", ErrMasterless)
+}
+
+// join adds the member req describes to the log, on the leader or through
+// it.
+func (l leaderMode) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
+	c := l.c
 	if req.ClusterName != c.cfg.ClusterName {
 		return api.JoinResult{}, fmt.Errorf("%w: the peer %q belongs to cluster %q, this is %q", ErrWrongCluster, req.Identifier, req.ClusterName, c.cfg.ClusterName)
 	}
@@ -433,7 +445,7 @@ func (c *Cluster) join(ctx context.Context, req api.JoinRequest) (api.JoinResult
 	if err != nil {
 		return api.JoinResult{}, fmt.Errorf("%w: %w", ErrInvalidMember, err)
 	}
-	rec := regRecord{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: md}
+	rec := registry.Member{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: md}
 	voter := req.Voter == nil || *req.Voter
 	for {
 		if !c.IsLeader() {
@@ -451,8 +463,11 @@ func (c *Cluster) join(ctx context.Context, req api.JoinRequest) (api.JoinResult
 		if err != nil {
 			return api.JoinResult{}, err
 		}
-		b := newAPIBackend(c)
-		res := api.JoinResult{AlreadyMember: already, Peers: b.Peers().Peers}
+		ms := c.Peers()
+		res := api.JoinResult{AlreadyMember: already, Peers: make([]api.Member, 0, len(ms))}
+		for _, m := range ms {
+			res.Peers = append(res.Peers, toAPIMember(m))
+		}
 		if l, ok := c.Leader(); ok {
 			lp := toAPIPeer(l)
 			res.Leader = &lp
@@ -469,7 +484,7 @@ func (c *Cluster) join(ctx context.Context, req api.JoinRequest) (api.JoinResult
 // addMember proposes, on the leader, the configuration change that adds rec
 // and waits until it is applied. It reports whether rec was a member
 // already.
-func (c *Cluster) addMember(ctx context.Context, rec regRecord, voter bool) (bool, error) {
+func (c *Cluster) addMember(ctx context.Context, rec registry.Member, voter bool) (bool, error) {
 	id := NodeID(rec.Identifier)
 	ctxData, err := json.Marshal(rec)
 	if err != nil {
@@ -486,22 +501,22 @@ func (c *Cluster) addMember(ctx context.Context, rec regRecord, voter bool) (boo
 			reg := c.reg.Load()
 			cs := core.ConfState()
 			inConf := slices.Contains(cs.Voters, id) || slices.Contains(cs.Learners, id)
-			if p, ok := reg.members[id]; ok {
+			if p, ok := reg.Get(id); ok {
 				if p.Identifier != rec.Identifier {
 					return fmt.Errorf("%w: identifier %q has the same node ID (hash) as member %q; choose another identifier", ErrConflict, rec.Identifier, p.Identifier)
 				}
 				if p.Host != rec.Host || p.Port != rec.Port {
 					return fmt.Errorf("%w: %q is already a member at %s; remove it first (DELETE /v1/peers/%s) to move it to %s",
-						ErrConflict, rec.Identifier, p.Addr(), url.PathEscape(rec.Identifier), rec.peer().Addr())
+						ErrConflict, rec.Identifier, p.Addr(), url.PathEscape(rec.Identifier), rec.Addr())
 				}
 				if inConf {
 					already = true
 					return nil
 				}
 			}
-			for _, p := range reg.members {
+			for _, p := range reg.All() {
 				if p.Identifier != rec.Identifier && p.Host == rec.Host && p.Port == rec.Port {
-					return fmt.Errorf("%w: %s is the address of member %q", ErrConflict, rec.peer().Addr(), p.Identifier)
+					return fmt.Errorf("%w: %s is the address of member %q", ErrConflict, rec.Addr(), p.Identifier)
 				}
 			}
 			return core.ProposeConfChange(raftpb.ConfChange{Type: typ, NodeID: id, Context: ctxData})
@@ -512,8 +527,8 @@ func (c *Cluster) addMember(ctx context.Context, rec regRecord, voter bool) (boo
 		// Raft drops a change while another is pending, or before the
 		// leader has committed an entry of its term: propose again after
 		// a while unless it was applied.
-		if done, err := c.waitRegistry(ctx, changed, func(r *registry) bool {
-			p, ok := r.members[id]
+		if done, err := c.waitRegistry(ctx, changed, func(r *registry.State) bool {
+			p, ok := r.Get(id)
 			return ok && p.Host == rec.Host && p.Port == rec.Port && c.inConf(id)
 		}); done || err != nil {
 			return false, err
@@ -530,7 +545,7 @@ func (c *Cluster) retryEvery() time.Duration {
 // waitRegistry waits, for up to retryEvery, until cond holds for the
 // registry (checking at every change after changed); it reports whether
 // cond holds.
-func (c *Cluster) waitRegistry(ctx context.Context, changed <-chan struct{}, cond func(*registry) bool) (bool, error) {
+func (c *Cluster) waitRegistry(ctx context.Context, changed <-chan struct{}, cond func(*registry.State) bool) (bool, error) {
 	timer := time.NewTimer(c.retryEvery())
 	defer timer.Stop()
 	// The view (voters, learners) is published just after the registry
@@ -558,7 +573,7 @@ func (c *Cluster) waitRegistry(ctx context.Context, changed <-chan struct{}, con
 // doLeader runs fn on the node goroutine if this peer leads (ErrNotLeader
 // otherwise).
 func (c *Cluster) doLeader(ctx context.Context, fn func(*consensus.Core) error) error {
-	node := c.nodeRef.Load()
+	node := c.node()
 	if node == nil {
 		return ErrNotStarted
 	}
@@ -590,9 +605,17 @@ func (c *Cluster) doLeader(ctx context.Context, fn func(*consensus.Core) error) 
 // Errors: ErrUnknownPeer, ErrConflict (it is the last voter),
 // ErrWouldLoseQuorum, ErrNoLeader, ErrMasterless, ctx's error.
 func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
-	if c.masterless() {
-		return fmt.Errorf("%w: a masterless member leaves by gossip (Leave on the member itself)", ErrMasterless)
-	}
+	return c.mode.removePeer(ctx, identifier)
+}
+
+// removePeer: a masterless cluster has no log to remove members from.
+func (masterlessMode) removePeer(context.Context, string) error {
+	return fmt.Errorf("%w: a masterless member leaves by gossip (Leave on the member itself)", ErrMasterless)
+}
+
+// removePeer removes a member through the log (see RemovePeer).
+func (l leaderMode) removePeer(ctx context.Context, identifier string) error {
+	c := l.c
 	id := NodeID(identifier)
 	handedOver := false // this peer led and resigned to remove itself
 	for {
@@ -626,7 +649,7 @@ func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
 		var gone bool
 		err := c.doLeader(ctx, func(core *consensus.Core) error {
 			cs := core.ConfState()
-			p, inReg := c.reg.Load().members[id]
+			p, inReg := c.reg.Load().Get(id)
 			isVoter := slices.Contains(cs.Voters, id)
 			if (inReg && p.Identifier != identifier) || (!inReg && !isVoter && !slices.Contains(cs.Learners, id)) {
 				gone = true
@@ -651,8 +674,8 @@ func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
 			}
 			return err
 		}
-		if done, err := c.waitRegistry(ctx, changed, func(r *registry) bool {
-			_, ok := r.members[id]
+		if done, err := c.waitRegistry(ctx, changed, func(r *registry.State) bool {
+			_, ok := r.Get(id)
 			return !ok && !c.inConf(id)
 		}); done || err != nil {
 			return err
@@ -670,7 +693,7 @@ func (c *Cluster) aliveMembers() map[uint64]bool {
 			continue
 		}
 		id := NodeID(gm.Name)
-		if p, ok := reg.members[id]; ok && p.Identifier != gm.Name {
+		if p, ok := reg.Get(id); ok && p.Identifier != gm.Name {
 			continue // another member's hash: not this one
 		}
 		alive[id] = true
@@ -728,7 +751,7 @@ func (c *Cluster) Leave(ctx context.Context) error {
 // leaveCluster does Leave's work but the closing.
 func (c *Cluster) leaveCluster(ctx context.Context) error {
 	c.mu.Lock()
-	started, closed, g := c.started, c.closed, c.gossipRef.Load()
+	started, closed, g := c.started, c.closed, c.gossip()
 	c.mu.Unlock()
 	if closed {
 		return ErrClosed
@@ -736,10 +759,8 @@ func (c *Cluster) leaveCluster(ctx context.Context) error {
 	if !started {
 		return ErrNotStarted
 	}
-	if !c.masterless() && c.inConf(c.selfID) {
-		if err := c.RemovePeer(ctx, c.cfg.Identifier); err != nil {
-			return fmt.Errorf("qcluster: leave the voters: %w", err)
-		}
+	if err := c.mode.leave(ctx); err != nil {
+		return err
 	}
 	gctx, cancel := context.WithTimeout(ctx, gossipTimeout)
 	defer cancel()
@@ -765,7 +786,7 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 		return err
 	}
 	c.mu.Lock()
-	started, g := c.started, c.gossipRef.Load()
+	started, g := c.started, c.gossip()
 	c.mu.Unlock()
 	if !started {
 		return ErrNotStarted
@@ -776,12 +797,34 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 	gctx, cancel := context.WithTimeout(ctx, gossipTimeout)
 	gerr := g.SetMeta(gctx, raw)
 	cancel()
-	if c.masterless() {
-		if gerr != nil && !errors.Is(gerr, membership.ErrNotConfirmed) {
-			return gerr
+	return c.mode.commitMetadata(ctx, md, gerr)
+}
+
+// leave: a masterless member has only gossip to leave.
+func (masterlessMode) leave(context.Context) error { return nil }
+
+// leave removes this peer from the voters or learners first.
+func (l leaderMode) leave(ctx context.Context) error {
+	if l.c.inConf(l.c.selfID) {
+		if err := l.c.RemovePeer(ctx, l.c.cfg.Identifier); err != nil {
+			return fmt.Errorf("qcluster: leave the voters: %w", err)
 		}
-		return nil
 	}
+	return nil
+}
+
+// commitMetadata: in masterless mode, gossip sending md (gerr) is all.
+func (masterlessMode) commitMetadata(_ context.Context, _ map[string]any, gerr error) error {
+	if gerr != nil && !errors.Is(gerr, membership.ErrNotConfirmed) {
+		return gerr
+	}
+	return nil
+}
+
+// commitMetadata commits md to the log, through the leader, and waits
+// until the registry holds it.
+func (l leaderMode) commitMetadata(ctx context.Context, md map[string]any, _ error) error {
+	c := l.c
 	for {
 		if _, ok := c.Leader(); !ok {
 			return fmt.Errorf("%w: the metadata is kept and committed once a leader is elected", ErrNoLeader)
@@ -790,8 +833,8 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 		if err := c.proposeMetadata(ctx, md); err != nil {
 			return err
 		}
-		done, err := c.waitRegistry(ctx, changed, func(r *registry) bool {
-			p, ok := r.members[c.selfID]
+		done, err := c.waitRegistry(ctx, changed, func(r *registry.State) bool {
+			p, ok := r.Get(c.selfID)
 			return !ok || reflect.DeepEqual(p.Metadata, md) // not a member: nothing to commit
 		})
 		if done || err != nil {
@@ -803,11 +846,11 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 // proposeMetadata proposes this peer's metadata to the log (raft forwards
 // a follower's proposal to the leader).
 func (c *Cluster) proposeMetadata(ctx context.Context, md map[string]any) error {
-	data, err := encodeRegEntry(regEntry{Op: "metadata", Identifier: c.cfg.Identifier, Metadata: md})
+	data, err := registry.EncodeOp(registry.Op{Op: registry.OpMetadata, Identifier: c.cfg.Identifier, Metadata: md})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
 	}
-	node := c.nodeRef.Load()
+	node := c.node()
 	if node == nil {
 		return ErrNotStarted
 	}
@@ -829,7 +872,7 @@ func (c *Cluster) proposeMetadata(ctx context.Context, md map[string]any) error 
 // for this peer are only a guess. A peer that is not a member has nothing
 // to settle.
 func (c *Cluster) ownMetadataSettled() bool {
-	p, ok := c.reg.Load().members[c.selfID]
+	p, ok := c.reg.Load().Get(c.selfID)
 	if !ok || p.Identifier != c.cfg.Identifier {
 		return true
 	}
@@ -858,7 +901,7 @@ func (c *Cluster) reconcileMetadata(ctx context.Context) {
 		}
 		return
 	}
-	_, _ = c.waitRegistry(ctx, changed, func(*registry) bool { return c.ownMetadataSettled() })
+	_, _ = c.waitRegistry(ctx, changed, func(*registry.State) bool { return c.ownMetadataSettled() })
 }
 
 // reapDead removes, on the leader, one member that gossip has reported
@@ -873,7 +916,7 @@ func (c *Cluster) reapDead(ctx context.Context) {
 			continue
 		}
 		id := NodeID(gm.Name)
-		if p, ok := reg.members[id]; ok && p.Identifier != gm.Name {
+		if p, ok := reg.Get(id); ok && p.Identifier != gm.Name {
 			continue
 		}
 		_, voter := slices.BinarySearch(v.Voters, id)

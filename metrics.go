@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +25,7 @@ import (
 // transport's per-type counters are read when Prometheus scrapes. IsLeader
 // and Leader update nothing.
 type metrics struct {
-	c        *Cluster
+	src      metricsSource
 	reg      prometheus.Registerer
 	gatherer prometheus.Gatherer // what GET /metrics serves; nil: 404
 	own      bool                // reg is this peer's own registry
@@ -49,10 +48,23 @@ type metrics struct {
 	// The leadership (leader, term) last counted by leaderChanges; only the
 	// node goroutine (and Start, before it runs) touches them.
 	lastLead, lastTerm uint64
+}
 
-	// Set by Start; read at scrape time.
-	tr  atomic.Pointer[transport.Transport]
-	mux atomic.Pointer[transport.Mux]
+// metricsSource is what the metrics read when Prometheus scrapes: the
+// peer's state, and the parts of the running peer that count. A *Cluster
+// is one; the metrics hold nothing else of it.
+type metricsSource interface {
+	IsLeader() bool
+	Health() (status, output string)
+	Term() uint64
+	Peers() []Member
+	leaseRemaining() time.Duration
+	// leading reports whether raft makes this peer the leader.
+	leading() bool
+	// certNotAfter is when the TLS certificate expires (false: no TLS).
+	certNotAfter() (time.Time, bool)
+	// running returns what Start built (nil before).
+	running() *running
 }
 
 // Histogram buckets, in seconds.
@@ -68,9 +80,11 @@ var (
 	apiBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 )
 
-// newMetrics creates c's metrics (not yet registered: Start does that).
-func newMetrics(c *Cluster) *metrics {
-	m := &metrics{c: c, reg: c.cfg.Registerer, log: c.log}
+// newMetrics creates the metrics of src (not yet registered: Start does
+// that), for reg (nil: a registry of their own).
+func newMetrics(reg prometheus.Registerer, log *slog.Logger, src metricsSource) *metrics {
+	c := src
+	m := &metrics{src: src, reg: reg, log: log}
 	if m.reg == nil {
 		r := prometheus.NewRegistry()
 		m.reg, m.gatherer, m.own = r, r, true
@@ -346,7 +360,11 @@ func (sc *scrapeCollector) collectSecurity(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	if mux := sc.m.mux.Load(); mux != nil {
+	r := sc.m.src.running()
+	if r == nil {
+		return
+	}
+	if mux := r.mux; mux != nil {
 		st := mux.Stats()
 		counter(muxConnsDesc, st.Accepted)
 		counter(muxRefusedDesc, st.ConnLimited, "conn_limit")
@@ -355,7 +373,7 @@ func (sc *scrapeCollector) collectSecurity(ch chan<- prometheus.Metric) {
 		counter(muxRefusedDesc, st.HandshakeFailed, "handshake")
 		counter(muxRefusedDesc, st.Unauthenticated, "unauthenticated")
 	}
-	if tr := sc.m.tr.Load(); tr != nil {
+	if tr := r.tr; tr != nil {
 		r := tr.Refusals()
 		for _, x := range []struct {
 			reason string
@@ -369,13 +387,13 @@ func (sc *scrapeCollector) collectSecurity(ch chan<- prometheus.Metric) {
 			counter(raftRefusedDesc, x.n, x.reason)
 		}
 	}
-	if g := sc.m.c.gossipRef.Load(); g != nil {
+	if g := r.gossip; g != nil {
 		st := g.Stats()
 		counter(gossipRejectedDesc, st.RejectedPackets)
 		counter(gossipSecondaryDesc, st.SecondaryKeyPackets)
 		counter(gossipStreamsRefusedDesc, st.RefusedStreams)
 	}
-	if t, ok := sc.m.c.sec.certNotAfter(); ok {
+	if t, ok := sc.m.src.certNotAfter(); ok {
 		ch <- prometheus.MustNewConstMetric(certExpiryDesc, prometheus.GaugeValue, float64(t.Unix()))
 	}
 }
@@ -406,7 +424,7 @@ func (sc *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	var known int
 	byHealth := map[Health]int{}
 	byCheck := map[string]int{}
-	for _, m := range sc.m.c.Peers() {
+	for _, m := range sc.m.src.Peers() {
 		if m.Role == MemberNone {
 			continue // not (or no longer) a member
 		}
@@ -423,7 +441,11 @@ func (sc *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(membersDeadDesc, prometheus.GaugeValue, float64(byHealth[HealthDead]))
 	ch <- prometheus.MustNewConstMetric(membersLeftDesc, prometheus.GaugeValue, float64(byHealth[HealthLeft]))
 	sc.collectSecurity(ch)
-	if tr := sc.m.tr.Load(); tr != nil {
+	r := sc.m.src.running()
+	if r == nil {
+		return
+	}
+	if tr := r.tr; tr != nil {
 		tr.ForEachType(func(typ raftpb.MessageType, s transport.Stats) {
 			name := "other"
 			if typ != transport.OtherTypes {
@@ -434,7 +456,7 @@ func (sc *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(raftDroppedDesc, prometheus.CounterValue, float64(s.Dropped), name)
 		})
 	}
-	node := sc.m.c.nodeRef.Load()
+	node := r.node
 	if node == nil {
 		return
 	}
@@ -442,7 +464,7 @@ func (sc *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	for r := range consensus.NumRefusals {
 		ch <- prometheus.MustNewConstMetric(raftMsgRefusedDesc, prometheus.CounterValue, float64(node.Refused(r)), r.String())
 	}
-	if sc.m.c.snap.Load().view.Role != consensus.Leader {
+	if !sc.m.src.leading() {
 		return // only a leader knows whom it replicates to
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), membersAliveTimeout)

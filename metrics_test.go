@@ -396,7 +396,7 @@ func TestMetricsOnCallersRegisterer(t *testing.T) {
 }
 
 func TestElectionCounting(t *testing.T) {
-	m := newMetrics(&Cluster{cfg: DefaultConfig().WithDefaults(), log: testLogger(t)})
+	m := newMetrics(nil, testLogger(t), &Cluster{cfg: DefaultConfig().WithDefaults(), log: testLogger(t)})
 	const (
 		F = consensus.Follower
 		P = consensus.PreCandidate

@@ -124,24 +124,29 @@ type Member struct {
 // members, with MemberNone; in masterless mode, every member gossip knows,
 // including those that failed or left in the last hour. The slice is new on
 // every call; the Metadata maps are shared and must not be modified.
-func (c *Cluster) Peers() []Member {
-	gossip := c.gossipMembers()
-	if c.masterless() {
-		out := make([]Member, 0, len(gossip))
-		for _, gm := range gossip {
-			out = append(out, c.gossipMember(gm))
-		}
-		return out
+func (c *Cluster) Peers() []Member { return c.mode.peers(c.gossipMembers()) }
+
+// peers: in masterless mode, what gossip knows.
+func (m masterlessMode) peers(gossip []membership.Member) []Member {
+	out := make([]Member, 0, len(gossip))
+	for _, gm := range gossip {
+		out = append(out, m.c.gossipMember(gm))
 	}
+	return out
+}
+
+// peers: in leader mode, the registry, then the others gossip knows.
+func (l leaderMode) peers(gossip []membership.Member) []Member {
+	c := l.c
 	reg := c.reg.Load()
 	s := c.snap.Load()
 	leader, hasLeader := c.Leader()
-	out := make([]Member, 0, len(reg.members)+1)
-	for _, p := range reg.sorted() {
-		out = append(out, c.memberIn(p, s, leader.Identifier, hasLeader, gossip))
+	out := make([]Member, 0, reg.Len()+1)
+	for _, p := range reg.Sorted() {
+		out = append(out, c.memberIn(peerOf(p), s, leader.Identifier, hasLeader, gossip))
 	}
 	for _, gm := range gossip {
-		if _, ok := reg.idents[gm.Name]; ok {
+		if _, ok := reg.ID(gm.Name); ok {
 			continue
 		}
 		m := c.gossipMember(gm)
@@ -154,7 +159,7 @@ func (c *Cluster) Peers() []Member {
 
 // gossipMembers returns gossip's members by name (none before Start).
 func (c *Cluster) gossipMembers() []membership.Member {
-	g := c.gossipRef.Load()
+	g := c.gossip()
 	if g == nil {
 		return nil
 	}

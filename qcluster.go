@@ -32,19 +32,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/raft/v3/raftpb"
-
-	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/storage"
-	"github.com/qcluster/qcluster/internal/transport"
 )
 
 // Errors returned by the SDK. They are wrapped with %w: test with errors.Is.
@@ -224,7 +220,7 @@ type Cluster struct {
 	// reg is the member registry (leader mode): the founders from the
 	// config until the log says more. regChanged is closed and replaced at
 	// every change (under regMu).
-	reg        atomic.Pointer[registry]
+	reg        atomic.Pointer[registry.State]
 	regMu      sync.Mutex
 	regChanged chan struct{}
 
@@ -263,26 +259,19 @@ type Cluster struct {
 	// gossipTweak, when set (tests), adjusts the gossip config.
 	gossipTweak func(*membership.Config)
 
-	mu      sync.Mutex // guards the lifecycle below
+	// mode is leader mode or masterless mode (Config.Mode).
+	mode mode
+
+	mu      sync.Mutex // guards started and closed
 	started bool
 	closed  bool
-	store   storage.Storage
-	tr      *transport.Transport
-	mux     *transport.Mux
-	httpSrv *http.Server
 
-	// gossipRef and nodeRef are the gossip and the running election node
-	// (nil before Start). They are atomics, not guarded by mu: the
-	// goroutines Close waits for read them, and Close holds mu.
-	gossipRef atomic.Pointer[membership.Membership]
-	nodeRef   atomic.Pointer[consensus.Node]
-	// nodeRun is the running node (Start, then the registry loop only).
-	nodeRun *nodeRun
-	cancel  context.CancelFunc
-	runCtx  context.Context
-	wg      sync.WaitGroup
-	runErr  atomic.Pointer[error]
-	done    chan struct{}
+	// run is what Start built (nil before). It is an atomic, not guarded
+	// by mu: the goroutines Close waits for read it, and Close holds mu.
+	run    atomic.Pointer[running]
+	wg     sync.WaitGroup // every goroutine Start (and run) started
+	runErr atomic.Pointer[error]
+	done   chan struct{}
 }
 
 // New checks cfg and returns an unstarted Cluster. The config is copied.
@@ -321,7 +310,8 @@ func New(cfg Config) (*Cluster, error) {
 	s.at, s.atNode = c.anchor()
 	c.snap.Store(s)
 	c.watch.init()
-	c.metrics = newMetrics(c)
+	c.mode = newMode(c)
+	c.metrics = newMetrics(cfg.Registerer, c.log, c)
 	return c, nil
 }
 
@@ -334,279 +324,6 @@ func (cfg Config) advertise() (string, int) {
 	port, _ := strconv.Atoi(portStr)
 	return host, port
 }
-
-// Start binds the listen port (or uses Config.Listener), starts gossip and
-// the HTTP API on it and, in leader mode, opens the durable state in
-// DataDir and joins the election. A peer with no durable state whose
-// configured peers already run a cluster that does not list it joins that
-// cluster (self-registration, in the background: see Config); otherwise it
-// founds the cluster with its configured peers. Start returns once the peer
-// is running; use WaitForLeader to wait for an elected leader.
-// In leader mode Start first creates DataDir with mode 0700 if it is
-// missing, and refuses one another user owns (ErrInvalidConfig).
-func (c *Cluster) Start(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case c.closed:
-		return ErrClosed
-	case c.started:
-		return ErrAlreadyStarted
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if !c.masterless() {
-		if err := cfgPrepareDataDir(c.cfg.DataDir, os.Getuid()); err != nil {
-			return err
-		}
-	}
-	sec, err := newSecurity(c.cfg.Identifier, c.cfg.ClusterName, []string{c.cfg.ListenHost, c.self.Host},
-		c.cfg.TLS, c.cfg.ClusterKey, c.cfg.GossipKey, c.cfg.ExtraGossipKeys)
-	if err != nil {
-		return fmt.Errorf("qcluster: %w", err)
-	}
-	c.sec = sec
-	if err := c.metrics.register(c.cfg.Identifier); err != nil {
-		return err
-	}
-	var undo []func()
-	fail := func(err error) error {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-		c.metrics.unregister()
-		return err
-	}
-	ln := c.cfg.Listener
-	if ln == nil {
-		ln, err = net.Listen("tcp", c.cfg.Addr())
-		if err != nil {
-			return fail(fmt.Errorf("qcluster: listen on %s (listen_host/listen_port): %w", c.cfg.Addr(), err))
-		}
-	}
-	undo = append(undo, func() { ln.Close() })
-	mux := transport.NewMux(ln, transport.MuxOptions{
-		TLS:                        sec.serverTLS,
-		AllowHTTPWithoutClientCert: c.cfg.APIClientCerts == "optional",
-		MaxConnsPerIP:              c.cfg.MaxConnsPerIP,
-		Logger:                     c.log.With("component", "mux"),
-	})
-	var raftTr atomic.Pointer[transport.Transport]
-	if !c.masterless() {
-		mux.Handle(transport.RaftPreamble, func(conn net.Conn) {
-			if tr := raftTr.Load(); tr != nil {
-				tr.HandleStream(conn)
-			} else {
-				conn.Close() // not ready yet; the peer dials again
-			}
-		})
-	}
-	g, err := c.newGossip(mux)
-	if err != nil {
-		return fail(err)
-	}
-	undo = append(undo, func() { g.Shutdown() })
-	c.httpSrv = &http.Server{
-		Handler: api.NewHandlerWithOptions(newAPIBackend(c), api.Options{
-			Token:        c.cfg.APIToken,
-			ProtectReads: c.cfg.APIProtectReads,
-			Metrics:      c.metrics.handler(),
-			OnRequest:    c.metrics.observeRequest,
-		}),
-		ReadHeaderTimeout: 5 * time.Second,
-		// Idle keep-alive connections count against max_conns_per_ip.
-		IdleTimeout: 2 * time.Minute,
-		ErrorLog:    slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	c.mux, c.cancel, c.runCtx = mux, cancel, runCtx
-	c.metrics.mux.Store(mux)
-	c.gossipRef.Store(g)
-	// serve starts answering on the port: at once for a new peer (peers
-	// that start at the same time ask each other whether a cluster runs
-	// already: see existingCluster), after its durable state is loaded
-	// for a restarted one (so it never answers with a term older than the
-	// one it had).
-	serving := false
-	serve := func() {
-		if serving {
-			return
-		}
-		serving = true
-		c.wg.Add(3)
-		go func() {
-			defer c.wg.Done()
-			_ = mux.Serve()
-		}()
-		go func() {
-			defer c.wg.Done()
-			_ = c.httpSrv.Serve(mux.HTTPListener())
-		}()
-		go func() {
-			defer c.wg.Done()
-			c.seedLoop(runCtx)
-		}()
-	}
-	stopServing := func() {
-		cancel()
-		if serving {
-			c.httpSrv.Close()
-			mux.Close()
-			c.wg.Wait()
-		}
-	}
-	for _, p := range c.cfg.RemotePeers() {
-		c.gossipSeed(p.Addr())
-	}
-	if c.masterless() {
-		serve()
-		c.started = true
-		c.startHealth(runCtx)
-		c.watch.publish(State{Identifier: c.cfg.Identifier, Role: RoleNone})
-		c.log.Info("peer started", "mode", ModeMasterless, "addr", mux.Addr().String(), "peers", len(c.cfg.RemotePeers()))
-		return nil
-	}
-
-	store, err := storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.observeFsync})
-	if err != nil {
-		stopServing()
-		return fail(fmt.Errorf("qcluster: open data_dir %q: %w", c.cfg.DataDir, err))
-	}
-	undo = append(undo, func() { store.Close() })
-	fresh, err := isEmpty(store)
-	if err != nil {
-		stopServing()
-		return fail(fmt.Errorf("qcluster: read data_dir %q: %w", c.cfg.DataDir, err))
-	}
-	var voters []uint64
-	var bootstrap []byte
-	joining, blind := false, false
-	if fresh {
-		serve()
-		joining, blind = c.existingCluster(ctx)
-		if !joining {
-			for id := range c.reg.Load().members {
-				voters = append(voters, id)
-			}
-			bootstrap = c.reg.Load().encode()
-		}
-	} else if err := c.loadRegistry(store); err != nil {
-		stopServing()
-		return fail(err)
-	}
-	tr := transport.New(transport.Config{
-		LocalID:     c.selfID,
-		ClusterName: c.cfg.ClusterName,
-		TLS:         sec.clientTLS,
-		NodeID:      NodeID,
-		Identifier:  c.memberIdentifier,
-		Deliver: func(m raftpb.Message) {
-			if n := c.nodeRef.Load(); n != nil {
-				n.Deliver(m)
-			}
-		},
-		Unreachable: func(id uint64) {
-			if n := c.nodeRef.Load(); n != nil {
-				n.ReportUnreachable(id)
-			}
-		},
-		SnapshotStatus: func(id uint64, ok bool) {
-			if n := c.nodeRef.Load(); n != nil {
-				n.ReportSnapshot(id, ok)
-			}
-		},
-		Logger: c.log.With("component", "transport"),
-	})
-	node, err := c.newNode(store, tr, voters, bootstrap)
-	if err != nil {
-		tr.Close()
-		stopServing()
-		return fail(fmt.Errorf("qcluster: %w", err))
-	}
-	c.metrics.tr.Store(tr)
-	for id, p := range c.reg.Load().members {
-		if id != c.selfID {
-			tr.SetPeer(id, p.Addr())
-		}
-	}
-	c.store, c.tr = store, tr
-	c.useNode(node)
-	raftTr.Store(tr)
-	serve()
-	c.started = true
-	c.nodeRun = c.runNode(runCtx, node)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.registryLoop(runCtx, joining, blind)
-	}()
-	c.startHealth(runCtx)
-	c.log.Info("peer started", "addr", mux.Addr().String(), "data_dir", c.cfg.DataDir,
-		"members", len(c.reg.Load().members), "joining", joining, "heartbeat", c.cfg.HeartbeatInterval.String(),
-		"election_timeout", c.cfg.ElectionTimeout.String())
-	return nil
-}
-
-// newNode creates the election node over store (voters and bootstrap found
-// a new cluster; none: wait to be added, or restart from store).
-func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters []uint64, bootstrap []byte) (*consensus.Node, error) {
-	return consensus.NewNode(consensus.NodeConfig{
-		Core: consensus.Config{
-			ID:                c.selfID,
-			Voters:            voters,
-			BootstrapData:     bootstrap,
-			Storage:           store,
-			Now:               c.clock,
-			HeartbeatInterval: time.Duration(c.cfg.HeartbeatInterval),
-			ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
-			Logger:            c.log,
-			Hooks:             c.metrics.hooks(),
-			AcceptProposal:    c.acceptProposal,
-			NotCandidate:      c.cfg.HealthCheck != nil, // until the check passes
-		},
-		Transport:    tr,
-		OnView:       c.onView,
-		OnApply:      c.applyCommitted,
-		OnRefused:    func(m raftpb.Message, r consensus.Refusal, _ error) { onRaftRefused(tr, m, r) },
-		SnapshotData: func() []byte { return c.reg.Load().encode() },
-	})
-}
-
-// useNode makes node the one every call and message goes to, and
-// publishes its durable view.
-func (c *Cluster) useNode(node *consensus.Node) {
-	c.onView(node.InitialView(), c.clock())
-	c.nodeRef.Store(node)
-}
-
-// nodeRun is a running node: how to stop it, and when it has.
-type nodeRun struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// runNode runs node until ctx ends (or it is stopped); a storage failure
-// stops the peer.
-func (c *Cluster) runNode(ctx context.Context, node *consensus.Node) *nodeRun {
-	ctx, cancel := context.WithCancel(ctx)
-	r := &nodeRun{cancel: cancel, done: make(chan struct{})}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer close(r.done)
-		if err := node.Run(ctx); err != nil {
-			c.runErr.Store(&err)
-			c.publishClosed()
-			c.watch.closeAll() // watchers learn the peer stopped; Err says why
-			c.events.closeAll()
-		}
-	}()
-	return r
-}
-
-// masterless reports whether the peer runs without an election.
-func (c *Cluster) masterless() bool { return c.cfg.Mode == ModeMasterless }
 
 // isEmpty reports whether store holds no Raft state at all (a new peer).
 func isEmpty(store storage.Storage) (bool, error) {
@@ -631,7 +348,7 @@ func (c *Cluster) loadRegistry(store storage.Storage) error {
 	if len(snap.Data) == 0 {
 		return nil // a cluster founded before the registry was replicated
 	}
-	r, err := decodeRegistry(snap.Data)
+	r, err := registry.Restore(snap.Data)
 	if err != nil {
 		return fmt.Errorf("qcluster: data_dir %q: the stored member list cannot be decoded: %w", c.cfg.DataDir, err)
 	}
@@ -639,77 +356,9 @@ func (c *Cluster) loadRegistry(store storage.Storage) error {
 	return nil
 }
 
-// Close stops the peer without leaving the cluster: it stays a member (a
-// voter still counts toward the majority, and may start again with its
-// data_dir), stops taking part in elections (a leader first hands
-// leadership to the best other voter, as Resign does, within two election
-// timeouts, so the others need not wait out an election timeout; use Leave
-// to leave the cluster for good, which then closes), stops gossip (the others see it
-// fail, not leave), closes its port and its data, and waits for every
-// goroutine it started, with
-// one exception: a gossip probe that memberlist has under way ends on its
-// own, within its probe timeout (about half a second with the lan profile,
-// more under load). It is safe to call more than once.
-func (c *Cluster) Close() error {
-	c.handOverOnClose()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil
-	}
-	c.closed = true
-	defer close(c.done)
-	c.publishClosed()
-	if !c.started {
-		c.watch.closeAll()
-		c.events.closeAll()
-		return nil
-	}
-	c.cancel()
-	var errs []error
-	if err := c.httpSrv.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.gossipRef.Load().Shutdown(); err != nil && !errors.Is(err, membership.ErrClosed) {
-		errs = append(errs, err)
-	}
-	if err := c.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		errs = append(errs, err)
-	}
-	if c.tr != nil {
-		if err := c.tr.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	c.wg.Wait()
-	if c.store != nil {
-		if err := c.store.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	c.watch.closeAll()
-	c.events.closeAll()
-	c.metrics.unregister()
-	if c.client != nil {
-		c.client.CloseIdleConnections()
-	}
-	return errors.Join(errs...)
-}
-
 // Done returns a channel that is closed when the Cluster has been closed
 // (Close, or Leave).
 func (c *Cluster) Done() <-chan struct{} { return c.done }
-
-// Addr returns the address the peer listens on (useful with port 0), or
-// "" before Start.
-func (c *Cluster) Addr() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.mux == nil {
-		return ""
-	}
-	return c.mux.Addr().String()
-}
 
 // Err returns the error that stopped the peer on its own (a storage
 // failure), or nil.
@@ -723,10 +372,8 @@ func (c *Cluster) Err() error {
 // Self returns this peer: its address and its current metadata (as the
 // registry records it in leader mode, once this peer is a member).
 func (c *Cluster) Self() Peer {
-	if !c.masterless() {
-		if p, ok := c.reg.Load().members[c.selfID]; ok {
-			return *p
-		}
+	if p, ok := c.mode.registered(c.cfg.Identifier); ok {
+		return p
 	}
 	p := *c.self
 	p.Metadata = c.selfMetadata()
@@ -812,13 +459,9 @@ func (c *Cluster) stateNow() (State, *snapshot) {
 	idx := c.watch.index()
 	s := c.snap.Load()
 	now := s.nodeNow(c.stamp())
-	role := Role(s.view.Role)
-	if c.masterless() {
-		role = RoleNone
-	}
 	st := State{
 		Identifier: c.cfg.Identifier,
-		Role:       role,
+		Role:       c.mode.role(s.view),
 		Term:       s.view.Term,
 		Index:      idx,
 		IsLeader:   !s.closed && s.view.IsLeaderAt(now),
@@ -857,7 +500,7 @@ func (c *Cluster) WaitForLeader(ctx context.Context) (Peer, error) {
 func (c *Cluster) Transfer(ctx context.Context, identifier string) error {
 	var target uint64
 	if identifier != "" {
-		id, ok := c.reg.Load().idents[identifier]
+		id, ok := c.reg.Load().ID(identifier)
 		if !ok || id == c.selfID {
 			return fmt.Errorf("%w: %q is not another member", ErrUnknownPeer, identifier)
 		}
@@ -889,7 +532,7 @@ func (c *Cluster) Resign(ctx context.Context) error {
 // transfer starts one hand-over to target (0: the best voter not in tried)
 // and waits for its outcome; it returns the target it chose.
 func (c *Cluster) transfer(ctx context.Context, target uint64, tried map[uint64]bool) (uint64, error) {
-	node := c.nodeRef.Load()
+	node := c.node()
 	if node == nil {
 		return 0, ErrNotStarted
 	}
@@ -1008,7 +651,7 @@ func (c *Cluster) logChange(st State) {
 
 // peer resolves a node ID; an ID outside the registry gets a placeholder.
 func (c *Cluster) peer(id uint64) *Peer {
-	if p, ok := c.reg.Load().members[id]; ok {
+	if p, ok := c.registered(id); ok {
 		return p
 	}
 	return &Peer{Identifier: fmt.Sprintf("node-%016x", id)}
@@ -1017,9 +660,6 @@ func (c *Cluster) peer(id uint64) *Peer {
 func (c *Cluster) publishClosed() {
 	prev := c.snap.Load()
 	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true, at: prev.at, atNode: prev.atNode})
-	role := RoleFollower
-	if c.masterless() {
-		role = RoleNone
-	}
-	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: role, Term: prev.view.Term})
+	// A closed peer is a follower (none, masterless) of no leader.
+	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: c.mode.role(consensus.View{}), Term: prev.view.Term})
 }

@@ -1,13 +1,13 @@
 package qcluster
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -25,17 +25,11 @@ var errForeignProposal = errors.New("a member may only propose its own metadata"
 // the sender's, within MaxMetadataSize. Membership changes are proposed
 // on the leader only.
 func (c *Cluster) acceptProposal(from uint64, data []byte) error {
-	if len(data) < 2 || data[0] != regEntryPrefix {
-		return fmt.Errorf("%w: not a registry entry", errForeignProposal)
+	re, err := registry.DecodeOp(data)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errForeignProposal, err)
 	}
-	var re regEntry
-	if err := json.Unmarshal(data[1:], &re); err != nil {
-		return fmt.Errorf("%w: registry entry: %w", errForeignProposal, err)
-	}
-	if re.Op != "metadata" {
-		return fmt.Errorf("%w: registry operation %q", errForeignProposal, re.Op)
-	}
-	p, ok := c.reg.Load().members[from]
+	p, ok := c.reg.Load().Get(from)
 	if !ok || p.Identifier != re.Identifier {
 		return fmt.Errorf("%w: node %x proposed metadata for %q", errForeignProposal, from, re.Identifier)
 	}
@@ -59,7 +53,7 @@ func onRaftRefused(tr *transport.Transport, m raftpb.Message, r consensus.Refusa
 // memberIdentifier returns the identifier of the member with node ID id
 // (for the transport: a member's certificate must name exactly it).
 func (c *Cluster) memberIdentifier(id uint64) (string, bool) {
-	p, ok := c.reg.Load().members[id]
+	p, ok := c.reg.Load().Get(id)
 	if !ok {
 		return "", false
 	}

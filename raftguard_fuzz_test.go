@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -98,11 +99,11 @@ type fuzzState struct {
 func (p *fuzzPeer) state(t *testing.T) fuzzState {
 	t.Helper()
 	v := p.c.snap.Load().view
-	last, err := p.c.store.LastIndex()
+	last, err := p.c.run.Load().store.LastIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fuzzState{string(p.c.reg.Load().encode()), v.Voters, v.Learners, last, p.c.Term()}
+	return fuzzState{string(p.c.reg.Load().Snapshot()), v.Voters, v.Learners, last, p.c.Term()}
 }
 
 func (s fuzzState) sameMembers(o fuzzState) bool {
@@ -120,7 +121,7 @@ func (p *fuzzPeer) settle(t *testing.T, conn net.Conn) {
 	if _, err := io.Copy(io.Discard, conn); isTimeout(err) {
 		t.Fatal("the peer did not close a finished raft stream")
 	}
-	node := p.c.nodeRef.Load()
+	node := p.c.node()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for {
@@ -197,7 +198,7 @@ func FuzzRaftStream(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	md, err := encodeRegEntry(regEntry{Op: "metadata", Identifier: "fuzz", Metadata: map[string]any{"forged": true}})
+	md, err := registry.EncodeOp(registry.Op{Op: registry.OpMetadata, Identifier: "fuzz", Metadata: map[string]any{"forged": true}})
 	if err != nil {
 		f.Fatal(err)
 	}

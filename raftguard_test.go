@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -78,7 +79,7 @@ func (tc *testCluster) state() []clusterState {
 func waitRefused(t testing.TB, c *Cluster, r consensus.Refusal, before uint64) {
 	t.Helper()
 	waitFor(t, 20*time.Second, c.cfg.Identifier+" refusing a message as "+r.String(), func() bool {
-		return c.nodeRef.Load().Refused(r) > before
+		return c.node().Refused(r) > before
 	})
 }
 
@@ -115,7 +116,7 @@ func TestRaftInputAttacks(t *testing.T) {
 		return raftpb.Entry{Type: raftpb.EntryConfChange, Data: data}
 	}
 	metadataOf := func(ident string) raftpb.Entry {
-		data, err := encodeRegEntry(regEntry{Op: "metadata", Identifier: ident, Metadata: map[string]any{"forged": true}})
+		data, err := registry.EncodeOp(registry.Op{Op: registry.OpMetadata, Identifier: ident, Metadata: map[string]any{"forged": true}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +179,7 @@ func TestRaftInputAttacks(t *testing.T) {
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
-			node := a.target.nodeRef.Load()
+			node := a.target.node()
 			n := node.Refused(a.reason)
 			conn := raftStream(t, a.target.Addr(), a.from, a.target.selfID, name, a.msg())
 			waitRefused(t, a.target, a.reason, n)
@@ -258,14 +259,14 @@ func TestFollowerMetadataThroughLeader(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "every peer to see the metadata", func() bool {
 		for _, p := range tc.peers {
-			m, ok := p.reg.Load().members[f.selfID]
+			m, ok := p.reg.Load().Get(f.selfID)
 			if !ok || !reflect.DeepEqual(m.Metadata, md) {
 				return false
 			}
 		}
 		return true
 	})
-	if n := leader.nodeRef.Load().Refused(consensus.RefusedProposal); n != 0 {
+	if n := leader.node().Refused(consensus.RefusedProposal); n != 0 {
 		t.Errorf("the leader refused %d proposals", n)
 	}
 }

@@ -24,17 +24,17 @@ func TestJoinerCatchesUpWithLargeRegistry(t *testing.T) {
 			t.Fatalf("AddPeer %d: %v", i, err)
 		}
 	}
-	t.Logf("added %d members in %v; registry snapshot %d bytes", n, time.Since(start), len(leader.reg.Load().encode()))
+	t.Logf("added %d members in %v; registry snapshot %d bytes", n, time.Since(start), len(leader.reg.Load().Snapshot()))
 	start = time.Now()
 	j := tc.addJoiner("joiner", 0, true)
 	joiner := tc.peers[j]
 	waitFor(t, 90*time.Second, "the joiner to see every member", func() bool {
-		return len(joiner.reg.Load().members) == n+2 && joiner.inConf(joiner.selfID)
+		return joiner.reg.Load().Len() == n+2 && joiner.inConf(joiner.selfID)
 	})
 	t.Logf("joiner caught up in %v", time.Since(start))
-	for id, p := range leader.reg.Load().members {
-		q, ok := joiner.reg.Load().members[id]
-		if !ok || !samePeer(p, q) {
+	for id, p := range leader.reg.Load().All() {
+		q, ok := joiner.reg.Load().Get(id)
+		if !ok || !p.Same(*q) {
 			t.Fatalf("the joiner's record of %s differs", p.Identifier)
 		}
 	}

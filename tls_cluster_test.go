@@ -70,8 +70,8 @@ func TestTLSOutsidersAreRefused(t *testing.T) {
 			t.Errorf("%s knows a leader", tc.cfgs[i].Identifier)
 		}
 	}
-	mux := tc.peers[0].mux.Stats()
-	t.Logf("p0 port refusals: %+v; raft: %+v; gossip: %+v", mux, tc.peers[0].tr.Refusals(), tc.peers[0].gossipRef.Load().Stats())
+	mux := tc.peers[0].run.Load().mux.Stats()
+	t.Logf("p0 port refusals: %+v; raft: %+v; gossip: %+v", mux, tc.peers[0].transport().Refusals(), tc.peers[0].gossip().Stats())
 	if mux.HandshakeFailed+mux.PlainText+mux.Unauthenticated == 0 {
 		t.Error("p0 counted no refused connection")
 	}

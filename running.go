@@ -1,0 +1,355 @@
+package qcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/storage"
+	"github.com/qcluster/qcluster/internal/transport"
+)
+
+// running is what Start built: each part of a running peer, held once,
+// behind Cluster.run (nil before Start). A running value is never
+// modified: Start publishes it in two steps (serving: the port, gossip
+// and the HTTP API; then, in leader mode, with the store, the raft
+// transport and the node), and the registry loop publishes a copy with a
+// new node and store when it discards a founding state (discardFounding).
+// Close tears it down in reverse (see stop).
+type running struct {
+	ctx    context.Context // ends when Close begins; every loop runs under it
+	cancel context.CancelFunc
+	mux    *transport.Mux // the one port: HTTP, raft streams, gossip
+	gossip *membership.Membership
+	http   *http.Server
+
+	// Leader mode only; nil in masterless mode (and, in leader mode,
+	// until the node exists).
+	store   storage.Storage
+	tr      *transport.Transport
+	node    *consensus.Node
+	nodeRun *nodeRun
+}
+
+// nodeRun is a running node: how to stop it, and when it has.
+type nodeRun struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// running returns what Start built (nil before Start).
+func (c *Cluster) running() *running { return c.run.Load() }
+
+// certNotAfter is when this peer's TLS certificate expires (false: no TLS,
+// or before Start).
+func (c *Cluster) certNotAfter() (time.Time, bool) {
+	if r := c.run.Load(); r == nil {
+		return time.Time{}, false
+	}
+	return c.sec.certNotAfter()
+}
+
+// node returns the running election node (nil before Start, and in
+// masterless mode).
+func (c *Cluster) node() *consensus.Node {
+	if r := c.run.Load(); r != nil {
+		return r.node
+	}
+	return nil
+}
+
+// transport returns the raft transport (nil before Start, and in
+// masterless mode).
+func (c *Cluster) transport() *transport.Transport {
+	if r := c.run.Load(); r != nil {
+		return r.tr
+	}
+	return nil
+}
+
+// gossip returns the gossip membership (nil before Start).
+func (c *Cluster) gossip() *membership.Membership {
+	if r := c.run.Load(); r != nil {
+		return r.gossip
+	}
+	return nil
+}
+
+// Start binds the listen port (or uses Config.Listener), starts gossip and
+// the HTTP API on it and, in leader mode, opens the durable state in
+// DataDir and joins the election. A peer with no durable state whose
+// configured peers already run a cluster that does not list it joins that
+// cluster (self-registration, in the background: see Config); otherwise it
+// founds the cluster with its configured peers. Start returns once the peer
+// is running; use WaitForLeader to wait for an elected leader.
+// In leader mode Start first creates DataDir with mode 0700 if it is
+// missing, and refuses one another user owns (ErrInvalidConfig).
+func (c *Cluster) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return ErrClosed
+	case c.started:
+		return ErrAlreadyStarted
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := c.mode.prepare(); err != nil {
+		return err
+	}
+	sec, err := newSecurity(c.cfg.Identifier, c.cfg.ClusterName, []string{c.cfg.ListenHost, c.self.Host},
+		c.cfg.TLS, c.cfg.ClusterKey, c.cfg.GossipKey, c.cfg.ExtraGossipKeys)
+	if err != nil {
+		return fmt.Errorf("qcluster: %w", err)
+	}
+	c.sec = sec
+	if err := c.metrics.register(c.cfg.Identifier); err != nil {
+		return err
+	}
+	r, err := c.bind()
+	if err != nil {
+		c.metrics.unregister()
+		return err
+	}
+	c.run.Store(r)
+	for _, p := range c.cfg.RemotePeers() {
+		c.gossipSeed(p.Addr())
+	}
+	if err := c.mode.start(ctx, r); err != nil {
+		_ = c.stop()
+		c.run.Store(nil)
+		c.metrics.unregister()
+		return err
+	}
+	c.started = true
+	return nil
+}
+
+// bind builds the serving part of a running peer, not serving yet: the
+// port, gossip on it and the HTTP API.
+func (c *Cluster) bind() (*running, error) {
+	ln := c.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", c.cfg.Addr()); err != nil {
+			return nil, fmt.Errorf("qcluster: listen on %s (listen_host/listen_port): %w", c.cfg.Addr(), err)
+		}
+	}
+	mux := transport.NewMux(ln, transport.MuxOptions{
+		TLS:                        c.sec.serverTLS,
+		AllowHTTPWithoutClientCert: c.cfg.APIClientCerts == "optional",
+		MaxConnsPerIP:              c.cfg.MaxConnsPerIP,
+		Logger:                     c.log.With("component", "mux"),
+	})
+	g, err := c.newGossip(mux)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv := &http.Server{
+		Handler: api.NewHandlerWithOptions(newAPIBackend(c), api.Options{
+			Token:        c.cfg.APIToken,
+			ProtectReads: c.cfg.APIProtectReads,
+			Metrics:      c.metrics.handler(),
+			OnRequest:    c.metrics.observeRequest,
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		// Idle keep-alive connections count against max_conns_per_ip.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &running{ctx: ctx, cancel: cancel, mux: mux, gossip: g, http: srv}, nil
+}
+
+// serve starts answering on r's port: at once for a new peer (peers that
+// start at the same time ask each other whether a cluster runs already:
+// see existingCluster), after its durable state is loaded for a restarted
+// one (so it never answers with a term older than the one it had). Start
+// calls it once.
+func (c *Cluster) serve(r *running) {
+	c.wg.Add(3)
+	go func() {
+		defer c.wg.Done()
+		_ = r.mux.Serve()
+	}()
+	go func() {
+		defer c.wg.Done()
+		_ = r.http.Serve(r.mux.HTTPListener())
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.seedLoop(r.ctx)
+	}()
+}
+
+// stop tears down what Start built, in reverse: it ends the run context
+// (the node, the registry and health loops), stops the HTTP API, shuts
+// gossip down (silently: the others see this peer fail), closes the port
+// and the raft transport, waits for every goroutine, and closes the store
+// last (read then: the registry loop may have replaced it).
+func (c *Cluster) stop() error {
+	r := c.run.Load()
+	r.cancel()
+	var errs []error
+	if err := r.http.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.gossip.Shutdown(); err != nil && !errors.Is(err, membership.ErrClosed) {
+		errs = append(errs, err)
+	}
+	if err := r.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		errs = append(errs, err)
+	}
+	if r.tr != nil {
+		if err := r.tr.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.wg.Wait()
+	if store := c.run.Load().store; store != nil {
+		if err := store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the peer without leaving the cluster: it stays a member (a
+// voter still counts toward the majority, and may start again with its
+// data_dir), stops taking part in elections (a leader first hands
+// leadership to the best other voter, as Resign does, within two election
+// timeouts, so the others need not wait out an election timeout; use Leave
+// to leave the cluster for good, which then closes), stops gossip (the
+// others see it fail, not leave), closes its port and its data, and waits
+// for every goroutine it started, with one exception: a gossip probe that
+// memberlist has under way ends on its own, within its probe timeout (about
+// half a second with the lan profile, more under load). It is safe to call
+// more than once.
+func (c *Cluster) Close() error {
+	c.handOverOnClose()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	defer close(c.done)
+	c.publishClosed()
+	var err error
+	if c.started {
+		err = c.stop()
+	}
+	c.watch.closeAll()
+	c.events.closeAll()
+	if c.started {
+		c.metrics.unregister()
+		if c.client != nil {
+			c.client.CloseIdleConnections()
+		}
+	}
+	return err
+}
+
+// Addr returns the address the peer listens on (useful with port 0), or
+// "" before Start.
+func (c *Cluster) Addr() string {
+	if r := c.run.Load(); r != nil {
+		return r.mux.Addr().String()
+	}
+	return ""
+}
+
+// newTransport creates the raft transport; what it receives goes to the
+// node of the moment.
+func (c *Cluster) newTransport() *transport.Transport {
+	return transport.New(transport.Config{
+		LocalID:     c.selfID,
+		ClusterName: c.cfg.ClusterName,
+		TLS:         c.sec.clientTLS,
+		NodeID:      NodeID,
+		Identifier:  c.memberIdentifier,
+		Deliver: func(m raftpb.Message) {
+			if n := c.node(); n != nil {
+				n.Deliver(m)
+			}
+		},
+		Unreachable: func(id uint64) {
+			if n := c.node(); n != nil {
+				n.ReportUnreachable(id)
+			}
+		},
+		SnapshotStatus: func(id uint64, ok bool) {
+			if n := c.node(); n != nil {
+				n.ReportSnapshot(id, ok)
+			}
+		},
+		Logger: c.log.With("component", "transport"),
+	})
+}
+
+// newNode creates the election node over store (voters and bootstrap found
+// a new cluster; none: wait to be added, or restart from store).
+func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters []uint64, bootstrap []byte) (*consensus.Node, error) {
+	return consensus.NewNode(consensus.NodeConfig{
+		Core: consensus.Config{
+			ID:                c.selfID,
+			Voters:            voters,
+			BootstrapData:     bootstrap,
+			Storage:           store,
+			Now:               c.clock,
+			HeartbeatInterval: time.Duration(c.cfg.HeartbeatInterval),
+			ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
+			Logger:            c.log,
+			Hooks:             c.metrics.hooks(),
+			AcceptProposal:    c.acceptProposal,
+			NotCandidate:      c.cfg.HealthCheck != nil, // until the check passes
+		},
+		Transport:    tr,
+		OnView:       c.onView,
+		OnApply:      c.applyCommitted,
+		OnRefused:    func(m raftpb.Message, r consensus.Refusal, _ error) { onRaftRefused(tr, m, r) },
+		SnapshotData: func() []byte { return c.reg.Load().Snapshot() },
+	})
+}
+
+// useNode publishes node's durable view, then a copy of r in which node
+// (over store) is the one every call and message goes to; runNode runs
+// it. It returns the copy.
+func (c *Cluster) useNode(r *running, store storage.Storage, node *consensus.Node) *running {
+	c.onView(node.InitialView(), c.clock())
+	next := *r
+	next.store, next.node = store, node
+	ctx, cancel := context.WithCancel(r.ctx)
+	next.nodeRun = &nodeRun{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	c.run.Store(&next)
+	return &next
+}
+
+// runNode runs r's node until r's context ends (or its nodeRun is
+// cancelled); a storage failure stops the peer.
+func (c *Cluster) runNode(r *running) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(r.nodeRun.done)
+		if err := r.node.Run(r.nodeRun.ctx); err != nil {
+			c.runErr.Store(&err)
+			c.publishClosed()
+			c.watch.closeAll() // watchers learn the peer stopped; Err says why
+			c.events.closeAll()
+		}
+	}()
+}
