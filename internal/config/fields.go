@@ -2,10 +2,8 @@ package config
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"maps"
 	"reflect"
 	"slices"
 	"time"
@@ -319,15 +317,4 @@ func peerAlias(norm string) string {
 		return "metadata"
 	}
 	return ""
-}
-
-// extraKeys returns the keys of Extra that are not QCluster fields, sorted.
-func extraKeys(extra map[string]json.RawMessage) []string {
-	var out []string
-	for _, k := range slices.Sorted(maps.Keys(extra)) {
-		if !slices.Contains(topNames, k) {
-			out = append(out, k)
-		}
-	}
-	return out
 }

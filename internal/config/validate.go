@@ -49,29 +49,24 @@ func (c Config) idOK() bool { return c.Identifier != "" && NameProblem(c.Identif
 
 // checkIdentifier checks identifier.
 func checkIdentifier(c Config, v *validation) {
-	// identifier
 	if c.Identifier == "" {
 		v.ps.add("identifier", `identifier: missing; give this peer a unique name such as "server_a"`)
 	} else if msg := NameProblem(c.Identifier, false); msg != "" {
 		v.ps.add("identifier", `identifier: %s %s; use a name without spaces or control characters, such as "server_a"`, quote(c.Identifier), msg)
 	}
-
 }
 
 // checkListenHost checks listen_host.
 func checkListenHost(c Config, v *validation) {
-	// listen_host
 	if c.ListenHost != "" {
 		if msg := HostProblem(c.ListenHost, "listen_port"); msg != "" {
 			v.ps.add("listen_host", "listen_host: %s %s", quote(c.ListenHost), msg)
 		}
 	}
-
 }
 
 // checkListenPort checks listen_port.
 func checkListenPort(c Config, v *validation) {
-	// listen_port
 	lport := listenerPort(c.Listener)
 	switch {
 	case c.ListenPort == 0 && c.Listener == nil:
@@ -85,12 +80,11 @@ func checkListenPort(c Config, v *validation) {
 	case c.ListenPort != 0 && lport != 0 && lport != c.ListenPort:
 		v.ps.add("listen_port", "listen_port: %d differs from the port of Listener (%d); set listen_port to 0 or to %d", c.ListenPort, lport, lport)
 	}
-
 }
 
-// checkAdvertiseHost checks advertise_host (and that one is given when listen_host is all interfaces).
+// checkAdvertiseHost checks advertise_host, and that one is given when
+// listen_host is all interfaces.
 func checkAdvertiseHost(c Config, v *validation) {
-	// advertise_host
 	if c.AdvertiseHost != "" {
 		if msg := HostProblem(c.AdvertiseHost, "listen_port"); msg != "" {
 			if c.AdvertiseHost != c.ListenHost { // else reported for listen_host (WithDefaults copied it)
@@ -102,23 +96,21 @@ func checkAdvertiseHost(c Config, v *validation) {
 	} else if unspecified(c.ListenHost) {
 		v.ps.add("listen_host", "advertise_host: missing; listen_host %s listens on all interfaces, so give the host name or IP address other peers reach this peer at", quote(c.ListenHost))
 	}
-
 }
 
 // checkMetadata checks metadata.
 func checkMetadata(c Config, v *validation) {
-	// metadata
 	if c.Metadata != nil {
 		if _, err := json.Marshal(c.Metadata); err != nil {
 			v.ps.add("metadata", "metadata: cannot be encoded as JSON (%v); use strings, numbers, booleans, lists and objects", err)
 		}
 	}
-
 }
 
-// checkPeers checks peers: each entry, this peer's own entry, repeated identifiers and addresses, and node ID collisions.
+// checkPeers checks peers: each entry, this peer's own entry, repeated
+// identifiers and addresses, and collisions of the node IDs derived from
+// all identifiers.
 func checkPeers(c Config, v *validation) {
-	// peers
 	ownPort := c.port()
 	ownAdv, ownListen := "", ""
 	if ownPort > 0 && ownPort <= 65535 && !unspecified(c.advertiseHost()) {
@@ -229,16 +221,15 @@ func checkPeers(c Config, v *validation) {
 	}
 }
 
-// checkDataDir checks that data_dir has a value or a default (the default needs a home directory).
+// checkDataDir checks that data_dir has a value or a default (the default
+// needs a home directory).
 func checkDataDir(c Config, v *validation) {
-	// data_dir: the default needs a home directory.
 	if c.DataDir == "" && c.idOK() && c.Mode != ModeMasterless {
 		if _, err := defaultDataDir(c.Identifier); err != nil {
 			v.ps.add("data_dir", "data_dir: missing, and there is no default (%v); set it to a directory that survives reboots, such as %s",
 				err, quote("/var/lib/qcluster/"+dirName(c.Identifier)))
 		}
 	}
-
 }
 
 // heartbeat returns the effective heartbeat_interval (zero means the
@@ -263,7 +254,8 @@ func checkHeartbeat(c Config, v *validation) {
 	}
 }
 
-// checkElection checks election_timeout, and its ratio to heartbeat_interval.
+// checkElection checks election_timeout, and its ratio to
+// heartbeat_interval.
 func checkElection(c Config, v *validation) {
 	hb, hbNote, hbOK := c.heartbeat()
 	et, etNote := time.Duration(c.ElectionTimeout), ""
@@ -279,18 +271,15 @@ func checkElection(c Config, v *validation) {
 		v.ps.add("election_timeout", "election_timeout (%v%s) must be at least %dx heartbeat_interval (%v%s) so a leader's heartbeats arrive well within it; raise election_timeout to %v or more, or lower heartbeat_interval",
 			et, etNote, electionFactor, hb, hbNote, electionFactor*hb)
 	}
-
 }
 
 // checkClusterName checks cluster_name.
 func checkClusterName(c Config, v *validation) {
-	// cluster_name
 	if c.ClusterName != "" {
 		if msg := NameProblem(c.ClusterName, true); msg != "" {
 			v.ps.add("cluster_name", "cluster_name: %s %s; give a short printable name such as \"prod-eu\"", quote(c.ClusterName), msg)
 		}
 	}
-
 }
 
 // checkMode checks mode.
@@ -323,10 +312,10 @@ func checkGossipProfile(c Config, v *validation) {
 	default:
 		v.ps.add("gossip_profile", "gossip_profile: %s is not a profile; use %q (default), %q or %q", quote(c.GossipProfile), GossipLAN, GossipLocal, GossipWAN)
 	}
-
 }
 
-// checkSecurity checks the security fields together: tls, cluster_key, gossip_key and extra_gossip_keys.
+// checkSecurity checks the security fields together: tls, cluster_key,
+// gossip_key and extra_gossip_keys.
 func checkSecurity(c Config, v *validation) {
 	v.ps = append(v.ps, SecurityProblems(c.Identifier, c.ClusterName, c.TLS, c.ClusterKey, c.GossipKey, c.ExtraGossipKeys)...)
 }
@@ -338,7 +327,6 @@ func checkAPIClientCerts(c Config, v *validation) {
 	default:
 		v.ps.add("api_client_certs", `api_client_certs: %s is not a setting; use "required" (the default) or "optional"`, quote(c.APIClientCerts))
 	}
-
 }
 
 // checkHealthCheck checks the "health_check" object.
