@@ -120,26 +120,3 @@ func LoadConfig(path string) (Config, error) { return config.Load(path) }
 // reserves for "no node") becomes 1. It is stable across versions and
 // processes; Validate rejects configs in which two identifiers share one.
 func NodeID(identifier string) uint64 { return config.NodeID(identifier) }
-
-// BEGIN call-site shims: the old names of helpers that moved to
-// internal/config, kept only until the call sites are renamed (the next
-// commit's script deletes this block).
-
-func cfgPrepareDataDir(dir string, uid int) error     { return config.PrepareDataDir(dir, uid) }
-func cfgNameProblem(s string, allowSpace bool) string { return config.NameProblem(s, allowSpace) }
-func cfgHostProblem(host, portField string) string    { return config.HostProblem(host, portField) }
-func securedBy(t *TLSConfig, clusterKey string) bool {
-	return Config{TLS: t, ClusterKey: clusterKey}.Secured()
-}
-
-type securityProblem struct{ at, text string }
-
-func securityProblems(identifier, clusterName string, t *TLSConfig, clusterKey, gossipKey string, extraGossipKeys []string) []securityProblem {
-	var out []securityProblem
-	for _, p := range config.SecurityProblems(identifier, clusterName, t, clusterKey, gossipKey, extraGossipKeys) {
-		out = append(out, securityProblem{p.At, p.Text})
-	}
-	return out
-}
-
-// END call-site shims

@@ -41,6 +41,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/config"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/storage"
@@ -342,7 +343,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		return err
 	}
 	if !c.masterless() {
-		if err := cfgPrepareDataDir(c.cfg.DataDir, os.Getuid()); err != nil {
+		if err := config.PrepareDataDir(c.cfg.DataDir, os.Getuid()); err != nil {
 			return err
 		}
 	}
