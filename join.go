@@ -22,6 +22,7 @@ import (
 
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/backoff"
+	"github.com/qcluster/qcluster/internal/config"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/registry"
@@ -426,13 +427,13 @@ func (l leaderMode) join(ctx context.Context, req api.JoinRequest) (api.JoinResu
 	if req.ClusterName != c.cfg.ClusterName {
 		return api.JoinResult{}, fmt.Errorf("%w: the peer %q belongs to cluster %q, this is %q", ErrWrongCluster, req.Identifier, req.ClusterName, c.cfg.ClusterName)
 	}
-	if msg := cfgNameProblem(req.Identifier, false); req.Identifier == "" || msg != "" {
+	if msg := config.NameProblem(req.Identifier, false); req.Identifier == "" || msg != "" {
 		if req.Identifier == "" {
 			msg = "is missing"
 		}
 		return api.JoinResult{}, fmt.Errorf("%w: identifier %q %s", ErrInvalidMember, req.Identifier, msg)
 	}
-	if msg := cfgHostProblem(req.Host, "port"); req.Host == "" || msg != "" {
+	if msg := config.HostProblem(req.Host, "port"); req.Host == "" || msg != "" {
 		if req.Host == "" {
 			msg = "is missing"
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/config"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/storage"
@@ -61,7 +62,7 @@ func newMode(c *Cluster) mode {
 func (masterlessMode) prepare() error { return nil }
 
 // prepare creates DataDir (0700) or checks the one there.
-func (l leaderMode) prepare() error { return cfgPrepareDataDir(l.c.cfg.DataDir, os.Getuid()) }
+func (l leaderMode) prepare() error { return config.PrepareDataDir(l.c.cfg.DataDir, os.Getuid()) }
 
 // start serves at once: there is nothing durable to load.
 func (m masterlessMode) start(_ context.Context, r *running) error {

@@ -301,7 +301,7 @@ func New(cfg Config) (*Cluster, error) {
 		done:       make(chan struct{}),
 		health:     newAppHealth(cfg.HealthCheck),
 	}
-	host, port := cfg.advertise()
+	host, port := cfg.AdvertiseHostPort()
 	c.self = &Peer{Host: host, Port: port, Identifier: cfg.Identifier, Metadata: cfg.Metadata}
 	c.selfID = NodeID(cfg.Identifier)
 	c.selfMeta.Store(&cfg.Metadata)
@@ -313,16 +313,6 @@ func New(cfg Config) (*Cluster, error) {
 	c.mode = newMode(c)
 	c.metrics = newMetrics(cfg.Registerer, c.log, c)
 	return c, nil
-}
-
-// advertise returns the host and port other peers reach this one at.
-func (cfg Config) advertise() (string, int) {
-	host, portStr, err := net.SplitHostPort(cfg.AdvertiseAddr())
-	if err != nil {
-		return cfg.ListenHost, cfg.ListenPort
-	}
-	port, _ := strconv.Atoi(portStr)
-	return host, port
 }
 
 // isEmpty reports whether store holds no Raft state at all (a new peer).

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qcluster/qcluster/internal/config"
 	"github.com/qcluster/qcluster/internal/pki"
 )
 
@@ -43,10 +44,10 @@ func secFiles(t *testing.T, ca *pki.CA, id pki.Identity, notAfter time.Time) *TL
 }
 
 func TestSecuredBy(t *testing.T) {
-	if securedBy(nil, "") {
+	if (Config{TLS: nil, ClusterKey: ""}).Secured() {
 		t.Error("nothing set is secured")
 	}
-	if !securedBy(&TLSConfig{}, "") || !securedBy(nil, pki.NewClusterKey()) {
+	if !(Config{TLS: &TLSConfig{}, ClusterKey: ""}).Secured() || !(Config{TLS: nil, ClusterKey: pki.NewClusterKey()}).Secured() {
 		t.Error("tls or cluster_key is secured")
 	}
 	var s *security
@@ -100,13 +101,13 @@ func TestSecurityProblems(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ps := securityProblems(me.Identifier, me.Cluster, tc.tls, tc.clusterKey, tc.gossipKey, nil)
+			ps := config.SecurityProblems(me.Identifier, me.Cluster, tc.tls, tc.clusterKey, tc.gossipKey, nil)
 			if len(ps) != len(tc.want) {
 				t.Fatalf("problems %+v; want %q", ps, tc.want)
 			}
 			for i, w := range tc.want {
 				at, sub, _ := strings.Cut(w, "|")
-				if ps[i].at != at || !strings.HasPrefix(ps[i].text, at+": ") || !strings.Contains(ps[i].text, sub) {
+				if ps[i].At != at || !strings.HasPrefix(ps[i].Text, at+": ") || !strings.Contains(ps[i].Text, sub) {
 					t.Errorf("problem %d = %+v; want at %q containing %q", i, ps[i], at, sub)
 				}
 			}
@@ -117,8 +118,8 @@ func TestSecurityProblems(t *testing.T) {
 			if err != nil {
 				t.Fatalf("newSecurity of a valid config: %v", err)
 			}
-			if s.tlsOn() != securedBy(tc.tls, tc.clusterKey) || (s.serverTLS != nil) != s.tlsOn() || (s.clientTLS != nil) != s.tlsOn() {
-				t.Errorf("TLS on %v, server %v, client %v; securedBy %v", s.tlsOn(), s.serverTLS != nil, s.clientTLS != nil, securedBy(tc.tls, tc.clusterKey))
+			if s.tlsOn() != (Config{TLS: tc.tls, ClusterKey: tc.clusterKey}).Secured() || (s.serverTLS != nil) != s.tlsOn() || (s.clientTLS != nil) != s.tlsOn() {
+				t.Errorf("TLS on %v, server %v, client %v; securedBy %v", s.tlsOn(), s.serverTLS != nil, s.clientTLS != nil, (Config{TLS: tc.tls, ClusterKey: tc.clusterKey}).Secured())
 			}
 			wantGossip := tc.gossipKey != "" || tc.clusterKey != ""
 			if (len(s.gossipKeys) == 1) != wantGossip {
@@ -160,10 +161,10 @@ func TestSecurityGossipKeys(t *testing.T) {
 	if len(r.gossipKeys) != 2 || string(r.gossipKeys[0]) != string(gb) || string(r.gossipKeys[1]) != string(ob) {
 		t.Errorf("keyring %x", r.gossipKeys)
 	}
-	if ps := securityProblems("a", "", nil, "", "", []string{old}); len(ps) != 1 || ps[0].at != "extra_gossip_keys[0]" {
+	if ps := config.SecurityProblems("a", "", nil, "", "", []string{old}); len(ps) != 1 || ps[0].At != "extra_gossip_keys[0]" {
 		t.Errorf("extra keys without a primary: %+v", ps)
 	}
-	if ps := securityProblems("a", "", nil, "", gk, []string{old, "xx"}); len(ps) != 1 || ps[0].at != "extra_gossip_keys[1]" {
+	if ps := config.SecurityProblems("a", "", nil, "", gk, []string{old, "xx"}); len(ps) != 1 || ps[0].At != "extra_gossip_keys[1]" {
 		t.Errorf("bad extra key: %+v", ps)
 	}
 	if _, err := newSecurity("a", "", nil, nil, "", gk, []string{"xx"}); !errors.Is(err, ErrInvalidConfig) {

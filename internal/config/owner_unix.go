@@ -1,14 +1,14 @@
 //go:build unix
 
-package qcluster
+package config
 
 import (
 	"io/fs"
 	"syscall"
 )
 
-// cfgFileOwner returns the user ID that owns the file fi describes.
-func cfgFileOwner(fi fs.FileInfo) (uid int, ok bool) {
+// fileOwner returns the user ID that owns the file fi describes.
+func fileOwner(fi fs.FileInfo) (uid int, ok bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return 0, false

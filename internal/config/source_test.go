@@ -1,4 +1,4 @@
-package qcluster
+package config
 
 import (
 	"encoding/json"
@@ -15,7 +15,7 @@ import (
 // environment variable and a flag named after it, and the secret fields are
 // the keys and the token.
 func TestConfigFieldsComeFromTheOneList(t *testing.T) {
-	fields := ConfigFields()
+	fields := Fields()
 	var names, secrets []string
 	for _, f := range fields {
 		names = append(names, f.Name)
@@ -26,8 +26,16 @@ func TestConfigFieldsComeFromTheOneList(t *testing.T) {
 			secrets = append(secrets, f.Name)
 		}
 	}
-	if !slices.Equal(names, cfgTopFields()) {
-		t.Errorf("ConfigFields %v, the file's fields %v", names, cfgTopFields())
+	// The order of the file format (and of the flags in help), pinned.
+	want := []string{
+		"identifier", "listen_host", "listen_port", "advertise_host", "metadata",
+		"peers", "data_dir", "heartbeat_interval", "election_timeout", "cluster_name",
+		"api_token", "mode", "voter", "leave_on_terminate", "dead_member_timeout", "min_voters",
+		"gossip_profile", "tls", "cluster_key", "gossip_key", "extra_gossip_keys", "api_client_certs",
+		"api_protect_reads", "max_conns_per_ip", "health_check",
+	}
+	if !slices.Equal(names, want) || !slices.Equal(names, topNames) {
+		t.Errorf("Fields %v, the file's fields %v, want %v", names, topNames, want)
 	}
 	if want := []string{"api_token", "cluster_key", "gossip_key", "extra_gossip_keys"}; !slices.Equal(secrets, want) {
 		t.Errorf("secret fields %v, want %v", secrets, want)
@@ -58,7 +66,7 @@ const layersFile = `{
 // file says.
 func TestConfigEnvOverridesFile(t *testing.T) {
 	path := writeConfig(t, layersFile)
-	env, err := ConfigEnvOverrides([]string{
+	env, err := EnvOverrides([]string{
 		"PATH=/bin",
 		"QCLUSTER_ADVERTISE_HOST=env.example",
 		"QCLUSTER_PEERS=server_b@localhost:7002, server_c@[::1]:7003",
@@ -74,7 +82,7 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := LoadConfigLayers(path, env...)
+	c, err := LoadLayers(path, env...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,9 +104,9 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 // TestConfigLaterOverrideWins: overrides apply in order (the agent passes
 // the environment's, then the flags'), so a flag wins over a variable.
 func TestConfigLaterOverrideWins(t *testing.T) {
-	c, err := LoadConfigLayers(writeConfig(t, layersFile),
-		ConfigOverride{Field: "advertise_host", Value: "env.example", Source: "env QCLUSTER_ADVERTISE_HOST"},
-		ConfigOverride{Field: "advertise_host", Value: "flag.example", Source: "flag --advertise-host"})
+	c, err := LoadLayers(writeConfig(t, layersFile),
+		Override{Field: "advertise_host", Value: "env.example", Source: "env QCLUSTER_ADVERTISE_HOST"},
+		Override{Field: "advertise_host", Value: "flag.example", Source: "flag --advertise-host"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +114,8 @@ func TestConfigLaterOverrideWins(t *testing.T) {
 		t.Errorf("advertise_host %q, want the later override's", c.AdvertiseHost)
 	}
 	// No file at all: the overrides are the config.
-	c, err = LoadConfigLayers("", ConfigOverride{Field: "identifier", Value: "solo", Source: "env QCLUSTER_IDENTIFIER"},
-		ConfigOverride{Field: "listen_port", Value: "7001", Source: "env QCLUSTER_LISTEN_PORT"})
+	c, err = LoadLayers("", Override{Field: "identifier", Value: "solo", Source: "env QCLUSTER_IDENTIFIER"},
+		Override{Field: "listen_port", Value: "7001", Source: "env QCLUSTER_LISTEN_PORT"})
 	if err != nil || c.Identifier != "solo" || c.ListenPort != 7001 || c.Mode != ModeLeader {
 		t.Errorf("config from overrides only: %+v, %v", c, err)
 	}
@@ -117,19 +125,19 @@ func TestConfigLaterOverrideWins(t *testing.T) {
 // value was set: the file's line, the variable, or the flag.
 func TestConfigLayerErrorsNameTheSource(t *testing.T) {
 	path := writeConfig(t, "{\n  \"identifier\": \"server_a\",\n  \"listen_port\": 99999\n}")
-	env := func(kv ...string) []ConfigOverride {
-		o, err := ConfigEnvOverrides(kv)
+	env := func(kv ...string) []Override {
+		o, err := EnvOverrides(kv)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return o
 	}
-	flag := func(field, v string) ConfigOverride {
-		return ConfigOverride{Field: field, Value: v, Source: "flag --" + strings.ReplaceAll(field, "_", "-")}
+	flag := func(field, v string) Override {
+		return Override{Field: field, Value: v, Source: "flag --" + strings.ReplaceAll(field, "_", "-")}
 	}
 	cases := []struct {
 		name      string
-		overrides []ConfigOverride
+		overrides []Override
 		want      []string
 	}{
 		{"file", nil, []string{"in " + path, "listen_port: 99999 is out of range (1-65535) (line 3, column 18)"}},
@@ -137,13 +145,13 @@ func TestConfigLayerErrorsNameTheSource(t *testing.T) {
 			`listen_port: expected a number, got string "abc" (env QCLUSTER_LISTEN_PORT)`,
 			`peers: entry "b@x": give identifier@host:port`, "(flag --peers)"}},
 		{"env range", env("QCLUSTER_LISTEN_PORT=70000"), []string{"listen_port: 70000 is out of range (1-65535) (env QCLUSTER_LISTEN_PORT)"}},
-		{"flag validation", []ConfigOverride{flag("listen_port", "7001"), flag("election_timeout", "1ms")}, []string{"election_timeout (1ms) must be at least", "(flag --election-timeout)"}},
+		{"flag validation", []Override{flag("listen_port", "7001"), flag("election_timeout", "1ms")}, []string{"election_timeout (1ms) must be at least", "(flag --election-timeout)"}},
 		{"peer port", env("QCLUSTER_LISTEN_PORT=7001", "QCLUSTER_PEERS=b@h:0"), []string{"peers[0].port", "(env QCLUSTER_PEERS)"}},
-		{"metadata", []ConfigOverride{flag("listen_port", "7001"), flag("metadata", "zone=a")}, []string{`metadata: "zone=a" is not JSON`, "(flag --metadata)"}},
+		{"metadata", []Override{flag("listen_port", "7001"), flag("metadata", "zone=a")}, []string{`metadata: "zone=a" is not JSON`, "(flag --metadata)"}},
 		{"bool", env("QCLUSTER_LISTEN_PORT=7001", "QCLUSTER_VOTER=maybe"), []string{"voter", "(env QCLUSTER_VOTER)"}},
 	}
 	for _, tc := range cases {
-		_, err := LoadConfigLayers(path, tc.overrides...)
+		_, err := LoadLayers(path, tc.overrides...)
 		if !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: %v, want ErrInvalidConfig", tc.name, err)
 			continue
@@ -157,7 +165,7 @@ func TestConfigLayerErrorsNameTheSource(t *testing.T) {
 			t.Errorf("%s: %q blames the file for an override's value", tc.name, err)
 		}
 	}
-	_, err := ConfigEnvOverrides([]string{"QCLUSTER_IDENTIFER=x", "QCLUSTER_BIN=/bin/qcluster"})
+	_, err := EnvOverrides([]string{"QCLUSTER_IDENTIFER=x", "QCLUSTER_BIN=/bin/qcluster"})
 	if err == nil || !strings.Contains(err.Error(), "env QCLUSTER_IDENTIFER: not a config field; did you mean QCLUSTER_IDENTIFIER?") {
 		t.Errorf("misspelt variable: %v", err)
 	}
@@ -194,8 +202,8 @@ func TestConfigEnvLeavesOtherVariablesAlone(t *testing.T) {
 		"MULTIHOST_LOGDIR", "MULTIHOST_LOGLEVEL", "MULTIHOST_REPS", "MULTIHOST_SWITCH", "SIM_SCHEDULES", "TEST_CLOCK_CHILD", "TEST_LOG"} {
 		env = append(env, "QCLUSTER_"+k+"=x")
 	}
-	if o, err := ConfigEnvOverrides(env); err != nil || len(o) != 0 {
-		t.Errorf("ConfigEnvOverrides: %v, %v; want nothing", o, err)
+	if o, err := EnvOverrides(env); err != nil || len(o) != 0 {
+		t.Errorf("EnvOverrides: %v, %v; want nothing", o, err)
 	}
 }
 
@@ -209,12 +217,12 @@ func FuzzConfigOverride(f *testing.F) {
 	f.Add(uint8(20), "a,b")
 	f.Add(uint8(17), `{"ca_file": "x"}`)
 	f.Fuzz(func(t *testing.T, i uint8, v string) {
-		fields := ConfigFields()
+		fields := Fields()
 		fd := fields[int(i)%len(fields)]
-		c, err := LoadConfigLayers("",
-			ConfigOverride{Field: "identifier", Value: "a", Source: "env QCLUSTER_IDENTIFIER"},
-			ConfigOverride{Field: "listen_port", Value: "7001", Source: "env QCLUSTER_LISTEN_PORT"},
-			ConfigOverride{Field: fd.Name, Value: v, Source: "flag --" + fd.Flag})
+		c, err := LoadLayers("",
+			Override{Field: "identifier", Value: "a", Source: "env QCLUSTER_IDENTIFIER"},
+			Override{Field: "listen_port", Value: "7001", Source: "env QCLUSTER_LISTEN_PORT"},
+			Override{Field: fd.Name, Value: v, Source: "flag --" + fd.Flag})
 		if err != nil {
 			if !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("%s=%q: %v, not ErrInvalidConfig", fd.Name, v, err)
