@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"net"
@@ -23,6 +22,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qcluster/qcluster/internal/registry"
 )
 
 // Defaults filled in by Default and Config.WithDefaults.
@@ -692,11 +693,4 @@ func (c Config) AdvertiseHostPort() (host string, port int) {
 // FNV-1a hash of the identifier, except that a hash of 0 (which Raft
 // reserves for "no node") becomes 1. It is stable across versions and
 // processes; Validate rejects configs in which two identifiers share one.
-func NodeID(identifier string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(identifier))
-	if id := h.Sum64(); id != 0 {
-		return id
-	}
-	return 1
-}
+func NodeID(identifier string) uint64 { return registry.NodeID(identifier) }
