@@ -101,34 +101,10 @@ func (b apiBackend) SetHealth(_ context.Context, r api.HealthReport) (api.Status
 	return b.Status(), nil
 }
 
-// Wait returns the first published State whose Index differs from index.
-// It reads a Watch channel, so it keeps Watch's promises: it sees the
-// latest State within a moment of its publication and never makes the
-// publisher wait. Once the peer is closing it returns ErrUnavailable.
-func (b apiBackend) Wait(ctx context.Context, index uint64) (api.Status, error) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the Watch subscription
-	for st := range b.c.Watch(wctx) {
-		st.Index += b.base
-		if st.Index != index {
-			s := b.c.snap.Load()
-			if s.closed {
-				// The State Close publishes (no leader) says the peer
-				// stops, not that the cluster lost its leader.
-				return api.Status{}, api.ErrUnavailable
-			}
-			return b.status(st, s), nil
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return api.Status{}, err
-	}
-	return api.Status{}, api.ErrUnavailable
-}
-
 // Watch streams the peer's Status from one Watch subscription, until ctx
 // ends or the peer stops. Its goroutine converts each State and keeps only
-// the latest in the channel, so it never makes the publisher wait.
+// the latest in the channel, so it never makes the publisher wait. The
+// API's blocking queries and /v1/watch read it.
 func (b apiBackend) Watch(ctx context.Context) <-chan api.Status {
 	in := b.c.Watch(ctx)
 	out := make(chan api.Status, 1)
@@ -138,7 +114,9 @@ func (b apiBackend) Watch(ctx context.Context) <-chan api.Status {
 			st.Index += b.base
 			snap := b.c.snap.Load()
 			if snap.closed {
-				return // the peer stops: the stream ends (see Wait)
+				// The State Close publishes (no leader) says the peer
+				// stops, not that the cluster lost its leader.
+				return
 			}
 			s := b.status(st, snap)
 			select {
@@ -333,7 +311,7 @@ func (c *Cluster) closeAfterAnswer() {
 }
 
 // Events streams membership events (not leadership: /v1/watch has those
-// from Wait).
+// from Watch).
 func (b apiBackend) Events(ctx context.Context) <-chan api.MemberEvent {
 	in := b.c.Events(ctx)
 	out := make(chan api.MemberEvent)

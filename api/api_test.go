@@ -128,33 +128,6 @@ func (f *fakeBackend) Status() Status {
 	return f.st
 }
 
-func (f *fakeBackend) Wait(ctx context.Context, index uint64) (Status, error) {
-	f.mu.Lock()
-	f.waiters++
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		f.waiters--
-		f.mu.Unlock()
-	}()
-	for {
-		f.mu.Lock()
-		st, ch, stopped := f.st, f.changed, f.stopped
-		f.mu.Unlock()
-		if stopped {
-			return Status{}, ErrUnavailable
-		}
-		if st.Index != index {
-			return st, nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return Status{}, ctx.Err()
-		}
-	}
-}
-
 // Watch subscribes until ctx ends or the fake stops.
 func (f *fakeBackend) Watch(ctx context.Context) <-chan Status {
 	f.mu.Lock()
@@ -520,7 +493,7 @@ func TestBlockingQueryWaitsForChange(t *testing.T) {
 		go func() {
 			done <- serve(h, "GET", fmt.Sprintf("%s?index=%d&wait=30s", path, idx))
 		}()
-		waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWaiters() == 1 })
+		waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWatches() == 1 })
 		select {
 		case rec := <-done:
 			t.Fatalf("%s answered before a change: %d %s", path, rec.Code, rec.Body)
@@ -541,7 +514,7 @@ func TestBlockingQueryWaitsForChange(t *testing.T) {
 	idx := f.Status().Index
 	done := make(chan *httptest.ResponseRecorder, 1)
 	go func() { done <- serve(h, "GET", fmt.Sprintf("/v1/leader?index=%d", idx)) }()
-	waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWaiters() == 1 })
+	waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWatches() == 1 })
 	f.set(func(s *Status) { s.Leader = nil })
 	rec := <-done
 	wantError(t, rec, http.StatusServiceUnavailable, CodeNoLeader)
@@ -586,9 +559,10 @@ func TestBlockingQueryTimesOutAndIsCapped(t *testing.T) {
 		defer close(done)
 		serveReq(NewHandler(f), httptest.NewRequestWithContext(ctx, "GET", "/v1/status?index=7", nil))
 	}()
-	waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWaiters() == 1 })
+	waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWatches() == 1 })
 	cancel()
 	<-done
+	waitFor(t, 5*time.Second, "the query's subscription to end", func() bool { return f.numWatches() == 0 })
 
 	// The peer stops: 503 unavailable.
 	go func() { f.stop() }()

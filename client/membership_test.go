@@ -59,7 +59,7 @@ func (f *fakeBackend) Status() api.Status {
 	return f.st
 }
 
-func (f *fakeBackend) Wait(ctx context.Context, index uint64) (api.Status, error) {
+func (f *fakeBackend) wait(ctx context.Context, index uint64) (api.Status, error) {
 	for {
 		f.mu.Lock()
 		st, ch, stopped := f.st, f.changed, f.stopped
@@ -105,7 +105,7 @@ func (f *fakeBackend) Watch(ctx context.Context) <-chan api.Status {
 			default:
 			}
 			ch <- st
-			next, err := f.Wait(ctx, st.Index)
+			next, err := f.wait(ctx, st.Index)
 			if err != nil {
 				return
 			}

@@ -69,7 +69,7 @@ func (f *fakePeer) Status() api.Status {
 	return f.st
 }
 
-func (f *fakePeer) Wait(ctx context.Context, index uint64) (api.Status, error) {
+func (f *fakePeer) wait(ctx context.Context, index uint64) (api.Status, error) {
 	for {
 		f.mu.Lock()
 		st, ch := f.st, f.changed
@@ -112,7 +112,7 @@ func (f *fakePeer) Watch(ctx context.Context) <-chan api.Status {
 			default:
 			}
 			ch <- st
-			next, err := f.Wait(ctx, st.Index)
+			next, err := f.wait(ctx, st.Index)
 			if err != nil {
 				return
 			}
