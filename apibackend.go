@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/latest"
 )
 
 // apiBackend adapts a Cluster to the HTTP API (package api).
@@ -107,9 +108,9 @@ func (b apiBackend) SetHealth(_ context.Context, r api.HealthReport) (api.Status
 // API's blocking queries and /v1/watch read it.
 func (b apiBackend) Watch(ctx context.Context) <-chan api.Status {
 	in := b.c.Watch(ctx)
-	out := make(chan api.Status, 1)
+	out := latest.New[api.Status]()
 	go func() {
-		defer close(out)
+		defer out.Close()
 		for st := range in {
 			st.Index += b.base
 			snap := b.c.snap.Load()
@@ -118,15 +119,10 @@ func (b apiBackend) Watch(ctx context.Context) <-chan api.Status {
 				// stops, not that the cluster lost its leader.
 				return
 			}
-			s := b.status(st, snap)
-			select {
-			case <-out: // not read yet: replace it with the latest
-			default:
-			}
-			out <- s // only this goroutine sends: never blocks
+			out.Set(b.status(st, snap)) // never blocks: replaces what is not read yet
 		}
 	}()
-	return out
+	return out.C()
 }
 
 // Peers lists the members and what this peer knows of them, with the

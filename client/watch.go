@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/latest"
 )
 
 // LeaderState is one value of WatchLeader: the leader as one peer reported
@@ -64,14 +65,14 @@ func (c *Client) WatchLeader(ctx context.Context) (<-chan LeaderState, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan LeaderState, 1)
-	ch <- first
-	go c.watchLeader(ctx, ch, first)
-	return ch, nil
+	slot := latest.New[LeaderState]()
+	slot.Set(first)
+	go c.watchLeader(ctx, slot, first)
+	return slot.C(), nil
 }
 
-func (c *Client) watchLeader(ctx context.Context, ch chan LeaderState, last LeaderState) {
-	defer close(ch)
+func (c *Client) watchLeader(ctx context.Context, slot *latest.Slot[LeaderState], last LeaderState) {
+	defer slot.Close()
 	index, from := last.Index, last.Addr
 	backoff := watchMinBackoff
 	for {
@@ -86,7 +87,7 @@ func (c *Client) watchLeader(ctx context.Context, ch chan LeaderState, last Lead
 			backoff = watchMinBackoff
 		}
 		if !sameLeader(last, st) {
-			offer(ch, st)
+			slot.Set(st)
 			last = st
 		}
 		if err != nil {
@@ -98,15 +99,6 @@ func (c *Client) watchLeader(ctx context.Context, ch chan LeaderState, last Lead
 			backoff = min(2*backoff, watchMaxBackoff)
 		}
 	}
-}
-
-// offer replaces whatever ch holds with st; only the watch goroutine sends.
-func offer(ch chan LeaderState, st LeaderState) {
-	select {
-	case <-ch:
-	default:
-	}
-	ch <- st
 }
 
 // leaderState asks for the leader. With from set, it is a blocking query on
