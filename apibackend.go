@@ -234,16 +234,28 @@ func (b apiBackend) Transfer(ctx context.Context, identifier string) (api.Transf
 // when the request has no shorter deadline: a few retries of the proposal.
 func (c *Cluster) membershipTimeout() time.Duration { return 3*c.retryEvery() + 2*time.Second }
 
+// sdkAPIErrors pairs the SDK's errors with the API's (package api owns
+// the codes: api.CodeOf, api.ErrorOf). toAPIError reads it from SDK to
+// API, fromAPIError from API to SDK; the first pair that matches wins.
+// Pairs marked fromPeer only translate another peer's answer: this peer
+// does not answer with them (a peer refusing this peer's token is not the
+// caller's token being wrong).
+var sdkAPIErrors = []struct {
+	sdk, api error
+	fromPeer bool
+}{
+	{ErrInvalidMember, api.ErrInvalid, false}, {ErrInvalidMetadata, api.ErrInvalid, false},
+	{ErrWouldLoseQuorum, api.ErrWouldLoseQuorum, false}, {ErrConflict, api.ErrConflict, false}, {ErrWrongCluster, api.ErrWrongCluster, false},
+	{ErrNoLeader, api.ErrNoLeader, false}, {ErrMasterless, api.ErrMasterless, false},
+	{ErrUnknownPeer, api.ErrUnknownPeer, false}, {ErrNotLeader, api.ErrNotLeader, false},
+	{ErrClosed, api.ErrUnavailable, false}, {ErrNotStarted, api.ErrUnavailable, false},
+	{ErrUnauthorized, api.ErrUnauthorized, true}, {context.DeadlineExceeded, context.DeadlineExceeded, true},
+}
+
 // toAPIError translates the SDK's errors into the API's.
 func toAPIError(err error) error {
-	for _, m := range []struct{ sdk, api error }{
-		{ErrInvalidMember, api.ErrInvalid}, {ErrInvalidMetadata, api.ErrInvalid},
-		{ErrWouldLoseQuorum, api.ErrWouldLoseQuorum}, {ErrConflict, api.ErrConflict}, {ErrWrongCluster, api.ErrWrongCluster},
-		{ErrNoLeader, api.ErrNoLeader}, {ErrMasterless, api.ErrMasterless},
-		{ErrUnknownPeer, api.ErrUnknownPeer}, {ErrNotLeader, api.ErrNotLeader},
-		{ErrClosed, api.ErrUnavailable}, {ErrNotStarted, api.ErrUnavailable},
-	} {
-		if errors.Is(err, m.sdk) {
+	for _, m := range sdkAPIErrors {
+		if !m.fromPeer && errors.Is(err, m.sdk) {
 			return fmt.Errorf("%w: %w", m.api, err)
 		}
 	}

@@ -956,36 +956,17 @@ func (c *Cluster) call(ctx context.Context, addr, method, path string, body, out
 	return nil
 }
 
-// fromAPIError turns another peer's API error into the SDK's error.
+// fromAPIError turns another peer's API error into the SDK's error: its
+// code's API error (api.ErrorOf), paired with the SDK's in sdkAPIErrors.
 func fromAPIError(e api.Error) error {
-	var base error
-	switch e.Code {
-	case api.CodeNotLeader:
-		base = ErrNotLeader
-	case api.CodeNoLeader:
-		base = ErrNoLeader
-	case api.CodeConflict:
-		base = ErrConflict
-	case api.CodeWouldLoseQuorum:
-		base = ErrWouldLoseQuorum
-	case api.CodeWrongCluster:
-		base = ErrWrongCluster
-	case api.CodeBadRequest:
-		base = ErrInvalidMember
-	case api.CodeUnknownPeer:
-		base = ErrUnknownPeer
-	case api.CodeMasterless:
-		base = ErrMasterless
-	case api.CodeUnauthorized:
-		base = ErrUnauthorized
-	case api.CodeTimeout:
-		base = context.DeadlineExceeded
-	case api.CodeUnavailable:
-		base = ErrClosed
-	default:
-		return fmt.Errorf("qcluster: %s (%s)", e.Error, e.Code)
+	if base := api.ErrorOf(e.Code); base != nil {
+		for _, m := range sdkAPIErrors {
+			if m.api == base {
+				return fmt.Errorf("%w: %s", m.sdk, e.Error)
+			}
+		}
 	}
-	return fmt.Errorf("%w: %s", base, e.Error)
+	return fmt.Errorf("qcluster: %s (%s)", e.Error, e.Code)
 }
 
 // httpClient is the client for requests to other peers.

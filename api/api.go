@@ -941,10 +941,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, required bool, ex
 	return true
 }
 
-// backendError answers with the response for an error from the Backend.
+// backendError answers with the response for an error from the Backend:
+// the code and status of the errors table, and for ErrNotLeader the leader
+// to ask (or no_leader when none is known).
 func (h *handler) backendError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, ErrNotLeader):
+	if errors.Is(err, ErrNotLeader) {
 		st := h.b.Status()
 		setIndex(w, st.Index)
 		if st.Leader == nil {
@@ -956,31 +957,10 @@ func (h *handler) backendError(w http.ResponseWriter, err error) {
 			Code:   CodeNotLeader,
 			Leader: st.Leader,
 		})
-	case errors.Is(err, ErrUnknownPeer):
-		WriteError(w, http.StatusBadRequest, CodeUnknownPeer, err.Error())
-	case errors.Is(err, ErrNoTransferee):
-		WriteError(w, http.StatusConflict, CodeNoTransferee, err.Error())
-	case errors.Is(err, ErrTransferFailed):
-		WriteError(w, http.StatusConflict, CodeTransferFailed, err.Error())
-	case errors.Is(err, ErrUnavailable):
-		WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
-	case errors.Is(err, ErrInvalid):
-		WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-	case errors.Is(err, ErrWouldLoseQuorum):
-		WriteError(w, http.StatusConflict, CodeWouldLoseQuorum, err.Error())
-	case errors.Is(err, ErrConflict):
-		WriteError(w, http.StatusConflict, CodeConflict, err.Error())
-	case errors.Is(err, ErrWrongCluster):
-		WriteError(w, http.StatusConflict, CodeWrongCluster, err.Error())
-	case errors.Is(err, ErrNoLeader):
-		WriteError(w, http.StatusServiceUnavailable, CodeNoLeader, err.Error())
-	case errors.Is(err, ErrMasterless):
-		WriteError(w, http.StatusConflict, CodeMasterless, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		WriteError(w, http.StatusGatewayTimeout, CodeTimeout, err.Error())
-	default:
-		WriteError(w, http.StatusInternalServerError, CodeInternal, err.Error())
+		return
 	}
+	code, status := CodeOf(err)
+	WriteError(w, status, code, err.Error())
 }
 
 // only restricts h to one method (GET also allows HEAD) and answers others
