@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/latest"
 )
 
@@ -41,7 +42,7 @@ func sameLeader(a, b LeaderState) bool {
 	return a.Leader == nil || (a.Leader.Identifier == b.Leader.Identifier && a.Leader.Host == b.Leader.Host && a.Leader.Port == b.Leader.Port)
 }
 
-// Watch retry pauses after failures.
+// Watch retry pauses after failures (with jitter: see internal/backoff).
 const (
 	watchMinBackoff = 50 * time.Millisecond
 	watchMaxBackoff = time.Second
@@ -74,7 +75,7 @@ func (c *Client) WatchLeader(ctx context.Context) (<-chan LeaderState, error) {
 func (c *Client) watchLeader(ctx context.Context, slot *latest.Slot[LeaderState], last LeaderState) {
 	defer slot.Close()
 	index, from := last.Index, last.Addr
-	backoff := watchMinBackoff
+	bo := backoff.New(watchMinBackoff, watchMaxBackoff)
 	for {
 		st, err := c.leaderState(ctx, index, from)
 		if ctx.Err() != nil {
@@ -84,19 +85,14 @@ func (c *Client) watchLeader(ctx context.Context, slot *latest.Slot[LeaderState]
 			st = LeaderState{Err: err}
 		} else {
 			index, from = st.Index, st.Addr
-			backoff = watchMinBackoff
+			bo.Reset()
 		}
 		if !sameLeader(last, st) {
 			slot.Set(st)
 			last = st
 		}
-		if err != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, watchMaxBackoff)
+		if err != nil && bo.Wait(ctx) != nil {
+			return
 		}
 	}
 }

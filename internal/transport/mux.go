@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/qcluster/qcluster/internal/backoff"
 )
 
 // Defaults for the zero fields of [MuxOptions].
@@ -257,7 +259,7 @@ func (m *Mux) Serve() error {
 	m.mu.Unlock()
 	defer close(m.loopDone)
 
-	var backoff time.Duration
+	bo := backoff.New(5*time.Millisecond, time.Second)
 	for {
 		c, err := m.ln.Accept()
 		if err != nil {
@@ -269,16 +271,18 @@ func (m *Mux) Serve() error {
 			}
 			// Transient failures (EMFILE, ECONNABORTED, ...): retry with
 			// backoff rather than spinning or giving up.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			m.log.Warn("mux accept failed; retrying", "err", err, "delay", backoff)
+			delay := bo.Next()
+			m.log.Warn("mux accept failed; retrying", "err", err, "delay", delay)
+			timer := time.NewTimer(delay)
 			select {
-			case <-time.After(backoff):
+			case <-timer.C:
 			case <-m.done:
+				timer.Stop()
 				return nil
 			}
 			continue
 		}
-		backoff = 0
+		bo.Reset()
 		m.stats.accepted.Add(1)
 		lc, ok, closed := m.track(c)
 		if closed {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/pki"
 )
 
@@ -804,7 +804,7 @@ func (p *peer) run() {
 	defer p.t.wg.Done()
 	defer p.drain() // removed or closed: what is queued is dropped
 	minB, maxB := p.t.cfg.MinBackoff, p.t.cfg.MaxBackoff
-	backoff := minB
+	bo := backoff.New(minB, maxB)
 	for p.ctx.Err() == nil {
 		addr := *p.addr.Load()
 		conn, err := p.dial(addr)
@@ -818,39 +818,37 @@ func (p *peer) run() {
 				return
 			}
 			if err == nil { // address changed: reconnect at once
-				backoff = minB
+				bo.Reset()
 				continue
 			}
 			if time.Since(up) >= maxB {
-				backoff = minB
+				bo.Reset()
 			}
 			p.log.Info("raft stream to peer broke", "addr", addr, "err", err)
 		} else {
 			if p.ctx.Err() != nil {
 				return
 			}
-			p.log.Debug("dial peer failed", "addr", addr, "err", err, "retry_in", backoff)
+			p.log.Debug("dial peer failed", "addr", addr, "err", err, "retry_in", bo.Nominal())
 		}
 
 		// Down: drop what is queued and what Send offers until reconnected.
-		p.interval.Store(int64(backoff))
+		p.interval.Store(int64(bo.Nominal()))
 		p.down.Store(true)
 		p.drain()
 		p.reportUnreachable()
 
-		wait := backoff/2 + rand.N(backoff/2+1)
-		timer := time.NewTimer(wait)
+		timer := time.NewTimer(bo.Next())
 		select {
 		case <-p.ctx.Done():
 			timer.Stop()
 			return
 		case <-p.update:
 			timer.Stop()
-			backoff = minB
+			bo.Reset()
 			continue
 		case <-timer.C:
 		}
-		backoff = min(2*backoff, maxB)
 	}
 }
 
