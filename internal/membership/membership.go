@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/qcluster/qcluster/internal/loglimit"
 	"github.com/qcluster/qcluster/internal/pki"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -56,7 +57,7 @@ type Membership struct {
 	ciphers atomic.Pointer[gossipCiphers]
 
 	packets, rejectedPackets, secondaryKeyPackets, refusedStreams atomic.Uint64
-	lastRefusalLog                                                atomic.Int64
+	refusalLog                                                    loglimit.Limiter // a refusal warning a second
 
 	lifeMu       sync.Mutex // serializes memberlist's Leave and Shutdown
 	closed       atomic.Bool
@@ -555,8 +556,7 @@ func (m *Membership) authenticate(c net.Conn) error {
 	err := m.checkPeer(c)
 	if err != nil {
 		m.refusedStreams.Add(1)
-		now := time.Now().UnixNano()
-		if last := m.lastRefusalLog.Load(); now-last >= int64(time.Second) && m.lastRefusalLog.CompareAndSwap(last, now) {
+		if m.refusalLog.Allow(time.Now()) {
 			m.log.Warn("membership: stream refused", "remote", c.RemoteAddr(), "err", err)
 		} else {
 			m.log.Debug("membership: stream refused", "remote", c.RemoteAddr(), "err", err)

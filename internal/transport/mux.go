@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/internal/backoff"
+	"github.com/qcluster/qcluster/internal/loglimit"
 )
 
 // Defaults for the zero fields of [MuxOptions].
@@ -134,7 +135,7 @@ type Mux struct {
 	maxPerIP int         // <= 0: unlimited
 	anonHTTP bool        // AllowHTTPWithoutClientCert
 	stats    muxCounters
-	warned   [numRefusals]atomic.Int64 // last warning per kind, unix nanoseconds
+	warned   [numRefusals]loglimit.Limiter // one warning per kind per second
 
 	// handlers is written by Handle before Serve and read-only afterwards.
 	handlers []muxHandler
@@ -615,9 +616,7 @@ func (m *Mux) refused(kind int, msg string, args ...any) {
 	if m.isClosed() {
 		return
 	}
-	now := time.Now().UnixNano()
-	last := m.warned[kind].Load()
-	if now-last >= int64(time.Second) && m.warned[kind].CompareAndSwap(last, now) {
+	if m.warned[kind].Allow(time.Now()) {
 		m.log.Warn(msg, args...)
 		return
 	}
