@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/internal/backoff"
+	"github.com/qcluster/qcluster/internal/clock"
 	"github.com/qcluster/qcluster/internal/pki"
 )
 
@@ -120,6 +121,9 @@ type Config struct {
 	// 1s). The delay doubles after each failure, with jitter, and is reset
 	// once a connection has stayed up for MaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// Now is the clock the Unreachable rate limit is judged by (default
+	// clock.Monotonic(); the node clock, consensus.NewClock, fits too).
+	Now clock.Clock
 	// Dial opens a connection to a peer's host:port; the default is a
 	// net.Dialer. It must return when ctx is done (Close and RemovePeer
 	// cancel it). With TLS, the Transport runs the TLS handshake on the
@@ -228,11 +232,11 @@ type Stats struct {
 //
 // All methods are safe for concurrent use.
 type Transport struct {
-	cfg   Config
-	log   *slog.Logger
-	ctx   context.Context // canceled by Close
-	stop  context.CancelFunc
-	start time.Time // monotonic base for rate limiting
+	cfg  Config
+	log  *slog.Logger
+	ctx  context.Context // canceled by Close
+	stop context.CancelFunc
+	now  clock.Clock // for rate limiting
 
 	filter                  atomic.Pointer[Filter]
 	sent, received, dropped typeCounters
@@ -285,6 +289,9 @@ func New(cfg Config) *Transport {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	if cfg.Now == nil {
+		cfg.Now = clock.Monotonic()
+	}
 	if cfg.FrameTimeout <= 0 {
 		cfg.FrameTimeout = DefaultFrameTimeout
 	}
@@ -310,7 +317,6 @@ func New(cfg Config) *Transport {
 		log:       log.With("local", cfg.LocalID),
 		ctx:       ctx,
 		stop:      stop,
-		start:     time.Now(),
 		peers:     make(map[uint64]*peer),
 		inbound:   make(map[net.Conn]uint64),
 		latest:    make(map[uint64]net.Conn),
@@ -761,8 +767,8 @@ func (t *Transport) removeInbound(c net.Conn) {
 	delete(t.inbound, c)
 }
 
-// sinceStart returns a monotonic timestamp (never 0 after the first tick).
-func (t *Transport) sinceStart() int64 { return int64(time.Since(t.start)) + 1 }
+// sinceStart returns a monotonic timestamp (never 0).
+func (t *Transport) sinceStart() int64 { return int64(t.cfg.Now()) }
 
 // peer is the outbound side of one remote node.
 type peer struct {
