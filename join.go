@@ -23,6 +23,7 @@ import (
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/httpclient"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/storage"
 )
@@ -972,16 +973,11 @@ func fromAPIError(e api.Error) error {
 // httpClient is the client for requests to other peers.
 func (c *Cluster) httpClient() *http.Client {
 	c.clientOnce.Do(func() {
-		tr := &http.Transport{
-			MaxIdleConnsPerHost: 2,
-			IdleConnTimeout:     30 * time.Second,
+		o := httpclient.Options{HTTP1: true} // HTTP, not the peer protocol
+		if c.sec != nil {
+			o.TLS = c.sec.clientTLS
 		}
-		if c.sec != nil && c.sec.clientTLS != nil {
-			tr.TLSClientConfig = c.sec.clientTLS.Clone()
-			tr.TLSClientConfig.NextProtos = nil // HTTP, not the peer protocol
-			tr.ForceAttemptHTTP2 = false
-		}
-		c.client = &http.Client{Transport: tr}
+		c.client = httpclient.New(o)
 	})
 	return c.client
 }

@@ -67,6 +67,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/httpclient"
 )
 
 // Errors, wrapped with %w or matched by *APIError: test with errors.Is.
@@ -240,14 +241,11 @@ func NewWithOptions(opts Options, addrs ...string) (*Client, error) {
 	return c, nil
 }
 
+// defaultHTTPClient is the client's HTTP client unless Options gives one:
+// the environment's proxy (a user's client may need it), 16 idle
+// connections per peer.
 func defaultHTTPClient(tlsCfg *tls.Config) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	tr.MaxIdleConnsPerHost = 16
-	if tlsCfg != nil {
-		tr.TLSClientConfig = tlsCfg.Clone()
-	}
-	return &http.Client{Transport: tr}
+	return httpclient.New(httpclient.Options{TLS: tlsCfg, Proxy: true, MaxIdleConnsPerHost: 16})
 }
 
 // ParseAddr turns a peer address into the base URL the client uses:
