@@ -570,15 +570,9 @@ func (m *Membership) checkPeer(c net.Conn) error {
 	if !ok {
 		return fmt.Errorf("%w: not TLS (this member requires TLS)", ErrUnauthenticated)
 	}
-	if len(cs.VerifiedChains) == 0 {
-		return fmt.Errorf("%w: no verified client certificate", ErrUnauthenticated)
-	}
-	id, err := pki.PeerIdentity(cs)
+	id, err := (&pki.Verifier{Cluster: m.cfg.ClusterName}).Peer(cs)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnauthenticated, err)
-	}
-	if id.Cluster != m.cfg.ClusterName {
-		return fmt.Errorf("%w: certificate of %s names cluster %q", ErrUnauthenticated, id, id.Cluster)
 	}
 	if m.cfg.Authorize != nil {
 		if err := m.cfg.Authorize(id.Identifier); err != nil {

@@ -680,14 +680,7 @@ func (t *Transport) authenticate(conn net.Conn, from uint64) error {
 	if t.cfg.NodeID == nil {
 		return nil
 	}
-	if len(cs.VerifiedChains) == 0 {
-		t.refused.unauthenticated.Add(1)
-		return errors.New("no verified peer certificate")
-	}
-	id, err := pki.PeerIdentity(cs)
-	if err == nil && id.Cluster != t.cfg.ClusterName {
-		err = fmt.Errorf("%w: certificate of %s is for cluster %q", pki.ErrIdentityMismatch, id, id.Cluster)
-	}
+	id, err := (&pki.Verifier{Cluster: t.cfg.ClusterName}).Peer(cs)
 	if err != nil {
 		t.refused.unauthenticated.Add(1)
 		return err
