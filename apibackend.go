@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/latest"
 )
 
 // apiBackend adapts a Cluster to the HTTP API (package api).
@@ -95,54 +96,27 @@ func (b apiBackend) SetHealth(_ context.Context, r api.HealthReport) (api.Status
 	return b.Status(), nil
 }
 
-// Wait returns the first published State whose Index differs from index.
-// It reads a Watch channel, so it keeps Watch's promises: it sees the
-// latest State within a moment of its publication and never makes the
-// publisher wait. Once the peer is closing it returns ErrUnavailable.
-func (b apiBackend) Wait(ctx context.Context, index uint64) (api.Status, error) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the Watch subscription
-	for st := range b.c.Watch(wctx) {
-		st.Index += b.base
-		if st.Index != index {
-			s := b.c.snap.Load()
-			if s.closed {
-				// The State Close publishes (no leader) says the peer
-				// stops, not that the cluster lost its leader.
-				return api.Status{}, api.ErrUnavailable
-			}
-			return b.status(st, s), nil
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return api.Status{}, err
-	}
-	return api.Status{}, api.ErrUnavailable
-}
-
 // Watch streams the peer's Status from one Watch subscription, until ctx
 // ends or the peer stops. Its goroutine converts each State and keeps only
-// the latest in the channel, so it never makes the publisher wait.
+// the latest in the channel, so it never makes the publisher wait. The
+// API's blocking queries and /v1/watch read it.
 func (b apiBackend) Watch(ctx context.Context) <-chan api.Status {
 	in := b.c.Watch(ctx)
-	out := make(chan api.Status, 1)
+	out := latest.New[api.Status]()
 	go func() {
-		defer close(out)
+		defer out.Close()
 		for st := range in {
 			st.Index += b.base
 			snap := b.c.snap.Load()
 			if snap.closed {
-				return // the peer stops: the stream ends (see Wait)
+				// The State Close publishes (no leader) says the peer
+				// stops, not that the cluster lost its leader.
+				return
 			}
-			s := b.status(st, snap)
-			select {
-			case <-out: // not read yet: replace it with the latest
-			default:
-			}
-			out <- s // only this goroutine sends: never blocks
+			out.Set(b.status(st, snap)) // never blocks: replaces what is not read yet
 		}
 	}()
-	return out
+	return out.C()
 }
 
 // Peers lists the members and what this peer knows of them, with the
@@ -254,16 +228,28 @@ func (b apiBackend) Transfer(ctx context.Context, identifier string) (api.Transf
 // when the request has no shorter deadline: a few retries of the proposal.
 func (c *Cluster) membershipTimeout() time.Duration { return 3*c.retryEvery() + 2*time.Second }
 
+// sdkAPIErrors pairs the SDK's errors with the API's (package api owns
+// the codes: api.CodeOf, api.ErrorOf). toAPIError reads it from SDK to
+// API, fromAPIError from API to SDK; the first pair that matches wins.
+// Pairs marked fromPeer only translate another peer's answer: this peer
+// does not answer with them (a peer refusing this peer's token is not the
+// caller's token being wrong).
+var sdkAPIErrors = []struct {
+	sdk, api error
+	fromPeer bool
+}{
+	{ErrInvalidMember, api.ErrInvalid, false}, {ErrInvalidMetadata, api.ErrInvalid, false},
+	{ErrWouldLoseQuorum, api.ErrWouldLoseQuorum, false}, {ErrConflict, api.ErrConflict, false}, {ErrWrongCluster, api.ErrWrongCluster, false},
+	{ErrNoLeader, api.ErrNoLeader, false}, {ErrMasterless, api.ErrMasterless, false},
+	{ErrUnknownPeer, api.ErrUnknownPeer, false}, {ErrNotLeader, api.ErrNotLeader, false},
+	{ErrClosed, api.ErrUnavailable, false}, {ErrNotStarted, api.ErrUnavailable, false},
+	{ErrUnauthorized, api.ErrUnauthorized, true}, {context.DeadlineExceeded, context.DeadlineExceeded, true},
+}
+
 // toAPIError translates the SDK's errors into the API's.
 func toAPIError(err error) error {
-	for _, m := range []struct{ sdk, api error }{
-		{ErrInvalidMember, api.ErrInvalid}, {ErrInvalidMetadata, api.ErrInvalid},
-		{ErrWouldLoseQuorum, api.ErrWouldLoseQuorum}, {ErrConflict, api.ErrConflict}, {ErrWrongCluster, api.ErrWrongCluster},
-		{ErrNoLeader, api.ErrNoLeader}, {ErrMasterless, api.ErrMasterless},
-		{ErrUnknownPeer, api.ErrUnknownPeer}, {ErrNotLeader, api.ErrNotLeader},
-		{ErrClosed, api.ErrUnavailable}, {ErrNotStarted, api.ErrUnavailable},
-	} {
-		if errors.Is(err, m.sdk) {
+	for _, m := range sdkAPIErrors {
+		if !m.fromPeer && errors.Is(err, m.sdk) {
 			return fmt.Errorf("%w: %w", m.api, err)
 		}
 	}
@@ -329,7 +315,7 @@ func (c *Cluster) closeAfterAnswer() {
 }
 
 // Events streams membership events (not leadership: /v1/watch has those
-// from Wait).
+// from Watch).
 func (b apiBackend) Events(ctx context.Context) <-chan api.MemberEvent {
 	in := b.c.Events(ctx)
 	out := make(chan api.MemberEvent)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -711,5 +712,47 @@ func TestConfigAPIToken(t *testing.T) {
 	b, _ = json.Marshal(Config{Identifier: "a", ListenPort: 1})
 	if strings.Contains(string(b), "api_token") {
 		t.Errorf("an empty api_token is written: %s", b)
+	}
+}
+
+// TestAPIErrorsBothWays: the SDK's errors go out with the API's codes
+// (api.CodeOf of toAPIError) and another peer's codes come back as the
+// SDK's errors (fromAPIError), through the one table of codes.
+func TestAPIErrorsBothWays(t *testing.T) {
+	for _, tt := range []struct {
+		sdk  error  // what this peer's SDK returns
+		code string // what the API answers
+		back error  // what a peer reading that answer gets
+	}{
+		{ErrInvalidMember, api.CodeBadRequest, ErrInvalidMember},
+		{ErrInvalidMetadata, api.CodeBadRequest, ErrInvalidMember},
+		{ErrWouldLoseQuorum, api.CodeWouldLoseQuorum, ErrWouldLoseQuorum},
+		{ErrConflict, api.CodeConflict, ErrConflict},
+		{ErrWrongCluster, api.CodeWrongCluster, ErrWrongCluster},
+		{ErrNoLeader, api.CodeNoLeader, ErrNoLeader},
+		{ErrMasterless, api.CodeMasterless, ErrMasterless},
+		{ErrUnknownPeer, api.CodeUnknownPeer, ErrUnknownPeer},
+		{ErrNotLeader, api.CodeNotLeader, ErrNotLeader},
+		{ErrClosed, api.CodeUnavailable, ErrClosed},
+		{ErrNotStarted, api.CodeUnavailable, ErrClosed},
+		{context.DeadlineExceeded, api.CodeTimeout, context.DeadlineExceeded},
+		{ErrUnauthorized, api.CodeInternal, nil}, // a peer refusing our token is not the caller's fault
+	} {
+		code, _ := api.CodeOf(toAPIError(fmt.Errorf("detail: %w", tt.sdk)))
+		if code != tt.code {
+			t.Errorf("%v goes out as %q, want %q", tt.sdk, code, tt.code)
+		}
+		if tt.back == nil {
+			continue
+		}
+		if got := fromAPIError(api.Error{Code: code, Error: "detail"}); !errors.Is(got, tt.back) {
+			t.Errorf("%q comes back as %v, want %v", code, got, tt.back)
+		}
+	}
+	if got := fromAPIError(api.Error{Code: api.CodeUnauthorized, Error: "token"}); !errors.Is(got, ErrUnauthorized) {
+		t.Errorf("unauthorized comes back as %v", got)
+	}
+	if got := fromAPIError(api.Error{Code: api.CodeNoTransferee, Error: "alone"}); got.Error() != "qcluster: alone (no_transferee)" {
+		t.Errorf("a code the SDK has no error for: %v", got)
 	}
 }

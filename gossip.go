@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/internal/backoff"
+	"github.com/qcluster/qcluster/internal/loglimit"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -131,7 +132,7 @@ const (
 // in the wrong order.
 func (c *Cluster) seedLoop(ctx context.Context) {
 	bo := backoff.New(seedBackoffMin, seedBackoffMax)
-	var lastLog time.Time
+	logEvery := loglimit.Limiter{Period: seedLogEvery}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop() // armed only while retrying or settling (Go 1.23 timers: no stale tick after Stop)
 	defer timer.Stop()
@@ -192,8 +193,7 @@ func (c *Cluster) seedLoop(ctx context.Context) {
 		if bo.Attempts() == 1 {
 			level = slog.LevelWarn
 		}
-		if now := time.Now(); level == slog.LevelWarn || now.Sub(lastLog) >= seedLogEvery {
-			lastLog = now
+		if allowed := logEvery.Allow(time.Now()); level == slog.LevelWarn || allowed {
 			c.log.Log(ctx, level, "gossip: cannot reach any seed yet; retrying (are the configured peers up, with the same cluster_name and keys?)",
 				"seeds", failed, "attempt", bo.Attempts(), "retry_in", wait.Round(time.Millisecond).String(), "err", errors.Join(errs...))
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/config"
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/httpclient"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/storage"
@@ -1000,51 +1001,27 @@ func (c *Cluster) call(ctx context.Context, addr, method, path string, body, out
 	return nil
 }
 
-// fromAPIError turns another peer's API error into the SDK's error.
+// fromAPIError turns another peer's API error into the SDK's error: its
+// code's API error (api.ErrorOf), paired with the SDK's in sdkAPIErrors.
 func fromAPIError(e api.Error) error {
-	var base error
-	switch e.Code {
-	case api.CodeNotLeader:
-		base = ErrNotLeader
-	case api.CodeNoLeader:
-		base = ErrNoLeader
-	case api.CodeConflict:
-		base = ErrConflict
-	case api.CodeWouldLoseQuorum:
-		base = ErrWouldLoseQuorum
-	case api.CodeWrongCluster:
-		base = ErrWrongCluster
-	case api.CodeBadRequest:
-		base = ErrInvalidMember
-	case api.CodeUnknownPeer:
-		base = ErrUnknownPeer
-	case api.CodeMasterless:
-		base = ErrMasterless
-	case api.CodeUnauthorized:
-		base = ErrUnauthorized
-	case api.CodeTimeout:
-		base = context.DeadlineExceeded
-	case api.CodeUnavailable:
-		base = ErrClosed
-	default:
-		return fmt.Errorf("qcluster: %s (%s)", e.Error, e.Code)
+	if base := api.ErrorOf(e.Code); base != nil {
+		for _, m := range sdkAPIErrors {
+			if m.api == base {
+				return fmt.Errorf("%w: %s", m.sdk, e.Error)
+			}
+		}
 	}
-	return fmt.Errorf("%w: %s", base, e.Error)
+	return fmt.Errorf("qcluster: %s (%s)", e.Error, e.Code)
 }
 
 // httpClient is the client for requests to other peers.
 func (c *Cluster) httpClient() *http.Client {
 	c.clientOnce.Do(func() {
-		tr := &http.Transport{
-			MaxIdleConnsPerHost: 2,
-			IdleConnTimeout:     30 * time.Second,
+		o := httpclient.Options{HTTP1: true} // HTTP, not the peer protocol
+		if c.sec != nil {
+			o.TLS = c.sec.clientTLS
 		}
-		if c.sec != nil && c.sec.clientTLS != nil {
-			tr.TLSClientConfig = c.sec.clientTLS.Clone()
-			tr.TLSClientConfig.NextProtos = nil // HTTP, not the peer protocol
-			tr.ForceAttemptHTTP2 = false
-		}
-		c.client = &http.Client{Transport: tr}
+		c.client = httpclient.New(o)
 	})
 	return c.client
 }

@@ -3,6 +3,8 @@ package qcluster
 import (
 	"context"
 	"sync"
+
+	"github.com/qcluster/qcluster/internal/latest"
 )
 
 // watchers fans State changes out to Watch channels. Each channel has room
@@ -11,7 +13,7 @@ import (
 // no goroutine: context.AfterFunc ends it when its context ends.
 type watchers struct {
 	mu     sync.Mutex
-	subs   map[chan State]func() bool // each channel, and the stop of its AfterFunc
+	subs   map[*latest.Slot[State]]func() bool // each subscription, and the stop of its AfterFunc
 	last   State
 	idx    uint64
 	closed bool
@@ -19,7 +21,7 @@ type watchers struct {
 }
 
 func (w *watchers) init() {
-	w.subs = make(map[chan State]func() bool)
+	w.subs = make(map[*latest.Slot[State]]func() bool)
 }
 
 func observable(a, b State) bool {
@@ -38,20 +40,10 @@ func (w *watchers) publish(st State) bool {
 	w.idx++
 	st.Index = w.idx
 	w.last = st
-	for ch := range w.subs {
-		offer(ch, st)
+	for s := range w.subs {
+		s.Set(st) // never blocks: replaces what the reader has not read
 	}
 	return true
-}
-
-// offer replaces whatever ch holds with st. Only publish sends on ch (under
-// w.mu), so after draining, the send cannot block.
-func offer(ch chan State, st State) {
-	select {
-	case <-ch:
-	default:
-	}
-	ch <- st
 }
 
 func (w *watchers) index() uint64 {
@@ -73,29 +65,29 @@ func (w *watchers) index() uint64 {
 // Cluster).
 func (c *Cluster) Watch(ctx context.Context) <-chan State {
 	w := &c.watch
-	ch := make(chan State, 1)
+	s := latest.New[State]()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		close(ch)
-		return ch
+		s.Close()
+		return s.C()
 	}
 	st := w.last
 	if w.idx == 0 {
 		st = State{Identifier: c.cfg.Identifier}
 	}
-	ch <- st
+	s.Set(st)
 	w.wg.Add(1)
-	w.subs[ch] = context.AfterFunc(ctx, func() {
+	w.subs[s] = context.AfterFunc(ctx, func() {
 		defer w.wg.Done()
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		if _, ok := w.subs[ch]; ok {
-			delete(w.subs, ch)
-			close(ch)
+		if _, ok := w.subs[s]; ok {
+			delete(w.subs, s)
+			s.Close()
 		}
 	})
-	return ch
+	return s.C()
 }
 
 // count returns how many Watch subscriptions are open.
@@ -110,9 +102,9 @@ func (w *watchers) count() int {
 func (w *watchers) closeAll() {
 	w.mu.Lock()
 	w.closed = true
-	for ch, stop := range w.subs {
-		delete(w.subs, ch)
-		close(ch)
+	for s, stop := range w.subs {
+		delete(w.subs, s)
+		s.Close()
 		if stop() {
 			w.wg.Done() // its AfterFunc will not run
 		}

@@ -2,9 +2,13 @@ package qcluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,8 +46,23 @@ func waitFlat(t *testing.T, tc *testCluster, what string, watchers, goroutines i
 	}
 }
 
+// blockingQuery asks h for GET /v1/status?index=index&wait=5m on ctx,
+// without a server around the handler (a server would end the request's
+// context when it answers: here only the handler can end what it opened).
+// It returns the Status answered, or the response when it is not a 200.
+func blockingQuery(ctx context.Context, h http.Handler, index uint64) (api.Status, *httptest.ResponseRecorder) {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequestWithContext(ctx, "GET", fmt.Sprintf("/v1/status?index=%d&wait=5m", index), nil)
+	h.ServeHTTP(rec, req)
+	var st api.Status
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &st) != nil {
+		return api.Status{}, rec
+	}
+	return st, nil
+}
+
 // TestWatchSubscriptionsDoNotLeak: WaitForLeader, the API's blocking
-// queries (Backend.Wait) and leadership transfers end the Watch
+// queries (one Backend.Watch each) and leadership transfers end the Watch
 // subscriptions they open, and a /v1/watch stream holds one subscription
 // whatever happens: 10,000 WaitForLeader(context.Background()) calls,
 // 10,000 Waits and 500 resignations under open streams leave the
@@ -81,13 +100,13 @@ func TestWatchSubscriptionsDoNotLeak(t *testing.T) {
 	t0 = time.Now()
 	for i := range 10_000 {
 		p := tc.peers[i%len(tc.peers)]
-		b := newAPIBackend(p)
-		if _, err := b.Wait(context.Background(), 0); err != nil { // index 0: answers at once
-			t.Fatalf("Wait on %s: %v", p.cfg.Identifier, err)
+		h := api.NewHandler(newAPIBackend(p))
+		if _, rec := blockingQuery(context.Background(), h, 0); rec != nil { // index 0: answers at once
+			t.Fatalf("blocking query on %s: %d %s", p.cfg.Identifier, rec.Code, rec.Body)
 		}
 	}
-	t.Logf("10,000 Backend.Wait calls took %v", time.Since(t0))
-	waitFlat(t, tc, "10,000 Backend.Wait calls", watchers, goroutines)
+	t.Logf("10,000 blocking queries took %v", time.Since(t0))
+	waitFlat(t, tc, "10,000 blocking queries", watchers, goroutines)
 
 	// The resignations get a context that outlives them (as
 	// context.Background() would): only Resign itself can end the
@@ -145,20 +164,20 @@ func (r *sseReader) drain() {
 	}
 }
 
-// TestWaitForLeaderEndsItsWatch: WaitForLeader and the API's Wait, given a
-// context that never ends, end the Watch subscription they open before
-// they return (a narrow, quick form of TestWatchSubscriptionsDoNotLeak).
+// TestWaitForLeaderEndsItsWatch: WaitForLeader and the API's blocking
+// queries, given a context that never ends, end the Watch subscription
+// they open before they return (a narrow, quick form of TestWatchSubscriptionsDoNotLeak).
 func TestWaitForLeaderEndsItsWatch(t *testing.T) {
 	tc := newTestCluster(t, 1)
 	c := tc.waitLeader(10 * time.Second)
-	b := newAPIBackend(c)
+	h := api.NewHandler(newAPIBackend(c))
 	before := c.watch.count()
 	for range 1000 {
 		if _, err := c.WaitForLeader(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Wait(context.Background(), 0); err != nil {
-			t.Fatal(err)
+		if _, rec := blockingQuery(context.Background(), h, 0); rec != nil {
+			t.Fatalf("blocking query: %d %s", rec.Code, rec.Body)
 		}
 	}
 	// The subscriptions end on their context's AfterFunc: moments later.
@@ -166,7 +185,7 @@ func TestWaitForLeaderEndsItsWatch(t *testing.T) {
 }
 
 // TestAPIBackendEndsWithThePeer: when the peer closes, a blocking query in
-// flight (Backend.Wait) ends with ErrUnavailable and a /v1/watch stream
+// flight ends with 503 unavailable and a /v1/watch stream
 // (Backend.Watch) ends, rather than reporting the "no leader" State that
 // Close publishes: the peer stopping is not the cluster losing its leader.
 // (Other changes before Close, such as a lease lapsing on a loaded
@@ -175,20 +194,21 @@ func TestAPIBackendEndsWithThePeer(t *testing.T) {
 	tc := newTestCluster(t, 1)
 	c := tc.waitLeader(10 * time.Second)
 	b := newAPIBackend(c)
+	h := api.NewHandler(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stream := b.Watch(ctx)
 	first := <-stream
 	waited := make(chan []api.Status, 1)
-	waitErr := make(chan error, 1)
+	waitErr := make(chan *httptest.ResponseRecorder, 1)
 	go func() {
 		var got []api.Status
 		idx := first.Index
 		for {
-			st, err := b.Wait(ctx, idx)
-			if err != nil {
+			st, rec := blockingQuery(ctx, h, idx)
+			if rec != nil {
 				waited <- got
-				waitErr <- err
+				waitErr <- rec
 				return
 			}
 			got = append(got, st)
@@ -201,11 +221,11 @@ func TestAPIBackendEndsWithThePeer(t *testing.T) {
 	var got []api.Status
 	select {
 	case got = <-waited:
-		if err := <-waitErr; !errors.Is(err, api.ErrUnavailable) {
-			t.Errorf("Wait as the peer closed: %v; want ErrUnavailable", err)
+		if rec := <-waitErr; rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"code": "`+api.CodeUnavailable+`"`) {
+			t.Errorf("blocking query as the peer closed: %d %s; want 503 unavailable", rec.Code, rec.Body)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Wait outlived the peer")
+		t.Fatal("the blocking query outlived the peer")
 	}
 	for st := range stream {
 		got = append(got, st)

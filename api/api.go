@@ -400,20 +400,16 @@ type Backend interface {
 	// the rest, so that the body is never older than its index.
 	Status() Status
 
-	// Wait returns the Status once its Index differs from index: at once
-	// if it already does, else as soon as it changes. The Status returned
-	// must be the one published with its Index. When ctx ends first it
-	// returns ctx's error; when the peer stops, ErrUnavailable. It must
-	// never make the peer's publisher wait.
-	Wait(ctx context.Context, index uint64) (Status, error)
-
 	// Watch returns a channel of this peer's Status: the current one at
 	// once, then a Status each time its Index changes. The channel holds
 	// one Status and always the latest, so a slow reader skips
 	// intermediate ones but never the current one. It is closed when ctx
 	// ends or the peer stops, and the subscription ends with it. It must
-	// never make the peer's publisher wait. (GET /v1/watch reads it: one
-	// subscription per stream.)
+	// never make the peer's publisher wait. When the peer stops, the last
+	// Status it sends, if any, is one published before it began to stop
+	// (the peer stopping is not the cluster losing its leader).
+	// GET /v1/watch and the blocking queries on the Status (?index=) read
+	// it: one subscription per request, ended with the request.
 	Watch(ctx context.Context) <-chan Status
 
 	// Peers returns every member, this peer included, sorted by
@@ -649,7 +645,23 @@ func setIndex(w http.ResponseWriter, index uint64) {
 // read returns the Status for a GET, waiting when the request is a blocking
 // query (?index=). It has answered the request itself when ok is false.
 func (h *handler) read(w http.ResponseWriter, r *http.Request) (st Status, ok bool) {
-	return blockingRead(h, w, r, h.b.Status, h.b.Wait)
+	return blockingRead(h, w, r, h.b.Status, h.waitStatus)
+}
+
+// waitStatus returns the first Status of one Watch subscription whose
+// Index differs from index. The subscription lasts until ctx ends: the
+// caller ends it (blockingRead cancels ctx when the request is answered).
+// When the stream ends first, the peer stops: ErrUnavailable.
+func (h *handler) waitStatus(ctx context.Context, index uint64) (Status, error) {
+	for st := range h.b.Watch(ctx) {
+		if st.Index != index {
+			return st, nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Status{}, err
+	}
+	return Status{}, ErrUnavailable
 }
 
 // readPeers returns the PeerList for a GET, waiting when the request is a
@@ -683,7 +695,7 @@ func blockingRead[T any](h *handler, w http.ResponseWriter, r *http.Request, now
 	}
 	markWaited(w)
 	ctx, cancel := context.WithTimeout(r.Context(), d)
-	defer cancel()
+	defer cancel() // ends the wait's subscription with the request
 	v, err = wait(ctx, index)
 	switch {
 	case err == nil:
@@ -930,10 +942,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, required bool, ex
 	return true
 }
 
-// backendError answers with the response for an error from the Backend.
+// backendError answers with the response for an error from the Backend:
+// the code and status of the errors table, and for ErrNotLeader the leader
+// to ask (or no_leader when none is known).
 func (h *handler) backendError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, ErrNotLeader):
+	if errors.Is(err, ErrNotLeader) {
 		st := h.b.Status()
 		setIndex(w, st.Index)
 		if st.Leader == nil {
@@ -945,31 +958,10 @@ func (h *handler) backendError(w http.ResponseWriter, err error) {
 			Code:   CodeNotLeader,
 			Leader: st.Leader,
 		})
-	case errors.Is(err, ErrUnknownPeer):
-		WriteError(w, http.StatusBadRequest, CodeUnknownPeer, err.Error())
-	case errors.Is(err, ErrNoTransferee):
-		WriteError(w, http.StatusConflict, CodeNoTransferee, err.Error())
-	case errors.Is(err, ErrTransferFailed):
-		WriteError(w, http.StatusConflict, CodeTransferFailed, err.Error())
-	case errors.Is(err, ErrUnavailable):
-		WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
-	case errors.Is(err, ErrInvalid):
-		WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-	case errors.Is(err, ErrWouldLoseQuorum):
-		WriteError(w, http.StatusConflict, CodeWouldLoseQuorum, err.Error())
-	case errors.Is(err, ErrConflict):
-		WriteError(w, http.StatusConflict, CodeConflict, err.Error())
-	case errors.Is(err, ErrWrongCluster):
-		WriteError(w, http.StatusConflict, CodeWrongCluster, err.Error())
-	case errors.Is(err, ErrNoLeader):
-		WriteError(w, http.StatusServiceUnavailable, CodeNoLeader, err.Error())
-	case errors.Is(err, ErrMasterless):
-		WriteError(w, http.StatusConflict, CodeMasterless, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		WriteError(w, http.StatusGatewayTimeout, CodeTimeout, err.Error())
-	default:
-		WriteError(w, http.StatusInternalServerError, CodeInternal, err.Error())
+		return
 	}
+	code, status := CodeOf(err)
+	WriteError(w, status, code, err.Error())
 }
 
 // only restricts h to one method (GET also allows HEAD) and answers others

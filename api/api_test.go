@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/qcluster/qcluster/internal/latest"
 )
 
 func TestMain(m *testing.M) {
@@ -31,7 +33,7 @@ type fakeBackend struct {
 	changed chan struct{} // closed and replaced by every set
 	stopped bool
 	waiters int
-	watches map[chan Status]bool // Watch subscribers
+	watches map[*latest.Slot[Status]]bool // Watch subscribers
 
 	peers       []Member
 	peersIndex  uint64
@@ -53,7 +55,7 @@ func newFake(leader *Peer) *fakeBackend {
 	f := &fakeBackend{
 		st:         Status{Identifier: "server_a", Role: "follower", Term: 3, Leader: leader, Index: 7, Voters: []string{"server_a", "server_b"}, Mode: ModeLeader, Joined: true, Check: "none"},
 		changed:    make(chan struct{}),
-		watches:    map[chan Status]bool{},
+		watches:    map[*latest.Slot[Status]]bool{},
 		peersIndex: 70,
 		peers: []Member{
 			{Peer: Peer{Identifier: "a/b", Host: "localhost", Port: 7009}, Voter: true},
@@ -74,12 +76,8 @@ func (f *fakeBackend) set(change func(*Status)) {
 	f.st.Index++
 	close(f.changed)
 	f.changed = make(chan struct{})
-	for ch := range f.watches {
-		select {
-		case <-ch: // not read yet: replace it with the latest
-		default:
-		}
-		ch <- f.st
+	for s := range f.watches {
+		s.Set(f.st)
 	}
 }
 
@@ -106,9 +104,9 @@ func (f *fakeBackend) stop() {
 	f.stopped = true
 	close(f.changed)
 	f.changed = make(chan struct{})
-	for ch := range f.watches {
-		delete(f.watches, ch)
-		close(ch)
+	for s := range f.watches {
+		delete(f.watches, s)
+		s.Close()
 	}
 	for ch := range f.subs {
 		delete(f.subs, ch)
@@ -128,53 +126,26 @@ func (f *fakeBackend) Status() Status {
 	return f.st
 }
 
-func (f *fakeBackend) Wait(ctx context.Context, index uint64) (Status, error) {
-	f.mu.Lock()
-	f.waiters++
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		f.waiters--
-		f.mu.Unlock()
-	}()
-	for {
-		f.mu.Lock()
-		st, ch, stopped := f.st, f.changed, f.stopped
-		f.mu.Unlock()
-		if stopped {
-			return Status{}, ErrUnavailable
-		}
-		if st.Index != index {
-			return st, nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return Status{}, ctx.Err()
-		}
-	}
-}
-
 // Watch subscribes until ctx ends or the fake stops.
 func (f *fakeBackend) Watch(ctx context.Context) <-chan Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ch := make(chan Status, 1)
+	s := latest.New[Status]()
 	if f.stopped {
-		close(ch)
-		return ch
+		s.Close()
+		return s.C()
 	}
-	ch <- f.st
-	f.watches[ch] = true
+	s.Set(f.st)
+	f.watches[s] = true
 	context.AfterFunc(ctx, func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.watches[ch] {
-			delete(f.watches, ch)
-			close(ch)
+		if f.watches[s] {
+			delete(f.watches, s)
+			s.Close()
 		}
 	})
-	return ch
+	return s.C()
 }
 
 func (f *fakeBackend) Peers() PeerList {
@@ -520,7 +491,7 @@ func TestBlockingQueryWaitsForChange(t *testing.T) {
 		go func() {
 			done <- serve(h, "GET", fmt.Sprintf("%s?index=%d&wait=30s", path, idx))
 		}()
-		waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWaiters() == 1 })
+		waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWatches() == 1 })
 		select {
 		case rec := <-done:
 			t.Fatalf("%s answered before a change: %d %s", path, rec.Code, rec.Body)
@@ -541,7 +512,7 @@ func TestBlockingQueryWaitsForChange(t *testing.T) {
 	idx := f.Status().Index
 	done := make(chan *httptest.ResponseRecorder, 1)
 	go func() { done <- serve(h, "GET", fmt.Sprintf("/v1/leader?index=%d", idx)) }()
-	waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWaiters() == 1 })
+	waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWatches() == 1 })
 	f.set(func(s *Status) { s.Leader = nil })
 	rec := <-done
 	wantError(t, rec, http.StatusServiceUnavailable, CodeNoLeader)
@@ -586,9 +557,10 @@ func TestBlockingQueryTimesOutAndIsCapped(t *testing.T) {
 		defer close(done)
 		serveReq(NewHandler(f), httptest.NewRequestWithContext(ctx, "GET", "/v1/status?index=7", nil))
 	}()
-	waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWaiters() == 1 })
+	waitFor(t, 5*time.Second, "the query to wait", func() bool { return f.numWatches() == 1 })
 	cancel()
 	<-done
+	waitFor(t, 5*time.Second, "the query's subscription to end", func() bool { return f.numWatches() == 0 })
 
 	// The peer stops: 503 unavailable.
 	go func() { f.stop() }()

@@ -67,35 +67,50 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/httpclient"
 )
 
 // Errors, wrapped with %w or matched by *APIError: test with errors.Is.
+// Each that stands for an error code of the API wraps the API's sentinel
+// (api.ErrorOf maps the code to it), so it matches that too.
 var (
 	// ErrNoLeader: the peer knows no leader (503 "no_leader").
-	ErrNoLeader = errors.New("qcluster client: no leader")
+	ErrNoLeader error = &sentinel{"qcluster client: no leader", api.ErrNoLeader}
 	// ErrNotLeader: the call must go to the leader (409 "not_leader");
 	// APIError.Leader names it.
-	ErrNotLeader = errors.New("qcluster client: not the leader")
+	ErrNotLeader error = &sentinel{"qcluster client: not the leader", api.ErrNotLeader}
 	// ErrUnauthorized: the API token is missing or wrong (401).
-	ErrUnauthorized = errors.New("qcluster client: unauthorized")
+	ErrUnauthorized error = &sentinel{"qcluster client: unauthorized", api.ErrUnauthorized}
 	// ErrUnknownPeer: no member has that identifier ("unknown_peer").
-	ErrUnknownPeer = errors.New("qcluster client: unknown peer")
+	ErrUnknownPeer error = &sentinel{"qcluster client: unknown peer", api.ErrUnknownPeer}
 	// ErrUnreachable: no address could be reached.
 	ErrUnreachable = errors.New("qcluster client: no peer reachable")
 	// ErrBadRequest: the peer refused a parameter or the body (400
 	// "bad_request"); the message says which.
-	ErrBadRequest = errors.New("qcluster client: bad request")
+	ErrBadRequest error = &sentinel{"qcluster client: bad request", api.ErrInvalid}
 	// ErrConflict: the change conflicts with the membership, such as a
 	// duplicate identifier or address (409 "conflict"), or the voters left
 	// by a removal could not elect a leader (409 "would_lose_quorum").
-	ErrConflict = errors.New("qcluster client: conflicts with the membership")
+	ErrConflict error = &sentinel{"qcluster client: conflicts with the membership", api.ErrConflict}
 	// ErrWrongCluster: the request names another cluster than the peer's
 	// (409 "wrong_cluster").
-	ErrWrongCluster = errors.New("qcluster client: wrong cluster")
+	ErrWrongCluster error = &sentinel{"qcluster client: wrong cluster", api.ErrWrongCluster}
 	// ErrMasterless: the call needs leader mode and the cluster is
 	// masterless (409 "masterless").
-	ErrMasterless = errors.New("qcluster client: not available in masterless mode")
+	ErrMasterless error = &sentinel{"qcluster client: not available in masterless mode", api.ErrMasterless}
 )
+
+// sentinel is one of the package's errors that stands for the API's error
+// api: an *APIError whose code maps to api (api.ErrorOf) matches it.
+type sentinel struct {
+	msg string
+	api error
+}
+
+func (s *sentinel) Error() string { return s.msg }
+
+// Unwrap returns the API's error s stands for.
+func (s *sentinel) Unwrap() error { return s.api }
 
 // APIError is an error answer from a peer.
 type APIError struct {
@@ -121,27 +136,20 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("qcluster client: %s: %d %s: %s", e.Addr, e.Status, code, e.Message)
 }
 
-// Is reports whether e matches one of the package's sentinel errors.
+// Is reports whether e matches one of the package's sentinel errors: its
+// code maps to that sentinel's API error (ErrConflict matches
+// "would_lose_quorum" too, a kind of conflict), or, for ErrUnauthorized,
+// its status is 401 (a proxy's too).
 func (e *APIError) Is(target error) bool {
-	switch target {
-	case ErrNoLeader:
-		return e.Code == api.CodeNoLeader
-	case ErrNotLeader:
-		return e.Code == api.CodeNotLeader
-	case ErrUnauthorized:
-		return e.Status == http.StatusUnauthorized
-	case ErrUnknownPeer:
-		return e.Code == api.CodeUnknownPeer
-	case ErrBadRequest:
-		return e.Code == api.CodeBadRequest
-	case ErrConflict:
-		return e.Code == api.CodeConflict || e.Code == api.CodeWouldLoseQuorum
-	case ErrWrongCluster:
-		return e.Code == api.CodeWrongCluster
-	case ErrMasterless:
-		return e.Code == api.CodeMasterless
+	s, ok := target.(*sentinel)
+	if !ok {
+		return false
 	}
-	return false
+	if target == ErrUnauthorized && e.Status == http.StatusUnauthorized {
+		return true
+	}
+	base := api.ErrorOf(e.Code)
+	return base != nil && errors.Is(base, s.api)
 }
 
 // DefaultPort is the port assumed for an address without one.
@@ -233,14 +241,11 @@ func NewWithOptions(opts Options, addrs ...string) (*Client, error) {
 	return c, nil
 }
 
+// defaultHTTPClient is the client's HTTP client unless Options gives one:
+// the environment's proxy (a user's client may need it), 16 idle
+// connections per peer.
 func defaultHTTPClient(tlsCfg *tls.Config) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	tr.MaxIdleConnsPerHost = 16
-	if tlsCfg != nil {
-		tr.TLSClientConfig = tlsCfg.Clone()
-	}
-	return &http.Client{Transport: tr}
+	return httpclient.New(httpclient.Options{TLS: tlsCfg, Proxy: true, MaxIdleConnsPerHost: 16})
 }
 
 // ParseAddr turns a peer address into the base URL the client uses:

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/backoff"
 )
 
 // Event is one value of WatchEvents: exactly one of Status, Member and Err
@@ -90,7 +91,7 @@ func (c *Client) watchEvents(ctx context.Context, s *eventStream, ch chan<- Even
 		if !send(Event{Err: fmt.Errorf("qcluster client: the event stream from %s broke: %w", s.addr, err)}) {
 			return
 		}
-		backoff, reported := watchMinBackoff, false
+		bo, reported := backoff.New(watchMinBackoff, watchMaxBackoff), false
 		for {
 			s, err = c.openEvents(ctx)
 			if ctx.Err() != nil {
@@ -105,12 +106,9 @@ func (c *Client) watchEvents(ctx context.Context, s *eventStream, ch chan<- Even
 				}
 				reported = true
 			}
-			select {
-			case <-ctx.Done():
+			if bo.Wait(ctx) != nil {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, watchMaxBackoff)
 		}
 	}
 }

@@ -12,186 +12,26 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/api/apitest"
 )
 
-// fakeBackend is an api.Backend whose answers the test sets.
-type fakeBackend struct {
-	mu      sync.Mutex
-	st      api.Status
-	changed chan struct{}
-	stopped bool
-	err     error // returned by the membership calls when set
-
-	joins   []api.JoinRequest
-	metas   []map[string]any
-	removed []string
-	leaves  int
-	subs    map[chan api.MemberEvent]bool
+// newFakeBackend returns a fake peer named id, following server_a, whose
+// answers the test sets.
+func newFakeBackend(id string) *apitest.Backend {
+	return apitest.New(
+		api.Status{Identifier: id, Role: "follower", Term: 2, Index: 100, Leader: &api.Peer{Identifier: "server_a", Host: "localhost", Port: 7001}, Mode: api.ModeLeader, Joined: true},
+		[]api.Member{{Peer: api.Peer{Identifier: id, Host: "localhost", Port: 7001}, IsSelf: true, Voter: true, Role: "follower", State: "alive"}},
+		500)
 }
 
-func newFakeBackend(id string) *fakeBackend {
-	return &fakeBackend{
-		st:      api.Status{Identifier: id, Role: "follower", Term: 2, Index: 100, Leader: &api.Peer{Identifier: "server_a", Host: "localhost", Port: 7001}, Mode: api.ModeLeader, Joined: true},
-		changed: make(chan struct{}),
-		subs:    map[chan api.MemberEvent]bool{},
-	}
-}
-
-func (f *fakeBackend) setErr(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.err = err
-}
-
-// set publishes a change of the status.
-func (f *fakeBackend) set(change func(*api.Status)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	change(&f.st)
-	f.st.Index++
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-func (f *fakeBackend) Status() api.Status {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st
-}
-
-func (f *fakeBackend) Wait(ctx context.Context, index uint64) (api.Status, error) {
-	for {
-		f.mu.Lock()
-		st, ch, stopped := f.st, f.changed, f.stopped
-		f.mu.Unlock()
-		if stopped {
-			return api.Status{}, api.ErrUnavailable
-		}
-		if st.Index != index {
-			return st, nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return api.Status{}, ctx.Err()
-		}
-	}
-}
-
-func (f *fakeBackend) Peers() api.PeerList {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return api.PeerList{Index: 500, Peers: []api.Member{{Peer: api.Peer{Identifier: f.st.Identifier, Host: "localhost", Port: 7001}, IsSelf: true, Voter: true, Role: "follower", State: "alive"}}}
-}
-
-// WaitPeers: the members never change.
-func (f *fakeBackend) WaitPeers(ctx context.Context, index uint64) (api.PeerList, error) {
-	if pl := f.Peers(); pl.Index != index {
-		return pl, nil
-	}
-	<-ctx.Done()
-	return api.PeerList{}, ctx.Err()
-}
-
-// Watch sends the status and its changes until ctx ends or the fake stops.
-func (f *fakeBackend) Watch(ctx context.Context) <-chan api.Status {
-	ch := make(chan api.Status, 1)
-	go func() {
-		defer close(ch)
-		st := f.Status()
-		for {
-			select {
-			case <-ch:
-			default:
-			}
-			ch <- st
-			next, err := f.Wait(ctx, st.Index)
-			if err != nil {
-				return
-			}
-			st = next
-		}
-	}()
-	return ch
-}
-
-func (f *fakeBackend) Transfer(ctx context.Context, id string) (api.TransferResult, error) {
-	return api.TransferResult{}, api.ErrNotLeader
-}
-
-func (f *fakeBackend) SetMetadata(ctx context.Context, md map[string]any) (api.Member, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.metas = append(f.metas, md)
-	if f.err != nil {
-		return api.Member{}, f.err
-	}
-	return api.Member{Peer: api.Peer{Identifier: f.st.Identifier, Metadata: md}, IsSelf: true}, nil
-}
-
-func (f *fakeBackend) Join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.joins = append(f.joins, req)
-	if f.err != nil {
-		return api.JoinResult{}, f.err
-	}
-	m := api.Member{Peer: api.Peer{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: req.Metadata}, Voter: req.Voter == nil || *req.Voter}
-	return api.JoinResult{Member: m, Leader: f.st.Leader, Peers: []api.Member{m}}, nil
-}
-
-func (f *fakeBackend) RemovePeer(ctx context.Context, id string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.removed = append(f.removed, id)
-	return f.err
-}
-
-func (f *fakeBackend) Leave(ctx context.Context) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.leaves++
-	return f.err
-}
-
-func (f *fakeBackend) Events(ctx context.Context) <-chan api.MemberEvent {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ch := make(chan api.MemberEvent, 16)
-	f.subs[ch] = true
-	context.AfterFunc(ctx, func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if f.subs[ch] {
-			delete(f.subs, ch)
-			close(ch)
-		}
-	})
-	return ch
-}
-
-func (f *fakeBackend) emit(ev api.MemberEvent) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for ch := range f.subs {
-		ch <- ev
-	}
-}
-
-func (f *fakeBackend) numSubs() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.subs)
-}
-
-func (f *fakeBackend) counts() (joins, metas, removed, leaves int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.joins), len(f.metas), len(f.removed), f.leaves
+// counts returns how many changes f was asked for.
+func counts(f *apitest.Backend) (joins, metas, removed, leaves int) {
+	c := f.Calls()
+	return len(c.Joins), len(c.Metadata), len(c.Removed), c.Leaves
 }
 
 // fakeServer serves the API over f on a loopback port.
-func fakeServer(t *testing.T, f *fakeBackend, opts api.Options) *httptest.Server {
+func fakeServer(t *testing.T, f *apitest.Backend, opts api.Options) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(api.NewHandlerWithOptions(f, opts))
 	t.Cleanup(srv.Close)
@@ -210,20 +50,21 @@ func TestJoinAndRemovePeer(t *testing.T) {
 	// The first address is down: the join moves on (nothing was sent).
 	learner := false
 	res, err := c.Join(ctx, api.JoinRequest{Identifier: "server_d", Host: "10.0.0.4", Port: 7004, Metadata: map[string]any{"server_port": 8004}, Voter: &learner, ClusterName: "blue"})
-	if err != nil || res.Member.Identifier != "server_d" || res.Member.Voter || res.Leader == nil || res.Leader.Identifier != "server_a" || len(res.Peers) != 1 {
+	if err != nil || res.Member.Identifier != "server_d" || res.Member.Voter || res.Leader == nil || res.Leader.Identifier != "server_a" || len(res.Peers) != 2 {
 		t.Fatalf("Join: %+v, %v", res, err)
 	}
-	if len(f.joins) != 1 || f.joins[0].ClusterName != "blue" || f.joins[0].Voter == nil || *f.joins[0].Voter || f.joins[0].Metadata["server_port"] != 8004.0 {
-		t.Errorf("the peer got %+v", f.joins)
+	if len(f.Calls().Joins) != 1 || f.Calls().Joins[0].ClusterName != "blue" || f.Calls().Joins[0].Voter == nil || *f.Calls().Joins[0].Voter || f.Calls().Joins[0].Metadata["server_port"] != 8004.0 {
+		t.Errorf("the peer got %+v", f.Calls().Joins)
 	}
 	if c.Addr() != srv.URL {
 		t.Errorf("Addr() = %s after the join, want %s", c.Addr(), srv.URL)
 	}
+	f.SetPeers(func(ms []api.Member) []api.Member { return append(ms, api.Member{Peer: api.Peer{Identifier: "a/b"}}) })
 	if err := c.RemovePeer(ctx, "a/b"); err != nil {
 		t.Fatalf("RemovePeer: %v", err)
 	}
-	if len(f.removed) != 1 || f.removed[0] != "a/b" {
-		t.Errorf("removed %q", f.removed)
+	if len(f.Calls().Removed) != 1 || f.Calls().Removed[0] != "a/b" {
+		t.Errorf("removed %q", f.Calls().Removed)
 	}
 	if err := c.RemovePeer(ctx, ""); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("RemovePeer(\"\"): %v", err)
@@ -246,7 +87,7 @@ func TestJoinAndRemovePeer(t *testing.T) {
 		{api.ErrNoLeader, ErrNoLeader},
 		{fmt.Errorf("%w: host", api.ErrInvalid), ErrBadRequest},
 	} {
-		f.setErr(tc.err)
+		f.SetErr(tc.err)
 		if _, err := c.Join(ctx, api.JoinRequest{Identifier: "server_d", Host: "h", Port: 7004}); !errors.Is(err, tc.want) {
 			t.Errorf("Join with the backend failing %v: %v, want %v", tc.err, err, tc.want)
 		}
@@ -254,11 +95,11 @@ func TestJoinAndRemovePeer(t *testing.T) {
 			t.Errorf("RemovePeer with the backend failing %v: %v, want %v", tc.err, err, tc.want)
 		}
 	}
-	f.setErr(api.ErrUnknownPeer)
+	f.SetErr(api.ErrUnknownPeer)
 	if err := c.RemovePeer(ctx, "nobody"); !errors.Is(err, ErrUnknownPeer) || !errors.As(err, &ae) || ae.Status != 404 {
 		t.Errorf("RemovePeer(nobody): %v", err)
 	}
-	f.setErr(nil)
+	f.SetErr(nil)
 
 	// Without the token.
 	c2 := newClient(t, Options{}, hostOf(srv))
@@ -291,7 +132,7 @@ func TestJoinIsNotResent(t *testing.T) {
 		t.Fatalf("Join through a broken connection: %v, want the connection's error", err)
 	}
 	hits.Wait()
-	if n, _, _, _ := f.counts(); n != 0 {
+	if n, _, _, _ := counts(f); n != 0 {
 		t.Errorf("the join was sent again, to the second address")
 	}
 }
@@ -311,13 +152,13 @@ func TestSetMetadataAndLeaveGoToTheFirstAddress(t *testing.T) {
 	if _, err := c.SetMetadata(ctx, nil); err != nil {
 		t.Fatalf("SetMetadata(nil): %v", err)
 	}
-	if len(fb.metas) != 2 || fb.metas[1] == nil || len(fb.metas[1]) != 0 {
-		t.Errorf("server_b got metadata %#v", fb.metas)
+	if len(fb.Calls().Metadata) != 2 || fb.Calls().Metadata[1] == nil || len(fb.Calls().Metadata[1]) != 0 {
+		t.Errorf("server_b got metadata %#v", fb.Calls().Metadata)
 	}
 	if _, err := c.Leave(ctx); err != nil {
 		t.Fatalf("Leave: %v", err)
 	}
-	if _, _, _, n := fb.counts(); n != 1 {
+	if _, _, _, n := counts(fb); n != 1 {
 		t.Errorf("server_b left %d times", n)
 	}
 	if _, err := c.SetMetadata(ctx, map[string]any{"f": func() {}}); err == nil || !strings.Contains(err.Error(), "cannot be encoded") {
@@ -332,12 +173,12 @@ func TestSetMetadataAndLeaveGoToTheFirstAddress(t *testing.T) {
 	if _, err := c2.Leave(ctx); !errors.Is(err, ErrUnreachable) {
 		t.Errorf("Leave with the first address down: %v", err)
 	}
-	if _, m, _, l := fa.counts(); m != 0 || l != 0 {
+	if _, m, _, l := counts(fa); m != 0 || l != 0 {
 		t.Errorf("server_a was changed: %d metadata calls, %d leaves", m, l)
 	}
 
 	// Errors, typed.
-	fb.setErr(api.ErrNoLeader)
+	fb.SetErr(api.ErrNoLeader)
 	if _, err := c.SetMetadata(ctx, map[string]any{"a": 1}); !errors.Is(err, ErrNoLeader) {
 		t.Errorf("SetMetadata without a leader: %v", err)
 	}
@@ -400,14 +241,14 @@ func TestWatchEvents(t *testing.T) {
 	if ev.Status == nil || ev.Member != nil || ev.Err != nil || ev.Status.Identifier != "server_a" || ev.Status.Index != 100 || ev.Addr != sa.URL {
 		t.Fatalf("first event %+v", ev)
 	}
-	waitFor(t, 10*time.Second, "the member subscription", func() bool { return fa.numSubs() == 1 })
+	waitFor(t, 10*time.Second, "the member subscription", func() bool { return fa.Subscribers() == 1 })
 	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	fa.emit(api.MemberEvent{Type: "joined", Time: at, Member: api.Member{Peer: api.Peer{Identifier: "server_d", Metadata: map[string]any{"big": strings.Repeat("x", 100<<10)}}, State: "alive"}})
+	fa.Emit(api.MemberEvent{Type: "joined", Time: at, Member: api.Member{Peer: api.Peer{Identifier: "server_d", Metadata: map[string]any{"big": strings.Repeat("x", 100<<10)}}, State: "alive"}})
 	ev = nextEvent(t, ch, 10*time.Second)
 	if ev.Member == nil || ev.Status != nil || ev.Member.Type != "joined" || !ev.Member.Time.Equal(at) || ev.Member.Member.Identifier != "server_d" || len(ev.Member.Member.Metadata["big"].(string)) != 100<<10 {
 		t.Fatalf("member event %+v", ev)
 	}
-	fa.set(func(s *api.Status) { s.Leader = nil })
+	fa.Set(func(s *api.Status) { s.Leader = nil })
 	ev = nextEvent(t, ch, 10*time.Second)
 	if ev.Status == nil || ev.Status.Leader != nil || ev.Status.Index != 101 {
 		t.Fatalf("leader event %+v", ev)
@@ -425,8 +266,8 @@ func TestWatchEvents(t *testing.T) {
 	if ev.Status == nil || ev.Status.Identifier != "server_b" || ev.Addr != sb.URL {
 		t.Fatalf("after moving on: %+v", ev)
 	}
-	waitFor(t, 10*time.Second, "the member subscription on server_b", func() bool { return fb.numSubs() == 1 })
-	fb.emit(api.MemberEvent{Type: "left", Member: api.Member{Peer: api.Peer{Identifier: "server_a"}, State: "left"}})
+	waitFor(t, 10*time.Second, "the member subscription on server_b", func() bool { return fb.Subscribers() == 1 })
+	fb.Emit(api.MemberEvent{Type: "left", Member: api.Member{Peer: api.Peer{Identifier: "server_a"}, State: "left"}})
 	if ev = nextEvent(t, ch, 10*time.Second); ev.Member == nil || ev.Member.Type != "left" {
 		t.Fatalf("member event from server_b: %+v", ev)
 	}
@@ -435,7 +276,7 @@ func TestWatchEvents(t *testing.T) {
 	cancel()
 	for range ch {
 	}
-	waitFor(t, 10*time.Second, "server_b's subscription to end", func() bool { return fb.numSubs() == 0 })
+	waitFor(t, 10*time.Second, "server_b's subscription to end", func() bool { return fb.Subscribers() == 0 })
 }
 
 // TestWatchEventsSilentPeer checks that a peer that sends nothing, not even

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/backoff"
+	"github.com/qcluster/qcluster/internal/latest"
 )
 
 // LeaderState is one value of WatchLeader: the leader as one peer reported
@@ -40,7 +42,7 @@ func sameLeader(a, b LeaderState) bool {
 	return a.Leader == nil || (a.Leader.Identifier == b.Leader.Identifier && a.Leader.Host == b.Leader.Host && a.Leader.Port == b.Leader.Port)
 }
 
-// Watch retry pauses after failures.
+// Watch retry pauses after failures (with jitter: see internal/backoff).
 const (
 	watchMinBackoff = 50 * time.Millisecond
 	watchMaxBackoff = time.Second
@@ -64,16 +66,16 @@ func (c *Client) WatchLeader(ctx context.Context) (<-chan LeaderState, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan LeaderState, 1)
-	ch <- first
-	go c.watchLeader(ctx, ch, first)
-	return ch, nil
+	slot := latest.New[LeaderState]()
+	slot.Set(first)
+	go c.watchLeader(ctx, slot, first)
+	return slot.C(), nil
 }
 
-func (c *Client) watchLeader(ctx context.Context, ch chan LeaderState, last LeaderState) {
-	defer close(ch)
+func (c *Client) watchLeader(ctx context.Context, slot *latest.Slot[LeaderState], last LeaderState) {
+	defer slot.Close()
 	index, from := last.Index, last.Addr
-	backoff := watchMinBackoff
+	bo := backoff.New(watchMinBackoff, watchMaxBackoff)
 	for {
 		st, err := c.leaderState(ctx, index, from)
 		if ctx.Err() != nil {
@@ -83,30 +85,16 @@ func (c *Client) watchLeader(ctx context.Context, ch chan LeaderState, last Lead
 			st = LeaderState{Err: err}
 		} else {
 			index, from = st.Index, st.Addr
-			backoff = watchMinBackoff
+			bo.Reset()
 		}
 		if !sameLeader(last, st) {
-			offer(ch, st)
+			slot.Set(st)
 			last = st
 		}
-		if err != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, watchMaxBackoff)
+		if err != nil && bo.Wait(ctx) != nil {
+			return
 		}
 	}
-}
-
-// offer replaces whatever ch holds with st; only the watch goroutine sends.
-func offer(ch chan LeaderState, st LeaderState) {
-	select {
-	case <-ch:
-	default:
-	}
-	ch <- st
 }
 
 // leaderState asks for the leader. With from set, it is a blocking query on

@@ -125,18 +125,10 @@ type keyClient struct {
 // verifyServer checks that the server's certificate chains to the derived
 // CA, is valid now for a server, and names a QCluster peer.
 func (k *keyClient) verifyServer(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return pki.ErrNoCertificate
+	id, err := (&pki.Verifier{Roots: k.roots, AnyCluster: true}).Verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
+	if errors.Is(err, pki.ErrUntrusted) {
+		return fmt.Errorf("the server's certificate is not from this cluster key's CA: %w", err)
 	}
-	leaf := cs.PeerCertificates[0]
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: k.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-		return fmt.Errorf("%w: the server's certificate is not from this cluster key's CA: %v", pki.ErrUntrusted, err)
-	}
-	id, err := pki.IdentityOf(leaf)
 	if err != nil {
 		return err
 	}

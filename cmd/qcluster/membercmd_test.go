@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,197 +14,27 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/api/apitest"
 )
-
-// fakePeer is an api.Backend for the client commands' tests: one peer,
-// server_b, following server_a, whose answers the test sets.
-type fakePeer struct {
-	mu      sync.Mutex
-	st      api.Status
-	changed chan struct{}
-	peers   []api.Member
-	err     error // returned by the membership calls when set
-
-	joins   []api.JoinRequest
-	metas   []map[string]any
-	removed []string
-	leaves  int
-	subs    map[chan api.MemberEvent]bool
-}
 
 var fakeLeader = &api.Peer{Identifier: "server_a", Host: "localhost", Port: 7001, Metadata: map[string]any{"server_port": 8001.0}}
 
-func newFakePeer() *fakePeer {
-	return &fakePeer{
-		st:      api.Status{Identifier: "server_b", Role: "follower", Term: 2, Index: 40, Leader: fakeLeader, Voters: []string{"server_a", "server_b"}, Learners: []string{"server_c"}, Mode: api.ModeLeader, Joined: true},
-		changed: make(chan struct{}),
-		subs:    map[chan api.MemberEvent]bool{},
-		peers: []api.Member{
+// newFakePeer returns an api.Backend for the client commands' tests: one
+// peer, server_b, following server_a, whose answers the test sets.
+func newFakePeer() *apitest.Backend {
+	return apitest.New(
+		api.Status{Identifier: "server_b", Role: "follower", Term: 2, Index: 40, Leader: fakeLeader, Voters: []string{"server_a", "server_b"}, Learners: []string{"server_c"}, Mode: api.ModeLeader, Joined: true},
+		[]api.Member{
 			{Peer: *fakeLeader, Voter: true, IsLeader: true, Role: "leader", State: "alive"},
 			{Peer: api.Peer{Identifier: "server_b", Host: "localhost", Port: 7002}, Voter: true, IsSelf: true, Role: "follower", State: "alive"},
 			{Peer: api.Peer{Identifier: "server_c", Host: "localhost", Port: 7003}, Role: "learner", State: "suspect"},
 		},
-	}
-}
-
-func (f *fakePeer) setErr(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.err = err
-}
-
-func (f *fakePeer) set(change func(*api.Status)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	change(&f.st)
-	f.st.Index++
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-func (f *fakePeer) Status() api.Status {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st
-}
-
-func (f *fakePeer) Wait(ctx context.Context, index uint64) (api.Status, error) {
-	for {
-		f.mu.Lock()
-		st, ch := f.st, f.changed
-		f.mu.Unlock()
-		if st.Index != index {
-			return st, nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return api.Status{}, ctx.Err()
-		}
-	}
-}
-
-func (f *fakePeer) Peers() api.PeerList {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return api.PeerList{Index: 400, Peers: append([]api.Member(nil), f.peers...)}
-}
-
-// WaitPeers: the members the test sets are not published as changes.
-func (f *fakePeer) WaitPeers(ctx context.Context, index uint64) (api.PeerList, error) {
-	if pl := f.Peers(); pl.Index != index {
-		return pl, nil
-	}
-	<-ctx.Done()
-	return api.PeerList{}, ctx.Err()
-}
-
-// Watch sends the status and its changes until ctx ends.
-func (f *fakePeer) Watch(ctx context.Context) <-chan api.Status {
-	ch := make(chan api.Status, 1)
-	go func() {
-		defer close(ch)
-		st := f.Status()
-		for {
-			select {
-			case <-ch:
-			default:
-			}
-			ch <- st
-			next, err := f.Wait(ctx, st.Index)
-			if err != nil {
-				return
-			}
-			st = next
-		}
-	}()
-	return ch
-}
-
-func (f *fakePeer) Transfer(ctx context.Context, id string) (api.TransferResult, error) {
-	return api.TransferResult{}, api.ErrNotLeader
-}
-
-func (f *fakePeer) SetMetadata(ctx context.Context, md map[string]any) (api.Member, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.metas = append(f.metas, md)
-	if f.err != nil {
-		return api.Member{}, f.err
-	}
-	f.peers[1].Metadata = md
-	return f.peers[1], nil
-}
-
-func (f *fakePeer) Join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.joins = append(f.joins, req)
-	if f.err != nil {
-		return api.JoinResult{}, f.err
-	}
-	voter := req.Voter == nil || *req.Voter
-	role := "follower"
-	if !voter {
-		role = "learner"
-	}
-	m := api.Member{Peer: api.Peer{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: req.Metadata}, Voter: voter, Role: role, State: "unknown"}
-	return api.JoinResult{Member: m, Leader: fakeLeader, Peers: append(append([]api.Member(nil), f.peers...), m)}, nil
-}
-
-func (f *fakePeer) RemovePeer(ctx context.Context, id string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.removed = append(f.removed, id)
-	if f.err != nil {
-		return f.err
-	}
-	for _, m := range f.peers {
-		if m.Identifier == id {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: %q is not a member", api.ErrUnknownPeer, id)
-}
-
-func (f *fakePeer) Leave(ctx context.Context) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.leaves++
-	return f.err
-}
-
-func (f *fakePeer) Events(ctx context.Context) <-chan api.MemberEvent {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ch := make(chan api.MemberEvent, 16)
-	f.subs[ch] = true
-	context.AfterFunc(ctx, func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		delete(f.subs, ch)
-		close(ch)
-	})
-	return ch
-}
-
-func (f *fakePeer) emit(ev api.MemberEvent) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for ch := range f.subs {
-		ch <- ev
-	}
-}
-
-func (f *fakePeer) numSubs() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.subs)
+		400)
 }
 
 // serveFake serves the API over f on a loopback port and returns its
 // address.
-func serveFake(t *testing.T, f *fakePeer, opts api.Options) string {
+func serveFake(t *testing.T, f *apitest.Backend, opts api.Options) string {
 	t.Helper()
 	srv := httptest.NewServer(api.NewHandlerWithOptions(f, opts))
 	t.Cleanup(srv.Close)
@@ -260,7 +89,7 @@ func TestJoinCommand(t *testing.T) {
 		!strings.HasPrefix(lines[2], "IDENTIFIER  ADDRESS") || !strings.Contains(lines[6], "server_d") || !strings.Contains(lines[6], `{"server_port":8004}`) {
 		t.Errorf("join output:\n%s", stdout)
 	}
-	req := f.joins[0]
+	req := f.Calls().Joins[0]
 	if req.Identifier != "server_d" || req.Host != "10.0.0.4" || req.Port != 7004 || req.Voter == nil || *req.Voter || req.ClusterName != "blue" || req.Metadata["server_port"] != 8004.0 {
 		t.Errorf("the peer got %+v", req)
 	}
@@ -275,19 +104,19 @@ func TestJoinCommand(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(stdout), &res) != nil || res.Member.Identifier != "server_e" || res.Member.Role != "learner" || len(res.Peers) != 4 {
 		t.Fatalf("join --config -o json: %v\n%s", err, stdout)
 	}
-	req = f.joins[1]
+	req = f.Calls().Joins[1]
 	if req.Identifier != "server_e" || req.Host != "db5.example.com" || req.Port != 7005 || req.Voter == nil || *req.Voter || req.ClusterName != "blue" || req.Metadata["server_port"] != 8005.0 {
 		t.Errorf("join --config sent %+v", req)
 	}
 	if _, _, err := runMain(t.Context(), "join", "--config", cfg, "--addr", addr, "--port", "7105", "--id", "server_f"); err != nil {
 		t.Fatal(err)
 	}
-	if req = f.joins[2]; req.Identifier != "server_f" || req.Port != 7105 || req.Host != "db5.example.com" {
+	if req = f.Calls().Joins[2]; req.Identifier != "server_f" || req.Port != 7105 || req.Host != "db5.example.com" {
 		t.Errorf("flags over --config sent %+v", req)
 	}
 
 	// Usage errors reach no peer.
-	n := len(f.joins)
+	n := len(f.Calls().Joins)
 	bad := writeFile(t, dir, "bad.json", `{"identifier": "server_e", "listen_prot": 7005}`)
 	for _, tc := range []struct {
 		args []string
@@ -307,7 +136,7 @@ func TestJoinCommand(t *testing.T) {
 		_, _, err := runMain(t.Context(), append(tc.args, "--addr", addr)...)
 		wantExit(t, tc.args, err, 2, tc.want)
 	}
-	if len(f.joins) != n {
+	if len(f.Calls().Joins) != n {
 		t.Errorf("usage errors reached the peer")
 	}
 
@@ -317,13 +146,13 @@ func TestJoinCommand(t *testing.T) {
 	_, _, err = runMain(t.Context(), args...)
 	wantExit(t, args, err, 1, "unauthorized", "--token")
 	args = append(args, "--token", "tok")
-	f.setErr(fmt.Errorf("%w: server_c has the address h:7004", api.ErrConflict))
+	f.SetErr(fmt.Errorf("%w: server_c has the address h:7004", api.ErrConflict))
 	_, _, err = runMain(t.Context(), args...)
 	wantExit(t, args, err, 1, "server_c has the address h:7004")
-	f.setErr(api.ErrNoLeader)
+	f.SetErr(api.ErrNoLeader)
 	_, _, err = runMain(t.Context(), args...)
 	wantExit(t, args, err, 1, "no leader")
-	f.setErr(nil)
+	f.SetErr(nil)
 	_, _, err = runMain(t.Context(), "join", "--addr", addr, "--token", "tok", "--id", "server d", "--host", "h", "--port", "7004")
 	wantExit(t, nil, err, 1, "identifier", "whitespace")
 }
@@ -335,8 +164,8 @@ func TestRemoveAndLeaveCommands(t *testing.T) {
 	t.Setenv(envToken, "tok")
 
 	stdout, _, err := runMain(t.Context(), "remove", "server_c", "--addr", addr)
-	if err != nil || stdout != "removed server_c from the cluster\n" || len(f.removed) != 1 || f.removed[0] != "server_c" {
-		t.Errorf("remove: %v %q %q", err, stdout, f.removed)
+	if err != nil || stdout != "removed server_c from the cluster\n" || len(f.Calls().Removed) != 1 || f.Calls().Removed[0] != "server_c" {
+		t.Errorf("remove: %v %q %q", err, stdout, f.Calls().Removed)
 	}
 	stdout, _, err = runMain(t.Context(), "remove", "--addr", addr, "-o", "json", "server_a")
 	var rr api.RemoveResult
@@ -350,15 +179,15 @@ func TestRemoveAndLeaveCommands(t *testing.T) {
 		_, _, err := runMain(t.Context(), append(args, "--addr", addr)...)
 		wantExit(t, args, err, 2)
 	}
-	f.setErr(fmt.Errorf("%w: 2 voters would remain, fewer than min_voters 3", api.ErrConflict))
+	f.SetErr(fmt.Errorf("%w: 2 voters would remain, fewer than min_voters 3", api.ErrConflict))
 	args = []string{"remove", "server_a", "--addr", addr}
 	_, _, err = runMain(t.Context(), args...)
 	wantExit(t, args, err, 1, "min_voters")
-	f.setErr(nil)
+	f.SetErr(nil)
 
 	stdout, _, err = runMain(t.Context(), "leave", "--addr", addr)
-	if err != nil || stdout != fmt.Sprintf("server_b (%s) left the cluster and stopped\n", addr) || f.leaves != 1 {
-		t.Errorf("leave: %v %q (%d leaves)", err, stdout, f.leaves)
+	if err != nil || stdout != fmt.Sprintf("server_b (%s) left the cluster and stopped\n", addr) || f.Calls().Leaves != 1 {
+		t.Errorf("leave: %v %q (%d leaves)", err, stdout, f.Calls().Leaves)
 	}
 	stdout, _, err = runMain(t.Context(), "leave", "--addr", addr, "-o", "json")
 	var ll leaveLine
@@ -372,10 +201,10 @@ func TestRemoveAndLeaveCommands(t *testing.T) {
 	t.Setenv(envAddr, "")
 	_, _, err = runMain(t.Context(), "leave", "--addr", addr, "extra")
 	wantExit(t, nil, err, 2, `unexpected argument "extra"`)
-	if f.leaves != 2 {
-		t.Errorf("%d leaves, want 2", f.leaves)
+	if f.Calls().Leaves != 2 {
+		t.Errorf("%d leaves, want 2", f.Calls().Leaves)
 	}
-	f.setErr(fmt.Errorf("%w: the last voter cannot leave; stop it instead", api.ErrConflict))
+	f.SetErr(fmt.Errorf("%w: the last voter cannot leave; stop it instead", api.ErrConflict))
 	_, _, err = runMain(t.Context(), "leave", "--addr", addr)
 	wantExit(t, nil, err, 1, "the last voter cannot leave")
 	t.Setenv(envToken, "")
@@ -396,8 +225,8 @@ func TestMetadataCommand(t *testing.T) {
 	if want := fmt.Sprintf("server_b (%s) metadata: {\"server_port\":8002,\"zone\":\"b\"}\n", addr); err != nil || stdout != want {
 		t.Errorf("meta set: %v %q, want %q", err, stdout, want)
 	}
-	if len(f.metas) != 1 || f.metas[0]["server_port"] != 8002.0 {
-		t.Errorf("the peer got %v", f.metas)
+	if len(f.Calls().Metadata) != 1 || f.Calls().Metadata[0]["server_port"] != 8002.0 {
+		t.Errorf("the peer got %v", f.Calls().Metadata)
 	}
 	stdout, _, err = runMain(t.Context(), "metadata", "get", "--addr", addr, "-o", "json")
 	var m api.Member
@@ -410,7 +239,7 @@ func TestMetadataCommand(t *testing.T) {
 		t.Errorf("metadata set {} -o json: %v %q", err, stdout)
 	}
 
-	n := len(f.metas)
+	n := len(f.Calls().Metadata)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -430,12 +259,12 @@ func TestMetadataCommand(t *testing.T) {
 		_, _, err := runMain(t.Context(), args...)
 		wantExit(t, tc.args, err, 2, tc.want)
 	}
-	if len(f.metas) != n {
+	if len(f.Calls().Metadata) != n {
 		t.Errorf("usage errors reached the peer")
 	}
 	_, _, err = runMain(t.Context(), "metadata", "set", "{}", "--addr", addr)
 	wantExit(t, nil, err, 1, "unauthorized")
-	f.setErr(fmt.Errorf("%w: the metadata is 70000 bytes, more than 65536", api.ErrInvalid))
+	f.SetErr(fmt.Errorf("%w: the metadata is 70000 bytes, more than 65536", api.ErrInvalid))
 	_, _, err = runMain(t.Context(), "metadata", "set", "{}", "--addr", addr, "--token", "tok")
 	wantExit(t, nil, err, 1, "more than 65536")
 }
@@ -458,11 +287,12 @@ server_c    localhost:7003  learner   suspect  no    -
 		t.Errorf("peers: %v\n%s\nwant\n%s", err, stdout, want)
 	}
 	// A peer that reports no roles: the role comes from the flags.
-	f.mu.Lock()
-	for i := range f.peers {
-		f.peers[i].Role, f.peers[i].State = "", ""
-	}
-	f.mu.Unlock()
+	f.SetPeers(func(ms []api.Member) []api.Member {
+		for i := range ms {
+			ms[i].Role, ms[i].State = "", ""
+		}
+		return ms
+	})
 	stdout, _, err = runMain(t.Context(), "peers", "--addr", addr, "--token", "tok")
 	if err != nil || !strings.Contains(stdout, "server_a    localhost:7001  leader    -      no") || !strings.Contains(stdout, "server_c    localhost:7003  learner   -      no") {
 		t.Errorf("peers without roles: %v\n%s", err, stdout)
@@ -500,12 +330,12 @@ func TestWatchCommandMemberEvents(t *testing.T) {
 			memberLine = `"event":"member","type":"joined","member":{"identifier":"server_d","host":"10.0.0.4","port":7004`
 		}
 		waitOutput(leaderLine)
-		waitFor(t, "the member subscription", func() bool { return f.numSubs() == 1 })
-		f.emit(api.MemberEvent{Type: "joined", Time: time.Now(), Member: api.Member{Peer: api.Peer{Identifier: "server_d", Host: "10.0.0.4", Port: 7004, Metadata: map[string]any{"server_port": 8004}}, Voter: true, Role: "follower", State: "alive"}})
+		waitFor(t, "the member subscription", func() bool { return f.Subscribers() == 1 })
+		f.Emit(api.MemberEvent{Type: "joined", Time: time.Now(), Member: api.Member{Peer: api.Peer{Identifier: "server_d", Host: "10.0.0.4", Port: 7004, Metadata: map[string]any{"server_port": 8004}}, Voter: true, Role: "follower", State: "alive"}})
 		waitOutput(memberLine)
 		// A change of term only prints nothing; a change of leader does.
-		f.set(func(s *api.Status) { s.Term++ })
-		f.set(func(s *api.Status) { s.Leader = nil })
+		f.Set(func(s *api.Status) { s.Term++ })
+		f.Set(func(s *api.Status) { s.Leader = nil })
 		if format == "json" {
 			waitOutput(`"leader":null`)
 		} else {

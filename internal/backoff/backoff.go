@@ -54,6 +54,10 @@ func (b *Backoff) Reset() {
 // Reset: the number of failed attempts so far.
 func (b *Backoff) Attempts() int { return b.attempts }
 
+// Nominal returns the wait the next Next is drawn around, without jitter:
+// the current step of the growth (a rate limit can use it as the interval).
+func (b *Backoff) Nominal() time.Duration { return b.cur }
+
 // Next returns the wait before the next attempt, with jitter, and doubles
 // the nominal wait (up to the maximum).
 func (b *Backoff) Next() time.Duration {

@@ -1,6 +1,10 @@
 package consensus
 
-import "time"
+import (
+	"time"
+
+	"github.com/qcluster/qcluster/internal/clock"
+)
 
 // NewClock returns the node clock: the clock a Node's core judges leases,
 // ticks and "heard from the leader" by (Config.Now), unless the caller
@@ -29,6 +33,5 @@ func NewClock() func() time.Duration {
 	if now := bootClock(); now != nil {
 		return now
 	}
-	base := time.Now()
-	return func() time.Duration { return time.Since(base) + time.Second }
+	return clock.Monotonic()
 }

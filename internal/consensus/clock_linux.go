@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/qcluster/qcluster/internal/clock"
 )
 
 // bootClockID is the clock the node clock reads on Linux: CLOCK_BOOTTIME,
@@ -24,7 +26,7 @@ func bootClock() func() time.Duration {
 			// bad clock ID or address, neither of which changes.
 			panic(fmt.Sprintf("consensus: clock_gettime(CLOCK_BOOTTIME): %v", err))
 		}
-		return d + time.Second // > 0 even in a time namespace that starts it at 0
+		return clock.FromOrigin(d) // > 0 even in a time namespace that starts it at 0
 	}
 }
 

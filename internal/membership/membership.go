@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/qcluster/qcluster/internal/loglimit"
 	"github.com/qcluster/qcluster/internal/pki"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -56,7 +57,7 @@ type Membership struct {
 	ciphers atomic.Pointer[gossipCiphers]
 
 	packets, rejectedPackets, secondaryKeyPackets, refusedStreams atomic.Uint64
-	lastRefusalLog                                                atomic.Int64
+	refusalLog                                                    loglimit.Limiter // a refusal warning a second
 
 	lifeMu       sync.Mutex // serializes memberlist's Leave and Shutdown
 	closed       atomic.Bool
@@ -555,8 +556,7 @@ func (m *Membership) authenticate(c net.Conn) error {
 	err := m.checkPeer(c)
 	if err != nil {
 		m.refusedStreams.Add(1)
-		now := time.Now().UnixNano()
-		if last := m.lastRefusalLog.Load(); now-last >= int64(time.Second) && m.lastRefusalLog.CompareAndSwap(last, now) {
+		if m.refusalLog.Allow(time.Now()) {
 			m.log.Warn("membership: stream refused", "remote", c.RemoteAddr(), "err", err)
 		} else {
 			m.log.Debug("membership: stream refused", "remote", c.RemoteAddr(), "err", err)
@@ -570,15 +570,9 @@ func (m *Membership) checkPeer(c net.Conn) error {
 	if !ok {
 		return fmt.Errorf("%w: not TLS (this member requires TLS)", ErrUnauthenticated)
 	}
-	if len(cs.VerifiedChains) == 0 {
-		return fmt.Errorf("%w: no verified client certificate", ErrUnauthenticated)
-	}
-	id, err := pki.PeerIdentity(cs)
+	id, err := (&pki.Verifier{Cluster: m.cfg.ClusterName}).Peer(cs)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnauthenticated, err)
-	}
-	if id.Cluster != m.cfg.ClusterName {
-		return fmt.Errorf("%w: certificate of %s names cluster %q", ErrUnauthenticated, id, id.Cluster)
 	}
 	if m.cfg.Authorize != nil {
 		if err := m.cfg.Authorize(id.Identifier); err != nil {

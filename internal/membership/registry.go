@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/qcluster/qcluster/internal/backoff"
 )
 
 // Metadata fetch limits.
@@ -55,7 +57,7 @@ type memberRec struct {
 	fetchedHash  [32]byte
 	fetching     bool
 	fetchDue     time.Time
-	fetchBackoff time.Duration
+	fetchBackoff *backoff.Backoff // nil: the next failure waits the minimum
 
 	suspectInc uint32 // incarnation of the current suspicion
 	leftHint   bool   // a leave notice from the member itself was seen
@@ -389,7 +391,7 @@ func (r *registry) applyMeta(rec *memberRec, raw []byte) bool {
 		rec.want = env.hash
 		rec.m.MetaPending = true
 		rec.fetchDue = r.now()
-		rec.fetchBackoff = 0
+		rec.fetchBackoff = nil
 		r.wakeFetcher()
 		return flagChanged
 	}
@@ -453,7 +455,7 @@ func (r *registry) fetchDone(job fetchJob, data []byte, err error) {
 		rec.fetched, rec.fetchedHash = data, sha256.Sum256(data)
 		if rec.m.MetaPending && rec.fetchedHash == rec.want {
 			rec.m.Meta, rec.m.MetaPending = data, false
-			rec.fetchBackoff = 0
+			rec.fetchBackoff = nil
 			r.emit(EventUpdated, rec)
 			r.rebuildLive()
 			return
@@ -463,8 +465,10 @@ func (r *registry) fetchDone(job fetchJob, data []byte, err error) {
 		// the data in rec.fetched. Retry later in case it is not.
 	}
 	if rec.m.MetaPending {
-		rec.fetchBackoff = min(max(2*rec.fetchBackoff, fetchBackoffMin), fetchBackoffMax)
-		rec.fetchDue = r.now().Add(rec.fetchBackoff)
+		if rec.fetchBackoff == nil {
+			rec.fetchBackoff = backoff.New(fetchBackoffMin, fetchBackoffMax)
+		}
+		rec.fetchDue = r.now().Add(rec.fetchBackoff.Next())
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -360,7 +361,7 @@ func (t *Transport) Shutdown() error {
 func (t *Transport) readPackets() {
 	defer t.wg.Done()
 	buf := t.rbuf
-	var backoff time.Duration
+	bo := backoff.New(time.Millisecond, 100*time.Millisecond)
 	for {
 		n, from, err := t.udp.ReadFromUDP(buf)
 		ts := time.Now()
@@ -369,16 +370,18 @@ func (t *Transport) readPackets() {
 				return
 			}
 			// Transient (ENOBUFS, ...): retry, without spinning.
-			backoff = min(max(2*backoff, time.Millisecond), 100*time.Millisecond)
-			t.log.Debug("membership: UDP read failed; retrying", "err", err, "delay", backoff)
+			delay := bo.Next()
+			t.log.Debug("membership: UDP read failed; retrying", "err", err, "delay", delay)
+			timer := time.NewTimer(delay)
 			select {
-			case <-time.After(backoff):
+			case <-timer.C:
 			case <-t.done:
+				timer.Stop()
 				return
 			}
 			continue
 		}
-		backoff = 0
+		bo.Reset()
 		if n < 1 {
 			continue
 		}

@@ -183,7 +183,7 @@ func (c *Credentials) current() *tls.Certificate {
 // checkOwn verifies this peer's own chain at load time.
 func (c *Credentials) checkOwn(chain []*x509.Certificate) error {
 	for _, u := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
-		if _, err := c.verifyChain(chain, u); err != nil {
+		if err := c.verifier().chain(chain, u); err != nil {
 			return fmt.Errorf("%w: cert_file: %v", ErrUntrusted, err)
 		}
 	}
@@ -208,48 +208,19 @@ func (c *Credentials) Certificate() *x509.Certificate { return c.current().Leaf 
 // (a derived one is renewed before then).
 func (c *Credentials) NotAfter() time.Time { return c.Certificate().NotAfter }
 
+// verifier returns the Verifier of this peer: its roots, its cluster,
+// its clock.
+func (c *Credentials) verifier() *Verifier {
+	return &Verifier{Roots: c.roots, Cluster: c.id.Cluster, Now: c.time}
+}
+
 // Verify checks a certificate chain a peer presented (leaf first): it must
 // chain to a trusted CA, be valid now for usage, and name an identity of
-// this peer's cluster, which it returns. Errors wrap ErrNoCertificate,
-// ErrUntrusted (expired, unknown CA, wrong key usage), ErrNoIdentity or
-// ErrIdentityMismatch (another cluster).
+// this peer's cluster, which it returns (see Verifier.Verify). Errors wrap
+// ErrNoCertificate, ErrUntrusted (expired, unknown CA, wrong key usage),
+// ErrNoIdentity or ErrIdentityMismatch (another cluster).
 func (c *Credentials) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) (Identity, error) {
-	if len(chain) == 0 {
-		return Identity{}, ErrNoCertificate
-	}
-	if _, err := c.verifyChain(chain, usage); err != nil {
-		return Identity{}, fmt.Errorf("%w: %s: %v", ErrUntrusted, describe(chain[0]), err)
-	}
-	return c.sameCluster(chain[0])
-}
-
-// sameCluster returns the identity cert names if it is in this peer's
-// cluster.
-func (c *Credentials) sameCluster(cert *x509.Certificate) (Identity, error) {
-	id, err := IdentityOf(cert)
-	if err != nil {
-		return Identity{}, err
-	}
-	if id.Cluster != c.id.Cluster {
-		return Identity{}, fmt.Errorf("%w: %s is a peer of cluster %q, this is cluster %q", ErrIdentityMismatch, id, id.Cluster, c.id.Cluster)
-	}
-	return id, nil
-}
-
-func (c *Credentials) verifyChain(chain []*x509.Certificate, usage x509.ExtKeyUsage) ([][]*x509.Certificate, error) {
-	var inter *x509.CertPool
-	if len(chain) > 1 {
-		inter = x509.NewCertPool()
-		for _, ic := range chain[1:] {
-			inter.AddCert(ic)
-		}
-	}
-	return chain[0].Verify(x509.VerifyOptions{
-		Roots:         c.roots,
-		Intermediates: inter,
-		CurrentTime:   c.time(),
-		KeyUsages:     []x509.ExtKeyUsage{usage},
-	})
+	return c.verifier().Verify(chain, usage)
 }
 
 // describe names a certificate in errors: its identity, else its subject.
@@ -280,7 +251,7 @@ func (c *Credentials) ServerTLS() *tls.Config {
 			if len(cs.PeerCertificates) == 0 {
 				return nil
 			}
-			_, err := c.sameCluster(cs.PeerCertificates[0])
+			_, err := c.verifier().identity(cs.PeerCertificates[0])
 			return err
 		},
 	}
@@ -299,11 +270,8 @@ func (c *Credentials) ClientTLS() *tls.Config {
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return c.current(), nil
 		},
-		Time: c.now,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			_, err := c.Verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
-			return err
-		},
+		Time:             c.now,
+		VerifyConnection: c.verifier().VerifyServer,
 	}
 }
 
@@ -343,17 +311,7 @@ func NewClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS13,
 		InsecureSkipVerify: true, // VerifyConnection checks the chain and identity
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return ErrNoCertificate
-			}
-			v := &Credentials{roots: roots}
-			if _, err := v.verifyChain(cs.PeerCertificates, x509.ExtKeyUsageServerAuth); err != nil {
-				return fmt.Errorf("%w: %s: %v", ErrUntrusted, describe(cs.PeerCertificates[0]), err)
-			}
-			_, err := IdentityOf(cs.PeerCertificates[0])
-			return err
-		},
+		VerifyConnection:   (&Verifier{Roots: roots, AnyCluster: true}).VerifyServer,
 	}
 	switch {
 	case certFile != "" && keyFile != "":

@@ -48,6 +48,7 @@ import (
 
 	"github.com/qcluster/qcluster"
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/httpclient"
 	"github.com/qcluster/qcluster/internal/pki"
 )
 
@@ -225,16 +226,12 @@ func newCluster(opts Options) (*Cluster, error) {
 	c := &Cluster{
 		opts:   opts,
 		scheme: "http",
-		client: &http.Client{
-			Transport: &http.Transport{
-				Proxy:               nil, // never send loopback polls through a proxy
-				DialContext:         (&net.Dialer{Timeout: opts.RequestTimeout}).DialContext,
-				TLSClientConfig:     tlsCfg,
-				MaxIdleConnsPerHost: 4,
-				IdleConnTimeout:     30 * time.Second,
-				DisableCompression:  true,
-			},
-		},
+		client: httpclient.New(httpclient.Options{
+			TLS:                 tlsCfg, // never through a proxy: loopback polls
+			DialTimeout:         opts.RequestTimeout,
+			MaxIdleConnsPerHost: 4,
+			DisableCompression:  true,
+		}),
 	}
 	if tlsCfg != nil {
 		c.scheme = "https"

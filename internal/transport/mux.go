@@ -13,6 +13,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/qcluster/qcluster/internal/backoff"
+	"github.com/qcluster/qcluster/internal/loglimit"
 )
 
 // Defaults for the zero fields of [MuxOptions].
@@ -132,7 +135,7 @@ type Mux struct {
 	maxPerIP int         // <= 0: unlimited
 	anonHTTP bool        // AllowHTTPWithoutClientCert
 	stats    muxCounters
-	warned   [numRefusals]atomic.Int64 // last warning per kind, unix nanoseconds
+	warned   [numRefusals]loglimit.Limiter // one warning per kind per second
 
 	// handlers is written by Handle before Serve and read-only afterwards.
 	handlers []muxHandler
@@ -257,7 +260,7 @@ func (m *Mux) Serve() error {
 	m.mu.Unlock()
 	defer close(m.loopDone)
 
-	var backoff time.Duration
+	bo := backoff.New(5*time.Millisecond, time.Second)
 	for {
 		c, err := m.ln.Accept()
 		if err != nil {
@@ -269,16 +272,18 @@ func (m *Mux) Serve() error {
 			}
 			// Transient failures (EMFILE, ECONNABORTED, ...): retry with
 			// backoff rather than spinning or giving up.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			m.log.Warn("mux accept failed; retrying", "err", err, "delay", backoff)
+			delay := bo.Next()
+			m.log.Warn("mux accept failed; retrying", "err", err, "delay", delay)
+			timer := time.NewTimer(delay)
 			select {
-			case <-time.After(backoff):
+			case <-timer.C:
 			case <-m.done:
+				timer.Stop()
 				return nil
 			}
 			continue
 		}
-		backoff = 0
+		bo.Reset()
 		m.stats.accepted.Add(1)
 		lc, ok, closed := m.track(c)
 		if closed {
@@ -611,9 +616,7 @@ func (m *Mux) refused(kind int, msg string, args ...any) {
 	if m.isClosed() {
 		return
 	}
-	now := time.Now().UnixNano()
-	last := m.warned[kind].Load()
-	if now-last >= int64(time.Second) && m.warned[kind].CompareAndSwap(last, now) {
+	if m.warned[kind].Allow(time.Now()) {
 		m.log.Warn(msg, args...)
 		return
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,8 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/qcluster/qcluster/internal/backoff"
+	"github.com/qcluster/qcluster/internal/clock"
 	"github.com/qcluster/qcluster/internal/pki"
 )
 
@@ -120,6 +121,9 @@ type Config struct {
 	// 1s). The delay doubles after each failure, with jitter, and is reset
 	// once a connection has stayed up for MaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// Now is the clock the Unreachable rate limit is judged by (default
+	// clock.Monotonic(); the node clock, consensus.NewClock, fits too).
+	Now clock.Clock
 	// Dial opens a connection to a peer's host:port; the default is a
 	// net.Dialer. It must return when ctx is done (Close and RemovePeer
 	// cancel it). With TLS, the Transport runs the TLS handshake on the
@@ -228,11 +232,11 @@ type Stats struct {
 //
 // All methods are safe for concurrent use.
 type Transport struct {
-	cfg   Config
-	log   *slog.Logger
-	ctx   context.Context // canceled by Close
-	stop  context.CancelFunc
-	start time.Time // monotonic base for rate limiting
+	cfg  Config
+	log  *slog.Logger
+	ctx  context.Context // canceled by Close
+	stop context.CancelFunc
+	now  clock.Clock // for rate limiting
 
 	filter                  atomic.Pointer[Filter]
 	sent, received, dropped typeCounters
@@ -285,6 +289,9 @@ func New(cfg Config) *Transport {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	if cfg.Now == nil {
+		cfg.Now = clock.Monotonic()
+	}
 	if cfg.FrameTimeout <= 0 {
 		cfg.FrameTimeout = DefaultFrameTimeout
 	}
@@ -310,7 +317,6 @@ func New(cfg Config) *Transport {
 		log:       log.With("local", cfg.LocalID),
 		ctx:       ctx,
 		stop:      stop,
-		start:     time.Now(),
 		peers:     make(map[uint64]*peer),
 		inbound:   make(map[net.Conn]uint64),
 		latest:    make(map[uint64]net.Conn),
@@ -674,14 +680,7 @@ func (t *Transport) authenticate(conn net.Conn, from uint64) error {
 	if t.cfg.NodeID == nil {
 		return nil
 	}
-	if len(cs.VerifiedChains) == 0 {
-		t.refused.unauthenticated.Add(1)
-		return errors.New("no verified peer certificate")
-	}
-	id, err := pki.PeerIdentity(cs)
-	if err == nil && id.Cluster != t.cfg.ClusterName {
-		err = fmt.Errorf("%w: certificate of %s is for cluster %q", pki.ErrIdentityMismatch, id, id.Cluster)
-	}
+	id, err := (&pki.Verifier{Cluster: t.cfg.ClusterName}).Peer(cs)
 	if err != nil {
 		t.refused.unauthenticated.Add(1)
 		return err
@@ -761,8 +760,8 @@ func (t *Transport) removeInbound(c net.Conn) {
 	delete(t.inbound, c)
 }
 
-// sinceStart returns a monotonic timestamp (never 0 after the first tick).
-func (t *Transport) sinceStart() int64 { return int64(time.Since(t.start)) + 1 }
+// sinceStart returns a monotonic timestamp (never 0).
+func (t *Transport) sinceStart() int64 { return int64(t.cfg.Now()) }
 
 // peer is the outbound side of one remote node.
 type peer struct {
@@ -804,7 +803,7 @@ func (p *peer) run() {
 	defer p.t.wg.Done()
 	defer p.drain() // removed or closed: what is queued is dropped
 	minB, maxB := p.t.cfg.MinBackoff, p.t.cfg.MaxBackoff
-	backoff := minB
+	bo := backoff.New(minB, maxB)
 	for p.ctx.Err() == nil {
 		addr := *p.addr.Load()
 		conn, err := p.dial(addr)
@@ -818,39 +817,37 @@ func (p *peer) run() {
 				return
 			}
 			if err == nil { // address changed: reconnect at once
-				backoff = minB
+				bo.Reset()
 				continue
 			}
 			if time.Since(up) >= maxB {
-				backoff = minB
+				bo.Reset()
 			}
 			p.log.Info("raft stream to peer broke", "addr", addr, "err", err)
 		} else {
 			if p.ctx.Err() != nil {
 				return
 			}
-			p.log.Debug("dial peer failed", "addr", addr, "err", err, "retry_in", backoff)
+			p.log.Debug("dial peer failed", "addr", addr, "err", err, "retry_in", bo.Nominal())
 		}
 
 		// Down: drop what is queued and what Send offers until reconnected.
-		p.interval.Store(int64(backoff))
+		p.interval.Store(int64(bo.Nominal()))
 		p.down.Store(true)
 		p.drain()
 		p.reportUnreachable()
 
-		wait := backoff/2 + rand.N(backoff/2+1)
-		timer := time.NewTimer(wait)
+		timer := time.NewTimer(bo.Next())
 		select {
 		case <-p.ctx.Done():
 			timer.Stop()
 			return
 		case <-p.update:
 			timer.Stop()
-			backoff = minB
+			bo.Reset()
 			continue
 		case <-timer.C:
 		}
-		backoff = min(2*backoff, maxB)
 	}
 }
 

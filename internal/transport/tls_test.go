@@ -317,6 +317,12 @@ func TestTLSHTTP(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "requires TLS") {
 		t.Errorf("plain HTTP: %s %q", resp.Status, body)
 	}
+	// The server counts the failed handshake once it has failed on its
+	// side, which may be after the client has its error.
+	eventually(t, "the refused handshake and plain-text request to be counted", func() bool {
+		s := strict.mux.Stats()
+		return s.PlainText == 1 && s.HandshakeFailed == 1
+	})
 	if s := strict.mux.Stats(); s.PlainText != 1 || s.HandshakeFailed != 1 {
 		t.Errorf("stats %+v", s)
 	}
