@@ -179,7 +179,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if runtime.GOOS != "linux" {
-		return errors.New("Linux only: the idle figures are read from /proc")
+		return errors.New("this benchmark runs on Linux only: it reads /proc")
 	}
 	dir, err := os.MkdirTemp("", "qcluster-compare-")
 	if err != nil {

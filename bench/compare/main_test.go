@@ -221,3 +221,27 @@ func TestRunQuick(t *testing.T) {
 		t.Errorf("no row of figures for etcd:\n%s", s)
 	}
 }
+
+// TestDocsCommands: every "go run ./bench/compare ..." in the README and
+// in this package's doc parses with the benchmark's flags.
+func TestDocsCommands(t *testing.T) {
+	cmd := regexp.MustCompile("go run \\./bench/compare((?:[ \t]+[^\\s#|&;`]+)*)")
+	seen := 0
+	for _, file := range []string{"../../README.md", "main.go"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range cmd.FindAllStringSubmatch(string(b), -1) {
+			seen++
+			// The doc's synopsis shows optional flags in brackets.
+			args := strings.Fields(strings.NewReplacer("[", " ", "]", " ").Replace(m[1]))
+			if _, _, err := parseFlags(args, io.Discard); err != nil {
+				t.Errorf("%s: %q: %v", file, m[0], err)
+			}
+		}
+	}
+	if seen < 3 {
+		t.Errorf("found only %d 'go run ./bench/compare' commands in the README and the package doc", seen)
+	}
+}
