@@ -15,6 +15,9 @@
 //   - etcd: Debian's etcd-server (3.4) with QCluster-like timings,
 //     --heartbeat-interval 30 --election-timeout 150 (ms); a member's view
 //     is POST /v3/maintenance/status (answered by the member itself).
+//     etcd reports the term of its latest applied entry, which follows an
+//     election once the new leader's first entry is applied: the count of
+//     rounds with more than one election is a lower bound for etcd.
 //   - etcd-default: the same etcd with its defaults (100 ms / 1 s).
 //   - hraft: bench/hraft, a small hashicorp/raft node in a module of its
 //     own (so this module does not depend on hashicorp/raft), built with

@@ -175,6 +175,7 @@ func TestReport(t *testing.T) {
 		"etcd 3.4 defaults 100/1000 ms: SKIPPED: etcd is not installed\n",
 		"FAILED: hashicorp/raft 1.7, 150 ms: SIGSTOP round 1: no new leader\n",
 		"load average (1 min) 1.00 at the start, 2.00 at the end",
+		"etcd 3.4, 30/150 ms                  follower m               0    48.0    1.40\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

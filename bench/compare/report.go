@@ -216,9 +216,20 @@ func (r report) print(w io.Writer) {
 			fmt.Fprintf(w, rowf, s.label, f.name, len(f.ds), ms(first), ms(p(f.ds, 50)), ms(p(f.ds, 90)), ms(p(f.ds, 99)), ms(last(f.ds)), f.jumps)
 		}
 	}
-	fmt.Fprintln(w, "(jumps: rounds whose new leader's term was more than one above the old one, i.e. more than one election)")
+	fmt.Fprintln(w, "(jumps: rounds whose new leader's term was more than one above the old one, i.e. more than one election;")
+	fmt.Fprintln(w, " etcd reports the term of its latest applied entry, so its count is a lower bound)")
 	if r.n < 100 {
 		fmt.Fprintf(w, "(percentiles are nearest-rank: with %d rounds p99 is the maximum)\n", r.n)
+	}
+	idleRows := false
+	for _, s := range r.systems {
+		for _, pr := range s.idle {
+			if !idleRows {
+				fmt.Fprintf(w, "\n%-36s %-8s %-8s %8v %7v %7v\n", "idle, per process", "role", "member", "pid", "RSS MB", "CPU %")
+				idleRows = true
+			}
+			fmt.Fprintf(w, "%-36s %-8s %-8s %8v %7.1f %7.2f\n", s.label, pr.role, pr.name, pr.pid, float64(pr.rssKB)/1024, pr.cpu)
+		}
 	}
 	for _, s := range r.systems {
 		if s.idleNote != "" {
