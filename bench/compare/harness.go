@@ -145,14 +145,34 @@ func (h harness) pause(ctx context.Context) error {
 	}
 }
 
+// beforeFault waits a random instant within h.jitter, then until every
+// member of s agrees on the leader, right before the fault: the leader may
+// have changed since s's previous round (the other systems' rounds ran
+// meanwhile), and a fault on a member that no longer leads would time
+// nothing. It counts such changes in s.unprompted.
+func (h harness) beforeFault(ctx context.Context, s *system) error {
+	if err := h.pause(ctx); err != nil {
+		return err
+	}
+	a, err := h.waitStable(ctx, s, nil, 0)
+	if err != nil {
+		return fmt.Errorf("before the fault: %w", err)
+	}
+	if a.leader != s.stable.leader {
+		s.unprompted++
+	}
+	s.stable = a
+	return nil
+}
+
 // killRound kills s's leader with SIGKILL, times until both survivors name
 // the same new leader, restarts the killed member and waits until it
 // follows.
 func (h harness) killRound(ctx context.Context, s *system) error {
-	old := s.stable.leader
-	if err := h.pause(ctx); err != nil {
+	if err := h.beforeFault(ctx, s); err != nil {
 		return err
 	}
+	old := s.stable.leader
 	at, err := old.Kill()
 	if err != nil {
 		return err
@@ -164,6 +184,7 @@ func (h harness) killRound(ctx context.Context, s *system) error {
 		return fmt.Errorf("no new leader after SIGKILL of %s: %w", old.Name(), err)
 	}
 	s.kills = append(s.kills, after.at.Sub(at))
+	s.last = roundInfo{old: old.Name(), leader: after.leader.Name(), termBefore: s.stable.term, termAfter: after.term, took: after.at.Sub(at)}
 	if after.term > s.stable.term+1 {
 		s.killJumps++
 	}
@@ -185,10 +206,10 @@ func (h harness) killRound(ctx context.Context, s *system) error {
 // name the same new leader, resumes it with SIGCONT and waits until it
 // follows.
 func (h harness) stopRound(ctx context.Context, s *system) error {
-	old := s.stable.leader
-	if err := h.pause(ctx); err != nil {
+	if err := h.beforeFault(ctx, s); err != nil {
 		return err
 	}
+	old := s.stable.leader
 	at := time.Now()
 	if err := old.Signal(syscall.SIGSTOP); err != nil {
 		return err
@@ -203,6 +224,7 @@ func (h harness) stopRound(ctx context.Context, s *system) error {
 		return fmt.Errorf("no new leader after SIGSTOP of %s: %w", old.Name(), err)
 	}
 	s.stops = append(s.stops, after.at.Sub(at))
+	s.last = roundInfo{old: old.Name(), leader: after.leader.Name(), termBefore: s.stable.term, termAfter: after.term, took: after.at.Sub(at)}
 	if after.term > s.stable.term+1 {
 		s.stopJumps++
 	}
@@ -212,6 +234,13 @@ func (h harness) stopRound(ctx context.Context, s *system) error {
 	}
 	s.stable = next
 	return nil
+}
+
+// roundInfo is what -v prints of a round.
+type roundInfo struct {
+	old, leader           string // the member hit and the new leader
+	termBefore, termAfter uint64
+	took                  time.Duration
 }
 
 // idleProc is one process measured while idle.

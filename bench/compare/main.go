@@ -33,10 +33,12 @@
 // SIGKILL round of every system, then a SIGSTOP round of every system, in
 // an order rotated by i):
 //
-//  1. SIGKILL: with every member agreeing on the leader, wait a random
-//     instant within 100 ms (so the fault falls at a random point between
-//     two heartbeats), SIGKILL the leader and wait until its process is
-//     gone. The time runs from just before the signal until both survivors
+//  1. SIGKILL: wait a random instant within 100 ms (so the fault falls at
+//     a random point between two heartbeats), then until every member
+//     agrees on the leader (polled right before the fault: the leader may
+//     have changed since the system's previous round; such changes are
+//     counted and reported), SIGKILL the leader and wait until its process
+//     is gone. The time runs from just before the signal until both survivors
 //     name the same new leader and that one says it leads (QCluster: it
 //     holds its lease, IsLeader() is true), each asked every -poll (5 ms).
 //     Then restart the killed member from its data and wait until it
@@ -256,7 +258,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				order = append(order[k:], order[:k]...)
 			}
 			for _, s := range order {
-				old, term := s.stable.leader.Name(), s.stable.term
 				var err error
 				if fault == "SIGKILL" {
 					err = h.killRound(ctx, s)
@@ -271,12 +272,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					continue
 				}
 				if o.verbose {
-					ds := s.kills
-					if fault == "SIGSTOP" {
-						ds = s.stops
-					}
-					fmt.Fprintf(stdout, "round %3d  %-8s %-36s %-8s -> %-8s term %d -> %d  %s ms\n", i, fault, s.label, old,
-						s.stable.leader.Name(), term, s.stable.term, ms(ds[len(ds)-1]))
+					l := s.last
+					fmt.Fprintf(stdout, "round %3d  %-8s %-36s %-8s -> %-8s term %d -> %d  %s ms\n", i, fault, s.label, l.old, l.leader, l.termBefore, l.termAfter, ms(l.took))
 				}
 			}
 		}

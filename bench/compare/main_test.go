@@ -159,6 +159,7 @@ func TestReport(t *testing.T) {
 	qc := testSystem(sysQCluster, "QCluster agent, defaults 50/150 ms", []float64{300, 100, 200}, []float64{210, 256}, []float64{3.2, 2.8, 3.1}, []float64{24, 22, 23})
 	etcd := testSystem(sysEtcd, "etcd 3.4, 30/150 ms", []float64{400, 200}, []float64{100, 512}, []float64{6.4, 1.4, 1.4}, []float64{46, 44, 48})
 	hr := testSystem(sysHraft, "hashicorp/raft 1.7, 150 ms", []float64{50}, nil, nil, nil)
+	etcd.unprompted = 2
 	hr.failed = errors.New("SIGSTOP round 1: no new leader\nlast views: ...")
 	skipped := &system{key: sysEtcdDefault, label: "etcd 3.4 defaults 100/1000 ms", skipped: "etcd is not installed\nmore"}
 	var b bytes.Buffer
@@ -175,6 +176,7 @@ func TestReport(t *testing.T) {
 		"etcd 3.4 defaults 100/1000 ms: SKIPPED: etcd is not installed\n",
 		"FAILED: hashicorp/raft 1.7, 150 ms: SIGSTOP round 1: no new leader\n",
 		"load average (1 min) 1.00 at the start, 2.00 at the end",
+		"note: etcd 3.4, 30/150 ms: the leader changed 2 times between its rounds, with no fault",
 		"etcd 3.4, 30/150 ms                  follower m               0    48.0    1.40\n",
 	} {
 		if !strings.Contains(out, want) {

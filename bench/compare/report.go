@@ -232,6 +232,9 @@ func (r report) print(w io.Writer) {
 		}
 	}
 	for _, s := range r.systems {
+		if s.unprompted > 0 {
+			fmt.Fprintf(w, "note: %s: the leader changed %d times between its rounds, with no fault (found and followed before the next fault)\n", s.label, s.unprompted)
+		}
 		if s.idleNote != "" {
 			fmt.Fprintf(w, "note: %s: %s\n", s.label, s.idleNote)
 		}

@@ -62,6 +62,8 @@ type system struct {
 
 	kills, stops         []time.Duration
 	killJumps, stopJumps int // rounds whose new term was more than one above the old
+	unprompted           int // leader changes found before a fault, since the previous round
+	last                 roundInfo
 	idle                 []*idleProc
 	idleNote             string
 }
