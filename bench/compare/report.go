@@ -167,6 +167,7 @@ func (r report) print(w io.Writer) {
 	var qc *system
 	for _, s := range r.systems {
 		if s.skipped != "" {
+			fmt.Fprintf(w, "| %s | skipped: not run here (see Systems) | – | – | – |\n", s.label)
 			continue
 		}
 		if s.key == sysQCluster {
