@@ -56,10 +56,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -68,6 +66,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/qcluster/qcluster/internal/benchkit"
 	"github.com/qcluster/qcluster/internal/pki"
 	"github.com/qcluster/qcluster/internal/proccluster"
 )
@@ -171,7 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if bin == "" {
 		bin = filepath.Join(dir, "qcluster")
 		fmt.Fprintln(stderr, "building ./cmd/qcluster ...")
-		if err := buildAgent(ctx, bin); err != nil {
+		if err := benchkit.BuildAgent(ctx, bin); err != nil {
 			return err
 		}
 		how = "built from ./cmd/qcluster"
@@ -290,21 +289,6 @@ func (m *mode) dirName() string {
 	return "plain"
 }
 
-// buildAgent builds ./cmd/qcluster of the enclosing module into bin.
-func buildAgent(ctx context.Context, bin string) error {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		return fmt.Errorf("cannot find the module to build ./cmd/qcluster (run from inside it, or pass -bin): %v", err)
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/qcluster")
-	cmd.Dir = filepath.Dir(gomod)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/qcluster: %v\n%s", err, b)
-	}
-	return nil
-}
-
 // waitStable waits until every peer runs and all name the same leader,
 // and, when rejoined is not nil, that peer follows it with a term of at
 // least minTerm.
@@ -408,7 +392,7 @@ func printSummary(w io.Writer, modes []*mode, o options) {
 		}
 		slices.Sort(ds)
 		f := func(d time.Duration) string { return strconv.FormatFloat(msf(d), 'f', 1, 64) }
-		fmt.Fprintf(w, rowf, name, len(ds), f(ds[0]), f(pct(ds, 50)), f(pct(ds, 90)), f(pct(ds, 99)), f(ds[len(ds)-1]))
+		fmt.Fprintf(w, rowf, name, len(ds), f(ds[0]), f(benchkit.Percentile(ds, 50)), f(benchkit.Percentile(ds, 90)), f(benchkit.Percentile(ds, 99)), f(ds[len(ds)-1]))
 	}
 	label := func(what string, m *mode) string {
 		if len(modes) == 1 {
@@ -451,12 +435,6 @@ func printSummary(w io.Writer, modes []*mode, o options) {
 	fmt.Fprintln(w)
 }
 
-// pct returns the p-th percentile of sorted ds (nearest rank).
-func pct(ds []time.Duration, p float64) time.Duration {
-	i := int(math.Ceil(p/100*float64(len(ds)))) - 1
-	return ds[max(0, min(i, len(ds)-1))]
-}
-
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func fmtMS(d time.Duration) string {
@@ -496,7 +474,7 @@ func measureIdle(ctx context.Context, w io.Writer, modes []*mode, o options) err
 	for _, ps := range procs {
 		for _, pr := range ps {
 			pr.pid = pr.p.PID()
-			if pr.before, err = cpuTicks(pr.pid); err != nil {
+			if pr.before, err = benchkit.CPUTicks(pr.pid); err != nil {
 				return err
 			}
 		}
@@ -510,14 +488,14 @@ func measureIdle(ctx context.Context, w io.Writer, modes []*mode, o options) err
 	elapsed := time.Since(start)
 	for _, ps := range procs {
 		for _, pr := range ps {
-			after, err := cpuTicks(pr.pid)
+			after, err := benchkit.CPUTicks(pr.pid)
 			if err != nil {
 				return err
 			}
-			if pr.rss, err = rssKB(pr.pid); err != nil {
+			if pr.rss, err = benchkit.RSSKB(pr.pid); err != nil {
 				return err
 			}
-			pr.cpu = float64(after-pr.before) / clockTicksPerSecond / elapsed.Seconds() * 100
+			pr.cpu = float64(after-pr.before) / benchkit.ClockTicksPerSecond / elapsed.Seconds() * 100
 		}
 	}
 
@@ -576,48 +554,6 @@ func printIdle(w io.Writer, modes []*mode, procs [][]*idleProc, idle time.Durati
 	}
 	line()
 	fmt.Fprintf(w, "(RSS: VmRSS at the end of the window; CPU: utime+stime from /proc/PID/stat over the window, %% of one core, 10 ms resolution)\n")
-}
-
-// clockTicksPerSecond is USER_HZ, the unit of utime and stime in
-// /proc/PID/stat: 100 on every mainstream Linux configuration.
-const clockTicksPerSecond = 100
-
-// cpuTicks returns utime+stime of a process, in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("CPU time (Linux only): %w", err)
-	}
-	// The command name (field 2) is in parentheses and may hold spaces.
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat: %q", pid, s)
-	}
-	// fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-	ut, err1 := strconv.ParseInt(fields[11], 10, 64)
-	st, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return ut + st, nil
-}
-
-// rssKB returns VmRSS of a process, in kB.
-func rssKB(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("RSS (Linux only): %w", err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				return strconv.ParseInt(f[0], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
 // failWithLogs prints the agents' last log lines and wraps err.

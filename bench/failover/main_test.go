@@ -26,15 +26,6 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestPct(t *testing.T) {
-	ds := []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
-	for p, want := range map[float64]time.Duration{50: 5, 90: 9, 99: 10, 0: 1} {
-		if got := pct(ds, p); got != want {
-			t.Errorf("pct(%v) = %v, want %v", p, got, want)
-		}
-	}
-}
-
 func TestPrintSummary(t *testing.T) {
 	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 	off := &mode{name: "TLS off", rounds: []round{

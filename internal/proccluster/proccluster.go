@@ -802,6 +802,12 @@ func (c *Cluster) Close() {
 	c.client.CloseIdleConnections()
 }
 
+// SysProcAttr returns the attributes the Cluster starts its agents with:
+// a process group of their own and, on Linux, SIGKILL from the kernel if
+// the controlling program dies. Programs that start other cluster members
+// the same way (the comparison benchmark) use it too.
+func SysProcAttr() *syscall.SysProcAttr { return sysProcAttr() }
+
 // FreePorts returns n distinct ports on host that are free for both TCP and
 // UDP right now (QCluster uses both on its one port). Another program may
 // take them before they are used; Start retries when that happens.

@@ -1,0 +1,94 @@
+// Package benchkit holds what the benchmarks under bench/ share: a
+// process's CPU time and resident memory read from /proc, nearest-rank
+// percentiles, and building the agent from the enclosing module.
+package benchkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ClockTicksPerSecond is USER_HZ, the unit of utime and stime in
+// /proc/PID/stat: 100 on every mainstream Linux configuration.
+const ClockTicksPerSecond = 100
+
+// CPUTicks returns utime+stime of a process, in clock ticks (Linux only).
+func CPUTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("CPU time (Linux only): %w", err)
+	}
+	return parseStatTicks(string(b))
+}
+
+// parseStatTicks returns utime+stime from the text of /proc/PID/stat.
+func parseStatTicks(s string) (int64, error) {
+	// The command name (field 2) is in parentheses and may hold spaces.
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/PID/stat: %q", s)
+	}
+	// fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+	ut, err1 := strconv.ParseInt(fields[11], 10, 64)
+	st, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return ut + st, nil
+}
+
+// RSSKB returns VmRSS of a process, in kB (Linux only).
+func RSSKB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("RSS (Linux only): %w", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// Percentile returns the p-th percentile of sorted ds (nearest rank).
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	i := int(math.Ceil(p/100*float64(len(ds)))) - 1
+	return ds[max(0, min(i, len(ds)-1))]
+}
+
+// ModuleDir returns the root directory of the module the current
+// directory belongs to, as `go env GOMOD` tells.
+func ModuleDir(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("cannot find the enclosing Go module (run from inside it): %v", err)
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// BuildAgent builds ./cmd/qcluster of the enclosing module into bin.
+func BuildAgent(ctx context.Context, bin string) error {
+	dir, err := ModuleDir(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot build ./cmd/qcluster (or pass -bin): %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/qcluster")
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/qcluster: %v\n%s", err, b)
+	}
+	return nil
+}
