@@ -236,7 +236,6 @@ type Transport struct {
 	log  *slog.Logger
 	ctx  context.Context // canceled by Close
 	stop context.CancelFunc
-	now  clock.Clock // for rate limiting
 
 	filter                  atomic.Pointer[Filter]
 	sent, received, dropped typeCounters
