@@ -67,33 +67,19 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/qcluster/qcluster/internal/benchkit"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "compare:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "compare:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchkit.Main("compare", run) }
 
 var (
-	errUsage = errors.New("usage")
+	errUsage = benchkit.ErrUsage
 	// errFailed: a system's measurement stopped early (the table is still
 	// printed).
 	errFailed = errors.New("a system failed")

@@ -58,7 +58,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -71,23 +70,9 @@ import (
 	"github.com/qcluster/qcluster/internal/proccluster"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "failover:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "failover:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchkit.Main("failover", run) }
 
-var errUsage = errors.New("usage")
+var errUsage = benchkit.ErrUsage
 
 // options are the command-line flags.
 type options struct {

@@ -92,38 +92,23 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/qcluster/qcluster"
+	"github.com/qcluster/qcluster/internal/benchkit"
 	"github.com/qcluster/qcluster/internal/pki"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "registry:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "registry:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchkit.Main("registry", run) }
 
-var errUsage = errors.New("usage")
+var errUsage = benchkit.ErrUsage
 
 // options are the command-line flags.
 type options struct {

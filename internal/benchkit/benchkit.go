@@ -1,18 +1,23 @@
-// Package benchkit holds what the benchmarks under bench/ share: a
-// process's CPU time and resident memory read from /proc, nearest-rank
-// percentiles, and building the agent from the enclosing module.
+// Package benchkit holds what the benchmarks under bench/ share: their
+// main (Main, ErrUsage), a process's CPU time and resident memory read from
+// /proc, nearest-rank percentiles, and building the agent from the
+// enclosing module.
 package benchkit
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -91,4 +96,26 @@ func BuildAgent(ctx context.Context, bin string) error {
 		return fmt.Errorf("go build ./cmd/qcluster: %v\n%s", err, b)
 	}
 	return nil
+}
+
+// ErrUsage marks a bad command line: Main exits with code 2 for it.
+var ErrUsage = errors.New("usage")
+
+// Main runs a benchmark command: run gets a context cancelled by SIGINT or
+// SIGTERM, the arguments and the standard streams; Main prints run's error
+// prefixed with name and exits 2 for ErrUsage, 1 for any other error, 0 for
+// none or flag.ErrHelp.
+func Main(name string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
