@@ -148,11 +148,14 @@
       const role = id === leader ? "leader" : (m.role === "leader" ? "follower" : m.role);
       tr.dataset.role = role;
       tr.dataset.state = m.state;
+      const check = m.check || "none";
+      tr.dataset.check = check;
       if (id === leader) tr.className = "leader";
       cell(tr, "Identifier", id + (m.is_self ? " (this peer)" : ""));
       cell(tr, "Address", m.host + ":" + m.port);
       cell(tr, "Role", role + (m.voter || role === "learner" || role === "none" || role === "member" ? "" : " (non-voter)"), "r-" + role);
       cell(tr, "Health", m.state, "badge h-" + m.state);
+      cell(tr, "Check", check, "badge c-" + check);
       const md = cell(tr, "Metadata", "");
       const code = document.createElement("code");
       code.textContent = m.metadata && Object.keys(m.metadata).length ? JSON.stringify(m.metadata) : "\u2013";

@@ -194,6 +194,9 @@ func TestDashboardFollowsAFailover(t *testing.T) {
 		want = append(want, fmt.Sprintf("p%d:%s:alive", i, role))
 	}
 	pg.waitFor("the members", membersJS, strings.Join(want, " "), 10*time.Second)
+	if got := pg.js(`Array.from(document.querySelectorAll("#members tbody tr td[data-label=Check]")).map(td => td.textContent).join(" ")`); got != "none none none" {
+		t.Errorf("the Check column reads %q, want none for each member (no health_check)", got)
+	}
 	if got := pg.js(`document.getElementById("term").textContent`); got != fmt.Sprint(p.Peers[f].Term()) && got != fmt.Sprint(p.Peers[lead].Term()) {
 		t.Errorf("the page shows term %s; the peers are at %d", got, p.Peers[f].Term())
 	}
