@@ -323,11 +323,15 @@ func TestHandedOverOnlyAroundTheTransfer(t *testing.T) {
 		overlapAt:      []time.Duration{ms(150), ms(50), ms(320), ms(150)},
 	}
 	// The leave of peer 0 was asked for at 100ms and answered at 200ms.
-	if n := handedOver(&f, 0, ms(100), ms(200)); n != 1 {
+	if n := handedOver(&f, []handover{{0, ms(100), ms(200)}}); n != 1 {
 		t.Fatalf("%d overlaps excused, want 1 (only the first)", n)
 	}
-	if n := handedOver(&f, 0, ms(100), 0); n != 0 {
+	if n := handedOver(&f, []handover{{0, ms(100), 0}}); n != 0 {
 		t.Fatalf("%d overlaps excused before the leave was answered, want 0", n)
+	}
+	// Two hand-overs that both cover an overlap excuse it once.
+	if n := handedOver(&f, []handover{{0, ms(100), ms(200)}, {0, ms(120), ms(200)}}); n != 1 {
+		t.Fatalf("%d overlaps excused by two hand-overs, want 1", n)
 	}
 }
 

@@ -73,16 +73,22 @@ type scen struct {
 	// end, when set, closes the judged window before the scenario ends
 	// (what follows restores the cluster and is not judged).
 	end time.Duration
-	// handover, when >= 0, is a leader that hands leadership over on
-	// purpose: it drops its lease when the transfer starts, so a claim
+	// handovers are leaders that hand leadership over on purpose (a
+	// leave, or a stop: SIGTERM makes a leader hand over before it
+	// exits): each drops its lease when the transfer starts, so a claim
 	// inside the lease it last reported is not an overlap (the monitor
 	// cannot see the drop between two samples). Split brain still counts.
-	// Only overlaps with the transfer are excused: the handing-over
-	// leader's claim sent by handTo (when the request that transfers was
-	// answered), the other claim sent from handFrom (when that request
-	// was sent) on.
-	handover         int
-	handFrom, handTo time.Duration
+	handovers []handover
+}
+
+// handover is one leadership transfer a scenario asked for. Only overlaps
+// with it are excused: the handing-over leader's claim sent by to (when
+// the request that transfers was answered, or the stopped agent exited),
+// the other claim sent from from (when that request or signal was sent)
+// on.
+type handover struct {
+	peer     int
+	from, to time.Duration
 }
 
 // maxSampleIdle bounds the time the monitor may leave a peer unasked
@@ -97,7 +103,7 @@ const maxSampleIdle = 150 * time.Millisecond
 func (c *cluster) scenario(t *testing.T, name string, body func(*scen)) {
 	t.Run(name, func(t *testing.T) {
 		r := &result{cluster: c.label, name: name}
-		s := &scen{c: c, t: t, r: r, handover: -1}
+		s := &scen{c: c, t: t, r: r}
 		if err := c.reset(); err != nil {
 			t.Fatalf("reset: %v", err)
 		}
@@ -128,12 +134,11 @@ func (s *scen) judge() {
 	if r.f.splitBrain > 0 {
 		t.Errorf("%d split-brain instants: two peers said is_leader=true at overlapping times", r.f.splitBrain)
 	}
-	if s.handover >= 0 {
-		handed := handedOver(&r.f, s.handover, s.handFrom, s.handTo)
-		if handed > 0 {
-			r.note("%d claims, sent after the transfer was asked for (%+.1fms), fell inside the lease %s reported before the request was answered (%+.1fms; dropped at the transfer's start)",
-				handed, ms(s.handFrom-s.start), c.names[s.handover], ms(s.handTo-s.start))
+	if handed := handedOver(&r.f, s.handovers); handed > 0 {
+		for _, h := range s.handovers {
+			r.note("hand-over by %s asked for at %+.1fms, done by %+.1fms", c.names[h.peer], ms(h.from-s.start), ms(h.to-s.start))
 		}
+		r.note("%d claims, sent after a hand-over was asked for, fell inside the lease its leader reported before it was done (dropped at the transfer's start)", handed)
 		r.f.leaseOverlap -= handed
 	}
 	if r.f.leaseOverlap > 0 {
@@ -413,6 +418,9 @@ func scenarioRollingRestart(s *scen) {
 		s.must(c.stop(i))
 		s.r.faults++
 		if i == l {
+			// A stop is a hand-over: the leader transfers leadership
+			// before it exits.
+			s.handovers = append(s.handovers, handover{peer: i, from: t0, to: c.mon.now()})
 			s.failover(c.others(i), t0, "restart of leader "+c.names[i])
 		}
 		s.must(c.start(i))
@@ -431,11 +439,10 @@ func scenarioRollingRestart(s *scen) {
 func scenarioLeaveLeader(s *scen) {
 	c := s.c
 	l, _ := s.stable()
-	s.handover = l
 	t0 := c.mon.now()
 	s.must(c.post(l, "/v1/self/leave"))
 	left := c.mon.now()
-	s.handFrom, s.handTo = t0, left
+	s.handovers = append(s.handovers, handover{peer: l, from: t0, to: left})
 	s.r.faults++
 	s.must(c.waitExit(l, 10*time.Second))
 	others := c.others(l)
@@ -528,16 +535,20 @@ func scenarioNetemIdle(s *scen) {
 		*flagIdle, netemDelay, netemJitter, c.topo.netemKind(), c.tm.heartbeat, c.tm.election, gaps, lost, c.names[l])
 }
 
-// handedOver counts the lease overlaps that a leadership transfer excuses:
-// the earlier claim is the handing-over leader's, sent by to (when the
-// request that transfers was answered), and the later one was sent from
-// from (when that request was sent) on. The leader dropped its lease when
-// the transfer started, which the monitor cannot see between two samples.
-func handedOver(f *findings, handover int, from, to time.Duration) int {
+// handedOver counts the lease overlaps that the leadership transfers hs
+// excuse (each once): the earlier claim is the handing-over leader's, sent
+// by to (when the request that transfers was answered, or the agent
+// exited), and the later one was sent from from (when that request or
+// signal was sent) on. The leader dropped its lease when the transfer
+// started, which the monitor cannot see between two samples.
+func handedOver(f *findings, hs []handover) int {
 	n := 0
 	for k, p := range f.overlapOwners {
-		if p == handover && to != 0 && f.overlapOwnerAt[k] <= to && f.overlapAt[k] >= from {
-			n++
+		for _, h := range hs {
+			if p == h.peer && h.to != 0 && f.overlapOwnerAt[k] <= h.to && f.overlapAt[k] >= h.from {
+				n++
+				break
+			}
 		}
 	}
 	return n
