@@ -250,7 +250,14 @@ func TestAPIWithoutLeader(t *testing.T) {
 	tc.stop(2)
 	p := tc.peers[0]
 	h := newHTTPC(t)
-	waitFor(t, 5*time.Second, "p0 to know no leader", func() bool { _, ok := p.Leader(); return !ok })
+	// A stopped leader hands over first, so p0 may lead for a moment (a
+	// majority elected it before the second peer went) until its lease,
+	// without a majority, runs out: wait for the state to settle.
+	waitFor(t, 10*time.Second, "p0 to know no leader", func() bool {
+		_, ok := p.Leader()
+		resp, _ := h.do(p, "GET", "/v1/leader", "", "")
+		return !ok && resp.StatusCode == 503
+	})
 	resp, b := h.do(p, "GET", "/v1/leader", "", "")
 	h.wantErr(resp, b, 503, api.CodeNoLeader)
 	indexOf(t, resp)
@@ -653,8 +660,11 @@ func TestAPIWatchStreamSeesChangesAndResumes(t *testing.T) {
 // closing peer, or its goroutines, around.
 func TestAPIBlockingQueryEndsOnClose(t *testing.T) {
 	tc := newAPITestCluster(t, 3, "")
-	tc.waitLeader(5 * time.Second)
-	p := tc.peers[0]
+	leader := tc.waitLeader(5 * time.Second)
+	// A follower: closing a leader hands leadership over first, which
+	// changes what /v1/leader says before the peer closes.
+	pi := (tc.index(leader) + 1) % len(tc.peers)
+	p := tc.peers[pi]
 	h := newHTTPC(t)
 	var st api.Status
 	idx := indexOf(t, h.get(p, "/v1/status", &st))
@@ -679,7 +689,7 @@ func TestAPIBlockingQueryEndsOnClose(t *testing.T) {
 		return len(p.watch.subs) > 0
 	})
 	start := time.Now()
-	tc.stop(0)
+	tc.stop(pi)
 	select {
 	case err := <-errc:
 		if err != nil {

@@ -180,19 +180,27 @@ func TestLeaderCommandWithoutLeader(t *testing.T) {
 	agreedLeader(t, peers)
 	peers[1].Close()
 	peers[2].Close()
+	// A closed leader hands over first, so p0 may lead for a moment (a
+	// majority elected it before the second peer went) until its lease,
+	// without a majority, runs out: wait until it knows no leader and its
+	// API says so.
 	deadline := time.Now().Add(10 * time.Second)
+	var out, errOut *syncBuffer
+	var m *Main
+	var err error
 	for {
-		if _, ok := peers[0].Leader(); !ok {
+		out, errOut = &syncBuffer{}, &syncBuffer{}
+		m = &Main{Stdout: out, Stderr: errOut}
+		_, ok := peers[0].Leader()
+		err = m.Run(t.Context(), []string{"leader", "--addr", peers[0].Addr()})
+		if !ok && err != nil {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("p0 still knows a leader")
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // polling a condition, with a deadline
 	}
-	var out, errOut syncBuffer
-	m := &Main{Stdout: &out, Stderr: &errOut}
-	err := m.Run(t.Context(), []string{"leader", "--addr", peers[0].Addr()})
 	if code := m.Report(err); code != 1 {
 		t.Fatalf("leader without a leader: exit %d (%v)", code, err)
 	}
