@@ -17,10 +17,16 @@ import (
 // health check passes, none that takes over in time) says so in the log and
 // goes on closing: the others then elect a leader after an election timeout.
 
+// maxHandOver caps the hand-over on Close, so that a long election
+// timeout cannot hold a stop for minutes (systemd and Kubernetes give a
+// stop 90 s and 30 s by default).
+const maxHandOver = 5 * time.Second
+
 // handOverTimeout bounds the hand-over on Close: two election timeouts,
-// time for raft to give one transferee up and try the next.
+// time for raft to give one transferee up and try the next, at most
+// maxHandOver.
 func (c *Cluster) handOverTimeout() time.Duration {
-	return 2 * time.Duration(c.cfg.ElectionTimeout)
+	return min(2*time.Duration(c.cfg.ElectionTimeout), maxHandOver)
 }
 
 // handOverOnClose hands leadership over when this peer leads (see above).
@@ -43,6 +49,8 @@ func (c *Cluster) handOverOnClose() {
 		c.log.Info("stopping leader handed leadership over", "to", to, "took", took.String())
 	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrClosed):
 		// Lost leadership meanwhile, or closed by another call.
+	case errors.Is(err, ErrUnknownPeer) && !errors.Is(err, ErrTransferFailed):
+		c.log.Info("stopping leader has no other voter to hand leadership to")
 	default:
 		c.log.Warn("stopping leader could not hand leadership over: the others elect a leader after an election timeout", "err", err, "took", took.String())
 	}

@@ -231,13 +231,13 @@ func (c *Cluster) stop() error {
 // voter still counts toward the majority, and may start again with its
 // data_dir), stops taking part in elections (a leader first hands
 // leadership to the best other voter, as Resign does, within two election
-// timeouts, so the others need not wait out an election timeout; use Leave
-// to leave the cluster for good, which then closes), stops gossip (the
-// others see it fail, not leave), closes its port and its data, and waits
-// for every goroutine it started, with one exception: a gossip probe that
-// memberlist has under way ends on its own, within its probe timeout (about
-// half a second with the lan profile, more under load). It is safe to call
-// more than once.
+// timeouts and at most 5 s, so the others need not wait out an election
+// timeout; use Leave to leave the cluster for good, which then closes),
+// stops gossip (the others see it fail, not leave), closes its port and its
+// data, and waits for every goroutine it started, with one exception: a
+// gossip probe that memberlist has under way ends on its own, within its
+// probe timeout (about half a second with the lan profile, more under
+// load). It is safe to call more than once.
 func (c *Cluster) Close() error {
 	c.handOverOnClose()
 	c.mu.Lock()
