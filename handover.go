@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/qcluster/qcluster/internal/consensus"
 )
 
 // A stop is a hand-over. A leader that is closed (Close, the agent's
@@ -32,7 +30,7 @@ func (c *Cluster) handOverTimeout() time.Duration {
 // handOverOnClose hands leadership over when this peer leads (see above).
 // It runs at the start of Close, before anything is torn down.
 func (c *Cluster) handOverOnClose() {
-	if s := c.snap.Load(); s.closed || s.view.Role != consensus.Leader || c.node() == nil {
+	if c.snap.Load().closed || !c.leading() || c.node() == nil {
 		return
 	}
 	start := time.Now()

@@ -391,13 +391,22 @@ func (c *Cluster) IsLeader() bool {
 	return !s.closed && s.view.IsLeaderAt(s.nodeNow(c.stamp()))
 }
 
+// reportedLeader is the leader this peer reports at now, the one rule
+// behind Leader, State and Watch: itself while it holds the lease, or the
+// leader it heard from within an election timeout, unless gossip says that
+// leader's health check fails (it holds no lease and is handing over). It
+// takes no lock and does not allocate.
+func (c *Cluster) reportedLeader(v *consensus.View, now time.Duration) (uint64, bool) {
+	id, ok := v.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout))
+	return id, ok && !c.leaderFailing(id)
+}
+
 // leaderIn returns the leader s lets this peer report at now.
 func (c *Cluster) leaderIn(s *snapshot, now time.Duration) (*Peer, bool) {
 	if s.closed || s.leader == nil {
 		return nil, false
 	}
-	id, ok := s.view.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout))
-	if !ok || c.leaderFailing(id) {
+	if _, ok := c.reportedLeader(&s.view, now); !ok {
 		return nil, false
 	}
 	return s.leader, true
@@ -592,7 +601,7 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 		return // closed meanwhile: publishClosed's snapshot stays
 	}
 	st := State{Identifier: c.cfg.Identifier, Role: Role(v.Role), Term: v.Term, IsLeader: v.IsLeaderAt(now)}
-	if id, ok := v.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout)); ok && !c.leaderFailing(id) {
+	if id, ok := c.reportedLeader(&v, now); ok {
 		st.Leader, st.HasLeader = *c.peer(id), true
 	}
 	if c.watch.publish(st) {
