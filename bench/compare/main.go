@@ -172,15 +172,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if runtime.GOOS != "linux" {
 		return errors.New("this benchmark runs on Linux only: it reads /proc")
 	}
-	dir, err := os.MkdirTemp("", "qcluster-compare-")
+	dir, cleanup, err := benchkit.WorkDir("qcluster-compare-", o.keep, stdout)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		defer fmt.Fprintf(stdout, "kept %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	e := &env{dir: dir, client: newHTTPClient(), stderr: stderr, timeout: o.requestTimeout, qcBin: o.bin, etcdBin: o.etcd}
 	defer e.client.CloseIdleConnections()
 

@@ -141,15 +141,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: -signal %q: use kill or term", errUsage, o.signal)
 	}
 
-	dir, err := os.MkdirTemp("", "qcluster-failover-")
+	dir, cleanup, err := benchkit.WorkDir("qcluster-failover-", o.keep, stdout)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		defer fmt.Fprintf(stdout, "kept %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 
 	bin, how := o.bin, "given with -bin"
 	if bin == "" {

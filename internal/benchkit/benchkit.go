@@ -119,3 +119,17 @@ func Main(name string, run func(ctx context.Context, args []string, stdout, stde
 		os.Exit(1)
 	}
 }
+
+// WorkDir makes a temporary directory for a benchmark's configs, logs and
+// data. Its cleanup removes it, or, with keep, leaves it and prints where
+// it is on stdout.
+func WorkDir(prefix string, keep bool, stdout io.Writer) (dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	if keep {
+		return dir, func() { fmt.Fprintf(stdout, "kept %s\n", dir) }, nil
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
