@@ -224,30 +224,38 @@ func (c *Cluster) gossipAlone() bool {
 	return true
 }
 
+// healthEvent is the SDK event for a change of a member's health that
+// gossip saw (suspect, recovered, failed, left), the same in both modes.
+func healthEvent(t membership.EventType) (EventType, bool) {
+	switch t {
+	case membership.EventSuspect:
+		return EventSuspect, true
+	case membership.EventRecovered:
+		return EventAlive, true
+	case membership.EventFailed:
+		return EventFailed, true
+	case membership.EventLeft:
+		return EventLeft, true
+	}
+	return 0, false
+}
+
 // onGossipEvent turns gossip's events into SDK events, as the mode says.
 func (c *Cluster) onGossipEvent(ev membership.Event) { c.mode.gossipEvent(ev) }
 
 // gossipEvent: in masterless mode gossip is the whole membership.
 func (m masterlessMode) gossipEvent(ev membership.Event) {
 	c := m.c
-	var t EventType
+	t, ok := healthEvent(ev.Type)
 	switch ev.Type {
 	case membership.EventJoined:
-		t = EventJoined
+		t, ok = EventJoined, true
 	case membership.EventUpdated:
-		t = EventUpdated
-	case membership.EventSuspect:
-		t = EventSuspect
-	case membership.EventRecovered:
-		t = EventAlive
-	case membership.EventFailed:
-		t = EventFailed
-	case membership.EventLeft:
-		t = EventLeft
-	default:
-		return
+		t, ok = EventUpdated, true
 	}
-	c.events.publish(Event{Type: t, Member: c.gossipMember(ev.Member)})
+	if ok {
+		c.events.publish(Event{Type: t, Member: c.gossipMember(ev.Member)})
+	}
 }
 
 // gossipEvent: in leader mode the registry owns joins, removals and
@@ -260,25 +268,19 @@ func (l leaderMode) gossipEvent(ev membership.Event) {
 		c.events.touch() // Peers lists it (role none) all the same
 		return
 	}
-	var t EventType
-	switch ev.Type {
-	case membership.EventJoined, membership.EventRecovered:
-		t = EventAlive
-	case membership.EventSuspect:
-		t = EventSuspect
-	case membership.EventFailed:
-		t = EventFailed
-	case membership.EventLeft:
-		t = EventLeft
-	case membership.EventUpdated:
+	if ev.Type == membership.EventUpdated {
 		// Its gossip envelope changed: in leader mode only its health
 		// check's state is read from there (Member.Check).
 		c.events.touch()
 		return
-	default:
-		return
 	}
-	c.events.publish(Event{Type: t, Member: c.memberOf(peerOf(p))})
+	t, ok := healthEvent(ev.Type)
+	if ev.Type == membership.EventJoined {
+		t, ok = EventAlive, true // the registry announced the join
+	}
+	if ok {
+		c.events.publish(Event{Type: t, Member: c.memberOf(peerOf(p))})
+	}
 }
 
 // Owner returns the live member (alive or suspect, as gossip sees it) that
