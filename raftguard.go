@@ -7,6 +7,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -37,6 +38,26 @@ func (c *Cluster) acceptProposal(from uint64, data []byte) error {
 		return err
 	}
 	return nil
+}
+
+// vouch is the node's consensus.Config.Vouch: whether a raft message from
+// node id, which this peer's configuration does not list (it missed id's
+// addition, or id is a stranger), comes from a peer of this cluster. With
+// TLS, yes: the transport checked that the stream's certificate, issued by
+// the cluster's CA, names node id, and that every message on it is from
+// id. Without TLS, when gossip lists id as a live member (no more than an
+// address book: without TLS any node ID can be claimed by anyone who can
+// reach the port, a member's as well; see docs/security.md).
+func (c *Cluster) vouch(id uint64) bool {
+	if c.sec.tlsOn() {
+		return true
+	}
+	for _, gm := range c.gossipMembers() {
+		if gm.State == membership.StateAlive && NodeID(gm.Name) == id {
+			return true
+		}
+	}
+	return false
 }
 
 // onRaftRefused runs on the node goroutine for every raft message the core

@@ -270,3 +270,17 @@ func TestFollowerMetadataThroughLeader(t *testing.T) {
 		t.Errorf("the leader refused %d proposals", n)
 	}
 }
+
+// TestVouch: without TLS a peer vouches (consensus.Config.Vouch) for the
+// senders gossip lists as live members, and for no stranger.
+func TestVouch(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	tc.waitLeader(20 * time.Second)
+	a, b := tc.peers[0], tc.peers[1]
+	waitFor(t, 20*time.Second, "peer 0 to vouch for peer 1, which gossip lists", func() bool { return a.vouch(b.selfID) })
+	for _, id := range []uint64{NodeID("stranger"), 0, ^uint64(0)} {
+		if a.vouch(id) {
+			t.Errorf("peer 0 vouches for node %x, which gossip does not list", id)
+		}
+	}
+}

@@ -315,6 +315,7 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 			Logger:            c.log,
 			Hooks:             c.metrics.hooks(),
 			AcceptProposal:    c.acceptProposal,
+			Vouch:             c.vouch,
 			NotCandidate:      c.cfg.HealthCheck != nil, // until the check passes
 		},
 		Transport:    tr,

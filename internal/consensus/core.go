@@ -65,7 +65,8 @@
 //   - types peers do not exchange: raft's local messages, MsgForgetLeader,
 //     MsgTransferLeader, MsgReadIndex(Resp) and unknown types (ErrMessageType);
 //   - any message from a peer outside this peer's configuration, once it
-//     has one (ErrNotMember; see below);
+//     has one, unless Config.Vouch vouches for it (ErrNotMember; see
+//     below);
 //   - MsgTimeoutNow, unless it comes from the leader this peer follows, in
 //     its term (ErrTimeoutNow): it starts an election that bypasses the
 //     followers' lease;
@@ -83,12 +84,18 @@
 // from it even before the change commits here (it may already lead, or ask
 // for votes, once a quorum applied it). A peer with no configuration yet
 // (joining, waiting for its first snapshot) accepts members from anyone.
-// This has a liveness cost: a follower that missed the addition of a
-// member entirely (it was partitioned while the change was appended and
-// committed) cannot hear that member while it leads; it catches up once
-// another member leads, or once that leader is removed or replaced.
-// Raft itself would let any peer that knows the cluster's address vote,
-// campaign and append.
+//
+// That alone would cost liveness: a member that missed the addition of
+// another entirely (it was down or cut off while the change was appended
+// and committed) could not hear it, neither follow it while it leads nor
+// vote for it. When the leader that added it then leaves, the configuration
+// can be left with a majority that needs both (say {p2, p4}, where p2
+// missed p4's addition and its log is behind p4's): no leader, ever. So a
+// sender the configuration does not list is heard when Config.Vouch vouches
+// for it: its owner knows it as a peer of this cluster by other means (the
+// transport authenticated it with a certificate of the cluster's CA, or
+// gossip lists it). Raft itself would let any peer that knows the
+// cluster's address vote, campaign and append.
 package consensus
 
 import (
@@ -194,6 +201,14 @@ type Config struct {
 	// the leader only) and every MsgProp from the network is refused. It
 	// runs on the goroutine that owns the Core and must not call the Core.
 	AcceptProposal func(from uint64, data []byte) error
+	// Vouch, when set, is asked about a sender that this peer's
+	// configuration does not list (see the package doc, "Messages from the
+	// network"): true lets Step take its message. It must vouch only for
+	// peers of this cluster (authenticated, or known by other means), and
+	// it runs on the goroutine that owns the Core, for messages from the
+	// network: it must be cheap and must not call the Core. Nil vouches
+	// for nobody.
+	Vouch func(id uint64) bool
 	// NotCandidate starts the Core out of the running, as after
 	// SetCandidate(false).
 	NotCandidate bool
@@ -615,7 +630,7 @@ func (c *Core) Step(m raftpb.Message) error {
 	if !peerType(m.Type) {
 		return fmt.Errorf("%w: %v", ErrMessageType, m.Type)
 	}
-	if m.From == c.cfg.ID || m.From == raft.None || !c.knows(m.From) {
+	if m.From == c.cfg.ID || m.From == raft.None || !c.admits(m.From) {
 		return fmt.Errorf("%w: %v from %x", ErrNotMember, m.Type, m.From)
 	}
 	switch m.Type {
@@ -732,7 +747,8 @@ var (
 	// ErrMessageType: a type peers do not exchange (see peerType).
 	ErrMessageType = errors.New("consensus: message type not accepted from the network")
 	// ErrNotMember: the sender is not a member (voter or learner) of this
-	// peer's configuration, or claims to be this peer.
+	// peer's configuration and Config.Vouch does not vouch for it, or it
+	// claims to be this peer.
 	ErrNotMember = errors.New("consensus: message from a non-member")
 	// ErrProposal: a forwarded proposal that may not be appended.
 	ErrProposal = errors.New("consensus: proposal refused")
@@ -817,7 +833,13 @@ func (c *Core) knows(id uint64) bool {
 	return false
 }
 
-// Knows reports whether Step takes messages from id: a member of the
+// admits reports whether Step takes messages from id: it knows id, or
+// Config.Vouch vouches for it.
+func (c *Core) admits(id uint64) bool {
+	return c.knows(id) || (c.cfg.Vouch != nil && c.cfg.Vouch(id))
+}
+
+// Knows reports whether this peer's configuration lists id: a member of the
 // applied configuration, or one that an appended change adds, or anyone
 // while this peer has no configuration (see the package doc, "Messages
 // from the network").

@@ -392,3 +392,27 @@ func TestStepRecoversPanic(t *testing.T) {
 		t.Errorf("follower at last %d applied %d, want both %d", got, n.cores[2].AppliedIndex(), last+1)
 	}
 }
+
+// TestStepHearsVouchedPeers: a sender the configuration does not list is
+// heard when Config.Vouch vouches for it (a member that missed its
+// addition must still hear it, or a configuration such as {p2, p4} where
+// p2 missed p4's addition never elects a leader); one Vouch refuses is not.
+func TestStepHearsVouchedPeers(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, func(id uint64, c *Config) {
+		c.Vouch = func(from uint64) bool { return from == 4 }
+	})
+	n.elect(1)
+	term := n.cores[2].View().Term
+	if n.cores[2].Knows(4) {
+		t.Fatal("core 2 lists node 4")
+	}
+	if err := n.cores[2].Step(raftpb.Message{Type: raftpb.MsgHeartbeatResp, From: 4, To: 2, Term: term}); errors.Is(err, ErrNotMember) {
+		t.Errorf("core 2 refused node 4, which Vouch vouches for: %v", err)
+	}
+	if err := n.cores[2].Step(raftpb.Message{Type: raftpb.MsgHeartbeatResp, From: 5, To: 2, Term: term}); !errors.Is(err, ErrNotMember) {
+		t.Errorf("core 2 took a message from node 5, which Vouch refuses: %v", err)
+	}
+	if err := n.cores[2].Step(raftpb.Message{Type: raftpb.MsgHeartbeatResp, From: 2, To: 2, Term: term}); !errors.Is(err, ErrNotMember) {
+		t.Errorf("core 2 took a message claiming to be from itself: %v", err)
+	}
+}

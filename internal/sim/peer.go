@@ -137,6 +137,7 @@ func (p *peer) start(mem *storage.Memory) error {
 		TickInterval:      c.tm.tick,
 		HeartbeatInterval: c.tm.hb,
 		ElectionTimeout:   c.tm.et,
+		Vouch:             p.vouch,
 	})
 	if err != nil {
 		return fmt.Errorf("sim: peer %d: %w", p.id, err)
@@ -356,6 +357,17 @@ func (p *peer) onApply(a consensus.Applied) error {
 
 // send is the Loop's Send: the messages of a persisted Ready. The
 // simulated transport writes out every snapshot it is given.
+// vouch is the peer's consensus.Config.Vouch: the simulator's peers are
+// the cluster's, as a transport that authenticates them with certificates
+// of the cluster's CA knows them; an outsider's ID (Inject) is not one.
+func (p *peer) vouch(id uint64) bool {
+	if id == 0 || id > uint64(len(p.c.peers)) {
+		return false
+	}
+	p.c.stats.Vouched++
+	return true
+}
+
 func (p *peer) send(msgs []raftpb.Message) {
 	for _, m := range msgs {
 		if m.Type == raftpb.MsgSnap && !p.crashNow {

@@ -676,14 +676,6 @@ func (c *Cluster) LeaderOf(id uint64) (uint64, bool) {
 	return p.pub.LeaderAt(p.clock(c.now), c.tm.et)
 }
 
-// behind reports whether member p missed the addition of leader l
-// entirely: it refuses l's messages as a non-member's, so it cannot follow
-// l until another member leads (the cost the consensus package doc
-// states, under "Messages from the network").
-func (c *Cluster) behind(p *peer, l uint64) bool {
-	return !p.crashed && !p.core.Knows(l)
-}
-
 // Leader returns the peer that holds the lease now, if any.
 func (c *Cluster) Leader() (uint64, bool) {
 	for _, p := range c.peers {
@@ -695,8 +687,7 @@ func (c *Cluster) Leader() (uint64, bool) {
 }
 
 // Agreed reports whether some peer holds the lease and every live member
-// of its configuration (voters and learners) names it, except members
-// that cannot hear it (behind).
+// of its configuration (voters and learners) names it.
 func (c *Cluster) Agreed() (uint64, bool) {
 	l, ok := c.Leader()
 	if !ok {
@@ -704,7 +695,7 @@ func (c *Cluster) Agreed() (uint64, bool) {
 	}
 	lv := c.peer(l).pub
 	for _, p := range c.peers {
-		if p.crashed || (!slices.Contains(lv.Voters, p.id) && !slices.Contains(lv.Learners, p.id)) || c.behind(p, l) {
+		if p.crashed || (!slices.Contains(lv.Voters, p.id) && !slices.Contains(lv.Learners, p.id)) {
 			continue
 		}
 		if id, ok := c.LeaderOf(p.id); !ok || id != l {

@@ -225,7 +225,7 @@ type summary struct {
 	faultsTotal, elections, records int
 	transfers, snapshots, quiet     int
 	confChanges, leaderRemovals     int
-	behind                          int
+	vouched                         int
 	ttl                             []time.Duration
 }
 
@@ -249,7 +249,7 @@ func (s *summary) add(r Result) {
 	s.snapshots += r.SnapshotsApplied
 	s.confChanges += r.MembershipChanges
 	s.leaderRemovals += r.LeaderRemovals
-	s.behind += r.Behind
+	s.vouched += r.Vouched
 	if r.Quiet {
 		s.quiet++
 	}
@@ -258,9 +258,9 @@ func (s *summary) add(r Result) {
 
 func (s *summary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed, %d transfers completed, %d snapshots restored, %d quiet schedules, %d membership changes applied (%d removed the leader), %d members behind the leader's addition after the heal\n",
+	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed, %d transfers completed, %d snapshots restored, %d quiet schedules, %d membership changes applied (%d removed the leader), %d messages taken from vouched senders the receiver's configuration did not list\n",
 		s.virtual.Round(time.Second), s.events, s.messages, s.lost, s.dup, s.elections, s.records, s.transfers, s.snapshots, s.quiet,
-		s.confChanges, s.leaderRemovals, s.behind)
+		s.confChanges, s.leaderRemovals, s.vouched)
 	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
 	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])
