@@ -188,7 +188,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rep := report{systems: systems, n: o.n, poll: o.poll, jitter: faultJitter, warmup: o.warmup, idle: o.idle,
-		cores: runtime.NumCPU(), loadBefore: loadAvg()}
+		cores: runtime.NumCPU(), loadBefore: benchkit.LoadAvg()}
 
 	h := harness{poll: o.poll, jitter: faultJitter, timeout: o.timeout}
 	var active []*system
@@ -272,7 +272,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	rep.loadAfter = loadAvg()
+	rep.loadAfter = benchkit.LoadAvg()
 	if o.verbose {
 		fmt.Fprintln(stdout)
 	}
@@ -283,19 +283,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// loadAvg returns the 1-minute load average from /proc/loadavg, or "?".
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
 }
 
 // isTerminal reports whether w is a terminal (for the progress line).

@@ -51,36 +51,6 @@ func TestFlags(t *testing.T) {
 	}
 }
 
-func TestParseEtcdStatus(t *testing.T) {
-	// What etcd 3.4.23 answers to POST /v3/maintenance/status.
-	leads := `{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"1","raft_term":"2"},` +
-		`"version":"3.4.23","dbSize":"20480","leader":"13668033151171901709","raftIndex":"4","raftTerm":"2","raftAppliedIndex":"4","dbSizeInUse":"16384"}`
-	st, err := parseEtcdStatus([]byte(leads))
-	if err != nil || st.self != 13668033151171901709 || st.leader != st.self || st.term != 2 {
-		t.Errorf("parseEtcdStatus = %+v, %v", st, err)
-	}
-	// Without a leader the field is left out, and etcd adds an error.
-	none := `{"header":{"member_id":"7","raft_term":"5"},"raftTerm":"5","errors":["etcdserver: no leader"]}`
-	if st, err := parseEtcdStatus([]byte(none)); err != nil || st.leader != 0 || st.self != 7 || st.term != 5 {
-		t.Errorf("parseEtcdStatus(no leader) = %+v, %v", st, err)
-	}
-	for _, bad := range []string{`{}`, `not json`, `{"header":{"member_id":"x"}}`, `{"header":{"member_id":"7"},"leader":"-1"}`} {
-		if _, err := parseEtcdStatus([]byte(bad)); err == nil {
-			t.Errorf("parseEtcdStatus(%s) accepted", bad)
-		}
-	}
-}
-
-func TestEtcdVersion(t *testing.T) {
-	out := "etcd Version: 3.4.23\nGit SHA: Not provided (use ./build instead of go build)\nGo Version: go1.19.8\n"
-	if v := etcdVersion(out); v != "3.4.23" || majorMinor(v) != "3.4" {
-		t.Errorf("etcdVersion = %q", v)
-	}
-	if v := etcdVersion("garbage"); v != "?" {
-		t.Errorf("etcdVersion(garbage) = %q", v)
-	}
-}
-
 func TestHraftVersion(t *testing.T) {
 	// The go.mod of the hraft module, next to this package.
 	if v := hraftVersion("../hraft/go.mod"); !regexp.MustCompile(`^v1\.\d+\.\d+$`).MatchString(v) {

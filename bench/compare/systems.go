@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -146,54 +145,8 @@ func (e *env) prepareQCluster(ctx context.Context) *system {
 // and the harness runs as root, it installs Debian's etcd-server package
 // first.
 func (e *env) findEtcd(ctx context.Context) (bin, version string, err error) {
-	e.etcdOnce.Do(func() { e.etcd.bin, e.etcd.version, e.etcd.err = e.installEtcd(ctx) })
+	e.etcdOnce.Do(func() { e.etcd.bin, e.etcd.version, e.etcd.err = benchkit.FindEtcd(ctx, e.etcdBin, e.stderr) })
 	return e.etcd.bin, e.etcd.version, e.etcd.err
-}
-
-func (e *env) installEtcd(ctx context.Context) (string, string, error) {
-	bin := e.etcdBin
-	if bin == "" {
-		var err error
-		bin, err = exec.LookPath("etcd")
-		if err != nil {
-			if os.Geteuid() != 0 {
-				return "", "", errors.New("etcd is not installed and this is not root, so it cannot install Debian's etcd-server (apt-get install etcd-server)")
-			}
-			fmt.Fprintln(e.stderr, "etcd is missing: apt-get update && apt-get install -y etcd-server ...")
-			for _, args := range [][]string{{"update"}, {"install", "-y", "etcd-server"}} {
-				cmd := exec.CommandContext(ctx, "apt-get", args...)
-				cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-				if out, err := cmd.CombinedOutput(); err != nil {
-					return "", "", fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, tail(out, 10))
-				}
-			}
-			if bin, err = exec.LookPath("etcd"); err != nil {
-				return "", "", fmt.Errorf("etcd-server is installed but etcd is not on PATH: %w", err)
-			}
-		}
-	}
-	out, err := exec.CommandContext(ctx, bin, "--version").Output()
-	if err != nil {
-		return "", "", fmt.Errorf("%s --version: %w", bin, err)
-	}
-	return bin, etcdVersion(string(out)), nil
-}
-
-// etcdVersion finds the version in the output of etcd --version.
-func etcdVersion(out string) string {
-	m := regexp.MustCompile(`(?m)^etcd Version:\s*(\S+)`).FindStringSubmatch(out)
-	if m == nil {
-		return "?"
-	}
-	return m[1]
-}
-
-func tail(b []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func (e *env) prepareEtcd(ctx context.Context, key string) *system {
@@ -205,7 +158,7 @@ func (e *env) prepareEtcd(ctx context.Context, key string) *system {
 	bin, version, err := e.findEtcd(ctx)
 	major := "3.4"
 	if err == nil {
-		major = majorMinor(version)
+		major = benchkit.MajorMinor(version)
 	}
 	if key == sysEtcdDefault {
 		s.label = fmt.Sprintf("etcd %s defaults %d/%d ms", major, hb.Milliseconds(), el.Milliseconds())
@@ -229,48 +182,21 @@ func (e *env) prepareEtcd(ctx context.Context, key string) *system {
 	return s
 }
 
-// majorMinor returns "3.4" of "3.4.23".
-func majorMinor(v string) string {
-	parts := strings.SplitN(v, ".", 3)
-	if len(parts) < 2 {
-		return v
-	}
-	return parts[0] + "." + parts[1]
-}
-
 // startEtcd starts 3 etcd members on loopback.
 func (e *env) startEtcd(ctx context.Context, bin, token, dir string, flags []string) (cluster, error) {
-	const host = "127.0.0.1"
-	ports, err := proccluster.FreePorts(host, 6)
+	members, err := benchkit.EtcdCluster(bin, dir, "compare-"+token, 3, flags)
 	if err != nil {
 		return nil, err
 	}
-	names := []string{"etcd_a", "etcd_b", "etcd_c"}
-	var initial []string
-	for i, n := range names {
-		initial = append(initial, fmt.Sprintf("%s=http://%s", n, net.JoinHostPort(host, strconv.Itoa(ports[2*i]))))
-	}
 	ids := &etcdIDs{byID: map[uint64]string{}}
 	c := &procCluster{}
-	for i, n := range names {
-		peerURL := "http://" + net.JoinHostPort(host, strconv.Itoa(ports[2*i]))
-		clientURL := "http://" + net.JoinHostPort(host, strconv.Itoa(ports[2*i+1]))
-		args := append([]string{bin,
-			"--name", n,
-			"--data-dir", filepath.Join(dir, n+".etcd"),
-			"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-			"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-			"--initial-cluster", strings.Join(initial, ","),
-			"--initial-cluster-state", "new",
-			"--initial-cluster-token", "compare-" + token,
-			"--logger", "zap", "--log-outputs", "stderr",
-		}, flags...)
+	for _, m := range members {
 		c.ms = append(c.ms, &procMember{
-			name:         n,
-			args:         args,
-			env:          etcdEnv(os.Environ()),
-			logPath:      filepath.Join(dir, n+".log"),
-			view:         e.etcdView(clientURL, n, ids),
+			name:         m.Name,
+			args:         m.Args,
+			env:          m.Env,
+			logPath:      filepath.Join(dir, m.Name+".log"),
+			view:         e.etcdView(m.ClientURL, m.Name, ids),
 			startTimeout: 30 * time.Second,
 		})
 	}
@@ -278,17 +204,6 @@ func (e *env) startEtcd(ctx context.Context, bin, token, dir string, flags []str
 		return nil, err
 	}
 	return c, nil
-}
-
-// etcdEnv drops ETCD_* variables, which would override the flags.
-func etcdEnv(environ []string) []string {
-	var out []string
-	for _, kv := range environ {
-		if !strings.HasPrefix(kv, "ETCD_") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 // etcdIDs maps etcd's member IDs (which the status names the leader by)
@@ -307,62 +222,22 @@ func (e *env) etcdView(url, name string, ids *etcdIDs) func(context.Context) (vi
 		if err != nil {
 			return view{}, err
 		}
-		st, err := parseEtcdStatus(body)
+		st, err := benchkit.ParseEtcdStatus(body)
 		if err != nil {
 			return view{}, fmt.Errorf("%s: %w", name, err)
 		}
 		ids.mu.Lock()
 		defer ids.mu.Unlock()
-		ids.byID[st.self] = name
-		v := view{Term: st.term, IsLeader: st.leader != 0 && st.leader == st.self}
-		if st.leader != 0 {
-			v.Leader = ids.byID[st.leader]
+		ids.byID[st.Self] = name
+		v := view{Term: st.Term, IsLeader: st.Leader != 0 && st.Leader == st.Self}
+		if st.Leader != 0 {
+			v.Leader = ids.byID[st.Leader]
 			if v.Leader == "" {
-				v.Leader = fmt.Sprintf("etcd member %x", st.leader)
+				v.Leader = fmt.Sprintf("etcd member %x", st.Leader)
 			}
 		}
 		return v, nil
 	}
-}
-
-// etcdStatus is what the harness reads of etcd's StatusResponse.
-type etcdStatus struct {
-	self, leader, term uint64
-}
-
-// parseEtcdStatus parses the gateway's JSON of a StatusResponse. Its
-// 64-bit integers are JSON strings; a field is left out when zero (no
-// leader).
-func parseEtcdStatus(b []byte) (etcdStatus, error) {
-	var raw struct {
-		Header   map[string]json.RawMessage `json:"header"`
-		Leader   json.RawMessage            `json:"leader"`
-		RaftTerm json.RawMessage            `json:"raftTerm"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return etcdStatus{}, fmt.Errorf("status: %w", err)
-	}
-	var st etcdStatus
-	var err error
-	if st.self, err = jsonUint(raw.Header["member_id"]); err != nil || st.self == 0 {
-		return st, fmt.Errorf("status: no header.member_id in %.200q", b)
-	}
-	if st.leader, err = jsonUint(raw.Leader); err != nil {
-		return st, fmt.Errorf("status: leader: %w", err)
-	}
-	if st.term, err = jsonUint(raw.RaftTerm); err != nil {
-		return st, fmt.Errorf("status: raftTerm: %w", err)
-	}
-	return st, nil
-}
-
-// jsonUint parses a uint64 given as a JSON string or number; absent is 0.
-func jsonUint(m json.RawMessage) (uint64, error) {
-	s := strings.Trim(string(bytes.TrimSpace(m)), `"`)
-	if s == "" || s == "null" {
-		return 0, nil
-	}
-	return strconv.ParseUint(s, 10, 64)
 }
 
 // request does one HTTP request with the status timeout and returns the
@@ -403,7 +278,7 @@ func (e *env) prepareHraft(ctx context.Context) *system {
 	if err == nil {
 		version = hraftVersion(filepath.Join(modDir, "bench", "hraft", "go.mod"))
 	}
-	s.label = fmt.Sprintf("hashicorp/raft %s, %d ms", majorMinor(strings.TrimPrefix(version, "v")), hraftTimeout.Milliseconds())
+	s.label = fmt.Sprintf("hashicorp/raft %s, %d ms", benchkit.MajorMinor(strings.TrimPrefix(version, "v")), hraftTimeout.Milliseconds())
 	if err != nil {
 		s.skipped = err.Error()
 		return s
@@ -414,7 +289,7 @@ func (e *env) prepareHraft(ctx context.Context) *system {
 	cmd.Dir = filepath.Join(modDir, "bench", "hraft")
 	cmd.Env = append(os.Environ(), "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		s.skipped = fmt.Sprintf("go build in bench/hraft: %v: %s", err, tail(out, 5))
+		s.skipped = fmt.Sprintf("go build in bench/hraft: %v: %s", err, benchkit.Tail(out, 5))
 		return s
 	}
 	s.settings = fmt.Sprintf("bench/hraft: hashicorp/raft %s, raft-boltdb, TCP transport; HeartbeatTimeout = ElectionTimeout = %v, LeaderLeaseTimeout %v",

@@ -133,3 +133,16 @@ func WorkDir(prefix string, keep bool, stdout io.Writer) (dir string, cleanup fu
 	}
 	return dir, func() { os.RemoveAll(dir) }, nil
 }
+
+// LoadAvg returns the 1-minute load average from /proc/loadavg, or "?".
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
