@@ -25,8 +25,17 @@ import (
 //   - when the Cluster closes.
 // The lease's end is read from the snapshot behind IsLeader (one atomic
 // load, no lock), judged by the same estimate of the node clock, so a
-// tenure never outlasts what IsLeader reports, and two peers' tenures never
-// overlap (the leases never do: see IsLeader).
+// tenure ends when IsLeader turns false, give or take the timer's
+// wake-up. Two peers' tenures do not overlap: the leases never do (see
+// IsLeader), a view that drops the lease early ends the tenure before the
+// messages that let another peer lead leave (tenures.check), and a lease
+// that runs out leaves a gap of at least the drift margin and a tick
+// (ElectionTimeout/10 + HeartbeatInterval/5) before another peer can be
+// elected, far more than a timer's wake-up. What no timer can cover is a
+// whole process stopped (SIGSTOP, a VM paused) in the middle of the work:
+// it resumes with its timer overdue and may run a few instructions before
+// leaderCtx ends. Writes that must never come from a deposed leader carry
+// the term (LeaderTerm) as a fencing token.
 
 // ErrLeadershipLost is the cause (context.Cause) of a leader context
 // that ended because this peer lost the leader lease: it ran out, was
@@ -41,9 +50,12 @@ var ErrLeadershipLost = errors.New("qcluster: leadership lost")
 // loop stalls sees leaderCtx end when its lease runs out), or at once when
 // the peer hands leadership over (Transfer, Resign, Close, a failing
 // health check), is deposed, or closes. context.Cause(leaderCtx) then
-// wraps ErrLeadershipLost. fn is never called on two peers with
-// overlapping leaderCtx lifetimes, nor twice at once on one peer: a new
-// call waits until the previous one has returned.
+// wraps ErrLeadershipLost. Two peers' leaderCtx lifetimes do not overlap
+// (one limit: a process paused as a whole mid-work resumes with its
+// timer overdue and may run a few instructions before leaderCtx ends;
+// give writes the term, LeaderTerm, as a fencing token), and fn
+// never runs twice at once on one peer: a new call waits until the
+// previous one has returned.
 //
 // leaderCtx.Deadline reports the lease's current end. It moves forward
 // while the lease is renewed (every heartbeat), so it is only a bound on
