@@ -298,10 +298,11 @@ type tenure struct {
 	// (kept after the loss for Deadline).
 	end atomic.Int64
 
-	mu     sync.Mutex // guards timer, ended and lostAt
+	mu     sync.Mutex // guards timer, ended, lostAt and why
 	timer  *time.Timer
 	ended  bool
 	lostAt time.Time      // when it ended
+	why    error          // why it ended (lose's cause)
 	fires  sync.WaitGroup // timer callbacks armed and not done
 }
 
@@ -452,7 +453,7 @@ func (t *tenure) lose(cause error) {
 }
 
 func (t *tenure) loseLocked(now time.Time, cause error) {
-	t.ended, t.lostAt = true, now
+	t.ended, t.lostAt, t.why = true, now, cause
 	if t.timer.Stop() {
 		t.fires.Done() // its callback will not run
 	}
