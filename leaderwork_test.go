@@ -452,11 +452,15 @@ func TestRunWhileLeaderReturns(t *testing.T) {
 }
 
 // TestLeaderDeadlineTracksTheLease: Deadline is the lease's end, within an
-// election timeout from now, and moves forward as the lease is renewed.
+// election timeout from now, and moves forward as the lease is renewed;
+// leaderCtx outlives the lease's first end while the lease is renewed (the
+// timer is re-armed, not fired). The lease is long (slowLease): a node
+// loop starved for most of a second would be needed to lose it.
 func TestLeaderDeadlineTracksTheLease(t *testing.T) {
-	p := singleLeader(t)
+	tc := newTestCluster(t, 1, slowLease)
+	p := tc.waitLeader(20 * time.Second)
 	et := time.Duration(p.cfg.ElectionTimeout)
-	err := p.RunWhileLeader(ctxTimeout(t, 20*time.Second), func(ctx context.Context) error {
+	err := p.RunWhileLeader(ctxTimeout(t, 30*time.Second), func(ctx context.Context) error {
 		d1, ok := ctx.Deadline()
 		if !ok || time.Until(d1) > et || time.Until(d1) < -et {
 			return fmt.Errorf("deadline %v from now, want within %v", time.Until(d1), et)
@@ -465,6 +469,12 @@ func TestLeaderDeadlineTracksTheLease(t *testing.T) {
 			d, _ := ctx.Deadline()
 			return d.After(d1)
 		})
+		waitFor(t, 10*time.Second, "the lease's first end to pass", func() bool {
+			return time.Now().After(d1.Add(et / 5))
+		})
+		if ctx.Err() != nil || !p.IsLeader() {
+			return fmt.Errorf("leaderCtx ended (%v) at the lease's first end; IsLeader %v", context.Cause(ctx), p.IsLeader())
+		}
 		return errors.New("done")
 	})
 	if err == nil || err.Error() != "done" {
