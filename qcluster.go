@@ -233,6 +233,7 @@ type Cluster struct {
 
 	snap    atomic.Pointer[snapshot]
 	watch   watchers
+	tenures tenures // leader-scoped work (leaderwork.go), ended by onView
 	events  eventHub
 	metrics *metrics
 
@@ -600,6 +601,9 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	if !c.snap.CompareAndSwap(prev, s) {
 		return // closed meanwhile: publishClosed's snapshot stays
 	}
+	// Before the messages of this view leave (consensus.Loop.send): work
+	// scoped to a lease this view no longer holds ends here.
+	c.tenures.check()
 	st := State{Identifier: c.cfg.Identifier, Role: Role(v.Role), Term: v.Term, IsLeader: v.IsLeaderAt(now)}
 	if id, ok := c.reportedLeader(&v, now); ok {
 		st.Leader, st.HasLeader = *c.peer(id), true
@@ -659,6 +663,7 @@ func (c *Cluster) peer(id uint64) *Peer {
 func (c *Cluster) publishClosed() {
 	prev := c.snap.Load()
 	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true, at: prev.at, atNode: prev.atNode})
+	c.tenures.check()
 	// A closed peer is a follower (none, masterless) of no leader.
 	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: c.mode.role(consensus.View{}), Term: prev.view.Term})
 }
