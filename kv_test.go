@@ -108,6 +108,31 @@ func TestKVLinearizableReadOnLaggingFollower(t *testing.T) {
 	}
 }
 
+// TestKVPutSurvivesLeaderLoss: a follower's write sent to a leader that
+// is cut off right then is not left hanging: once a new leader's term is
+// under way the follower knows the write never applied (it is fenced to
+// its term) and proposes it again; it applies once.
+func TestKVPutSurvivesLeaderLoss(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(20 * time.Second)
+	f := tc.followers(leader)[0]
+	li := tc.index(leader)
+	term := leader.Term()
+	tc.isolate(li, true)
+	ctx := ctxTimeout(t, 20*time.Second)
+	res, err := f.KV().Put(ctx, "once", []byte("x"), IfAbsent())
+	if err != nil {
+		t.Fatalf("Put across the leader's loss: %v", err)
+	}
+	if res.KV.Version != 1 || f.Term() <= term {
+		t.Fatalf("result %+v in term %d (was %d)", res, f.Term(), term)
+	}
+	tc.isolate(li, false)
+	if v := mustGet(t, leader, "once"); v.Version != 1 || v.ModRevision != res.Revision {
+		t.Fatalf("after healing: %+v", v)
+	}
+}
+
 // TestKVCompareAndSwap: create-if-absent and compare on the mod revision,
 // from a follower and from the leader; a failed compare changes nothing and
 // returns the key as it is.
@@ -482,12 +507,19 @@ func TestKVWatchInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	writer := make(chan error, 1)
 	go func() {
 		for i := 10; i < 20; i++ {
 			if _, err := tc.peers[i%3].KV().Put(ctx, fmt.Sprintf("w/%d", i), []byte(fmt.Sprint(i))); err != nil {
-				t.Error(err)
+				writer <- err
 				return
 			}
+		}
+		writer <- nil
+	}()
+	defer func() {
+		if err := <-writer; err != nil {
+			t.Error(err)
 		}
 	}()
 	var keys []string
@@ -569,7 +601,7 @@ func TestAcceptKVProposal(t *testing.T) {
 		{"another's ephemeral", enc(kv.Op{Type: kv.OpPut, Key: "a", Owner: other}), false},
 		{"another's lock", enc(kv.Op{Type: kv.OpPut, Key: lockPrefix + "x", Compare: true, Owner: other}), false},
 		{"garbage", []byte{kv.Kind, 1, 0, 0xff}, false},
-		{"key too large", append([]byte{kv.Kind, 1, 0, 0, 0, 0, 0x81, 0x08}, make([]byte, 1025+1)...), false},
+		{"key too large", append([]byte{kv.Kind, 1, 0, 0, 0, 0, 0, 0x81, 0x08}, make([]byte, 1025+1)...), false},
 	}
 	c := &Cluster{}
 	for _, tt := range tests {

@@ -211,53 +211,110 @@ func (c *Cluster) kvReady() error {
 }
 
 // kvPropose proposes op on this peer (a follower's proposal goes to the
-// leader inside raft) and waits until this peer applies it. A proposal
-// that raft drops at once (no leader known, or it is handing over) was
-// appended nowhere: it is proposed again once a leader is known, until ctx
-// ends (then ErrNoLeader). Once raft took it, it is never proposed again:
-// a compare-and-swap must not apply twice. When ctx ends before it
-// applied here, the outcome is unknown (ErrOutcomeUnknown): late, when not
-// nil, gets the result if it is applied later.
+// leader inside raft) and waits until this peer applies it.
+//
+// The op is fenced to the term it is proposed in (kv.Op.Term), which
+// tells when it is lost: once this peer has applied an entry of a later
+// term without seeing its result, it never applies. Then, and when raft
+// drops it at once (no leader known, or it is handing over: once a leader
+// is known) or it comes back refused for its term, it is proposed again,
+// which is safe since it never applied. It is never proposed again
+// otherwise: a compare-and-swap must not apply twice. When ctx ends first
+// the outcome is unknown (ErrOutcomeUnknown; ErrNoLeader when it was never
+// taken): late, when not nil, gets the result if it is applied later.
 func (c *Cluster) kvPropose(ctx context.Context, op kv.Op, late func(kv.Result)) (kv.Result, error) {
 	if err := c.kvReady(); err != nil {
 		return kv.Result{}, err
 	}
-	r := c.running()
-	node := r.node
-	id, w := c.kv.register()
-	op.ReqID = id
-	data, err := kv.EncodeOp(op)
-	if err != nil {
-		c.kv.forget(id)
+	if err := op.Check(); err != nil {
 		return kv.Result{}, kvError(err)
 	}
+	r := c.running()
 	for {
-		err = node.Do(ctx, func(core *consensus.Core) error { return core.Propose(data) })
-		if !errors.Is(err, raft.ErrProposalDropped) {
-			break
-		}
-		if werr := c.kvWaitLeader(ctx); werr != nil {
+		id, w := c.kv.register()
+		op.ReqID = id
+		term, err := c.kvSubmit(ctx, r, op)
+		switch {
+		case errors.Is(err, raft.ErrProposalDropped):
 			c.kv.forget(id)
-			return kv.Result{}, fmt.Errorf("%w: the proposal was not accepted: %w", ErrNoLeader, werr)
+			return kv.Result{}, fmt.Errorf("%w: the proposal was not taken: %w", ErrNoLeader, ctx.Err())
+		case errors.Is(err, consensus.ErrStopped):
+			c.kv.giveUp(id, w, late)
+			return kv.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
+		case err != nil:
+			c.kv.giveUp(id, w, late)
+			return kv.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+		}
+		res, lost, err := c.kvAwait(ctx, r, id, w, term, late)
+		switch {
+		case err != nil:
+			return kv.Result{}, err
+		case lost, errors.Is(res.Err, kv.ErrStaleTerm):
+			continue // it never applied and never will
+		}
+		return res, nil
+	}
+}
+
+// kvSubmit proposes op, fenced to the current term, which it returns.
+// While raft drops it at once (no leader known, or it is handing over) it
+// waits for a leader and tries again, until ctx ends (then it returns
+// raft.ErrProposalDropped).
+func (c *Cluster) kvSubmit(ctx context.Context, r *running, op kv.Op) (uint64, error) {
+	for {
+		var term uint64
+		err := r.node.Do(ctx, func(core *consensus.Core) error {
+			term = core.View().Term
+			op.Term = term
+			data, err := kv.EncodeOp(op)
+			if err != nil {
+				return err
+			}
+			return core.Propose(data)
+		})
+		if !errors.Is(err, raft.ErrProposalDropped) {
+			return term, err
+		}
+		if c.kvWaitLeader(ctx) != nil {
+			return term, err
 		}
 	}
-	switch {
-	case errors.Is(err, consensus.ErrStopped):
-		c.kv.giveUp(id, w, late)
-		return kv.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
-	case err != nil:
-		c.kv.giveUp(id, w, late)
-		return kv.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
-	}
-	select {
-	case res := <-w.ch:
-		return res, nil
-	case <-ctx.Done():
-		c.kv.giveUp(id, w, late)
-		return kv.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
-	case <-r.ctx.Done():
-		c.kv.giveUp(id, w, late)
-		return kv.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
+}
+
+// kvAwait waits for the result of the op proposed under id in term. When
+// a later term begins, it commits a barrier (an entry of that later term):
+// once applied here, the op's result has come, or the op never applies
+// (lost is true).
+func (c *Cluster) kvAwait(ctx context.Context, r *running, id uint64, w *kvWaiter, term uint64, late func(kv.Result)) (res kv.Result, lost bool, err error) {
+	poll := time.NewTicker(max(time.Duration(c.cfg.ElectionTimeout), 10*time.Millisecond))
+	defer poll.Stop()
+	for {
+		select {
+		case res := <-w.ch:
+			return res, false, nil
+		case <-ctx.Done():
+			c.kv.giveUp(id, w, late)
+			return kv.Result{}, false, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+		case <-r.ctx.Done():
+			c.kv.giveUp(id, w, late)
+			return kv.Result{}, false, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
+		case <-poll.C:
+			if c.Term() <= term {
+				continue
+			}
+			if err := c.kvBarrier(ctx); err != nil {
+				c.kv.giveUp(id, w, late)
+				return kv.Result{}, false, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			}
+			// Results are delivered in log order: the op's came first.
+			select {
+			case res := <-w.ch:
+				return res, false, nil
+			default:
+			}
+			c.kv.forget(id)
+			return kv.Result{}, true, nil
+		}
 	}
 }
 
@@ -329,8 +386,8 @@ func (c *Cluster) kvBarrier(ctx context.Context) error {
 			return nil
 		case ctx.Err() != nil:
 			return fmt.Errorf("linearizable read: %w", ctx.Err())
-		case errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, ErrClosed):
-			continue // lost with a leader, or slow: propose another
+		case errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, ErrClosed), errors.Is(err, ErrNoLeader):
+			continue // slow, or no leader yet: propose another
 		default:
 			return err
 		}

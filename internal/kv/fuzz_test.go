@@ -14,7 +14,7 @@ func FuzzDecodeOp(f *testing.F) {
 	f.Add(mustEncode(f, Op{Type: OpPut, Key: "a", Value: []byte("v"), Compare: true, ModRevision: 3, Owner: 2, ReqID: 9}))
 	f.Add(mustEncode(f, Op{Type: OpDelete, Key: "\x00lock/a"}))
 	f.Add(seedStore(f).Snapshot())
-	f.Add([]byte{Kind, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{Kind, 1, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if op, err := DecodeOp(data); err == nil {
@@ -54,7 +54,7 @@ func seedStore(t testing.TB) *Store {
 func FuzzApply(f *testing.F) {
 	f.Add(uint8(0), mustEncode(f, Op{Type: OpPut, Key: "c", Value: []byte("v")}))
 	f.Add(uint8(0), mustEncode(f, Op{Type: OpPut, Key: "a", Compare: true, ModRevision: 1, Owner: 9}))
-	f.Add(uint8(0), []byte{Kind, 2, 1, 0, 0, 0, 1, 'a', 0})
+	f.Add(uint8(0), []byte{Kind, 2, 1, 0, 0, 0, 0, 1, 'a', 0})
 	f.Add(uint8(1), mustMarshal(f, &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: 3}))
 	f.Add(uint8(2), mustMarshal(f, &raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode, NodeID: 4}}}))
 	f.Add(uint8(0), []byte("R{}"))

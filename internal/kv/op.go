@@ -48,6 +48,9 @@ var (
 	// ErrOwnerRemoved: a put binds a key to a member that a configuration
 	// change already removed (Result.Err); the key would never go away.
 	ErrOwnerRemoved = errors.New("kv: owner removed from the cluster")
+	// ErrStaleTerm: an op fenced to a term (Op.Term) came in an entry of
+	// another term (Result.Err); nothing changed.
+	ErrStaleTerm = errors.New("kv: op proposed in another term")
 )
 
 // CompactedError says that events from a revision are no longer kept;
@@ -101,6 +104,12 @@ type Op struct {
 	// ReqID is chosen by the proposer and echoed in the Result; 0 means
 	// nobody waits.
 	ReqID uint64
+	// Term, when not 0, fences the op to the leader's term it was proposed
+	// in: it applies only from an entry of that term, and is refused
+	// (ErrStaleTerm) from any other. A proposer that has applied an entry
+	// of a later term without seeing its op's result then knows that the
+	// op never applies (log terms only grow), and may propose it again.
+	Term uint64
 }
 
 // flags of the encoding.
@@ -153,8 +162,8 @@ func (op Op) Check() error {
 }
 
 // EncodeOp encodes op as a normal entry's data: Kind, the op type, flags,
-// then ReqID, ModRevision, Owner, the key and the value as uvarints and
-// length-prefixed bytes. It refuses an op that Check refuses.
+// then ReqID, ModRevision, Owner, Term, the key and the value as uvarints
+// and length-prefixed bytes. It refuses an op that Check refuses.
 func EncodeOp(op Op) ([]byte, error) {
 	if err := op.Check(); err != nil {
 		return nil, err
@@ -168,6 +177,7 @@ func EncodeOp(op Op) ([]byte, error) {
 	b = binary.AppendUvarint(b, op.ReqID)
 	b = binary.AppendUvarint(b, op.ModRevision)
 	b = binary.AppendUvarint(b, op.Owner)
+	b = binary.AppendUvarint(b, op.Term)
 	b = binary.AppendUvarint(b, uint64(len(op.Key)))
 	b = append(b, op.Key...)
 	b = binary.AppendUvarint(b, uint64(len(op.Value)))
@@ -198,6 +208,7 @@ func DecodeOp(data []byte) (Op, error) {
 	op.ReqID = d.uvarint()
 	op.ModRevision = d.uvarint()
 	op.Owner = d.uvarint()
+	op.Term = d.uvarint()
 	op.Key = string(d.bytes(MaxKeySize))
 	if v := d.bytes(MaxValueSize); len(v) > 0 {
 		op.Value = v

@@ -144,7 +144,7 @@ type Event struct {
 //   - !Succeeded and Err == nil: the compare failed; KV is the key as it is
 //     (nil: absent).
 //   - Err != nil: the op was refused (ErrQuota, ErrNotFound,
-//     ErrOwnerRemoved); nothing changed.
+//     ErrOwnerRemoved, ErrStaleTerm); nothing changed.
 //
 // After a put, KV is the key as written; Prev is the key before a put or
 // delete. The Values share the store's memory: copy them before handing
@@ -315,7 +315,10 @@ func (s *Store) Apply(e raftpb.Entry) []Result {
 	switch e.Type {
 	case raftpb.EntryNormal:
 		if op, err := DecodeOp(e.Data); err == nil {
-			r := s.op(op)
+			r := Result{Err: ErrStaleTerm}
+			if op.Term == 0 || op.Term == e.Term {
+				r = s.op(op)
+			}
 			r.ReqID, r.Index, r.Revision = op.ReqID, e.Index, s.rev
 			out = append(out, r)
 		}

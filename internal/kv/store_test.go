@@ -132,6 +132,25 @@ func TestApplyOps(t *testing.T) {
 	}
 }
 
+// TestTermFence: an op fenced to a term applies only from an entry of that
+// term.
+func TestTermFence(t *testing.T) {
+	s := New(Options{})
+	put := func(index, entryTerm, opTerm uint64) Result {
+		data := mustEncode(t, Op{Type: OpPut, Key: "a", Value: []byte("v"), Term: opTerm, ReqID: index})
+		return s.Apply(raftpb.Entry{Index: index, Term: entryTerm, Type: raftpb.EntryNormal, Data: data})[0]
+	}
+	if r := put(1, 3, 2); !errors.Is(r.Err, ErrStaleTerm) || r.Succeeded || s.Revision() != 0 {
+		t.Fatalf("op of term 2 in an entry of term 3: %+v", r)
+	}
+	if r := put(2, 3, 3); !r.Succeeded || s.Revision() != 1 {
+		t.Fatalf("op of term 3 in an entry of term 3: %+v", r)
+	}
+	if r := put(3, 4, 0); !r.Succeeded || s.Revision() != 2 {
+		t.Fatalf("unfenced op: %+v", r)
+	}
+}
+
 func modOf(kv *KeyValue) uint64 {
 	if kv == nil {
 		return 0
@@ -256,7 +275,7 @@ func TestDecodeOpRefuses(t *testing.T) {
 		t.Fatalf("DecodeOp(good) = %+v, %v", op, err)
 	}
 	// A value length over the limit is refused before anything is read.
-	huge := []byte{Kind, byte(OpPut), 0, 0, 0, 0, 1, 'a', 0xff, 0xff, 0xff, 0xff, 0x0f}
+	huge := []byte{Kind, byte(OpPut), 0, 0, 0, 0, 0, 1, 'a', 0xff, 0xff, 0xff, 0xff, 0x0f}
 	tests := []struct {
 		name string
 		data []byte
