@@ -224,6 +224,9 @@ type Cluster struct {
 	regMu      sync.Mutex
 	regChanged chan struct{}
 
+	// kv is the replicated key-value store (leader mode; see kvglue.go).
+	kv *kvState
+
 	// selfMeta is this peer's current metadata (SetMetadata).
 	selfMeta atomic.Pointer[map[string]any]
 	// ownMetaLogged is this peer's metadata as the last committed log entry
@@ -301,6 +304,7 @@ func New(cfg Config) (*Cluster, error) {
 		seedCh:     make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		health:     newAppHealth(cfg.HealthCheck),
+		kv:         newKVState(),
 	}
 	host, port := cfg.AdvertiseHostPort()
 	c.self = &Peer{Host: host, Port: port, Identifier: cfg.Identifier, Metadata: cfg.Metadata}
@@ -329,8 +333,9 @@ func isEmpty(store storage.Storage) (bool, error) {
 	return hs.Term == 0 && hs.Vote == 0 && hs.Commit == 0 && snap.Metadata.Index == 0, nil
 }
 
-// loadRegistry sets the registry from the stored snapshot; the committed
-// entries after it are applied again when the node starts.
+// loadRegistry sets the registry and the KV store from the stored
+// snapshot; the committed entries after it are applied again when the node
+// starts.
 func (c *Cluster) loadRegistry(store storage.Storage) error {
 	snap, err := store.Snapshot()
 	if err != nil {
@@ -339,9 +344,18 @@ func (c *Cluster) loadRegistry(store storage.Storage) error {
 	if len(snap.Data) == 0 {
 		return nil // a cluster founded before the registry was replicated
 	}
-	r, err := registry.Restore(snap.Data)
+	regData, kvData, err := splitSnapshot(snap.Data)
+	if err != nil {
+		return fmt.Errorf("qcluster: data_dir %q: the stored snapshot cannot be decoded: %w", c.cfg.DataDir, err)
+	}
+	r, err := registry.Restore(regData)
 	if err != nil {
 		return fmt.Errorf("qcluster: data_dir %q: the stored member list cannot be decoded: %w", c.cfg.DataDir, err)
+	}
+	if kvData != nil {
+		if err := c.kv.store.Restore(kvData); err != nil {
+			return fmt.Errorf("qcluster: data_dir %q: the stored key-value store cannot be decoded: %w", c.cfg.DataDir, err)
+		}
 	}
 	c.reg.Store(r)
 	return nil

@@ -1201,6 +1201,21 @@ func sortedCopy(ids []uint64) []uint64 {
 // ConfState returns the applied configuration.
 func (c *Core) ConfState() raftpb.ConfState { return c.confState }
 
+// LeaseRead returns the index a linearizable read must wait for: this
+// peer's commit index, with ok only while it leads and holds its lease now
+// (not during a transfer, not while it is no candidate). The lease implies
+// that an entry of this term committed (see the package doc, "Leader
+// lease"), so the commit index covers every write acknowledged anywhere
+// before the read started; once the application has applied up to it, it
+// may answer from its local state without a round trip. Not ok: ask the
+// leader, or retry.
+func (c *Core) LeaseRead() (index uint64, ok bool) {
+	if c.role != Leader || c.transferee != 0 || c.notCandidate || c.cfg.Now() >= c.leaseUntil {
+		return 0, false
+	}
+	return c.rn.BasicStatus().Commit, true
+}
+
 // AppliedIndex is the index of the last applied entry.
 func (c *Core) AppliedIndex() uint64 { return c.appliedIndex }
 
