@@ -750,14 +750,20 @@ func peerType(t raftpb.MessageType) bool {
 }
 
 // checkProposal decides whether a MsgProp a follower forwarded may be
-// appended: only with Config.AcceptProposal, only on the leader, only
-// normal entries with data, each accepted by AcceptProposal.
+// appended: only with Config.AcceptProposal, only on the leader, only from
+// a member (not one that Vouch only vouches for), only normal entries with
+// data, each accepted by AcceptProposal.
 func (c *Core) checkProposal(m raftpb.Message) error {
 	if c.cfg.AcceptProposal == nil {
 		return fmt.Errorf("%w: this peer takes no proposals from the network", ErrProposal)
 	}
 	if c.rn.BasicStatus().RaftState != raft.StateLeader {
 		return fmt.Errorf("%w: this peer does not lead", ErrProposal)
+	}
+	if !c.knows(m.From) {
+		// Vouch lets a peer the configuration does not list vote and
+		// follow; proposing is for members.
+		return fmt.Errorf("%w: %x is not a member", ErrProposal, m.From)
 	}
 	if len(m.Entries) == 0 {
 		return fmt.Errorf("%w: no entries", ErrProposal)
