@@ -150,13 +150,25 @@ func TestKVClientBlockingGet(t *testing.T) {
 // ErrCompacted.
 func TestKVClientWatch(t *testing.T) {
 	b, srv := kvPeer(t)
-	c := kvClient(t, srv.URL)
-	kv := c.KV()
+	kv := kvClient(t, srv.URL).KV()
+	// The changes go through a client of their own, which is told when
+	// the test breaks the connections.
+	pc := kvClient(t, srv.URL)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	kv.Put(ctx, "svc/a", []byte("1")) // 1
-	kv.Put(ctx, "other", []byte("x")) // 2
-	kv.Put(ctx, "svc/b", []byte("2")) // 3
+	put := func(key string, opts ...WriteOption) {
+		t.Helper()
+		if _, err := pc.KV().Put(ctx, key, []byte(key), opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	breakConnections := func() {
+		srv.CloseClientConnections()
+		pc.CloseIdleConnections()
+	}
+	put("svc/a") // 1
+	put("other") // 2
+	put("svc/b") // 3
 	events, err := kv.Watch(ctx, "svc/", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -183,15 +195,15 @@ func TestKVClientWatch(t *testing.T) {
 	}
 	want(1, "put", "svc/a")
 	want(3, "put", "svc/b")
-	kv.Put(ctx, "svc/c", nil, Ephemeral()) // 4
-	kv.Put(ctx, "svc/d", nil, Ephemeral()) // 5
+	put("svc/c", Ephemeral()) // 4
+	put("svc/d", Ephemeral()) // 5
 	want(4, "put", "svc/c")
 	want(5, "put", "svc/d")
 	// The connection breaks in the middle of a revision of two events.
 	b.DropOwner("server_a") // 6: svc/c and svc/d
 	want(6, "delete", "svc/c")
-	srv.CloseClientConnections()
-	kv.Put(ctx, "svc/e", nil) // 7
+	breakConnections()
+	put("svc/e") // 7
 	want(6, "delete", "svc/d")
 	want(7, "put", "svc/e")
 	// The history it would go on from is gone: the watch ends.
@@ -215,8 +227,8 @@ func TestKVClientWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.CloseClientConnections()
-	kv.Put(ctx, "late", nil) // 8
+	breakConnections()
+	put("late") // 8
 	want(8, "put", "late")
 	cancel()
 	for range events {
