@@ -225,7 +225,8 @@ type Cluster struct {
 	regChanged chan struct{}
 
 	// kv is the replicated key-value store (leader mode; see kvglue.go).
-	kv *kvState
+	kv       *kvState
+	apiLocks apiLocks // locks taken through the HTTP API (apibackend_kv.go)
 
 	// selfMeta is this peer's current metadata (SetMetadata).
 	selfMeta atomic.Pointer[map[string]any]
