@@ -244,6 +244,9 @@ var sdkAPIErrors = []struct {
 	{ErrUnknownPeer, api.ErrUnknownPeer, false}, {ErrNotLeader, api.ErrNotLeader, false},
 	{ErrClosed, api.ErrUnavailable, false}, {ErrNotStarted, api.ErrUnavailable, false},
 	{ErrUnauthorized, api.ErrUnauthorized, true}, {context.DeadlineExceeded, context.DeadlineExceeded, true},
+	{ErrKeyNotFound, api.ErrKeyNotFound, false}, {ErrCompareFailed, api.ErrCompareFailed, false},
+	{ErrQuota, api.ErrQuota, false}, {ErrTooLarge, api.ErrTooLarge, false}, {ErrInvalidKey, api.ErrInvalid, false},
+	{ErrOutcomeUnknown, context.DeadlineExceeded, false}, {ErrCompacted, api.ErrCompacted, false},
 }
 
 // toAPIError translates the SDK's errors into the API's.

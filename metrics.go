@@ -44,6 +44,7 @@ type metrics struct {
 	apiRequests      *prometheus.CounterVec
 	apiDuration      *prometheus.HistogramVec
 	apiRefused       *prometheus.CounterVec
+	kvApply          prometheus.Histogram
 
 	// The leadership (leader, term) last counted by leaderChanges; only the
 	// node goroutine (and Start, before it runs) touches them.
@@ -65,6 +66,8 @@ type metricsSource interface {
 	certNotAfter() (time.Time, bool)
 	// running returns what Start built (nil before).
 	running() *running
+	// kvStats is the KV store's revision, keys and bytes.
+	kvStats() (rev uint64, keys int, bytes int64)
 }
 
 // Histogram buckets, in seconds.
@@ -78,6 +81,9 @@ var (
 	fsyncBuckets = prometheus.ExponentialBuckets(.00025, 2, 16)
 	// Reads take well under a millisecond; a hand-over takes up to seconds.
 	apiBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	// A KV write is a commit plus, on a follower, the trip to the leader
+	// and back.
+	kvApplyBuckets = []float64{.00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 )
 
 // newMetrics creates the metrics of src (not yet registered: Start does
@@ -126,6 +132,8 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger, src metricsSource) 
 		Namespace: "qcluster", Name: "api_requests_refused_total",
 		Help: "HTTP API requests that would change the cluster, refused before acting, by reason: cross_origin (sent by a web page of another origin), content_type (not Content-Type: application/json).",
 	}, []string{"reason"})
+	m.kvApply = histogram("kv_apply_seconds",
+		"KV writes proposed on this peer: time from the proposal until this peer applied it (the write's latency).", kvApplyBuckets)
 	for _, reason := range api.RefusedReasons() {
 		m.apiRefused.WithLabelValues(reason) // present from the start, at 0
 	}
@@ -141,7 +149,13 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger, src metricsSource) 
 		gauge("lease_remaining_seconds", "How long this peer's leader lease remains valid without renewal; 0 without a lease.",
 			func() float64 { return c.leaseRemaining().Seconds() }),
 		m.leaderChanges, m.electionsStarted, m.electionsWon, m.electionsLost,
-		m.heartbeatRTT, m.commit, m.fsync, m.apiRequests, m.apiDuration, m.apiRefused,
+		gauge("kv_revision", "The key-value store's revision on this peer (raised by every write that changes it).",
+			func() float64 { rev, _, _ := c.kvStats(); return float64(rev) }),
+		gauge("kv_keys", "Keys in the key-value store on this peer, QCluster's own (locks) included.",
+			func() float64 { _, keys, _ := c.kvStats(); return float64(keys) }),
+		gauge("kv_bytes", "Bytes of keys plus values in the key-value store on this peer (what the quota counts).",
+			func() float64 { _, _, b := c.kvStats(); return float64(b) }),
+		m.heartbeatRTT, m.commit, m.fsync, m.apiRequests, m.apiDuration, m.apiRefused, m.kvApply,
 		&scrapeCollector{m: m},
 	}
 	return m
@@ -252,6 +266,9 @@ func (m *metrics) observeView(v consensus.View) {
 		m.leaderChanges.Inc()
 	}
 }
+
+// observeKVApply records a KV write's latency, proposal to applied.
+func (m *metrics) observeKVApply(d time.Duration) { m.kvApply.Observe(d.Seconds()) }
 
 // observeFsync records one durable write.
 func (m *metrics) observeFsync(d time.Duration) { m.fsync.Observe(d.Seconds()) }

@@ -224,6 +224,10 @@ type Cluster struct {
 	regMu      sync.Mutex
 	regChanged chan struct{}
 
+	// kv is the replicated key-value store (leader mode; see kvglue.go).
+	kv       *kvState
+	apiLocks apiLocks // locks taken through the HTTP API (apibackend_kv.go)
+
 	// selfMeta is this peer's current metadata (SetMetadata).
 	selfMeta atomic.Pointer[map[string]any]
 	// ownMetaLogged is this peer's metadata as the last committed log entry
@@ -233,6 +237,7 @@ type Cluster struct {
 
 	snap    atomic.Pointer[snapshot]
 	watch   watchers
+	tenures tenures // leader-scoped work (leaderwork.go), ended by onView
 	events  eventHub
 	metrics *metrics
 
@@ -300,6 +305,7 @@ func New(cfg Config) (*Cluster, error) {
 		seedCh:     make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		health:     newAppHealth(cfg.HealthCheck),
+		kv:         newKVState(),
 	}
 	host, port := cfg.AdvertiseHostPort()
 	c.self = &Peer{Host: host, Port: port, Identifier: cfg.Identifier, Metadata: cfg.Metadata}
@@ -328,8 +334,9 @@ func isEmpty(store storage.Storage) (bool, error) {
 	return hs.Term == 0 && hs.Vote == 0 && hs.Commit == 0 && snap.Metadata.Index == 0, nil
 }
 
-// loadRegistry sets the registry from the stored snapshot; the committed
-// entries after it are applied again when the node starts.
+// loadRegistry sets the registry and the KV store from the stored
+// snapshot; the committed entries after it are applied again when the node
+// starts.
 func (c *Cluster) loadRegistry(store storage.Storage) error {
 	snap, err := store.Snapshot()
 	if err != nil {
@@ -338,9 +345,18 @@ func (c *Cluster) loadRegistry(store storage.Storage) error {
 	if len(snap.Data) == 0 {
 		return nil // a cluster founded before the registry was replicated
 	}
-	r, err := registry.Restore(snap.Data)
+	regData, kvData, err := splitSnapshot(snap.Data)
+	if err != nil {
+		return fmt.Errorf("qcluster: data_dir %q: the stored snapshot cannot be decoded: %w", c.cfg.DataDir, err)
+	}
+	r, err := registry.Restore(regData)
 	if err != nil {
 		return fmt.Errorf("qcluster: data_dir %q: the stored member list cannot be decoded: %w", c.cfg.DataDir, err)
+	}
+	if kvData != nil {
+		if err := c.kv.store.Restore(kvData); err != nil {
+			return fmt.Errorf("qcluster: data_dir %q: the stored key-value store cannot be decoded: %w", c.cfg.DataDir, err)
+		}
 	}
 	c.reg.Store(r)
 	return nil
@@ -600,6 +616,9 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	if !c.snap.CompareAndSwap(prev, s) {
 		return // closed meanwhile: publishClosed's snapshot stays
 	}
+	// Before the messages of this view leave (consensus.Loop.send): work
+	// scoped to a lease this view no longer holds ends here.
+	c.tenures.check()
 	st := State{Identifier: c.cfg.Identifier, Role: Role(v.Role), Term: v.Term, IsLeader: v.IsLeaderAt(now)}
 	if id, ok := c.reportedLeader(&v, now); ok {
 		st.Leader, st.HasLeader = *c.peer(id), true
@@ -659,6 +678,7 @@ func (c *Cluster) peer(id uint64) *Peer {
 func (c *Cluster) publishClosed() {
 	prev := c.snap.Load()
 	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true, at: prev.at, atNode: prev.atNode})
+	c.tenures.check()
 	// A closed peer is a follower (none, masterless) of no leader.
 	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: c.mode.role(consensus.View{}), Term: prev.view.Term})
 }

@@ -51,16 +51,27 @@ func (c *Cluster) applyCommitted(a consensus.Applied) {
 	reg := c.reg.Load()
 	next := reg
 	var changes []registry.Change
+	var kvData []byte
 	if a.Snapshot != nil && len(a.Snapshot.Data) > 0 {
-		r, err := registry.Restore(a.Snapshot.Data)
+		regData, kd, err := splitSnapshot(a.Snapshot.Data)
+		if err == nil {
+			kvData = kd
+			var r *registry.State
+			if r, err = registry.Restore(regData); err == nil {
+				next, changes = r, registry.Diff(reg, r)
+			}
+		}
 		if err != nil {
 			c.log.Error("registry: cannot decode the snapshot's member list; keeping the current one", "err", err)
-		} else {
-			next, changes = r, registry.Diff(reg, r)
+			a.Snapshot = nil // nor the KV store's
 		}
 	}
 	next, applied := registry.ApplyAll(next, a.Entries)
+	for _, ch := range changes {
+		c.rememberOwner(ch.ID, ch.Member.Identifier)
+	}
 	for _, ch := range applied {
+		c.rememberOwner(ch.ID, ch.Member.Identifier)
 		// The log confirmed (or changed) this peer's own record: see
 		// ownMetadataSettled.
 		if ch.Type != registry.Removed && ch.ID == c.selfID && ch.Member.Identifier == c.cfg.Identifier {
@@ -75,6 +86,7 @@ func (c *Cluster) applyCommitted(a consensus.Applied) {
 		c.setRegistry(next)
 		c.refreshLeader()
 	}
+	c.applyKV(a, kvData)
 	c.publishChanges(changes)
 }
 

@@ -322,7 +322,7 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 		OnView:       c.onView,
 		OnApply:      c.applyCommitted,
 		OnRefused:    func(m raftpb.Message, r consensus.Refusal, _ error) { onRaftRefused(tr, m, r) },
-		SnapshotData: func() []byte { return c.reg.Load().Snapshot() },
+		SnapshotData: c.snapshotData,
 	})
 }
 

@@ -14,6 +14,16 @@
 //	POST   /v1/self/leave           the answering peer leaves the cluster gracefully and stops
 //	POST   /v1/leader/transfer      the leader hands over to a target ({"identifier": ...} or ?to=)
 //	POST   /v1/leader/resign        the leader hands over to the best other peer
+//	GET    /v1/kv/{key...}          a key of the replicated KV store (leader mode), or with
+//	                                ?prefix every key under it; ?stale reads this peer's
+//	                                copy; blocking with ?index= (the store's revision)
+//	PUT    /v1/kv/{key...}          set a key: a KVPutRequest; ?cas=REV only if its mod
+//	                                revision is REV (0: only if absent); ?ephemeral
+//	DELETE /v1/kv/{key...}          delete a key; ?cas=REV
+//	GET    /v1/kv-watch             Server-Sent Events: every change of the keys under
+//	                                ?prefix from revision ?from, resumable with Last-Event-ID
+//	POST   /v1/locks/{name}         take a named lock and hold it while the request stays
+//	                                open (an event stream: "acquired", "lost")
 //	GET    /healthz                 the process is alive
 //	GET    /readyz                  200 while the peer is ready (see below), else 503
 //	GET    /metrics                 Prometheus metrics (when Options.Metrics is set)
@@ -326,6 +336,9 @@ type Error struct {
 	// Leader is the current leader, with code "not_leader" (the request
 	// must go to it).
 	Leader *Peer `json:"leader,omitempty"`
+	// KV is the key as it is, with code "compare_failed" (absent when the
+	// key does not exist).
+	KV *KeyValue `json:"kv,omitempty"`
 }
 
 // Error codes, with the HTTP status they come with.
@@ -350,6 +363,10 @@ const (
 	CodeWrongCluster         = "wrong_cluster"          // 409: the request names another cluster
 	CodeMasterless           = "masterless"             // 409: the call needs leader mode
 	CodeNotJoined            = "not_joined"             // 503 (GET /readyz): this peer is not a member yet
+	CodeKeyNotFound          = "key_not_found"          // 404: no such key in the KV store
+	CodeCompareFailed        = "compare_failed"         // 409: ?cas= does not match (Error.KV: the key as it is)
+	CodeQuota                = "quota"                  // 507: the KV store's size quota would be exceeded
+	CodeUnsupported          = "unsupported"            // 501: this peer has no KV store
 )
 
 // IndexHeader is the response header that carries the answering peer's
@@ -533,6 +550,7 @@ func Routes() []string {
 		"/v1/status", "/v1/leader", "/v1/peers", "/v1/peers/{identifier}", "/v1/watch",
 		"/v1/leader/transfer", "/v1/leader/resign", "/v1/join", "/v1/self/metadata",
 		"/v1/self/leave", "/v1/self/health", "/healthz", "/readyz", "/metrics", "/v1/openapi.json", UIPath,
+		"/v1/kv/{key...}", "/v1/kv-watch", "/v1/locks/{name}",
 	}
 }
 
@@ -577,6 +595,13 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 	handle("/v1/self/metadata", only(http.MethodPut, h.mutating(h.setMetadata)))
 	handle("/v1/self/leave", only(http.MethodPost, h.mutating(h.leave)))
 	handle("/v1/self/health", only(http.MethodPut, h.mutating(h.setHealth)))
+	handle("/v1/kv/{key...}", methods(
+		method{http.MethodGet, h.reading(h.getKV)},
+		method{http.MethodPut, h.mutatingLimit(max(opts.MaxBodyBytes, maxKVBodyBytes), h.putKV)},
+		method{http.MethodDelete, h.mutating(h.deleteKV)},
+	))
+	handle("/v1/kv-watch", only(http.MethodGet, h.reading(h.kvWatch)))
+	handle("/v1/locks/{name}", only(http.MethodPost, h.mutating(h.lock)))
 	handle("/healthz", only(http.MethodGet, h.healthz))
 	handle("/readyz", only(http.MethodGet, h.readyz))
 	handle("/v1/openapi.json", only(http.MethodGet, h.reading(h.openAPI)))
@@ -645,7 +670,7 @@ func setIndex(w http.ResponseWriter, index uint64) {
 // read returns the Status for a GET, waiting when the request is a blocking
 // query (?index=). It has answered the request itself when ok is false.
 func (h *handler) read(w http.ResponseWriter, r *http.Request) (st Status, ok bool) {
-	return blockingRead(h, w, r, h.b.Status, h.waitStatus)
+	return blockingRead(h, w, r, nowOf(h.b.Status), h.waitStatus)
 }
 
 // waitStatus returns the first Status of one Watch subscription whose
@@ -668,18 +693,23 @@ func (h *handler) waitStatus(ctx context.Context, index uint64) (Status, error) 
 // blocking query (?index=). It has answered the request itself when ok is
 // false.
 func (h *handler) readPeers(w http.ResponseWriter, r *http.Request) (pl PeerList, ok bool) {
-	pl, ok = blockingRead(h, w, r, h.b.Peers, h.b.WaitPeers)
+	pl, ok = blockingRead(h, w, r, nowOf(h.b.Peers), h.b.WaitPeers)
 	if ok && pl.Peers == nil {
 		pl.Peers = []Member{}
 	}
 	return pl, ok
 }
 
+// nowOf turns a read that cannot fail into the now of blockingRead.
+func nowOf[T any](read func() T) func(context.Context) (T, error) {
+	return func(context.Context) (T, error) { return read(), nil }
+}
+
 // blockingRead answers a GET with now(), or, for a blocking query
 // (?index=N), with wait(ctx, N) within ?wait=, and with now() when the
 // wait ends with no change. It has answered the request itself when ok is
 // false.
-func blockingRead[T any](h *handler, w http.ResponseWriter, r *http.Request, now func() T, wait func(context.Context, uint64) (T, error)) (v T, ok bool) {
+func blockingRead[T any](h *handler, w http.ResponseWriter, r *http.Request, now func(context.Context) (T, error), wait func(context.Context, uint64) (T, error)) (v T, ok bool) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		WriteError(w, http.StatusBadRequest, CodeBadRequest, "the query string cannot be parsed: "+err.Error())
@@ -691,7 +721,11 @@ func blockingRead[T any](h *handler, w http.ResponseWriter, r *http.Request, now
 		return v, false
 	}
 	if !blocking {
-		return now(), true
+		if v, err = now(r.Context()); err != nil {
+			h.fail(w, r, err)
+			return v, false
+		}
+		return v, true
 	}
 	markWaited(w)
 	ctx, cancel := context.WithTimeout(r.Context(), d)
@@ -703,9 +737,12 @@ func blockingRead[T any](h *handler, w http.ResponseWriter, r *http.Request, now
 	case r.Context().Err() != nil:
 		return v, false // the client is gone
 	case errors.Is(err, context.DeadlineExceeded):
-		return now(), true // the wait ended with no change
+		// The wait ended with no change.
+		if v, err = now(r.Context()); err == nil {
+			return v, true
+		}
 	}
-	h.backendError(w, err)
+	h.fail(w, r, err)
 	return v, false
 }
 
@@ -797,6 +834,12 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 // token, refuses requests a browser may send from another site (see
 // crossSite), and limits the request body.
 func (h *handler) mutating(next http.HandlerFunc) http.HandlerFunc {
+	return h.mutatingLimit(h.opts.MaxBodyBytes, next)
+}
+
+// mutatingLimit is mutating with a body limit of its own (PUT
+// /v1/kv/{key...} takes values up to MaxValueSize).
+func (h *handler) mutatingLimit(limit int64, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if h.opts.Token != "" && !h.authorized(r) {
 			writeUnauthorized(w, r)
@@ -807,7 +850,7 @@ func (h *handler) mutating(next http.HandlerFunc) http.HandlerFunc {
 			WriteError(w, status, code, msg)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next(w, r)
 	}
 }

@@ -49,6 +49,12 @@ type fakeBackend struct {
 	removed                                          []string
 	leaves                                           int
 	subs                                             map[chan MemberEvent]bool // Events subscribers
+
+	// The KV store (kvfake_test.go).
+	kv       map[string]KeyValue
+	kvRev    uint64
+	kvErr    error
+	kvWrites int
 }
 
 func newFake(leader *Peer) *fakeBackend {
@@ -270,11 +276,12 @@ func (f *fakeBackend) emit(ev MemberEvent) {
 }
 
 // mutations counts the calls that change the cluster (Transfer, SetMetadata,
-// Join, RemovePeer, Leave), whatever they returned.
+// Join, RemovePeer, Leave, and the KV store's KVPut, KVDelete, Lock and
+// Unlock), whatever they returned.
 func (f *fakeBackend) mutations() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.transferTo) + len(f.metaSet) + len(f.joins) + len(f.removed) + f.leaves
+	return len(f.transferTo) + len(f.metaSet) + len(f.joins) + len(f.removed) + f.leaves + f.kvWrites
 }
 
 func (f *fakeBackend) numSubs() int {
@@ -862,6 +869,14 @@ func FuzzRequest(f *testing.F) {
 	f.Add([]byte("POST /v1/leader/resign HTTP/1.1\r\nHost: 127.0.0.1:7003\r\nOrigin: http://evil.example\r\nSec-Fetch-Site: cross-site\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b"))
 	f.Add([]byte("POST /v1/leader/resign HTTP/1.1\r\nHost: 127.0.0.1:7003\r\nSec-Fetch-Site: same-site\r\nContent-Type: application/json\r\n\r\n"))
 	f.Add([]byte("GET /v1/../v1/status HTTP/1.0\r\n\r\n"))
+	f.Add([]byte("PUT /v1/kv/config/db?cas=0&ephemeral HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n{\"value\": \"aGVsbG8=\"}"))
+	f.Add([]byte("PUT /v1/kv/a%2Fb HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}"))
+	f.Add([]byte("DELETE /v1/kv/config/db?cas=3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\n\r\n"))
+	f.Add([]byte("DELETE /v1/kv/x HTTP/1.1\r\nHost: x:7001\r\nOrigin: http://evil.example\r\nContent-Type: application/json\r\n\r\n"))
+	f.Add([]byte("GET /v1/kv/config/?prefix&stale&index=3&wait=1s HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("GET /v1/kv-watch?prefix=config/&from=2 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 6.1\r\n\r\n"))
+	f.Add([]byte("POST /v1/locks/backup?wait=1s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\n\r\n"))
+	f.Add([]byte("POST /v1/locks/backup HTTP/1.1\r\nHost: x\r\nSec-Fetch-Site: cross-site\r\nContent-Type: application/json\r\n\r\n"))
 	withToken := newFake(leaderB)
 	open := newFake(leaderB)
 	handlers := []struct {

@@ -142,6 +142,7 @@ func TestMutatingRoutesRefuseCrossSiteRequests(t *testing.T) {
 		for _, want := range []string{
 			"POST /v1/join", "DELETE /v1/peers/{identifier}", "PUT /v1/self/metadata", "POST /v1/self/leave",
 			"POST /v1/leader/transfer", "POST /v1/leader/resign",
+			"PUT /v1/kv/{key...}", "DELETE /v1/kv/{key...}", "POST /v1/locks/{name}",
 		} {
 			if !slices.Contains(covered, want) {
 				t.Errorf("token %v: %s was not found taking its method (covered: %q)", withToken, want, covered)

@@ -33,6 +33,11 @@ var errorCodes = []struct {
 	{ErrNoLeader, CodeNoLeader, http.StatusServiceUnavailable},
 	{ErrMasterless, CodeMasterless, http.StatusConflict},
 	{ErrUnauthorized, CodeUnauthorized, http.StatusUnauthorized},
+	{ErrKeyNotFound, CodeKeyNotFound, http.StatusNotFound},
+	{ErrCompareFailed, CodeCompareFailed, http.StatusConflict},
+	{ErrQuota, CodeQuota, http.StatusInsufficientStorage},
+	{ErrTooLarge, CodeTooLarge, http.StatusRequestEntityTooLarge},
+	{ErrUnsupported, CodeUnsupported, http.StatusNotImplemented},
 	{context.DeadlineExceeded, CodeTimeout, http.StatusGatewayTimeout},
 }
 

@@ -52,17 +52,20 @@ func allowed(t *testing.T, h http.Handler, route string) []string {
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	spec := loadSpec(t)
 	h := NewHandlerWithOptions(newFake(leaderB), Options{Metrics: http.NotFoundHandler()})
+	var described []string // the routes as the document writes them
 	for _, route := range Routes() {
-		if !slices.Contains(spec.Paths(), route) {
+		p := openapicheck.Route(route)
+		described = append(described, p)
+		if !slices.Contains(spec.Paths(), p) {
 			t.Errorf("route %s is not described in api/openapi.json", route)
 			continue
 		}
-		if got, want := spec.Methods(route), allowed(t, h, route); !slices.Equal(got, want) {
+		if got, want := spec.Methods(p), allowed(t, h, route); !slices.Equal(got, want) {
 			t.Errorf("%s: api/openapi.json describes %v, the handler takes %v", route, got, want)
 		}
 	}
 	for _, p := range spec.Paths() {
-		if !slices.Contains(Routes(), p) {
+		if !slices.Contains(described, p) {
 			t.Errorf("api/openapi.json describes %s, which is not a route of the handler", p)
 		}
 	}
@@ -139,7 +142,15 @@ func TestOpenAPIValidatesAnswers(t *testing.T) {
 		setup                       func(f *fakeBackend)
 		opts                        Options
 		status                      int
+		noKV                        bool // a Backend without a KV store
 	}
+	seed := func(f *fakeBackend) {
+		f.KVPut(context.Background(), "config/db", []byte("hello"), KVWriteOptions{})
+		f.KVPut(context.Background(), "config/eph", []byte("x"), KVWriteOptions{Ephemeral: true})
+		f.kvWrites = 0
+	}
+	kvErr := func(err error) func(*fakeBackend) { return func(f *fakeBackend) { f.kvErr = err } }
+	bigValue := `{"value": "` + strings.Repeat("A", (MaxValueSize+3)/3*4+4) + `"}`
 	internal := errors.New("disk on fire")
 	cases := []tcase{
 		{method: "GET", target: "/v1/status", status: 200},
@@ -194,6 +205,43 @@ func TestOpenAPIValidatesAnswers(t *testing.T) {
 		}, status: 200},
 		{method: "GET", target: "/metrics", status: 200},
 		{method: "GET", target: "/v1/openapi.json", status: 200},
+		{method: "GET", target: "/v1/kv/config/db", setup: seed, status: 200},
+		{method: "HEAD", target: "/v1/kv/config/db", setup: seed, status: 200},
+		{method: "GET", target: "/v1/kv/config/db?stale&index=1&wait=1ms", setup: seed, status: 200},
+		{method: "GET", target: "/v1/kv/config/?prefix", setup: seed, status: 200},
+		{method: "GET", target: "/v1/kv/?prefix=true", setup: seed, status: 200},
+		{method: "GET", target: "/v1/kv/?prefix", status: 200},
+		{method: "GET", target: "/v1/kv/nokey", status: 404},
+		{method: "GET", target: "/v1/kv/", status: 400},
+		{method: "GET", target: "/v1/kv/a?stale=maybe", status: 400},
+		{method: "GET", target: "/v1/kv/a", setup: kvErr(ErrNoLeader), status: 503},
+		{method: "GET", target: "/v1/kv/a", setup: kvErr(ErrNotLeader), status: 409},
+		{method: "GET", target: "/v1/kv/a", setup: kvErr(errors.New("disk on fire")), status: 500},
+		{method: "GET", target: "/v1/kv/a", noKV: true, status: 501},
+		{method: "GET", target: "/v1/kv/a", setup: func(f *fakeBackend) {
+			f.set(func(s *Status) { s.Mode, s.Role, s.Leader = ModeMasterless, "none", nil })
+		}, status: 409},
+		{method: "GET", target: "/v1/kv/a", opts: Options{Token: tok, ProtectReads: true}, status: 401},
+		{method: "PUT", target: "/v1/kv/config/db", token: tok, body: `{"value": "aGVsbG8="}`, setup: seed, status: 200},
+		{method: "PUT", target: "/v1/kv/config/new?cas=0&ephemeral", token: tok, body: `{"value": "aGVsbG8="}`, status: 200},
+		{method: "PUT", target: "/v1/kv/config/db?cas=99", token: tok, body: `{"value": "aGVsbG8="}`, setup: seed, status: 409},
+		{method: "PUT", target: "/v1/kv/config/db?cas=x", token: tok, body: `{}`, status: 400},
+		{method: "PUT", target: "/v1/kv/config/db", token: tok, body: `{"value": 1}`, status: 400},
+		{method: "PUT", target: "/v1/kv/config/db", token: tok, body: bigValue, status: 413},
+		{method: "PUT", target: "/v1/kv/config/db", token: tok, body: `{}`, setup: kvErr(ErrQuota), status: 507},
+		{method: "PUT", target: "/v1/kv/config/db", token: tok, body: `{}`, setup: kvErr(context.DeadlineExceeded), status: 504},
+		{method: "PUT", target: "/v1/kv/config/db", token: tok, body: `{}`, noKV: true, status: 501},
+		{method: "PUT", target: "/v1/kv/config/db", opts: Options{Token: tok}, body: `{}`, status: 401},
+		{method: "DELETE", target: "/v1/kv/config/db", token: tok, setup: seed, status: 200},
+		{method: "DELETE", target: "/v1/kv/config/db", token: tok, status: 404},
+		{method: "DELETE", target: "/v1/kv/config/?prefix", token: tok, status: 400},
+		{method: "POST", target: "/v1/locks/backup?wait=1s", token: tok, status: 200},
+		{method: "POST", target: "/v1/locks/backup?wait=x", token: tok, status: 400},
+		{method: "POST", target: "/v1/locks/backup", token: tok, setup: kvErr(context.DeadlineExceeded), status: 408},
+		{method: "POST", target: "/v1/locks/backup", token: tok, setup: kvErr(ErrNoLeader), status: 503},
+		{method: "POST", target: "/v1/locks/backup", opts: Options{Token: tok}, status: 401},
+		{method: "GET", target: "/v1/kv-watch?from=x", status: 400},
+		{method: "GET", target: "/v1/kv-watch", setup: kvErr(ErrNoLeader), status: 503},
 	}
 	seen200 := map[string]bool{}
 	for _, c := range cases {
@@ -209,7 +257,11 @@ func TestOpenAPIValidatesAnswers(t *testing.T) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 			_, _ = w.Write([]byte("qcluster_is_leader 0\n"))
 		})
-		h := NewHandlerWithOptions(f, opts)
+		var b Backend = f
+		if c.noKV {
+			b = struct{ Backend }{f}
+		}
+		h := NewHandlerWithOptions(b, opts)
 		var body *strings.Reader
 		if c.body != "" {
 			body = strings.NewReader(c.body)
@@ -234,7 +286,8 @@ func TestOpenAPIValidatesAnswers(t *testing.T) {
 			seen200[c.method+" "+tpl] = true
 		}
 	}
-	seen200["GET /v1/watch"] = true // a stream: TestOpenAPIWatchEvents
+	seen200["GET /v1/watch"] = true    // a stream: TestOpenAPIWatchEvents
+	seen200["GET /v1/kv-watch"] = true // a stream: TestOpenAPIKVEvents
 	for _, p := range spec.Paths() {
 		for _, m := range spec.Methods(p) {
 			if !seen200[m+" "+p] {

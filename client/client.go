@@ -39,10 +39,16 @@
 // leader), RemovePeer removes one, Peers lists them with their role and
 // health, and WatchEvents streams leadership and membership changes.
 //
+// The KV store and locks. KV returns the cluster's replicated key-value
+// store (Get, List, Put and Delete with compare-and-swap, Watch without
+// loss), and Lock takes a named lock, held while its request stays open.
+//
 // Errors. An answer with an error status is an *APIError (with the HTTP
 // status and the API's code); errors.Is matches it against ErrNoLeader,
 // ErrNotLeader, ErrUnauthorized, ErrUnknownPeer, ErrBadRequest,
-// ErrConflict, ErrWrongCluster and ErrMasterless. When no address could be
+// ErrConflict, ErrWrongCluster and ErrMasterless, and for the KV store and
+// locks ErrKeyNotFound, ErrCompareFailed, ErrQuota, ErrTooLarge,
+// ErrUnsupported and ErrCompacted. When no address could be
 // reached the error wraps ErrUnreachable and, joined, each address's error.
 // A context's deadline bounds every call; without one a call gives up after
 // Options.Timeout.
@@ -123,6 +129,9 @@ type APIError struct {
 	Message string
 	// Leader is the current leader, with Code "not_leader".
 	Leader *api.Peer
+	// KV is the key as it is, with Code "compare_failed" (nil when the key
+	// does not exist).
+	KV *api.KeyValue
 	// Addr is the address of the peer that answered.
 	Addr string
 }
@@ -510,7 +519,7 @@ func apiError(addr string, status int, data []byte) *APIError {
 	ae := &APIError{Status: status, Addr: addr}
 	var e api.Error
 	if json.Unmarshal(data, &e) == nil && e.Code != "" {
-		ae.Code, ae.Message, ae.Leader = e.Code, e.Error, e.Leader
+		ae.Code, ae.Message, ae.Leader, ae.KV = e.Code, e.Error, e.Leader, e.KV
 	} else {
 		ae.Message = strings.TrimSpace(string(data))
 		if len(ae.Message) > 200 {

@@ -4,6 +4,12 @@
 // them with the error the test chooses. Serve it with api.NewHandler and
 // net/http/httptest.
 //
+// It is an api.KVBackend too, over a small in-memory KV store: one
+// revision counter, compare-and-swap on mod revisions, ephemeral keys
+// bound to the status's identifier, a history of events for watches
+// (Compact drops its beginning), and locks (LoseLock takes one away, as
+// the removal of its holder's member does).
+//
 //	b := apitest.New(api.Status{Identifier: "server_b", Index: 40, ...}, members)
 //	srv := httptest.NewServer(api.NewHandler(b))
 //	b.Set(func(s *api.Status) { s.Leader = nil }) // publishes Index 41
@@ -42,6 +48,7 @@ type Backend struct {
 	watches     map[*latest.Slot[api.Status]]bool
 	subs        map[chan api.MemberEvent]bool
 	calls       Calls
+	kvs         *kvStore // made on first use (see kv)
 }
 
 var (
@@ -120,6 +127,13 @@ func (b *Backend) Stop() {
 	for ch := range b.subs {
 		delete(b.subs, ch)
 		close(ch)
+	}
+	if b.kvs != nil {
+		b.kvChangedLocked() // the watches end
+		for name, hl := range b.kvs.held {
+			close(hl.lost) // a stopping peer loses its locks
+			delete(b.kvs.held, name)
+		}
 	}
 }
 

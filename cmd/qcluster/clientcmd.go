@@ -36,8 +36,8 @@ comma-separated list: the command asks the first that answers (leave and
 metadata act on the one peer they ask and take one address). Default
 $QCLUSTER_ADDR, else 127.0.0.1:7001. --token is the cluster's api_token,
 needed by the commands that change the cluster (transfer, resign, join,
-remove, leave, metadata set), and by every command when the peers protect
-reads; default $QCLUSTER_TOKEN.
+remove, leave, metadata set, kv put and del, lock), and by every command
+when the peers protect reads; default $QCLUSTER_TOKEN.
 
 ` + clientTLSUsage + `
 Exit codes: 0 success, 1 failure (no peer reachable, no leader, refused),

@@ -21,6 +21,8 @@
 //	remove    remove a member from the cluster
 //	leave     make the peer asked leave the cluster and stop
 //	metadata  show or replace the metadata of the peer asked
+//	kv        get, put, delete, list and watch keys of the replicated KV store
+//	lock      run a command while holding a cluster-wide lock
 //	completion  print a shell completion script (bash, zsh or fish)
 //
 // A mistyped command or flag gets a suggestion ("did you mean").
@@ -32,7 +34,8 @@
 // --cert and --key (default $QCLUSTER_CLUSTER_KEY, $QCLUSTER_CACERT, ...).
 //
 // Exit codes: 0 success, 1 runtime failure (no peer reachable, no leader,
-// refused), 2 usage error (bad flags or a bad config file).
+// refused), 2 usage error (bad flags or a bad config file); qcluster lock
+// exits with its command's code.
 package main
 
 import (
@@ -99,6 +102,9 @@ func receivedSignal(ctx context.Context, sig os.Signal) bool {
 // Main is the qcluster program: it dispatches a command line to a
 // subcommand. It exits nothing itself, so tests can run it in-process.
 type Main struct {
+	// Stdin is read by the commands that take input (kv put, the command
+	// of lock); nil: the process's.
+	Stdin io.Reader
 	// Stdout receives a command's output, and help that was asked for.
 	Stdout io.Writer
 	// Stderr receives logs, errors and usage after a usage error.
@@ -107,7 +113,7 @@ type Main struct {
 
 // NewMain returns a Main that writes to the process's stdout and stderr.
 func NewMain() *Main {
-	return &Main{Stdout: os.Stdout, Stderr: os.Stderr}
+	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 }
 
 // UsageError reports bad command-line arguments or a bad config file. The
@@ -139,12 +145,16 @@ func helpHint(cmd string) string {
 }
 
 // ExitCode maps an error returned by Run to the process exit code: 0 for
-// nil, 2 for a *UsageError, 1 for anything else.
+// nil, 2 for a *UsageError, the command's code for a *CommandExitError, 1
+// for anything else.
 func ExitCode(err error) int {
 	var ue *UsageError
+	var ce *CommandExitError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &ce):
+		return ce.Code
 	case errors.As(err, &ue):
 		return 2
 	default:
@@ -156,6 +166,10 @@ func ExitCode(err error) int {
 func (m *Main) Report(err error) int {
 	if err == nil {
 		return 0
+	}
+	var ce *CommandExitError
+	if errors.As(err, &ce) && ce.Message == "" {
+		return ce.Code // the command's exit code says it all
 	}
 	msg := strings.TrimPrefix(err.Error(), "qcluster: ")
 	fmt.Fprintf(m.Stderr, "qcluster: %s\n", msg)
@@ -190,10 +204,14 @@ Commands:
 	remove    remove a member from the cluster
 	leave     make the peer asked leave the cluster gracefully and stop
 	metadata  show or replace the metadata of the peer asked
+	kv        get, put, delete, list and watch keys of the replicated KV
+	          store (get|put|del|ls|watch)
+	lock      run a command while holding a cluster-wide lock:
+	          qcluster lock NAME -- COMMAND [ARGS...]
 
 	completion  print a shell completion script: bash, zsh or fish
 
-The ten from status to metadata ask a peer's HTTP API: --addr host:port (default
+The twelve from status to lock ask a peer's HTTP API: --addr host:port (default
 $QCLUSTER_ADDR, else 127.0.0.1:7001; a comma-separated list is tried in
 turn, except by leave and metadata, which act on the one peer they ask),
 --token for the commands that change the cluster, and for every command
@@ -209,7 +227,8 @@ Try it:
 	qcluster demo
 
 Exit codes: 0 success, 1 runtime failure (no peer reachable, no leader,
-refused), 2 usage error (bad flags or a bad config file).
+refused), 2 usage error (bad flags or a bad config file); qcluster lock
+exits with its command's code.
 `
 
 // Run runs the command line args (without the program name). It returns a
@@ -246,6 +265,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&LeaveCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
 	case "metadata", "meta":
 		return (&MetadataCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "kv":
+		return (&KVCommand{Stdin: m.Stdin, Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+	case "lock":
+		return (&LockCommand{Stdin: m.Stdin, Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
 	case "tls":
 		return (&TLSCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
 	case "completion":
@@ -269,7 +292,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 // shell completion.
 var commands = []string{
 	"agent", "demo", "tls", "status", "leader", "peers", "watch", "transfer", "resign",
-	"join", "remove", "leave", "metadata", "completion", "help",
+	"join", "remove", "leave", "metadata", "kv", "lock", "completion", "help",
 }
 
 // unknownCommand is the usage error for a command qcluster does not have,

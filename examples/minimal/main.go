@@ -1,6 +1,7 @@
-// Command minimal is the seed's "bare minimum" QCluster example: every peer
-// runs the same work loop once a second, and only the leader does the work.
-// The others idle until one of them becomes the leader.
+// Command minimal is the seed's "bare minimum" QCluster example: the leader
+// does some work once a second, in RunWhileLeader, which stops it the
+// moment leadership is lost; the others say once a second who leads, until
+// one of them becomes the leader.
 //
 // Run one per terminal, from the repository root:
 //
@@ -67,12 +68,31 @@ func run(ctx context.Context, path string) error {
 	}
 	defer cluster.Close()
 
+	// The leader's work. RunWhileLeader calls it each time this peer gains
+	// leadership and cancels leaderCtx the moment the lease is lost (a
+	// hand-over, a stop, the lease running out while this process was
+	// paused): the work stops at once, not at its next check.
+	work := func(leaderCtx context.Context) error {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			slog.Info("I am the leader! " + identifier + " is doing some work...")
+			select {
+			case <-leaderCtx.Done():
+				slog.Info("No longer the leader: "+identifier+" stops its work", "cause", context.Cause(leaderCtx))
+				return nil // and waits to lead again
+			case <-tick.C:
+			}
+		}
+	}
+	worked := make(chan error, 1)
+	go func() { worked <- cluster.RunWhileLeader(ctx, work) }()
+
+	// Meanwhile, once a second, a follower says who leads.
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		if cluster.IsLeader() {
-			slog.Info("I am the leader! " + identifier + " is doing some work...")
-		} else {
+		if !cluster.IsLeader() {
 			slog.Info("I am not the leader :(")
 			if leader, ok := cluster.Leader(); ok {
 				// Metadata comes from the config files: a follower could use
@@ -86,7 +106,10 @@ func run(ctx context.Context, path string) error {
 		select {
 		case <-ctx.Done():
 			slog.Info("Stopping " + identifier)
+			<-worked // the work has stopped
 			return nil
+		case err := <-worked:
+			return err // the peer stopped on its own (qcluster.ErrClosed)
 		case <-tick.C:
 		}
 	}

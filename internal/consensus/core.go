@@ -1,10 +1,12 @@
 // Package consensus is QCluster's election core: an etcd raft RawNode plus the
 // leader lease, driven step by step with no I/O of its own.
 //
-// A Core is not safe for concurrent use. One goroutine owns it (Node in
-// production, the simulator in tests) and calls Tick at a fixed interval of
-// the injected clock, Step for every received message and Process whenever
-// HasReady reports work. Process persists before it hands messages to the
+// A Core is not safe for concurrent use. One goroutine owns it (a Loop,
+// which Node runs in production and the simulator in tests) and calls Tick
+// once per TickInterval of the injected clock, never before the tick is
+// due (a Loop applies the ticks due when it wakes, and sleeps through the
+// ticks that would only be counted), Step for every received message and
+// Process whenever HasReady reports work. Process persists before it hands messages to the
 // send function, as raft requires.
 //
 // # Leader lease
@@ -21,8 +23,11 @@
 //
 // Followers run with CheckQuorum, so a follower that heard from the leader at
 // time r >= t refuses votes until it has counted ElectionTimeout/TickInterval
-// ticks since r; ticks are spaced at least TickInterval apart, so no quorum
-// can elect another leader before t + ElectionTimeout - TickInterval. A peer
+// ticks since r; a tick is applied no earlier than it is due, one
+// TickInterval after the previous one was due, and the owner applies the
+// ticks due before it steps a message, so those counted after the leader's
+// message were due after it arrived, later than t: no quorum can elect
+// another leader before t + ElectionTimeout - TickInterval. A peer
 // that restarts has forgotten when it last heard from a leader, so it refuses
 // votes for one election timeout after start. The DriftMargin absorbs clock
 // rate differences between machines. The lease ends at once when the leader
@@ -582,6 +587,33 @@ func (c *Core) Tick() {
 	c.heartbeat()
 }
 
+// tickDue returns the earliest time of the clock at which a tick may make
+// this peer act; the ticks before it only count (see Loop.NextWake), and 0
+// means the next tick may act:
+//
+//   - a leader acts at its next lease round, a heartbeat interval after the
+//     last (raft's own heartbeat and quorum check come every election
+//     timeout, and may come up to a heartbeat interval late: the lease,
+//     not them, bounds how long a deposed leader says IsLeader);
+//   - a follower that hears its leader can campaign only once it has
+//     counted raft's randomized election timeout, at least ElectionTimeout,
+//     in ticks since it last heard from it (leaderSeen), so not before
+//     ElectionTimeout - 2*TickInterval after that (a tick of margin); if
+//     raft reset its count later (a granted vote), the wake is early and
+//     harmless;
+//   - anyone else (a candidate, a follower without a leader, a joining
+//     peer) may act at every tick.
+func (c *Core) tickDue() time.Duration {
+	st := c.rn.BasicStatus()
+	switch {
+	case st.RaftState == raft.StateLeader && c.role == Leader && c.lastLeaseReq != 0:
+		return c.lastLeaseReq + c.cfg.HeartbeatInterval
+	case st.RaftState == raft.StateFollower && st.Lead != raft.None && st.Lead == c.lead && c.leaderSeen != 0:
+		return c.leaderSeen + c.cfg.ElectionTimeout - 2*c.cfg.TickInterval
+	}
+	return 0
+}
+
 // heartbeat starts a ReadIndex round when one is due. During a leadership
 // transfer the rounds still go out (they keep the followers quiet) but earn
 // no lease.
@@ -718,14 +750,20 @@ func peerType(t raftpb.MessageType) bool {
 }
 
 // checkProposal decides whether a MsgProp a follower forwarded may be
-// appended: only with Config.AcceptProposal, only on the leader, only
-// normal entries with data, each accepted by AcceptProposal.
+// appended: only with Config.AcceptProposal, only on the leader, only from
+// a member (not one that Vouch only vouches for), only normal entries with
+// data, each accepted by AcceptProposal.
 func (c *Core) checkProposal(m raftpb.Message) error {
 	if c.cfg.AcceptProposal == nil {
 		return fmt.Errorf("%w: this peer takes no proposals from the network", ErrProposal)
 	}
 	if c.rn.BasicStatus().RaftState != raft.StateLeader {
 		return fmt.Errorf("%w: this peer does not lead", ErrProposal)
+	}
+	if !c.knows(m.From) {
+		// Vouch lets a peer the configuration does not list vote and
+		// follow; proposing is for members.
+		return fmt.Errorf("%w: %x is not a member", ErrProposal, m.From)
 	}
 	if len(m.Entries) == 0 {
 		return fmt.Errorf("%w: no entries", ErrProposal)
@@ -1168,6 +1206,21 @@ func sortedCopy(ids []uint64) []uint64 {
 
 // ConfState returns the applied configuration.
 func (c *Core) ConfState() raftpb.ConfState { return c.confState }
+
+// LeaseRead returns the index a linearizable read must wait for: this
+// peer's commit index, with ok only while it leads and holds its lease now
+// (not during a transfer, not while it is no candidate). The lease implies
+// that an entry of this term committed (see the package doc, "Leader
+// lease"), so the commit index covers every write acknowledged anywhere
+// before the read started; once the application has applied up to it, it
+// may answer from its local state without a round trip. Not ok: ask the
+// leader, or retry.
+func (c *Core) LeaseRead() (index uint64, ok bool) {
+	if c.role != Leader || c.transferee != 0 || c.notCandidate || c.cfg.Now() >= c.leaseUntil {
+		return 0, false
+	}
+	return c.rn.BasicStatus().Commit, true
+}
 
 // AppliedIndex is the index of the last applied entry.
 func (c *Core) AppliedIndex() uint64 { return c.appliedIndex }

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -61,6 +62,10 @@ type Loop struct {
 	core *Core
 	last View // the last view published
 
+	tick       time.Duration // the Core's TickInterval
+	nextTick   time.Duration // the Core's clock time the next tick is due
+	maxCatchUp int           // ticks Advance applies at most at once
+
 	ticked, called bool
 	snapReports    []snapReport
 
@@ -77,7 +82,11 @@ func NewLoop(core *Core, cfg LoopConfig) *Loop {
 	if cfg.CompactEvery == 0 {
 		cfg.CompactEvery, cfg.CompactKeep = DefaultCompactEvery, DefaultCompactKeep
 	}
-	return &Loop{cfg: cfg, core: core}
+	tick := core.cfg.TickInterval
+	return &Loop{cfg: cfg, core: core, tick: tick,
+		// Past two election timeouts raft has acted on every tick it
+		// could; more would only spin after a long suspend.
+		maxCatchUp: int(2*core.cfg.ElectionTimeout/tick) + 2}
 }
 
 // Core returns the Loop's Core, for reading between calls.
@@ -86,20 +95,67 @@ func (l *Loop) Core() *Core { return l.core }
 // Last returns the last view the Loop published.
 func (l *Loop) Last() View { return l.last }
 
-// Start publishes the Core's view, before the first event.
-func (l *Loop) Start() { l.publish(l.core.View()) }
-
-// Tick advances the Core by one tick; the next Flush publishes the view
-// even if it did not change (its holders re-evaluate it on their clock).
-func (l *Loop) Tick() {
-	l.core.Tick()
-	l.ticked = true
+// Start publishes the Core's view, before the first event, and starts
+// the ticks: the first is due one TickInterval from now.
+func (l *Loop) Start() {
+	l.nextTick = l.core.cfg.Now() + l.tick
+	l.publish(l.core.View())
 }
 
-// Receive steps a message from the network into the Core. A refused
-// message is counted (Refused) and reported to LoopConfig.Refused; other
-// step errors (raft's own) are logged at debug level.
+// Advance applies the ticks due by now, a time of the Core's clock: one
+// for every TickInterval since the previous one was due, none before it is
+// due, so a peer never counts more ticks than its clock allows (the lease
+// relies on it). The owner calls it when its timer for NextWake fires;
+// Receive, Call and ReportUnreachable call it first themselves. After a stall (a paused process, a slow disk) the ticks missed
+// are applied at once, at most two election timeouts' worth (raft has
+// acted on all it could by then); the rest are skipped. The next Flush
+// publishes the view if a tick was applied, changed or not (its holders
+// re-evaluate it on their clock). It returns how many ticks it applied.
+func (l *Loop) Advance(now time.Duration) int {
+	n := 0
+	for l.nextTick <= now {
+		if n == l.maxCatchUp {
+			l.nextTick = now + l.tick
+			break
+		}
+		l.core.Tick()
+		l.nextTick += l.tick
+		n++
+	}
+	if n > 0 {
+		l.ticked = true
+	}
+	return n
+}
+
+// NextWake returns the time of the Core's clock by which the owner must
+// call Advance, if no other event comes first: the first tick due at or
+// after the moment a tick may make the Core act (Core.tickDue). The ticks
+// before it would only be counted, and Advance counts them when it comes:
+// an idle follower that hears its leader sleeps until a message arrives,
+// an idle leader until its next heartbeat round, instead of waking every
+// TickInterval.
+func (l *Loop) NextWake() time.Duration {
+	due := l.core.tickDue()
+	if due <= l.nextTick {
+		return l.nextTick
+	}
+	k := (due - l.nextTick + l.tick - 1) / l.tick
+	return l.nextTick + k*l.tick
+}
+
+// catchUp applies the ticks due by now, before an event: a message must
+// not reset raft's election count and then have ticks that were due before
+// it counted after it (a follower would vote earlier than the lease
+// allows).
+func (l *Loop) catchUp() { l.Advance(l.core.cfg.Now()) }
+
+// Receive steps a message from the network into the Core, after the ticks
+// due (Advance). A refused message is counted (Refused) and reported to
+// LoopConfig.Refused; other step errors (raft's own) are logged at debug
+// level.
 func (l *Loop) Receive(m raftpb.Message) {
+	l.catchUp()
 	err := l.core.Step(m)
 	if err == nil {
 		return
@@ -131,8 +187,11 @@ func (l *Loop) Refused(r Refusal) uint64 {
 }
 
 // ReportUnreachable tells the Core that messages to id are not getting
-// through.
-func (l *Loop) ReportUnreachable(id uint64) { l.core.ReportUnreachable(id) }
+// through (after the ticks due).
+func (l *Loop) ReportUnreachable(id uint64) {
+	l.catchUp()
+	l.core.ReportUnreachable(id)
+}
 
 // ReportSnapshot queues the outcome of a snapshot sent to id (a MsgSnap
 // handed to Send): written out (ok) or dropped. Flush hands it to raft.
@@ -148,10 +207,11 @@ func (l *Loop) reportSnapshots() {
 	l.snapReports = l.snapReports[:0]
 }
 
-// Call runs fn with exclusive access to the Core and returns its error;
-// the next Flush publishes the view even if it did not change, so the
-// caller sees the call's effect once Flush returns.
+// Call runs fn with exclusive access to the Core, after the ticks due,
+// and returns its error; the next Flush publishes the view even if it did
+// not change, so the caller sees the call's effect once Flush returns.
 func (l *Loop) Call(fn func(*Core) error) error {
+	l.catchUp()
 	l.called = true
 	return fn(l.core)
 }

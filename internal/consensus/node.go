@@ -216,10 +216,9 @@ func (n *Node) Do(ctx context.Context, fn func(*Core) error) error {
 func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
 	defer close(n.done)
-	tick := n.cfg.Core.TickInterval
-	timer := time.NewTimer(tick)
-	defer timer.Stop()
 	n.loop.Start()
+	timer := time.NewTimer(n.loop.NextWake() - n.Now())
+	defer timer.Stop()
 	for {
 		// A Do call is answered after its effect is flushed and
 		// published, so its caller sees the new view at once.
@@ -229,12 +228,9 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-			// Reset after the tick, not on a fixed grid: ticks are spaced
-			// at least TickInterval apart, which the lease relies on.
-			n.loop.Tick()
-			timer.Reset(tick)
+			n.loop.Advance(n.Now())
 		case m := <-n.inbox:
-			n.loop.Receive(m)
+			n.loop.Receive(m) // after the ticks due (every Loop event)
 		drain:
 			for range ReceiveBatch - 1 {
 				select {
@@ -255,6 +251,8 @@ func (n *Node) Run(ctx context.Context) error {
 			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
 			return err
 		}
+		// Go 1.23+ timers: Reset also drops a fire not yet received.
+		timer.Reset(n.loop.NextWake() - n.Now())
 		if reply != nil {
 			reply <- replyErr
 		}

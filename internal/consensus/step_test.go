@@ -416,3 +416,25 @@ func TestStepHearsVouchedPeers(t *testing.T) {
 		t.Errorf("core 2 took a message claiming to be from itself: %v", err)
 	}
 }
+
+// TestProposalOnlyFromMembers: a sender that Vouch vouches for, but that
+// the configuration does not list, may vote and follow, not propose.
+func TestProposalOnlyFromMembers(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, func(id uint64, c *Config) {
+		c.Vouch = func(from uint64) bool { return from == 4 }
+		c.AcceptProposal = func(uint64, []byte) error { return nil }
+	})
+	n.elect(1)
+	term := n.cores[1].View().Term
+	before := lastIndex(t, n.cores[1])
+	err := n.step(1, raftpb.Message{Type: raftpb.MsgProp, From: 4, Term: term, Entries: []raftpb.Entry{{Data: []byte("x")}}})
+	if !errors.Is(err, ErrProposal) {
+		t.Errorf("a proposal from a vouched non-member: %v, want ErrProposal", err)
+	}
+	if after := lastIndex(t, n.cores[1]); after != before {
+		t.Errorf("the leader appended it: last index %d -> %d", before, after)
+	}
+	if err := n.step(1, raftpb.Message{Type: raftpb.MsgProp, From: 2, Term: term, Entries: []raftpb.Entry{{Data: []byte("y")}}}); err != nil {
+		t.Errorf("a member's proposal: %v", err)
+	}
+}

@@ -34,6 +34,7 @@ const docURL = "https://qcluster.invalid/openapi.json"
 type Spec struct {
 	doc   map[string]any
 	paths map[string]map[string]any // path template -> method -> operation
+	rest  map[string]bool           // path templates whose last parameter takes the rest of the path
 
 	mu       sync.Mutex
 	compiler *jsonschema.Compiler
@@ -49,10 +50,13 @@ func New(document []byte) (*Spec, error) {
 	if v, _ := doc["openapi"].(string); !strings.HasPrefix(v, "3.1") {
 		return nil, fmt.Errorf("openapicheck: openapi %q, want 3.1.x (JSON Schema 2020-12 schemas)", v)
 	}
-	s := &Spec{doc: doc, paths: map[string]map[string]any{}, schemas: map[string]*jsonschema.Schema{}}
+	s := &Spec{doc: doc, paths: map[string]map[string]any{}, rest: map[string]bool{}, schemas: map[string]*jsonschema.Schema{}}
 	paths, _ := doc["paths"].(map[string]any)
 	for p, item := range paths {
 		ops := map[string]any{}
+		if w, _ := item.(map[string]any)[Wildcard].(bool); w {
+			s.rest[p] = true
+		}
 		for m, op := range item.(map[string]any) {
 			switch m {
 			case "get", "put", "post", "delete", "patch", "head", "options", "trace":
@@ -140,9 +144,19 @@ func (s *Spec) Codes() []string {
 	return out
 }
 
+// Wildcard is the extension of a path item whose last parameter takes the
+// rest of the path, slashes included, and may be empty (a route such as
+// "/v1/kv/{key...}" of net/http's ServeMux, described as "/v1/kv/{key}").
+const Wildcard = "x-qcluster-wildcard"
+
+// Route returns the path template of the document for a ServeMux route
+// pattern: "{name...}" becomes "{name}".
+func Route(pattern string) string { return strings.ReplaceAll(pattern, "...}", "}") }
+
 // Template returns the path template of the document that path (a request
 // path, without query) matches: literal segments equal, a "{name}" segment
-// any non-empty one.
+// any non-empty one, and the last "{name}" of a Wildcard path item the
+// rest of the path (maybe empty).
 func (s *Spec) Template(path string) (string, bool) {
 	if _, ok := s.paths[path]; ok {
 		return path, true
@@ -150,11 +164,14 @@ func (s *Spec) Template(path string) (string, bool) {
 	segs := strings.Split(path, "/")
 	for p := range s.paths {
 		ts := strings.Split(p, "/")
-		if len(ts) != len(segs) {
+		if len(ts) != len(segs) && !(s.rest[p] && len(segs) > len(ts)) {
 			continue
 		}
 		ok := true
 		for i := range ts {
+			if s.rest[p] && i == len(ts)-1 {
+				break // the rest of the path
+			}
 			if strings.HasPrefix(ts[i], "{") && strings.HasSuffix(ts[i], "}") {
 				ok = segs[i] != ""
 			} else {

@@ -35,6 +35,7 @@ type peer struct {
 	// Node.Run's select: timer, inbox, calls.
 	timerGen   uint64
 	timerFired bool
+	timerAt    time.Duration // when the armed timer fires (virtual time); -1: none armed
 	inbox      []raftpb.Message
 	calls      []call
 
@@ -158,8 +159,8 @@ func (p *peer) start(mem *storage.Memory) error {
 	p.app = decodeApp(snap.Data)
 	p.lastApplied = snap.Metadata.Index
 	c.chk.restarted(p, snap)
-	p.scheduleTimer()
 	p.loop.Start() // the first view, before the first event
+	p.scheduleTimer()
 	return nil
 }
 
@@ -180,7 +181,7 @@ func (p *peer) crash(why string) {
 	p.loop, p.core = nil, nil
 	p.inc++
 	p.timerGen++
-	p.timerFired = false
+	p.timerFired, p.timerAt = false, -1
 	p.inbox, p.calls, p.held = nil, nil, nil
 	p.paused, p.suspended = false, false
 	p.busyUntil, p.callDelay = 0, 0
@@ -213,9 +214,20 @@ func (p *peer) restart() error {
 	return nil
 }
 
+// scheduleTimer arms the peer's timer for the Loop's NextWake, as Node.Run
+// does after every Flush (an earlier timer is dropped).
 func (p *peer) scheduleTimer() {
+	wake := p.loop.NextWake()
+	at := max(p.virtualAt(wake), p.c.now)
+	for i := 0; i < 8 && !p.suspended && p.clock(at) < wake; i++ {
+		at++ // virtualAt rounds down: the clock must have reached wake
+	}
+	if at == p.timerAt {
+		return // armed for that already
+	}
+	p.timerAt = at
 	p.timerGen++
-	p.c.schedule(event{at: p.c.now + virtualFor(p.c.tm.tick, p.rate), kind: evTimer, peer: int32(p.idx), gen: p.timerGen})
+	p.c.schedule(event{at: at, kind: evTimer, peer: int32(p.idx), gen: p.timerGen})
 }
 
 // kick runs loop iterations while the peer can run and has work.
@@ -257,13 +269,13 @@ func (p *peer) iterate() {
 	}
 	p.callDelay = 0
 	te := traceEntry{at: c.now, peer: int32(p.idx)}
+	// Every case applies the ticks due first, as Node.Run does.
+	ticks := p.loop.Advance(p.clock(c.now))
+	c.stats.Ticks += uint64(ticks)
 	switch choice {
 	case 0:
 		p.timerFired = false
-		p.loop.Tick()
-		p.scheduleTimer() // reset after the tick, as Node.Run does
-		c.stats.Ticks++
-		te.kind = trTick
+		te.kind, te.n = trTick, int32(ticks)
 	case 1:
 		k := min(len(p.inbox), consensus.ReceiveBatch)
 		te.kind, te.mtype, te.from, te.mterm, te.n = trRecv, p.inbox[0].Type, p.inbox[0].From, p.inbox[0].Term, int32(k)
@@ -296,6 +308,7 @@ func (p *peer) iterate() {
 		return
 	}
 	c.chk.coreView(p, v)
+	p.scheduleTimer()
 	if p.callDelay > 0 {
 		// The loop is blocked in Save: the view is published, and the
 		// Ready's messages leave, only when it returns.

@@ -233,7 +233,7 @@ func NewCluster(opts Options) (*Cluster, error) {
 				rate = 1 + opts.ClockDrift*(2*rateRng.Float64()-1)
 			}
 		}
-		p := &peer{c: c, idx: i, id: uint64(i + 1), rate: rate}
+		p := &peer{c: c, idx: i, id: uint64(i + 1), rate: rate, timerAt: -1}
 		if i < opts.Peers {
 			p.voters = voters
 		}
@@ -339,7 +339,7 @@ func (c *Cluster) step() {
 		if p.crashed || e.gen != p.timerGen {
 			return
 		}
-		p.timerFired = true
+		p.timerFired, p.timerAt = true, -1 // fired: none armed
 		p.kick()
 	case evDeliver:
 		c.deliver(int(e.from), int(e.peer), e.data, false)

@@ -15,7 +15,7 @@ type trKind uint8
 
 const (
 	trNote trKind = iota // a fault, an action, a check
-	trTick               // a loop iteration that ticked
+	trTick               // a loop iteration on the timer (n: ticks applied)
 	trRecv               // a loop iteration that stepped received messages
 	trCall               // a loop iteration that ran a call (propose, transfer)
 )
@@ -65,6 +65,9 @@ func (e *traceEntry) String() string {
 	switch e.kind {
 	case trTick:
 		what = "tick"
+		if e.n != 1 {
+			what = fmt.Sprintf("timer: %d ticks", e.n)
+		}
 	case trRecv:
 		what = fmt.Sprintf("recv %v from %d (t%d)", e.mtype, e.from, e.mterm)
 		if e.n > 1 {

@@ -49,6 +49,7 @@ from .errors import (
     UnsupportedMediaTypeError,
     WouldLoseQuorumError,
 )
+from ._leadership import LeaderScope
 from .types import Member, Peer, State, Status, TransferResult
 
 # TimeoutError is left out on purpose: `from qcluster import *` must not
@@ -64,6 +65,7 @@ __all__ = [
     "Status",
     "State",
     "TransferResult",
+    "LeaderScope",
     "QClusterError",
     "APIError",
     "AgentError",

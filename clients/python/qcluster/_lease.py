@@ -81,6 +81,15 @@ class Lease:
             now = self._clock()
         return start <= now < end
 
+    def valid_term(self, now: Optional[float] = None) -> Optional[int]:
+        """The term of the lease when it is valid at ``now`` (default: the
+        clock), else None."""
+        with self._lock:
+            (start, end), term = self._window, self._term
+        if now is None:
+            now = self._clock()
+        return term if start <= now < end else None
+
     def valid_until(self) -> float:
         """The clock time the current grant ends (``-inf`` without one)."""
         return self._window[1]

@@ -16,10 +16,13 @@ the background thread, without a thread per watcher.
 """
 
 import asyncio
+import concurrent.futures
 import functools
-from typing import Any, AsyncIterator, Callable, List, Mapping, Optional, TypeVar
+import threading
+from typing import Any, AsyncIterator, Awaitable, Callable, List, Mapping, Optional, TypeVar
 
 from ._http import TLSArg
+from ._leadership import LeaderScope
 from .client import DEFAULT_ELECTION_TIMEOUT, DEFAULT_MARGIN, QCluster
 from .errors import ClosedError, NoLeaderError
 from .types import Member, Peer, State, Status, TransferResult
@@ -182,6 +185,61 @@ class AsyncQCluster:
                     return
         finally:
             remove()
+
+    async def run_while_leader(
+        self, fn: Callable[[LeaderScope], Awaitable[Any]], stop_event: Optional[asyncio.Event] = None
+    ) -> None:
+        """:meth:`QCluster.run_while_leader` for a coroutine function: each
+        time this process gains leadership, ``fn(scope)`` runs as a task on
+        this loop, and that task is **cancelled** the moment leadership is
+        lost (``scope``, a :class:`LeaderScope`, is set then too: its
+        ``term`` is the fencing token). Returns when ``stop_event`` is set
+        (the running task is cancelled first) or when this coroutine is
+        cancelled; raises what ``fn`` raises (other than the cancellation),
+        and ClosedError at close."""
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+
+        def work(scope: LeaderScope) -> None:
+            # In the executor thread: run fn on the loop, cancel its task
+            # when the scope ends, and wait until it has finished.
+            async def runner() -> None:
+                task = asyncio.current_task()
+                assert task is not None
+
+                def cancel() -> None:
+                    try:
+                        loop.call_soon_threadsafe(task.cancel)
+                    except RuntimeError:
+                        pass  # the loop is closed
+
+                scope._call_at_end(cancel)
+                await fn(scope)
+
+            fut = asyncio.run_coroutine_threadsafe(runner(), loop)
+            try:
+                fut.result()
+            except concurrent.futures.CancelledError:
+                if not scope.is_set():
+                    raise  # cancelled by someone else
+
+        async def watch_stop() -> None:
+            assert stop_event is not None
+            await stop_event.wait()
+            stop.set()
+
+        stopper = loop.create_task(watch_stop()) if stop_event is not None else None
+        runner = loop.run_in_executor(None, self.sync.run_while_leader, work, stop)
+        try:
+            await asyncio.shield(runner)
+        except asyncio.CancelledError:
+            stop.set()
+            await runner  # the work's task is cancelled (stop_event), then it returns
+            raise
+        finally:
+            stop.set()
+            if stopper is not None:
+                stopper.cancel()
 
     async def wait_for_leader(self, timeout: Optional[float] = None) -> Peer:
         """:meth:`QCluster.wait_for_leader`, without blocking the loop."""

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, List, Mapping, Optional, Tuple
 from ._agent import LocalAgent, parse_duration
 from ._http import Endpoint, TLSArg
 from ._lease import Lease
+from ._leadership import LeaderScope, run_while_leader
 from .errors import (
     ClosedError,
     NoLeaderError,
@@ -103,6 +104,8 @@ class _Core:
         self._conn_lock = threading.Lock()
         self._wakers = set()  # type: set
         self._callbacks = []  # type: List[List[Any]]
+        # The live scopes of run_while_leader (guarded by cond).
+        self.scopes = set()  # type: set
         self._dispatcher = None  # type: Optional[threading.Thread]
         self._poller = threading.Thread(target=self._run, name="qcluster-poller", daemon=True)
         # The TTL health check's report (set_health) and its heartbeat.
@@ -302,6 +305,22 @@ class _Core:
                     self.cond.wait(left)
             return self.state, self.version
 
+    def revoke(self) -> None:
+        """Drops this process's copy of the lease (before it asks its
+        agent to hand leadership over) and tells every waiter at once."""
+        with self.cond:
+            self.lease.revoke()
+            self._end_scopes("lost")
+            if not self.closed:
+                self._publish_locked()
+            self.cond.notify_all()
+
+    def _end_scopes(self, reason: str) -> None:
+        """Ends the scopes of run_while_leader at once (self.cond held)."""
+        now = self.clock()
+        for scope in list(self.scopes):
+            scope._finish(reason, now)
+
     def add_waker(self, wake: Callable[[], None]) -> Callable[[], None]:
         with self.cond:
             self._wakers.add(wake)
@@ -359,6 +378,7 @@ class _Core:
             if self.closed:
                 return None
             self.lease.revoke()
+            self._end_scopes("closed")
             self.view = (self.view[0], "closed")
             self.closed = True
             self._publish_locked()
@@ -643,6 +663,39 @@ class QCluster:
         Returns a function that removes the callback."""
         return self._core.add_callback(callback)
 
+    def run_while_leader(
+        self, fn: Callable[[LeaderScope], Any], stop_event: Optional[threading.Event] = None
+    ) -> None:
+        """Calls ``fn(scope)`` each time this process gains leadership
+        (:meth:`is_leader` turns true), in the calling thread, and returns
+        when ``stop_event`` is set.
+
+        ``scope`` is a :class:`LeaderScope`, a ``threading.Event`` that is
+        set the moment leadership is lost: when this process's copy of the
+        lease runs out (a thread waits for the lease's end as last renewed,
+        so an agent that stops answering — paused, partitioned, dead — ends
+        it on time, without a new answer), or at once when an answer says
+        another term or no leadership, when this process hands leadership
+        over (:meth:`transfer`, :meth:`resign`, :meth:`leave`), or at
+        :meth:`close`. It is also set when ``fn`` returns, and when
+        ``stop_event`` is set (looked at every 50 ms). ``scope.term`` is a
+        fencing token; ``scope.deadline()`` is the lease's current end on
+        the ``time.monotonic()`` clock, which moves forward as the lease is
+        renewed. The work should check ``scope.is_set()`` (or
+        ``scope.wait(...)``) between steps and stop when it is set. Two
+        processes' scopes are never unset at once (their leases never
+        overlap), and ``fn`` never runs twice at once here.
+
+        When ``fn`` returns, the work is done for this tenure: ``fn`` is
+        called again only after leadership is lost and gained again (no
+        spinning). When ``fn`` raises, the scope is set and the exception
+        propagates.
+
+        Raises:
+            ClosedError: the QCluster is closed (or closes meanwhile).
+        """
+        run_while_leader(self._core, fn, stop_event)
+
     def transfer(self, to: Optional[str] = None, timeout: float = 30.0) -> TransferResult:
         """Hands leadership to the member named ``to`` (None: the best other
         voter) and returns once another peer leads. It may be called on any
@@ -657,7 +710,7 @@ class QCluster:
             TimeoutError: the target did not take over (it is down).
         """
         body = {"identifier": to} if to else {}
-        self._core.lease.revoke()
+        self._core.revoke()
         try:
             res, _ = self._request("POST", "/v1/leader/transfer", body, timeout)
         except NotLeaderError as e:
@@ -678,7 +731,7 @@ class QCluster:
                 one that does).
             NoTransfereeError: there is no other voter.
         """
-        self._core.lease.revoke()
+        self._core.revoke()
         res, _ = self._request("POST", "/v1/leader/resign", None, timeout)
         return self._decode(TransferResult.from_json, res)
 
@@ -733,7 +786,7 @@ class QCluster:
             ConflictError: the last voter cannot leave.
             NoLeaderError: no leader to remove it.
         """
-        self._core.lease.revoke()
+        self._core.revoke()
         res, _ = self._request("POST", "/v1/self/leave", None, timeout)
         left = res.get("left") if isinstance(res, dict) else None
         self.close()

@@ -1,0 +1,122 @@
+package consensus
+
+import (
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+func discard([]raftpb.Message) {}
+
+// TestLoopAdvanceNeverEarly: Advance applies one tick per TickInterval of
+// the clock since Start, each once it is due and never before (the lease
+// counts on followers not counting ticks faster than time passes), and
+// after a long stall at most two election timeouts' worth.
+func TestLoopAdvanceNeverEarly(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	c := n.cores[2]
+	tick, et := c.cfg.TickInterval, c.cfg.ElectionTimeout
+	l := NewLoop(c, LoopConfig{Send: discard})
+	l.Start()
+	start := n.now
+	for _, x := range []struct {
+		at   time.Duration
+		want int
+	}{
+		{start + tick - 1, 0},
+		{start + tick, 1},
+		{start + tick, 0},
+		{start + 3*tick + tick/2, 2},
+		{start + 4*tick - 1, 0},
+		{start + 4*tick, 1},
+	} {
+		if got := l.Advance(x.at); got != x.want {
+			t.Fatalf("Advance(start+%v) = %d ticks, want %d", x.at-start, got, x.want)
+		}
+	}
+	if got, max := l.Advance(start+time.Hour), int(2*et/tick)+2; got != max {
+		t.Errorf("Advance after an hour's stall = %d ticks, want the cap %d", got, max)
+	}
+	if got := l.Advance(start + time.Hour); got != 0 {
+		t.Errorf("Advance again at the same time = %d ticks", got)
+	}
+}
+
+// TestLoopWakesOnlyWhenATickMayAct: a follower that hears its leader need
+// not wake until its earliest election (and does campaign once it is
+// past), a leader until its next lease round, anyone else at every tick.
+func TestLoopWakesOnlyWhenATickMayAct(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	tick, et, hb := n.cores[1].cfg.TickInterval, n.cores[1].cfg.ElectionTimeout, n.cores[1].cfg.HeartbeatInterval
+
+	fc := n.cores[2]
+	f := NewLoop(fc, LoopConfig{Send: discard})
+	f.Start()
+	seen := fc.leaderSeen
+	if seen == 0 {
+		t.Fatal("the follower never heard its leader")
+	}
+	w := f.NextWake()
+	if w < seen+et-2*tick || w > seen+et-tick {
+		t.Errorf("follower's NextWake = leaderSeen%+v, want within [ET-2 ticks, ET-1 tick] = [%v, %v]", w-seen, et-2*tick, et-tick)
+	}
+	f.Advance(w)
+	if s := fc.rn.BasicStatus().RaftState; s != raft.StateFollower {
+		t.Fatalf("the follower left its leader at its first wake: %v", s)
+	}
+	f.Advance(seen + 2*et + tick) // past raft's randomized timeout
+	if s := fc.rn.BasicStatus().RaftState; s != raft.StatePreCandidate {
+		t.Fatalf("the follower did not campaign after two election timeouts of silence: %v", s)
+	}
+	if got := f.NextWake(); got != f.nextTick {
+		t.Errorf("a pre-candidate's NextWake is %v after its next tick", got-f.nextTick)
+	}
+
+	lc := n.cores[1]
+	l := NewLoop(lc, LoopConfig{Send: discard})
+	l.Start()
+	n.now = max(n.now, lc.lastLeaseReq) + hb
+	if l.Advance(n.now) == 0 || lc.lastLeaseReq != n.now {
+		t.Fatalf("the leader's tick started no lease round (last at %v, now %v)", lc.lastLeaseReq, n.now)
+	}
+	if w := l.NextWake(); w < n.now+hb || w >= n.now+hb+tick {
+		t.Errorf("leader's NextWake = now%+v, want the first tick at or after the next round, now+%v", w-n.now, hb)
+	}
+}
+
+// TestLoopTicksBeforeMessage: the ticks that fell due before a message are
+// counted before it. Otherwise a follower's leader heartbeat would reset
+// raft's election count and the ticks of the silence before it would then
+// count after it: the follower would grant a (pre-)vote earlier than the
+// leader's lease allows.
+func TestLoopTicksBeforeMessage(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	et := n.cores[2].cfg.ElectionTimeout
+	fc := n.cores[2]
+	var sent []raftpb.Message
+	f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
+	f.Start()
+	st := fc.rn.BasicStatus()
+	term, last := st.Term, lastIndex(t, fc)
+
+	n.now += et * 2 / 3 // a silence shorter than the election timeout: no Advance
+	f.Receive(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: term, Commit: st.Commit})
+	n.now += et / 2 // in all, more than an election timeout, but only half since the heartbeat
+	f.Advance(n.now)
+	f.Receive(raftpb.Message{Type: raftpb.MsgPreVote, From: 3, To: 2, Term: term + 1, Index: last + 10, LogTerm: term})
+	if _, err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range sent {
+		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
+			t.Fatalf("the follower granted a pre-vote half an election timeout after its leader's heartbeat: %+v", m)
+		}
+	}
+	if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
+		t.Fatalf("the follower left its leader: %+v", s)
+	}
+}
