@@ -188,3 +188,83 @@ func TestOnSaveReportsEveryWrite(t *testing.T) {
 		}
 	}
 }
+
+// crashCopy returns a directory holding the bytes b's file holds now, as
+// if the process died here (without Close).
+func crashCopy(t *testing.T, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := t.TempDir()
+	if err := os.WriteFile(filepath.Join(cp, FileName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+// TestCommitOnlySave: a Save that only moves the commit index writes
+// nothing (no transaction, no fsync: it would be on the path of every
+// commit); a change of term or vote is written at once; CreateSnapshot
+// and Close write the commit index kept in memory, so that a restart never
+// finds a durable commit below its snapshot (raft would refuse to start).
+func TestCommitOnlySave(t *testing.T) {
+	dir := t.TempDir()
+	writes := 0
+	b, err := Open(dir, Options{BeforeSync: func() { writes++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	mustSave(t, b, raftpb.HardState{Term: 2, Vote: 1, Commit: 1}, ents(1, 5, 2), raftpb.Snapshot{})
+	n := writes
+	mustSave(t, b, raftpb.HardState{Term: 2, Vote: 1, Commit: 4}, nil, raftpb.Snapshot{})
+	if writes != n {
+		t.Errorf("a commit-only Save wrote %d transactions", writes-n)
+	}
+	if hs, _, _ := b.InitialState(); hs.Commit != 4 {
+		t.Errorf("in memory: commit %d, want 4", hs.Commit)
+	}
+	mustSave(t, b, raftpb.HardState{Term: 3, Vote: 0, Commit: 4}, nil, raftpb.Snapshot{})
+	if writes != n+1 {
+		t.Errorf("a new term was not written at once (%d transactions)", writes-n)
+	}
+	mustSave(t, b, raftpb.HardState{Term: 3, Vote: 2, Commit: 5}, nil, raftpb.Snapshot{})
+	if writes != n+2 {
+		t.Errorf("a new vote was not written at once (%d transactions)", writes-n)
+	}
+	reopen := func(d string) raftpb.HardState {
+		t.Helper()
+		c, err := Open(d, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		hs, _, _ := c.InitialState()
+		return hs
+	}
+	if hs := reopen(crashCopy(t, dir)); hs.Term != 3 || hs.Vote != 2 || hs.Commit != 5 {
+		t.Errorf("after a crash: %+v, want term 3 vote 2 commit 5", hs)
+	}
+	mustSave(t, b, raftpb.HardState{Term: 3, Vote: 2, Commit: 5}, nil, raftpb.Snapshot{})
+	mustSave(t, b, raftpb.HardState{Term: 3, Vote: 2, Commit: 5}, ents(6, 8, 3), raftpb.Snapshot{})
+	mustSave(t, b, raftpb.HardState{Term: 3, Vote: 2, Commit: 8}, nil, raftpb.Snapshot{})
+	if hs := reopen(crashCopy(t, dir)); hs.Commit != 5 {
+		t.Errorf("after a crash: commit %d, want the last written, 5", hs.Commit)
+	}
+	if _, err := b.CreateSnapshot(7, nil, []byte("app")); err != nil {
+		t.Fatal(err)
+	}
+	if hs := reopen(crashCopy(t, dir)); hs.Commit < 7 {
+		t.Errorf("after a crash past a snapshot at 7: durable commit %d", hs.Commit)
+	}
+	mustSave(t, b, raftpb.HardState{Term: 3, Vote: 2, Commit: 8}, ents(9, 10, 3), raftpb.Snapshot{})
+	mustSave(t, b, raftpb.HardState{Term: 3, Vote: 2, Commit: 10}, nil, raftpb.Snapshot{})
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if hs := reopen(dir); hs.Commit != 10 {
+		t.Errorf("after Close: commit %d, want 10", hs.Commit)
+	}
+}

@@ -84,6 +84,9 @@ type core struct {
 	ms      *raft.MemoryStorage
 	persist func(change) error // makes a validated change durable
 	closed  bool
+	// commitOnly: Save kept a newer commit index in memory only (see
+	// Save); Close writes it.
+	commitOnly bool
 }
 
 // InitialState implements raft.Storage.
@@ -136,11 +139,27 @@ func (c *core) Save(hs raftpb.HardState, ents []raftpb.Entry, snap raftpb.Snapsh
 	if ch.ents, err = trim(ents, first, last, snapIdx); err != nil {
 		return err
 	}
-	if !ch.reset && len(ch.ents) == 0 && raft.IsEmptyHardState(hs) {
-		return nil // nothing to write: no transaction, no fsync
+	if !ch.reset && len(ch.ents) == 0 {
+		if raft.IsEmptyHardState(hs) {
+			return nil // nothing to write: no transaction, no fsync
+		}
+		if cur, _, _ := c.ms.InitialState(); hs.Term == cur.Term && hs.Vote == cur.Vote {
+			// Only the commit index moved. raft does not need it durable
+			// (etcd's raft.MustSync): a restarted peer learns it again from
+			// the leader, or commits its log again when it leads. So no
+			// transaction and no fsync on the path of every commit; it
+			// reaches the disk with the next write (CreateSnapshot writes
+			// it: a durable commit below the snapshot would stop raft at
+			// restart; so does Close).
+			c.commitOnly = true
+			return c.ms.SetHardState(hs)
+		}
 	}
 	if err := c.persist(ch); err != nil {
 		return err
+	}
+	if !raft.IsEmptyHardState(hs) {
+		c.commitOnly = false
 	}
 	if ch.reset {
 		if err := c.ms.ApplySnapshot(snap); err != nil {
@@ -206,9 +225,13 @@ func (c *core) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (raft
 	if cs != nil {
 		snap.Metadata.ConfState = *cs
 	}
-	if err := c.persist(change{snap: snap}); err != nil {
+	// The commit index that Save kept in memory only goes with it: it is
+	// at least i (only applied entries are snapshotted).
+	hs, _, _ := c.ms.InitialState()
+	if err := c.persist(change{snap: snap, hs: hs}); err != nil {
 		return raftpb.Snapshot{}, err
 	}
+	c.commitOnly = false
 	return c.ms.CreateSnapshot(i, cs, data)
 }
 
@@ -247,10 +270,17 @@ func (c *core) close(fn func() error) error {
 		return nil
 	}
 	c.closed = true
-	if fn == nil {
-		return nil
+	var err error
+	if c.commitOnly {
+		// A clean stop keeps the commit index Save kept in memory.
+		hs, _, _ := c.ms.InitialState()
+		err = c.persist(change{hs: hs})
+		c.commitOnly = false
 	}
-	return fn()
+	if fn != nil {
+		err = errors.Join(err, fn())
+	}
+	return err
 }
 
 // image returns the cached state; entries and data are shared, not copied.
