@@ -167,9 +167,11 @@ func (l load) String() string {
 // to stop it.
 type system struct {
 	key, label, settings string
-	endpoint             string
-	stop                 func()
-	results              map[load]result
+	// leader finds where the leader takes requests now (leadership may
+	// move between loads on a loaded machine).
+	leader  func(ctx context.Context) (string, error)
+	stop    func()
+	results map[load]result
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -257,7 +259,11 @@ func buildLoader(ctx context.Context, bin string, stderr io.Writer) error {
 
 // runLoad runs the loader once against s's leader.
 func runLoad(ctx context.Context, loader string, s *system, l load, o options) (result, error) {
-	cmd := exec.CommandContext(ctx, loader, "-system", s.key, "-endpoint", s.endpoint, "-op", l.op,
+	endpoint, err := s.leader(ctx)
+	if err != nil {
+		return result{}, fmt.Errorf("no leader: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, loader, "-system", s.key, "-endpoint", endpoint, "-op", l.op,
 		"-clients", strconv.Itoa(l.clients), "-duration", o.duration.String(), "-warmup", o.warmup.String(),
 		"-value-size", strconv.Itoa(o.valueSize))
 	var errOut strings.Builder
@@ -296,10 +302,16 @@ func startQCluster(ctx context.Context, o options, dir string, stderr io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	a, err := c.WaitAgreed(wctx, c.Running(), 20*time.Millisecond, nil)
-	if err != nil {
+	leader := func(ctx context.Context) (string, error) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		a, err := c.WaitAgreed(ctx, c.Running(), 20*time.Millisecond, nil)
+		if err != nil {
+			return "", err
+		}
+		return "http://" + a.Leader.Addr(), nil
+	}
+	if _, err := leader(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("no leader: %w", err)
 	}
@@ -307,7 +319,7 @@ func startQCluster(ctx context.Context, o options, dir string, stderr io.Writer)
 		key:      sysQCluster,
 		label:    "QCluster",
 		settings: fmt.Sprintf("qcluster agent (%s), 3 peers, default settings", how),
-		endpoint: "http://" + a.Leader.Addr(),
+		leader:   leader,
 		stop:     c.Close,
 		results:  map[load]result{},
 	}, nil
@@ -349,39 +361,45 @@ func startEtcd(ctx context.Context, o options, dir string, stderr io.Writer) (*s
 		cmds = append(cmds, cmd)
 	}
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
-	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ids := map[uint64]string{}
-		var leader uint64
-		for _, m := range members {
-			resp, err := client.Post(m.ClientURL+"/v3/maintenance/status", "application/json", strings.NewReader("{}"))
-			if err != nil {
-				continue
+	leader := func(ctx context.Context) (string, error) {
+		defer client.CloseIdleConnections()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ids := map[uint64]string{}
+			var leader uint64
+			for _, m := range members {
+				resp, err := client.Post(m.ClientURL+"/v3/maintenance/status", "application/json", strings.NewReader("{}"))
+				if err != nil {
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if st, err := benchkit.ParseEtcdStatus(b); err == nil {
+					ids[st.Self] = m.ClientURL
+					leader = max(leader, st.Leader)
+				}
 			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if st, err := benchkit.ParseEtcdStatus(b); err == nil {
-				ids[st.Self] = m.ClientURL
-				leader = max(leader, st.Leader)
+			if url, ok := ids[leader]; ok && len(ids) == len(members) {
+				return url, nil
 			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return "", fmt.Errorf("no leader within 30s (logs in %s)", dir)
+			}
+			time.Sleep(50 * time.Millisecond) // polling starting processes
 		}
-		if url, ok := ids[leader]; ok && len(ids) == len(members) {
-			return &system{
-				key:      sysEtcd,
-				label:    "etcd " + benchkit.MajorMinor(version),
-				settings: fmt.Sprintf("etcd %s (%s), 3 members, default settings", version, bin),
-				endpoint: url,
-				stop:     stop,
-				results:  map[load]result{},
-			}, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			stop()
-			return nil, fmt.Errorf("no leader within 30s (logs in %s)", dir)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a starting process
 	}
+	if _, err := leader(ctx); err != nil {
+		stop()
+		return nil, err
+	}
+	return &system{
+		key:      sysEtcd,
+		label:    "etcd " + benchkit.MajorMinor(version),
+		settings: fmt.Sprintf("etcd %s (%s), 3 members, default settings", version, bin),
+		leader:   leader,
+		stop:     stop,
+		results:  map[load]result{},
+	}, nil
 }
 
 func ms(us int64) string { return strconv.FormatFloat(float64(us)/1000, 'f', 2, 64) }

@@ -219,11 +219,15 @@ func (n *Node) Run(ctx context.Context) error {
 	n.loop.Start()
 	timer := time.NewTimer(n.loop.NextWake() - n.Now())
 	defer timer.Stop()
+	type reply struct {
+		res chan error
+		err error
+	}
+	var replies []reply
 	for {
 		// A Do call is answered after its effect is flushed and
 		// published, so its caller sees the new view at once.
-		var reply chan error
-		var replyErr error
+		replies = replies[:0]
 		select {
 		case <-ctx.Done():
 			return nil
@@ -245,7 +249,19 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-n.snapReady:
 			n.reportSnapshots()
 		case c := <-n.calls:
-			reply, replyErr = c.res, n.loop.Call(c.fn)
+			// The calls waiting go in one Flush: proposals from many
+			// callers share one Ready, one fsync and one round of
+			// messages.
+			replies = append(replies, reply{c.res, n.loop.Call(c.fn)})
+		calls:
+			for range ReceiveBatch - 1 {
+				select {
+				case c := <-n.calls:
+					replies = append(replies, reply{c.res, n.loop.Call(c.fn)})
+				default:
+					break calls
+				}
+			}
 		}
 		if _, err := n.loop.Flush(); err != nil {
 			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
@@ -253,8 +269,8 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		// Go 1.23+ timers: Reset also drops a fire not yet received.
 		timer.Reset(n.loop.NextWake() - n.Now())
-		if reply != nil {
-			reply <- replyErr
+		for _, r := range replies {
+			r.res <- r.err
 		}
 	}
 }

@@ -287,12 +287,19 @@ func (p *peer) iterate() {
 			p.inbox = nil
 		}
 	case 2:
-		cl := p.calls[0]
-		p.calls = p.calls[1:]
-		te.kind, te.note = trCall, cl.what
-		if err := p.loop.Call(cl.fn); err != nil {
-			te.note += fmt.Sprintf(" (%v)", err)
+		// The calls waiting, in one Flush, as Node.Run takes them.
+		k := min(len(p.calls), consensus.ReceiveBatch)
+		te.kind = trCall
+		for i, cl := range p.calls[:k] {
+			if i > 0 {
+				te.note += "; "
+			}
+			te.note += cl.what
+			if err := p.loop.Call(cl.fn); err != nil {
+				te.note += fmt.Sprintf(" (%v)", err)
+			}
 		}
+		p.calls = p.calls[k:]
 	}
 	v, err := p.loop.Flush()
 	switch {
