@@ -262,16 +262,24 @@ func (c *Cluster) kvPropose(ctx context.Context, op kv.Op, late func(kv.Result))
 // raft.ErrProposalDropped).
 func (c *Cluster) kvSubmit(ctx context.Context, r *running, op kv.Op) (uint64, error) {
 	for {
-		var term uint64
+		// The call may still run after Do returned on ctx: it writes only
+		// to a channel of its own, read once Do says it ran.
+		terms := make(chan uint64, 1)
 		err := r.node.Do(ctx, func(core *consensus.Core) error {
-			term = core.View().Term
-			op.Term = term
-			data, err := kv.EncodeOp(op)
+			o := op
+			o.Term = core.View().Term
+			terms <- o.Term
+			data, err := kv.EncodeOp(o)
 			if err != nil {
 				return err
 			}
 			return core.Propose(data)
 		})
+		var term uint64
+		select {
+		case term = <-terms:
+		default: // ctx ended first
+		}
 		if !errors.Is(err, raft.ErrProposalDropped) {
 			return term, err
 		}
