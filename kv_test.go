@@ -133,6 +133,40 @@ func TestKVPutSurvivesLeaderLoss(t *testing.T) {
 	}
 }
 
+// TestKVFollowerReadsShareBarriers: concurrent linearizable reads on a
+// follower share barriers instead of committing one each.
+func TestKVFollowerReadsShareBarriers(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(20 * time.Second)
+	f := tc.followers(leader)[0]
+	mustPut(t, leader, "k", "v")
+	mustGet(t, f, "k")
+	before := f.kv.store.AppliedIndex()
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v, err := f.KV().Get(ctxTimeout(t, 30*time.Second), "k"); err != nil || string(v.Value) != "v" {
+				errs <- fmt.Errorf("%q, %v", v.Value, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Each barrier is one applied entry (nothing else is written).
+	if barriers := f.kv.store.AppliedIndex() - before; barriers >= n/2 {
+		t.Fatalf("%d barriers for %d concurrent reads", barriers, n)
+	} else {
+		t.Logf("%d barriers for %d concurrent reads", barriers, n)
+	}
+}
+
 // TestKVCompareAndSwap: create-if-absent and compare on the mod revision,
 // from a follower and from the leader; a failed compare changes nothing and
 // returns the key as it is.
