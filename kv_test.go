@@ -517,6 +517,35 @@ func TestKVRestartKeepsData(t *testing.T) {
 	}
 }
 
+// TestKVJoinerCatchesUpBySnapshot: a member added after the log was
+// compacted gets the store in the snapshot it is sent, then the writes
+// after it from the log.
+func TestKVJoinerCatchesUpBySnapshot(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(20 * time.Second)
+	ctx := ctxTimeout(t, 90*time.Second)
+	for i := range 20 {
+		mustPut(t, leader, fmt.Sprintf("s%02d", i), fmt.Sprint(i))
+	}
+	err := leader.node().Do(ctx, func(core *consensus.Core) error {
+		return core.Compact(leader.snapshotData(), 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := tc.addJoiner("joiner", tc.index(leader), false)
+	joiner := tc.peers[j]
+	waitFor(t, 60*time.Second, "the joiner to get the store", func() bool {
+		_, err := joiner.KV().Get(ctx, "s19", Stale())
+		return err == nil
+	})
+	mustPut(t, leader, "after", "join")
+	kvs, _, err := joiner.KV().List(ctx, "")
+	if err != nil || len(kvs) != 21 || kvs[0].Key != "after" || string(kvs[20].Value) != "19" {
+		t.Fatalf("joiner: %d keys, %v", len(kvs), err)
+	}
+}
+
 // TestKVWatchInOrder: a watch from a past revision on another peer gets
 // every change from there, in order and without gaps, then the new ones;
 // a watch from 0 gets only new ones.
