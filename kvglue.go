@@ -249,7 +249,7 @@ func (c *Cluster) kvPropose(ctx context.Context, op kv.Op, late func(kv.Result))
 		switch {
 		case errors.Is(err, raft.ErrProposalDropped):
 			c.kv.forget(id)
-			return kv.Result{}, fmt.Errorf("%w: the proposal was not taken: %w", ErrNoLeader, ctx.Err())
+			return kv.Result{}, fmt.Errorf("%w: the proposal was not taken: %w", ErrNoLeader, err)
 		case errors.Is(err, consensus.ErrStopped):
 			c.kv.giveUp(id, w, late)
 			return kv.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
@@ -270,8 +270,8 @@ func (c *Cluster) kvPropose(ctx context.Context, op kv.Op, late func(kv.Result))
 
 // kvSubmit proposes op, fenced to the current term, which it returns.
 // While raft drops it at once (no leader known, or it is handing over) it
-// waits for a leader and tries again, until ctx ends (then it returns
-// raft.ErrProposalDropped).
+// waits for a leader and tries again, until ctx ends or the peer closes
+// (then it returns raft.ErrProposalDropped wrapped with why).
 func (c *Cluster) kvSubmit(ctx context.Context, r *running, op kv.Op) (uint64, error) {
 	for {
 		var term uint64
@@ -287,8 +287,8 @@ func (c *Cluster) kvSubmit(ctx context.Context, r *running, op kv.Op) (uint64, e
 		if !errors.Is(err, raft.ErrProposalDropped) {
 			return term, err
 		}
-		if c.kvWaitLeader(ctx) != nil {
-			return term, err
+		if werr := c.kvWaitLeader(ctx); werr != nil {
+			return term, fmt.Errorf("%w: %w", err, werr)
 		}
 	}
 }
