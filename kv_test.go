@@ -133,6 +133,40 @@ func TestKVPutSurvivesLeaderLoss(t *testing.T) {
 	}
 }
 
+// TestKVFollowerReadsShareBarriers: concurrent linearizable reads on a
+// follower share barriers instead of committing one each.
+func TestKVFollowerReadsShareBarriers(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(20 * time.Second)
+	f := tc.followers(leader)[0]
+	mustPut(t, leader, "k", "v")
+	mustGet(t, f, "k")
+	before := f.kv.store.AppliedIndex()
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v, err := f.KV().Get(ctxTimeout(t, 30*time.Second), "k"); err != nil || string(v.Value) != "v" {
+				errs <- fmt.Errorf("%q, %v", v.Value, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Each barrier is one applied entry (nothing else is written).
+	if barriers := f.kv.store.AppliedIndex() - before; barriers >= n/2 {
+		t.Fatalf("%d barriers for %d concurrent reads", barriers, n)
+	} else {
+		t.Logf("%d barriers for %d concurrent reads", barriers, n)
+	}
+}
+
 // TestKVCompareAndSwap: create-if-absent and compare on the mod revision,
 // from a follower and from the leader; a failed compare changes nothing and
 // returns the key as it is.
@@ -480,6 +514,35 @@ func TestKVRestartKeepsData(t *testing.T) {
 	}
 	if v := mustGet(t, tc.peers[1], "eph"); v.Owner != leader.cfg.Identifier {
 		t.Fatalf("the ephemeral key's owner after restart: %+v", v)
+	}
+}
+
+// TestKVJoinerCatchesUpBySnapshot: a member added after the log was
+// compacted gets the store in the snapshot it is sent, then the writes
+// after it from the log.
+func TestKVJoinerCatchesUpBySnapshot(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(20 * time.Second)
+	ctx := ctxTimeout(t, 90*time.Second)
+	for i := range 20 {
+		mustPut(t, leader, fmt.Sprintf("s%02d", i), fmt.Sprint(i))
+	}
+	err := leader.node().Do(ctx, func(core *consensus.Core) error {
+		return core.Compact(leader.snapshotData(), 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := tc.addJoiner("joiner", tc.index(leader), false)
+	joiner := tc.peers[j]
+	waitFor(t, 60*time.Second, "the joiner to get the store", func() bool {
+		_, err := joiner.KV().Get(ctx, "s19", Stale())
+		return err == nil
+	})
+	mustPut(t, leader, "after", "join")
+	kvs, _, err := joiner.KV().List(ctx, "")
+	if err != nil || len(kvs) != 21 || kvs[0].Key != "after" || string(kvs[20].Value) != "19" {
+		t.Fatalf("joiner: %d keys, %v", len(kvs), err)
 	}
 }
 

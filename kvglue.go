@@ -33,6 +33,18 @@ type kvState struct {
 	// owners remembers the identifier of every member the registry named
 	// (by node ID), so that the keys of a removed member still name it.
 	owners sync.Map
+
+	// Linearizable reads without the lease share barriers: barrierNext is
+	// the barrier that starts once the running one (if any) is done.
+	barrierMu      sync.Mutex
+	barrierRunning bool
+	barrierNext    *barrierCall
+}
+
+// barrierCall is one barrier that reads wait for.
+type barrierCall struct {
+	done chan struct{}
+	err  error
 }
 
 // kvWaiter is one proposal waiting for its result.
@@ -237,7 +249,7 @@ func (c *Cluster) kvPropose(ctx context.Context, op kv.Op, late func(kv.Result))
 		switch {
 		case errors.Is(err, raft.ErrProposalDropped):
 			c.kv.forget(id)
-			return kv.Result{}, fmt.Errorf("%w: the proposal was not taken: %w", ErrNoLeader, ctx.Err())
+			return kv.Result{}, fmt.Errorf("%w: the proposal was not taken: %w", ErrNoLeader, err)
 		case errors.Is(err, consensus.ErrStopped):
 			c.kv.giveUp(id, w, late)
 			return kv.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
@@ -258,8 +270,8 @@ func (c *Cluster) kvPropose(ctx context.Context, op kv.Op, late func(kv.Result))
 
 // kvSubmit proposes op, fenced to the current term, which it returns.
 // While raft drops it at once (no leader known, or it is handing over) it
-// waits for a leader and tries again, until ctx ends (then it returns
-// raft.ErrProposalDropped).
+// waits for a leader and tries again, until ctx ends or the peer closes
+// (then it returns raft.ErrProposalDropped wrapped with why).
 func (c *Cluster) kvSubmit(ctx context.Context, r *running, op kv.Op) (uint64, error) {
 	for {
 		// The call may still run after Do returned on ctx: it writes only
@@ -283,8 +295,8 @@ func (c *Cluster) kvSubmit(ctx context.Context, r *running, op kv.Op) (uint64, e
 		if !errors.Is(err, raft.ErrProposalDropped) {
 			return term, err
 		}
-		if c.kvWaitLeader(ctx) != nil {
-			return term, err
+		if werr := c.kvWaitLeader(ctx); werr != nil {
+			return term, fmt.Errorf("%w: %w", err, werr)
 		}
 	}
 }
@@ -365,7 +377,7 @@ func (c *Cluster) kvLinearize(ctx context.Context) error {
 			return err
 		}
 		if !ok {
-			return c.kvBarrier(ctx)
+			return c.kvSharedBarrier(ctx)
 		}
 		if applied >= idx {
 			return nil
@@ -373,6 +385,50 @@ func (c *Cluster) kvLinearize(ctx context.Context) error {
 		// Not expected (the loop applies every committed entry before it
 		// answers a call); the next call sees them applied.
 	}
+}
+
+// kvSharedBarrier waits for a barrier that starts after the call: the
+// next one, which every read arriving meanwhile shares (a barrier already
+// under way may have been appended before the call, so it does not count).
+// One barrier runs at a time; a busy follower commits one per round trip,
+// not one per read.
+func (c *Cluster) kvSharedBarrier(ctx context.Context) error {
+	k := c.kv
+	k.barrierMu.Lock()
+	call := k.barrierNext
+	if call == nil {
+		call = &barrierCall{done: make(chan struct{})}
+		k.barrierNext = call
+		if !k.barrierRunning {
+			c.startBarrierLocked(c.running())
+		}
+	}
+	k.barrierMu.Unlock()
+	select {
+	case <-call.done:
+		return call.err
+	case <-ctx.Done():
+		return fmt.Errorf("linearizable read: %w", ctx.Err())
+	}
+}
+
+// startBarrierLocked runs the next barrier (callers hold barrierMu). It
+// ends when the barrier applied, or at Close.
+func (c *Cluster) startBarrierLocked(r *running) {
+	k := c.kv
+	call := k.barrierNext
+	k.barrierNext, k.barrierRunning = nil, true
+	go func() {
+		err := c.kvBarrier(r.ctx)
+		k.barrierMu.Lock()
+		defer k.barrierMu.Unlock()
+		call.err = err
+		close(call.done)
+		k.barrierRunning = false
+		if k.barrierNext != nil {
+			c.startBarrierLocked(r)
+		}
+	}()
 }
 
 // kvBarrierOp changes nothing: a delete of an internal key that is never

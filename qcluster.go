@@ -23,6 +23,10 @@
 // that keeps counting while the machine is suspended (on Linux; see
 // IsLeader), so two peers never both see IsLeader() == true, even across
 // partitions, paused processes, suspended machines or stalled disks.
+//
+// In leader mode the same Raft log replicates a key-value store (KV: Get,
+// List, Put, Delete with compare-and-swap, Watch, ephemeral keys bound to a
+// member) and named locks with fencing tokens (Lock).
 package qcluster
 
 import (
