@@ -302,8 +302,9 @@ type sse struct{ id, event, data string }
 
 // stream is an open event stream.
 type stream struct {
-	resp *http.Response
-	br   *bufio.Reader
+	resp   *http.Response
+	br     *bufio.Reader
+	cancel context.CancelFunc // ends the request
 }
 
 // openSSE sends a request for an event stream and checks the answer is
@@ -334,13 +335,18 @@ func openSSE(t *testing.T, method, url, lastID string) *stream {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("%s %s: %s %s", method, url, resp.Status, b)
 	}
-	return &stream{resp: resp, br: bufio.NewReader(resp.Body)}
+	return &stream{resp: resp, br: bufio.NewReader(resp.Body), cancel: cancel}
 }
 
 // next returns the next event (comments and the retry hint skipped); ok
 // is false at the end of the stream.
 func (s *stream) next(t *testing.T) (ev sse, ok bool) {
 	t.Helper()
+	if s.cancel != nil {
+		// Nothing for 30s: the stream ends (and the test says so).
+		timer := time.AfterFunc(30*time.Second, s.cancel)
+		defer timer.Stop()
+	}
 	for {
 		line, err := s.br.ReadString('\n')
 		if err != nil {
@@ -513,8 +519,10 @@ func TestLock(t *testing.T) {
 
 	// One that waits longer gets it when the first goes away.
 	second := make(chan *stream, 1)
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	defer cancel2()
 	go func() {
-		req, _ := http.NewRequestWithContext(t.Context(), "POST", url+"?wait=60s", nil)
+		req, _ := http.NewRequestWithContext(ctx2, "POST", url+"?wait=60s", nil)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+kvToken)
 		resp, err := http.DefaultClient.Do(req)
@@ -522,7 +530,7 @@ func TestLock(t *testing.T) {
 			second <- nil
 			return
 		}
-		second <- &stream{resp: resp, br: bufio.NewReader(resp.Body)}
+		second <- &stream{resp: resp, br: bufio.NewReader(resp.Body), cancel: cancel2}
 	}()
 	first.resp.Body.Close() // the client goes away: the lock is released
 	var s2 *stream

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The fake's KV store: enough for the handler's own tests (routes,
@@ -168,6 +169,9 @@ func TestKVAuth(t *testing.T) {
 	}
 	h = NewHandlerWithOptions(f, Options{Token: token, ProtectReads: true})
 	for _, path := range []string{"/v1/kv/a", "/v1/kv/?prefix", "/v1/kv-watch"} {
-		wantError(t, serve(h, "GET", path), http.StatusUnauthorized, CodeUnauthorized)
+		// A stream served by mistake ends with the request.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		wantError(t, serveReq(h, newReq("GET", path, nil).WithContext(ctx)), http.StatusUnauthorized, CodeUnauthorized)
+		cancel()
 	}
 }

@@ -221,14 +221,16 @@ func TestKVClientWatch(t *testing.T) {
 	if _, err := kv.Watch(ctx, "svc/", 2); !errors.As(err, &ce) || ce.Oldest != 8 {
 		t.Fatalf("Watch from a compacted revision: %v", err)
 	}
-	// From now: what comes next, also across a reconnection before any
-	// event.
+	// From now: what comes next, also when it comes while the watch is
+	// broken, before any event.
 	events, err = kv.Watch(ctx, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.SetKVWatchErr(api.ErrUnavailable) // no new watch for now
 	breakConnections()
 	put("late") // 8
+	b.SetKVWatchErr(nil)
 	want(8, "put", "late")
 	cancel()
 	for range events {

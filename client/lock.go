@@ -66,7 +66,7 @@ func (c *Client) lockOnce(ctx context.Context, name string, wait time.Duration) 
 	// bounds the wait for it.
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, cancel)
-	q := url.Values{"wait": {wait.Round(time.Millisecond).String()}}
+	q := url.Values{"wait": {max(wait, time.Millisecond).Round(time.Millisecond).String()}}
 	s, err := c.openStream(rctx, http.MethodPost, "/v1/locks/"+url.PathEscape(name), q, nil, true)
 	if err != nil {
 		stop()

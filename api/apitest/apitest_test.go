@@ -61,3 +61,51 @@ func TestBackend(t *testing.T) {
 		t.Errorf("%d watches, %d subscribers after Stop", b.Watches(), b.Subscribers())
 	}
 }
+
+// TestKVStore: revisions, compare-and-swap, the watch history, Compact,
+// locks, and Stop ending the watches and locks.
+func TestKVStore(t *testing.T) {
+	b := New(api.Status{Identifier: "a", Index: 7}, nil, 70)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.KVPut(ctx, "k", []byte("1"), api.KVWriteOptions{Compare: true}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.KVPut(ctx, "k", []byte("2"), api.KVWriteOptions{Compare: true})
+	if !errors.Is(err, api.ErrCompareFailed) || res.KV == nil || res.KV.ModRevision != 1 {
+		t.Fatalf("a create of an existing key: %+v %v", res, err)
+	}
+	if res, err = b.KVPut(ctx, "k", []byte("2"), api.KVWriteOptions{Compare: true, ModRevision: 1, Ephemeral: true}); err != nil || res.KV.Version != 2 || res.KV.Owner != "a" {
+		t.Fatalf("a swap: %+v %v", res, err)
+	}
+	events, start, err := b.KVWatch(ctx, "", 1)
+	if err != nil || start != 1 {
+		t.Fatal(start, err)
+	}
+	for _, want := range []uint64{1, 2} {
+		if ev := <-events; ev.Revision != want {
+			t.Fatalf("event %+v, want revision %d", ev, want)
+		}
+	}
+	b.Compact(2)
+	if _, _, err := b.KVWatch(ctx, "", 1); !errors.Is(err, api.ErrCompacted) {
+		t.Fatalf("a watch from a compacted revision: %v", err)
+	}
+	token, lost, err := b.Lock(ctx, "l")
+	if err != nil || token != 3 {
+		t.Fatal(token, err)
+	}
+	if _, err := b.KVGet(ctx, "\x00lock/l", false); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := b.KVList(ctx, "", false); len(list.KVs) != 1 {
+		t.Fatalf("the list shows internal keys: %+v", list)
+	}
+	b.Stop()
+	<-lost
+	for range events {
+	}
+	if _, err := b.KVGet(ctx, "k", false); !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("after Stop: %v", err)
+	}
+}

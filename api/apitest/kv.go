@@ -25,6 +25,7 @@ type kvStore struct {
 	changed chan struct{} // closed and replaced by every change
 	quota   int64         // bytes of keys and values; 0: none
 	err     error         // what the KV calls answer; nil: they work
+	wErr    error         // what KVWatch answers; nil: it works
 	writes  int           // KVPut, KVDelete, Lock and Unlock calls
 	held    map[string]heldLock
 	watches int
@@ -51,6 +52,15 @@ func (b *Backend) SetKVErr(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.kv().err = err
+}
+
+// SetKVWatchErr sets the error KVWatch answers with (such as
+// api.ErrUnavailable, to keep a client from watching again for a while);
+// nil: it works. The other KV calls are not affected.
+func (b *Backend) SetKVWatchErr(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.kv().wErr = err
 }
 
 // SetKVQuota sets the store's quota in bytes of keys and values (0: none);
@@ -328,6 +338,9 @@ func (b *Backend) KVWatch(ctx context.Context, prefix string, from uint64) (<-ch
 		return nil, 0, err
 	}
 	s := b.kv()
+	if s.wErr != nil {
+		return nil, 0, s.wErr
+	}
 	if from == 0 {
 		from = s.rev + 1
 	}

@@ -24,8 +24,8 @@ func kvFake(t *testing.T) (*apitest.Backend, []string) {
 	t.Helper()
 	clearEnv(t)
 	f := newFakePeer()
-	t.Cleanup(f.Stop)
 	addr := serveFake(t, f, api.Options{Token: "tok", KeepAlive: 50 * time.Millisecond})
+	t.Cleanup(f.Stop) // first: the streams end, so the server can close
 	return f, []string{"--addr", addr, "--token", "tok"}
 }
 
