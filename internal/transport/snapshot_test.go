@@ -315,6 +315,7 @@ func TestSnapshotChunksRefused(t *testing.T) {
 		{"one frame past the announced size", [][]byte{start, snapChunk(1, make([]byte, 1001))}},
 		{"empty data frame", [][]byte{start, snapChunk(1, nil)}},
 		{"above MaxSnapshotSize", [][]byte{snapStart(t, snapHead(), 1<<20+1)}},
+		{"above what an int64 holds", [][]byte{snapStart(t, snapHead(), 1<<63+1)}},
 		{"size zero", [][]byte{snapStart(t, snapHead(), 0)}},
 		{"no sequence number", [][]byte{frame([]byte{snapFrameKind, 0})}},
 		{"frame 0 without a size", [][]byte{frame([]byte{snapFrameKind, 0, 0, 0, 0, 1, 2, 3})}},
@@ -358,6 +359,36 @@ func TestSnapshotChunksRefused(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestSnapshotChunked: the sender chunks only a MsgSnap with data whose
+// encoding exceeds the chunk size, and drops one with more data than
+// MaxSnapshotSize or whose frame 0 would exceed the frame limit.
+func TestSnapshotChunked(t *testing.T) {
+	w := frameWriter{max: 1 << 16, chunk: 1 << 12}
+	big := snapMsg(1, 2, 100<<10)
+	for _, tc := range []struct {
+		name          string
+		m             raftpb.Message
+		limit         int
+		chunked, sent bool
+	}{
+		{"small snapshot", snapMsg(1, 2, 1<<10), 1 << 20, false, false},
+		{"large snapshot", big, 1 << 20, true, true},
+		{"above MaxSnapshotSize", big, 100<<10 - 1, true, false},
+		{"at MaxSnapshotSize", big, 100 << 10, true, true},
+		{"large append", raftpb.Message{Type: raftpb.MsgApp, Entries: []raftpb.Entry{{Data: make([]byte, 100<<10)}}}, 1 << 20, false, false},
+		{"frame 0 above the frame limit", func() raftpb.Message {
+			m := snapMsg(1, 2, 100<<10)
+			m.Context = make([]byte, 1<<16)
+			return m
+		}(), 1 << 20, true, false},
+	} {
+		s, chunked := w.chunked(&tc.m, tc.limit)
+		if chunked != tc.chunked || (s != nil) != tc.sent {
+			t.Errorf("%s: chunked %v, frames %v; want %v, %v", tc.name, chunked, s != nil, tc.chunked, tc.sent)
+		}
+	}
 }
 
 // TestSnapshotBudget: the snapshots being reassembled share
