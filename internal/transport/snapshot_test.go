@@ -56,27 +56,29 @@ func TestSnapshotStatus(t *testing.T) {
 	connect(a, b)
 	sendUntil(t, a, b, 1)
 
-	// Larger than MaxFrameSize, within MaxSnapshotSize: written out in
-	// chunks.
-	a.tr.Send([]raftpb.Message{snapMsg(1, 2, 200<<10)})
-	eventually(t, "the snapshot", func() bool {
-		for _, m := range b.in.snapshot() {
-			if m.Type == raftpb.MsgSnap {
-				return len(m.Snapshot.Data) == 200<<10
+	// Within a chunk: written out in one frame. Larger than MaxFrameSize,
+	// within MaxSnapshotSize: written out in chunks.
+	for i, size := range []int{10 << 10, 200 << 10} {
+		a.tr.Send([]raftpb.Message{snapMsg(1, 2, size)})
+		eventually(t, "the snapshot", func() bool {
+			for _, m := range b.in.snapshot() {
+				if m.Type == raftpb.MsgSnap && len(m.Snapshot.Data) == size {
+					return true
+				}
 			}
+			return false
+		})
+		eventually(t, "its outcome", func() bool { return len(out.list()) == i+1 })
+		if got := out.list(); got[i] != "ok" {
+			t.Fatalf("outcomes %v, want ok", got)
 		}
-		return false
-	})
-	eventually(t, "its outcome", func() bool { return len(out.list()) == 1 })
-	if got := out.list(); got[0] != "ok" {
-		t.Fatalf("outcome %v, want ok", got)
 	}
 
 	// Too large even for a snapshot, and to a peer nobody knows: dropped.
 	a.tr.Send([]raftpb.Message{snapMsg(1, 2, 2<<20), snapMsg(1, 9, 10)})
-	eventually(t, "two more outcomes", func() bool { return len(out.list()) == 3 })
-	if got := out.list(); got[1] != "dropped" || got[2] != "dropped" {
-		t.Fatalf("outcomes %v, want ok, dropped, dropped", got)
+	eventually(t, "two more outcomes", func() bool { return len(out.list()) == 4 })
+	if got := out.list(); got[2] != "dropped" || got[3] != "dropped" {
+		t.Fatalf("outcomes %v, want ok, ok, dropped, dropped", got)
 	}
 	if n := a.tr.Stats().Dropped; n != 2 {
 		t.Errorf("%d dropped, want 2", n)
@@ -86,8 +88,8 @@ func TestSnapshotStatus(t *testing.T) {
 	a.tr.SetPeer(7, "127.0.0.1:1")
 	eventually(t, "peer 7 down", func() bool { return a.unr.count(7) > 0 })
 	a.tr.Send([]raftpb.Message{snapMsg(1, 7, 10)})
-	eventually(t, "the outcome for peer 7", func() bool { return len(out.list()) == 4 })
-	if got := out.list(); got[3] != "dropped" {
+	eventually(t, "the outcome for peer 7", func() bool { return len(out.list()) == 5 })
+	if got := out.list(); got[4] != "dropped" {
 		t.Fatalf("outcomes %v, want the last dropped", got)
 	}
 }
