@@ -1056,7 +1056,10 @@ func (p *peer) stream(conn net.Conn) error {
 				return err
 			}
 		}
-		for more {
+		// At most a queue's worth of messages per round, so that a queue
+		// refilled as fast as it drains does not hold back the flush or
+		// the snapshot's next chunk.
+		for n := 1; more; n++ {
 			if s, chunked := w.chunked(&m, p.t.cfg.MaxSnapshotSize); chunked {
 				if s == nil {
 					dropped++
@@ -1082,6 +1085,9 @@ func (p *peer) stream(conn net.Conn) error {
 					p.t.drop(&m)
 					p.log.Warn("dropped unencodable or oversized raft message", "type", m.Type, "size", m.Size())
 				}
+			}
+			if n == cap(p.queue) {
+				break
 			}
 			select {
 			case m, more = <-p.queue:

@@ -8,6 +8,7 @@ import (
 	"net"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -466,5 +467,57 @@ func TestSnapshotStall(t *testing.T) {
 		if m.Type == raftpb.MsgSnap {
 			t.Error("a snapshot was delivered")
 		}
+	}
+}
+
+// floodConn sends another message through its Transport on every write
+// while on: the peer's queue never runs empty.
+type floodConn struct {
+	net.Conn
+	send func()
+	on   *atomic.Bool
+}
+
+func (c *floodConn) Write(p []byte) (int, error) {
+	if c.on.Load() {
+		c.send()
+	}
+	return c.Conn.Write(p)
+}
+
+// TestSnapshotNotStarved: a snapshot progresses even while the peer's
+// queue is refilled as fast as it drains.
+func TestSnapshotNotStarved(t *testing.T) {
+	var on atomic.Bool
+	var a *node
+	app := raftpb.Message{Type: raftpb.MsgApp, From: 1, To: 2, Term: 1,
+		Entries: []raftpb.Entry{{Index: 1, Term: 1, Data: make([]byte, 80<<10)}}}
+	a = startNode(t, 1, func(c *Config) {
+		c.QueueSize = 2
+		c.SnapshotChunkSize = 64 << 10
+		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return &floodConn{Conn: conn, on: &on, send: func() { a.tr.Send([]raftpb.Message{app}) }}, nil
+		}
+	})
+	snaps := new(inbox)
+	b := startNode(t, 2, func(c *Config) {
+		c.Deliver = func(m raftpb.Message) { // keep only the snapshot
+			if m.Type == raftpb.MsgSnap {
+				snaps.deliver(m)
+			}
+		}
+	})
+	connect(a, b)
+	a.tr.Send([]raftpb.Message{snapMsg(1, 2, 1<<20)})
+	on.Store(true)
+	a.tr.Send([]raftpb.Message{app})
+	eventually(t, "the snapshot", func() bool { return snaps.len() == 1 })
+	on.Store(false)
+	if n := a.tr.Stats().Sent; n < 10 {
+		t.Errorf("%d messages sent: no flood", n)
 	}
 }
