@@ -296,7 +296,13 @@ func snapHead() raftpb.Message {
 // announced size, above the limit or malformed close the stream, deliver
 // nothing, count as bad_snapshot, and leave nothing reserved.
 func TestSnapshotChunksRefused(t *testing.T) {
-	b := startNode(t, 2, func(c *Config) { c.MaxFrameSize, c.MaxSnapshotSize = 1<<16, 1<<20 })
+	// Each case on a node of its own, whose log tells the reason; stalls
+	// (TestSnapshotStall) are out of the way.
+	node := func(t *testing.T) *node {
+		return startNode(t, 2, func(c *Config) {
+			c.MaxFrameSize, c.MaxSnapshotSize, c.FrameTimeout = 1<<16, 1<<20, time.Hour
+		})
+	}
 	pre, hello := []byte(RaftPreamble), helloFrame(9, 2, "test")
 	start := snapStart(t, snapHead(), 1000)
 	with := func(f func(m *raftpb.Message)) raftpb.Message {
@@ -308,49 +314,48 @@ func TestSnapshotChunksRefused(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		frames [][]byte
+		log    string
 	}{
-		{"data with no snapshot under way", [][]byte{snapChunk(1, make([]byte, 10))}},
-		{"snapshot begun twice", [][]byte{start, snapChunk(1, make([]byte, 100)), start}},
-		{"gap", [][]byte{start, snapChunk(2, make([]byte, 100))}},
-		{"gap after a heartbeat", [][]byte{start, snapChunk(1, make([]byte, 100)), hb, snapChunk(3, make([]byte, 100))}},
-		{"repeat", [][]byte{start, snapChunk(1, make([]byte, 100)), snapChunk(1, make([]byte, 100))}},
-		{"past the announced size", [][]byte{start, snapChunk(1, make([]byte, 600)), snapChunk(2, make([]byte, 600))}},
-		{"one frame past the announced size", [][]byte{start, snapChunk(1, make([]byte, 1001))}},
-		{"empty data frame", [][]byte{start, snapChunk(1, nil)}},
-		{"above MaxSnapshotSize", [][]byte{snapStart(t, snapHead(), 1<<20+1)}},
-		{"above what an int64 holds", [][]byte{snapStart(t, snapHead(), 1<<63+1)}},
-		{"size zero", [][]byte{snapStart(t, snapHead(), 0)}},
-		{"no sequence number", [][]byte{frame([]byte{snapFrameKind, 0})}},
-		{"frame 0 without a size", [][]byte{frame([]byte{snapFrameKind, 0, 0, 0, 0, 1, 2, 3})}},
-		{"frame 0 garbage", [][]byte{frame(append([]byte{snapFrameKind, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0}, 0xff, 0xff, 0xff))}},
-		{"frame 0 not a snapshot", [][]byte{snapStart(t, with(func(m *raftpb.Message) { m.Type = raftpb.MsgApp }), 1000)}},
-		{"frame 0 from another node", [][]byte{snapStart(t, with(func(m *raftpb.Message) { m.From = 8 }), 1000)}},
-		{"frame 0 to another node", [][]byte{snapStart(t, with(func(m *raftpb.Message) { m.To = 3 }), 1000)}},
-		{"frame 0 with data", [][]byte{snapStart(t, with(func(m *raftpb.Message) { m.Snapshot.Data = []byte("x") }), 1000)}},
-		{"frame 0 without a snapshot", [][]byte{snapStart(t, with(func(m *raftpb.Message) { m.Snapshot = nil }), 1000)}},
+		{"data with no snapshot under way", [][]byte{snapChunk(1, make([]byte, 10))}, "frame 1 with no snapshot under way"},
+		{"snapshot begun twice", [][]byte{start, snapChunk(1, make([]byte, 100)), start}, "a new snapshot began at frame 2"},
+		{"gap", [][]byte{start, snapChunk(2, make([]byte, 100))}, "frame 2, expected 1"},
+		{"gap after a heartbeat", [][]byte{start, snapChunk(1, make([]byte, 100)), hb, snapChunk(3, make([]byte, 100))}, "frame 3, expected 2"},
+		{"repeat", [][]byte{start, snapChunk(1, make([]byte, 100)), snapChunk(1, make([]byte, 100))}, "frame 1, expected 2"},
+		{"past the announced size", [][]byte{start, snapChunk(1, make([]byte, 600)), snapChunk(2, make([]byte, 600))}, "frame 2 brings 200 bytes past the announced 1000"},
+		{"one frame past the announced size", [][]byte{start, snapChunk(1, make([]byte, 1001))}, "frame 1 brings 1 bytes past the announced 1000"},
+		{"empty data frame", [][]byte{start, snapChunk(1, nil)}, "empty frame 1"},
+		{"above MaxSnapshotSize", [][]byte{snapStart(t, snapHead(), 1<<20+1)}, "announces 1048577 bytes, limit 1048576"},
+		{"above what an int64 holds", [][]byte{snapStart(t, snapHead(), 1<<63+1)}, "announces 9223372036854775809 bytes, limit 1048576"},
+		{"size zero", [][]byte{snapStart(t, snapHead(), 0)}, "announces 0 bytes"},
+		{"no sequence number", [][]byte{frame([]byte{snapFrameKind, 0})}, "frame of 2 bytes"},
+		{"frame 0 without a size", [][]byte{frame([]byte{snapFrameKind, 0, 0, 0, 0, 1, 2, 3})}, "frame 0 of 3 bytes"},
+		{"frame 0 garbage", [][]byte{frame(append([]byte{snapFrameKind, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0}, 0xff, 0xff, 0xff))}, "bad snapshot: frame 0: "},
+		{"frame 0 not a snapshot", [][]byte{snapStart(t, with(func(m *raftpb.Message) { m.Type = raftpb.MsgApp }), 1000)}, "frame 0 carries a MsgApp"},
+		{"frame 0 from another node", [][]byte{snapStart(t, with(func(m *raftpb.Message) { m.From = 8 }), 1000)}, "misaddressed: from 8 to 2"},
+		{"frame 0 to another node", [][]byte{snapStart(t, with(func(m *raftpb.Message) { m.To = 3 }), 1000)}, "misaddressed: from 9 to 3"},
+		{"frame 0 with data", [][]byte{snapStart(t, with(func(m *raftpb.Message) { m.Snapshot.Data = []byte("x") }), 1000)}, "frame 0 without a snapshot or with its data"},
+		{"frame 0 without a snapshot", [][]byte{snapStart(t, with(func(m *raftpb.Message) { m.Snapshot = nil }), 1000)}, "frame 0 without a snapshot or with its data"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := b.tr.Refusals().BadSnapshot
+			b := node(t)
 			expectClosed(t, rawStream(t, b.addr(), append([][]byte{pre, hello}, tc.frames...)...))
-			if got := b.tr.Refusals().BadSnapshot; got != before+1 {
-				t.Errorf("bad_snapshot %d, want %d", got, before+1)
+			if r := b.tr.Refusals(); r != (Refusals{BadSnapshot: 1}) {
+				t.Errorf("refusals %+v, want one bad_snapshot", r)
+			}
+			if !b.logs.contains("raft stream closed: bad snapshot") || !b.logs.contains(tc.log) {
+				t.Errorf("no log line with %q", tc.log)
 			}
 			eventually(t, "nothing reserved", func() bool { return b.tr.snapBytes.Load() == 0 })
+			for _, m := range b.in.snapshot() {
+				if m.Type == raftpb.MsgSnap {
+					t.Errorf("a snapshot was delivered: %d bytes", len(m.Snapshot.Data))
+				}
+			}
 		})
-	}
-	for _, m := range b.in.snapshot() {
-		if m.Type == raftpb.MsgSnap {
-			t.Errorf("a snapshot was delivered: %d bytes", len(m.Snapshot.Data))
-		}
-	}
-	if r := b.tr.Refusals(); r.BadMessage+r.FrameTooLarge+r.Stalled != 0 {
-		t.Errorf("refusals %+v: counted under another reason", r)
-	}
-	if !b.logs.contains("bad snapshot") {
-		t.Error("not logged")
 	}
 
 	// The same frames in order are delivered, heartbeats between them.
+	b := node(t)
 	data := snapData(1000)
 	c := rawStream(t, b.addr(), pre, hello, start, snapChunk(1, data[:300]), hb, snapChunk(2, data[300:999]), hb, snapChunk(3, data[999:]))
 	defer c.Close()
@@ -362,6 +367,9 @@ func TestSnapshotChunksRefused(t *testing.T) {
 		}
 		return false
 	})
+	if got := b.in.snapshot(); len(got) != 3 || got[0].Type != raftpb.MsgHeartbeat {
+		t.Errorf("delivered %d messages, want two heartbeats and the snapshot", len(got))
+	}
 }
 
 // TestSnapshotChunked: the sender chunks only a MsgSnap with data whose
