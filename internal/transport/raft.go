@@ -704,7 +704,14 @@ func (t *Transport) HandleStream(conn net.Conn) {
 			return
 		}
 		t.received.add(m.Type, 1)
+		if !sr.busy() {
+			t.cfg.Deliver(m)
+			continue
+		}
+		// The time the consumer takes is not the snapshot's sender's.
+		began := time.Now()
 		t.cfg.Deliver(m)
+		sr.deadline = sr.deadline.Add(time.Since(began))
 	}
 }
 

@@ -529,3 +529,31 @@ func TestSnapshotNotStarved(t *testing.T) {
 		t.Errorf("%d messages sent: no flood", n)
 	}
 }
+
+// TestSnapshotSlowConsumer: the time Deliver takes during a snapshot's
+// reassembly does not count against its sender.
+func TestSnapshotSlowConsumer(t *testing.T) {
+	got := new(inbox)
+	b := startNode(t, 2, func(c *Config) {
+		c.FrameTimeout = time.Second
+		c.Deliver = func(m raftpb.Message) {
+			if m.Type == raftpb.MsgHeartbeat && m.Commit == 1 {
+				time.Sleep(1500 * time.Millisecond) // a consumer slower than FrameTimeout
+			}
+			got.deliver(m)
+		}
+	})
+	head := snapHead()
+	head.From = 9
+	hb := func(commit uint64) []byte {
+		return msgFrame(t, raftpb.Message{Type: raftpb.MsgHeartbeat, From: 9, To: 2, Term: 1, Commit: commit})
+	}
+	data := snapData(1000)
+	c := rawStream(t, b.addr(), []byte(RaftPreamble), helloFrame(9, 2, "test"),
+		snapStart(t, head, 1000), snapChunk(1, data[:500]), hb(1), hb(2), snapChunk(2, data[500:]))
+	defer c.Close()
+	eventually(t, "the snapshot", func() bool { return got.len() == 3 })
+	if r := b.tr.Refusals(); r != (Refusals{}) {
+		t.Errorf("refusals %+v", r)
+	}
+}
