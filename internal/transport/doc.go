@@ -16,7 +16,7 @@
 // then message frames and snapshot frames. A frame is a 4-byte big-endian
 // payload length followed by the payload. The hello payload is
 //
-//	version (1 byte, currently 2) | from ID (8 bytes BE) | to ID (8 bytes BE) | cluster name (rest, UTF-8)
+//	version (1 byte, [HelloVersion], currently 2) | from ID (8 bytes BE) | to ID (8 bytes BE) | cluster name (rest, UTF-8)
 //
 // and a message payload is a protobuf-encoded raftpb.Message (whose first
 // byte is never 0). A MsgSnap whose encoding is larger than

@@ -13,10 +13,6 @@ import (
 const (
 	frameHeaderSize = 4
 
-	// helloVersion 2: snapshots larger than a chunk travel as snapshot
-	// frames (snapshot.go); version 1 sent them as one frame of up to
-	// 64 MiB. A peer of one version refuses the other's streams.
-	helloVersion = 2
 	// helloFixedSize is version + from + to; the cluster name fills the rest.
 	helloFixedSize = 1 + 8 + 8
 	// maxClusterName bounds the cluster name carried in a hello.
@@ -72,7 +68,7 @@ func parseHello(p []byte) (hello, error) {
 		To:          binary.BigEndian.Uint64(p[9:17]),
 		ClusterName: string(p[helloFixedSize:]),
 	}
-	if h.Version != helloVersion {
+	if h.Version != HelloVersion {
 		return hello{}, fmt.Errorf("unsupported hello version %d", h.Version)
 	}
 	if h.From == 0 || h.To == 0 {

@@ -25,6 +25,12 @@ import (
 // for it with [Mux.Handle].
 const RaftPreamble = "QCRAFT1\n"
 
+// HelloVersion is the version a raft stream's hello carries, and the only
+// one accepted: 2, whose snapshots larger than a chunk travel as snapshot
+// frames (see the package doc). Version 1 sent a snapshot as one frame of
+// up to 64 MiB. A peer refuses another version's streams (bad_hello).
+const HelloVersion = 2
+
 // Defaults for the zero fields of [Config].
 const (
 	DefaultQueueSize    = 4096    // messages per peer
@@ -993,7 +999,7 @@ func (p *peer) stream(conn net.Conn) error {
 	w.refreshDeadline()
 	w.bw.WriteString(RaftPreamble)
 	w.bw.Write(appendHelloFrame(w.bw.AvailableBuffer(), hello{
-		Version: helloVersion, From: p.t.cfg.LocalID, To: p.id, ClusterName: p.t.cfg.ClusterName,
+		Version: HelloVersion, From: p.t.cfg.LocalID, To: p.id, ClusterName: p.t.cfg.ClusterName,
 	}))
 	if err := w.bw.Flush(); err != nil {
 		return err
