@@ -55,7 +55,7 @@ func TestGarbageOnThePortChangesNothing(t *testing.T) {
 	// A raft stream that claims another cluster's identity (hello with a
 	// sender nobody knows, addressed to the leader, cluster "other").
 	c = dial()
-	hello := []byte{1}
+	hello := []byte{transport.HelloVersion}
 	hello = binary.BigEndian.AppendUint64(hello, 0xdeadbeef)
 	hello = binary.BigEndian.AppendUint64(hello, NodeID(leader.cfg.Identifier))
 	hello = append(hello, "other-cluster"...)

@@ -352,7 +352,7 @@ var (
 		"Connections the port closed before routing them, by reason: conn_limit (max_conns_per_ip), timeout (no TLS handshake or first bytes in time), plaintext (not TLS while TLS is on), handshake (TLS handshake failed: wrong CA, expired certificate...), unauthenticated (no client certificate).",
 		[]string{"reason"}, nil)
 	raftRefusedDesc = prometheus.NewDesc("qcluster_raft_streams_refused_total",
-		"Raft streams refused or broken, by reason: bad_hello, wrong_node, wrong_cluster, unauthenticated, wrong_identity (the certificate names another peer than the hello claims), frame_too_large, stalled, bad_message, dial_failed.",
+		"Raft streams refused or broken, by reason: bad_hello, wrong_node, wrong_cluster, unauthenticated, wrong_identity (the certificate names another peer than the hello claims), frame_too_large, bad_snapshot (a snapshot's frames out of sequence, past their announced size, over the snapshot memory limit, or stalled), stalled, bad_message, dial_failed.",
 		[]string{"reason"}, nil)
 	raftMsgRefusedDesc = prometheus.NewDesc("qcluster_raft_messages_refused_total",
 		"Raft messages from peers that the election core refused, by reason: type (a type peers do not exchange: raft's local messages, MsgForgetLeader, MsgTransferLeader, MsgReadIndex...), non_member (sender outside this peer's configuration), proposal (a forwarded proposal that is not the sender's own metadata, or that reached a peer not leading), timeout_now (MsgTimeoutNow not from the current leader), panic (raft panicked on it; its stream is closed).",
@@ -398,7 +398,7 @@ func (sc *scrapeCollector) collectSecurity(ch chan<- prometheus.Metric) {
 		}{
 			{"bad_hello", r.BadHello}, {"wrong_node", r.WrongNode}, {"wrong_cluster", r.WrongCluster},
 			{"unauthenticated", r.Unauthenticated}, {"wrong_identity", r.WrongIdentity},
-			{"frame_too_large", r.FrameTooLarge}, {"stalled", r.Stalled}, {"bad_message", r.BadMessage},
+			{"frame_too_large", r.FrameTooLarge}, {"bad_snapshot", r.BadSnapshot}, {"stalled", r.Stalled}, {"bad_message", r.BadMessage},
 			{"dial_failed", r.DialFailed},
 		} {
 			counter(raftRefusedDesc, x.n, x.reason)

@@ -40,7 +40,7 @@ func raftStream(t testing.TB, addr string, from, to uint64, cluster string, msgs
 // rawHello is a hello frame as the transport writes it (see package
 // transport's doc).
 func rawHello(from, to uint64, cluster string) []byte {
-	p := []byte{1}
+	p := []byte{transport.HelloVersion}
 	p = binary.BigEndian.AppendUint64(p, from)
 	p = binary.BigEndian.AppendUint64(p, to)
 	p = append(p, cluster...)

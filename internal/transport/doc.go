@@ -13,12 +13,24 @@
 //     through the Mux and delivered to the raft node.
 //
 // A raft stream on the wire is the 8-byte [RaftPreamble], one hello frame and
-// then message frames. A frame is a 4-byte big-endian payload length followed
-// by the payload. The hello payload is
+// then message frames and snapshot frames. A frame is a 4-byte big-endian
+// payload length followed by the payload. The hello payload is
 //
-//	version (1 byte, currently 1) | from ID (8 bytes BE) | to ID (8 bytes BE) | cluster name (rest, UTF-8)
+//	version (1 byte, [HelloVersion], currently 2) | from ID (8 bytes BE) | to ID (8 bytes BE) | cluster name (rest, UTF-8)
 //
-// and a message payload is a protobuf-encoded raftpb.Message. Streams are
+// and a message payload is a protobuf-encoded raftpb.Message (whose first
+// byte is never 0). A MsgSnap whose encoding is larger than
+// [Config.SnapshotChunkSize] (1 MiB) is sent as snapshot frames instead,
+// interleaved with the stream's other messages:
+//
+//	0 (1 byte) | sequence number (4 bytes BE, from 0) | body
+//
+// where frame 0's body is the snapshot's data length (8 bytes BE, not 0)
+// and the MsgSnap encoded without its Snapshot.Data, and the next frames'
+// bodies are the data, in order, non-empty, up to exactly that length; the
+// receiver then delivers the MsgSnap whole. Version 1, which sent a MsgSnap
+// as one frame of up to 64 MiB, is not spoken: a peer talks to peers of its
+// own version only, and refuses another version's hello. Streams are
 // one-way: the receiver never writes to the connection.
 //
 // # Security
@@ -44,10 +56,14 @@
 // connections per remote IP address ([MuxOptions.MaxConnsPerIP], default
 // 64), the TLS handshake and preamble deadline
 // ([MuxOptions.PreambleTimeout], 5s), the hello deadline (5s), the frame
-// size ([Config.MaxFrameSize], 8 MiB, with a receive buffer that grows
-// only as bytes arrive; a MsgSnap may take [Config.MaxSnapshotFrameSize],
-// 64 MiB, two such frames at a time over all streams) and the stall of a
-// started frame ([Config.FrameTimeout], 10s).
+// size ([Config.MaxFrameSize], 8 MiB, snapshot frames included, with a
+// receive buffer that grows only as bytes arrive), the stall of a started
+// frame ([Config.FrameTimeout], 10s), and for snapshots in reassembly
+// (Refusals.BadSnapshot): one at a time per stream, in sequence, no more
+// data than announced, the data of all of them within
+// [Config.MaxSnapshotSize] (256 MiB, reserved when a snapshot announces
+// its size), and each next frame within FrameTimeout, even while other
+// messages keep coming.
 //
 // Neither part holds global state.
 package transport

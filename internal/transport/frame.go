@@ -7,16 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync/atomic"
 	"time"
-
-	"go.etcd.io/raft/v3/raftpb"
 )
 
 const (
 	frameHeaderSize = 4
 
-	helloVersion = 1
 	// helloFixedSize is version + from + to; the cluster name fills the rest.
 	helloFixedSize = 1 + 8 + 8
 	// maxClusterName bounds the cluster name carried in a hello.
@@ -32,6 +28,10 @@ var errFrameTooLarge = errors.New("frame too large")
 // errFrameStalled is returned by frameReader.next when a started frame made
 // no progress within the frame timeout.
 var errFrameStalled = errors.New("frame stalled")
+
+// errIdleDeadline is returned by frameReader.next when no frame started
+// before its idleDeadline.
+var errIdleDeadline = errors.New("no frame before the deadline")
 
 // hello is the first frame of a raft stream.
 type hello struct {
@@ -68,7 +68,7 @@ func parseHello(p []byte) (hello, error) {
 		To:          binary.BigEndian.Uint64(p[9:17]),
 		ClusterName: string(p[helloFixedSize:]),
 	}
-	if h.Version != helloVersion {
+	if h.Version != HelloVersion {
 		return hello{}, fmt.Errorf("unsupported hello version %d", h.Version)
 	}
 	if h.From == 0 || h.To == 0 {
@@ -120,63 +120,21 @@ func readHello(r io.Reader) (hello, error) {
 const frameGrowth = 64 << 10
 
 // frameReader reads the message frames of an inbound stream. Waiting for a
-// frame to start has no deadline; once it has started, every read must make
-// progress within timeout, or next fails with errFrameStalled. Deadlines
-// are only set for frames that are not already buffered, so the common
-// small frame costs no timer.
-//
-// A frame above limit, up to snapLimit, is read only if its payload starts
-// as a MsgSnap's encoding does (the caller checks that it decodes to one)
-// and one of the slots that large counts is free; the slot is held until
-// release.
+// frame to start has no deadline unless idleDeadline is set; once it has
+// started, every read must make progress within timeout, or next fails
+// with errFrameStalled. Deadlines are only set for frames that are not
+// already buffered, so the common small frame costs no timer.
 type frameReader struct {
-	r         *bufio.Reader
-	conn      net.Conn
-	limit     int
-	snapLimit int           // limit for a MsgSnap frame; 0: limit
-	large     *atomic.Int32 // large frames being read, shared by the streams; nil: none allowed
-	timeout   time.Duration
-	buf       []byte // reused between frames (up to maxRetainedBuffer)
-	armed     bool   // a read deadline is set on conn
-	holding   bool   // this reader holds a large-frame slot
-}
-
-// snapPrefix is how an encoded MsgSnap starts: field 1 (type), varint 7.
-// raftpb encodes the fields in order, the type first, always.
-var snapPrefix = [2]byte{1 << 3, byte(raftpb.MsgSnap)} // field 1 << 3 | wire type 0
-
-// release gives back the large-frame slot, if this reader holds one.
-func (f *frameReader) release() {
-	if f.holding {
-		f.holding = false
-		f.large.Add(-1)
-	}
-}
-
-// admitLarge decides whether a frame of n > limit bytes may be read.
-func (f *frameReader) admitLarge(n int) error {
-	tooLarge := fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, f.limit)
-	if f.large == nil || n > f.snapLimit {
-		return tooLarge
-	}
-	if f.r.Buffered() < len(snapPrefix) {
-		if err := f.arm(); err != nil {
-			return err
-		}
-	}
-	p, err := f.r.Peek(len(snapPrefix))
-	if err != nil {
-		return f.stalled(err)
-	}
-	if [2]byte(p) != snapPrefix {
-		return tooLarge
-	}
-	if f.large.Add(1) > maxLargeFrames {
-		f.large.Add(-1)
-		return fmt.Errorf("%w: %d bytes, and %d frames above %d bytes are being received already", errFrameTooLarge, n, maxLargeFrames, f.limit)
-	}
-	f.holding = true
-	return nil
+	r       *bufio.Reader
+	conn    net.Conn
+	limit   int
+	timeout time.Duration
+	// idleDeadline, if not zero, is when waiting for the next frame to
+	// start gives up (errIdleDeadline): a snapshot under reassembly must
+	// keep coming.
+	idleDeadline time.Time
+	buf          []byte // reused between frames (up to maxRetainedBuffer)
+	armed        bool   // a read deadline is set on conn
 }
 
 // next returns the next frame's payload; it is valid until the next call.
@@ -211,7 +169,18 @@ func (f *frameReader) stalled(err error) error {
 
 func (f *frameReader) read() ([]byte, error) {
 	if f.r.Buffered() == 0 {
+		idle := !f.idleDeadline.IsZero()
+		if idle {
+			f.armed = true
+			if err := f.conn.SetReadDeadline(f.idleDeadline); err != nil {
+				return nil, err
+			}
+		}
 		if _, err := f.r.Peek(1); err != nil {
+			var ne net.Error
+			if idle && errors.As(err, &ne) && ne.Timeout() {
+				return nil, errIdleDeadline
+			}
 			return nil, err // idle stream ended: io.EOF, closed, ...
 		}
 	}
@@ -226,9 +195,7 @@ func (f *frameReader) read() ([]byte, error) {
 	}
 	n := int(binary.BigEndian.Uint32(hdr[:]))
 	if uint64(n) > uint64(f.limit) {
-		if err := f.admitLarge(n); err != nil {
-			return nil, err
-		}
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, f.limit)
 	}
 	if f.r.Buffered() >= n {
 		// Fast path: the whole frame is here.

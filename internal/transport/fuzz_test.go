@@ -8,16 +8,21 @@ import (
 	"net"
 	"reflect"
 	"runtime"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 )
 
 // FuzzReadFrame feeds arbitrary bytes to the stream decoder: a hello frame
-// followed by message frames. It must never panic, never return a payload
-// above the limit, and whatever hello it accepts must re-encode to the same
-// bytes; every message that decodes must encode and decode again to an
-// equal message.
+// followed by message frames and snapshot frames. It must never panic,
+// never return a payload above the limit, and whatever hello it accepts
+// must re-encode to the same bytes; every message that decodes must encode
+// and decode again to an equal message, and none starts as a snapshot
+// frame does. Snapshot frames go to a reassembly whose every decision
+// (refused, taken, delivered) and reservation is checked against a model
+// of the rules.
 func FuzzReadFrame(f *testing.F) {
 	const limit = 1 << 12
 	valid := helloFrame(1, 2, "cluster")
@@ -34,6 +39,25 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 17, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0, 0, 0})
 	f.Add([]byte{})
+	// A snapshot in three frames with a message between them, and the
+	// same frames out of order, repeated or past their size.
+	head := raftpb.Message{Type: raftpb.MsgSnap, From: 1, To: 2, Term: 3,
+		Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 9, Term: 3}}}
+	hp, err := head.Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	start := frame(binary.BigEndian.AppendUint64([]byte{snapFrameKind, 0, 0, 0, 0}, 10))
+	start = frame(append(start[frameHeaderSize:], hp...))
+	c1, c2 := frame([]byte{snapFrameKind, 0, 0, 0, 1, 'a', 'b', 'c', 'd'}), frame([]byte{snapFrameKind, 0, 0, 0, 2, 'e', 'f', 'g', 'h', 'i', 'j'})
+	join := func(parts ...[]byte) []byte { return bytes.Join(append([][]byte{valid}, parts...), nil) }
+	f.Add(join(start, c1, frame(p), c2))
+	f.Add(join(start, c2, c1))
+	f.Add(join(start, c1, c1))
+	f.Add(join(start, c1, c2, c2))
+	f.Add(join(start, start))
+	f.Add(join(c1))
+	f.Add(join(frame(binary.BigEndian.AppendUint64([]byte{snapFrameKind, 0, 0, 0, 0}, 1<<62))))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bytes.NewReader(data)
 		h, err := readHello(r)
@@ -44,6 +68,10 @@ func FuzzReadFrame(f *testing.F) {
 		if !bytes.HasPrefix(data, enc) {
 			t.Fatalf("hello %+v re-encodes to %x, input %x", h, enc, data[:len(enc)])
 		}
+		var budget atomic.Int64
+		sr := snapReceiver{from: h.From, to: h.To, budget: &budget, limit: snapFuzzLimit, timeout: time.Hour}
+		var model snapModel
+		now := time.Now()
 		var buf []byte
 		for {
 			p, err := readFrame(r, buf, limit)
@@ -55,6 +83,32 @@ func FuzzReadFrame(f *testing.F) {
 			}
 			if len(p) > limit {
 				t.Fatalf("payload of %d bytes above limit", len(p))
+			}
+			if isSnapFrame(p) {
+				// No message decodes from a snapshot frame: the first
+				// byte tells them apart.
+				var m raftpb.Message
+				if m.Unmarshal(p) == nil {
+					t.Fatalf("snapshot frame %x decodes as a message %+v", p, m)
+				}
+				want := model.step(p, h.From, h.To)
+				got, done, err := sr.add(p, now)
+				switch {
+				case (err != nil) != (want == snapRefused):
+					t.Fatalf("frame %x: error %v, model says %v", p, err, want)
+				case done != (want == snapDelivered):
+					t.Fatalf("frame %x: delivered %v, model says %v", p, done, want)
+				case done && (!bytes.Equal(got.Snapshot.Data, model.data) || got.Type != raftpb.MsgSnap || got.From != h.From || got.To != h.To):
+					t.Fatalf("delivered %+v with %d bytes, want %d bytes %x", got, len(got.Snapshot.Data), len(model.data), model.data)
+				}
+				if n := budget.Load(); n != model.reserved() || sr.busy() != model.active {
+					t.Fatalf("after frame %x: %d bytes reserved, busy %v; model: %d, %v", p, n, sr.busy(), model.reserved(), model.active)
+				}
+				if err != nil {
+					return // the stream is closed
+				}
+				buf = p[:0]
+				continue
 			}
 			var m raftpb.Message
 			if m.Unmarshal(p) == nil {
@@ -79,6 +133,77 @@ func FuzzReadFrame(f *testing.F) {
 			buf = p[:0]
 		}
 	})
+}
+
+// snapFuzzLimit is FuzzReadFrame's MaxSnapshotSize.
+const snapFuzzLimit = 1 << 14
+
+// snapOutcome is what snapModel expects of a snapshot frame.
+type snapOutcome int
+
+const (
+	snapTaken snapOutcome = iota
+	snapRefused
+	snapDelivered
+)
+
+func (o snapOutcome) String() string { return [...]string{"taken", "refused", "delivered"}[o] }
+
+// snapModel is the rules of snapshot frames written out plainly, as the
+// fuzz oracle: one snapshot at a time, frame 0 announcing 1 to
+// snapFuzzLimit bytes with a MsgSnap from the stream's sender to its
+// receiver and no data in it, then frames 1, 2, ... each non-empty, up to
+// exactly the announced size.
+type snapModel struct {
+	active    bool
+	next      uint32
+	announced uint64
+	data      []byte
+}
+
+func (s *snapModel) reserved() int64 {
+	if !s.active {
+		return 0
+	}
+	return int64(s.announced)
+}
+
+func (s *snapModel) step(p []byte, from, to uint64) snapOutcome {
+	out := s.decide(p, from, to)
+	if out != snapTaken {
+		s.active = false
+	}
+	return out
+}
+
+func (s *snapModel) decide(p []byte, from, to uint64) snapOutcome {
+	if len(p) < 5 {
+		return snapRefused
+	}
+	seq, body := binary.BigEndian.Uint32(p[1:5]), p[5:]
+	if seq == 0 {
+		if s.active || len(body) < 8 {
+			return snapRefused
+		}
+		n := binary.BigEndian.Uint64(body)
+		var m raftpb.Message
+		if n < 1 || n > snapFuzzLimit || m.Unmarshal(body[8:]) != nil || m.Type != raftpb.MsgSnap ||
+			m.From != from || m.To != to || m.Snapshot == nil || len(m.Snapshot.Data) > 0 {
+			return snapRefused
+		}
+		*s = snapModel{active: true, next: 1, announced: n}
+		return snapTaken
+	}
+	if !s.active || seq != s.next || len(body) == 0 || uint64(len(s.data)+len(body)) > s.announced {
+		return snapRefused
+	}
+	s.data = append(s.data, body...)
+	s.next++
+	if uint64(len(s.data)) == s.announced {
+		s.active = false
+		return snapDelivered
+	}
+	return snapTaken
 }
 
 func TestReadFrameDoesNotAllocateOversized(t *testing.T) {

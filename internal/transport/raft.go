@@ -25,18 +25,29 @@ import (
 // for it with [Mux.Handle].
 const RaftPreamble = "QCRAFT1\n"
 
+// HelloVersion is the version a raft stream's hello carries, and the only
+// one accepted: 2, whose snapshots larger than a chunk travel as snapshot
+// frames (see the package doc). Version 1 sent a snapshot as one frame of
+// up to 64 MiB. A peer refuses another version's streams (bad_hello).
+const HelloVersion = 2
+
 // Defaults for the zero fields of [Config].
 const (
 	DefaultQueueSize    = 4096    // messages per peer
 	DefaultMaxFrameSize = 8 << 20 // bytes (8 MiB)
-	// DefaultMaxSnapshotFrameSize: 64 MiB holds QCluster's registry of
-	// about a thousand members that each carry the largest metadata
-	// (64 KiB); 200 such members take 13 MB.
-	DefaultMaxSnapshotFrameSize = 64 << 20
-	DefaultDialTimeout          = time.Second           // per dial
-	DefaultMinBackoff           = 10 * time.Millisecond // first reconnect delay
-	DefaultMaxBackoff           = time.Second           // longest reconnect delay
-	DefaultFrameTimeout         = 10 * time.Second      // a started frame's longest stall
+	// DefaultMaxSnapshotSize: 256 MiB holds a replicated store at its
+	// default quota (64 MiB) beside a registry of a thousand members that
+	// each carry the largest metadata (64 KiB), with room for a second
+	// snapshot from a new leader while the old one's stalls.
+	DefaultMaxSnapshotSize = 256 << 20
+	// DefaultSnapshotChunkSize: a MsgSnap whose encoding is larger is sent
+	// in frames of at most this many bytes; a heartbeat waits for at most
+	// one of them.
+	DefaultSnapshotChunkSize = 1 << 20
+	DefaultDialTimeout       = time.Second           // per dial
+	DefaultMinBackoff        = 10 * time.Millisecond // first reconnect delay
+	DefaultMaxBackoff        = time.Second           // longest reconnect delay
+	DefaultFrameTimeout      = 10 * time.Second      // a started frame's longest stall
 )
 
 const (
@@ -53,14 +64,10 @@ const (
 	// between messages.
 	maxRetainedBuffer = 1 << 20
 	// writeChunk: frames larger than this are written in pieces of this
-	// size, each with its write deadline pushed on (a snapshot of many
-	// megabytes may take longer than writeTimeout on a slow link, as long
-	// as it progresses).
+	// size, each with its write deadline pushed on (a frame of megabytes
+	// may take longer than writeTimeout on a slow link, as long as it
+	// progresses).
 	writeChunk = 256 << 10
-	// maxLargeFrames bounds how many inbound frames larger than
-	// MaxFrameSize (snapshots) are received at once, over all streams: a
-	// leader sends one snapshot to a follower at a time.
-	maxLargeFrames = 2
 )
 
 // Config configures a [Transport].
@@ -85,20 +92,31 @@ type Config struct {
 	// QueueSize is the per-peer outbound queue length in messages
 	// (default 4096). When the queue is full, Send drops the message.
 	QueueSize int
-	// MaxFrameSize bounds a frame's payload (default 8 MiB), except for
-	// snapshots (MaxSnapshotFrameSize). A larger incoming length prefix
-	// closes the connection without allocating (and counts in
-	// Refusals.FrameTooLarge); a larger outbound message is dropped. The
-	// receive buffer of a frame grows with the bytes that actually arrive,
-	// not with the length its prefix claims.
+	// MaxFrameSize bounds a frame's payload (default 8 MiB), snapshot
+	// frames included. A larger incoming length prefix closes the
+	// connection without allocating (and counts in
+	// Refusals.FrameTooLarge); a larger outbound message is dropped,
+	// except a MsgSnap, which is sent in chunks. The receive buffer of a
+	// frame grows with the bytes that actually arrive, not with the length
+	// its prefix claims.
 	MaxFrameSize int
-	// MaxSnapshotFrameSize bounds the payload of a frame that carries a
-	// MsgSnap (default 64 MiB; never less than MaxFrameSize). A frame
-	// above MaxFrameSize is read only if its payload starts as a MsgSnap's
-	// encoding does and decodes to one, and only two such frames are read
-	// at a time over all streams (others close their stream and count in
-	// Refusals.FrameTooLarge), so the memory they take is bounded.
-	MaxSnapshotFrameSize int
+	// SnapshotChunkSize: a MsgSnap whose encoding is larger is sent as
+	// snapshot frames of at most this many bytes (default 1 MiB; at least
+	// 1 KiB, at most MaxFrameSize), interleaved with the stream's other
+	// messages, and reassembled by the receiver. Its SnapshotStatus is ok
+	// once the last frame is flushed.
+	SnapshotChunkSize int
+	// MaxSnapshotSize bounds the data of the snapshots being reassembled,
+	// over all inbound streams (default 256 MiB), and so the size of one
+	// snapshot: each stream reassembles one snapshot at a time, whose
+	// announced size is reserved (and its buffer allocated) when its first
+	// frame arrives and freed when it is delivered or abandoned. A
+	// snapshot announcing more than is left, frames out of sequence or
+	// past the announced size, or a reassembly whose next frame does not
+	// begin within FrameTimeout close the stream, deliver nothing and
+	// count in Refusals.BadSnapshot. An outbound snapshot with more data
+	// is dropped.
+	MaxSnapshotSize int
 	// SnapshotStatus, if non-nil, is told the outcome of every MsgSnap
 	// passed to Send, exactly once: ok when the frame was written and
 	// flushed to the peer's connection, not ok when it was dropped (filter,
@@ -113,7 +131,9 @@ type Config struct {
 	// Refusals.Stalled): a peer that announces a frame and stops sending
 	// does not hold its buffer forever. Streams may idle between frames
 	// without limit (a follower may have nothing to say to another for as
-	// long as the leader lives). Default 10s.
+	// long as the leader lives), except during a snapshot's reassembly,
+	// whose next frame must begin within FrameTimeout of the previous one
+	// (Refusals.BadSnapshot). Default 10s.
 	FrameTimeout time.Duration
 	// DialTimeout bounds each dial (default 1s).
 	DialTimeout time.Duration
@@ -193,6 +213,11 @@ type Refusals struct {
 	WrongIdentity uint64
 	// FrameTooLarge: a frame's length prefix exceeded MaxFrameSize.
 	FrameTooLarge uint64
+	// BadSnapshot: a snapshot's frames were malformed, misaddressed, out
+	// of sequence (a gap, a repeat, a new snapshot before the previous one
+	// ended), past the size they announced, announced more than
+	// MaxSnapshotSize leaves, or stopped coming for FrameTimeout.
+	BadSnapshot uint64
 	// Stalled: a started frame made no progress for FrameTimeout.
 	Stalled uint64
 	// BadMessage: a frame did not decode, or its message was not from the
@@ -206,7 +231,7 @@ type Refusals struct {
 // refusalCounters are Refusals as atomics.
 type refusalCounters struct {
 	badHello, wrongNode, wrongCluster, unauthenticated, wrongIdentity,
-	frameTooLarge, stalled, badMessage, dialFailed atomic.Uint64
+	frameTooLarge, badSnapshot, stalled, badMessage, dialFailed atomic.Uint64
 }
 
 // Filter is a fault-injection hook: it returns false to drop m. Dropped
@@ -241,7 +266,7 @@ type Transport struct {
 	sent, received, dropped typeCounters
 	refused                 refusalCounters
 	closing                 atomic.Bool
-	largeFrames             atomic.Int32 // inbound frames above MaxFrameSize being read
+	snapBytes               atomic.Int64 // bytes reserved by inbound snapshots being reassembled
 	clientTLS               *tls.Config  // Config.TLS offering ALPNPeer; nil without TLS
 
 	mu      sync.RWMutex
@@ -274,10 +299,13 @@ func New(cfg Config) *Transport {
 	if cfg.MaxFrameSize <= 0 {
 		cfg.MaxFrameSize = DefaultMaxFrameSize
 	}
-	if cfg.MaxSnapshotFrameSize <= 0 {
-		cfg.MaxSnapshotFrameSize = DefaultMaxSnapshotFrameSize
+	if cfg.SnapshotChunkSize <= 0 {
+		cfg.SnapshotChunkSize = DefaultSnapshotChunkSize
 	}
-	cfg.MaxSnapshotFrameSize = max(cfg.MaxSnapshotFrameSize, cfg.MaxFrameSize)
+	cfg.SnapshotChunkSize = min(max(cfg.SnapshotChunkSize, minSnapshotChunk), cfg.MaxFrameSize)
+	if cfg.MaxSnapshotSize <= 0 {
+		cfg.MaxSnapshotSize = DefaultMaxSnapshotSize
+	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
@@ -400,6 +428,7 @@ func (t *Transport) Refusals() Refusals {
 		Unauthenticated: c.unauthenticated.Load(),
 		WrongIdentity:   c.wrongIdentity.Load(),
 		FrameTooLarge:   c.frameTooLarge.Load(),
+		BadSnapshot:     c.badSnapshot.Load(),
 		Stalled:         c.stalled.Load(),
 		BadMessage:      c.badMessage.Load(),
 		DialFailed:      c.dialFailed.Load(),
@@ -614,13 +643,21 @@ func (t *Transport) HandleStream(conn net.Conn) {
 		return
 	}
 
-	fr := frameReader{r: r, conn: conn, limit: t.cfg.MaxFrameSize, snapLimit: t.cfg.MaxSnapshotFrameSize,
-		large: &t.largeFrames, timeout: t.cfg.FrameTimeout}
-	defer fr.release()
+	fr := frameReader{r: r, conn: conn, limit: t.cfg.MaxFrameSize, timeout: t.cfg.FrameTimeout}
+	sr := snapReceiver{from: h.From, to: t.cfg.LocalID, budget: &t.snapBytes,
+		limit: int64(t.cfg.MaxSnapshotSize), timeout: t.cfg.FrameTimeout}
+	defer sr.abort()
 	for {
+		fr.idleDeadline = time.Time{}
+		if sr.busy() {
+			fr.idleDeadline = sr.deadline
+		}
 		p, err := fr.next()
 		if err != nil {
 			switch {
+			case errors.Is(err, errIdleDeadline):
+				t.refused.badSnapshot.Add(1)
+				log.Warn("raft stream closed: bad snapshot", "err", sr.stalled())
 			case errors.Is(err, errFrameTooLarge):
 				t.refused.frameTooLarge.Add(1)
 				log.Warn("raft stream closed: oversized frame", "err", err)
@@ -634,24 +671,37 @@ func (t *Transport) HandleStream(conn net.Conn) {
 			return
 		}
 		var m raftpb.Message
-		if err := m.Unmarshal(p); err != nil {
-			t.refused.badMessage.Add(1)
-			log.Warn("raft stream closed: bad message", "err", err)
-			return
+		if isSnapFrame(p) {
+			snap, done, err := sr.add(p, time.Now())
+			if err != nil {
+				t.refused.badSnapshot.Add(1)
+				log.Warn("raft stream closed: bad snapshot", "err", err)
+				return
+			}
+			fr.recycle(p)
+			if !done {
+				continue
+			}
+			m = snap
+		} else {
+			if sr.busy() && time.Now().After(sr.deadline) {
+				// Other messages came, but not the snapshot's next frame.
+				t.refused.badSnapshot.Add(1)
+				log.Warn("raft stream closed: bad snapshot", "err", sr.stalled())
+				return
+			}
+			if err := m.Unmarshal(p); err != nil {
+				t.refused.badMessage.Add(1)
+				log.Warn("raft stream closed: bad message", "err", err)
+				return
+			}
+			if m.From != h.From || m.To != t.cfg.LocalID {
+				t.refused.badMessage.Add(1)
+				log.Warn("raft stream closed: misaddressed message", "from", m.From, "to", m.To)
+				return
+			}
+			fr.recycle(p)
 		}
-		if len(p) > t.cfg.MaxFrameSize && m.Type != raftpb.MsgSnap {
-			// Its first bytes said MsgSnap, a later field said otherwise.
-			t.refused.frameTooLarge.Add(1)
-			log.Warn("raft stream closed: oversized frame", "type", m.Type, "size", len(p), "limit", t.cfg.MaxFrameSize)
-			return
-		}
-		if m.From != h.From || m.To != t.cfg.LocalID {
-			t.refused.badMessage.Add(1)
-			log.Warn("raft stream closed: misaddressed message", "from", m.From, "to", m.To)
-			return
-		}
-		fr.recycle(p)
-		fr.release()
 		if f := t.filter.Load(); f != nil && !(*f)(m, Inbound) {
 			t.dropped.add(m.Type, 1)
 			continue
@@ -660,7 +710,14 @@ func (t *Transport) HandleStream(conn net.Conn) {
 			return
 		}
 		t.received.add(m.Type, 1)
+		if !sr.busy() {
+			t.cfg.Deliver(m)
+			continue
+		}
+		// The time the consumer takes is not the snapshot's sender's.
+		began := time.Now()
 		t.cfg.Deliver(m)
+		sr.deadline = sr.deadline.Add(time.Since(began))
 	}
 }
 
@@ -938,15 +995,28 @@ func (p *peer) stream(conn net.Conn) error {
 	}()
 
 	w := frameWriter{conn: conn, bw: bufio.NewWriterSize(conn, writeBufferSize), max: p.t.cfg.MaxFrameSize,
-		snapMax: p.t.cfg.MaxSnapshotFrameSize}
+		chunk: p.t.cfg.SnapshotChunkSize}
 	w.refreshDeadline()
 	w.bw.WriteString(RaftPreamble)
 	w.bw.Write(appendHelloFrame(w.bw.AvailableBuffer(), hello{
-		Version: helloVersion, From: p.t.cfg.LocalID, To: p.id, ClusterName: p.t.cfg.ClusterName,
+		Version: HelloVersion, From: p.t.cfg.LocalID, To: p.id, ClusterName: p.t.cfg.ClusterName,
 	}))
 	if err := w.bw.Flush(); err != nil {
 		return err
 	}
+	// cur is the snapshot being sent in chunks, one chunk per round
+	// between the other messages; later ones wait their turn. Whatever is
+	// left of them when the stream ends is dropped.
+	var cur *snapSend
+	var waiting []*snapSend
+	defer func() {
+		if cur != nil {
+			p.t.drop(&cur.m)
+		}
+		for _, s := range waiting {
+			p.t.drop(&s.m)
+		}
+	}()
 	var batch batchCounts
 	// snaps counts the batch's snapshots, whose outcome is reported once
 	// the batch is flushed or has failed.
@@ -958,23 +1028,60 @@ func (p *peer) stream(conn net.Conn) error {
 		}
 	}
 	for {
-		select {
-		case <-p.ctx.Done():
-			return nil
-		case <-p.update:
-			return nil
-		case <-broken:
-			if readErr != nil && !errors.Is(readErr, io.EOF) {
-				return fmt.Errorf("%w: %w", errPeerClosed, readErr)
+		if cur == nil && len(waiting) > 0 {
+			cur, waiting[0] = waiting[0], nil
+			waiting = waiting[1:]
+		}
+		var m raftpb.Message
+		more := false
+		if cur == nil {
+			// Idle: wait for a message.
+			select {
+			case <-p.ctx.Done():
+				return nil
+			case <-p.update:
+				return nil
+			case <-broken:
+				return p.brokenErr(readErr)
+			case m = <-p.queue:
+				more = true
 			}
-			return errPeerClosed
-		case m := <-p.queue:
-			// The batch's messages by type: sent once flushed, dropped
-			// if the connection fails first.
-			batch = batchCounts{}
-			snaps = 0
-			dropped := 0
-			for {
+		} else {
+			select {
+			case <-p.ctx.Done():
+				return nil
+			case <-p.update:
+				return nil
+			case <-broken:
+				return p.brokenErr(readErr)
+			case m = <-p.queue:
+				more = true
+			default:
+			}
+		}
+		// The round's messages by type: sent once flushed, dropped if the
+		// connection fails first.
+		batch = batchCounts{}
+		snaps = 0
+		dropped := 0
+		if cur != nil {
+			if err := w.writeChunk(cur); err != nil {
+				return err
+			}
+		}
+		// At most a queue's worth of messages per round, so that a queue
+		// refilled as fast as it drains does not hold back the flush or
+		// the snapshot's next chunk.
+		for n := 1; more; n++ {
+			if s, chunked := w.chunked(&m, p.t.cfg.MaxSnapshotSize); chunked {
+				if s == nil {
+					dropped++
+					p.t.drop(&m)
+					p.log.Warn("dropped oversized snapshot", "size", m.Size(), "limit", p.t.cfg.MaxSnapshotSize)
+				} else {
+					waiting = append(waiting, s)
+				}
+			} else {
 				ok, err := w.write(&m)
 				if ok || err != nil {
 					batch[slot(m.Type)]++
@@ -991,29 +1098,42 @@ func (p *peer) stream(conn net.Conn) error {
 					p.t.drop(&m)
 					p.log.Warn("dropped unencodable or oversized raft message", "type", m.Type, "size", m.Size())
 				}
-				var more bool
-				select {
-				case m, more = <-p.queue:
-				default:
-				}
-				if !more {
-					break
-				}
 			}
-			if dropped > 0 {
-				p.reportUnreachable()
+			if n == cap(p.queue) {
+				break
 			}
-			w.refreshDeadline()
-			if err := w.bw.Flush(); err != nil {
-				fail()
-				return err
-			}
-			batch.addTo(&p.t.sent)
-			for ; snaps > 0; snaps-- {
-				p.t.snapshotDone(p.id, true)
+			select {
+			case m, more = <-p.queue:
+			default:
+				more = false
 			}
 		}
+		if dropped > 0 {
+			p.reportUnreachable()
+		}
+		w.refreshDeadline()
+		if err := w.bw.Flush(); err != nil {
+			fail()
+			return err
+		}
+		batch.addTo(&p.t.sent)
+		for ; snaps > 0; snaps-- {
+			p.t.snapshotDone(p.id, true)
+		}
+		if cur != nil && cur.done() {
+			p.t.sent.add(raftpb.MsgSnap, 1)
+			p.t.snapshotDone(p.id, true)
+			cur = nil
+		}
 	}
+}
+
+// brokenErr is the error of a stream whose connection the peer closed.
+func (p *peer) brokenErr(readErr error) error {
+	if readErr != nil && !errors.Is(readErr, io.EOF) {
+		return fmt.Errorf("%w: %w", errPeerClosed, readErr)
+	}
+	return errPeerClosed
 }
 
 // frameWriter encodes messages as frames into a buffered connection,
@@ -1022,7 +1142,7 @@ type frameWriter struct {
 	conn    net.Conn
 	bw      *bufio.Writer
 	max     int // payload limit
-	snapMax int // payload limit of a MsgSnap
+	chunk   int // a MsgSnap whose encoding is larger is sent in chunks of this size
 	scratch []byte
 	setAt   time.Time
 }
@@ -1044,7 +1164,7 @@ func (w *frameWriter) refreshDeadline() {
 // error is a write error on the connection.
 func (w *frameWriter) write(m *raftpb.Message) (bool, error) {
 	size := m.Size()
-	if size > w.max && (m.Type != raftpb.MsgSnap || size > w.snapMax) {
+	if size > w.max {
 		return false, nil
 	}
 	need := frameHeaderSize + size
@@ -1072,4 +1192,46 @@ func (w *frameWriter) write(m *raftpb.Message) (bool, error) {
 		w.scratch = nil
 	}
 	return true, err
+}
+
+// chunked reports whether m is a snapshot to send in chunks, and returns
+// its frames, or nil if it cannot be sent: more data than limit, or a
+// first frame above the frame limit.
+func (w *frameWriter) chunked(m *raftpb.Message, limit int) (*snapSend, bool) {
+	if m.Type != raftpb.MsgSnap || m.Snapshot == nil || len(m.Snapshot.Data) == 0 || m.Size() <= w.chunk {
+		return nil, false
+	}
+	if len(m.Snapshot.Data) > limit {
+		return nil, true
+	}
+	return newSnapSend(*m, w.max), true
+}
+
+// writeChunk buffers s's next frame: frame 0, or up to a chunk's worth
+// of data.
+func (w *frameWriter) writeChunk(s *snapSend) error {
+	w.refreshDeadline()
+	if s.seq == 0 {
+		w.bw.Write(binary.BigEndian.AppendUint32(w.bw.AvailableBuffer(), uint32(len(s.start))))
+		_, err := w.bw.Write(s.start)
+		s.seq++
+		return err
+	}
+	n := min(len(s.data)-s.off, w.chunk-snapFrameHeader)
+	var hdr [frameHeaderSize + snapFrameHeader]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(snapFrameHeader+n))
+	hdr[frameHeaderSize] = snapFrameKind
+	binary.BigEndian.PutUint32(hdr[frameHeaderSize+1:], s.seq)
+	w.bw.Write(hdr[:])
+	data := s.data[s.off : s.off+n]
+	var err error
+	for len(data) > 0 && err == nil {
+		k := min(len(data), writeChunk)
+		w.refreshDeadline()
+		_, err = w.bw.Write(data[:k])
+		data = data[k:]
+	}
+	s.off += n
+	s.seq++
+	return err
 }

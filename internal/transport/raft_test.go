@@ -338,13 +338,13 @@ func msgFrame(t *testing.T, m raftpb.Message) []byte {
 }
 
 func helloFrame(from, to uint64, cluster string) []byte {
-	return appendHelloFrame(nil, hello{Version: helloVersion, From: from, To: to, ClusterName: cluster})
+	return appendHelloFrame(nil, hello{Version: HelloVersion, From: from, To: to, ClusterName: cluster})
 }
 
 func TestBadStreamsAreClosed(t *testing.T) {
-	// No frame may exceed 64 KiB, snapshots included (TestSnapshotFrames
-	// covers a larger snapshot limit).
-	b := startNode(t, 2, func(c *Config) { c.MaxFrameSize, c.MaxSnapshotFrameSize = 1<<16, 1<<16 })
+	// No frame may exceed 64 KiB, snapshots included (larger ones travel
+	// in chunks: TestSnapshotFrames).
+	b := startNode(t, 2, func(c *Config) { c.MaxFrameSize = 1 << 16 })
 	pre := []byte(RaftPreamble)
 	cases := []struct {
 		name  string
@@ -355,6 +355,8 @@ func TestBadStreamsAreClosed(t *testing.T) {
 		{"just over the limit", [][]byte{pre, helloFrame(9, 2, "test"), binary.BigEndian.AppendUint32(nil, 1<<16+1)}, "oversized frame"},
 		{"garbage after preamble", [][]byte{pre, []byte("\x00\x00\x00\x05hello garbage garbage")}, "bad hello"},
 		{"oversized hello", [][]byte{pre, {0x7f, 0xff, 0xff, 0xff}}, "bad hello"},
+		// Version 1 sent snapshots in one frame: not spoken any more.
+		{"hello of version 1", [][]byte{pre, appendHelloFrame(nil, hello{Version: 1, From: 9, To: 2, ClusterName: "test"})}, "unsupported hello version 1"},
 		{"wrong to in hello", [][]byte{pre, helloFrame(9, 3, "test"), msgFrame(t, msg(9, 2, 1))}, "meant for another node"},
 		{"other cluster", [][]byte{pre, helloFrame(9, 2, "prod"), msgFrame(t, msg(9, 2, 1))}, "other cluster"},
 		{"no cluster name", [][]byte{pre, helloFrame(9, 2, ""), msgFrame(t, msg(9, 2, 1))}, " cluster= want=test"},
@@ -372,7 +374,7 @@ func TestBadStreamsAreClosed(t *testing.T) {
 		t.Errorf("%d messages delivered from refused streams", n)
 	}
 
-	want := Refusals{BadHello: 2, WrongNode: 1, WrongCluster: 2, FrameTooLarge: 2, BadMessage: 3}
+	want := Refusals{BadHello: 3, WrongNode: 1, WrongCluster: 2, FrameTooLarge: 2, BadMessage: 3}
 	if got := b.tr.Refusals(); got != want {
 		t.Errorf("Refusals = %+v, want %+v", got, want)
 	}
