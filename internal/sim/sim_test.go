@@ -227,6 +227,11 @@ type summary struct {
 	confChanges, leaderRemovals     int
 	behind                          int
 	ttl                             []time.Duration
+	// KV: schedules with clients, writes acknowledged, linearizable reads
+	// served, failed compares, reads refused, writes of unknown outcome,
+	// linearizability searches that gave up.
+	kvSchedules, kvWrites, kvReads, kvCASFailed int
+	kvRefused, kvUnknown, kvCheckUnknown        int
 }
 
 func (s *summary) add(r Result) {
@@ -253,6 +258,15 @@ func (s *summary) add(r Result) {
 	if r.Quiet {
 		s.quiet++
 	}
+	if r.KVClients > 0 {
+		s.kvSchedules++
+	}
+	s.kvWrites += r.KVWrites
+	s.kvReads += r.KVReads
+	s.kvCASFailed += r.KVCompareFailed
+	s.kvRefused += r.KVReadsRefused
+	s.kvUnknown += r.KVUnknown
+	s.kvCheckUnknown += r.KVCheckUnknown
 	s.ttl = append(s.ttl, r.TimeToLeader)
 }
 
@@ -261,6 +275,8 @@ func (s *summary) String() string {
 	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed, %d transfers completed, %d snapshots restored, %d quiet schedules, %d membership changes applied (%d removed the leader), %d members behind the leader's addition after the heal\n",
 		s.virtual.Round(time.Second), s.events, s.messages, s.lost, s.dup, s.elections, s.records, s.transfers, s.snapshots, s.quiet,
 		s.confChanges, s.leaderRemovals, s.behind)
+	fmt.Fprintf(&b, "KV: %d schedules with clients, %d operations completed (%d writes acknowledged, %d linearizable reads served), %d failed compares, %d reads refused, %d writes of unknown outcome, %d linearizability checks gave up\n",
+		s.kvSchedules, s.kvWrites+s.kvReads, s.kvWrites, s.kvReads, s.kvCASFailed, s.kvRefused, s.kvUnknown, s.kvCheckUnknown)
 	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
 	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])
