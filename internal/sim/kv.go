@@ -85,12 +85,14 @@ type kvRec struct {
 	inc    uint64 // the peer's incarnation it was issued to
 	reqID  uint64
 
-	proposed bool    // the write reached Core.Propose, which took it
-	dropped  bool    // Propose refused it at once: appended nowhere
-	refused  bool    // a read without the lease
-	done     bool    // the client stopped waiting (answered, or timed out)
-	rev      uint64  // a write's revision (Result.Revision)
-	seen     kvKnown // what the answer showed of the key after the operation
+	proposed bool           // the write reached Core.Propose, which took it
+	dropped  bool           // Propose refused it at once: appended nowhere
+	refused  bool           // a read without the lease
+	done     bool           // the client stopped waiting (answered, or timed out)
+	rev      uint64         // a write's revision (Result.Revision)
+	index    uint64         // a write's log index
+	role     consensus.Role // a read: the peer's role when LeaseRead ran
+	seen     kvKnown        // what the answer showed of the key after the operation
 	onDone   func(*kvRec)
 }
 
@@ -210,7 +212,11 @@ func (p *peer) kvApply(a consensus.Applied) {
 		s := *a.Snapshot
 		b.snap = &s
 	}
-	if c.kv.lag == 0 {
+	lag, fixed := c.kv.lag, false
+	if c.opts.kvLag != nil {
+		lag, fixed = c.opts.kvLag(p.id), true
+	}
+	if lag == 0 {
 		b.ents = a.Entries
 		p.kv.queue = append(p.kv.queue, b)
 		p.kvDrain()
@@ -235,7 +241,10 @@ func (p *peer) kvApply(a consensus.Applied) {
 		p.kv.pending = false
 		p.kvDrain()
 	}
-	c.after(time.Duration(c.kv.rng.Int64N(int64(c.kv.lag)+1)), drain)
+	if !fixed {
+		lag = time.Duration(c.kv.rng.Int64N(int64(lag) + 1))
+	}
+	c.after(lag, drain)
 }
 
 // kvDrain applies every waiting batch, answers the writes it completes
@@ -347,7 +356,7 @@ func (c *Cluster) kvResult(p *peer, r kv.Result) {
 	if !r.Succeeded && (rec.in.kind == kvCAS || rec.in.kind == kvCASDelete) {
 		c.stats.KVCompareFailed++
 	}
-	rec.out, rec.rev = out, r.Revision
+	rec.out, rec.rev, rec.index = out, r.Revision, r.Index
 	c.stats.KVWrites++
 	c.kvFinish(rec)
 }
@@ -427,6 +436,7 @@ func (c *Cluster) kvGet(id uint64, client int, key string, onDone func(*kvRec)) 
 		if rec.inc != p.inc || rec.done {
 			return nil
 		}
+		rec.role = core.View().Role
 		idx, ok := core.LeaseRead()
 		if !ok {
 			rec.refused, rec.done = true, true

@@ -98,6 +98,9 @@ type Options struct {
 	loseCommitted bool
 	inflateLease  time.Duration
 	lowerTerm     bool
+	// kvLag, when set, is the apply lag of each peer's KV store (instead
+	// of KVApplyLag's random ones), for scenarios.
+	kvLag func(id uint64) time.Duration
 	// linkDelay, when set, chooses a message's delay (ok false: the
 	// Network's), for scenarios that need asymmetric links.
 	linkDelay func(from, to uint64) (d time.Duration, ok bool)
