@@ -148,8 +148,8 @@ func TestScenarioKVRestartAndSnapshot(t *testing.T) {
 	if err := c.Restart(l); err != nil {
 		t.Fatal(err)
 	}
-	l2 := agreedLeader(t, c)
-	runUntil(t, c, 10*c.ElectionTimeout(), "every peer to catch up", func() bool { return c.kvCaughtUp(c.peer(l2).core.AppliedIndex()) })
+	agreedLeader(t, c)
+	runUntil(t, c, 10*c.ElectionTimeout(), "every peer to catch up", c.kvCaughtUp)
 	c.kvFinal()
 	check(t, c)
 	if st := c.Stats(); st.SnapshotsApplied == 0 {

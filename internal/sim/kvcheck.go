@@ -202,13 +202,16 @@ func (k *checker) kvRestored(p *peer, what string) {
 // ----- the end of a run -----
 
 // kvCaughtUp reports whether every live member of the agreed leader's
-// configuration that can follow it has applied (to its store) what the
-// leader had applied at index.
-func (c *Cluster) kvCaughtUp(index uint64) bool {
+// configuration that can follow it (the leader too) has applied to its
+// store what the leader's loop has applied now: writes still in flight at
+// the end of the fault phase (a peer's calls queued behind a stalled
+// fsync) may commit late, so the index is the leader's at each check.
+func (c *Cluster) kvCaughtUp() bool {
 	l, ok := c.Agreed()
 	if !ok {
 		return false
 	}
+	index := c.peer(l).core.AppliedIndex()
 	for _, p := range c.kvMembers(l) {
 		if p.kv.applied < index {
 			return false
