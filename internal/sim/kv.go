@@ -402,12 +402,14 @@ func (c *Cluster) kvWrite(id uint64, client int, in kvInput, onDone func(*kvRec)
 		}
 		rec.proposed = true
 		err := core.Propose(data)
-		if err != nil && !rec.done {
-			rec.dropped = true
-			rec.done = true
-			delete(c.kv.waiting, rec.reqID)
-			if rec.onDone != nil {
-				rec.onDone(rec)
+		if err != nil {
+			rec.dropped = true // appended nowhere, even if the client gave up already
+			if !rec.done {
+				rec.done = true
+				delete(c.kv.waiting, rec.reqID)
+				if rec.onDone != nil {
+					rec.onDone(rec)
+				}
 			}
 		}
 		return err
@@ -416,7 +418,9 @@ func (c *Cluster) kvWrite(id uint64, client int, in kvInput, onDone func(*kvRec)
 		if !rec.done {
 			rec.done = true
 			delete(c.kv.waiting, rec.reqID)
-			c.stats.KVUnknown++
+			if rec.proposed {
+				c.stats.KVUnknown++
+			}
 			if rec.onDone != nil {
 				rec.onDone(rec)
 			}
@@ -453,6 +457,7 @@ func (c *Cluster) kvGet(id uint64, client int, key string, onDone func(*kvRec)) 
 	c.after(c.kv.timeout, func() {
 		if !rec.done {
 			rec.done, rec.refused = true, true
+			c.stats.KVReadsRefused++
 			if rec.onDone != nil {
 				rec.onDone(rec)
 			}

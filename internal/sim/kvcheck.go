@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -273,6 +274,10 @@ func (c *Cluster) kvFinal() {
 				c.fail(InvKVAcked, "p%d at the end: %s", p.id, msg)
 				return
 			}
+			if msg := ref.historyMatches(p.kv.store); msg != "" {
+				c.fail(InvKVHistory, "p%d at the end: %s", p.id, msg)
+				return
+			}
 			for _, rec := range acked {
 				cur, ok, _ := p.kv.store.Get(rec.in.key)
 				put := rec.in.kind == kvPut || rec.in.kind == kvCAS
@@ -288,6 +293,35 @@ func (c *Cluster) kvFinal() {
 		}
 	}
 	c.kvLinearizable()
+}
+
+// historyMatches reports ("" if so) whether the whole event history st
+// keeps (Since its oldest revision) is the reference's.
+func (r *kvRef) historyMatches(st *kv.Store) string {
+	from := uint64(1)
+	evs, err := st.Since(from, "")
+	var ce *kv.CompactedError
+	if errors.As(err, &ce) {
+		from = ce.Oldest
+		evs, err = st.Since(from, "")
+	}
+	if err != nil {
+		return fmt.Sprintf("events since %d: %v", from, err)
+	}
+	next := map[uint64]int{} // events of each revision seen so far
+	for _, ev := range evs {
+		i := next[ev.Revision]
+		next[ev.Revision]++
+		if ev.Revision >= uint64(len(r.revs)) || i >= len(r.revs[ev.Revision]) || r.revs[ev.Revision][i] != encodeEvent(ev) {
+			return fmt.Sprintf("its kept event %s differs from the reference history", fmtEvents([]kv.Event{ev}))
+		}
+	}
+	for rev, n := range next {
+		if n != len(r.revs[rev]) {
+			return fmt.Sprintf("it kept %d events of revision %d, the reference has %d", n, rev, len(r.revs[rev]))
+		}
+	}
+	return ""
 }
 
 func (r *kvRef) hasPut(key string, rev uint64, value string) bool {
