@@ -156,3 +156,22 @@ func TestScenarioKVRestartAndSnapshot(t *testing.T) {
 		t.Fatalf("no snapshot was sent: the scenario does not restore one")
 	}
 }
+
+// The checker is checked: a network that duplicates forwarded proposals
+// (the raft transport never does; see Cluster.send) makes a write apply
+// twice, under a ReqID already applied: InvKVOnce.
+func TestKVCheckerCatchesDoubleApply(t *testing.T) {
+	for seed := uint64(1); seed <= 60; seed++ {
+		_, err := Run(Options{Seed: seed, Peers: peersFor(seed), KVClients: 3, Faults: AllFaults &^ FaultQuietRestart, dupProposals: true})
+		if err == nil {
+			continue
+		}
+		v, ok := err.(*Violation)
+		if !ok || v.Invariant != InvKVOnce {
+			t.Fatalf("seed %d: %v, want a %q violation", seed, err, InvKVOnce)
+		}
+		t.Logf("seed %d: %s", seed, v.Detail)
+		return
+	}
+	t.Fatalf("60 schedules that duplicate forwarded proposals found no write applied twice")
+}
