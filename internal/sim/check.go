@@ -62,6 +62,13 @@ type checker struct {
 	votes      map[[2]uint64]uint64 // (voter, term) -> candidate granted
 	committed  []crec               // by log index
 	ncommitted int
+	// snapApp caches the records of the stored snapshot logHas read last.
+	snapApp struct {
+		peer        *peer
+		index, term uint64
+		data        []byte
+		app         []record
+	}
 }
 
 func newChecker(c *Cluster) checker {
@@ -251,7 +258,12 @@ func (k *checker) durableLog(p *peer, when string) {
 func (k *checker) logHas(p *peer, i uint64, r crec) string {
 	snap, _ := p.mem.Snapshot()
 	if i <= snap.Metadata.Index {
-		for _, a := range decodeApp(snap.Data) {
+		// Decoded once per stored snapshot: callers ask for every index.
+		if k.snapApp.peer != p || k.snapApp.index != snap.Metadata.Index || k.snapApp.term != snap.Metadata.Term || len(k.snapApp.data) != len(snap.Data) {
+			k.snapApp.peer, k.snapApp.index, k.snapApp.term = p, snap.Metadata.Index, snap.Metadata.Term
+			k.snapApp.data, k.snapApp.app = snap.Data, decodeApp(snap.Data)
+		}
+		for _, a := range k.snapApp.app {
 			if a.index == i {
 				if a.data != r.data {
 					return fmt.Sprintf("snapshot has %x", short(a.data))
@@ -286,8 +298,38 @@ func (k *checker) final() {
 
 func short(s string) string { return s[:min(len(s), 6)] }
 
-// encodeApp is the application's snapshot data: its records.
-func encodeApp(app []record) []byte {
+// encodeApp is the application's snapshot data: its records, then the KV
+// store's snapshot (decodeKV).
+func encodeApp(app []record, kvData []byte) []byte {
+	b := encodeRecords(app)
+	b = binary.AppendUvarint(b, uint64(len(kvData)))
+	return append(b, kvData...)
+}
+
+// decodeKV returns the KV store's part of the snapshot data (nil: none,
+// as in the snapshot that founds the cluster).
+func decodeKV(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	n, k := binary.Uvarint(b)
+	b = b[k:]
+	for range n {
+		for range 2 {
+			_, k = binary.Uvarint(b)
+			b = b[k:]
+		}
+		l, k := binary.Uvarint(b)
+		b = b[k+int(l):]
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	l, k := binary.Uvarint(b)
+	return b[k : k+int(l)]
+}
+
+func encodeRecords(app []record) []byte {
 	var b []byte
 	b = binary.AppendUvarint(b, uint64(len(app)))
 	for _, r := range app {

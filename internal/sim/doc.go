@@ -69,9 +69,64 @@
 //     request reaches them. Only the restarted peers' start-up vote guard
 //     keeps that follower from being elected inside the leader's lease.
 //
+// # The key-value store
+//
+// Each peer runs a kv.Store (package internal/kv, the state machine the
+// SDK runs) beside its registry records: fed every committed entry, packed
+// with the records into the snapshots it takes (SnapshotData) and restored
+// from the one it receives or, on restart, from the one it stored (then
+// the log replays). An application may apply what raft committed on a
+// goroutine of its own: Options.KVApplyLag (drawn per schedule: none in
+// two schedules out of five, else up to 1, 5 or 15 ms) delays each batch
+// on its way to the store, and a snapshot is taken only once the store
+// caught up. The peers' Config.AcceptProposal appends a forwarded proposal
+// that is a KV operation (as the root's acceptKVProposal), so followers
+// forward their clients' writes to the leader.
+//
+// Most schedules (not the quiet ones) run 1 to 3 KV clients
+// (Options.KVClients) over 2 to 6 keys during the fault phase; each does
+// one operation at a time on a peer it picks (the leader of the highest
+// term, any peer that believes it leads, or any live peer): put,
+// compare-and-swap on the mod revision it last saw, create-if-absent,
+// delete (unconditional or compared), and linearizable get: Core.LeaseRead
+// on the peer's loop, then, once its store applied that index, a local
+// read; without the lease the read is refused and left out of the history.
+// A write completes when the peer it was proposed on applies its ReqID;
+// if that peer crashes, or 4 election timeouts pass, its outcome is
+// unknown and the history keeps it with no return (porcupine's infinite
+// end). A write refused at once (raft.ErrProposalDropped) did nothing. The
+// network never duplicates a forwarded proposal (MsgProp): the raft
+// transport delivers a message at most once, and a duplicate would apply
+// a write twice.
+//
+// At the end of a schedule (every live member caught up with the leader):
+//
+//   - the clients' history is linearizable for a key-value register per
+//     key, checked by github.com/anishathalye/porcupine
+//     (InvLinearizable; a search that gives up after 20 s is counted,
+//     Result.KVCheckUnknown);
+//   - every acknowledged write is in the reference history at its
+//     revision, and every live member holds it or a later change of its
+//     key; every live member holds exactly the reference state at its
+//     revision (InvKVAcked);
+//   - every (mod revision, value) a client was shown is the put at that
+//     revision (which makes a compare on a revision the compare on a value
+//     the model does: every put writes a new value).
+//
+// And as they happen: every peer's events (Store.Since) are identical at
+// identical revisions (the reference history is the first peer's),
+// revisions never go back on a peer except by restoring a snapshot newer
+// than what it applied, and a store restored from a snapshot holds the
+// reference state at its revision (InvKVHistory); a ReqID applies at one
+// log index only (InvKVOnce). Scenarios (kv_test.go) show a deposed leader
+// refusing a read, a read waiting for its store's apply lag, and a failed
+// compare; each fails the linearizability check without its protection
+// (.ci/mutants/sim-kv-*).
+//
 // TestSimulation fails unless its schedules injected every kind of fault and
-// completed transfers, restored snapshots, elected leaders and committed
-// records in proportion to their number (a generator that silently stopped
+// completed transfers, restored snapshots, elected leaders, committed
+// records, completed KV operations, failed compares, and served and refused
+// linearizable reads in proportion to their number (a generator that silently stopped
 // injecting faults would pass otherwise: .ci/mutants/sim-faults-injected).
 //
 // # What is checked, after every event
@@ -128,9 +183,11 @@
 // Save), the transport's queues and connection handling (ReportUnreachable is
 // never called; a full inbox drops like consensus.Node's), torn or corrupt
 // writes (a Save is atomic: all or nothing), disks that lie about fsync,
-// clock jumps (clocks are monotonic and differ in rate only), membership
-// changes (no conf changes are proposed), and the SDK and membership layers
-// above the core.
+// clock jumps (clocks are monotonic and differ in rate only), and the SDK
+// and membership layers above the core: the KV clients call the store and
+// the core directly, as the root's glue does (kvglue.go), but not through
+// it; ephemeral keys, locks, watches and follower reads (the root's log
+// barrier) are not exercised.
 //
 // # Running
 //

@@ -62,6 +62,8 @@ type peer struct {
 
 	maxPubTerm uint64 // highest published term, across incarnations
 	lowered    bool   // Options.lowerTerm did its one lowering
+
+	kv peerKV // the key-value store beside the records (kv.go)
 }
 
 type call struct {
@@ -139,16 +141,20 @@ func (p *peer) start(mem *storage.Memory) error {
 		HeartbeatInterval: c.tm.hb,
 		ElectionTimeout:   c.tm.et,
 		Vouch:             p.vouch,
+		AcceptProposal:    acceptKV,
 	})
 	if err != nil {
 		return fmt.Errorf("sim: peer %d: %w", p.id, err)
 	}
 	p.core = core
 	p.loop = consensus.NewLoop(core, consensus.LoopConfig{
-		Send:         p.send,
-		Publish:      p.onPublish,
-		Apply:        p.onApply,
-		SnapshotData: func() []byte { return encodeApp(p.app) },
+		Send:    p.send,
+		Publish: p.onPublish,
+		Apply:   p.onApply,
+		SnapshotData: func() []byte {
+			p.kvDrain() // the store catches up with the applied index first
+			return encodeApp(p.app, p.kv.store.Snapshot())
+		},
 		CompactEvery: c.opts.CompactEvery,
 		CompactKeep:  c.opts.CompactKeep,
 	})
@@ -159,6 +165,7 @@ func (p *peer) start(mem *storage.Memory) error {
 	p.app = decodeApp(snap.Data)
 	p.lastApplied = snap.Metadata.Index
 	c.chk.restarted(p, snap)
+	p.kvStart(snap)
 	p.loop.Start() // the first view, before the first event
 	p.scheduleTimer()
 	return nil
@@ -188,6 +195,7 @@ func (p *peer) crash(why string) {
 	p.stallNext, p.crashAfterSave, p.crashNow = 0, false, false
 	p.preStall, p.stallDone = nil, false
 	p.app = nil
+	p.kv.store, p.kv.queue, p.kv.reads = nil, nil, nil
 	c.endSpan(p)
 	c.event(p.idx, why)
 }
@@ -370,6 +378,10 @@ func (p *peer) onApply(a consensus.Applied) error {
 	case p.crashNow:
 		return errCrashed
 	case p.c.err != nil:
+		return errViolation
+	}
+	p.kvApply(a) // the process applies it, unless it died first
+	if p.c.err != nil {
 		return errViolation
 	}
 	return nil

@@ -115,6 +115,19 @@ type Result struct {
 	// DeterministicElections reports whether raft's election timeouts were
 	// drawn from the seed (see EnableDeterministicElections).
 	DeterministicElections bool
+
+	// KVClients is how many KV clients ran. KVWrites and KVReads count the
+	// writes acknowledged and the linearizable reads served;
+	// KVCompareFailed the compare-and-swaps (and creates) answered with a
+	// failed compare; KVReadsRefused the reads refused (no lease) or not
+	// served in time; KVUnknown the writes whose client timed out, and
+	// KVPending the writes in the checked history with no answer.
+	KVClients                            int
+	KVWrites, KVReads, KVCompareFailed   int
+	KVReadsRefused, KVUnknown, KVPending int
+	// KVCheckUnknown is 1 when the linearizability search gave up
+	// (kvCheckTimeout).
+	KVCheckUnknown int
 }
 
 // fault is one planned fault: its kind, and the randomness it uses when it
@@ -221,6 +234,25 @@ func Run(opts Options) (Result, error) {
 	if opts.Faults&FaultMembership != 0 && !quiet && opts.Spares == 0 {
 		opts.Spares = 2
 	}
+	// The KV clients, from a stream of their own (the fault plan is what
+	// it was before they existed).
+	kvPlan := rand.New(rand.NewPCG(opts.Seed, 0x6b76706c616e))
+	clients := opts.KVClients
+	if clients == 0 {
+		clients = []int{0, 1, 1, 2, 3}[kvPlan.IntN(5)]
+	}
+	if quiet || clients < 0 {
+		clients = 0
+	}
+	if opts.KVKeys <= 0 {
+		opts.KVKeys = 2 + kvPlan.IntN(5)
+	}
+	switch {
+	case opts.KVApplyLag < 0:
+		opts.KVApplyLag = 0
+	case opts.KVApplyLag == 0:
+		opts.KVApplyLag = []time.Duration{0, 0, time.Millisecond, 5 * time.Millisecond, 15 * time.Millisecond}[kvPlan.IntN(5)]
+	}
 
 	c, err := NewCluster(opts)
 	if err != nil {
@@ -248,6 +280,11 @@ func Run(opts Options) (Result, error) {
 		c.after(propEvery, propose)
 	}
 	c.after(propEvery, propose)
+	c.stats.KVClients = clients
+	for i := range clients {
+		cl := &kvClient{id: i, known: map[string]kvKnown{}}
+		c.after(time.Duration(kvPlan.Int64N(int64(50*time.Millisecond))), func() { c.kvRunClient(cl) })
+	}
 
 	if c.RunFor(opts.FaultTime) != nil {
 		return c.Stats(), c.err
@@ -277,7 +314,20 @@ func Run(opts Options) (Result, error) {
 	if c.RunFor(c.tm.et) != nil {
 		return c.Stats(), c.err
 	}
+	if clients > 0 {
+		// Every member the leader can reach catches up with what it
+		// applied, for the final KV checks.
+		ok, _ := c.RunUntil(bound, c.kvCaughtUp)
+		if c.err != nil {
+			return c.Stats(), c.err
+		}
+		if !ok {
+			c.fail(InvKVAcked, "the live members did not catch up with the leader within %v", bound)
+			return c.Stats(), c.err
+		}
+	}
 	c.chk.final()
+	c.kvFinal()
 	return c.Stats(), c.err
 }
 

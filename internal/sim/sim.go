@@ -60,6 +60,18 @@ type Options struct {
 	// leader holding the lease (default 10 election timeouts).
 	LivenessBound time.Duration
 
+	// KVClients is how many key-value clients Run starts (0: drawn from
+	// the seed, none in some schedules; negative: none). Each issues one
+	// operation at a time during the fault phase (kv.go).
+	KVClients int
+	// KVKeys is how many keys the clients share (0: drawn from the seed
+	// by Run, 4 otherwise).
+	KVKeys int
+	// KVApplyLag delays each batch of committed entries on its way to a
+	// peer's KV store by up to this much (0: applied at once, as the root
+	// package does). Run draws it from the seed.
+	KVApplyLag time.Duration
+
 	// TraceLen is how many recent events a violation report shows
 	// (default 200).
 	TraceLen int
@@ -86,6 +98,13 @@ type Options struct {
 	loseCommitted bool
 	inflateLease  time.Duration
 	lowerTerm     bool
+	// dupProposals lets the network duplicate forwarded proposals
+	// (MsgProp), which the raft transport never does: a write then
+	// applies twice (InvKVOnce).
+	dupProposals bool
+	// kvLag, when set, is the apply lag of each peer's KV store (instead
+	// of KVApplyLag's random ones), for scenarios.
+	kvLag func(id uint64) time.Duration
 	// linkDelay, when set, chooses a message's delay (ok false: the
 	// Network's), for scenarios that need asymmetric links.
 	linkDelay func(from, to uint64) (d time.Duration, ok bool)
@@ -161,6 +180,8 @@ type Cluster struct {
 	removed map[uint64]bool
 	// confApplied: the indexes of the applied membership changes.
 	confApplied map[uint64]bool
+	// kv: the KV clients' history and the reference (kv.go, kvcheck.go).
+	kv kvState
 }
 
 type timing struct{ tick, hb, et time.Duration }
@@ -204,6 +225,7 @@ func NewCluster(opts Options) (*Cluster, error) {
 	}
 	c.tr = newTracer(opts.TraceLen, opts.Verbose)
 	c.chk = newChecker(c)
+	c.kvInit()
 	c.stats.Seed, c.stats.Peers = opts.Seed, opts.Peers
 	c.stats.DeterministicElections = DeterministicElections()
 	c.undo = registerStream(opts.Seed)
@@ -421,7 +443,11 @@ func (c *Cluster) send(from *peer, m raftpb.Message) {
 		return
 	}
 	copies := 1
-	if c.net.Dup > 0 && c.rng.Float64() < c.net.Dup {
+	// A forwarded proposal is never duplicated: the raft transport (one
+	// TCP stream per peer, nothing resent) delivers a message at most
+	// once, and raft appends every MsgProp it gets: a duplicate would apply
+	// a KV write twice (a ReqID is not deduplicated).
+	if c.net.Dup > 0 && (m.Type != raftpb.MsgProp || c.opts.dupProposals) && c.rng.Float64() < c.net.Dup {
 		copies = 2
 		c.stats.Duplicated++
 	}

@@ -105,6 +105,12 @@ func (s *summary) checkCoverage(t *testing.T) {
 		"member-add": per1000(100), "member-add-learner": per1000(120), "member-promote": per1000(50),
 		"member-remove": per1000(60), "member-remove-leader": per1000(30), "member-remove-learner": per1000(3),
 	}
+	// A linearizability search that gave up (kvCheckTimeout, 20 s for
+	// histories porcupine checks in milliseconds) proves nothing: tolerated
+	// once in a thousand schedules, as a pathological history could be.
+	if s.kvCheckUnknown > s.schedules/1000 {
+		t.Errorf("%d schedules: %d linearizability checks gave up, want at most %d", s.schedules, s.kvCheckUnknown, s.schedules/1000)
+	}
 	for _, k := range slices.Sorted(maps.Keys(floors)) {
 		if got := s.faults[k]; got < floors[k] {
 			t.Errorf("%d schedules injected %d faults of kind %q, want at least %d", s.schedules, got, k, floors[k])
@@ -123,6 +129,11 @@ func (s *summary) checkCoverage(t *testing.T) {
 		{"leaders that applied their own removal", s.leaderRemovals, per1000(25)},
 		{"messages lost", int(s.lost), per1000(1000)},
 		{"messages duplicated", int(s.dup), per1000(1000)},
+		{"KV operations completed", s.kvWrites + s.kvReads, per1000(10000)},
+		{"KV compare-and-swaps that failed their compare", s.kvCASFailed, per1000(1000)},
+		{"KV linearizable reads served", s.kvReads, per1000(3000)},
+		{"KV reads refused (no lease)", s.kvRefused, per1000(3000)},
+		{"KV writes of unknown outcome", s.kvUnknown, per1000(300)},
 	} {
 		if c.got < c.floor {
 			t.Errorf("%d schedules: %d %s, want at least %d", s.schedules, c.got, c.what, c.floor)
@@ -227,6 +238,11 @@ type summary struct {
 	confChanges, leaderRemovals     int
 	vouched                         int
 	ttl                             []time.Duration
+	// KV: schedules with clients, writes acknowledged, linearizable reads
+	// served, failed compares, reads refused, writes of unknown outcome,
+	// linearizability searches that gave up.
+	kvSchedules, kvWrites, kvReads, kvCASFailed int
+	kvRefused, kvUnknown, kvCheckUnknown        int
 }
 
 func (s *summary) add(r Result) {
@@ -253,6 +269,15 @@ func (s *summary) add(r Result) {
 	if r.Quiet {
 		s.quiet++
 	}
+	if r.KVClients > 0 {
+		s.kvSchedules++
+	}
+	s.kvWrites += r.KVWrites
+	s.kvReads += r.KVReads
+	s.kvCASFailed += r.KVCompareFailed
+	s.kvRefused += r.KVReadsRefused
+	s.kvUnknown += r.KVUnknown
+	s.kvCheckUnknown += r.KVCheckUnknown
 	s.ttl = append(s.ttl, r.TimeToLeader)
 }
 
@@ -261,6 +286,8 @@ func (s *summary) String() string {
 	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed, %d transfers completed, %d snapshots restored, %d quiet schedules, %d membership changes applied (%d removed the leader), %d messages taken from vouched senders the receiver's configuration did not list\n",
 		s.virtual.Round(time.Second), s.events, s.messages, s.lost, s.dup, s.elections, s.records, s.transfers, s.snapshots, s.quiet,
 		s.confChanges, s.leaderRemovals, s.vouched)
+	fmt.Fprintf(&b, "KV: %d schedules with clients, %d operations completed (%d writes acknowledged, %d linearizable reads served), %d failed compares, %d reads refused, %d writes of unknown outcome, %d linearizability checks gave up\n",
+		s.kvSchedules, s.kvWrites+s.kvReads, s.kvWrites, s.kvReads, s.kvCASFailed, s.kvRefused, s.kvUnknown, s.kvCheckUnknown)
 	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
 	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])
