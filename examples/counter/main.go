@@ -7,9 +7,9 @@
 //
 // Run one per terminal, from the repository root:
 //
-//	go run ./examples/counter examples/counter/server_a.json
-//	go run ./examples/counter examples/counter/server_b.json
-//	go run ./examples/counter examples/counter/server_c.json
+//	go run ./examples/counter -config examples/counter/server_a.json
+//	go run ./examples/counter -config examples/counter/server_b.json
+//	go run ./examples/counter -config examples/counter/server_c.json
 //
 // Stop one with Ctrl-C: the others go on counting; start it again and it
 // reads the counter where the cluster left it (the store lives in the
@@ -19,6 +19,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,13 +32,19 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: counter <config.json>   (e.g. examples/counter/server_a.json)")
+	config := flag.String("config", "", "the peer's config file (e.g. examples/counter/server_a.json)")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: counter -config <config.json>   (e.g. examples/counter/server_a.json)")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if *config == "" || flag.NArg() != 0 {
+		flag.Usage()
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1], os.Stdout, timing{add: time.Second, report: 5 * time.Second, job: 2 * time.Second}); err != nil {
+	if err := run(ctx, *config, os.Stdout, timing{add: time.Second, report: 5 * time.Second, job: 2 * time.Second}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
