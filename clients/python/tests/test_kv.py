@@ -19,6 +19,17 @@ from .support import MEASURED, cluster_configs, wait_for
 from .test_agents import AgentsTestCase
 
 
+def bounded(test: unittest.TestCase, w: "qcluster.KVWatch", seconds: float = 60) -> "qcluster.KVWatch":
+    """Closes w after seconds: a missing event fails the test (next()
+    raises StopIteration) instead of hanging it."""
+    t = threading.Timer(seconds, w.close)
+    t.daemon = True
+    t.start()
+    test.addCleanup(t.cancel)
+    test.addCleanup(w.close)
+    return w
+
+
 class KVTest(AgentsTestCase):
     def three(self, **extra: Any) -> List[QCluster]:
         clusters = self.start(3, **extra)
@@ -76,6 +87,9 @@ class KVTest(AgentsTestCase):
         with self.assertRaises(TypeError):
             a.kv.put("k", 42)  # type: ignore[arg-type]
 
+    def bounded(self, w: "qcluster.KVWatch", seconds: float = 60) -> "qcluster.KVWatch":
+        return bounded(self, w, seconds)
+
     @staticmethod
     def _stale(c: QCluster, key: str) -> Optional[qcluster.KeyValue]:
         try:
@@ -124,8 +138,7 @@ class KVTest(AgentsTestCase):
         self.assertIsNone(persistent.kv.owner)
         self.assertEqual(a.kv.get("services/b").owner, b.identifier)
 
-        w = a.kv.watch("services/", from_revision=persistent.revision + 1)
-        self.addCleanup(w.close)
+        w = self.bounded(a.kv.watch("services/", from_revision=persistent.revision + 1))
         b.leave()
 
         def gone() -> bool:
@@ -149,7 +162,7 @@ class KVTest(AgentsTestCase):
         revs.append(b.kv.delete("w/0").revision)
 
         # From a revision: every change under the prefix, in order.
-        with c.kv.watch("w/", from_revision=start) as w:
+        with self.bounded(c.kv.watch("w/", from_revision=start)) as w:
             got = [next(w) for _ in range(6)]
         self.assertEqual([ev.revision for ev in got], revs)
         self.assertEqual([ev.type for ev in got], ["put"] * 5 + ["delete"])
@@ -160,8 +173,7 @@ class KVTest(AgentsTestCase):
         self.assertEqual(got[5].kv.mod_revision, revs[5])
 
         # From now, across broken connections: nothing lost or repeated.
-        w = b.kv.watch("n/")
-        self.addCleanup(w.close)
+        w = self.bounded(b.kv.watch("n/"), 90)
         seen = []  # type: List[qcluster.KVEvent]
         done = threading.Event()
 
@@ -203,8 +215,7 @@ class KVTest(AgentsTestCase):
         lead = wait_for(lambda: self.agreed(clusters), 30, "one agreed leader")
         watcher = next(c for c in clusters if c is not lead)
         writer = next(c for c in clusters if c is not lead and c is not watcher)
-        w = watcher.kv.watch("t/")
-        self.addCleanup(w.close)
+        w = self.bounded(watcher.kv.watch("t/"))
         r1 = writer.kv.put("t/1", b"1").revision
         lead.resign()
         r2 = writer.kv.put("t/2", b"2").revision
@@ -309,7 +320,7 @@ class KVTest(AgentsTestCase):
                 self.assertGreater(lk2.token, lk.token)
                 lk2.release()
 
-        asyncio.run(main())
+        asyncio.run(asyncio.wait_for(main(), 120))
 
 
 class _SSEHandler(BaseHTTPRequestHandler):
@@ -389,7 +400,7 @@ class FakeStreamTest(unittest.TestCase):
             return 200, ['event: compacted\ndata: {"oldest": 50}\n\n']
 
         c = self.serve(script)
-        w = c.kv.watch("k/")
+        w = bounded(self, c.kv.watch("k/"), 30)
         self.assertEqual([next(w).kv.key for _ in range(3)], ["k/a", "k/b", "k/c"])
         with self.assertRaises(qcluster.CompactedError) as cm:
             next(w)
@@ -417,7 +428,7 @@ class FakeStreamTest(unittest.TestCase):
             return 200, ["retry: 1000\n\n", self.ev(42, "x", "42"), ": idle\n\n"]
 
         c = self.serve(script)
-        w = c.kv.watch()
+        w = bounded(self, c.kv.watch(), 30)
         self.assertEqual(next(w).revision, 42)
         self.assertEqual(self.srv.requests[1]["path"], "/v1/kv-watch?from=42")  # type: ignore[attr-defined]
         w.close()
