@@ -286,6 +286,9 @@ class KVTest(AgentsTestCase):
         # "lost" (or its stream ends as it stops).
         lead._request("DELETE", "/v1/peers/" + (holder.identifier or ""))
         self.assertTrue(lk.lost.wait(30), "lost not set after the holder was removed")
+        # Normally the agent's "lost" event (the stream breaking, should
+        # the removed agent stop first, is a loss too).
+        self.assertIsNotNone(lk.lost_reason)
         with third.lock("job", timeout=30) as lt:
             self.assertGreater(lt.token, lk.token)
 
