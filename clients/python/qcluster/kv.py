@@ -345,7 +345,11 @@ class KVWatch:
                 log.debug("kv watch: %s; connecting again", e)
                 continue
             if ev.event in ("put", "delete"):
-                kev = _decode_event(ev, s.what)
+                try:
+                    kev = _decode_event(ev, s.what)
+                except ProtocolError:
+                    self.close()  # not the API's: say so, rather than skip a change
+                    raise
                 if ev.id:
                     self._last_id = ev.id
                 self.revision = kev.revision

@@ -36,6 +36,8 @@ MUTANTS = [
     ("lost-on-a-broken-stream", "qcluster/kv.py",
      "                self.lost_reason = reason\n                self.lost.set()", "                pass",
      "tests.test_kv.KVTest.test_lock_lost_when_the_holders_agent_stops"),
+    ("base64-checked", "qcluster/types.py", "validate=True", "validate=False",
+     "tests.test_kv.FakeStreamTest.test_watch_refuses_an_event_that_is_not_a_kv_event"),
     ("lock-408-asked-again", "qcluster/kv.py",
      "            if e.status == 408 and deadline is None:\n                continue",
      "            if False:\n                continue", "tests.test_kv.FakeStreamTest.test_lock_request_and_lost"),

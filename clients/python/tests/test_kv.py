@@ -417,6 +417,15 @@ class FakeStreamTest(unittest.TestCase):
         with self.assertRaises(StopIteration):
             next(w)
 
+    def test_watch_refuses_an_event_that_is_not_a_kv_event(self) -> None:
+        bad = 'id: 5\nevent: put\ndata: {"type":"put","revision":5,"kv":{"key":"k","value":"aG!k="}}\n\n'
+        c = self.serve(lambda n, m, p, h: (200, ["retry: 1000\n\n", bad]))
+        w = bounded(self, c.kv.watch(), 30)
+        with self.assertRaises(qcluster.ProtocolError):
+            next(w)
+        with self.assertRaises(StopIteration):
+            next(w)
+
     def test_watch_from_a_compacted_revision_raises_at_once(self) -> None:
         c = self.serve(lambda n, m, p, h: (200, ['event: compacted\ndata: {"oldest": 9}\n\n']))
         with self.assertRaises(qcluster.CompactedError) as cm:
