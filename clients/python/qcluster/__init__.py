@@ -13,12 +13,14 @@ The seed's API::
 ``QCluster(**configuration)`` runs a local ``qcluster agent`` (the Go
 binary: ``$QCLUSTER_BIN``, else ``PATH``) that lives and dies with this
 process; ``QCluster.connect("http://127.0.0.1:7001")`` follows an agent that
-already runs. :class:`AsyncQCluster` is the asyncio flavour. Errors are the
+already runs. ``cluster.kv`` is the replicated key-value store and
+``cluster.lock(name)`` a named lock (leader mode). :class:`AsyncQCluster`
+is the asyncio flavour. Errors are the
 classes of :mod:`qcluster.errors`, named after the HTTP API's error codes.
 """
 
 from ._version import __version__
-from .aio import AsyncQCluster
+from .aio import AsyncKV, AsyncKVWatch, AsyncQCluster
 from .client import DEFAULT_ELECTION_TIMEOUT, DEFAULT_MARGIN, QCluster
 from .errors import (
     AgentError,
@@ -48,9 +50,15 @@ from .errors import (
     CrossOriginError,
     UnsupportedMediaTypeError,
     WouldLoseQuorumError,
+    KeyNotFoundError,
+    CompareFailedError,
+    QuotaError,
+    UnsupportedError,
+    CompactedError,
 )
 from ._leadership import LeaderScope
-from .types import Member, Peer, State, Status, TransferResult
+from .kv import KV, KVWatch, Lock
+from .types import KeyValue, KVEvent, KVList, KVResult, Member, Peer, State, Status, TransferResult
 
 # TimeoutError is left out on purpose: `from qcluster import *` must not
 # hide the builtin. Use qcluster.TimeoutError.
@@ -65,6 +73,15 @@ __all__ = [
     "Status",
     "State",
     "TransferResult",
+    "KeyValue",
+    "KVList",
+    "KVResult",
+    "KVEvent",
+    "KV",
+    "KVWatch",
+    "Lock",
+    "AsyncKV",
+    "AsyncKVWatch",
     "LeaderScope",
     "QClusterError",
     "APIError",
@@ -92,4 +109,9 @@ __all__ = [
     "CrossOriginError",
     "UnsupportedMediaTypeError",
     "WouldLoseQuorumError",
+    "KeyNotFoundError",
+    "CompareFailedError",
+    "QuotaError",
+    "UnsupportedError",
+    "CompactedError",
 ]

@@ -125,6 +125,7 @@ class Endpoint:
         body: Optional[Mapping[str, Any]] = None,
         timeout: float = 30.0,
         conn: Optional[http.client.HTTPConnection] = None,
+        max_body: int = _MAX_BODY,
     ) -> Tuple[Any, int]:
         """Sends one request and returns the decoded JSON answer and the
         ``X-QCluster-Index`` header (0 when absent).
@@ -137,28 +138,23 @@ class Endpoint:
         :class:`UnreachableError` when the agent does not answer, and
         :class:`ProtocolError` for an answer that is not the API's. With
         ``conn`` the caller's connection is used and left open (the caller
-        closes it after an error); otherwise one is made and closed.
+        closes it after an error); otherwise one is made and closed. An
+        answer larger than ``max_body`` bytes is a ProtocolError.
         """
-        headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}  # type: Dict[str, str]
-        if self.token:
-            headers["Authorization"] = "Bearer " + self.token
-        data = None  # type: Optional[bytes]
-        if method in ("POST", "PUT", "DELETE", "PATCH"):
-            data = json.dumps({} if body is None else body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
+        headers, data = self._headers(method, body, "application/json")
         own = conn is None
         c = self.connect(timeout) if conn is None else conn
         try:
             try:
                 c.request(method, path, body=data, headers=headers)
                 resp = c.getresponse()
-                raw = resp.read(_MAX_BODY + 1)
+                raw = resp.read(max_body + 1)
             except (OSError, http.client.HTTPException) as e:
                 # OSError covers refused, reset, timeouts and ssl.SSLError.
                 raise UnreachableError("{} {}{}: {}".format(method, self.url, path, _describe(e))) from e
-            if len(raw) > _MAX_BODY:
+            if len(raw) > max_body:
                 raise ProtocolError(
-                    "{} {}{}: the answer is larger than {} bytes".format(method, self.url, path, _MAX_BODY)
+                    "{} {}{}: the answer is larger than {} bytes".format(method, self.url, path, max_body)
                 )
             index = _index(resp.getheader("X-QCluster-Index"))
             try:
@@ -180,6 +176,178 @@ class Endpoint:
         finally:
             if own:
                 c.close()
+
+    def _headers(self, method: str, body: Optional[Mapping[str, Any]], accept: str) -> Tuple[Dict[str, str], Optional[bytes]]:
+        headers = {"Accept": accept, "User-Agent": _USER_AGENT}  # type: Dict[str, str]
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        data = None  # type: Optional[bytes]
+        if method in ("POST", "PUT", "DELETE", "PATCH"):
+            data = json.dumps({} if body is None else body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        return headers, data
+
+    def open_stream(
+        self,
+        method: str,
+        path: str,
+        timeout: float,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> "Stream":
+        """Sends a request whose answer is an event stream
+        (``text/event-stream``) and returns it open, once its status and
+        headers arrived; ``timeout`` bounds the wait for them and then each
+        read. An error answer raises its :mod:`qcluster.errors` class (as
+        :meth:`request`); no answer, :class:`UnreachableError`. Mutating
+        methods send ``{}`` with ``Content-Type: application/json`` and the
+        token, as :meth:`request` does."""
+        hdrs, data = self._headers(method, None, "text/event-stream")
+        if headers:
+            hdrs.update(headers)
+        c = self.connect(timeout)
+        what = "{} {}{}".format(method, self.url, path)
+        resp = None  # type: Optional[http.client.HTTPResponse]
+        try:
+            try:
+                c.request(method, path, body=data, headers=hdrs)
+                sock = c.sock
+                resp = c.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                raise UnreachableError("{}: {}".format(what, _describe(e))) from e
+            if not 200 <= resp.status < 300:
+                try:
+                    raw = resp.read(_MAX_BODY + 1)
+                except (OSError, http.client.HTTPException) as e:
+                    raise UnreachableError("{}: {}".format(what, _describe(e))) from e
+                try:
+                    decoded = json.loads(raw.decode("utf-8")) if raw.strip() else None
+                except ValueError:
+                    decoded = {"error": raw[:300].decode("utf-8", "replace").strip()} if raw.strip() else None
+                raise error_for(resp.status, decoded)
+            ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
+            if ctype != "text/event-stream":
+                raise ProtocolError("{}: HTTP {} with Content-Type {!r}, not an event stream".format(what, resp.status, ctype))
+        except BaseException:
+            if resp is not None:
+                resp.close()  # it owns the socket when the answer closes the connection
+            c.close()
+            raise
+        return Stream(what, c, sock, resp)
+
+
+# The longest line of an event stream: a KV event's data holds a value and
+# its previous value (1 MiB each, in base64) and the JSON around them.
+_MAX_LINE = 4 << 20
+
+
+class Event:
+    """One event of an event stream (or, with ``event`` and ``data`` empty
+    and ``retry`` set, the stream's retry hint)."""
+
+    __slots__ = ("id", "event", "data", "retry")
+
+    def __init__(self) -> None:
+        self.id = None  # type: Optional[str]
+        self.event = ""
+        self.data = ""
+        self.retry = None  # type: Optional[int]
+
+
+class Stream:
+    """An open event stream (Server-Sent Events). :meth:`next` reads it in
+    one thread; :meth:`close` may be called from any thread and makes a
+    read blocked in :meth:`next` return at once."""
+
+    def __init__(self, what: str, conn: http.client.HTTPConnection, sock: Any, resp: http.client.HTTPResponse) -> None:
+        self.what = what
+        self.conn = conn
+        self.sock = sock
+        self.resp = resp
+        self.closed = False
+
+    def header(self, name: str) -> Optional[str]:
+        return self.resp.getheader(name)
+
+    @property
+    def index(self) -> int:
+        """The ``X-QCluster-Index`` header (0 when absent)."""
+        return _index(self.resp.getheader("X-QCluster-Index"))
+
+    def next(self) -> Event:
+        """Returns the next event (comments skipped). Raises
+        :class:`UnreachableError` when the stream ends or breaks (EOF, a
+        reset, no byte within the timeout, or :meth:`close`), and
+        :class:`ProtocolError` for a line over 4 MiB."""
+        ev = Event()
+        data = []  # type: list
+        has = False
+        while True:
+            try:
+                line = self.resp.readline(_MAX_LINE + 1)
+            except (OSError, ValueError, AttributeError, http.client.HTTPException) as e:
+                # ValueError, AttributeError: the response was closed under
+                # the reader.
+                raise UnreachableError("{}: the stream broke: {}".format(self.what, _describe(e))) from e
+            if not line:
+                raise UnreachableError("{}: the stream ended".format(self.what))
+            if len(line) > _MAX_LINE:
+                raise ProtocolError("{}: a line of the event stream is longer than {} bytes".format(self.what, _MAX_LINE))
+            if not line.endswith(b"\n"):
+                raise UnreachableError("{}: the stream ended within a line".format(self.what))
+            text = line[:-1]
+            if text.endswith(b"\r"):
+                text = text[:-1]
+            try:
+                s = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError("{}: a line of the event stream is not UTF-8".format(self.what)) from None
+            if s == "":
+                if has:
+                    ev.data = "\n".join(data)
+                    return ev
+                continue
+            if s.startswith(":"):
+                continue  # a comment (keep-alive)
+            field, _, value = s.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if field == "data":
+                data.append(value)
+                has = True
+            elif field == "event":
+                ev.event = value
+                has = True
+            elif field == "id":
+                ev.id = value
+                has = True
+            elif field == "retry":
+                if value.isdigit():
+                    ev.retry = int(value)
+                    has = True
+            # other fields are ignored, as the SSE format asks
+
+    def interrupt(self) -> None:
+        """Ends the request without closing the objects a reader may be
+        using: the peer sees the connection close, and a read blocked in
+        :meth:`next` returns at once. Safe from any thread, more than
+        once; the reader then calls :meth:`close`."""
+        self.closed = True
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Ends the request and frees the connection (from the reading
+        thread, or when nobody reads)."""
+        self.interrupt()
+        for x in (self.resp, self.conn):
+            try:
+                x.close()
+            except Exception:
+                pass
 
 
 def _index(value: Optional[str]) -> int:

@@ -19,15 +19,16 @@ import asyncio
 import concurrent.futures
 import functools
 import threading
-from typing import Any, AsyncIterator, Awaitable, Callable, List, Mapping, Optional, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Generator, List, Mapping, Optional, TypeVar, Union
 
 from ._http import TLSArg
 from ._leadership import LeaderScope
 from .client import DEFAULT_ELECTION_TIMEOUT, DEFAULT_MARGIN, QCluster
 from .errors import ClosedError, NoLeaderError
-from .types import Member, Peer, State, Status, TransferResult
+from .kv import KV, KVWatch, Lock
+from .types import KeyValue, KVEvent, KVList, KVResult, Member, Peer, State, Status, TransferResult
 
-__all__ = ["AsyncQCluster"]
+__all__ = ["AsyncQCluster", "AsyncKV", "AsyncKVWatch"]
 
 T = TypeVar("T")
 
@@ -39,6 +40,7 @@ class AsyncQCluster:
 
     def __init__(self, cluster: QCluster) -> None:
         self.sync = cluster  #: the wrapped QCluster
+        self._kv = AsyncKV(cluster.kv)
 
     @classmethod
     async def create(cls, **configuration: Any) -> "AsyncQCluster":
@@ -108,6 +110,20 @@ class AsyncQCluster:
     async def set_health(self, status: str, output: str = "", timeout: float = 10.0) -> Status:
         """:meth:`QCluster.set_health`."""
         return await self._run(self.sync.set_health, status, output, timeout)
+
+    @property
+    def kv(self) -> "AsyncKV":
+        """:attr:`QCluster.kv` with coroutines (:class:`AsyncKV`)."""
+        return self._kv
+
+    def lock(self, name: str, timeout: Optional[float] = None) -> "_LockRequest":
+        """:meth:`QCluster.lock` for asyncio: ``async with cluster.lock(name)
+        as lk:`` (released at the end of the block), or ``lk = await
+        cluster.lock(name)`` (then ``await loop.run_in_executor(None,
+        lk.release)``). ``lk`` is a :class:`qcluster.Lock`: ``lk.token``,
+        ``lk.lost`` (a ``threading.Event``). Cancelled while waiting, the
+        lock is released as soon as it would have been taken."""
+        return _LockRequest(self.sync, name, timeout)
 
     async def leave(self, timeout: float = 60.0) -> str:
         """:meth:`QCluster.leave`."""
@@ -260,3 +276,140 @@ class AsyncQCluster:
             async for _ in self.watch(timeout=step):
                 if self.sync.get_leader_info() is not None:
                     break
+
+
+class _LockRequest:
+    """What :meth:`AsyncQCluster.lock` returns: awaitable (the held
+    :class:`Lock`) and an async context manager (that releases it)."""
+
+    def __init__(self, cluster: QCluster, name: str, timeout: Optional[float]) -> None:
+        self._cluster = cluster
+        self._name = name
+        self._timeout = timeout
+        self._lock = None  # type: Optional[Lock]
+
+    async def _take(self) -> Lock:
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, self._cluster.lock, self._name, self._timeout)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The request goes on in its thread: release what it takes.
+            def release(f: "asyncio.Future[Lock]") -> None:
+                if not f.cancelled() and f.exception() is None:
+                    loop.run_in_executor(None, f.result().release)
+
+            fut.add_done_callback(release)
+            raise
+
+    def __await__(self) -> Generator[Any, None, Lock]:
+        return self._take().__await__()
+
+    async def __aenter__(self) -> Lock:
+        self._lock = await self._take()
+        return self._lock
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._lock is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._lock.release)
+
+
+class AsyncKV:
+    """:class:`qcluster.KV` for asyncio: ``AsyncQCluster.kv``. The calls are
+    coroutines that run the request in the loop's default executor;
+    :meth:`watch` is an async iterator."""
+
+    def __init__(self, kv: KV) -> None:
+        self.sync = kv  #: the wrapped KV
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(fn, *args))
+
+    async def get(self, key: str, stale: bool = False, timeout: float = 30.0) -> KeyValue:
+        """:meth:`KV.get`."""
+        return await self._run(self.sync.get, key, stale, timeout)
+
+    async def list(self, prefix: str = "", stale: bool = False, timeout: float = 30.0) -> KVList:
+        """:meth:`KV.list`."""
+        return await self._run(self.sync.list, prefix, stale, timeout)
+
+    async def put(
+        self,
+        key: str,
+        value: Union[bytes, bytearray, memoryview, str],
+        cas: Optional[int] = None,
+        ephemeral: bool = False,
+        timeout: float = 30.0,
+    ) -> KVResult:
+        """:meth:`KV.put`."""
+        return await self._run(self.sync.put, key, value, cas, ephemeral, timeout)
+
+    async def delete(self, key: str, cas: Optional[int] = None, timeout: float = 30.0) -> KVResult:
+        """:meth:`KV.delete`."""
+        return await self._run(self.sync.delete, key, cas, timeout)
+
+    def watch(self, prefix: str = "", from_revision: int = 0) -> "AsyncKVWatch":
+        """:meth:`KV.watch` as an async iterator (``async for ev in
+        cluster.kv.watch(...)``; ``async with`` closes it). It connects at
+        the first iteration: a CompactedError or a refusal is raised there.
+        While it waits for a change it occupies a thread of the loop's
+        default executor."""
+        return AsyncKVWatch(self.sync, prefix, from_revision)
+
+
+class AsyncKVWatch:
+    """An async iterator of :class:`KVEvent` (:meth:`AsyncKV.watch`)."""
+
+    def __init__(self, kv: KV, prefix: str, from_revision: int) -> None:
+        self._kv = kv
+        self._prefix = prefix
+        self._from = from_revision
+        self._w = None  # type: Optional[KVWatch]
+        self._closed = False
+
+    def __aiter__(self) -> "AsyncKVWatch":
+        return self
+
+    async def __anext__(self) -> KVEvent:
+        if self._closed:
+            raise StopAsyncIteration
+        loop = asyncio.get_running_loop()
+        if self._w is None:
+            self._w = await loop.run_in_executor(None, self._kv.watch, self._prefix, self._from)
+            if self._closed:
+                self._w.close()
+                raise StopAsyncIteration
+        w = self._w
+
+        def step() -> Any:
+            try:
+                return next(w)
+            except StopIteration:
+                return StopAsyncIteration
+
+        try:
+            ev = await asyncio.shield(loop.run_in_executor(None, step))
+        except asyncio.CancelledError:
+            await self.aclose()
+            raise
+        if ev is StopAsyncIteration:
+            raise StopAsyncIteration
+        return ev
+
+    async def aclose(self) -> None:
+        """Ends the watch."""
+        self._closed = True
+        if self._w is not None:
+            self._w.close()
+
+    @property
+    def revision(self) -> int:
+        """The revision of the last event delivered (0 before the first)."""
+        return self._w.revision if self._w is not None else 0
+
+    async def __aenter__(self) -> "AsyncKVWatch":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()

@@ -28,6 +28,7 @@ from .errors import (
     QClusterError,
     UnreachableError,
 )
+from .kv import KV, Lock, take_lock
 from .types import Member, Peer, State, Status, TransferResult
 
 __all__ = ["QCluster", "DEFAULT_ELECTION_TIMEOUT", "DEFAULT_MARGIN"]
@@ -518,6 +519,7 @@ class QCluster:
 
     def _init(self, core: _Core) -> None:
         self._core = core
+        self._kv = KV(core)
         core.start()
         self._finalizer = weakref.finalize(self, core.close)
 
@@ -695,6 +697,40 @@ class QCluster:
             ClosedError: the QCluster is closed (or closes meanwhile).
         """
         run_while_leader(self._core, fn, stop_event)
+
+    @property
+    def kv(self) -> KV:
+        """The cluster's replicated key-value store (leader mode): get, list,
+        put (with compare-and-swap and ephemeral keys), delete and watch,
+        through this process's agent. See :class:`qcluster.KV`."""
+        return self._kv
+
+    def lock(self, name: str, timeout: Optional[float] = None) -> Lock:
+        """Takes the named lock (``POST /v1/locks/{name}``) through this
+        process's agent and returns it held: a :class:`qcluster.Lock`, also a
+        context manager that releases it::
+
+            with cluster.lock("backup") as lk:
+                run_backup(lk.token, stop=lk.lost)
+
+        The lock stays held while its request stays open (a background
+        thread reads it); ``lk.token`` is the fencing token, ``lk.lost`` a
+        ``threading.Event`` set if the lock is lost before it is released
+        (the agent says so, or the stream breaks: the agent stopped or is
+        unreachable). A lock is an ephemeral key of the agent's member: it
+        goes when that member leaves or is removed.
+
+        Args:
+            timeout: how long to wait, in seconds, while another holder has
+                it (None: as long as it takes).
+
+        Raises:
+            qcluster.TimeoutError: still held by another after ``timeout``
+                (the API's 408 ``timeout``).
+            MasterlessError, UnauthorizedError, NoLeaderError,
+            UnreachableError, ClosedError.
+        """
+        return take_lock(self._core, name, timeout)
 
     def transfer(self, to: Optional[str] = None, timeout: float = 30.0) -> TransferResult:
         """Hands leadership to the member named ``to`` (None: the best other

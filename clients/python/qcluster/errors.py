@@ -22,11 +22,15 @@ code                   exception               status
 ``masterless``         MasterlessError         409
 ``too_large``          TooLargeError           413
 ``unsupported_media_type`` UnsupportedMediaTypeError 415
+``key_not_found``      KeyNotFoundError        404
+``compare_failed``     CompareFailedError      409
+``quota``              QuotaError              507
+``unsupported``        UnsupportedError        501
 ``internal``           InternalError           500
 ``no_leader``          NoLeaderError           503
 ``not_joined``         NotJoinedError          503
 ``unavailable``        UnavailableError        503
-``timeout``            TimeoutError            504
+``timeout``            TimeoutError            504/408
 =====================  ======================  ======
 
 A code this SDK does not know yet raises :class:`APIError` itself.
@@ -34,7 +38,9 @@ A code this SDK does not know yet raises :class:`APIError` itself.
 Errors that do not come from an agent's answer: :class:`UnreachableError`
 (no answer at all), :class:`ProtocolError` (an answer that is not the API's),
 :class:`AgentError` (the local agent cannot be found, started, or stopped
-on its own), :class:`ClosedError` (the QCluster was closed).
+on its own), :class:`ClosedError` (the QCluster was closed),
+:class:`CompactedError` (a KV watch's history is gone: the stream's
+``compacted`` event).
 
 ``qcluster.TimeoutError`` is also a :class:`builtins.TimeoutError`; it is
 left out of ``from qcluster import *`` so that it never hides the builtin.
@@ -43,7 +49,7 @@ left out of ``from qcluster import *`` so that it never hides the builtin.
 import builtins
 from typing import Any, Dict, Optional, Type
 
-from .types import Peer
+from .types import KeyValue, Peer
 
 __all__ = [
     "QClusterError",
@@ -69,6 +75,11 @@ __all__ = [
     "AgentError",
     "AgentNotFoundError",
     "ClosedError",
+    "KeyNotFoundError",
+    "CompareFailedError",
+    "QuotaError",
+    "UnsupportedError",
+    "CompactedError",
 ]
 
 
@@ -89,12 +100,16 @@ class APIError(QClusterError):
     #: The error code this class stands for ("" for the base class).
     code_name = ""
 
-    def __init__(self, status: int, code: str, message: str, leader: Optional[Peer] = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, leader: Optional[Peer] = None, kv: Optional[KeyValue] = None
+    ) -> None:
         super().__init__("{} ({}, HTTP {})".format(message, code, status))
         self.status = status
         self.code = code
         self.message = message
         self.leader = leader
+        #: With code ``compare_failed``: the key as it is (None when absent).
+        self.kv = kv
 
 
 class BadRequestError(APIError):
@@ -223,9 +238,37 @@ class UnavailableError(APIError):
 
 
 class TimeoutError(APIError, builtins.TimeoutError):  # noqa: A001 (named after the code)
-    """``timeout``: the change or hand-over did not complete in time."""
+    """``timeout``: the change or hand-over did not complete in time (504),
+    or a lock stayed held by another holder for the whole wait (408,
+    :meth:`QCluster.lock` with a ``timeout``)."""
 
     code_name = "timeout"
+
+
+class KeyNotFoundError(APIError):
+    """``key_not_found``: the key does not exist in the KV store (404)."""
+
+    code_name = "key_not_found"
+
+
+class CompareFailedError(APIError):
+    """``compare_failed``: a change's ``cas=`` does not hold (409): the
+    key's ``mod_revision`` differs, or (``cas=0``) the key exists.
+    :attr:`kv` is the key as it is now (None when it does not exist)."""
+
+    code_name = "compare_failed"
+
+
+class QuotaError(APIError):
+    """``quota``: the change would take the KV store over its size quota (507)."""
+
+    code_name = "quota"
+
+
+class UnsupportedError(APIError):
+    """``unsupported``: the peer has no KV store (501)."""
+
+    code_name = "unsupported"
 
 
 class UnreachableError(QClusterError, ConnectionError):
@@ -258,6 +301,23 @@ class ClosedError(QClusterError):
     """The QCluster was closed (or its agent left the cluster)."""
 
 
+class CompactedError(QClusterError):
+    """A KV watch starts from (or must go on from) a revision older than
+    the history the store keeps: the changes in between are gone. Read the
+    keys again (:meth:`KV.list`) and watch from their revision + 1.
+
+    Attributes:
+        oldest: the oldest revision a watch can start from.
+    """
+
+    def __init__(self, oldest: int) -> None:
+        super().__init__(
+            "the revision is compacted: the oldest revision kept is {}; read the keys again "
+            "and watch from their revision".format(oldest)
+        )
+        self.oldest = oldest
+
+
 _BY_CODE = {
     cls.code_name: cls
     for cls in (
@@ -281,6 +341,10 @@ _BY_CODE = {
         NotJoinedError,
         UnavailableError,
         TimeoutError,
+        KeyNotFoundError,
+        CompareFailedError,
+        QuotaError,
+        UnsupportedError,
     )
 }  # type: Dict[str, Type[APIError]]
 
@@ -289,7 +353,7 @@ def error_for(status: int, body: Any) -> APIError:
     """Returns the exception for an error answer: ``body`` is its decoded JSON
     (``{"error": ..., "code": ..., "leader": ...}``), or anything else when
     the body was not that."""
-    code, message, leader = "", "", None
+    code, message, leader, kv = "", "", None, None
     if isinstance(body, dict):
         code = body.get("code") if isinstance(body.get("code"), str) else ""
         message = body.get("error") if isinstance(body.get("error"), str) else ""
@@ -298,7 +362,12 @@ def error_for(status: int, body: Any) -> APIError:
                 leader = Peer.from_json(body["leader"])
             except (KeyError, TypeError, ValueError):
                 leader = None
+        if isinstance(body.get("kv"), dict):
+            try:
+                kv = KeyValue.from_json(body["kv"])
+            except (KeyError, TypeError, ValueError):
+                kv = None
     if not message:
         message = "the agent answered HTTP {} without an error message".format(status)
     cls = _BY_CODE.get(code, APIError)
-    return cls(status, code or "http_{}".format(status), message, leader)
+    return cls(status, code or "http_{}".format(status), message, leader, kv)

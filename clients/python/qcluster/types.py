@@ -6,9 +6,11 @@ into :class:`qcluster.ProtocolError`); fields this SDK does not know are
 ignored, as the API asks of clients.
 """
 
+import base64
+import binascii
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
-__all__ = ["Peer", "Member", "Status", "State", "TransferResult"]
+__all__ = ["Peer", "Member", "Status", "State", "TransferResult", "KeyValue", "KVList", "KVResult", "KVEvent"]
 
 
 def _str(obj: Mapping[str, Any], key: str, default: Optional[str] = None) -> str:
@@ -245,3 +247,136 @@ class TransferResult(NamedTuple):
             _int(o, "term"),
             _num(o, "duration_ms", 0.0),
         )
+
+
+def _rev(obj: Mapping[str, Any], key: str, default: Optional[int] = None) -> int:
+    v = _int(obj, key, default)
+    if not 0 <= v < 1 << 64:
+        raise ValueError("{}: want a revision (0 to 2**64-1), got {!r}".format(key, v))
+    return v
+
+
+def _bytes(obj: Mapping[str, Any], key: str) -> bytes:
+    v = obj.get(key)
+    if v is None:
+        return b""
+    if not isinstance(v, str):
+        raise ValueError("{}: want a base64 string, got {!r}".format(key, v))
+    try:
+        return base64.b64decode(v.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raise ValueError("{}: not valid base64".format(key)) from None
+
+
+class KeyValue(NamedTuple):
+    """One key of the replicated KV store.
+
+    Attributes:
+        key: the key (at most 1024 bytes; slashes allowed: ``config/db``).
+        value: the value, as bytes (``.decode()`` it for text).
+        create_revision: the cluster revision that created the key.
+        mod_revision: the revision of its last change: what ``cas=``
+            compares with.
+        version: its changes since it was created (1 at creation).
+        owner: the member an ephemeral key is bound to (the key goes when
+            that member leaves or is removed); None for a persistent key.
+    """
+
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    owner: Optional[str]
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "KeyValue":
+        """Decodes the API's KeyValue object (the value in base64)."""
+        o = _object(obj, "kv")
+        owner = o.get("owner")
+        if owner is not None and not isinstance(owner, str):
+            raise ValueError("owner: want a string, got {!r}".format(owner))
+        return cls(
+            _str(o, "key"),
+            _bytes(o, "value"),
+            _rev(o, "create_revision", 0),
+            _rev(o, "mod_revision", 0),
+            _rev(o, "version", 0),
+            owner or None,
+        )
+
+
+def _kv_or_none(o: Mapping[str, Any], key: str) -> Optional[KeyValue]:
+    v = o.get(key)
+    return None if v is None else KeyValue.from_json(v)
+
+
+class KVList(NamedTuple):
+    """The answer of :meth:`KV.list`: unpack it as ``items, revision``.
+
+    Attributes:
+        items: the keys, sorted by key (a list of :class:`KeyValue`).
+        revision: the store's revision when they were read: watch from
+            ``revision + 1`` to see every later change.
+    """
+
+    items: List[KeyValue]
+    revision: int
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "KVList":
+        """Decodes the API's KVList object (``{"revision", "kvs"}``)."""
+        o = _object(obj, "kv list")
+        kvs = o.get("kvs")
+        if kvs is None:
+            kvs = []
+        if not isinstance(kvs, list):
+            raise ValueError("kvs: want a list, got {!r}".format(kvs))
+        return cls([KeyValue.from_json(x) for x in kvs], _rev(o, "revision"))
+
+
+class KVResult(NamedTuple):
+    """The answer to a change of the KV store (:meth:`KV.put`,
+    :meth:`KV.delete`).
+
+    Attributes:
+        revision: the store's revision after the change.
+        kv: the key after a put (None after a delete).
+        prev: the key before the change, or None when it did not exist.
+    """
+
+    revision: int
+    kv: Optional[KeyValue]
+    prev: Optional[KeyValue]
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "KVResult":
+        """Decodes the API's KVResult object."""
+        o = _object(obj, "kv result")
+        return cls(_rev(o, "revision"), _kv_or_none(o, "kv"), _kv_or_none(o, "prev"))
+
+
+class KVEvent(NamedTuple):
+    """One change of the KV store, an item of :meth:`KV.watch`.
+
+    Attributes:
+        type: ``"put"`` or ``"delete"``.
+        revision: the change's revision.
+        kv: the key after a put; for a delete, its ``key`` with the
+            deletion's revision as ``mod_revision``.
+        prev: the key before the change, when the store has it (else None).
+    """
+
+    type: str
+    revision: int
+    kv: KeyValue
+    prev: Optional[KeyValue]
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "KVEvent":
+        """Decodes the API's KVEvent object."""
+        o = _object(obj, "kv event")
+        typ = _str(o, "type")
+        if typ not in ("put", "delete"):
+            raise ValueError("type: want \"put\" or \"delete\", got {!r}".format(typ))
+        return cls(typ, _rev(o, "revision"), KeyValue.from_json(o.get("kv")), _kv_or_none(o, "prev"))

@@ -22,10 +22,17 @@ class DocsTest(unittest.TestCase):
         names = set()
         for row in table:
             first = row.split("|")[1]
-            for call in re.findall(r"`(?:QCluster\.)?([a-z_]+)\(", first):
+            for call in re.findall(r"`(?:QCluster\.)?((?:kv\.)?[a-z_]+)\(", first):
                 names.add(call)
         self.assertIn("get_leader_info", names)
+        self.assertIn("kv.watch", names)
         for name in sorted(names):
+            if name.startswith("kv."):
+                # cluster.kv's calls: on KV, and on AsyncQCluster.kv's AsyncKV
+                self.assertTrue(hasattr(qcluster.QCluster, "kv"))
+                self.assertTrue(hasattr(qcluster.KV, name[3:]), "README names QCluster.{}".format(name))
+                self.assertTrue(hasattr(qcluster.AsyncKV, name[3:]), "README names AsyncQCluster.{}".format(name))
+                continue
             self.assertTrue(hasattr(qcluster.QCluster, name), "README names QCluster.{}".format(name))
             if name not in ("start",):
                 self.assertTrue(hasattr(qcluster.AsyncQCluster, name), "README names AsyncQCluster.{}".format(name))

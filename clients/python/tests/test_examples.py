@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -131,6 +132,35 @@ class ExamplesTest(unittest.TestCase):
         for i, g in enumerate(got):
             if i != lead:
                 self.assertEqual(g[1]["Location"], "http://127.0.0.1:{}/x?y=1".format(ports[lead]))
+
+    def test_job_lock(self) -> None:
+        runners = self.run_all("job_lock.py")
+        pat = re.compile(r"^(server_[abc]) finished run (\d+) with token (\d+)$")
+
+        def runs() -> List[Tuple[int, int, str]]:
+            got = []
+            for r in runners:
+                for line in r.output():
+                    m = pat.match(line)
+                    if m:
+                        got.append((int(m.group(2)), int(m.group(3)), m.group(1)))
+            return sorted(got)
+
+        try:
+            wait_for(lambda: len(runs()) >= 5 and len({who for _, _, who in runs()}) >= 2, 90,
+                     "five runs of the job by at least two peers", interval=0.05)
+        except AssertionError:
+            for r in runners:
+                sys.stderr.write("\n".join(r.output()[-10:]) + "\n")
+            raise
+        got = runs()
+        # Never twice at once: the runs are 1, 2, 3, ... (each one a
+        # compare-and-swap on the previous) and the tokens grow with them.
+        self.assertEqual([n for n, _, _ in got], list(range(1, len(got) + 1)), got)
+        tokens = [t for _, t, _ in got]
+        self.assertEqual(tokens, sorted(set(tokens)), got)
+        for r in runners:
+            self.assertFalse(any("refused" in line for line in r.output()), r.output())
 
 
 if __name__ == "__main__":
