@@ -12,13 +12,16 @@ import (
 )
 
 // TestThreePeers runs the fault scenarios on 3 hosts with the seed's
-// timings (heartbeat 50ms, election timeout 150ms).
+// timings (heartbeat 50ms, election timeout 150ms), with a KV writer
+// during the kill -9, partition and SIGSTOP scenarios (see withWriter).
 func TestThreePeers(t *testing.T) {
 	requireHosts(t)
 	c := newCluster(t, "3 peers", 3, fastTimings, userspaceSwitch(t, false))
-	c.scenario(t, "kill -9 leader", scenarioKillLeader)
-	c.scenario(t, "partition leader", scenarioPartitionLeader)
-	c.scenario(t, "SIGSTOP leader 3xET", scenarioStopLeader)
+	// A writer PUTs keys through the kill -9, partition and SIGSTOP
+	// scenarios; every acknowledged write is read back afterwards.
+	c.scenario(t, "kill -9 leader", withWriter("kill", scenarioKillLeader))
+	c.scenario(t, "partition leader", withWriter("partition", scenarioPartitionLeader))
+	c.scenario(t, "SIGSTOP leader 3xET", withWriter("stop", scenarioStopLeader))
 	c.scenario(t, "rolling restart", scenarioRollingRestart)
 	c.scenario(t, "leader leaves, rejoins", scenarioLeaveLeader)
 }
