@@ -80,6 +80,18 @@
 //   - spurious changes: leaderships (terms with a peer claiming is_leader)
 //     beyond those the faults called for (must be 0 in the idle scenario).
 //
+// In the 3-peer kill -9, partition and SIGSTOP scenarios a writer in the
+// test process PUTs keys w/<scenario>/0, w/<scenario>/1, ... (one at a
+// time, at most one every 10ms, each key once with a value of its own) to
+// the agents in turn, with a 1s time-out. A 200 is an acknowledged write;
+// a time-out or a connection lost after sending is an unknown outcome
+// (either way is allowed); an error answer or a refused connection is a
+// refusal. Once the faults are healed and a leader is agreed, every
+// acknowledged key is read back (linearizable GET) from every running
+// agent and must hold its value, and every key listed under the prefix
+// must hold the value it was written with. The counts and the write
+// latency (p50, p99, max of the acknowledged writes) are logged.
+//
 // A table of all scenarios is printed at the end of the run.
 //
 // # Knobs
