@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qcluster/qcluster/api"
@@ -109,8 +110,15 @@ func IfAbsent() WriteOption { return IfModRevision(0) }
 // is deleted when that member leaves or is removed.
 func Ephemeral() WriteOption { return func(o *writeOptions) { o.ephemeral = true } }
 
-// kvPath is the path of key (escaped, slashes included).
-func kvPath(key string) string { return "/v1/kv/" + url.PathEscape(key) }
+// kvPath is the path of key (escaped, slashes included; a key that is a
+// dot segment, "." or "..", escaped too, or the path would resolve it).
+func kvPath(key string) string {
+	e := url.PathEscape(key)
+	if e == "." || e == ".." {
+		e = strings.ReplaceAll(e, ".", "%2E")
+	}
+	return "/v1/kv/" + e
+}
 
 // read sends a GET of the KV store; a blocking query is bounded by its
 // wait (plus Options.Timeout) rather than by Options.Timeout alone.
