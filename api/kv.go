@@ -300,6 +300,33 @@ func kvQuery(w http.ResponseWriter, r *http.Request) (q url.Values, ok bool) {
 	return q, true
 }
 
+// kvRequest begins every KV and lock request: the KVBackend (a 501 or a
+// 409 masterless is answered here) and the parsed query.
+func (h *handler) kvRequest(w http.ResponseWriter, r *http.Request) (KVBackend, url.Values, bool) {
+	kb, ok := h.kvBackend(w)
+	if !ok {
+		return nil, nil, false
+	}
+	q, ok := kvQuery(w, r)
+	return kb, q, ok
+}
+
+// kvWriteTarget reads what a put or delete names: the key and the write
+// options (a 400 is answered here).
+func kvWriteTarget(w http.ResponseWriter, r *http.Request, q url.Values, ephemeralAllowed bool) (string, KVWriteOptions, bool) {
+	key := r.PathValue("key")
+	if msg := keyProblem(key); msg != "" {
+		WriteError(w, http.StatusBadRequest, CodeBadRequest, msg)
+		return "", KVWriteOptions{}, false
+	}
+	opts, msg := writeOptions(q, ephemeralAllowed)
+	if msg != "" {
+		WriteError(w, http.StatusBadRequest, CodeBadRequest, msg)
+		return "", KVWriteOptions{}, false
+	}
+	return key, opts, true
+}
+
 // writeOptions reads ?cas= (and ?ephemeral when allowed). msg explains a
 // bad value.
 func writeOptions(q url.Values, ephemeralAllowed bool) (opts KVWriteOptions, msg string) {
@@ -325,11 +352,7 @@ func writeOptions(q url.Values, ephemeralAllowed bool) (opts KVWriteOptions, msg
 // getKV serves GET /v1/kv/{key...}: one key, or with ?prefix a list; a
 // blocking query with ?index=.
 func (h *handler) getKV(w http.ResponseWriter, r *http.Request) {
-	kb, ok := h.kvBackend(w)
-	if !ok {
-		return
-	}
-	q, ok := kvQuery(w, r)
+	kb, q, ok := h.kvRequest(w, r)
 	if !ok {
 		return
 	}
@@ -408,22 +431,12 @@ func waitKV(ctx context.Context, kb KVBackend, key string, isPrefix bool, index 
 
 // putKV serves PUT /v1/kv/{key...}.
 func (h *handler) putKV(w http.ResponseWriter, r *http.Request) {
-	kb, ok := h.kvBackend(w)
+	kb, q, ok := h.kvRequest(w, r)
 	if !ok {
 		return
 	}
-	q, ok := kvQuery(w, r)
+	key, opts, ok := kvWriteTarget(w, r, q, true)
 	if !ok {
-		return
-	}
-	key := r.PathValue("key")
-	if msg := keyProblem(key); msg != "" {
-		WriteError(w, http.StatusBadRequest, CodeBadRequest, msg)
-		return
-	}
-	opts, msg := writeOptions(q, true)
-	if msg != "" {
-		WriteError(w, http.StatusBadRequest, CodeBadRequest, msg)
 		return
 	}
 	var req KVPutRequest
@@ -440,11 +453,7 @@ func (h *handler) putKV(w http.ResponseWriter, r *http.Request) {
 
 // deleteKV serves DELETE /v1/kv/{key...}.
 func (h *handler) deleteKV(w http.ResponseWriter, r *http.Request) {
-	kb, ok := h.kvBackend(w)
-	if !ok {
-		return
-	}
-	q, ok := kvQuery(w, r)
+	kb, q, ok := h.kvRequest(w, r)
 	if !ok {
 		return
 	}
@@ -452,14 +461,8 @@ func (h *handler) deleteKV(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, CodeBadRequest, "prefix: DELETE removes one key; list the keys with GET ?prefix and delete each")
 		return
 	}
-	key := r.PathValue("key")
-	if msg := keyProblem(key); msg != "" {
-		WriteError(w, http.StatusBadRequest, CodeBadRequest, msg)
-		return
-	}
-	opts, msg := writeOptions(q, false)
-	if msg != "" {
-		WriteError(w, http.StatusBadRequest, CodeBadRequest, msg)
+	key, opts, ok := kvWriteTarget(w, r, q, false)
+	if !ok {
 		return
 	}
 	var req struct{}
@@ -527,11 +530,7 @@ func KVEventID(rev, n uint64) string {
 // stream, when the revision is older than the history kept. The
 // X-QCluster-Index header is the revision the stream starts after.
 func (h *handler) kvWatch(w http.ResponseWriter, r *http.Request) {
-	kb, ok := h.kvBackend(w)
-	if !ok {
-		return
-	}
-	q, ok := kvQuery(w, r)
+	kb, q, ok := h.kvRequest(w, r)
 	if !ok {
 		return
 	}
@@ -659,17 +658,13 @@ func writeCompacted(buf *bytes.Buffer, ce *CompactedError) {
 // "acquired" first, "lost" if the lock is lost. The lock is released when
 // the client goes away.
 func (h *handler) lock(w http.ResponseWriter, r *http.Request) {
-	kb, ok := h.kvBackend(w)
+	kb, q, ok := h.kvRequest(w, r)
 	if !ok {
 		return
 	}
 	name := r.PathValue("name")
 	if msg := lockNameProblem(name); msg != "" {
 		WriteError(w, http.StatusBadRequest, CodeBadRequest, msg)
-		return
-	}
-	q, ok := kvQuery(w, r)
-	if !ok {
 		return
 	}
 	wait := DefaultLockWait
