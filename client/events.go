@@ -1,17 +1,11 @@
 package client
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
-	"net/url"
-	"time"
 
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/backoff"
@@ -72,7 +66,7 @@ func (c *Client) WatchEvents(ctx context.Context) (<-chan Event, error) {
 	return ch, nil
 }
 
-func (c *Client) watchEvents(ctx context.Context, s *eventStream, ch chan<- Event) {
+func (c *Client) watchEvents(ctx context.Context, s *sseStream, ch chan<- Event) {
 	defer close(ch)
 	send := func(ev Event) bool {
 		select {
@@ -83,7 +77,7 @@ func (c *Client) watchEvents(ctx context.Context, s *eventStream, ch chan<- Even
 		}
 	}
 	for {
-		err := silence(s.ctx, s.read(ctx, send))
+		err := silence(s.ctx, readEvents(ctx, s, send))
 		s.close()
 		if ctx.Err() != nil {
 			return
@@ -113,22 +107,6 @@ func (c *Client) watchEvents(ctx context.Context, s *eventStream, ch chan<- Even
 	}
 }
 
-// eventStream is one open GET /v1/watch.
-type eventStream struct {
-	addr   string
-	body   io.ReadCloser
-	ctx    context.Context // the connection's
-	idle   *time.Timer     // cancels ctx when the peer stays silent
-	cancel context.CancelCauseFunc
-	wait   time.Duration // the idle limit
-}
-
-func (s *eventStream) close() {
-	s.idle.Stop()
-	s.cancel(nil)
-	s.body.Close()
-}
-
 // silence returns why the connection of ctx was cancelled for silence, or
 // err.
 func silence(ctx context.Context, err error) error {
@@ -149,111 +127,31 @@ func (e *silentError) Error() string {
 	return fmt.Sprintf("no answer from %s in time: it sent no event or keep-alive", e.addr)
 }
 
-// openEvents connects to GET /v1/watch, trying the addresses in turn from
-// the one that answered last, and remembers the one that answers.
-func (c *Client) openEvents(ctx context.Context) (*eventStream, error) {
-	start := int(c.cur.Load())
-	var errs []error
-	for i := range c.bases {
-		k := (start + i) % len(c.bases)
-		s, err := c.openEventsAt(ctx, c.bases[k])
-		if err == nil {
-			c.cur.Store(uint32(k))
-			return s, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("qcluster client: GET /v1/watch: %w", err)
-		}
-		if isAnswer(err) && !tryNext(http.MethodGet, err) {
-			c.cur.Store(uint32(k))
-			return nil, err
-		}
-		errs = append(errs, err)
-	}
-	return nil, &unreachableError{errs: errs}
+// openEvents connects to GET /v1/watch (see Client.openStream).
+func (c *Client) openEvents(ctx context.Context) (*sseStream, error) {
+	return c.openStream(ctx, http.MethodGet, "/v1/watch", nil, nil, true)
 }
 
-func (c *Client) openEventsAt(ctx context.Context, base *url.URL) (*eventStream, error) {
-	addr := base.String()
-	u := endpoint(base, "/v1/watch")
-	cctx, cancel := context.WithCancelCause(ctx)
-	// Until the header arrives the call is bounded by Timeout, then by the
-	// idle limit between lines.
-	idle := time.AfterFunc(c.opts.Timeout, func() { cancel(&silentError{addr: addr}) })
-	fail := func(err error) (*eventStream, error) {
-		idle.Stop()
-		err = silence(cctx, err)
-		cancel(nil)
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return fail(err)
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	c.authorize(req)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fail(err)
-	}
-	if resp.StatusCode/100 != 2 {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		return fail(apiError(addr, resp.StatusCode, data))
-	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
-		resp.Body.Close()
-		return fail(fmt.Errorf("qcluster client: %s answered GET /v1/watch with %q, not an event stream; is it a QCluster peer?", addr, resp.Header.Get("Content-Type")))
-	}
-	wait := c.opts.WatchWait + c.opts.Timeout
-	idle.Reset(wait)
-	return &eventStream{addr: addr, body: resp.Body, ctx: cctx, idle: idle, cancel: cancel, wait: wait}, nil
-}
-
-// read parses the stream and sends its events until it ends, returning
-// why. An event of an unknown type is skipped.
-func (s *eventStream) read(ctx context.Context, send func(Event) bool) error {
-	sc := bufio.NewScanner(s.body)
-	sc.Buffer(make([]byte, 0, 64<<10), maxEventLine)
-	var typ string
-	var data bytes.Buffer
-	hasData := false
-	for sc.Scan() {
-		s.idle.Reset(s.wait)
-		line := bytes.TrimSuffix(sc.Bytes(), []byte("\r"))
-		if len(line) == 0 { // the end of an event
-			if hasData {
-				ev, err := decodeEvent(s.addr, typ, data.Bytes())
-				if err != nil {
-					return err
-				}
-				if ev != nil && !send(*ev) {
-					return ctx.Err()
-				}
-			}
-			typ, hasData = "", false
-			data.Reset()
-			continue
+// readEvents parses the stream and sends its events until it ends,
+// returning why. An event of an unknown type is skipped; "id" and "retry"
+// are not needed (every connection starts with the current Status).
+func readEvents(ctx context.Context, s *sseStream, send func(Event) bool) error {
+	for {
+		e, err := s.next()
+		if err != nil {
+			return err
 		}
-		field, value, _ := bytes.Cut(line, []byte(":"))
-		value = bytes.TrimPrefix(value, []byte(" "))
-		switch string(field) {
-		case "event":
-			typ = string(value)
-		case "data":
-			if hasData {
-				data.WriteByte('\n')
-			}
-			data.Write(value)
-			hasData = true
+		if e.data == nil {
+			continue // a retry hint, or an event without data
 		}
-		// "id" and "retry" are not needed: every connection starts with
-		// the current Status. A comment (empty field) keeps it alive.
+		ev, err := decodeEvent(s.addr, e.event, e.data)
+		if err != nil {
+			return err
+		}
+		if ev != nil && !send(*ev) {
+			return ctx.Err()
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	return errStreamEnded
 }
 
 // decodeEvent returns the Event for one SSE event, or nil for a type this
