@@ -194,7 +194,7 @@ func TestLockCommand(t *testing.T) {
 	if code := (&Main{Stderr: &msg}).Report(err); code != 3 || msg.Len() != 0 {
 		t.Errorf("Report: %d %q; want 3 and nothing said", code, msg.String())
 	}
-	waitUntilCond(t, "the lock released", func() bool { return len(f.Locks()) == 0 })
+	waitFor(t, "the lock released", func() bool { return len(f.Locks()) == 0 })
 	// Success, and stdin reaches the command.
 	args = append(append([]string{"lock"}, conn...), "backup", "--", "sh", "-c", "cat")
 	if out, _, err := runIn(t.Context(), "hello\n", args...); err != nil || out != "hello\n" {
@@ -224,17 +224,6 @@ func TestLockCommand(t *testing.T) {
 	}
 	_, _, err = runMain(t.Context(), append(append([]string{"lock"}, conn...), "x", "--", "/no/such/command")...)
 	wantExit(t, []string{"lock", "x", "--", "/no/such/command"}, err, 1, "cannot run")
-}
-
-func waitUntilCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // TestLockCommandStopsTheCommandWhenTheLockIsLost: SIGTERM, then SIGKILL
@@ -296,5 +285,5 @@ func TestLockCommandPassesCtrlC(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the command was not stopped")
 	}
-	waitUntilCond(t, "the lock released", func() bool { return len(f.Locks()) == 0 })
+	waitFor(t, "the lock released", func() bool { return len(f.Locks()) == 0 })
 }
