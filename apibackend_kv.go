@@ -58,19 +58,13 @@ func (b apiBackend) kvRead(ctx context.Context, key string, prefix, stale bool) 
 		opts = append(opts, Stale())
 	}
 	if !prefix {
-		if err := b.c.kvReady(); err != nil {
+		v, ok, rev, err := b.c.KV().get(ctx, key, opts)
+		if err != nil {
 			return api.KVList{}, kvAPIError(err)
 		}
-		if err := checkUserKey(key); err != nil {
-			return api.KVList{}, kvAPIError(err)
-		}
-		if err := b.c.KV().read(ctx, opts); err != nil {
-			return api.KVList{}, kvAPIError(err)
-		}
-		v, ok, rev := b.c.kv.store.Get(key)
 		out := api.KVList{Revision: rev, KVs: []api.KeyValue{}}
 		if ok {
-			out.KVs = append(out.KVs, toAPIKeyValue(b.c.keyValue(&v)))
+			out.KVs = append(out.KVs, toAPIKeyValue(v))
 		}
 		return out, nil
 	}

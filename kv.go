@@ -182,20 +182,30 @@ func checkUserKey(key string) error {
 // Get returns the key, or ErrKeyNotFound. It is linearizable unless Stale
 // is given.
 func (s *KV) Get(ctx context.Context, key string, opts ...ReadOption) (KeyValue, error) {
+	v, ok, _, err := s.get(ctx, key, opts)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: %q", ErrKeyNotFound, key)
+	}
+	return v, err
+}
+
+// get reads key (see Get) and the store's revision it was read at; ok is
+// false when the key is absent.
+func (s *KV) get(ctx context.Context, key string, opts []ReadOption) (KeyValue, bool, uint64, error) {
 	if err := s.c.kvReady(); err != nil {
-		return KeyValue{}, err
+		return KeyValue{}, false, 0, err
 	}
 	if err := kvError(kv.CheckKey(key)); err != nil {
-		return KeyValue{}, err
+		return KeyValue{}, false, 0, err
 	}
 	if err := s.read(ctx, opts); err != nil {
-		return KeyValue{}, err
+		return KeyValue{}, false, 0, err
 	}
-	v, ok, _ := s.c.kv.store.Get(key)
+	v, ok, rev := s.c.kv.store.Get(key)
 	if !ok {
-		return KeyValue{}, fmt.Errorf("%w: %q", ErrKeyNotFound, key)
+		return KeyValue{}, false, rev, nil
 	}
-	return s.c.keyValue(&v), nil
+	return s.c.keyValue(&v), true, rev, nil
 }
 
 // List returns the keys that start with prefix, sorted by key, and the
