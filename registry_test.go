@@ -228,8 +228,16 @@ func TestJoinBadInput(t *testing.T) {
 	}
 }
 
+// TestLeaveLeaderHandsOver: a leader that leaves hands leadership over
+// first, so no peer waits out an election timeout. The election timeout is
+// long (2 s, as in TestCloseHandsOver), so a new leader within it can only
+// come from a hand-over: with the default 150 ms a loaded machine could
+// stretch a hand-over past the bound without anything being wrong.
 func TestLeaveLeaderHandsOver(t *testing.T) {
-	tc := newTestCluster(t, 3)
+	tc := newTestCluster(t, 3, func(c *Config) {
+		c.ElectionTimeout = Duration(2 * time.Second)
+		c.HeartbeatInterval = Duration(100 * time.Millisecond)
+	})
 	leader := tc.waitLeader(10 * time.Second)
 	li := tc.index(leader)
 	et := time.Duration(tc.cfgs[0].ElectionTimeout)
