@@ -243,6 +243,9 @@ type summary struct {
 	// linearizability searches that gave up.
 	kvSchedules, kvWrites, kvReads, kvCASFailed int
 	kvRefused, kvUnknown, kvCheckUnknown        int
+	// Fail-over on proof: proofs taken and ignored, fail-over times.
+	goneTaken, goneIgnored int
+	failovers              []time.Duration
 }
 
 func (s *summary) add(r Result) {
@@ -279,6 +282,9 @@ func (s *summary) add(r Result) {
 	s.kvUnknown += r.KVUnknown
 	s.kvCheckUnknown += r.KVCheckUnknown
 	s.ttl = append(s.ttl, r.TimeToLeader)
+	s.goneTaken += r.GoneTaken
+	s.goneIgnored += r.GoneIgnored
+	s.failovers = append(s.failovers, r.Failovers...)
 }
 
 func (s *summary) String() string {
@@ -291,6 +297,13 @@ func (s *summary) String() string {
 	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
 	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])
+	}
+	fmt.Fprintf(&b, "\nproofs that a peer is gone: %d taken as evidence about the leader, %d ignored", s.goneTaken, s.goneIgnored)
+	if len(s.failovers) > 0 {
+		f := slices.Sorted(slices.Values(s.failovers))
+		q := func(x float64) time.Duration { return f[min(int(x*float64(len(f))), len(f)-1)] }
+		fmt.Fprintf(&b, "\nfail-over after the process crash of the lease holder, until a new leader holds the lease and every live member names it (%d timed): p50 %v, p90 %v, p99 %v, max %v",
+			len(f), q(0.5).Round(100*time.Microsecond), q(0.9).Round(100*time.Microsecond), q(0.99).Round(100*time.Microsecond), f[len(f)-1].Round(100*time.Microsecond))
 	}
 	if len(s.ttl) > 0 {
 		slices.Sort(s.ttl)
