@@ -209,7 +209,7 @@ func (p *peer) crash(why string) {
 	c.event(p.idx, why)
 	if !c.hostDown {
 		// Its kernel closes its sockets.
-		if wasLeader && !c.healed {
+		if wasLeader && !c.healed && c.calm(p) {
 			c.fo = failoverWatch{pending: true, old: p.id, at: c.now}
 		}
 		c.endStreams(p, endEOF, c.eofExtra)

@@ -104,12 +104,20 @@ func (s *summary) checkCoverage(t *testing.T) {
 		"quiet-restart": per1000(200), "quiet-restart-armed": per1000(150), "heal": per1000(300),
 		"member-add": per1000(100), "member-add-learner": per1000(120), "member-promote": per1000(50),
 		"member-remove": per1000(60), "member-remove-leader": per1000(30), "member-remove-learner": per1000(3),
+		"stream-reset": per1000(200), "stream-goodbye": per1000(200), "stream-eof-live": per1000(200), "reject": per1000(200),
+		"crash-delayed-eof": per1000(200), "crash-host": per1000(200), "probe-refused": per1000(3000), "probe-accepted": per1000(4000),
 	}
 	// A linearizability search that gave up (kvCheckTimeout, 20 s for
 	// histories porcupine checks in milliseconds) proves nothing: tolerated
 	// once in a thousand schedules, as a pathological history could be.
 	if s.kvCheckUnknown > s.schedules/1000 {
 		t.Errorf("%d schedules: %d linearizability checks gave up, want at most %d", s.schedules, s.kvCheckUnknown, s.schedules/1000)
+	}
+	// The fail-over on proof works in the random schedules too (message
+	// loss and delays, 5 and 7 peers): its median stays far below the
+	// election timeout it replaces.
+	if f := slices.Sorted(slices.Values(s.failovers)); len(f) > 0 && f[len(f)/2] > DefaultElectionTimeout/2 {
+		t.Errorf("%d schedules: fail-over on proof takes %v at the median, want at most %v", s.schedules, f[len(f)/2], DefaultElectionTimeout/2)
 	}
 	for _, k := range slices.Sorted(maps.Keys(floors)) {
 		if got := s.faults[k]; got < floors[k] {
@@ -134,6 +142,8 @@ func (s *summary) checkCoverage(t *testing.T) {
 		{"KV linearizable reads served", s.kvReads, per1000(3000)},
 		{"KV reads refused (no lease)", s.kvRefused, per1000(3000)},
 		{"KV writes of unknown outcome", s.kvUnknown, per1000(300)},
+		{"proofs that the leader is gone taken as evidence", s.goneTaken, per1000(700)},
+		{"fail-overs on proof timed", len(s.failovers), per1000(90)},
 	} {
 		if c.got < c.floor {
 			t.Errorf("%d schedules: %d %s, want at least %d", s.schedules, c.got, c.what, c.floor)

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -164,6 +165,24 @@ type failoverWatch struct {
 	pending bool
 	old     uint64
 	at      time.Duration
+}
+
+// calm reports whether nothing but p is at fault: no link cut, every
+// other peer up, running and not blocked in an fsync. A fail-over is
+// timed only from a calm crash (the network may still lose, duplicate
+// and delay messages).
+func (c *Cluster) calm(p *peer) bool {
+	for i := range c.cut {
+		if slices.Contains(c.cut[i], true) {
+			return false
+		}
+	}
+	for _, q := range c.peers {
+		if q != p && (q.crashed || q.paused || q.busyUntil > c.now) {
+			return false
+		}
+	}
+	return true
 }
 
 // watchFailover checks, after every event, whether the fail-over being
