@@ -64,6 +64,38 @@ func TestGoneFailover(t *testing.T) {
 	n.wantFollows(3, 2, term+1)
 }
 
+// TestGoneNoCampaignAfterNewLeader: a survivor that did not vote in the
+// fail-over election (the request did not reach it) but heard the new
+// leader before its turn does not campaign at its turn: its evidence went
+// when it heard another leader.
+func TestGoneNoCampaignAfterNewLeader(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
+	n.elect(1)
+	term := n.cores[2].View().Term
+	n.crash(1)
+	n.drop = func(m raftpb.Message) bool { return m.Type == raftpb.MsgVote && m.To == 3 }
+	n.now += time.Millisecond
+	for _, id := range []uint64{3, 4, 5, 2} {
+		if !n.cores[id].ReportGone(1) {
+			t.Fatalf("core %d ignored the report", id)
+		}
+	}
+	n.pump()
+	n.drop = nil
+	for _, id := range []uint64{3, 4, 5} {
+		n.wantFollows(id, 2, term+1)
+	}
+	for range 10 { // past everyone's turn
+		n.tickAll(nil)
+	}
+	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
+		t.Fatalf("core 2 is %v of term %d after the other survivors' turns", v.Role, v.Term)
+	}
+	for _, id := range []uint64{3, 4, 5} {
+		n.wantFollows(id, 2, term+1)
+	}
+}
+
 // TestGoneDeferredVote: the rank-0 survivor asks before the other survivor
 // has its proof; that one keeps the request and grants it when its proof
 // comes, without waiting for anything else.
