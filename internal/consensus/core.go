@@ -71,8 +71,10 @@
 // goodbye frame, and a new connection to its port was refused. It tells
 // the Core with ReportGone (Loop.ReportGone, Node.PeerGone). A follower
 // takes that report as evidence only about the leader it follows, in its
-// current term (raft's lead and term now), and only if no message from it
-// was stepped since the proof was taken; anything else is ignored.
+// current term (raft's lead and term now), and only if it followed that
+// leader in that term already when the proof was taken; anything else is
+// ignored. (The owner steps the messages queued before a report first:
+// they were sent before the stream ended.)
 // Evidence about (leader, term) stands while this peer still follows that
 // leader in that term, or has heard of no leader since (between elections,
 // in that term or a later one); it is dropped for good by any message from
@@ -108,11 +110,14 @@
 // newer leader Y exists that this voter has not heard of, every quorum
 // intersects Y's lease quorum, whose members follow Y, hold no evidence
 // about Y (it is alive) and none about anyone else (it was dropped when they
-// heard Y), and refuse. A stale report (a proof taken before a message
-// from the leader this peer now follows was stepped) is ignored; the
-// transport must report at once after the refused connection, and a
-// process must listen on its port before it sends anything, so that a
-// refused connection means no process of that peer is running then.
+// heard Y), and refuse. A stale report (a proof taken before this peer
+// began to follow its current leader in its current term) is ignored: a
+// proof taken while it already followed Y in term T, from messages of the
+// process that won T, is about that process. The transport must report at
+// once after the refused connection (Node.PeerGone stamps the report), and
+// a process must listen on its port before it sends anything and until it
+// has said goodbye, so that a refused connection means that no process of
+// that peer that ever sent this peer anything is running then.
 //
 // # Messages from the network
 //
@@ -422,13 +427,14 @@ type Core struct {
 
 	// Fail-over on proof that the leader is gone (gone.go): the evidence,
 	// when this peer's campaign is due (0: none), the newest transfer vote
-	// request refused for want of evidence and when it came, and when a
-	// message from raft's current leader was last stepped.
+	// request refused for want of evidence and when it came, and raft's
+	// leader and term as last seen, with when they became so.
 	gone           goneEvidence
 	goneCampaignAt time.Duration
 	deferredVote   raftpb.Message
 	deferredAt     time.Duration
-	leadMsgAt      time.Duration
+	seenLead       [2]uint64
+	seenLeadSince  time.Duration
 }
 
 // raftStorage is the storage raft reads. It refuses to hand raft a
@@ -771,9 +777,6 @@ func (c *Core) Step(m raftpb.Message) error {
 		}
 	}
 	err := c.stepRaft(m)
-	if st := c.rn.BasicStatus(); st.Lead == m.From {
-		c.leadMsgAt = now
-	}
 	c.keepGone()
 	if err != nil {
 		return err

@@ -28,16 +28,18 @@ const goneStagger = 2
 func (c *Core) ReportGone(id uint64) bool { return c.reportGone(id, c.cfg.Now()) }
 
 // reportGone is ReportGone for a proof obtained at time at of the Core's
-// clock (the owner may hand it over later): a message from id stepped at
-// or after at voids it.
+// clock (the owner may hand it over later): it is about the leader this
+// peer follows only if this peer followed it, in this term, already at
+// time at.
 func (c *Core) reportGone(id uint64, at time.Duration) bool {
+	c.keepGone() // brings seenLead up to date
 	st := c.rn.BasicStatus()
 	if id == 0 || id == c.cfg.ID || st.RaftState != raft.StateFollower || st.Lead != id {
 		return false
 	}
-	if c.leadMsgAt >= at {
-		// It spoke after the proof was taken: the proof is about an
-		// older process, or the owner is confused; either way, not now.
+	if c.seenLeadSince >= at {
+		// This peer began to follow it (in this term) after the proof
+		// was taken: the proof may be about an older process of it.
 		return false
 	}
 	if c.gone.lead == id && c.gone.term == st.Term {
@@ -78,7 +80,8 @@ func (c *Core) goneRank(gone uint64) (int, bool) {
 	return 0, false
 }
 
-// keepGone drops the evidence once raft's state leaves it behind: it
+// keepGone notes when raft's leader or term changed, and drops the
+// evidence once raft's state leaves it behind: it
 // stands while this peer follows the gone leader in the evidence's term,
 // or has heard of no leader since (it is between elections, in that term
 // or a later one), and is gone for good once another leader, or the same
@@ -86,10 +89,13 @@ func (c *Core) goneRank(gone uint64) (int, bool) {
 // of raft's state (Step, Tick, a campaign), so that c.gone.lead != 0
 // means the evidence stands.
 func (c *Core) keepGone() {
+	st := c.rn.BasicStatus()
+	if key := [2]uint64{st.Lead, st.Term}; key != c.seenLead {
+		c.seenLead, c.seenLeadSince = key, c.cfg.Now()
+	}
 	if c.gone.lead == 0 {
 		return
 	}
-	st := c.rn.BasicStatus()
 	if !((st.Lead == c.gone.lead && st.Term == c.gone.term) || (st.Lead == raft.None && st.Term >= c.gone.term)) {
 		c.dropGone()
 	}

@@ -197,25 +197,37 @@ func TestGoneClearedByLeaderMessage(t *testing.T) {
 	n.wantFollows(3, 1, term)
 }
 
-// TestGoneStaleReport: a proof taken before the leader's latest message
-// was stepped (a report that waited in a queue) is ignored.
+// TestGoneStaleReport: a proof taken before this peer began to follow its
+// leader in its term (a report that waited in a queue while a new leader
+// was elected) is not about that leader: ignored. One taken while it
+// followed it is taken, even if the leader's last messages were stepped
+// after it (they were in flight before its process died).
 func TestGoneStaleReport(t *testing.T) {
 	n := newTestNet(t, []uint64{1, 2, 3}, nil)
 	n.elect(1)
-	term := n.cores[3].View().Term
 	n.now += time.Millisecond
 	proofAt := n.now
-	n.now += n.cores[1].cfg.HeartbeatInterval
-	n.cores[1].Tick()
+	n.cores[1].TransferLeadership(2) // core 2 leads a new term; core 3 follows it from now on
 	n.pump()
+	term := n.cores[3].View().Term
+	n.wantFollows(3, 2, term)
 	n.now += time.Millisecond
-	if n.cores[3].reportGone(1, proofAt) {
-		t.Fatal("core 3 took a proof older than its leader's last message")
+	if n.cores[3].reportGone(2, proofAt) {
+		t.Fatal("core 3 took a proof taken before it followed its leader")
 	}
-	if err := n.step(3, n.transferVote(2, 3, term+1)); err != nil {
+	if err := n.step(3, n.transferVote(1, 3, term+1)); err != nil {
 		t.Fatal(err)
 	}
-	n.wantFollows(3, 1, term)
+	n.wantFollows(3, 2, term)
+
+	proofAt = n.now
+	n.now += n.cores[2].cfg.HeartbeatInterval
+	n.cores[2].Tick() // a round steps at core 3 after the proof
+	n.pump()
+	n.now += time.Millisecond
+	if !n.cores[3].reportGone(2, proofAt) {
+		t.Fatal("core 3 ignored a proof taken while it followed its leader")
+	}
 }
 
 // TestGoneEvidenceScopedToLeaderAndTerm: evidence about the leader of term

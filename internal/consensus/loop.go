@@ -107,7 +107,7 @@ func (l *Loop) Start() {
 // for every TickInterval since the previous one was due, none before it is
 // due, so a peer never counts more ticks than its clock allows (the lease
 // relies on it). The owner calls it when its timer for NextWake fires;
-// Receive, Call and ReportUnreachable call it first themselves. After a stall (a paused process, a slow disk) the ticks missed
+// Receive, Call, ReportUnreachable and ReportGone call it first themselves. After a stall (a paused process, a slow disk) the ticks missed
 // are applied at once, at most two election timeouts' worth (raft has
 // acted on all it could by then); the rest are skipped. The next Flush
 // publishes the view if a tick was applied, changed or not (its holders
@@ -202,8 +202,9 @@ func (l *Loop) ReportUnreachable(id uint64) {
 func (l *Loop) ReportGone(id uint64) { l.ReportGoneAt(id, l.core.cfg.Now()) }
 
 // ReportGoneAt is ReportGone for a proof obtained at time at of the Core's
-// clock, handed over later (Node.PeerGone queues it): a message from id
-// that the Core stepped at or after at voids it.
+// clock, handed over later (Node.PeerGone queues it): it is taken only if
+// the Core already followed id, in its current term, at time at. The
+// owner should step the messages it received before the report first.
 func (l *Loop) ReportGoneAt(id uint64, at time.Duration) {
 	l.catchUp()
 	if l.core.reportGone(id, at) {

@@ -205,7 +205,9 @@ func (n *Node) ReportUnreachable(id uint64) {
 // new one without waiting for an election timeout. It never blocks and is
 // safe for concurrent use; a report the queue has no room for is dropped
 // (it is only an optimisation). The report is stamped with the time of the
-// call: a message from id that the core steps after it voids it.
+// call, so call it at once when the connection is refused: it is taken
+// only if this peer already followed id, in its current term, then. The
+// messages received before it are stepped before it.
 func (n *Node) PeerGone(id uint64) {
 	select {
 	case n.gone <- goneReport{id: id, at: n.Now()}:
@@ -275,6 +277,19 @@ func (n *Node) Run(ctx context.Context) error {
 		case id := <-n.unreach:
 			n.loop.ReportUnreachable(id)
 		case r := <-n.gone:
+			// The transport delivered everything the gone peer sent
+			// before it saw the end of its stream: step it first, so
+			// that the report is not about a leader older than the
+			// messages still queued.
+		queued:
+			for range len(n.inbox) {
+				select {
+				case m := <-n.inbox:
+					n.loop.Receive(m)
+				default:
+					break queued
+				}
+			}
 			n.loop.ReportGoneAt(r.id, r.at)
 		case <-n.snapReady:
 			n.reportSnapshots()

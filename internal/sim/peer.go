@@ -329,6 +329,11 @@ func (p *peer) iterate() {
 		}
 		p.calls = p.calls[k:]
 	case 3:
+		// As Node.Run: the messages queued before the report first.
+		for _, m := range p.inbox {
+			p.loop.Receive(m)
+		}
+		p.inbox = nil
 		g := p.gone[0]
 		p.gone = p.gone[1:]
 		taken, _ := p.loop.GoneReports()
