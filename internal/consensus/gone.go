@@ -11,10 +11,7 @@ import (
 // goneEvidence is a follower's proof that the process of the leader it
 // followed in term is gone (ReportGone): see the package doc, "Fail-over
 // on proof that the leader is gone". lead is 0 when there is none.
-type goneEvidence struct {
-	lead, term uint64
-	at         time.Duration // when it was taken (this peer's clock)
-}
+type goneEvidence struct{ lead, term uint64 }
 
 // goneStagger separates the campaigns of the survivors, in ticks: the
 // survivor of rank r campaigns r*goneStagger ticks after its evidence.
@@ -46,7 +43,7 @@ func (c *Core) reportGone(id uint64, at time.Duration) bool {
 		return true // already known; keep the first campaign time
 	}
 	now := c.cfg.Now()
-	c.gone = goneEvidence{lead: id, term: st.Term, at: now}
+	c.gone = goneEvidence{lead: id, term: st.Term}
 	c.goneCampaignAt = 0
 	if rank, ok := c.goneRank(id); ok && !c.notCandidate {
 		c.goneCampaignAt = now + time.Duration(rank*goneStagger)*c.cfg.TickInterval
