@@ -62,6 +62,63 @@
 // within an election timeout; a peer in its first election timeout after a
 // restart refuses transfer votes too.
 //
+// # Fail-over on proof that the leader is gone
+//
+// The common leader failure is its process dying (a panic, an OOM kill,
+// kill -9) while its host stays up: the kernel closes the dead process's
+// sockets. The owner (the transport) then has proof that the process is
+// gone: the inbound stream from it ended with a clean end-of-file and no
+// goodbye frame, and a new connection to its port was refused. It tells
+// the Core with ReportGone (Loop.ReportGone, Node.PeerGone). A follower
+// takes that report as evidence only about the leader it follows, in its
+// current term (raft's lead and term now), and only if it followed that
+// leader in that term already when the proof was taken; anything else is
+// ignored. (The owner steps the messages queued before a report first:
+// they were sent before the stream ended.)
+// Evidence about (leader, term) stands while this peer still follows that
+// leader in that term, or has heard of no leader since (between elections,
+// in that term or a later one); it is dropped for good by any message from
+// that leader and as soon as another leader, or the same one in another
+// term, is heard of.
+//
+// With evidence, the survivors do not wait out the election timeout. Each
+// ranks itself among the configuration's voters other than the gone
+// leader, by ID, and the one of rank r starts a transfer-style election
+// (raft's campaignTransfer, as a MsgTimeoutNow does: no pre-vote, and
+// voters skip raft's in-lease check) r*2 ticks after its evidence, if it
+// is still a follower with evidence then, is a candidate (SetCandidate),
+// and has not granted its vote to an earlier survivor's election since.
+// A voter grants such a vote request early only if it holds evidence
+// itself (or the transfer rules above let it). Survivors learn of the
+// crash a few milliseconds apart, so a request refused for want of
+// evidence is kept (the newest of the highest term) and stepped again when
+// the evidence comes, within an election timeout. A rank-0 survivor whose
+// log is behind is refused by up-to-date voters, and the next one tries
+// two ticks later: most up-to-date log first, then lowest ID, without
+// anyone knowing the others' logs. Each survivor campaigns once per
+// evidence; if no leader results, raft's election timer takes over.
+//
+// Safety: the lease argument above only needs every member of a lease
+// holder's quorum to refuse votes while the lease may run. Evidence lets a
+// voter grant early only on its own proof about its own current leader in
+// its current term, which no live process produces: a process that stops
+// gracefully says goodbye first, deliberate closes without a goodbye reset
+// the connection, and a paused (SIGSTOP) process, a partition, a reset or
+// a firewall's reject give no clean end-of-file followed by a refused
+// connection. A leader's lease lives in its process's memory, so once the
+// process that led term T is gone, no one holds T's lease again. If a
+// newer leader Y exists that this voter has not heard of, every quorum
+// intersects Y's lease quorum, whose members follow Y, hold no evidence
+// about Y (it is alive) and none about anyone else (it was dropped when they
+// heard Y), and refuse. A stale report (a proof taken before this peer
+// began to follow its current leader in its current term) is ignored: a
+// proof taken while it already followed Y in term T, from messages of the
+// process that won T, is about that process. The transport must report at
+// once after the refused connection (Node.PeerGone stamps the report), and
+// a process must listen on its port before it sends anything and until it
+// has said goodbye, so that a refused connection means that no process of
+// that peer that ever sent this peer anything is running then.
+//
 // # Messages from the network
 //
 // Every message Step receives is hostile until proven otherwise; Step
@@ -367,6 +424,17 @@ type Core struct {
 
 	// notCandidate: this peer does not seek leadership (SetCandidate).
 	notCandidate bool
+
+	// Fail-over on proof that the leader is gone (gone.go): the evidence,
+	// when this peer's campaign is due (0: none), the newest transfer vote
+	// request refused for want of evidence and when it came, and raft's
+	// leader and term as last seen, with when they became so.
+	gone           goneEvidence
+	goneCampaignAt time.Duration
+	deferredVote   raftpb.Message
+	deferredAt     time.Duration
+	seenLead       [2]uint64
+	seenLeadSince  time.Duration
 }
 
 // raftStorage is the storage raft reads. It refuses to hand raft a
@@ -584,6 +652,8 @@ func (c *Core) Tick() {
 		// earned again.
 		c.transferee = 0
 	}
+	c.keepGone()
+	c.maybeFailover(c.cfg.Now())
 	c.heartbeat()
 }
 
@@ -595,6 +665,8 @@ func (c *Core) Tick() {
 //     last (raft's own heartbeat and quorum check come every election
 //     timeout, and may come up to a heartbeat interval late: the lease,
 //     not them, bounds how long a deposed leader says IsLeader);
+//   - a survivor of a gone leader campaigns at its turn (ReportGone), a
+//     multiple of TickInterval after its evidence;
 //   - a follower that hears its leader can campaign only once it has
 //     counted raft's randomized election timeout, at least ElectionTimeout,
 //     in ticks since it last heard from it (leaderSeen), so not before
@@ -609,7 +681,11 @@ func (c *Core) tickDue() time.Duration {
 	case st.RaftState == raft.StateLeader && c.role == Leader && c.lastLeaseReq != 0:
 		return c.lastLeaseReq + c.cfg.HeartbeatInterval
 	case st.RaftState == raft.StateFollower && st.Lead != raft.None && st.Lead == c.lead && c.leaderSeen != 0:
-		return c.leaderSeen + c.cfg.ElectionTimeout - 2*c.cfg.TickInterval
+		due := c.leaderSeen + c.cfg.ElectionTimeout - 2*c.cfg.TickInterval
+		if c.goneCampaignAt != 0 {
+			due = min(due, c.goneCampaignAt)
+		}
+		return due
 	}
 	return 0
 }
@@ -683,16 +759,26 @@ func (c *Core) Step(m raftpb.Message) error {
 			return err
 		}
 	}
+	if m.From == c.gone.lead {
+		// It is alive after all (or its message was late): no fail-over.
+		c.dropGone()
+	}
 	now := c.cfg.Now()
 	if m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote {
 		if now < c.voteGuardUntil {
 			return nil
 		}
-		if string(m.Context) == "CampaignTransfer" && c.roundLease && now-c.roundAt < c.cfg.ElectionTimeout {
+		if string(m.Context) == "CampaignTransfer" && c.roundLease && now-c.roundAt < c.cfg.ElectionTimeout &&
+			c.gone.lead == 0 {
+			// Kept a moment: this peer's own evidence that the leader
+			// is gone may be on its way (ReportGone steps it then).
+			c.deferVote(m, now)
 			return nil
 		}
 	}
-	if err := c.stepRaft(m); err != nil {
+	err := c.stepRaft(m)
+	c.keepGone()
+	if err != nil {
 		return err
 	}
 	switch m.Type {
@@ -884,7 +970,10 @@ func (c *Core) admits(id uint64) bool {
 func (c *Core) Knows(id uint64) bool { return c.knows(id) }
 
 // Campaign makes this peer start an election now (tests and demos).
-func (c *Core) Campaign() error { return c.rn.Campaign() }
+func (c *Core) Campaign() error {
+	defer c.keepGone()
+	return c.rn.Campaign()
+}
 
 // Propose appends data to the replicated log (leader only; followers
 // forward it).

@@ -69,7 +69,8 @@ type Loop struct {
 	ticked, called bool
 	snapReports    []snapReport
 
-	refused [NumRefusals]atomic.Uint64
+	refused                [NumRefusals]atomic.Uint64
+	goneTaken, goneIgnored atomic.Uint64
 }
 
 type snapReport struct {
@@ -106,7 +107,7 @@ func (l *Loop) Start() {
 // for every TickInterval since the previous one was due, none before it is
 // due, so a peer never counts more ticks than its clock allows (the lease
 // relies on it). The owner calls it when its timer for NextWake fires;
-// Receive, Call and ReportUnreachable call it first themselves. After a stall (a paused process, a slow disk) the ticks missed
+// Receive, Call, ReportUnreachable and ReportGone call it first themselves. After a stall (a paused process, a slow disk) the ticks missed
 // are applied at once, at most two election timeouts' worth (raft has
 // acted on all it could by then); the rest are skipped. The next Flush
 // publishes the view if a tick was applied, changed or not (its holders
@@ -191,6 +192,34 @@ func (l *Loop) Refused(r Refusal) uint64 {
 func (l *Loop) ReportUnreachable(id uint64) {
 	l.catchUp()
 	l.core.ReportUnreachable(id)
+}
+
+// ReportGone tells the Core, after the ticks due, that the owner has proof
+// now that peer id's process is gone (Core.ReportGone): the inbound stream
+// from id ended with a clean end-of-file and no goodbye, and a connection
+// to id's port was then refused. It is taken only about the leader this
+// peer follows, in its term, and counted (GoneReports) either way.
+func (l *Loop) ReportGone(id uint64) { l.ReportGoneAt(id, l.core.cfg.Now()) }
+
+// ReportGoneAt is ReportGone for a proof obtained at time at of the Core's
+// clock, handed over later (Node.PeerGone queues it): it is taken only if
+// the Core already followed id, in its current term, at time at. The
+// owner should step the messages it received before the report first.
+func (l *Loop) ReportGoneAt(id uint64, at time.Duration) {
+	l.catchUp()
+	if l.core.reportGone(id, at) {
+		l.goneTaken.Add(1)
+	} else {
+		l.goneIgnored.Add(1)
+	}
+}
+
+// GoneReports is how many ReportGone reports the Core took as evidence
+// about its leader, and how many it ignored (about another peer, or
+// voided by a later message). It reads atomic counters: it is safe for
+// concurrent use.
+func (l *Loop) GoneReports() (taken, ignored uint64) {
+	return l.goneTaken.Load(), l.goneIgnored.Load()
 }
 
 // ReportSnapshot queues the outcome of a snapshot sent to id (a MsgSnap

@@ -57,6 +57,7 @@ type Node struct {
 	core    *Core
 	inbox   chan raftpb.Message
 	unreach chan uint64
+	gone    chan goneReport
 	calls   chan call
 	done    chan struct{}
 	stopped chan struct{}
@@ -69,6 +70,12 @@ type Node struct {
 	snapReady   chan struct{} // capacity 1: snapReports is not empty
 
 	dropped atomic.Uint64
+}
+
+// goneReport is a PeerGone report: the peer, and when it was made.
+type goneReport struct {
+	id uint64
+	at time.Duration
 }
 
 type call struct {
@@ -91,6 +98,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		cfg:       cfg,
 		inbox:     make(chan raftpb.Message, cfg.InboxSize),
 		unreach:   make(chan uint64, 64),
+		gone:      make(chan goneReport, 64),
 		calls:     make(chan call),
 		snapReady: make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -189,6 +197,28 @@ func (n *Node) ReportUnreachable(id uint64) {
 	}
 }
 
+// PeerGone tells the core that its owner has proof now that peer id's
+// process is gone: the inbound stream from id ended with a clean
+// end-of-file and no goodbye frame, and a connection to id's port was then
+// refused (see the package doc, "Fail-over on proof that the leader is
+// gone"). When id is the leader this peer follows, the survivors elect a
+// new one without waiting for an election timeout. It never blocks and is
+// safe for concurrent use; a report the queue has no room for is dropped
+// (it is only an optimisation). The report is stamped with the time of the
+// call, so call it at once when the connection is refused: it is taken
+// only if this peer already followed id, in its current term, then. The
+// messages received before it are stepped before it.
+func (n *Node) PeerGone(id uint64) {
+	select {
+	case n.gone <- goneReport{id: id, at: n.Now()}:
+	default:
+	}
+}
+
+// GoneReports is how many PeerGone reports the core took as evidence
+// about its leader, and how many it ignored (Loop.GoneReports).
+func (n *Node) GoneReports() (taken, ignored uint64) { return n.loop.GoneReports() }
+
 // Do runs fn on the Node's goroutine with exclusive access to the Core and
 // returns its error, ErrStopped when the Node is not running, or ctx's error.
 func (n *Node) Do(ctx context.Context, fn func(*Core) error) error {
@@ -246,6 +276,21 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		case id := <-n.unreach:
 			n.loop.ReportUnreachable(id)
+		case r := <-n.gone:
+			// The transport delivered everything the gone peer sent
+			// before it saw the end of its stream: step it first, so
+			// that the report is not about a leader older than the
+			// messages still queued.
+		queued:
+			for range len(n.inbox) {
+				select {
+				case m := <-n.inbox:
+					n.loop.Receive(m)
+				default:
+					break queued
+				}
+			}
+			n.loop.ReportGoneAt(r.id, r.at)
 		case <-n.snapReady:
 			n.reportSnapshots()
 		case c := <-n.calls:

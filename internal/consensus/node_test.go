@@ -276,3 +276,102 @@ func TestNodeWaitsForSnapshotOutcome(t *testing.T) {
 		t.Errorf("%d snapshots sent, want a second one after the failure", snaps)
 	}
 }
+
+// TestNodePeerGone: when the leader's process is gone and the survivors'
+// Nodes are told so (PeerGone), they elect a new leader without waiting
+// for an election timeout. The timings are long (a 3 s election timeout),
+// so the fail-over is told apart from the ordinary election by far, even
+// on a loaded machine.
+func TestNodePeerGone(t *testing.T) {
+	n := newMemNet(t)
+	voters := []uint64{1, 2, 3}
+	hb, et := 600*time.Millisecond, 3*time.Second
+	for _, id := range voters {
+		n.add(id, voters, hb, et)
+	}
+	var gone atomic.Uint64 // the peer whose process is gone: nothing from or to it
+	n.intercept = func(from uint64, msgs []raftpb.Message) []raftpb.Message {
+		g := gone.Load()
+		if from == g {
+			return nil
+		}
+		var out []raftpb.Message
+		for _, m := range msgs {
+			if m.To != g {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	n.run()
+	start := n.now()
+	campaigned := false
+	var l uint64
+	waitUntil(t, "a first leader", func() bool {
+		for _, id := range voters {
+			if n.isLeader(id) {
+				l = id
+				return true
+			}
+		}
+		if !campaigned && n.now() > start+et+100*time.Millisecond { // past the start-up vote guard
+			campaigned = true
+			_ = n.nodes[1].Do(context.Background(), func(c *Core) error { return c.Campaign() })
+		}
+		return false
+	})
+	term := n.views[l].Load().Term
+	gone.Store(l)
+	var survivors []uint64
+	for _, id := range voters {
+		if id != l {
+			survivors = append(survivors, id)
+		}
+	}
+	// A message of the leader's still queued may be stepped after a
+	// report and void it: report until each survivor took it.
+	reported := time.Now()
+	waitUntil(t, "the survivors to take the proof", func() bool {
+		all := true
+		for _, id := range survivors {
+			if taken, _ := n.nodes[id].GoneReports(); taken == 0 {
+				n.nodes[id].PeerGone(l)
+				all = false
+			}
+		}
+		return all
+	})
+	var nl uint64
+	waitUntil(t, "a new leader named by both survivors", func() bool {
+		for _, id := range survivors {
+			if n.isLeader(id) {
+				nl = id
+			}
+		}
+		if nl == 0 {
+			return false
+		}
+		for _, id := range survivors {
+			if v := n.views[id].Load(); v.Lead != nl || v.Term <= term {
+				return false
+			}
+		}
+		return true
+	})
+	took := time.Since(reported)
+	t.Logf("p%d gone; p%d leads, named by both survivors, %v after the first report", l, nl, took)
+	if took >= et-hb {
+		t.Fatalf("the fail-over took %v: no faster than an election timeout (%v) after the last heartbeat", took, et)
+	}
+	// A report about a follower is ignored.
+	other := survivors[0]
+	if other == nl {
+		other = survivors[1]
+	}
+	_, before := n.nodes[nl].GoneReports()
+	n.nodes[nl].PeerGone(other)
+	waitUntil(t, "the report about a follower to be ignored", func() bool {
+		_, ignored := n.nodes[nl].GoneReports()
+		return ignored > before
+	})
+}

@@ -55,6 +55,24 @@
 //     the checker catching a clock that stops in suspend;
 //   - leadership transfer by the leader, sometimes to a peer that is paused
 //     until after raft gave up on the transfer;
+//   - the transport's proof that a peer's process is gone (streams.go):
+//     every process crash (the host stays up) ends every peer's stream
+//     from it with an end-of-file, after the messages in flight on it;
+//     the receiver, seeing no goodbye frame, connects to the dead peer's
+//     port a round trip later: refused while it is down, so its loop gets
+//     the proof (consensus.Loop.ReportGoneAt, queued like Node.PeerGone's
+//     reports), and a follower of that leader fails over at once. What is
+//     no proof is modelled too (FaultStreamEnd, drawn from a plan of its
+//     own): a live peer that resets its streams, closes them with a
+//     goodbye, or closes them cleanly without one (its port accepts); a
+//     firewall that rejects the leader's traffic with resets (its port
+//     refuses, its streams end with resets); a crash whose end-of-files
+//     arrive after a restart a few milliseconds later (the port accepts);
+//     a host crash (no end-of-file); a pause (nothing at all); and an
+//     end-of-file dropped by a cut link. Result.Failovers times the calm
+//     fail-overs (the lease holder's process crashes while nothing else is
+//     wrong) until a new leader holds the lease and every live member
+//     names it; TestSimulation prints their distribution;
 //   - a stream of proposals (16-byte registry records) on the leader, with
 //     log compaction (sometimes every few entries, so snapshots get sent and
 //     restored);
@@ -180,8 +198,9 @@
 // # What is not modelled
 //
 // CPU time (a loop pass takes no virtual time unless it is blocked in a
-// Save), the transport's queues and connection handling (ReportUnreachable is
-// never called; a full inbox drops like consensus.Node's), torn or corrupt
+// Save), the transport's queues and connection handling beyond the proof
+// that a peer is gone (ReportUnreachable is never called; a full inbox
+// drops like consensus.Node's; streams are not reconnected), torn or corrupt
 // writes (a Save is atomic: all or nothing), disks that lie about fsync,
 // clock jumps (clocks are monotonic and differ in rate only), and the SDK
 // and membership layers above the core: the KV clients call the store and

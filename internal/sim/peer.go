@@ -38,6 +38,7 @@ type peer struct {
 	timerAt    time.Duration // when the armed timer fires (virtual time); -1: none armed
 	inbox      []raftpb.Message
 	calls      []call
+	gone       []goneReport // PeerGone reports queued for the loop
 
 	paused bool
 	// suspended: paused by Suspend, at suspendedAt. clockLost is the
@@ -64,6 +65,13 @@ type peer struct {
 	lowered    bool   // Options.lowerTerm did its one lowering
 
 	kv peerKV // the key-value store beside the records (kv.go)
+}
+
+// goneReport is a proof that peer id's process is gone, taken at time at
+// of the receiving peer's clock (consensus.Node.PeerGone's queue).
+type goneReport struct {
+	id uint64
+	at time.Duration
 }
 
 type call struct {
@@ -174,6 +182,7 @@ func (p *peer) start(mem *storage.Memory) error {
 func (p *peer) crash(why string) {
 	c := p.c
 	c.countFault(why)
+	wasLeader := c.IsLeader(p.id)
 	durable := p.mem
 	if p.preStall != nil && c.rng.IntN(2) == 0 {
 		// The crash interrupted a stalled fsync: the write never reached
@@ -189,7 +198,7 @@ func (p *peer) crash(why string) {
 	p.inc++
 	p.timerGen++
 	p.timerFired, p.timerAt = false, -1
-	p.inbox, p.calls, p.held = nil, nil, nil
+	p.inbox, p.calls, p.held, p.gone = nil, nil, nil, nil
 	p.paused, p.suspended = false, false
 	p.busyUntil, p.callDelay = 0, 0
 	p.stallNext, p.crashAfterSave, p.crashNow = 0, false, false
@@ -198,6 +207,13 @@ func (p *peer) crash(why string) {
 	p.kv.store, p.kv.queue, p.kv.reads = nil, nil, nil
 	c.endSpan(p)
 	c.event(p.idx, why)
+	if !c.hostDown {
+		// Its kernel closes its sockets.
+		if wasLeader && !c.healed && c.calm(p) {
+			c.fo = failoverWatch{pending: true, old: p.id, at: c.now}
+		}
+		c.endStreams(p, endEOF, c.eofExtra)
+	}
 }
 
 func (p *peer) restart() error {
@@ -241,7 +257,7 @@ func (p *peer) scheduleTimer() {
 // kick runs loop iterations while the peer can run and has work.
 func (p *peer) kick() {
 	for !p.crashed && !p.paused && p.c.now >= p.busyUntil && p.c.err == nil &&
-		(p.timerFired || len(p.inbox) > 0 || len(p.calls) > 0) {
+		(p.timerFired || len(p.inbox) > 0 || len(p.calls) > 0 || len(p.gone) > 0) {
 		p.iterate()
 	}
 }
@@ -257,7 +273,7 @@ var errViolation = errors.New("sim: invariant violated")
 // uniformly among the ready ones), then the Loop's Flush.
 func (p *peer) iterate() {
 	c := p.c
-	var ready [3]int
+	var ready [4]int
 	n := 0
 	if p.timerFired {
 		ready[n] = 0
@@ -269,6 +285,10 @@ func (p *peer) iterate() {
 	}
 	if len(p.calls) > 0 {
 		ready[n] = 2
+		n++
+	}
+	if len(p.gone) > 0 {
+		ready[n] = 3
 		n++
 	}
 	choice := ready[0]
@@ -308,6 +328,24 @@ func (p *peer) iterate() {
 			}
 		}
 		p.calls = p.calls[k:]
+	case 3:
+		// As Node.Run: the messages queued before the report first.
+		for _, m := range p.inbox {
+			p.loop.Receive(m)
+		}
+		p.inbox = nil
+		g := p.gone[0]
+		p.gone = p.gone[1:]
+		taken, _ := p.loop.GoneReports()
+		p.loop.ReportGoneAt(g.id, g.at)
+		te.kind = trCall
+		if now, _ := p.loop.GoneReports(); now > taken {
+			te.note = fmt.Sprintf("proof that p%d is gone: evidence", g.id)
+			c.stats.GoneTaken++
+		} else {
+			te.note = fmt.Sprintf("proof that p%d is gone: ignored", g.id)
+			c.stats.GoneIgnored++
+		}
 	}
 	v, err := p.loop.Flush()
 	switch {

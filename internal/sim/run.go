@@ -59,10 +59,23 @@ const (
 	// inside the old one's lease. Alone in Options.Faults, every schedule
 	// is quiet.
 	FaultQuietRestart
+	// FaultStreamEnd: the signals a transport reads about a peer's
+	// process (streams.go), each of which must not, or must only, start a
+	// fail-over on proof: a peer (often the leader) resets its streams,
+	// closes them with a goodbye, or closes them cleanly without one (its
+	// port accepts the receivers' connections); a firewall rejects the
+	// leader's traffic with resets (its port refuses connections, its
+	// streams end with resets); the leader's process crashes and restarts
+	// at once, its end-of-files arriving after the restart; its host
+	// crashes (no end-of-file at all). Drawn from a plan of its own. (Every
+	// process crash of the other kinds ends its streams with end-of-files:
+	// proof.)
+	FaultStreamEnd
 
 	// AllFaults is every kind.
 	AllFaults = FaultPartition | FaultOneWay | FaultLoss | FaultDup | FaultDelay | FaultCrash |
-		FaultCrashAfterSave | FaultFsyncStall | FaultPause | FaultTransfer | FaultMembership | FaultQuietRestart
+		FaultCrashAfterSave | FaultFsyncStall | FaultPause | FaultTransfer | FaultMembership | FaultQuietRestart |
+		FaultStreamEnd
 )
 
 // quietOneIn: with FaultQuietRestart among others, one schedule in
@@ -128,6 +141,14 @@ type Result struct {
 	// KVCheckUnknown is 1 when the linearizability search gave up
 	// (kvCheckTimeout).
 	KVCheckUnknown int
+
+	// GoneTaken and GoneIgnored count the proofs that a peer is gone
+	// (streams.go) that a peer's core took as evidence about its leader,
+	// or ignored. Failovers are the times from the process crash of the
+	// peer holding the lease to a new leader holding it, named by every
+	// live member, when no other fault was injected meanwhile.
+	GoneTaken, GoneIgnored int
+	Failovers              []time.Duration
 }
 
 // fault is one planned fault: its kind, and the randomness it uses when it
@@ -228,6 +249,17 @@ func Run(opts Options) (Result, error) {
 				f  fault
 			}{t, f})
 			t += time.Duration(plan.ExpFloat64() * float64(meanGap))
+		}
+	}
+	if opts.Faults&FaultStreamEnd != 0 && !quiet {
+		// From a plan of its own: the other faults are what they were.
+		splan := rand.New(rand.NewPCG(opts.Seed, 0x656e6473))
+		meanGap := scale(300*time.Millisecond + time.Duration(splan.Int64N(int64(900*time.Millisecond))))
+		for t := time.Duration(splan.Int64N(int64(meanGap))); t < opts.FaultTime; t += time.Duration(splan.ExpFloat64() * float64(meanGap)) {
+			faults = append(faults, struct {
+				at time.Duration
+				f  fault
+			}{t, fault{kind: FaultStreamEnd, sel: splan.Uint64(), dur: scale(30*time.Millisecond + time.Duration(splan.Int64N(int64(600*time.Millisecond))))}})
 		}
 	}
 	propEvery := between(10*time.Millisecond, 100*time.Millisecond)
@@ -333,6 +365,7 @@ func Run(opts Options) (Result, error) {
 
 // inject makes a planned fault happen now.
 func (c *Cluster) inject(f fault) {
+	c.fo.pending = false // a fail-over timed only when nothing else happens
 	r := rand.New(rand.NewPCG(f.sel, 0x6661756c74))
 	n := len(c.peers)
 	// target picks a live peer: the leader with probability preferLeader.
@@ -509,6 +542,58 @@ func (c *Cluster) inject(f fault) {
 		c.changeMembership(r)
 	case FaultQuietRestart:
 		c.quietRestart(r, f.dur)
+	case FaultStreamEnd:
+		c.streamFault(r, f.dur, target(0.8))
+	}
+}
+
+// streamFault plays FaultStreamEnd once on p.
+func (c *Cluster) streamFault(r *rand.Rand, d time.Duration, p *peer) {
+	if p == nil {
+		return
+	}
+	restartAfter := func(d time.Duration) {
+		inc := p.inc
+		c.after(d, func() {
+			if p.crashed && p.inc == inc && !c.healed {
+				if err := c.Restart(p.id); err != nil && c.err == nil {
+					c.fail("sim", "restart p%d: %v", p.id, err)
+				}
+			}
+		})
+	}
+	switch r.IntN(6) {
+	case 0:
+		c.countFault("stream-reset")
+		c.ResetStreams(p.id)
+	case 1:
+		c.countFault("stream-goodbye")
+		c.CloseStreams(p.id, true)
+	case 2:
+		c.countFault("stream-eof-live")
+		c.CloseStreams(p.id, false)
+	case 3:
+		c.countFault("reject")
+		c.Reject(p.id)
+		gen := c.cutGen
+		c.after(d, func() {
+			if c.cutGen == gen {
+				c.countFault("heal")
+				c.Heal()
+			}
+		})
+	case 4:
+		// Restarted by its supervisor within milliseconds; the
+		// end-of-files arrive after that: its port accepts.
+		c.eofExtra = 5*time.Millisecond + time.Duration(r.Int64N(int64(15*time.Millisecond)))
+		c.countFault("crash-delayed-eof")
+		c.Crash(p.id)
+		c.eofExtra = 0
+		c.fo.pending = false // no fail-over on proof here: not timed
+		restartAfter(time.Millisecond + time.Duration(r.Int64N(int64(3*time.Millisecond))))
+	default:
+		c.CrashHost(p.id)
+		restartAfter(d)
 	}
 }
 

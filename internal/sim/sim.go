@@ -108,6 +108,9 @@ type Options struct {
 	// linkDelay, when set, chooses a message's delay (ok false: the
 	// Network's), for scenarios that need asymmetric links.
 	linkDelay func(from, to uint64) (d time.Duration, ok bool)
+	// endDelay, when set, adds to the delay of the end of a stream from
+	// -> to (streams.go), for scenarios.
+	endDelay func(from, to uint64) time.Duration
 }
 
 // Network describes the simulated network.
@@ -182,6 +185,18 @@ type Cluster struct {
 	confApplied map[uint64]bool
 	// kv: the KV clients' history and the reference (kv.go, kvcheck.go).
 	kv kvState
+
+	// The raft streams (streams.go): lastSent[from][to] is when the last
+	// message from -> to in flight arrives; rejecting: a firewall rejects
+	// the peer's traffic with resets (Reject); srng draws the streams'
+	// delays; hostDown: the crash in progress takes the host down
+	// (CrashHost); fo times a fail-over.
+	lastSent  [][]time.Duration
+	rejecting []bool
+	srng      *rand.Rand
+	hostDown  bool
+	eofExtra  time.Duration // delays the end-of-files of the crash in progress
+	fo        failoverWatch
 }
 
 type timing struct{ tick, hb, et time.Duration }
@@ -231,9 +246,13 @@ func NewCluster(opts Options) (*Cluster, error) {
 	c.undo = registerStream(opts.Seed)
 	total := opts.Peers + opts.Spares
 	c.cut = make([][]bool, total)
+	c.lastSent = make([][]time.Duration, total)
 	for i := range c.cut {
 		c.cut[i] = make([]bool, total)
+		c.lastSent[i] = make([]time.Duration, total)
 	}
+	c.rejecting = make([]bool, total)
+	c.srng = rand.New(rand.NewPCG(opts.Seed, 0x73747265616d))
 	voters := make([]uint64, opts.Peers)
 	for i := range voters {
 		voters[i] = uint64(i + 1)
@@ -383,6 +402,7 @@ func (c *Cluster) afterEvent() {
 		return
 	}
 	c.chk.lease()
+	c.watchFailover()
 }
 
 func (c *Cluster) fail(invariant, format string, args ...any) {
@@ -459,6 +479,7 @@ func (c *Cluster) send(from *peer, m raftpb.Message) {
 			}
 		}
 		c.schedule(event{at: c.now + d, kind: evDeliver, peer: int32(to), from: int32(from.idx), data: data})
+		c.lastSent[from.idx][to] = max(c.lastSent[from.idx][to], c.now+d)
 	}
 }
 
@@ -536,12 +557,16 @@ func (c *Cluster) Heal() {
 	for i := range c.cut {
 		clear(c.cut[i])
 	}
+	clear(c.rejecting)
 	c.cutGen++
 	c.event(-1, "heal")
 }
 
-// Crash kills peer id: its in-memory state, queued messages and timers are
-// gone; what it Saved survives.
+// Crash kills peer id's process: its in-memory state, queued messages and
+// timers are gone; what it Saved survives. Its host stays up: every peer's
+// stream from it ends with an end-of-file, and a connection to its port is
+// refused while it is down (streams.go): proof that it is gone.
+// CrashHost takes the host down with it.
 func (c *Cluster) Crash(id uint64) {
 	if p := c.peer(id); !p.crashed {
 		p.crash("crash")

@@ -104,12 +104,20 @@ func (s *summary) checkCoverage(t *testing.T) {
 		"quiet-restart": per1000(200), "quiet-restart-armed": per1000(150), "heal": per1000(300),
 		"member-add": per1000(100), "member-add-learner": per1000(120), "member-promote": per1000(50),
 		"member-remove": per1000(60), "member-remove-leader": per1000(30), "member-remove-learner": per1000(3),
+		"stream-reset": per1000(200), "stream-goodbye": per1000(200), "stream-eof-live": per1000(200), "reject": per1000(200),
+		"crash-delayed-eof": per1000(200), "crash-host": per1000(200), "probe-refused": per1000(3000), "probe-accepted": per1000(4000),
 	}
 	// A linearizability search that gave up (kvCheckTimeout, 20 s for
 	// histories porcupine checks in milliseconds) proves nothing: tolerated
 	// once in a thousand schedules, as a pathological history could be.
 	if s.kvCheckUnknown > s.schedules/1000 {
 		t.Errorf("%d schedules: %d linearizability checks gave up, want at most %d", s.schedules, s.kvCheckUnknown, s.schedules/1000)
+	}
+	// The fail-over on proof works in the random schedules too (message
+	// loss and delays, 5 and 7 peers): its median stays far below the
+	// election timeout it replaces.
+	if f := slices.Sorted(slices.Values(s.failovers)); len(f) > 0 && f[len(f)/2] > DefaultElectionTimeout/2 {
+		t.Errorf("%d schedules: fail-over on proof takes %v at the median, want at most %v", s.schedules, f[len(f)/2], DefaultElectionTimeout/2)
 	}
 	for _, k := range slices.Sorted(maps.Keys(floors)) {
 		if got := s.faults[k]; got < floors[k] {
@@ -134,6 +142,8 @@ func (s *summary) checkCoverage(t *testing.T) {
 		{"KV linearizable reads served", s.kvReads, per1000(3000)},
 		{"KV reads refused (no lease)", s.kvRefused, per1000(3000)},
 		{"KV writes of unknown outcome", s.kvUnknown, per1000(300)},
+		{"proofs that the leader is gone taken as evidence", s.goneTaken, per1000(700)},
+		{"fail-overs on proof timed", len(s.failovers), per1000(90)},
 	} {
 		if c.got < c.floor {
 			t.Errorf("%d schedules: %d %s, want at least %d", s.schedules, c.got, c.what, c.floor)
@@ -243,6 +253,9 @@ type summary struct {
 	// linearizability searches that gave up.
 	kvSchedules, kvWrites, kvReads, kvCASFailed int
 	kvRefused, kvUnknown, kvCheckUnknown        int
+	// Fail-over on proof: proofs taken and ignored, fail-over times.
+	goneTaken, goneIgnored int
+	failovers              []time.Duration
 }
 
 func (s *summary) add(r Result) {
@@ -279,6 +292,9 @@ func (s *summary) add(r Result) {
 	s.kvUnknown += r.KVUnknown
 	s.kvCheckUnknown += r.KVCheckUnknown
 	s.ttl = append(s.ttl, r.TimeToLeader)
+	s.goneTaken += r.GoneTaken
+	s.goneIgnored += r.GoneIgnored
+	s.failovers = append(s.failovers, r.Failovers...)
 }
 
 func (s *summary) String() string {
@@ -291,6 +307,13 @@ func (s *summary) String() string {
 	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
 	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])
+	}
+	fmt.Fprintf(&b, "\nproofs that a peer is gone: %d taken as evidence about the leader, %d ignored", s.goneTaken, s.goneIgnored)
+	if len(s.failovers) > 0 {
+		f := slices.Sorted(slices.Values(s.failovers))
+		q := func(x float64) time.Duration { return f[min(int(x*float64(len(f))), len(f)-1)] }
+		fmt.Fprintf(&b, "\nfail-over after the process crash of the lease holder, until a new leader holds the lease and every live member names it (%d timed): p50 %v, p90 %v, p99 %v, max %v",
+			len(f), q(0.5).Round(100*time.Microsecond), q(0.9).Round(100*time.Microsecond), q(0.99).Round(100*time.Microsecond), f[len(f)-1].Round(100*time.Microsecond))
 	}
 	if len(s.ttl) > 0 {
 		slices.Sort(s.ttl)

@@ -1,0 +1,143 @@
+package consensus
+
+import (
+	"slices"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// goneEvidence is a follower's proof that the process of the leader it
+// followed in term is gone (ReportGone): see the package doc, "Fail-over
+// on proof that the leader is gone". lead is 0 when there is none.
+type goneEvidence struct{ lead, term uint64 }
+
+// goneStagger separates the campaigns of the survivors, in ticks: the
+// survivor of rank r campaigns r*goneStagger ticks after its evidence.
+const goneStagger = 2
+
+// ReportGone tells the Core that its owner has proof, now, that peer id's
+// process is gone (see the package doc, "Fail-over on proof that the
+// leader is gone"). It is taken only about the leader this peer follows,
+// in its current term, and ignored otherwise; it reports whether it was
+// taken.
+func (c *Core) ReportGone(id uint64) bool { return c.reportGone(id, c.cfg.Now()) }
+
+// reportGone is ReportGone for a proof obtained at time at of the Core's
+// clock (the owner may hand it over later): it is about the leader this
+// peer follows only if this peer followed it, in this term, already at
+// time at.
+func (c *Core) reportGone(id uint64, at time.Duration) bool {
+	c.keepGone() // brings seenLead up to date
+	st := c.rn.BasicStatus()
+	if id == 0 || id == c.cfg.ID || st.RaftState != raft.StateFollower || st.Lead != id {
+		return false
+	}
+	if c.seenLeadSince >= at {
+		// This peer began to follow it (in this term) after the proof
+		// was taken: the proof may be about an older process of it.
+		return false
+	}
+	if c.gone.lead == id && c.gone.term == st.Term {
+		return true // already known; keep the first campaign time
+	}
+	now := c.cfg.Now()
+	c.gone = goneEvidence{lead: id, term: st.Term}
+	c.goneCampaignAt = 0
+	if rank, ok := c.goneRank(id); ok && !c.notCandidate {
+		c.goneCampaignAt = now + time.Duration(rank*goneStagger)*c.cfg.TickInterval
+	}
+	// A transfer vote refused a moment ago for want of this evidence: the
+	// survivors learn of the crash a few milliseconds apart.
+	if d := c.deferredVote; d.Type == raftpb.MsgVote && now-c.deferredAt < c.cfg.ElectionTimeout {
+		c.deferredVote = raftpb.Message{}
+		if d.Term > st.Term {
+			_ = c.Step(d)
+		}
+	}
+	c.maybeFailover(now)
+	return true
+}
+
+// goneRank is this peer's rank among the voters that survive the gone
+// leader, by ID: the order in which they campaign. ok is false when this
+// peer is not a voter.
+func (c *Core) goneRank(gone uint64) (int, bool) {
+	rank := 0
+	for _, v := range c.voters { // sorted
+		switch v {
+		case gone:
+		case c.cfg.ID:
+			return rank, true
+		default:
+			rank++
+		}
+	}
+	return 0, false
+}
+
+// keepGone notes when raft's leader or term changed, and drops the
+// evidence once raft's state leaves it behind: it
+// stands while this peer follows the gone leader in the evidence's term,
+// or has heard of no leader since (it is between elections, in that term
+// or a later one), and is gone for good once another leader, or the same
+// one in another term, is heard of. The Core calls it after every change
+// of raft's state (Step, Tick, a campaign), so that c.gone.lead != 0
+// means the evidence stands.
+func (c *Core) keepGone() {
+	st := c.rn.BasicStatus()
+	if key := [2]uint64{st.Lead, st.Term}; key != c.seenLead {
+		c.seenLead, c.seenLeadSince = key, c.cfg.Now()
+	}
+	if c.gone.lead == 0 {
+		return
+	}
+	if !((st.Lead == c.gone.lead && st.Term == c.gone.term) || (st.Lead == raft.None && st.Term >= c.gone.term)) {
+		c.dropGone()
+	}
+}
+
+func (c *Core) dropGone() {
+	c.gone = goneEvidence{}
+	c.goneCampaignAt = 0
+}
+
+// maybeFailover starts this peer's campaign when its turn has come and
+// the evidence still stands: a transfer-style election (raft's
+// campaignTransfer, as a MsgTimeoutNow starts), which skips pre-vote and
+// the voters' in-lease check; the voters' own evidence is what lets them
+// grant it.
+func (c *Core) maybeFailover(now time.Duration) {
+	if c.goneCampaignAt == 0 || now < c.goneCampaignAt {
+		return
+	}
+	c.goneCampaignAt = 0 // one campaign per evidence; then raft's timer
+	st := c.rn.BasicStatus()
+	if c.gone.lead == 0 || st.RaftState != raft.StateFollower || c.notCandidate {
+		return
+	}
+	if st.Term > c.gone.term && st.Vote != raft.None && st.Vote != c.cfg.ID {
+		return // it granted an earlier survivor's campaign: let it win
+	}
+	_ = c.stepRaft(raftpb.Message{Type: raftpb.MsgTimeoutNow, From: c.gone.lead, To: c.cfg.ID, Term: st.Term})
+	c.keepGone()
+}
+
+// deferVote keeps a transfer vote request refused for want of evidence,
+// the newest of the highest term, for ReportGone to step.
+func (c *Core) deferVote(m raftpb.Message, now time.Duration) {
+	if m.Type != raftpb.MsgVote {
+		return
+	}
+	if d := c.deferredVote; d.Type == raftpb.MsgVote && d.Term > m.Term && now-c.deferredAt < c.cfg.ElectionTimeout {
+		return
+	}
+	m.Entries, m.Snapshot = nil, nil
+	m.Context = slices.Clone(m.Context)
+	c.deferredVote, c.deferredAt = m, now
+}
+
+// GoneEvidence returns the leader and term this peer holds evidence about
+// (ReportGone), or zeros.
+func (c *Core) GoneEvidence() (lead, term uint64) { return c.gone.lead, c.gone.term }

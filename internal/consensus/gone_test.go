@@ -1,0 +1,292 @@
+package consensus
+
+import (
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// crash takes core id out of the network: it steps nothing and every
+// message to it is lost (the process is gone).
+func (n *testNet) crash(id uint64) {
+	n.t.Helper()
+	delete(n.cores, id)
+}
+
+// transferVote is the vote request a transfer-style election of from sends
+// to, at term, with a log as long as to's.
+func (n *testNet) transferVote(from, to, term uint64) raftpb.Message {
+	n.t.Helper()
+	last := lastIndex(n.t, n.cores[to])
+	lt, err := n.cores[to].store.Term(last)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return raftpb.Message{Type: raftpb.MsgVote, From: from, To: to, Term: term, Index: last, LogTerm: lt,
+		Context: []byte("CampaignTransfer")}
+}
+
+// wantFollows fails unless core id follows lead in term.
+func (n *testNet) wantFollows(id, lead, term uint64) {
+	n.t.Helper()
+	if v := n.cores[id].View(); v.Lead != lead || v.Term != term {
+		n.t.Fatalf("core %d: %v of term %d, lead %d; want lead %d in term %d", id, v.Role, v.Term, v.Lead, lead, term)
+	}
+}
+
+// TestGoneFailover: the leader's process is gone; once both survivors hold
+// the proof, the lower ID (rank 0) is elected at once, with no tick and no
+// election timeout, and the other survivor, whose turn (two ticks later)
+// comes after it heard the new leader, does not campaign: one election.
+func TestGoneFailover(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	term := n.cores[2].View().Term
+	n.crash(1)
+	n.now += time.Millisecond
+	for _, id := range []uint64{3, 2} {
+		if !n.cores[id].ReportGone(1) {
+			t.Fatalf("core %d ignored the proof that its leader is gone", id)
+		}
+	}
+	n.pump()
+	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
+		t.Fatalf("core 2 (rank 0) is %v of term %d, want leader of term %d", v.Role, v.Term, term+1)
+	}
+	n.wantFollows(3, 2, term+1)
+	for range 10 { // past core 3's turn
+		n.tickAll(nil)
+	}
+	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
+		t.Fatalf("after core 3's turn core 2 is %v of term %d: a second election", v.Role, v.Term)
+	}
+	n.wantFollows(3, 2, term+1)
+}
+
+// TestGoneNoCampaignAfterNewLeader: a survivor that did not vote in the
+// fail-over election (the request did not reach it) but heard the new
+// leader before its turn does not campaign at its turn: its evidence went
+// when it heard another leader.
+func TestGoneNoCampaignAfterNewLeader(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
+	n.elect(1)
+	term := n.cores[2].View().Term
+	n.crash(1)
+	n.drop = func(m raftpb.Message) bool { return m.Type == raftpb.MsgVote && m.To == 3 }
+	n.now += time.Millisecond
+	for _, id := range []uint64{3, 4, 5, 2} {
+		if !n.cores[id].ReportGone(1) {
+			t.Fatalf("core %d ignored the report", id)
+		}
+	}
+	n.pump()
+	n.drop = nil
+	for _, id := range []uint64{3, 4, 5} {
+		n.wantFollows(id, 2, term+1)
+	}
+	for range 10 { // past everyone's turn
+		n.tickAll(nil)
+	}
+	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
+		t.Fatalf("core 2 is %v of term %d after the other survivors' turns", v.Role, v.Term)
+	}
+	for _, id := range []uint64{3, 4, 5} {
+		n.wantFollows(id, 2, term+1)
+	}
+}
+
+// TestGoneDeferredVote: the rank-0 survivor asks before the other survivor
+// has its proof; that one keeps the request and grants it when its proof
+// comes, without waiting for anything else.
+func TestGoneDeferredVote(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	term := n.cores[2].View().Term
+	n.crash(1)
+	n.now += time.Millisecond
+	n.cores[2].ReportGone(1)
+	n.pump()
+	if v := n.cores[2].View(); v.Role != Candidate || v.Term != term+1 {
+		t.Fatalf("core 2 is %v of term %d, want candidate of term %d", v.Role, v.Term, term+1)
+	}
+	n.wantFollows(3, 1, term) // no proof yet: refused (kept)
+	n.now += 2 * time.Millisecond
+	n.cores[3].ReportGone(1)
+	n.pump()
+	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
+		t.Fatalf("core 2 is %v of term %d after core 3's proof, want leader of term %d", v.Role, v.Term, term+1)
+	}
+	n.wantFollows(3, 2, term+1)
+}
+
+// TestGoneNoEvidenceNoVote: a survivor that has no proof of its own (its
+// leader is alive and talks to it) refuses the transfer-style vote of a
+// peer that claims the leader is gone; the leader keeps its lease.
+func TestGoneNoEvidenceNoVote(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	term := n.cores[2].View().Term
+	n.drop = func(m raftpb.Message) bool { return (m.From == 1 && m.To == 2) || (m.From == 2 && m.To == 1) }
+	n.now += time.Millisecond
+	n.cores[2].ReportGone(1) // core 2 is wrong; core 3 hears the leader
+	n.pump()
+	n.wantFollows(3, 1, term)
+	if v := n.cores[1].View(); v.Role != Leader || v.Term != term {
+		t.Fatalf("the live leader is %v of term %d", v.Role, v.Term)
+	}
+}
+
+// TestGoneOnlyAboutLeader: a report about a follower, about this peer, or
+// made while this peer follows no leader is not evidence: ignored, no
+// campaign.
+func TestGoneOnlyAboutLeader(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	// Nobody leads yet: a report about anyone starts nothing.
+	n.now += time.Second
+	for _, id := range []uint64{2, 3} {
+		if n.cores[1].ReportGone(id) {
+			t.Errorf("core 1, following nobody, took a report about %d", id)
+		}
+	}
+	if n.cores[1].HasReady() {
+		n.pump()
+	}
+	if v := n.cores[1].View(); v.Role != Follower || v.Term != 1 {
+		t.Fatalf("core 1 campaigned on a report while it followed nobody: %+v", v)
+	}
+	n.elect(1)
+	term := n.cores[2].View().Term
+	n.now += time.Millisecond
+	for _, id := range []uint64{3, 2, 9} {
+		if n.cores[2].ReportGone(id) {
+			t.Errorf("core 2 took a report about %d (its leader is 1)", id)
+		}
+		if lead, _ := n.cores[2].GoneEvidence(); lead != 0 {
+			t.Fatalf("core 2 holds evidence about %d after a report about %d", lead, id)
+		}
+	}
+	n.pump()
+	n.wantFollows(2, 1, term)
+	if err := n.step(2, n.transferVote(3, 2, term+1)); err != nil {
+		t.Fatal(err)
+	}
+	n.wantFollows(2, 1, term)
+}
+
+// TestGoneClearedByLeaderMessage: evidence is dropped by any later message
+// from the leader (it is alive): a transfer vote is then refused.
+func TestGoneClearedByLeaderMessage(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	term := n.cores[3].View().Term
+	n.now += time.Millisecond
+	if !n.cores[3].ReportGone(1) {
+		t.Fatal("core 3 ignored the report about its leader")
+	}
+	// The leader's next lease round reaches core 3.
+	n.now += n.cores[1].cfg.HeartbeatInterval
+	n.cores[1].Tick()
+	n.pump()
+	if lead, _ := n.cores[3].GoneEvidence(); lead != 0 {
+		t.Fatalf("core 3 still holds evidence about %d after hearing it", lead)
+	}
+	if err := n.step(3, n.transferVote(2, 3, term+1)); err != nil {
+		t.Fatal(err)
+	}
+	n.wantFollows(3, 1, term)
+}
+
+// TestGoneStaleReport: a proof taken before this peer began to follow its
+// leader in its term (a report that waited in a queue while a new leader
+// was elected) is not about that leader: ignored. One taken while it
+// followed it is taken, even if the leader's last messages were stepped
+// after it (they were in flight before its process died).
+func TestGoneStaleReport(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	n.now += time.Millisecond
+	proofAt := n.now
+	n.cores[1].TransferLeadership(2) // core 2 leads a new term; core 3 follows it from now on
+	n.pump()
+	term := n.cores[3].View().Term
+	n.wantFollows(3, 2, term)
+	n.now += time.Millisecond
+	if n.cores[3].reportGone(2, proofAt) {
+		t.Fatal("core 3 took a proof taken before it followed its leader")
+	}
+	if err := n.step(3, n.transferVote(1, 3, term+1)); err != nil {
+		t.Fatal(err)
+	}
+	n.wantFollows(3, 2, term)
+
+	proofAt = n.now
+	n.now += n.cores[2].cfg.HeartbeatInterval
+	n.cores[2].Tick() // a round steps at core 3 after the proof
+	n.pump()
+	n.now += time.Millisecond
+	if !n.cores[3].reportGone(2, proofAt) {
+		t.Fatal("core 3 ignored a proof taken while it followed its leader")
+	}
+}
+
+// TestGoneEvidenceScopedToLeaderAndTerm: evidence about the leader of term
+// T says nothing about the leader of term T+1: a survivor that follows the
+// new leader refuses a transfer vote against it, though it held evidence
+// about the old one.
+func TestGoneEvidenceScopedToLeaderAndTerm(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
+	n.elect(1)
+	term := n.cores[2].View().Term
+	n.crash(1)
+	n.now += time.Millisecond
+	for _, id := range []uint64{5, 4, 3, 2} {
+		if !n.cores[id].ReportGone(1) {
+			t.Fatalf("core %d ignored the report", id)
+		}
+	}
+	n.pump()
+	for _, id := range []uint64{3, 4, 5} {
+		n.wantFollows(id, 2, term+1)
+	}
+	n.now += time.Millisecond
+	if err := n.step(3, n.transferVote(4, 3, term+2)); err != nil {
+		t.Fatal(err)
+	}
+	n.wantFollows(3, 2, term+1)
+	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
+		t.Fatalf("core 2 is %v of term %d", v.Role, v.Term)
+	}
+}
+
+// TestGoneWakesForItsTurn: a survivor whose turn is later than its next
+// tick would come wakes for it (Loop.NextWake): the loop sleeps between
+// events.
+func TestGoneWakesForItsTurn(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	c := n.cores[3]
+	l := NewLoop(c, LoopConfig{Send: discard})
+	l.Start()
+	before := l.NextWake()
+	n.crash(1)
+	n.now += time.Millisecond
+	l.ReportGone(1)
+	turn := n.now + goneStagger*c.cfg.TickInterval // rank 1
+	wake := l.NextWake()
+	if wake < turn || wake >= turn+c.cfg.TickInterval || wake >= before {
+		t.Fatalf("NextWake %v after the report (turn at %v, before %v)", wake, turn, before)
+	}
+	if taken, ignored := l.GoneReports(); taken != 1 || ignored != 0 {
+		t.Errorf("GoneReports = %d, %d", taken, ignored)
+	}
+	// At its turn, without core 2's election, core 3 campaigns.
+	n.now = wake
+	l.Advance(wake)
+	if _, err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if v := c.View(); v.Role != Candidate {
+		t.Fatalf("core 3 at its turn: %+v", v)
+	}
+}
