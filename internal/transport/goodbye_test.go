@@ -127,6 +127,22 @@ func noProbe(t *testing.T, b *node, g *gone) {
 	}
 }
 
+// starter starts a node, with or without TLS.
+type starter func(t *testing.T, id uint64, opts ...nodeOption) *node
+
+// bothModes runs f without TLS and with TLS.
+func bothModes(t *testing.T, f func(t *testing.T, start starter)) {
+	t.Run("plain", func(t *testing.T) {
+		f(t, func(t *testing.T, id uint64, opts ...nodeOption) *node { return startNode(t, id, opts...) })
+	})
+	t.Run("tls", func(t *testing.T) {
+		p := newTestPKI(t)
+		f(t, func(t *testing.T, id uint64, opts ...nodeOption) *node {
+			return startTLSNode(t, p, id, nil, MuxOptions{}, opts...)
+		})
+	})
+}
+
 // TestGoodbyeOnDeliberateClose: a stream its writer closes on purpose
 // (Close, RemovePeer, a new address) ends with a goodbye, which gives no
 // probe and no PeerGone even though the writer's address refuses.
@@ -140,18 +156,20 @@ func TestGoodbyeOnDeliberateClose(t *testing.T) {
 		{"SetPeer new address", func(a, b *node) { a.tr.SetPeer(b.id, "127.0.0.1:1") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := new(gone)
-			a := startNode(t, 1)
-			b := startNode(t, 2, withPeerGone(g))
-			b.tr.SetPeer(a.id, refusingAddr(t)) // as if a's process were gone
-			streamUp(t, a, b)
-			tc.close(a, b)
-			e := waitEnds(t, b, "a goodbye", func(e StreamEnds) bool { return e.Goodbyes > 0 || e.EOFs > 0 || e.Resets > 0 })
-			if e.Goodbyes != 1 || e.Resets != 0 {
-				t.Errorf("StreamEnds = %+v, want 1 goodbye", e)
-			}
-			b.tr.Close() // waits for any probe
-			noProbe(t, b, g)
+			bothModes(t, func(t *testing.T, start starter) {
+				g := new(gone)
+				a := start(t, 1)
+				b := start(t, 2, withPeerGone(g))
+				b.tr.SetPeer(a.id, refusingAddr(t)) // as if a's process were gone
+				streamUp(t, a, b)
+				tc.close(a, b)
+				e := waitEnds(t, b, "a goodbye", func(e StreamEnds) bool { return e.Goodbyes > 0 || e.EOFs > 0 || e.Resets > 0 })
+				if e.Goodbyes != 1 || e.Resets != 0 {
+					t.Errorf("StreamEnds = %+v, want 1 goodbye", e)
+				}
+				b.tr.Close() // waits for any probe
+				noProbe(t, b, g)
+			})
 		})
 	}
 }
@@ -160,108 +178,116 @@ func TestGoodbyeOnDeliberateClose(t *testing.T) {
 // no goodbye (the peer's kernel closing its sockets), from a peer whose
 // port then refuses, gives PeerGone once.
 func TestPeerGoneOnCrash(t *testing.T) {
-	g := new(gone)
-	rc := new(rawConns)
-	a := startNode(t, 1, withDial(rc))
-	b := startNode(t, 2, withPeerGone(g))
-	b.tr.SetPeer(a.id, a.addr())
-	streamUp(t, a, b)
-	// The process dies: its listener and its sockets close.
-	if err := a.mux.Close(); err != nil {
-		t.Fatal(err)
-	}
-	rc.crash(false)
-	eventually(t, "PeerGone", func() bool { return len(g.calls()) > 0 })
-	b.tr.Close()
-	if ids := g.calls(); len(ids) != 1 || ids[0] != a.id {
-		t.Errorf("PeerGone(%v), want [%d]", ids, a.id)
-	}
-	if e := b.tr.StreamEnds(); e != (StreamEnds{EOFs: 1, ProbesRefused: 1}) {
-		t.Errorf("StreamEnds = %+v, want one end without a goodbye and one refused probe", e)
-	}
+	bothModes(t, func(t *testing.T, start starter) {
+		g := new(gone)
+		rc := new(rawConns)
+		a := start(t, 1, withDial(rc))
+		b := start(t, 2, withPeerGone(g))
+		b.tr.SetPeer(a.id, a.addr())
+		streamUp(t, a, b)
+		// The process dies: its listener and its sockets close.
+		if err := a.mux.Close(); err != nil {
+			t.Fatal(err)
+		}
+		rc.crash(false)
+		eventually(t, "PeerGone", func() bool { return len(g.calls()) > 0 })
+		b.tr.Close()
+		if ids := g.calls(); len(ids) != 1 || ids[0] != a.id {
+			t.Errorf("PeerGone(%v), want [%d]", ids, a.id)
+		}
+		if e := b.tr.StreamEnds(); e != (StreamEnds{EOFs: 1, ProbesRefused: 1}) {
+			t.Errorf("StreamEnds = %+v, want one end without a goodbye and one refused probe", e)
+		}
+	})
 }
 
 // TestNoPeerGoneWhilePortAccepts: the same end of stream from a peer whose
 // port still accepts gives a probe and nothing else.
 func TestNoPeerGoneWhilePortAccepts(t *testing.T) {
-	g := new(gone)
-	rc := new(rawConns)
-	a := startNode(t, 1, withDial(rc))
-	b := startNode(t, 2, withPeerGone(g))
-	b.tr.SetPeer(a.id, a.addr())
-	streamUp(t, a, b)
-	rc.crash(false) // a's listener stays open
-	waitEnds(t, b, "the probe", func(e StreamEnds) bool { return e.ProbesAccepted+e.ProbesRefused+e.ProbesFailed > 0 })
-	b.tr.Close()
-	if e := b.tr.StreamEnds(); e != (StreamEnds{EOFs: 1, ProbesAccepted: 1}) {
-		t.Errorf("StreamEnds = %+v, want one end without a goodbye and one accepted probe", e)
-	}
-	if ids := g.calls(); len(ids) != 0 {
-		t.Errorf("PeerGone(%v), want no call", ids)
-	}
+	bothModes(t, func(t *testing.T, start starter) {
+		g := new(gone)
+		rc := new(rawConns)
+		a := start(t, 1, withDial(rc))
+		b := start(t, 2, withPeerGone(g))
+		b.tr.SetPeer(a.id, a.addr())
+		streamUp(t, a, b)
+		rc.crash(false) // a's listener stays open
+		waitEnds(t, b, "the probe", func(e StreamEnds) bool { return e.ProbesAccepted+e.ProbesRefused+e.ProbesFailed > 0 })
+		b.tr.Close()
+		if e := b.tr.StreamEnds(); e != (StreamEnds{EOFs: 1, ProbesAccepted: 1}) {
+			t.Errorf("StreamEnds = %+v, want one end without a goodbye and one accepted probe", e)
+		}
+		if ids := g.calls(); len(ids) != 0 {
+			t.Errorf("PeerGone(%v), want no call", ids)
+		}
+	})
 }
 
 // TestNoPeerGoneOnReset: a stream that ends with a reset is no proof,
 // even from a peer whose port refuses: no probe, no PeerGone.
 func TestNoPeerGoneOnReset(t *testing.T) {
-	g := new(gone)
-	rc := new(rawConns)
-	a := startNode(t, 1, withDial(rc))
-	b := startNode(t, 2, withPeerGone(g))
-	b.tr.SetPeer(a.id, refusingAddr(t))
-	streamUp(t, a, b)
-	rc.crash(true)
-	waitEnds(t, b, "the reset", func(e StreamEnds) bool { return e.Resets > 0 || e.EOFs > 0 })
-	b.tr.Close()
-	if e := b.tr.StreamEnds(); e.Resets != 1 {
-		t.Errorf("StreamEnds = %+v, want 1 reset", e)
-	}
-	noProbe(t, b, g)
+	bothModes(t, func(t *testing.T, start starter) {
+		g := new(gone)
+		rc := new(rawConns)
+		a := start(t, 1, withDial(rc))
+		b := start(t, 2, withPeerGone(g))
+		b.tr.SetPeer(a.id, refusingAddr(t))
+		streamUp(t, a, b)
+		rc.crash(true)
+		waitEnds(t, b, "the reset", func(e StreamEnds) bool { return e.Resets > 0 || e.EOFs > 0 })
+		b.tr.Close()
+		if e := b.tr.StreamEnds(); e.Resets != 1 {
+			t.Errorf("StreamEnds = %+v, want 1 reset", e)
+		}
+		noProbe(t, b, g)
+	})
 }
 
 // TestWriteTimeoutResets: a writer whose write times out (the reader
 // stopped reading) closes with a reset, which its reader sees as such: no
 // probe, no PeerGone, though the writer's address refuses.
 func TestWriteTimeoutResets(t *testing.T) {
-	g := new(gone)
-	gate := make(chan struct{})
-	var blocked atomic.Bool
-	var once sync.Once
-	release := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(release)
-	a := startNode(t, 1, withDial(&rawConns{maxDial: 1})) // no second stream
-	a.tr.writeTimeout = 100 * time.Millisecond
-	b := startNode(t, 2, withPeerGone(g), func(c *Config) {
-		c.Deliver = func(raftpb.Message) {
-			blocked.Store(true)
-			<-gate
+	bothModes(t, func(t *testing.T, start starter) {
+		g := new(gone)
+		gate := make(chan struct{})
+		var blocked atomic.Bool
+		var once sync.Once
+		release := func() { once.Do(func() { close(gate) }) }
+		t.Cleanup(release)
+		a := start(t, 1, withDial(&rawConns{maxDial: 1})) // no second stream
+		a.tr.writeTimeout = 100 * time.Millisecond
+		b := start(t, 2, withPeerGone(g), func(c *Config) {
+			c.Deliver = func(raftpb.Message) {
+				blocked.Store(true)
+				<-gate
+			}
+		})
+		b.tr.SetPeer(a.id, refusingAddr(t))
+		a.tr.SetPeer(b.id, b.addr())
+		big := raftpb.Message{Type: raftpb.MsgApp, From: 1, To: 2, Entries: []raftpb.Entry{{Data: make([]byte, 256<<10)}}}
+		// Fill the socket buffers until the write times out.
+		deadline := time.Now().Add(waitTimeout)
+		for !a.logs.contains("raft stream to peer broke") {
+			if time.Now().After(deadline) {
+				t.Fatal("a's write never timed out")
+			}
+			a.tr.Send([]raftpb.Message{big})
+			time.Sleep(time.Millisecond)
 		}
+		if !blocked.Load() {
+			t.Fatal("the stream broke before b delivered anything")
+		}
+		release()
+		e := waitEnds(t, b, "the stream's end", func(e StreamEnds) bool { return e.Resets+e.EOFs+e.Goodbyes > 0 })
+		if !a.logs.contains("timeout") {
+			t.Errorf("a's stream broke for another reason than a write time-out")
+		}
+		if e.Resets != 1 {
+			t.Errorf("StreamEnds = %+v, want 1 reset", e)
+		}
+		b.tr.Close()
+		noProbe(t, b, g)
 	})
-	b.tr.SetPeer(a.id, refusingAddr(t))
-	a.tr.SetPeer(b.id, b.addr())
-	big := raftpb.Message{Type: raftpb.MsgApp, From: 1, To: 2, Entries: []raftpb.Entry{{Data: make([]byte, 256<<10)}}}
-	// Fill the socket buffers until the write times out.
-	deadline := time.Now().Add(waitTimeout)
-	for !a.logs.contains("raft stream to peer broke") {
-		if time.Now().After(deadline) {
-			t.Fatal("a's write never timed out")
-		}
-		a.tr.Send([]raftpb.Message{big})
-		time.Sleep(time.Millisecond)
-	}
-	if !blocked.Load() {
-		t.Fatal("the stream broke before b delivered anything")
-	}
-	release()
-	e := waitEnds(t, b, "the stream's end", func(e StreamEnds) bool { return e.Resets+e.EOFs+e.Goodbyes > 0 })
-	if !a.logs.contains("timeout") {
-		t.Errorf("a's stream broke for another reason than a write time-out")
-	}
-	if e.Resets != 1 {
-		t.Errorf("StreamEnds = %+v, want 1 reset", e)
-	}
-	b.tr.Close()
-	noProbe(t, b, g)
 }
 
 // TestResetCloseUnderTLS: resetClose resets the TCP connection under a
