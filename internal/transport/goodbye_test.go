@@ -278,7 +278,12 @@ func TestWriteTimeoutResets(t *testing.T) {
 			t.Fatal("the stream broke before b delivered anything")
 		}
 		release()
-		e := waitEnds(t, b, "the stream's end", func(e StreamEnds) bool { return e.Resets+e.EOFs+e.Goodbyes > 0 })
+		eventually(t, "the stream's end", func() bool {
+			b.tr.mu.RLock()
+			defer b.tr.mu.RUnlock()
+			return b.tr.latest[a.id] == nil
+		})
+		e := b.tr.StreamEnds()
 		if !a.logs.contains("timeout") {
 			t.Errorf("a's stream broke for another reason than a write time-out")
 		}
