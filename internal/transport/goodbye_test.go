@@ -127,6 +127,23 @@ func noProbe(t *testing.T, b *node, g *gone) {
 	}
 }
 
+// probeSettled reports whether n has seen a stream from id end without a
+// goodbye and no probe of id is running (any probe it made is over).
+func probeSettled(n *node, id uint64) bool {
+	n.tr.mu.RLock()
+	defer n.tr.mu.RUnlock()
+	p := n.tr.peers[id]
+	return n.tr.ends.eofs.Load() > 0 && (p == nil || !p.probing.Load())
+}
+
+// probeIdle reports whether no probe of id is running on n.
+func probeIdle(n *node, id uint64) bool {
+	n.tr.mu.RLock()
+	defer n.tr.mu.RUnlock()
+	p := n.tr.peers[id]
+	return p == nil || !p.probing.Load()
+}
+
 // starter starts a node, with or without TLS.
 type starter func(t *testing.T, id uint64, opts ...nodeOption) *node
 
@@ -167,7 +184,8 @@ func TestGoodbyeOnDeliberateClose(t *testing.T) {
 				if e.Goodbyes != 1 || e.Resets != 0 {
 					t.Errorf("StreamEnds = %+v, want 1 goodbye", e)
 				}
-				b.tr.Close() // waits for any probe
+				eventually(t, "no probe running", func() bool { return probeIdle(b, a.id) })
+				b.tr.Close()
 				noProbe(t, b, g)
 			})
 		})
@@ -190,7 +208,7 @@ func TestPeerGoneOnCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		rc.crash(false)
-		eventually(t, "PeerGone", func() bool { return len(g.calls()) > 0 })
+		eventually(t, "the probe", func() bool { return probeSettled(b, a.id) })
 		b.tr.Close()
 		if ids := g.calls(); len(ids) != 1 || ids[0] != a.id {
 			t.Errorf("PeerGone(%v), want [%d]", ids, a.id)
@@ -212,7 +230,7 @@ func TestNoPeerGoneWhilePortAccepts(t *testing.T) {
 		b.tr.SetPeer(a.id, a.addr())
 		streamUp(t, a, b)
 		rc.crash(false) // a's listener stays open
-		waitEnds(t, b, "the probe", func(e StreamEnds) bool { return e.ProbesAccepted+e.ProbesRefused+e.ProbesFailed > 0 })
+		eventually(t, "the probe", func() bool { return probeSettled(b, a.id) })
 		b.tr.Close()
 		if e := b.tr.StreamEnds(); e != (StreamEnds{EOFs: 1, ProbesAccepted: 1}) {
 			t.Errorf("StreamEnds = %+v, want one end without a goodbye and one accepted probe", e)
@@ -235,6 +253,7 @@ func TestNoPeerGoneOnReset(t *testing.T) {
 		streamUp(t, a, b)
 		rc.crash(true)
 		waitEnds(t, b, "the reset", func(e StreamEnds) bool { return e.Resets > 0 || e.EOFs > 0 })
+		eventually(t, "no probe running", func() bool { return probeIdle(b, a.id) })
 		b.tr.Close()
 		if e := b.tr.StreamEnds(); e.Resets != 1 {
 			t.Errorf("StreamEnds = %+v, want 1 reset", e)
@@ -290,6 +309,7 @@ func TestWriteTimeoutResets(t *testing.T) {
 		if e.Resets != 1 {
 			t.Errorf("StreamEnds = %+v, want 1 reset", e)
 		}
+		eventually(t, "no probe running", func() bool { return probeIdle(b, a.id) })
 		b.tr.Close()
 		noProbe(t, b, g)
 	})

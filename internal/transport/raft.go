@@ -745,7 +745,6 @@ func (t *Transport) HandleStream(conn net.Conn) {
 			case err == io.EOF:
 				// A clean end at a frame boundary without a goodbye:
 				// the peer's process may be gone.
-				t.ends.eofs.Add(1)
 				t.probe(h.From, conn, log)
 			case errors.Is(err, syscall.ECONNRESET):
 				t.ends.resets.Add(1)
@@ -821,6 +820,7 @@ func (t *Transport) HandleStream(conn net.Conn) {
 // failure ends the probe.
 func (t *Transport) probe(id uint64, conn net.Conn, log *slog.Logger) {
 	t.mu.Lock()
+	t.ends.eofs.Add(1) // under mu: a probe, if any, has begun when this shows
 	p := t.peers[id]
 	if t.closed || p == nil || t.latest[id] != conn || !p.probing.CompareAndSwap(false, true) {
 		t.mu.Unlock()
