@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -438,4 +440,72 @@ func killOnce(t *testing.T) time.Duration {
 	}
 	t.Logf("kill -9 -> PeerGone: %v (StreamEnds %+v)", d, b.tr.StreamEnds())
 	return d
+}
+
+// TestCloseWhileWritingResets: Close while the writer is stuck in a write
+// (its reader stopped reading) cuts the write short with a reset: Close
+// returns without waiting for the write time-out, and the reader sees a
+// reset, not a clean end.
+func TestCloseWhileWritingResets(t *testing.T) {
+	bothModes(t, func(t *testing.T, start starter) {
+		g := new(gone)
+		gate := make(chan struct{})
+		var once sync.Once
+		release := func() { once.Do(func() { close(gate) }) }
+		t.Cleanup(release)
+		a := start(t, 1, withDial(&rawConns{maxDial: 1}))
+		var blocked atomic.Bool
+		b := start(t, 2, withPeerGone(g), func(c *Config) {
+			c.Deliver = func(raftpb.Message) {
+				blocked.Store(true)
+				<-gate
+			}
+		})
+		b.tr.SetPeer(a.id, refusingAddr(t))
+		a.tr.SetPeer(b.id, b.addr())
+		eventually(t, "b's reader blocked in Deliver", func() bool {
+			a.tr.Send([]raftpb.Message{msg(1, 2, 1)})
+			return blocked.Load()
+		})
+		big := raftpb.Message{Type: raftpb.MsgApp, From: 1, To: 2, Entries: []raftpb.Entry{{Data: make([]byte, 256<<10)}}}
+		// Send until the writer is stuck in a write (the buffers between
+		// it and b's reader are full).
+		deadline := time.Now().Add(waitTimeout)
+		for !writerStuck() {
+			if time.Now().After(deadline) {
+				t.Fatal("a's writer never blocked in a write")
+			}
+			a.tr.Send([]raftpb.Message{big})
+			time.Sleep(time.Millisecond)
+		}
+		within(t, writeTimeout/2, "Close", func() { a.tr.Close() })
+		release()
+		eventually(t, "the stream's end", func() bool {
+			b.tr.mu.RLock()
+			defer b.tr.mu.RUnlock()
+			return b.tr.latest[a.id] == nil
+		})
+		if e := b.tr.StreamEnds(); e.Resets != 1 {
+			t.Errorf("StreamEnds = %+v, want 1 reset", e)
+			b.logs.mu.Lock()
+			t.Logf("b's log:\n%s", strings.Join(*b.logs.lines, "\n"))
+			b.logs.mu.Unlock()
+		}
+		eventually(t, "no probe running", func() bool { return probeIdle(b, a.id) })
+		b.tr.Close()
+		noProbe(t, b, g)
+	})
+}
+
+// writerStuck reports whether some goroutine of a peer's writer is
+// blocked waiting for a write to the network to make progress.
+func writerStuck() bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "(*peer).stream") && strings.Contains(g, "waitWrite") {
+			return true
+		}
+	}
+	return false
 }
