@@ -1367,7 +1367,13 @@ func (c *outConn) goodbye() bool {
 	if _, err := c.conn.Write(frame[:]); err != nil {
 		return false
 	}
-	c.conn.Close()
+	// The reader stops at the goodbye: under TLS, no close_notify (which
+	// could wait on a full buffer), just the TCP close.
+	if tc, ok := tcpOf(c.conn); ok {
+		tc.Close()
+	} else {
+		c.conn.Close()
+	}
 	return true
 }
 
@@ -1377,19 +1383,25 @@ func (c *outConn) goodbye() bool {
 // stream that does not follow a goodbye. A connection that is not TCP
 // underneath is just closed.
 func resetClose(c net.Conn) {
-	raw := c
+	if tc, ok := tcpOf(c); ok {
+		tc.SetLinger(0)
+		tc.Close()
+		return
+	}
+	c.Close()
+}
+
+// tcpOf returns the TCP connection under c's wrappers (TLS, ...), if any.
+func tcpOf(c net.Conn) (*net.TCPConn, bool) {
 	for {
-		if tc, ok := raw.(*net.TCPConn); ok {
-			tc.SetLinger(0)
-			tc.Close()
-			return
+		if tc, ok := c.(*net.TCPConn); ok {
+			return tc, true
 		}
-		u, ok := raw.(interface{ NetConn() net.Conn })
+		u, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
-			c.Close()
-			return
+			return nil, false
 		}
-		raw = u.NetConn()
+		c = u.NetConn()
 	}
 }
 
