@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Multi-host fault tests: real `qcluster agent` processes, one per Linux
 # network namespace, under kill -9, partitions, SIGSTOP, rolling restarts and
-# latency (see test/multihost/doc.go). Needs root and iproute2; installs
-# iproute2 when `ip` is missing. It skips (prints "multihost: skipped:
+# latency, a firewall that rejects the leader's port (see
+# test/multihost/doc.go). Needs root, iproute2 and nftables; installs them
+# when `ip` or `nft` is missing. It skips (prints "multihost: skipped:
 # <reason>", exits 0) only where it cannot apply: not Linux, or not root.
 # As root on Linux it must run: a missing iproute2, namespaces that cannot
 # be made, or a test that skips fail it (exit 1), so CI never stays green
@@ -31,6 +32,14 @@ if ! command -v ip >/dev/null 2>&1; then
   if ! { apt-get update && apt-get install -y iproute2; } >/tmp/multihost-apt.log 2>&1; then
     tail -5 /tmp/multihost-apt.log
     fail "ip (iproute2) is missing and could not be installed"
+  fi
+fi
+
+if ! command -v nft >/dev/null 2>&1; then
+  echo "multihost: nft is missing: installing nftables"
+  if ! { apt-get update && apt-get install -y nftables; } >/tmp/multihost-apt.log 2>&1; then
+    tail -5 /tmp/multihost-apt.log
+    fail "nft (nftables, for the reject scenario) is missing and could not be installed"
   fi
 fi
 

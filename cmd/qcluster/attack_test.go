@@ -188,7 +188,7 @@ func sendRaw(t *testing.T, addr string, m raftpb.Message) {
 	w := bufio.NewWriter(conn)
 	w.WriteString("QCRAFT1\n")
 	var hello []byte
-	hello = append(hello, 2) // version (transport.HelloVersion)
+	hello = append(hello, 3) // version (transport.HelloVersion)
 	hello = binary.BigEndian.AppendUint64(hello, m.From)
 	hello = binary.BigEndian.AppendUint64(hello, m.To)
 	w.Write(binary.BigEndian.AppendUint32(nil, uint32(len(hello))))

@@ -16,7 +16,7 @@
 // then message frames and snapshot frames. A frame is a 4-byte big-endian
 // payload length followed by the payload. The hello payload is
 //
-//	version (1 byte, [HelloVersion], currently 2) | from ID (8 bytes BE) | to ID (8 bytes BE) | cluster name (rest, UTF-8)
+//	version (1 byte, [HelloVersion], currently 3) | from ID (8 bytes BE) | to ID (8 bytes BE) | cluster name (rest, UTF-8)
 //
 // and a message payload is a protobuf-encoded raftpb.Message (whose first
 // byte is never 0). A MsgSnap whose encoding is larger than
@@ -28,10 +28,31 @@
 // where frame 0's body is the snapshot's data length (8 bytes BE, not 0)
 // and the MsgSnap encoded without its Snapshot.Data, and the next frames'
 // bodies are the data, in order, non-empty, up to exactly that length; the
-// receiver then delivers the MsgSnap whole. Version 1, which sent a MsgSnap
-// as one frame of up to 64 MiB, is not spoken: a peer talks to peers of its
-// own version only, and refuses another version's hello. Streams are
-// one-way: the receiver never writes to the connection.
+// receiver then delivers the MsgSnap whole. Streams are one-way: the
+// receiver never writes to the connection.
+//
+// # Goodbye, reset, and a peer whose process is gone
+//
+// A writer that closes its stream deliberately ([Transport.Close],
+// [Transport.RemovePeer], [Transport.SetPeer] with a new address) first
+// sends a goodbye frame, a frame of length 0 (the 4 bytes 0 0 0 0; no
+// message encodes to nothing), and then closes the connection. Every
+// other close (a write that timed out or failed, a stream the reader
+// ended, a goodbye that could not be written within 200ms, Close while a
+// write is under way) is a reset: SO_LINGER 0 on the TCP connection,
+// under TLS too, so the reader sees ECONNRESET. A live writer therefore
+// never ends a stream with a clean end of stream; the kernel of a process
+// that died (kill -9, a panic, an out-of-memory kill) does. When an
+// authenticated inbound stream ends cleanly at a frame boundary without a
+// goodbye, the reader probes the peer: one plain TCP connect to its
+// address (200ms), and only if that is refused (ECONNREFUSED) is
+// [Config.PeerGone] called. [Transport.StreamEnds] counts the goodbyes,
+// resets, ends without a goodbye and the probes' outcomes.
+//
+// Version 2 closed its streams cleanly without a goodbye, which a reader
+// of version 3 would take for a crash; versions 1 (a MsgSnap as one frame
+// of up to 64 MiB) and 2 are not spoken: a peer talks to peers of its own
+// version only, and refuses another version's hello.
 //
 // # Security
 //

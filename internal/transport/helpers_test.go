@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if parent := os.Getenv(childEnvParent); parent != "" {
+		runChild(parent) // until killed
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -26,10 +27,14 @@ import (
 const RaftPreamble = "QCRAFT1\n"
 
 // HelloVersion is the version a raft stream's hello carries, and the only
-// one accepted: 2, whose snapshots larger than a chunk travel as snapshot
-// frames (see the package doc). Version 1 sent a snapshot as one frame of
-// up to 64 MiB. A peer refuses another version's streams (bad_hello).
-const HelloVersion = 2
+// one accepted: 3, whose writer ends every deliberate close with a goodbye
+// frame and every other close with a reset, so that a clean end of stream
+// without a goodbye means the writer's process is gone (see the package
+// doc). Version 2 closed cleanly without a goodbye, which a version-3
+// reader would take for evidence of a crash; version 1 sent a snapshot as
+// one frame of up to 64 MiB. A peer refuses another version's streams
+// (bad_hello).
+const HelloVersion = 3
 
 // Defaults for the zero fields of [Config].
 const (
@@ -68,7 +73,20 @@ const (
 	// may take longer than writeTimeout on a slow link, as long as it
 	// progresses).
 	writeChunk = 256 << 10
+	// goodbyeTimeout bounds the write of a goodbye frame; a goodbye that
+	// cannot be written in time is replaced by a reset.
+	goodbyeTimeout = 200 * time.Millisecond
+	// probeTimeout bounds each TCP dial that probes a peer whose stream
+	// ended without a goodbye.
+	probeTimeout = 200 * time.Millisecond
 )
+
+// probePauses are the pauses before the second and later dials of a probe
+// whose dials are accepted: a process killed with SIGKILL may close its
+// stream sockets before its listener (the kernel releases the files of a
+// dying process in no particular order), so a connect right after the end
+// of stream may still reach the dying listener's backlog.
+var probePauses = [...]time.Duration{10 * time.Millisecond, 40 * time.Millisecond}
 
 // Config configures a [Transport].
 type Config struct {
@@ -171,6 +189,17 @@ type Config struct {
 	// Only for an ID it does not know does the check fall back to NodeID.
 	// It is called on every stream (re)connect and must be cheap.
 	Identifier func(id uint64) (string, bool)
+	// PeerGone, if non-nil, is called with the ID of a peer whose process
+	// is proven gone: its authenticated inbound stream (the newest from it)
+	// ended with a clean end of stream at a frame boundary, without a
+	// goodbye frame, and then one TCP connect to its address (the one
+	// SetPeer gave; plain TCP, probeTimeout 200ms) was refused
+	// (ECONNREFUSED). A goodbye, a connection reset, a truncated frame, a
+	// probe that times out, fails otherwise or is accepted give nothing;
+	// StreamEnds counts each. It is called with no Transport lock held,
+	// from a goroutine of the Transport (never after Close returns), and
+	// must not block long: Close waits for it.
+	PeerGone func(id uint64)
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
 }
@@ -228,6 +257,36 @@ type Refusals struct {
 	DialFailed uint64
 }
 
+// StreamEnds counts how authenticated inbound raft streams ended, and the
+// probes that followed an end without a goodbye (see Config.PeerGone).
+type StreamEnds struct {
+	// Goodbyes: the stream ended with a goodbye frame (the peer closed it
+	// deliberately).
+	Goodbyes uint64
+	// Resets: the stream ended with a connection reset (the peer gave up
+	// on it, or something between us reset it).
+	Resets uint64
+	// EOFs: the stream ended with a clean end of stream at a frame
+	// boundary without a goodbye, which is what a dead process's kernel
+	// sends; a probe follows when the stream was the peer's newest and the
+	// peer has an address.
+	EOFs uint64
+	// ProbesRefused: the probe's connect was refused; Config.PeerGone was
+	// called (unless the Transport was closing).
+	ProbesRefused uint64
+	// ProbesAccepted: the probe's connect was accepted (and closed at
+	// once): the peer's port is alive.
+	ProbesAccepted uint64
+	// ProbesFailed: the probe's connect failed otherwise (a time-out, no
+	// route, a reset, Close).
+	ProbesFailed uint64
+}
+
+// endCounters are StreamEnds as atomics.
+type endCounters struct {
+	goodbyes, resets, eofs, probesRefused, probesAccepted, probesFailed atomic.Uint64
+}
+
 // refusalCounters are Refusals as atomics.
 type refusalCounters struct {
 	badHello, wrongNode, wrongCluster, unauthenticated, wrongIdentity,
@@ -265,9 +324,12 @@ type Transport struct {
 	filter                  atomic.Pointer[Filter]
 	sent, received, dropped typeCounters
 	refused                 refusalCounters
+	ends                    endCounters
 	closing                 atomic.Bool
-	snapBytes               atomic.Int64 // bytes reserved by inbound snapshots being reassembled
-	clientTLS               *tls.Config  // Config.TLS offering ALPNPeer; nil without TLS
+	// writeTimeout is writeTimeout; tests shorten it before SetPeer.
+	writeTimeout time.Duration
+	snapBytes    atomic.Int64 // bytes reserved by inbound snapshots being reassembled
+	clientTLS    *tls.Config  // Config.TLS offering ALPNPeer; nil without TLS
 
 	mu      sync.RWMutex
 	closed  bool
@@ -339,14 +401,15 @@ func New(cfg Config) *Transport {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Transport{
-		clientTLS: clientTLS,
-		cfg:       cfg,
-		log:       log.With("local", cfg.LocalID),
-		ctx:       ctx,
-		stop:      stop,
-		peers:     make(map[uint64]*peer),
-		inbound:   make(map[net.Conn]uint64),
-		latest:    make(map[uint64]net.Conn),
+		writeTimeout: writeTimeout,
+		clientTLS:    clientTLS,
+		cfg:          cfg,
+		log:          log.With("local", cfg.LocalID),
+		ctx:          ctx,
+		stop:         stop,
+		peers:        make(map[uint64]*peer),
+		inbound:      make(map[net.Conn]uint64),
+		latest:       make(map[uint64]net.Conn),
 	}
 }
 
@@ -432,6 +495,20 @@ func (t *Transport) Refusals() Refusals {
 		Stalled:         c.stalled.Load(),
 		BadMessage:      c.badMessage.Load(),
 		DialFailed:      c.dialFailed.Load(),
+	}
+}
+
+// StreamEnds returns the counters of how inbound streams ended and of the
+// probes that followed.
+func (t *Transport) StreamEnds() StreamEnds {
+	c := &t.ends
+	return StreamEnds{
+		Goodbyes:       c.goodbyes.Load(),
+		Resets:         c.resets.Load(),
+		EOFs:           c.eofs.Load(),
+		ProbesRefused:  c.probesRefused.Load(),
+		ProbesAccepted: c.probesAccepted.Load(),
+		ProbesFailed:   c.probesFailed.Load(),
 	}
 }
 
@@ -664,10 +741,23 @@ func (t *Transport) HandleStream(conn net.Conn) {
 			case errors.Is(err, errFrameStalled):
 				t.refused.stalled.Add(1)
 				log.Warn("raft stream closed: frame stalled", "err", err, "timeout", t.cfg.FrameTimeout)
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), t.closing.Load():
+			case t.closing.Load(), errors.Is(err, net.ErrClosed):
+			case err == io.EOF:
+				// A clean end at a frame boundary without a goodbye:
+				// the peer's process may be gone.
+				t.probe(h.From, conn, log)
+			case errors.Is(err, syscall.ECONNRESET):
+				t.ends.resets.Add(1)
+				log.Debug("raft stream reset by peer")
 			default:
 				log.Debug("raft stream closed", "err", err)
 			}
+			return
+		}
+		if len(p) == 0 {
+			// A goodbye: the peer closes the stream deliberately.
+			t.ends.goodbyes.Add(1)
+			log.Debug("raft stream closed by peer with a goodbye")
 			return
 		}
 		var m raftpb.Message
@@ -719,6 +809,76 @@ func (t *Transport) HandleStream(conn net.Conn) {
 		t.cfg.Deliver(m)
 		sr.deadline = sr.deadline.Add(time.Since(began))
 	}
+}
+
+// probe follows the end without a goodbye of conn, the inbound stream from
+// peer id: if conn is still id's newest stream, id is a peer with an
+// address, and no probe of id is running, it dials id's address (plain
+// TCP, probeTimeout each) on a goroutine of the Transport, and calls
+// Config.PeerGone if and only if a connect is refused. An accepted connect
+// is closed at once and tried again after each of probePauses; any other
+// failure ends the probe.
+func (t *Transport) probe(id uint64, conn net.Conn, log *slog.Logger) {
+	t.mu.Lock()
+	t.ends.eofs.Add(1) // under mu: a probe, if any, has begun when this shows
+	p := t.peers[id]
+	if t.closed || p == nil || t.latest[id] != conn || !p.probing.CompareAndSwap(false, true) {
+		t.mu.Unlock()
+		log.Debug("raft stream ended without a goodbye; not probed")
+		return
+	}
+	addr := *p.addr.Load()
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.wg.Done()
+		defer p.probing.Store(false)
+		began := time.Now()
+		var err error
+		for i := 0; ; i++ {
+			err = t.probeDial(addr)
+			if err != nil || i == len(probePauses) {
+				break
+			}
+			timer := time.NewTimer(probePauses[i])
+			select {
+			case <-t.ctx.Done():
+				timer.Stop()
+				err = t.ctx.Err()
+			case <-timer.C:
+			}
+			if err != nil {
+				break
+			}
+		}
+		switch {
+		case err == nil:
+			t.ends.probesAccepted.Add(1)
+			log.Info("raft stream ended without a goodbye; the peer's port accepts", "addr", addr)
+		case errors.Is(err, syscall.ECONNREFUSED):
+			t.ends.probesRefused.Add(1)
+			log.Info("raft stream ended without a goodbye and the peer's port refuses: its process is gone",
+				"addr", addr, "probe", time.Since(began))
+			if cb := t.cfg.PeerGone; cb != nil && !t.closing.Load() {
+				cb(id)
+			}
+		default:
+			t.ends.probesFailed.Add(1)
+			log.Info("raft stream ended without a goodbye; probe failed", "addr", addr, "err", err)
+		}
+	}()
+}
+
+// probeDial makes one TCP connect to addr, closed at once if accepted.
+func (t *Transport) probeDial(addr string) error {
+	ctx, cancel := context.WithTimeout(t.ctx, probeTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		c.Close()
+	}
+	return err
 }
 
 // authenticate checks that an inbound stream claiming to come from node
@@ -835,6 +995,7 @@ type peer struct {
 	lastReport atomic.Int64 // sinceStart of the last Unreachable call; 0 = never
 
 	handshakeWarned atomic.Bool // a failed TLS dial was logged as a warning; reset on success
+	probing         atomic.Bool // a probe of this peer is running
 }
 
 // reportUnreachable calls Config.Unreachable at most once per backoff
@@ -918,7 +1079,7 @@ func (p *peer) dial(addr string) (net.Conn, error) {
 	}
 	tc := tls.Client(conn, p.t.clientTLS)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		conn.Close()
+		resetClose(conn)
 		if p.ctx.Err() == nil {
 			p.t.refused.dialFailed.Add(1)
 			p.logHandshake("raft stream to peer refused: TLS handshake failed", "addr", addr, "err", err)
@@ -932,7 +1093,7 @@ func (p *peer) dial(addr string) (net.Conn, error) {
 		}
 	}
 	if err != nil {
-		conn.Close()
+		resetClose(conn)
 		p.t.refused.dialFailed.Add(1)
 		p.logHandshake("raft stream to peer refused: wrong peer certificate", "addr", addr, "err", err)
 		return nil, err
@@ -969,10 +1130,15 @@ var errPeerClosed = errors.New("connection closed by peer")
 
 // stream writes the preamble, the hello and then queued messages to conn
 // until the peer is stopped or its address changes (nil) or the connection
-// fails (non-nil). It always closes conn.
-func (p *peer) stream(conn net.Conn) error {
-	// Closing conn is what unblocks a write stuck on a dead peer at Close.
-	stopClose := context.AfterFunc(p.ctx, func() { conn.Close() })
+// fails (non-nil). It always closes conn: after a goodbye frame when it
+// returns nil and the goodbye can be written within goodbyeTimeout, and
+// with a reset otherwise, so the reader never sees a clean end of stream
+// from a live writer.
+func (p *peer) stream(conn net.Conn) (err error) {
+	oc := &outConn{conn: conn, ctx: p.ctx}
+	// Resetting conn is what unblocks a write stuck on a dead peer at
+	// Close; an idle writer says goodbye instead.
+	stopInterrupt := context.AfterFunc(p.ctx, oc.interrupt)
 	// The receiver never writes: any read result means the stream is over
 	// (refused, peer restarted, ...), which we learn without waiting for a
 	// write to fail.
@@ -989,13 +1155,18 @@ func (p *peer) stream(conn net.Conn) error {
 		_, readErr = conn.Read(b[:])
 	}()
 	defer func() {
-		stopClose()
-		conn.Close()
+		stopInterrupt()
+		if err != nil || !oc.goodbye() {
+			resetClose(conn)
+		}
 		<-broken
 	}()
 
 	w := frameWriter{conn: conn, bw: bufio.NewWriterSize(conn, writeBufferSize), max: p.t.cfg.MaxFrameSize,
-		chunk: p.t.cfg.SnapshotChunkSize}
+		chunk: p.t.cfg.SnapshotChunkSize, timeout: p.t.writeTimeout}
+	if !oc.begin() {
+		return errStopped // before the hello: nothing to say goodbye to
+	}
 	w.refreshDeadline()
 	w.bw.WriteString(RaftPreamble)
 	w.bw.Write(appendHelloFrame(w.bw.AvailableBuffer(), hello{
@@ -1004,6 +1175,7 @@ func (p *peer) stream(conn net.Conn) error {
 	if err := w.bw.Flush(); err != nil {
 		return err
 	}
+	oc.end()
 	// cur is the snapshot being sent in chunks, one chunk per round
 	// between the other messages; later ones wait their turn. Whatever is
 	// left of them when the stream ends is dropped.
@@ -1058,6 +1230,13 @@ func (p *peer) stream(conn net.Conn) error {
 				more = true
 			default:
 			}
+		}
+		if !oc.begin() {
+			// Stopped meanwhile: m is dropped with the queue.
+			if more {
+				p.t.drop(&m)
+			}
+			return nil
 		}
 		// The round's messages by type: sent once flushed, dropped if the
 		// connection fails first.
@@ -1116,6 +1295,7 @@ func (p *peer) stream(conn net.Conn) error {
 			fail()
 			return err
 		}
+		oc.end()
 		batch.addTo(&p.t.sent)
 		for ; snaps > 0; snaps-- {
 			p.t.snapshotDone(p.id, true)
@@ -1125,6 +1305,103 @@ func (p *peer) stream(conn net.Conn) error {
 			p.t.snapshotDone(p.id, true)
 			cur = nil
 		}
+	}
+}
+
+// errStopped ends a stream stopped before its hello was written.
+var errStopped = errors.New("stopped")
+
+// outConn is an outbound stream's connection as its writer and the
+// interruption at Close or RemovePeer share it: a writer in a write round
+// is cut short with a reset; an idle one says goodbye itself.
+type outConn struct {
+	conn    net.Conn
+	ctx     context.Context // the peer's: canceled by Close or RemovePeer
+	mu      sync.Mutex
+	writing bool // in a write round, which may block on a stuck peer
+}
+
+// begin starts a write round; false if the peer is being stopped, when
+// the writer should return (and say goodbye).
+func (c *outConn) begin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// end ends a write round.
+func (c *outConn) end() {
+	c.mu.Lock()
+	c.writing = false
+	c.mu.Unlock()
+}
+
+// interrupt runs once the peer's context is canceled: it resets the
+// connection if a write round is under way (begin, which checks the
+// context under the same lock, starts no new one).
+func (c *outConn) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.writing {
+		resetClose(c.conn)
+	}
+}
+
+// goodbye writes a goodbye frame (an empty frame) within goodbyeTimeout
+// and closes the connection; false, with the connection still open, if
+// the goodbye could not be written.
+func (c *outConn) goodbye() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.writing {
+		return false // interrupted or failed in a round: reset
+	}
+	if c.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout)) != nil {
+		return false
+	}
+	var frame [frameHeaderSize]byte // length 0
+	if _, err := c.conn.Write(frame[:]); err != nil {
+		return false
+	}
+	// The reader stops at the goodbye: under TLS, no close_notify (which
+	// could wait on a full buffer), just the TCP close.
+	if tc, ok := tcpOf(c.conn); ok {
+		tc.Close()
+	} else {
+		c.conn.Close()
+	}
+	return true
+}
+
+// resetClose closes c with a TCP reset (SO_LINGER 0, on the TCP
+// connection under TLS, without a close_notify), so that its reader sees
+// ECONNRESET rather than a clean end of stream: every close of an outbound
+// stream that does not follow a goodbye. A connection that is not TCP
+// underneath is just closed.
+func resetClose(c net.Conn) {
+	if tc, ok := tcpOf(c); ok {
+		tc.SetLinger(0)
+		tc.Close()
+		return
+	}
+	c.Close()
+}
+
+// tcpOf returns the TCP connection under c's wrappers (TLS, ...), if any.
+func tcpOf(c net.Conn) (*net.TCPConn, bool) {
+	for {
+		if tc, ok := c.(*net.TCPConn); ok {
+			return tc, true
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil, false
+		}
+		c = u.NetConn()
 	}
 }
 
@@ -1145,6 +1422,7 @@ type frameWriter struct {
 	chunk   int // a MsgSnap whose encoding is larger is sent in chunks of this size
 	scratch []byte
 	setAt   time.Time
+	timeout time.Duration // writeTimeout
 }
 
 // refreshDeadline pushes the write deadline to writeTimeout from now unless
@@ -1152,11 +1430,11 @@ type frameWriter struct {
 // no progress for (at least 3/4 of) writeTimeout.
 func (w *frameWriter) refreshDeadline() {
 	now := time.Now()
-	if now.Sub(w.setAt) < writeTimeout/4 {
+	if now.Sub(w.setAt) < w.timeout/4 {
 		return
 	}
 	w.setAt = now
-	w.conn.SetWriteDeadline(now.Add(writeTimeout))
+	w.conn.SetWriteDeadline(now.Add(w.timeout))
 }
 
 // write buffers m as one frame. It reports false (and no error) if m was

@@ -473,3 +473,27 @@ func (c *cluster) post(i int, path string) error {
 	}
 	return nil
 }
+
+// peerGoneLog is in the line the raft transport logs when it has proven a
+// peer's process gone (a stream ended without a goodbye, then a refused
+// connect; internal/transport, Config.PeerGone).
+const peerGoneLog = "its process is gone"
+
+// logCount counts the lines of agent i's log (over all its runs) that
+// contain s.
+func (c *cluster) logCount(i int, s string) int {
+	b, err := os.ReadFile(c.agents[i].logPath)
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), s)
+}
+
+// logCounts is logCount for every agent.
+func (c *cluster) logCounts(s string) []int {
+	n := make([]int, len(c.agents))
+	for i := range c.agents {
+		n[i] = c.logCount(i, s)
+	}
+	return n
+}

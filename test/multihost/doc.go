@@ -3,16 +3,20 @@
 // namespace of its own, the hosts are wired to a bridge by veth pairs, and
 // faults are made the way they happen on real machines: kill -9, network
 // partitions, paused processes (SIGSTOP), rolling restarts, latency
-// (tc netem), and a leader that leaves the cluster (POST /v1/self/leave)
-// and comes back with its data deleted, joining as a new member.
+// (tc netem), a firewall that rejects a live leader's peer port with TCP
+// resets (nftables), and a leader that leaves the cluster (POST
+// /v1/self/leave) and comes back with its data deleted, joining as a new
+// member.
 //
 // The tests are behind the build tag multihost and need root and iproute2
-// (ip, and tc for the latency scenario). Run them with
+// (ip, and tc for the latency scenario), and nft (nftables) for the reject
+// scenario. Run them with
 //
 //	go test -tags multihost -count=1 -v ./test/multihost/
 //
-// or with .ci/multihost.sh, which installs iproute2 when it is missing and
-// skips the suite with a printed reason when it cannot run. Without root,
+// or with .ci/multihost.sh, which installs iproute2 and nftables when
+// they are missing and skips the suite with a printed reason when it
+// cannot run. Without root,
 // or where `ip netns add` fails, the tests skip and say why.
 //
 // # Topology
@@ -79,6 +83,19 @@
 //   - election rounds: the terms each fail-over used;
 //   - spurious changes: leaderships (terms with a peer claiming is_leader)
 //     beyond those the faults called for (must be 0 in the idle scenario).
+//
+// The kill -9 scenarios also print the fail-over's p50 and p99 over their
+// trials, and how many survivors' raft transports proved the killed
+// leader's process gone (its stream ended without a goodbye and a connect
+// to its port was refused; at least one must). The reject scenario (3
+// peers) adds an nftables table in the leader's host that answers every
+// TCP packet to or from its peer port on eth0 with a TCP reset, both ways
+// (UDP with an ICMP port unreachable): the live leader's streams are reset
+// and a connect to it is refused. That is no proof that its process is
+// gone: the survivors must agree on a new leader no sooner than the
+// election timeout less a heartbeat interval (less 20% for the tick and
+// the sampling) after the cut, and no survivor's transport may log the
+// proof.
 //
 // In the 3-peer kill -9, partition and SIGSTOP scenarios a writer in the
 // test process PUTs keys w/<scenario>/0, w/<scenario>/1, ... (one at a

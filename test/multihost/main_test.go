@@ -155,7 +155,11 @@ func hostsUnavailable(tools ...string) string {
 	}
 	for _, tool := range append([]string{"ip"}, tools...) {
 		if _, err := exec.LookPath(tool); err != nil {
-			return tool + " (iproute2) is not installed: apt-get install -y iproute2"
+			pkg := map[string]string{"nft": "nftables"}[tool]
+			if pkg == "" {
+				pkg = "iproute2"
+			}
+			return tool + " (" + pkg + ") is not installed: apt-get install -y " + pkg
 		}
 	}
 	probe.once.Do(func() {

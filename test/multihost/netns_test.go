@@ -206,6 +206,63 @@ func (tp *topology) heal() error {
 	return errors.Join(errs...)
 }
 
+// rejectTable is the nftables table reject adds in a host's namespace.
+const rejectTable = "qcmhreject"
+
+// reject cuts host i's peer port off the data network while its agent
+// stays alive, the way a firewall that rejects does: an nftables table in
+// the host's namespace answers every TCP packet to or from port on eth0
+// with a TCP reset (`reject with tcp reset`: an established connection is
+// reset, a connect is refused), in both directions, and every UDP packet
+// (gossip) with an ICMP port unreachable. The resets the rules send out
+// pass (nftables cannot reject a reset); the management link is left
+// alone, so the monitor still sees the host.
+func (tp *topology) reject(i, port int) error {
+	p := strconv.Itoa(port)
+	ruleset := `table inet ` + rejectTable + ` {
+	chain in {
+		type filter hook input priority 0; policy accept;
+		iifname "eth0" tcp dport ` + p + ` reject with tcp reset
+		iifname "eth0" tcp sport ` + p + ` reject with tcp reset
+		iifname "eth0" udp dport ` + p + ` reject
+		iifname "eth0" udp sport ` + p + ` reject
+	}
+	chain out {
+		type filter hook output priority 0; policy accept;
+		oifname "eth0" tcp flags & rst == rst accept
+		oifname "eth0" tcp dport ` + p + ` reject with tcp reset
+		oifname "eth0" tcp sport ` + p + ` reject with tcp reset
+		oifname "eth0" udp dport ` + p + ` reject
+		oifname "eth0" udp sport ` + p + ` reject
+	}
+}
+`
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", tp.hosts[i].ns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(ruleset)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft -f in %s: %v: %s", tp.hosts[i].ns, err, out)
+	}
+	return nil
+}
+
+// unreject removes what reject added in host i.
+func (tp *topology) unreject(i int) error {
+	return runCmd("ip", "netns", "exec", tp.hosts[i].ns, "nft", "delete", "table", "inet", rejectTable)
+}
+
+// connectFrom makes one TCP connect from host from's namespace to host
+// to's data address and port, and returns its error (nil if accepted).
+func (tp *topology) connectFrom(from, to, port int) error {
+	out, err := exec.Command("ip", "netns", "exec", tp.hosts[from].ns, "timeout", "2",
+		"bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", tp.hosts[to].dataIP, port)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // netem delays every frame a host sends by delay ± jitter: with
 // `tc qdisc replace dev eth0 root netem delay <delay> <jitter>` in every
 // host, or in the user-space switch.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ func TestThreePeers(t *testing.T) {
 	c.scenario(t, "kill -9 leader", withWriter("kill", scenarioKillLeader))
 	c.scenario(t, "partition leader", withWriter("partition", scenarioPartitionLeader))
 	c.scenario(t, "SIGSTOP leader 3xET", withWriter("stop", scenarioStopLeader))
+	c.scenario(t, "reject leader with tcp reset", scenarioRejectLeader)
 	c.scenario(t, "rolling restart", scenarioRollingRestart)
 	c.scenario(t, "leader leaves, rejoins", scenarioLeaveLeader)
 }
@@ -244,16 +246,98 @@ func (s *scen) must(err error) {
 // a new one, restart the old one and let it rejoin.
 func scenarioKillLeader(s *scen) {
 	c := s.c
+	proofs := 0 // survivors' transports that proved the killed leader gone
 	for range *flagReps {
 		l, _ := s.stable()
 		t0 := c.mon.now()
+		before := c.logCounts(peerGoneLog)
 		s.must(c.kill(l))
 		s.t.Logf("killed %s at %v into the scenario", c.names[l], (t0 - s.start).Round(time.Millisecond))
 		s.r.faults++
 		s.failover(c.others(l), t0, "kill -9 "+c.names[l])
+		for _, i := range c.others(l) {
+			if c.logCount(i, peerGoneLog) > before[i] {
+				proofs++
+			}
+		}
 		s.must(c.start(l))
 	}
 	s.stable()
+	if proofs == 0 {
+		// Each survivor's stream from the killed leader ends with the
+		// leader's kernel's FIN, and a connect to its port is refused:
+		// the transport must see it at least once over the kills.
+		s.t.Errorf("no survivor's transport proved a killed leader's process gone (no %q in their logs)", peerGoneLog)
+	}
+	s.r.note("kill -9 → all survivors agree on the new leader: p50 %s, p99 %s ms over %d trials; %d of %d survivors' transports proved the killed leader's process gone",
+		pctMS(s.r.failovers, 50), pctMS(s.r.failovers, 99), len(s.r.failovers), proofs, len(s.r.failovers)*(len(c.agents)-1))
+}
+
+// pctMS renders the p-th percentile (nearest rank) of ds in milliseconds.
+func pctMS(ds []time.Duration, p int) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	k := (p*len(s) + 99) / 100 // nearest rank, 1-based
+	return fmt.Sprintf("%.0f", ms(s[max(k, 1)-1]))
+}
+
+// scenarioRejectLeader: a firewall rule rejects the live leader's peer
+// port with TCP resets (see topology.reject), both ways: its streams are
+// reset and a connect to its port is refused, as when its process is gone,
+// but it is alive. A reset or a refused connect is no proof that a
+// leader's process is gone, so the others must wait out the election
+// timeout (no fast election): the new leader is agreed no sooner than
+// the election timeout less a heartbeat interval after the cut (the last
+// heartbeat may have arrived just before it), less 20% for the
+// election's tick and the monitor's sampling. No split brain, no lease
+// overlap (judged as in every scenario); the old leader lets its lease
+// lapse; after the rule is removed all agree again.
+func scenarioRejectLeader(s *scen) {
+	requireHosts(s.t, "nft", "bash", "timeout")
+	c := s.c
+	floor := (c.tm.election - c.tm.heartbeat) * 8 / 10
+	var letGo []time.Duration
+	for range *flagReps {
+		l, _ := s.stable()
+		before := c.logCounts(peerGoneLog)
+		t0 := c.mon.now()
+		s.must(c.topo.reject(l, agentPort))
+		s.r.faults++
+		survivor := c.others(l)[0]
+		if err := c.topo.connectFrom(survivor, l, agentPort); err == nil || !strings.Contains(err.Error(), "refused") {
+			s.t.Fatalf("with the reject rule, a connect from %s to %s's port gave %v, want connection refused", c.names[survivor], c.names[l], err)
+		}
+		nl := s.failover(c.others(l), t0, "reject "+c.names[l])
+		if d := s.r.failovers[len(s.r.failovers)-1]; d < floor {
+			s.t.Errorf("reject %s: the new leader %s was agreed %v after the cut, before the election timeout allows (%v less a heartbeat interval, less 20%%: %v): a live leader was deposed on a reset or a refused connect",
+				c.names[l], c.names[nl], d, c.tm.election, floor)
+		}
+		lapsed := func(latest []sample) bool {
+			x := latest[l]
+			return x.ok && x.sent >= t0 && !x.st.IsLeader
+		}
+		if _, ok := c.mon.waitUntil(t0+c.stableTimeout(), lapsed); !ok {
+			s.t.Errorf("the rejected old leader %s still claims leadership %v after the cut", c.names[l], c.stableTimeout())
+		} else {
+			at, _ := c.mon.firstTrue(t0, lapsed)
+			letGo = append(letGo, at-t0)
+		}
+		for _, i := range c.others(l) {
+			if c.logCount(i, peerGoneLog) > before[i] {
+				s.t.Errorf("the transport of %s took the rejected, live leader %s for gone (its log says %q)", c.names[i], c.names[l], peerGoneLog)
+			}
+		}
+		tHeal := c.mon.now()
+		s.must(c.topo.unreject(l))
+		if _, _, _, ok := c.waitStable(tHeal, c.stableTimeout()); !ok {
+			s.t.Fatalf("after the rule was removed the peers did not settle on a leader within %v", c.stableTimeout())
+		}
+	}
+	s.r.note("new leader agreed no sooner than %v after the cut (election timeout %v, heartbeat %v); the rejected old leader stopped claiming %s ms after the cut",
+		floor, c.tm.election, c.tm.heartbeat, durStats(letGo))
 }
 
 // scenarioPartitionLeader: cut the leader off the data network. The rest
