@@ -296,6 +296,14 @@ func (c *Cluster) newTransport() *transport.Transport {
 				n.ReportSnapshot(id, ok)
 			}
 		},
+		// The transport's proof that a peer's process is gone (its stream
+		// ended without a goodbye and a connect to it was refused): when it
+		// is the leader, the survivors elect a new one at once.
+		PeerGone: func(id uint64) {
+			if n := c.node(); n != nil {
+				n.PeerGone(id)
+			}
+		},
 		Logger: c.log.With("component", "transport"),
 	})
 }
