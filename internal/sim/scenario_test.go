@@ -360,6 +360,11 @@ var regressionSeeds = []struct {
 	{110394, "stale MsgTimeoutNow (delayed 53 ms) after an aborted transfer"},
 	{2433, "stale MsgTimeoutNow at a transferee paused past the abort, 76 ms of the old lease left"},
 	{857, "stale MsgTimeoutNow, 7 peers, the old leader paused with its lease"},
+	// The model's firewall (Reject) outlived the partition that replaced
+	// its cuts: a live leader's clean end-of-file got through while its
+	// port still "refused", a false proof, and the checker caught the
+	// early election; fixed in Cluster.Partition.
+	{713515180698, "false proof: a stale firewall reject with the links healed"},
 }
 
 func TestRegressionSeeds(t *testing.T) {

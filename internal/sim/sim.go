@@ -531,6 +531,7 @@ func (c *Cluster) Partition(groups ...[]uint64) {
 			c.cut[i][j] = group[i] != group[j]
 		}
 	}
+	clear(c.rejecting) // the new cuts replace the firewall's rules (Reject sets its own after)
 	c.cutGen++
 	c.event(-1, fmt.Sprintf("partition %v", groups))
 }
