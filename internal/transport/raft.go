@@ -1135,7 +1135,7 @@ var errPeerClosed = errors.New("connection closed by peer")
 // with a reset otherwise, so the reader never sees a clean end of stream
 // from a live writer.
 func (p *peer) stream(conn net.Conn) (err error) {
-	oc := &outConn{conn: conn, ctx: p.ctx}
+	oc := &outConn{conn: conn, ctx: p.ctx, interrupted: make(chan struct{})}
 	// Resetting conn is what unblocks a write stuck on a dead peer at
 	// Close; an idle writer says goodbye instead.
 	stopInterrupt := context.AfterFunc(p.ctx, oc.interrupt)
@@ -1155,7 +1155,9 @@ func (p *peer) stream(conn net.Conn) (err error) {
 		_, readErr = conn.Read(b[:])
 	}()
 	defer func() {
-		stopInterrupt()
+		if !stopInterrupt() {
+			<-oc.interrupted // no goroutine of the stream outlives it
+		}
 		if err != nil || !oc.goodbye() {
 			resetClose(conn)
 		}
@@ -1319,6 +1321,8 @@ type outConn struct {
 	ctx     context.Context // the peer's: canceled by Close or RemovePeer
 	mu      sync.Mutex
 	writing bool // in a write round, which may block on a stuck peer
+	// interrupted is closed when interrupt has run.
+	interrupted chan struct{}
 }
 
 // begin starts a write round; false if the peer is being stopped, when
@@ -1344,6 +1348,7 @@ func (c *outConn) end() {
 // connection if a write round is under way (begin, which checks the
 // context under the same lock, starts no new one).
 func (c *outConn) interrupt() {
+	defer close(c.interrupted)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.writing {
