@@ -85,8 +85,10 @@ const (
 // whose dials are accepted: a process killed with SIGKILL may close its
 // stream sockets before its listener (the kernel releases the files of a
 // dying process in no particular order), so a connect right after the end
-// of stream may still reach the dying listener's backlog.
-var probePauses = [...]time.Duration{10 * time.Millisecond, 40 * time.Millisecond}
+// of stream may still reach the dying listener's backlog. They double,
+// from 1ms to 32ms (63ms in all, at most 7 connects to a live peer).
+var probePauses = [...]time.Duration{1 * time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond,
+	8 * time.Millisecond, 16 * time.Millisecond, 32 * time.Millisecond}
 
 // Config configures a [Transport].
 type Config struct {
@@ -192,10 +194,13 @@ type Config struct {
 	// PeerGone, if non-nil, is called with the ID of a peer whose process
 	// is proven gone: its authenticated inbound stream (the newest from it)
 	// ended with a clean end of stream at a frame boundary, without a
-	// goodbye frame, and then one TCP connect to its address (the one
-	// SetPeer gave; plain TCP, probeTimeout 200ms) was refused
-	// (ECONNREFUSED). A goodbye, a connection reset, a truncated frame, a
-	// probe that times out, fails otherwise or is accepted give nothing;
+	// goodbye frame, and then a TCP connect to its address (the one
+	// SetPeer gave; plain TCP, 200ms each) was refused (ECONNREFUSED); a
+	// connect that is accepted is closed and made again after 1, 2, 4, 8,
+	// 16 and 32ms, since a killed process's listener may close a moment
+	// after its streams. A goodbye, a connection reset, a truncated frame,
+	// a probe that times out, fails otherwise or is accepted every time
+	// give nothing;
 	// StreamEnds counts each. It is called with no Transport lock held,
 	// from a goroutine of the Transport (never after Close returns), and
 	// must not block long: Close waits for it.
@@ -1135,7 +1140,7 @@ var errPeerClosed = errors.New("connection closed by peer")
 // with a reset otherwise, so the reader never sees a clean end of stream
 // from a live writer.
 func (p *peer) stream(conn net.Conn) (err error) {
-	oc := &outConn{conn: conn, ctx: p.ctx}
+	oc := &outConn{conn: conn, ctx: p.ctx, interrupted: make(chan struct{})}
 	// Resetting conn is what unblocks a write stuck on a dead peer at
 	// Close; an idle writer says goodbye instead.
 	stopInterrupt := context.AfterFunc(p.ctx, oc.interrupt)
@@ -1155,7 +1160,9 @@ func (p *peer) stream(conn net.Conn) (err error) {
 		_, readErr = conn.Read(b[:])
 	}()
 	defer func() {
-		stopInterrupt()
+		if !stopInterrupt() {
+			<-oc.interrupted // no goroutine of the stream outlives it
+		}
 		if err != nil || !oc.goodbye() {
 			resetClose(conn)
 		}
@@ -1319,6 +1326,8 @@ type outConn struct {
 	ctx     context.Context // the peer's: canceled by Close or RemovePeer
 	mu      sync.Mutex
 	writing bool // in a write round, which may block on a stuck peer
+	// interrupted is closed when interrupt has run.
+	interrupted chan struct{}
 }
 
 // begin starts a write round; false if the peer is being stopped, when
@@ -1344,6 +1353,7 @@ func (c *outConn) end() {
 // connection if a write round is under way (begin, which checks the
 // context under the same lock, starts no new one).
 func (c *outConn) interrupt() {
+	defer close(c.interrupted)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.writing {
