@@ -185,7 +185,7 @@ func (c *Cluster) discardFounding() error {
 		if err := os.Remove(filepath.Join(c.cfg.DataDir, storage.FileName)); err != nil {
 			return fmt.Errorf("discard the founding state: %w", err)
 		}
-		if store, err = storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.observeFsync}); err != nil {
+		if store, err = storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.ObserveFsync}); err != nil {
 			return fmt.Errorf("reopen data_dir: %w", err)
 		}
 		// Close reads the store after waiting for this loop.

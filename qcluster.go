@@ -243,7 +243,7 @@ type Cluster struct {
 	watch   watchers
 	tenures tenures // leader-scoped work (leaderwork.go), ended by onView
 	events  eventHub
-	metrics *metrics
+	metrics peerMetrics
 
 	metaMu    sync.Mutex // guards metaCache
 	metaCache map[string]metaCacheEntry
@@ -321,7 +321,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.snap.Store(s)
 	c.watch.init()
 	c.mode = newMode(c)
-	c.metrics = newMetrics(cfg.Registerer, c.log, c)
+	c.metrics = newPeerMetrics(c)
 	return c, nil
 }
 
@@ -605,7 +605,7 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	if prev.closed {
 		return
 	}
-	c.metrics.observeView(v)
+	c.metrics.ObserveView(v)
 	// A new snapshot at every call (every tick), changed or not: its
 	// anchor keeps IsLeader's estimate of the node clock from
 	// extrapolating far (snapshot.nodeNow).
