@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/storage"
@@ -241,7 +242,7 @@ type Cluster struct {
 
 	snap    atomic.Pointer[snapshot]
 	watch   watchers
-	tenures tenures // leader-scoped work (leaderwork.go), ended by onView
+	tenures *leaderwork.Tracker // leader-scoped work (leaderwork.go), ended by onView
 	events  eventHub
 	metrics peerMetrics
 
@@ -320,6 +321,7 @@ func New(cfg Config) (*Cluster, error) {
 	s.at, s.atNode = c.anchor()
 	c.snap.Store(s)
 	c.watch.init()
+	c.tenures = leaderwork.NewTracker(cfg.Identifier, tenureLease{c}, ErrClosed)
 	c.mode = newMode(c)
 	c.metrics = newPeerMetrics(c)
 	return c, nil
@@ -622,7 +624,7 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	}
 	// Before the messages of this view leave (consensus.Loop.send): work
 	// scoped to a lease this view no longer holds ends here.
-	c.tenures.check()
+	c.tenures.Check()
 	st := State{Identifier: c.cfg.Identifier, Role: Role(v.Role), Term: v.Term, IsLeader: v.IsLeaderAt(now)}
 	if id, ok := c.reportedLeader(&v, now); ok {
 		st.Leader, st.HasLeader = *c.peer(id), true
@@ -682,7 +684,7 @@ func (c *Cluster) peer(id uint64) *Peer {
 func (c *Cluster) publishClosed() {
 	prev := c.snap.Load()
 	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true, at: prev.at, atNode: prev.atNode})
-	c.tenures.check()
+	c.tenures.Check()
 	// A closed peer is a follower (none, masterless) of no leader.
 	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: c.mode.role(consensus.View{}), Term: prev.view.Term})
 }
