@@ -45,6 +45,7 @@ import (
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/registry"
+	"github.com/qcluster/qcluster/internal/seeds"
 	"github.com/qcluster/qcluster/internal/storage"
 )
 
@@ -249,9 +250,7 @@ type Cluster struct {
 	metaMu    sync.Mutex // guards metaCache
 	metaCache map[string]metaCacheEntry
 
-	seedMu  sync.Mutex // guards seeds
-	seeds   []string   // gossip addresses waiting to be joined
-	seedCh  chan struct{}
+	seeds   *seeds.Queue          // gossip addresses waiting to be joined
 	joinErr atomic.Pointer[error] // the last failed self-registration attempt
 
 	clientOnce sync.Once
@@ -307,7 +306,7 @@ func New(cfg Config) (*Cluster, error) {
 		base:       time.Now(),
 		clock:      consensus.NewClock(),
 		regChanged: make(chan struct{}),
-		seedCh:     make(chan struct{}, 1),
+		seeds:      seeds.New(cfg.Identifier, log),
 		done:       make(chan struct{}),
 		health:     newAppHealth(cfg.HealthCheck),
 		kv:         newKVState(),

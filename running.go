@@ -191,7 +191,7 @@ func (c *Cluster) serve(r *running) {
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.seedLoop(r.ctx)
+		c.seeds.Run(r.ctx, r.gossip)
 	}()
 }
 
