@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/health"
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/registry"
@@ -258,7 +259,7 @@ type Cluster struct {
 	sec        *security    // TLS and gossip keys (set by Start)
 
 	// health is the application's health check (Config.HealthCheck).
-	health *appHealth
+	health *health.Check
 	// leadFailing holds the node IDs of the other members whose health
 	// check fails as gossip says (leader mode): a follower does not name
 	// a leader whose check fails, since that leader holds no lease and
@@ -308,7 +309,7 @@ func New(cfg Config) (*Cluster, error) {
 		regChanged: make(chan struct{}),
 		seeds:      seeds.New(cfg.Identifier, log),
 		done:       make(chan struct{}),
-		health:     newAppHealth(cfg.HealthCheck),
+		health:     health.New(cfg.HealthCheck),
 		kv:         newKVState(),
 	}
 	host, port := cfg.AdvertiseHostPort()
