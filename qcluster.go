@@ -35,7 +35,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,6 +44,7 @@ import (
 	"github.com/qcluster/qcluster/internal/health"
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/peercall"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/seeds"
 	"github.com/qcluster/qcluster/internal/storage"
@@ -255,8 +255,8 @@ type Cluster struct {
 	joinErr atomic.Pointer[error] // the last failed self-registration attempt
 
 	clientOnce sync.Once
-	client     *http.Client // requests to other peers (see call)
-	sec        *security    // TLS and gossip keys (set by Start)
+	client     *peercall.Client // requests to other peers (see call)
+	sec        *security        // TLS and gossip keys (set by Start)
 
 	// health is the application's health check (Config.HealthCheck).
 	health *health.Check
