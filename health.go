@@ -3,14 +3,10 @@ package qcluster
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
-	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/health"
 	"github.com/qcluster/qcluster/internal/membership"
 )
 
@@ -32,80 +28,23 @@ import (
 
 // Health-check states (Member.Check, SetHealth).
 const (
-	CheckNone    = "none"    // the peer has no health_check
-	CheckPassing = "passing" // its application's check passes
-	CheckFailing = "failing" // it fails: the peer is no candidate for leadership
+	CheckNone    = health.None    // the peer has no health_check
+	CheckPassing = health.Passing // its application's check passes
+	CheckFailing = health.Failing // it fails: the peer is no candidate for leadership
 )
 
 // Errors of SetHealth.
 var (
 	// ErrNoTTLCheck: SetHealth on a peer whose config has no
 	// health_check.ttl.
-	ErrNoTTLCheck = errors.New(`qcluster: the config has no "health_check": {"ttl": ...}; the application's reports go nowhere`)
+	ErrNoTTLCheck = health.ErrNoTTLCheck
 	// ErrInvalidHealth: a status other than "passing" or "failing", or an
 	// output over MaxHealthOutput bytes or not UTF-8.
-	ErrInvalidHealth = errors.New("qcluster: invalid health report")
+	ErrInvalidHealth = health.ErrInvalidHealth
 )
 
 // MaxHealthOutput bounds the output of a health report.
-const MaxHealthOutput = 4096
-
-// appHealth is this peer's application health: its check's state and the
-// last output, and, for a TTL check, when the application last said it
-// passes.
-type appHealth struct {
-	cfg  *HealthCheckConfig // nil: no check
-	kick chan struct{}      // wakes healthLoop (capacity 1)
-
-	mu       sync.Mutex
-	status   string
-	output   string
-	reported time.Time // TTL: the last "passing" report
-}
-
-func newAppHealth(cfg *HealthCheckConfig) *appHealth {
-	h := &appHealth{cfg: cfg, kick: make(chan struct{}, 1), status: CheckNone}
-	if cfg != nil {
-		h.status, h.output = CheckFailing, "no result yet"
-	}
-	return h
-}
-
-// state returns the check's state at now: a TTL check whose last
-// "passing" is older than the TTL fails.
-func (h *appHealth) state(now time.Time) (status, output string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cfg != nil && h.cfg.TTL > 0 && h.status == CheckPassing && now.Sub(h.reported) > time.Duration(h.cfg.TTL) {
-		h.status = CheckFailing
-		h.output = fmt.Sprintf("TTL expired: no report within %v", time.Duration(h.cfg.TTL))
-	}
-	return h.status, h.output
-}
-
-// expiry returns when a TTL check that passes now will fail without a
-// new report (zero: never).
-func (h *appHealth) expiry() time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cfg == nil || h.cfg.TTL <= 0 || h.status != CheckPassing {
-		return time.Time{}
-	}
-	return h.reported.Add(time.Duration(h.cfg.TTL))
-}
-
-func (h *appHealth) set(status, output string, now time.Time) {
-	h.mu.Lock()
-	h.status, h.output = status, output
-	if status == CheckPassing {
-		h.reported = now
-	}
-	h.mu.Unlock()
-	select {
-	case h.kick <- struct{}{}:
-	default:
-	}
-}
+const MaxHealthOutput = health.MaxOutput
 
 // SetHealth reports the application's health for a TTL health check
 // (Config.HealthCheck.TTL): status "passing" or "failing", with a short
@@ -114,25 +53,19 @@ func (h *appHealth) set(status, output string, now time.Time) {
 // fails. It returns ErrNoTTLCheck without a TTL check, ErrInvalidHealth
 // for a bad report, ErrClosed after Close.
 func (c *Cluster) SetHealth(status, output string) error {
-	if c.health.cfg == nil || c.health.cfg.TTL <= 0 {
-		return ErrNoTTLCheck
-	}
-	if status != CheckPassing && status != CheckFailing {
-		return fmt.Errorf(`%w: status %q; use "passing" or "failing"`, ErrInvalidHealth, status)
-	}
-	if len(output) > MaxHealthOutput || !utf8.ValidString(output) {
-		return fmt.Errorf("%w: output must be UTF-8 of at most %d bytes", ErrInvalidHealth, MaxHealthOutput)
+	if err := c.health.Validate(status, output); err != nil {
+		return err
 	}
 	if c.snap.Load().closed {
 		return ErrClosed
 	}
-	c.health.set(status, output, time.Now())
+	c.health.Set(status, output, time.Now())
 	return nil
 }
 
 // Health returns this peer's health-check state ("none", "passing" or
 // "failing") and the check's last output.
-func (c *Cluster) Health() (status, output string) { return c.health.state(time.Now()) }
+func (c *Cluster) Health() (status, output string) { return c.health.State(time.Now()) }
 
 // healthLoop applies the check's state: to the election core (candidacy),
 // to gossip (what the others see), and, while it fails on the leader, by
@@ -142,13 +75,13 @@ func (c *Cluster) healthLoop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		status, output := c.health.state(time.Now())
+		status, output := c.health.State(time.Now())
 		if status != applied {
 			c.applyCheck(ctx, status, output)
 			applied = status
 		}
 		wait := time.Hour
-		if exp := c.health.expiry(); !exp.IsZero() {
+		if exp := c.health.Expiry(); !exp.IsZero() {
 			wait = max(time.Until(exp)+time.Millisecond, time.Millisecond)
 		}
 		if status == CheckFailing && c.leading() {
@@ -161,7 +94,7 @@ func (c *Cluster) healthLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-c.health.kick:
+		case <-c.health.Changed():
 		case <-timer.C:
 		}
 	}
@@ -290,61 +223,9 @@ func allFailing(voters []uint64, failing map[uint64]bool) bool {
 	return len(voters) > 0
 }
 
-// httpCheckLoop polls health_check.http every interval until ctx ends: a
-// 2xx answer passes; Failures failures in a row fail.
-func (c *Cluster) httpCheckLoop(ctx context.Context) {
-	hc := c.health.cfg
-	tr := &http.Transport{Proxy: nil, MaxIdleConns: 1, IdleConnTimeout: 2 * time.Duration(hc.Interval)}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: time.Duration(hc.Timeout),
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	ticker := time.NewTicker(time.Duration(hc.Interval))
-	defer ticker.Stop()
-	fails := 0
-	for {
-		ok, output := httpCheck(ctx, client, hc.HTTP)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case ok:
-			fails = 0
-			c.health.set(CheckPassing, output, time.Now())
-		default:
-			fails++
-			if fails >= hc.Failures {
-				c.health.set(CheckFailing, output, time.Now())
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-	}
-}
-
-// httpCheck runs one HTTP check.
-func httpCheck(ctx context.Context, client *http.Client, url string) (bool, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false, err.Error()
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return false, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-	out := fmt.Sprintf("HTTP GET %s: %s %s", url, resp.Status, body)
-	if !utf8.ValidString(out) {
-		out = fmt.Sprintf("HTTP GET %s: %s", url, resp.Status)
-	}
-	return resp.StatusCode >= 200 && resp.StatusCode < 300, out
-}
-
 // startHealth starts the health-check goroutines (Start holds c.mu).
 func (c *Cluster) startHealth(ctx context.Context) {
-	if c.health.cfg == nil {
+	if c.health.Config() == nil {
 		return
 	}
 	c.wg.Add(1)
@@ -352,11 +233,11 @@ func (c *Cluster) startHealth(ctx context.Context) {
 		defer c.wg.Done()
 		c.healthLoop(ctx)
 	}()
-	if c.health.cfg.HTTP != "" {
+	if c.health.Config().HTTP != "" {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.httpCheckLoop(ctx)
+			c.health.RunHTTP(ctx)
 		}()
 	}
 }

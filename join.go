@@ -1,12 +1,11 @@
 package qcluster
 
 import (
-	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -24,8 +23,8 @@ import (
 	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/config"
 	"github.com/qcluster/qcluster/internal/consensus"
-	"github.com/qcluster/qcluster/internal/httpclient"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/peercall"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/storage"
 )
@@ -185,7 +184,7 @@ func (c *Cluster) discardFounding() error {
 		if err := os.Remove(filepath.Join(c.cfg.DataDir, storage.FileName)); err != nil {
 			return fmt.Errorf("discard the founding state: %w", err)
 		}
-		if store, err = storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.observeFsync}); err != nil {
+		if store, err = storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.ObserveFsync}); err != nil {
 			return fmt.Errorf("reopen data_dir: %w", err)
 		}
 		// Close reads the store after waiting for this loop.
@@ -957,48 +956,7 @@ func (c *Cluster) toLeader(ctx context.Context, method, path string, body, out a
 // token, and decodes the JSON answer into out (when not nil). API errors
 // come back as the SDK's errors.
 func (c *Cluster) call(ctx context.Context, addr, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	scheme := "http://"
-	if c.sec.tlsOn() {
-		scheme = "https://"
-	}
-	req, err := http.NewRequestWithContext(ctx, method, scheme+addr+path, rd)
-	if err != nil {
-		return err
-	}
-	// Every change needs it, even with no body (see api's cross-site
-	// checks).
-	req.Header.Set("Content-Type", "application/json")
-	if c.cfg.APIToken != "" {
-		req.Header.Set("Authorization", "Bearer "+c.cfg.APIToken)
-	}
-	resp, err := c.httpClient().Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e api.Error
-		if json.Unmarshal(data, &e) != nil || e.Code == "" {
-			return fmt.Errorf("%s %s: HTTP %d", method, addr, resp.StatusCode)
-		}
-		return fromAPIError(e)
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
+	return c.peerClient().Call(ctx, addr, method, path, body, out)
 }
 
 // fromAPIError turns another peer's API error into the SDK's error: its
@@ -1014,14 +972,14 @@ func fromAPIError(e api.Error) error {
 	return fmt.Errorf("qcluster: %s (%s)", e.Error, e.Code)
 }
 
-// httpClient is the client for requests to other peers.
-func (c *Cluster) httpClient() *http.Client {
+// peerClient is the client for requests to other peers (internal/peercall).
+func (c *Cluster) peerClient() *peercall.Client {
 	c.clientOnce.Do(func() {
-		o := httpclient.Options{HTTP1: true} // HTTP, not the peer protocol
+		var tlsCfg *tls.Config
 		if c.sec != nil {
-			o.TLS = c.sec.clientTLS
+			tlsCfg = c.sec.clientTLS
 		}
-		c.client = httpclient.New(o)
+		c.client = peercall.New(c.cfg.APIToken, tlsCfg, fromAPIError)
 	})
 	return c.client
 }

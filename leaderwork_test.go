@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/leaderwork"
 )
 
 // slowLease: timings under which a lease lasts long enough (about 880 ms)
@@ -36,16 +37,8 @@ type workRun struct {
 	done  chan struct{} // closed when fn saw leaderCtx end
 }
 
-// tenureOf returns the tenure behind a leaderCtx.
-func tenureOf(ctx context.Context) *tenure { return ctx.(*leaderContext).t }
-
 // lostAt returns when the tenure of r ended (zero while it lasts).
-func (r *workRun) lostAt() time.Time {
-	t := tenureOf(r.ctx)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.lostAt
-}
+func (r *workRun) lostAt() time.Time { return leaderwork.Of(r.ctx).LostAt() }
 
 // workLog runs RunWhileLeader on every peer of a test cluster and records
 // each call of fn, by one clock (this process's).
@@ -272,13 +265,13 @@ func TestTenureEndsBeforeTransferLeaves(t *testing.T) {
 	tc := newTestCluster(t, 3, slowLease)
 	leader := tc.waitLeader(20 * time.Second)
 	ctx := ctxTimeout(t, 30*time.Second)
-	var tn *tenure
+	var tn *leaderwork.Tenure
 	waitFor(t, 10*time.Second, "a tenure on the leader", func() bool {
-		tn = leader.gain(ctx)
+		tn = leader.tenures.Gain(ctx)
 		return tn != nil
 	})
-	defer tn.release()
-	if left := time.Until(tn.deadline()); left < 200*time.Millisecond {
+	defer tn.Release()
+	if left := time.Until(tn.Deadline()); left < 200*time.Millisecond {
 		t.Logf("only %v of lease left: the timer may explain the result", left)
 	}
 	start := time.Now()
@@ -289,15 +282,15 @@ func TestTenureEndsBeforeTransferLeaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tn.isLost() || tn.ctx.Err() == nil {
-		t.Fatalf("the transfer has been sent and the tenure lasts (%v of its lease left)", time.Until(tn.deadline()))
+	if !tn.IsLost() || tn.Context().Err() == nil {
+		t.Fatalf("the transfer has been sent and the tenure lasts (%v of its lease left)", time.Until(tn.Deadline()))
 	}
-	t.Logf("tenure ended %v after the transfer call began", tn.lostAt.Sub(start))
-	if cause := context.Cause(tn.ctx); !errors.Is(cause, ErrLeadershipLost) || !strings.Contains(cause.Error(), "gave the lease up") {
+	t.Logf("tenure ended %v after the transfer call began", tn.LostAt().Sub(start))
+	if cause := context.Cause(tn.Context()); !errors.Is(cause, ErrLeadershipLost) || !strings.Contains(cause.Error(), "gave the lease up") {
 		t.Errorf("cause %v, want ErrLeadershipLost: gave the lease up", cause)
 	}
-	if d, _ := tn.ctx.Deadline(); d.After(tn.lostAt) {
-		t.Errorf("Deadline %v after the loss at %v", d, tn.lostAt)
+	if d, _ := tn.Context().Deadline(); d.After(tn.LostAt()) {
+		t.Errorf("Deadline %v after the loss at %v", d, tn.LostAt())
 	}
 }
 
@@ -372,10 +365,7 @@ func TestRunWhileLeaderReturns(t *testing.T) {
 			if n == 1 {
 				continue
 			}
-			tn := tenureOf(leaderCtx)
-			tn.mu.Lock()
-			why := tn.why
-			tn.mu.Unlock()
+			why := leaderwork.Of(leaderCtx).Why()
 			if !errors.Is(why, ErrLeadershipLost) {
 				t.Fatalf("fn was called %d times while the peer kept its lease (first tenure: %v)", n, why)
 			}

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/qcluster/qcluster/api"
-	"github.com/qcluster/qcluster/internal/consensus"
 )
 
 // promScrape is one parsed GET /metrics answer.
@@ -141,7 +140,7 @@ func checkLeadership(scrapes []promScrape, leader int) []string {
 	var terms []float64
 	for i, s := range scrapes {
 		isLeader := s.get(&problems, "qcluster_is_leader")
-		if want := b2f(i == leader); isLeader != want {
+		if want := map[bool]float64{true: 1}[i == leader]; isLeader != want {
 			problems = append(problems, fmt.Sprintf("%s: is_leader %v, want %v", s.peer, isLeader, want))
 		}
 		if v := s.get(&problems, "qcluster_lease_valid"); v != isLeader {
@@ -393,32 +392,4 @@ func TestMetricsOnCallersRegisterer(t *testing.T) {
 		!strings.Contains(e.Error, "Registerer") {
 		t.Errorf("GET /metrics without a Gatherer: %d %+v %v", resp.StatusCode, e, err)
 	}
-}
-
-func TestElectionCounting(t *testing.T) {
-	m := newMetrics(nil, testLogger(t), &Cluster{cfg: DefaultConfig().WithDefaults(), log: testLogger(t)})
-	const (
-		F = consensus.Follower
-		P = consensus.PreCandidate
-		C = consensus.Candidate
-		L = consensus.Leader
-	)
-	// A pre-vote that fails, one that wins, a step-down, a win seen in one
-	// step (roles passed through within one Ready), and a lost election
-	// with a second round.
-	for _, step := range [][2]consensus.Role{{F, P}, {P, F}, {F, P}, {P, C}, {C, L}, {L, F}, {F, L}, {L, F}, {F, C}, {C, P}, {P, F}} {
-		m.roleChanged(step[0], step[1])
-	}
-	got := []float64{counterValue(m.electionsStarted), counterValue(m.electionsWon), counterValue(m.electionsLost)}
-	if want := []float64{4, 2, 2}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("started, won, lost = %v, want %v", got, want)
-	}
-}
-
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		panic(err)
-	}
-	return m.GetCounter().GetValue()
 }

@@ -85,7 +85,7 @@ func (l leaderMode) start(ctx context.Context, r *running) error {
 			conn.Close() // not ready yet; the peer dials again
 		}
 	})
-	store, err := storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.observeFsync})
+	store, err := storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.ObserveFsync})
 	if err != nil {
 		return fmt.Errorf("qcluster: open data_dir %q: %w", c.cfg.DataDir, err)
 	}

@@ -35,15 +35,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/health"
+	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/peercall"
 	"github.com/qcluster/qcluster/internal/registry"
+	"github.com/qcluster/qcluster/internal/seeds"
 	"github.com/qcluster/qcluster/internal/storage"
 )
 
@@ -241,24 +244,22 @@ type Cluster struct {
 
 	snap    atomic.Pointer[snapshot]
 	watch   watchers
-	tenures tenures // leader-scoped work (leaderwork.go), ended by onView
+	tenures *leaderwork.Tracker // leader-scoped work (leaderwork.go), ended by onView
 	events  eventHub
-	metrics *metrics
+	metrics peerMetrics
 
 	metaMu    sync.Mutex // guards metaCache
 	metaCache map[string]metaCacheEntry
 
-	seedMu  sync.Mutex // guards seeds
-	seeds   []string   // gossip addresses waiting to be joined
-	seedCh  chan struct{}
+	seeds   *seeds.Queue          // gossip addresses waiting to be joined
 	joinErr atomic.Pointer[error] // the last failed self-registration attempt
 
 	clientOnce sync.Once
-	client     *http.Client // requests to other peers (see call)
-	sec        *security    // TLS and gossip keys (set by Start)
+	client     *peercall.Client // requests to other peers (see call)
+	sec        *security        // TLS and gossip keys (set by Start)
 
 	// health is the application's health check (Config.HealthCheck).
-	health *appHealth
+	health *health.Check
 	// leadFailing holds the node IDs of the other members whose health
 	// check fails as gossip says (leader mode): a follower does not name
 	// a leader whose check fails, since that leader holds no lease and
@@ -306,9 +307,9 @@ func New(cfg Config) (*Cluster, error) {
 		base:       time.Now(),
 		clock:      consensus.NewClock(),
 		regChanged: make(chan struct{}),
-		seedCh:     make(chan struct{}, 1),
+		seeds:      seeds.New(cfg.Identifier, log),
 		done:       make(chan struct{}),
-		health:     newAppHealth(cfg.HealthCheck),
+		health:     health.New(cfg.HealthCheck),
 		kv:         newKVState(),
 	}
 	host, port := cfg.AdvertiseHostPort()
@@ -320,8 +321,9 @@ func New(cfg Config) (*Cluster, error) {
 	s.at, s.atNode = c.anchor()
 	c.snap.Store(s)
 	c.watch.init()
+	c.tenures = leaderwork.NewTracker(cfg.Identifier, tenureLease{c}, ErrClosed)
 	c.mode = newMode(c)
-	c.metrics = newMetrics(cfg.Registerer, c.log, c)
+	c.metrics = newPeerMetrics(c)
 	return c, nil
 }
 
@@ -605,7 +607,7 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	if prev.closed {
 		return
 	}
-	c.metrics.observeView(v)
+	c.metrics.ObserveView(v)
 	// A new snapshot at every call (every tick), changed or not: its
 	// anchor keeps IsLeader's estimate of the node clock from
 	// extrapolating far (snapshot.nodeNow).
@@ -622,7 +624,7 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	}
 	// Before the messages of this view leave (consensus.Loop.send): work
 	// scoped to a lease this view no longer holds ends here.
-	c.tenures.check()
+	c.tenures.Check()
 	st := State{Identifier: c.cfg.Identifier, Role: Role(v.Role), Term: v.Term, IsLeader: v.IsLeaderAt(now)}
 	if id, ok := c.reportedLeader(&v, now); ok {
 		st.Leader, st.HasLeader = *c.peer(id), true
@@ -682,7 +684,7 @@ func (c *Cluster) peer(id uint64) *Peer {
 func (c *Cluster) publishClosed() {
 	prev := c.snap.Load()
 	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true, at: prev.at, atNode: prev.atNode})
-	c.tenures.check()
+	c.tenures.Check()
 	// A closed peer is a follower (none, masterless) of no leader.
 	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: c.mode.role(consensus.View{}), Term: prev.view.Term})
 }

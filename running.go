@@ -115,12 +115,12 @@ func (c *Cluster) Start(ctx context.Context) error {
 		return fmt.Errorf("qcluster: %w", err)
 	}
 	c.sec = sec
-	if err := c.metrics.register(c.cfg.Identifier); err != nil {
+	if err := c.metrics.Register(c.cfg.Identifier); err != nil {
 		return err
 	}
 	r, err := c.bind()
 	if err != nil {
-		c.metrics.unregister()
+		c.metrics.Unregister()
 		return err
 	}
 	c.run.Store(r)
@@ -130,7 +130,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := c.mode.start(ctx, r); err != nil {
 		_ = c.stop()
 		c.run.Store(nil)
-		c.metrics.unregister()
+		c.metrics.Unregister()
 		return err
 	}
 	c.started = true
@@ -162,8 +162,8 @@ func (c *Cluster) bind() (*running, error) {
 		Handler: api.NewHandlerWithOptions(newAPIBackend(c), api.Options{
 			Token:        c.cfg.APIToken,
 			ProtectReads: c.cfg.APIProtectReads,
-			Metrics:      c.metrics.handler(),
-			OnRequest:    c.metrics.observeRequest,
+			Metrics:      c.metrics.Handler(),
+			OnRequest:    c.metrics.ObserveRequest,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		// Idle keep-alive connections count against max_conns_per_ip.
@@ -191,7 +191,7 @@ func (c *Cluster) serve(r *running) {
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.seedLoop(r.ctx)
+		c.seeds.Run(r.ctx, r.gossip)
 	}()
 }
 
@@ -255,7 +255,7 @@ func (c *Cluster) Close() error {
 	c.watch.closeAll()
 	c.events.closeAll()
 	if c.started {
-		c.metrics.unregister()
+		c.metrics.Unregister()
 		if c.client != nil {
 			c.client.CloseIdleConnections()
 		}
@@ -321,7 +321,7 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 			HeartbeatInterval: time.Duration(c.cfg.HeartbeatInterval),
 			ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
 			Logger:            c.log,
-			Hooks:             c.metrics.hooks(),
+			Hooks:             c.metrics.Hooks(),
 			AcceptProposal:    c.acceptProposal,
 			Vouch:             c.vouch,
 			NotCandidate:      c.cfg.HealthCheck != nil, // until the check passes
