@@ -1,6 +1,7 @@
 package qcluster
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -20,8 +21,22 @@ func TestJoinerCatchesUpWithLargeRegistry(t *testing.T) {
 	for i := range n {
 		p := Peer{Host: "127.0.0.1", Port: 1 + i, Identifier: fmt.Sprintf("learner-%03d", i),
 			Metadata: map[string]any{"blob": blob, "i": float64(i)}}
-		if err := leader.AddPeer(ctxTimeout(t, 60*time.Second), p, false); err != nil {
-			t.Fatalf("AddPeer %d: %v", i, err)
+		// ErrNoLeader is a documented answer: under -race on a loaded
+		// machine the one voter's node loop can be held (applying and
+		// snapshotting a registry of megabytes) longer than its lease, and
+		// it leads again at its next round. The test is about the joiner's
+		// catch-up, so it waits for the leader and asks again, as a caller
+		// would.
+		for {
+			err := leader.AddPeer(ctxTimeout(t, 60*time.Second), p, false)
+			if errors.Is(err, ErrNoLeader) {
+				leader = tc.waitLeader(20 * time.Second)
+				continue
+			}
+			if err != nil {
+				t.Fatalf("AddPeer %d: %v", i, err)
+			}
+			break
 		}
 	}
 	t.Logf("added %d members in %v; registry snapshot %d bytes", n, time.Since(start), len(leader.reg.Load().Snapshot()))
