@@ -1,0 +1,256 @@
+package qcluster
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/qcluster/qcluster/internal/kv"
+)
+
+// sessionExists reports whether c's own store holds session id.
+func sessionExists(c *Cluster, id uint64) bool {
+	_, ok := c.kv.store.Session(id)
+	return ok
+}
+
+// holdsFor fails the test if cond stops holding before d has passed
+// (polled), and returns when d has passed.
+func holdsFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if !cond() {
+			t.Fatalf("%s stopped holding %v before the end of the %v it must hold for", what, time.Until(end), d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSessionExpires: a session nobody renews expires once its TTL has
+// passed (not before: the leader's clock starts when it sees the grant),
+// within a bound, and its keys are deleted with it, with watch events.
+func TestSessionExpires(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(20 * time.Second)
+	f := tc.followers(leader)[0]
+	ctx := ctxTimeout(t, 60*time.Second)
+	ttl := f.MinSessionTTL()
+	if _, err := f.KV().GrantSession(ctx, ttl/2); !errors.Is(err, ErrInvalidTTL) {
+		t.Fatalf("TTL below the minimum: %v", err)
+	}
+	if _, err := f.KV().GrantSession(ctx, MaxSessionTTL+time.Second); !errors.Is(err, ErrInvalidTTL) {
+		t.Fatalf("TTL above the maximum: %v", err)
+	}
+	events, err := f.KV().Watch(ctx, "svc/", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	info, err := f.KV().GrantSession(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.TTL != ttl || info.Owner != f.cfg.Identifier || info.ID == 0 {
+		t.Fatalf("session %+v", info)
+	}
+	res := mustPut(t, f, "svc/a", "x", InSessionID(info.ID))
+	if res.KV.Session != info.ID || res.KV.Owner != f.cfg.Identifier {
+		t.Fatalf("put in session: %+v", res.KV)
+	}
+	if ev := <-events; ev.Type != KVPut {
+		t.Fatalf("event %+v", ev)
+	}
+	ss, err := leader.KV().Sessions(ctx)
+	if err != nil || len(ss) != 1 || ss[0].ID != info.ID || ss[0].TTL != ttl || ss[0].Owner != f.cfg.Identifier {
+		t.Fatalf("Sessions: %+v %v", ss, err)
+	}
+	var ev KVEvent
+	select {
+	case ev = <-events:
+	case <-time.After(ttl + 30*time.Second):
+		t.Fatalf("the session's key was not deleted within TTL + 30 s")
+	}
+	took := time.Since(start)
+	if ev.Type != KVDelete || ev.KV.Key != "svc/a" {
+		t.Fatalf("event %+v", ev)
+	}
+	if took < ttl {
+		t.Fatalf("expired after %v, before its TTL %v", took, ttl)
+	}
+	t.Logf("a session with TTL %v expired %v after the grant began (%v past its TTL)", ttl, took, took-ttl)
+	waitFor(t, 10*time.Second, "every peer to drop the session", func() bool {
+		for _, p := range tc.peers {
+			if sessionExists(p, info.ID) {
+				return false
+			}
+		}
+		return true
+	})
+	if err := f.KV().RenewSession(ctx, info.ID); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("renewing an expired session: %v", err)
+	}
+	if _, err := f.KV().Put(ctx, "svc/b", nil, InSessionID(info.ID)); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("put in an expired session: %v", err)
+	}
+}
+
+// TestSessionKeptAliveAndClosed: a Session renews itself: it outlives
+// its TTL several times over; Close revokes it and deletes its keys.
+func TestSessionKeptAliveAndClosed(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(20 * time.Second)
+	f := tc.followers(leader)[0]
+	ctx := ctxTimeout(t, 60*time.Second)
+	s, err := f.KV().NewSession(ctx, f.MinSessionTTL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, leader, "k", "v", InSession(s))
+	holdsFor(t, 4*s.TTL(), "a renewed session", func() bool {
+		select {
+		case <-s.Done():
+			return false
+		default:
+		}
+		return sessionExists(leader, s.ID())
+	})
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-s.Done()
+	if _, err := leader.KV().Get(ctx, "k"); !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("key of a closed session: %v", err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestSessionSurvivesFailover: the new leader starts every session's
+// clock when it gains leadership. A session renewed some time before the
+// leader stops is not expired by the new leader at the end of the TTL
+// counted from that renewal (the new leader saw it as a follower), and a
+// kept-alive session lives on across the fail-over.
+func TestSessionSurvivesFailover(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(20 * time.Second)
+	li := tc.index(leader)
+	f := tc.followers(leader)[0]
+	ctx := ctxTimeout(t, 90*time.Second)
+	ttl := max(3*time.Second, f.MinSessionTTL())
+	kept, err := f.KV().NewSession(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manual, err := f.KV().GrantSession(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.KV().RenewSession(ctx, manual.ID); err != nil {
+		t.Fatal(err)
+	}
+	renewed := time.Now()
+	time.Sleep(ttl / 2) // the scenario: the leader stops half a TTL after the renewal
+	tc.stop(li)
+	tc.waitLeader(30*time.Second, li)
+	// From the renewal, the new leader's clock would run out at TTL; it
+	// started at the election instead, at least half a TTL later.
+	holdsFor(t, time.Until(renewed.Add(ttl*14/10)), "the manual session after the fail-over", func() bool {
+		return sessionExists(f, manual.ID)
+	})
+	// Renewed now, it lives on; left alone, it expires.
+	if err := f.KV().RenewSession(ctx, manual.ID); err != nil {
+		t.Fatalf("renew after the fail-over: %v", err)
+	}
+	waitFor(t, ttl+30*time.Second, "the manual session to expire", func() bool { return !sessionExists(f, manual.ID) })
+	select {
+	case <-kept.Done():
+		t.Fatalf("a kept-alive session ended across the fail-over")
+	default:
+	}
+	if !sessionExists(f, kept.ID()) {
+		t.Fatalf("kept-alive session gone")
+	}
+	if err := kept.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockInSessionReleasedOnExpiry: a lock bound to a session nobody
+// renews is released when the session expires: the holder's Lost closes
+// and a waiter on another peer takes it, with a greater fencing token.
+func TestLockInSessionReleasedOnExpiry(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(20 * time.Second)
+	fs := tc.followers(leader)
+	ctx := ctxTimeout(t, 60*time.Second)
+	info, err := fs[0].KV().GrantSession(ctx, fs[0].MinSessionTTL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := fs[0].Lock(ctx, "job", WithSessionID(info.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := fs[0].kv.store.Get(lockPrefix + "job"); v.Session != info.ID {
+		t.Fatalf("lock key not bound to the session: %+v", v)
+	}
+	got := make(chan *Lock, 1)
+	errc := make(chan error, 1)
+	go func() {
+		l2, err := fs[1].Lock(ctx, "job")
+		if err != nil {
+			errc <- err
+			return
+		}
+		got <- l2
+	}()
+	var l2 *Lock
+	select {
+	case l2 = <-got:
+	case err := <-errc:
+		t.Fatal(err)
+	case <-ctx.Done():
+		t.Fatal("the waiter never got the lock")
+	}
+	select {
+	case <-l.Lost():
+	case <-ctx.Done():
+		t.Fatal("the expired holder's Lost did not close")
+	}
+	if l2.Token() <= l.Token() {
+		t.Fatalf("token %d after %d", l2.Token(), l.Token())
+	}
+	if err := l.Unlock(ctx); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("Unlock of the expired lock: %v", err)
+	}
+	if err := l2.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs[0].Lock(ctx, "job", WithSessionID(info.ID)); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("Lock in an expired session: %v", err)
+	}
+}
+
+// TestAcceptKVProposalSession: a member grants sessions only to itself.
+func TestAcceptKVProposalSession(t *testing.T) {
+	for _, tt := range []struct {
+		op   kv.Op
+		from uint64
+		ok   bool
+	}{
+		{kv.Op{Type: kv.OpGrant, Owner: 2, TTL: time.Second}, 2, true},
+		{kv.Op{Type: kv.OpGrant, Owner: 3, TTL: time.Second}, 2, false},
+		{kv.Op{Type: kv.OpKeepAlive, Session: 9}, 2, true},
+		{kv.Op{Type: kv.OpPut, Key: "a", Session: 9}, 2, true},
+	} {
+		data, err := kv.EncodeOp(tt.op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := acceptKVProposal(tt.from, data); (err == nil) != tt.ok {
+			t.Errorf("%+v from %d: %v", tt.op, tt.from, err)
+		}
+	}
+}
