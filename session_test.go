@@ -1,10 +1,14 @@
 package qcluster
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/kv"
 )
 
@@ -253,4 +257,75 @@ func TestAcceptKVProposalSession(t *testing.T) {
 			t.Errorf("%+v from %d: %v", tt.op, tt.from, err)
 		}
 	}
+}
+
+// TestAPISessions: the HTTP API on real peers: a session created on a
+// follower, a key and a lock bound to it (the lock outlives its request),
+// renewals through another peer, then expiry: the key and the lock go, and
+// the next holder gets a greater token.
+func TestAPISessions(t *testing.T) {
+	tc := newAPITestCluster(t, 3, testToken)
+	leader := tc.waitLeader(20 * time.Second)
+	fs := tc.followers(leader)
+	h := newHTTPC(t)
+	must := func(c *Cluster, method, path, body string, status int, out any) {
+		t.Helper()
+		resp, b := h.do(c, method, path, testToken, body)
+		if resp.StatusCode != status {
+			t.Fatalf("%s %s: %s %s, want %d", method, path, resp.Status, b, status)
+		}
+		if out != nil {
+			if err := json.Unmarshal(b, out); err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+		}
+	}
+	must(fs[0], "POST", "/v1/sessions", `{"ttl": "10ms"}`, 400, nil)
+	var s api.Session
+	must(fs[0], "POST", "/v1/sessions", `{"ttl": "1s"}`, 200, &s)
+	if s.ID == 0 || s.TTL != "1s" || s.Owner != fs[0].cfg.Identifier {
+		t.Fatalf("session %+v", s)
+	}
+	id := strconv.FormatUint(s.ID, 10)
+	var res api.KVResult
+	must(fs[1], "PUT", "/v1/kv/svc/a?session="+id, `{"value": "eA=="}`, 200, &res)
+	if res.KV == nil || res.KV.Session != s.ID || res.KV.Owner != fs[0].cfg.Identifier {
+		t.Fatalf("put in session: %+v", res.KV)
+	}
+	var le api.LockEvent
+	must(fs[1], "POST", "/v1/locks/job?session="+id, ``, 200, &le)
+	if le.Token == 0 || le.Session != s.ID {
+		t.Fatalf("lock in session: %+v", le)
+	}
+	// Renewed through the leader, for three TTLs, it stays.
+	end := time.Now().Add(3 * time.Second)
+	for time.Now().Before(end) {
+		must(leader, "PUT", "/v1/sessions/"+id+"/renew", ``, 200, nil)
+		if v, _, _ := fs[1].kv.store.Get(lockPrefix + "job"); v.ModRevision != le.Token {
+			t.Fatalf("the lock of a renewed session went: %+v", v)
+		}
+		time.Sleep(200 * time.Millisecond) // the client's renewal period
+	}
+	var list api.SessionList
+	must(fs[1], "GET", "/v1/sessions", ``, 200, &list)
+	if len(list.Sessions) != 1 || list.Sessions[0] != s {
+		t.Fatalf("list %+v", list)
+	}
+	// Left alone, it expires: the key and lock go.
+	must(leader, "POST", "/v1/locks/job?wait=30s&session="+id, ``, 404, nil) // not yet expired: waits; when it expires, the session is gone
+	waitFor(t, 30*time.Second, "the key to go with the session", func() bool {
+		resp, _ := h.do(fs[1], "GET", "/v1/kv/svc/a", "", "")
+		return resp.StatusCode == 404
+	})
+	var s2 api.Session
+	must(leader, "POST", "/v1/sessions", `{"ttl": "5s"}`, 200, &s2)
+	var le2 api.LockEvent
+	must(leader, "POST", "/v1/locks/job?session="+strconv.FormatUint(s2.ID, 10), ``, 200, &le2)
+	if le2.Token <= le.Token {
+		t.Fatalf("token %d after %d", le2.Token, le.Token)
+	}
+	must(fs[0], "DELETE", fmt.Sprintf("/v1/locks/job?token=%d", le.Token), ``, 404, nil)
+	must(fs[0], "DELETE", fmt.Sprintf("/v1/locks/job?token=%d", le2.Token), ``, 200, nil)
+	must(fs[0], "DELETE", "/v1/sessions/"+strconv.FormatUint(s2.ID, 10), ``, 200, nil)
+	must(fs[0], "PUT", "/v1/sessions/"+id+"/renew", ``, 404, nil)
 }
