@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/client"
 	"github.com/qcluster/qcluster/internal/kv"
 )
 
@@ -328,4 +329,77 @@ func TestAPISessions(t *testing.T) {
 	must(fs[0], "DELETE", fmt.Sprintf("/v1/locks/job?token=%d", le2.Token), ``, 200, nil)
 	must(fs[0], "DELETE", "/v1/sessions/"+strconv.FormatUint(s2.ID, 10), ``, 200, nil)
 	must(fs[0], "PUT", "/v1/sessions/"+id+"/renew", ``, 404, nil)
+}
+
+// TestClientSessions: the Go client against real peers: a session kept
+// alive by the client outlives its TTL; a key and a lock bound to it go
+// when it is closed (the lock's Lost closes, the next holder gets a
+// greater token); a lock in a session is released by Unlock.
+func TestClientSessions(t *testing.T) {
+	tc := newAPITestCluster(t, 3, testToken)
+	leader := tc.waitLeader(20 * time.Second)
+	f := tc.followers(leader)[0]
+	c, err := client.NewWithOptions(client.Options{Token: testToken, Timeout: 20 * time.Second}, f.Addr(), leader.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	ctx := ctxTimeout(t, 60*time.Second)
+	if _, err := c.KV().CreateSession(ctx, time.Millisecond); !errors.Is(err, client.ErrBadRequest) {
+		t.Fatalf("a TTL too short: %v", err)
+	}
+	s, err := c.KV().NewSession(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.KV().Put(ctx, "svc/x", []byte("1"), client.InSession(s)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Lock(ctx, "job", client.WithSession(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err = c.Lock(ctx, "job", client.WithSession(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdsFor(t, 3*time.Second, "a session the client renews", func() bool {
+		select {
+		case <-s.Done():
+			return false
+		case <-l.Lost():
+			return false
+		default:
+		}
+		return sessionExists(leader, s.ID())
+	})
+	list, err := c.KV().Sessions(ctx)
+	if err != nil || len(list.Sessions) != 1 || list.Sessions[0].ID != s.ID() {
+		t.Fatalf("Sessions: %+v %v", list, err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Lost():
+	case <-ctx.Done():
+		t.Fatal("the lock of a closed session is not lost")
+	}
+	if _, err := c.KV().Get(ctx, "svc/x"); !errors.Is(err, client.ErrKeyNotFound) {
+		t.Fatalf("key of a closed session: %v", err)
+	}
+	l2, err := c.Lock(ctx, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Unlock(ctx)
+	if l2.Token() <= l.Token() {
+		t.Fatalf("token %d after %d", l2.Token(), l.Token())
+	}
+	if _, err := c.KV().RenewSession(ctx, s.ID()); !errors.Is(err, client.ErrSessionNotFound) {
+		t.Fatalf("renewing a closed session: %v", err)
+	}
 }
