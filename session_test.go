@@ -10,6 +10,7 @@ import (
 
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/client"
+	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/kv"
 )
 
@@ -401,5 +402,54 @@ func TestClientSessions(t *testing.T) {
 	}
 	if _, err := c.KV().RenewSession(ctx, s.ID()); !errors.Is(err, client.ErrSessionNotFound) {
 		t.Fatalf("renewing a closed session: %v", err)
+	}
+}
+
+// TestSessionSurvivesRestart: a session and the keys bound to it are in
+// the raft snapshot: after a compaction and a restart of every peer, the
+// session is there on each (its TTL counted afresh by the new leader),
+// and revoking it deletes its keys.
+func TestSessionSurvivesRestart(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader(20 * time.Second)
+	ctx := ctxTimeout(t, 90*time.Second)
+	info, err := leader.KV().GrantSession(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, leader, "svc/a", "x", InSessionID(info.ID))
+	for _, p := range tc.peers {
+		waitFor(t, 20*time.Second, "the peers to apply the put", func() bool {
+			_, err := p.KV().Get(ctx, "svc/a", Stale())
+			return err == nil
+		})
+		err := p.node().Do(ctx, func(core *consensus.Core) error {
+			return core.Compact(p.snapshotData(), 0)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range tc.peers {
+		tc.stop(i)
+	}
+	for i := range tc.peers {
+		tc.start(i, nil)
+	}
+	leader = tc.waitLeader(30 * time.Second)
+	for _, p := range tc.peers {
+		ss, err := p.KV().Sessions(ctx)
+		if err != nil || len(ss) != 1 || ss[0].ID != info.ID || ss[0].TTL != time.Minute || ss[0].Owner != info.Owner {
+			t.Fatalf("%s: sessions after restart %+v %v", p.cfg.Identifier, ss, err)
+		}
+		if v := mustGet(t, p, "svc/a"); v.Session != info.ID {
+			t.Fatalf("%s: binding after restart: %+v", p.cfg.Identifier, v)
+		}
+	}
+	if err := tc.peers[1].KV().RevokeSession(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.KV().Get(ctx, "svc/a"); !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("key of a revoked session after restart: %v", err)
 	}
 }
