@@ -180,6 +180,7 @@ type Session struct {
 // ttl must be from Cluster.MinSessionTTL (one second, or two election
 // timeouts when that is longer) to MaxSessionTTL (ErrInvalidTTL).
 func (s *KV) NewSession(ctx context.Context, ttl time.Duration) (*Session, error) {
+	start := time.Now() // the TTL runs from no earlier than this
 	info, err := s.GrantSession(ctx, ttl)
 	if err != nil {
 		return nil, err
@@ -188,7 +189,7 @@ func (s *KV) NewSession(ctx context.Context, ttl time.Duration) (*Session, error
 	r := c.running()
 	kctx, cancel := context.WithCancel(r.ctx)
 	se := &Session{c: c, id: info.ID, ttl: info.TTL, done: make(chan struct{}), cancel: cancel, ended: make(chan struct{})}
-	go se.keepAlive(kctx)
+	go se.keepAlive(kctx, start)
 	return se, nil
 }
 
@@ -229,17 +230,17 @@ func (s *Session) Close(ctx context.Context) error {
 
 // keepAlive renews the session every TTL/3 until ctx ends, the session
 // is gone from this peer's store, or no renewal succeeded for a TTL
-// since the start of the last one that did. It closes done when it
-// returns.
-func (s *Session) keepAlive(ctx context.Context) {
+// since the start of the last one that did (or since granted, before
+// the first). It closes done when it returns.
+func (s *Session) keepAlive(ctx context.Context, granted time.Time) {
 	defer close(s.ended)
 	defer close(s.done)
 	store := s.c.kv.store
 	every := s.ttl / 3
 	bo := backoff.New(every/8, every/2)
-	next := time.NewTimer(every)
+	next := time.NewTimer(every - time.Since(granted))
 	defer next.Stop()
-	expire := time.NewTimer(s.ttl)
+	expire := time.NewTimer(s.ttl - time.Since(granted))
 	defer expire.Stop()
 	for {
 		changed := store.SessionsChanged()

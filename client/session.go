@@ -87,6 +87,7 @@ type Session struct {
 // for a whole TTL (the peers unreachable); Done is closed then. Bind keys
 // to it with InSession, locks with WithSession.
 func (kv *KV) NewSession(ctx context.Context, ttl time.Duration) (*Session, error) {
+	start := time.Now() // the TTL runs from no earlier than this
 	info, err := kv.CreateSession(ctx, ttl)
 	if err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func (kv *KV) NewSession(ctx context.Context, ttl time.Duration) (*Session, erro
 	}
 	kctx, cancel := context.WithCancel(context.Background())
 	s := &Session{kv: kv, id: info.ID, ttl: d, done: make(chan struct{}), cancel: cancel, ended: make(chan struct{})}
-	go s.keepAlive(kctx)
+	go s.keepAlive(kctx, start)
 	return s, nil
 }
 
@@ -133,15 +134,15 @@ func (s *Session) Close(ctx context.Context) error {
 
 // keepAlive renews the session every TTL/3 until ctx ends, the session is
 // over, or no renewal succeeded for a TTL since the start of the last one
-// that did.
-func (s *Session) keepAlive(ctx context.Context) {
+// that did (or since created, before the first).
+func (s *Session) keepAlive(ctx context.Context, created time.Time) {
 	defer close(s.ended)
 	defer close(s.done)
 	every := s.ttl / 3
 	bo := backoff.New(every/8, every/2)
-	next := time.NewTimer(every)
+	next := time.NewTimer(every - time.Since(created))
 	defer next.Stop()
-	expire := time.NewTimer(s.ttl)
+	expire := time.NewTimer(s.ttl - time.Since(created))
 	defer expire.Stop()
 	for {
 		select {

@@ -58,7 +58,7 @@ from .errors import (
     CompactedError,
 )
 from ._leadership import LeaderScope
-from .kv import KV, KVWatch, Lock
+from .kv import KV, KVWatch, Lock, Session
 from .types import KeyValue, KVEvent, KVList, KVResult, Member, Peer, State, Status, TransferResult
 
 # TimeoutError is left out on purpose: `from qcluster import *` must not
@@ -81,6 +81,7 @@ __all__ = [
     "KV",
     "KVWatch",
     "Lock",
+    "Session",
     "AsyncKV",
     "AsyncKVWatch",
     "LeaderScope",

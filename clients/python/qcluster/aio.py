@@ -19,13 +19,13 @@ import asyncio
 import concurrent.futures
 import functools
 import threading
-from typing import Any, AsyncIterator, Awaitable, Callable, Generator, List, Mapping, Optional, TypeVar, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Generator, List, Mapping, Optional, TypeVar, Union
 
 from ._http import TLSArg
 from ._leadership import LeaderScope
 from .client import DEFAULT_ELECTION_TIMEOUT, DEFAULT_MARGIN, QCluster
 from .errors import ClosedError, NoLeaderError
-from .kv import KV, KVWatch, Lock
+from .kv import KV, KVWatch, Lock, Session
 from .types import KeyValue, KVEvent, KVList, KVResult, Member, Peer, State, Status, TransferResult
 
 __all__ = ["AsyncQCluster", "AsyncKV", "AsyncKVWatch"]
@@ -341,9 +341,19 @@ class AsyncKV:
         cas: Optional[int] = None,
         ephemeral: bool = False,
         timeout: float = 30.0,
+        session: "Union[Session, int, None]" = None,
     ) -> KVResult:
         """:meth:`KV.put`."""
-        return await self._run(self.sync.put, key, value, cas, ephemeral, timeout)
+        return await self._run(self.sync.put, key, value, cas, ephemeral, timeout, session)
+
+    async def session(self, ttl: float, keepalive: bool = True, timeout: float = 30.0) -> Session:
+        """:meth:`KV.session` (the :class:`Session` renews itself in a
+        thread; its ``close`` blocks: run it in an executor)."""
+        return await self._run(self.sync.session, ttl, keepalive, timeout)
+
+    async def sessions(self, stale: bool = False, timeout: float = 30.0) -> "List[Dict[str, Any]]":
+        """:meth:`KV.sessions`."""
+        return await self._run(self.sync.sessions, stale, timeout)
 
     async def delete(self, key: str, cas: Optional[int] = None, timeout: float = 30.0) -> KVResult:
         """:meth:`KV.delete`."""
