@@ -393,33 +393,48 @@ func (c *Cluster) checkSessions(r *running, now time.Time) {
 	}
 	k.mu.Unlock()
 	for _, se := range expired {
-		c.proposeExpiry(r, se, term)
+		if !c.proposeExpiry(r, se, term) {
+			// Not proposed (the node loop was busy, or leadership
+			// moved): the next check tries again.
+			k.mu.Lock()
+			if st, ok := k.seen[se.ID]; ok {
+				st.proposed = time.Time{}
+			}
+			k.mu.Unlock()
+		}
 	}
 }
 
 // proposeExpiry proposes the revocation of an expired session, fenced to
 // term (still leading in it) and conditioned on the renewal it was judged
-// by. Nobody waits for the result: the next check proposes it again if
-// the session is still there.
-func (c *Cluster) proposeExpiry(r *running, se kv.Session, term uint64) {
+// by. Nobody waits for the result: a later check proposes it again if
+// the session is still there. It reports whether it was proposed.
+func (c *Cluster) proposeExpiry(r *running, se kv.Session, term uint64) bool {
 	op := kv.Op{Type: kv.OpRevoke, Session: se.ID, IfRenewed: se.Renewed, Term: term}
 	data, err := kv.EncodeOp(op)
 	if err != nil {
-		return
+		return false
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, time.Duration(c.cfg.ElectionTimeout))
-	defer cancel()
 	node := c.node()
 	if node == nil {
-		return
+		return false
 	}
+	ctx, cancel := context.WithTimeout(r.ctx, max(time.Duration(c.cfg.ElectionTimeout), time.Second))
+	defer cancel()
+	proposed := false
 	err = node.Do(ctx, func(core *consensus.Core) error {
 		if v := core.View(); v.Role != consensus.Leader || v.Term != term {
 			return nil
 		}
-		return core.Propose(data)
+		if err := core.Propose(data); err != nil {
+			return err
+		}
+		proposed = true
+		return nil
 	})
-	if err == nil {
-		c.log.Info("session expired: no renewal for its TTL; revoking it", "session", se.ID, "ttl", se.TTL)
+	if err != nil || !proposed {
+		return false
 	}
+	c.log.Info("session expired: no renewal for its TTL; revoking it", "session", se.ID, "ttl", se.TTL)
+	return true
 }

@@ -52,6 +52,7 @@ func TestSessionExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	term := f.Term()
 	start := time.Now()
 	info, err := f.KV().GrantSession(ctx, ttl)
 	if err != nil {
@@ -60,16 +61,16 @@ func TestSessionExpires(t *testing.T) {
 	if info.TTL != ttl || info.Owner != f.cfg.Identifier || info.ID == 0 {
 		t.Fatalf("session %+v", info)
 	}
+	ss, err := leader.KV().Sessions(ctx, Stale())
+	if err != nil || len(ss) != 1 || ss[0].ID != info.ID || ss[0].TTL != ttl || ss[0].Owner != f.cfg.Identifier {
+		t.Fatalf("Sessions: %+v %v", ss, err)
+	}
 	res := mustPut(t, f, "svc/a", "x", InSessionID(info.ID))
 	if res.KV.Session != info.ID || res.KV.Owner != f.cfg.Identifier {
 		t.Fatalf("put in session: %+v", res.KV)
 	}
 	if ev := <-events; ev.Type != KVPut {
 		t.Fatalf("event %+v", ev)
-	}
-	ss, err := leader.KV().Sessions(ctx)
-	if err != nil || len(ss) != 1 || ss[0].ID != info.ID || ss[0].TTL != ttl || ss[0].Owner != f.cfg.Identifier {
-		t.Fatalf("Sessions: %+v %v", ss, err)
 	}
 	var ev KVEvent
 	select {
@@ -84,7 +85,7 @@ func TestSessionExpires(t *testing.T) {
 	if took < ttl {
 		t.Fatalf("expired after %v, before its TTL %v", took, ttl)
 	}
-	t.Logf("a session with TTL %v expired %v after the grant began (%v past its TTL)", ttl, took, took-ttl)
+	t.Logf("a session with TTL %v expired %v after the grant began (%v past its TTL; term %d, then %d; began %s)", ttl, took, took-ttl, term, f.Term(), start.UTC().Format("15:04:05.000"))
 	waitFor(t, 10*time.Second, "every peer to drop the session", func() bool {
 		for _, p := range tc.peers {
 			if sessionExists(p, info.ID) {

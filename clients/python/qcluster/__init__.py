@@ -58,7 +58,7 @@ from .errors import (
     CompactedError,
 )
 from ._leadership import LeaderScope
-from .kv import KV, KVWatch, Lock, Session
+from .kv import KV, KVWatch, Lock, Session, SessionLock
 from .types import KeyValue, KVEvent, KVList, KVResult, Member, Peer, State, Status, TransferResult
 
 # TimeoutError is left out on purpose: `from qcluster import *` must not
@@ -82,6 +82,7 @@ __all__ = [
     "KVWatch",
     "Lock",
     "Session",
+    "SessionLock",
     "AsyncKV",
     "AsyncKVWatch",
     "LeaderScope",

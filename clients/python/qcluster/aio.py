@@ -116,14 +116,15 @@ class AsyncQCluster:
         """:attr:`QCluster.kv` with coroutines (:class:`AsyncKV`)."""
         return self._kv
 
-    def lock(self, name: str, timeout: Optional[float] = None) -> "_LockRequest":
+    def lock(self, name: str, timeout: Optional[float] = None, session: "Union[Session, int, None]" = None) -> "_LockRequest":
         """:meth:`QCluster.lock` for asyncio: ``async with cluster.lock(name)
         as lk:`` (released at the end of the block), or ``lk = await
         cluster.lock(name)`` (then ``await loop.run_in_executor(None,
         lk.release)``). ``lk`` is a :class:`qcluster.Lock`: ``lk.token``,
         ``lk.lost`` (a ``threading.Event``). Cancelled while waiting, the
-        lock is released as soon as it would have been taken."""
-        return _LockRequest(self.sync, name, timeout)
+        lock is released as soon as it would have been taken. With
+        ``session=`` it is a :class:`qcluster.SessionLock`."""
+        return _LockRequest(self.sync, name, timeout, session)
 
     async def leave(self, timeout: float = 60.0) -> str:
         """:meth:`QCluster.leave`."""
@@ -282,15 +283,16 @@ class _LockRequest:
     """What :meth:`AsyncQCluster.lock` returns: awaitable (the held
     :class:`Lock`) and an async context manager (that releases it)."""
 
-    def __init__(self, cluster: QCluster, name: str, timeout: Optional[float]) -> None:
+    def __init__(self, cluster: QCluster, name: str, timeout: Optional[float], session: Any = None) -> None:
         self._cluster = cluster
         self._name = name
         self._timeout = timeout
+        self._session = session
         self._lock = None  # type: Optional[Lock]
 
     async def _take(self) -> Lock:
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, self._cluster.lock, self._name, self._timeout)
+        fut = loop.run_in_executor(None, self._cluster.lock, self._name, self._timeout, self._session)
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:

@@ -34,7 +34,7 @@ from .errors import (
 )
 from .types import KeyValue, KVEvent, KVList, KVResult
 
-__all__ = ["KV", "KVWatch", "Lock", "Session"]
+__all__ = ["KV", "KVWatch", "Lock", "Session", "SessionLock"]
 
 log = logging.getLogger("qcluster")
 
@@ -691,3 +691,88 @@ class Session:
 
     def __repr__(self) -> str:
         return "<qcluster.Session {} ttl {:g}s: {}>".format(self.id, self.ttl, "over" if self.done.is_set() else "live")
+
+
+class SessionLock:
+    """A named lock bound to a session (:meth:`QCluster.lock` with
+    ``session=``): no request stays open; it is held until
+    :meth:`release` or until the session ends (the agents then delete it).
+
+    Attributes:
+        name: the lock's name.
+        token: the fencing token.
+        session: the session's ID.
+        lost: the session's ``done`` event when a :class:`Session` was
+            given (set once the session is over: the lock is gone with it);
+            an event never set for a bare session ID.
+    """
+
+    def __init__(self, core: Any, name: str, token: int, session: "Union[Session, int]") -> None:
+        self._core = core
+        self.name = name
+        self.token = token
+        self.session = _session_id(session)
+        self.lost = session.done if isinstance(session, Session) else threading.Event()
+        self._released = False
+
+    @property
+    def held(self) -> bool:
+        """True until the lock is released or its session is over."""
+        return not self._released and not self.lost.is_set()
+
+    def release(self, timeout: float = 10.0) -> None:
+        """Releases the lock (``DELETE /v1/locks/{name}?token=``). A lock
+        no longer held (its session over) is not an error; safe more than
+        once."""
+        if self._released:
+            return
+        path = "/v1/locks/{}?token={}".format(_escape(self.name), self.token)
+        try:
+            self._core.endpoint.request("DELETE", path, None, timeout)
+        except APIError as e:
+            if e.code != "key_not_found":
+                raise
+        self._released = True
+
+    def __enter__(self) -> "SessionLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        what = "held" if self.held else ("lost" if self.lost.is_set() else "released")
+        return "<qcluster.SessionLock {!r} token {} session {}: {}>".format(self.name, self.token, self.session, what)
+
+
+def take_session_lock(core: Any, name: str, timeout: Optional[float], session: "Union[Session, int]") -> SessionLock:
+    """Takes the lock ``name`` bound to ``session`` through ``core``'s
+    agent (``POST /v1/locks/{name}?session=``)."""
+    if not isinstance(name, str):
+        raise TypeError("name must be a str, not {}".format(type(name).__name__))
+    if not name:
+        raise ValueError("the lock name must not be empty")
+    if timeout is not None and not timeout > 0:
+        raise ValueError("timeout must be positive (seconds), or None to wait as long as it takes")
+    sid = _session_id(session)
+    path = "/v1/locks/" + _escape(name)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if core.closed:
+            raise ClosedError("the QCluster is closed")
+        wait = _MAX_LOCK_WAIT if deadline is None else min(_MAX_LOCK_WAIT, deadline - time.monotonic())
+        if wait <= 0:
+            raise TimeoutError(
+                408, "timeout", "the lock {!r} is held by another holder; it was not released within {:g}s".format(name, timeout)
+            )
+        q = "?wait={}ms&session={}".format(max(1, int(wait * 1000)), sid)
+        try:
+            body, _ = core.endpoint.request("POST", path + q, None, wait + _GRACE)
+        except TimeoutError as e:
+            if e.status == 408 and deadline is None:
+                continue  # still held by another: ask again
+            raise
+        tok = body.get("token") if isinstance(body, dict) else None
+        if isinstance(tok, bool) or not isinstance(tok, int) or not 0 < tok < 1 << 64 or body.get("name") != name or body.get("session") != sid:
+            raise ProtocolError("POST {}: an answer that is not this lock's: {!r}".format(path, body))
+        return SessionLock(core, name, tok, session)

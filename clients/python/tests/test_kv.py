@@ -314,6 +314,18 @@ class KVTest(AgentsTestCase):
             self.assertFalse(s.done.is_set())
             self.assertTrue(self._exists(a, "svc/kept"))
             time.sleep(0.1)
+        # A lock bound to a session nobody renews: released when it
+        # expires; the next holder gets a greater token.
+        short = a.kv.session(1.0, keepalive=False)
+        lk = a.lock("job", session=short)
+        self.assertTrue(lk.held)
+        self.assertEqual(lk.session, short.id)
+        with b.lock("job", timeout=60) as lk2:
+            self.assertGreater(lk2.token, lk.token)
+        kept = a.lock("job", session=s)  # in the renewed session: held
+        self.assertIs(kept.lost, s.done)
+        kept.release()
+        kept.release()
         s.close()
         self.assertTrue(s.done.is_set())
         self.assertFalse(self._exists(a, "svc/kept"))
