@@ -247,6 +247,7 @@ var sdkAPIErrors = []struct {
 	{ErrKeyNotFound, api.ErrKeyNotFound, false}, {ErrCompareFailed, api.ErrCompareFailed, false},
 	{ErrQuota, api.ErrQuota, false}, {ErrTooLarge, api.ErrTooLarge, false}, {ErrInvalidKey, api.ErrInvalid, false},
 	{ErrOutcomeUnknown, context.DeadlineExceeded, false}, {ErrCompacted, api.ErrCompacted, false},
+	{ErrSessionNotFound, api.ErrSessionNotFound, false}, {ErrInvalidTTL, api.ErrInvalid, false},
 }
 
 // toAPIError translates the SDK's errors into the API's.

@@ -3,9 +3,12 @@ package qcluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/kv"
 )
 
 // The KV store and locks behind the HTTP API: apiBackend implements
@@ -25,7 +28,7 @@ type apiLockKey struct {
 }
 
 func toAPIKeyValue(v KeyValue) api.KeyValue {
-	return api.KeyValue{Key: v.Key, Value: v.Value, CreateRevision: v.CreateRevision, ModRevision: v.ModRevision, Version: v.Version, Owner: v.Owner}
+	return api.KeyValue{Key: v.Key, Value: v.Value, CreateRevision: v.CreateRevision, ModRevision: v.ModRevision, Version: v.Version, Owner: v.Owner, Session: v.Session}
 }
 
 func toAPIKeyValuePtr(v *KeyValue) *api.KeyValue {
@@ -96,6 +99,9 @@ func apiWriteOptions(o api.KVWriteOptions) []WriteOption {
 	}
 	if o.Ephemeral {
 		opts = append(opts, Ephemeral())
+	}
+	if o.Session != 0 {
+		opts = append(opts, InSessionID(o.Session))
 	}
 	return opts
 }
@@ -178,4 +184,83 @@ func (b apiBackend) Unlock(ctx context.Context, name string, token uint64) error
 		return kvAPIError(err)
 	}
 	return nil
+}
+
+var _ api.SessionBackend = apiBackend{}
+
+func toAPISession(s SessionInfo) api.Session {
+	return api.Session{ID: s.ID, TTL: s.TTL.String(), Owner: s.Owner}
+}
+
+// sessionInfo returns what this peer's store holds of session id.
+func (b apiBackend) sessionInfo(id uint64) (SessionInfo, bool) {
+	se, ok := b.c.kv.store.Session(id)
+	if !ok {
+		return SessionInfo{ID: id}, false
+	}
+	return SessionInfo{ID: se.ID, TTL: se.TTL, Owner: b.c.ownerName(se.Owner)}, true
+}
+
+// SessionCreate grants a session (see KV.GrantSession): the API's client
+// renews it.
+func (b apiBackend) SessionCreate(ctx context.Context, ttl time.Duration) (api.Session, error) {
+	s, err := b.c.KV().GrantSession(ctx, ttl)
+	if err != nil {
+		return api.Session{}, kvAPIError(err)
+	}
+	return toAPISession(s), nil
+}
+
+// SessionRenew renews a session (see KV.RenewSession).
+func (b apiBackend) SessionRenew(ctx context.Context, id uint64) (api.Session, error) {
+	if err := b.c.KV().RenewSession(ctx, id); err != nil {
+		return api.Session{}, kvAPIError(err)
+	}
+	s, _ := b.sessionInfo(id)
+	return toAPISession(s), nil
+}
+
+// SessionRevoke revokes a session (see KV.RevokeSession).
+func (b apiBackend) SessionRevoke(ctx context.Context, id uint64) (api.Session, error) {
+	s, _ := b.sessionInfo(id)
+	if err := b.c.KV().RevokeSession(ctx, id); err != nil {
+		return api.Session{}, kvAPIError(err)
+	}
+	return toAPISession(s), nil
+}
+
+// SessionList lists the sessions (see KV.Sessions).
+func (b apiBackend) SessionList(ctx context.Context, stale bool) (api.SessionList, error) {
+	var opts []ReadOption
+	if stale {
+		opts = append(opts, Stale())
+	}
+	ss, err := b.c.KV().Sessions(ctx, opts...)
+	if err != nil {
+		return api.SessionList{}, kvAPIError(err)
+	}
+	out := api.SessionList{Sessions: make([]api.Session, len(ss))}
+	for i, s := range ss {
+		out.Sessions[i] = toAPISession(s)
+	}
+	return out, nil
+}
+
+// LockInSession takes a lock bound to a session (see Cluster.Lock and
+// WithSessionID); it is held until the session ends or LockRelease.
+func (b apiBackend) LockInSession(ctx context.Context, name string, session uint64) (uint64, error) {
+	l, err := b.c.Lock(ctx, name, WithSessionID(session))
+	if err != nil {
+		return 0, kvAPIError(err)
+	}
+	return l.Token(), nil
+}
+
+// LockRelease deletes the lock's key if it is held with token.
+func (b apiBackend) LockRelease(ctx context.Context, name string, token uint64) error {
+	res, err := b.c.kvWrite(ctx, kv.Op{Type: kv.OpDelete, Key: lockPrefix + name, Compare: true, ModRevision: token})
+	if errors.Is(err, ErrCompareFailed) || errors.Is(err, ErrKeyNotFound) || (err == nil && res.Prev == nil) {
+		return fmt.Errorf("%w: the lock %q is not held with token %d", api.ErrKeyNotFound, name, token)
+	}
+	return kvAPIError(err)
 }

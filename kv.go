@@ -92,6 +92,10 @@ type KeyValue struct {
 	// ("" for a persistent key): the key is deleted when that member
 	// leaves or is removed.
 	Owner string
+	// Session is the ID of the session the key is bound to (InSession; 0:
+	// none): the key is deleted when the session ends. Owner is then the
+	// session's member.
+	Session uint64
 }
 
 // KVResult is the outcome of a write.
@@ -152,6 +156,7 @@ type writeOptions struct {
 	compare   bool
 	rev       uint64
 	ephemeral bool
+	session   uint64 // InSession
 }
 
 // IfModRevision makes a write apply only if the key's ModRevision is rev
@@ -242,17 +247,21 @@ func (s *KV) read(ctx context.Context, opts []ReadOption) error {
 
 // Put sets key to value. With IfModRevision or IfAbsent it applies only if
 // the key is as expected (else ErrCompareFailed, with the current key in
-// the result); with Ephemeral the key is bound to this member. Other
-// errors: ErrInvalidKey, ErrTooLarge, ErrQuota, ErrNoLeader (ctx ended
-// while no leader was known: not applied), ErrOutcomeUnknown (ctx ended
-// after it was proposed: it may apply).
+// the result); with Ephemeral the key is bound to this member, with
+// InSession to a session (deleted when it ends). Other errors:
+// ErrInvalidKey, ErrTooLarge, ErrQuota, ErrSessionNotFound, ErrNoLeader
+// (ctx ended while no leader was known: not applied), ErrOutcomeUnknown
+// (ctx ended after it was proposed: it may apply).
 func (s *KV) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (KVResult, error) {
 	o := writeOpts(opts)
 	if err := checkUserKey(key); err != nil {
 		return KVResult{}, err
 	}
-	op := kv.Op{Type: kv.OpPut, Key: key, Value: value, Compare: o.compare, ModRevision: o.rev}
+	op := kv.Op{Type: kv.OpPut, Key: key, Value: value, Compare: o.compare, ModRevision: o.rev, Session: o.session}
 	if o.ephemeral {
+		if o.session != 0 {
+			return KVResult{}, fmt.Errorf("%w: a key is bound to its member (Ephemeral) or to a session (InSession), not both", ErrInvalidKey)
+		}
 		op.Owner = s.c.selfID
 	}
 	return s.c.kvWrite(ctx, op)
@@ -266,8 +275,8 @@ func (s *KV) Delete(ctx context.Context, key string, opts ...WriteOption) (KVRes
 	if err := checkUserKey(key); err != nil {
 		return KVResult{}, err
 	}
-	if o.ephemeral {
-		return KVResult{}, fmt.Errorf("%w: Ephemeral is an option of Put", ErrInvalidKey)
+	if o.ephemeral || o.session != 0 {
+		return KVResult{}, fmt.Errorf("%w: Ephemeral and InSession are options of Put", ErrInvalidKey)
 	}
 	return s.c.kvWrite(ctx, kv.Op{Type: kv.OpDelete, Key: key, Compare: o.compare, ModRevision: o.rev})
 }
@@ -381,7 +390,7 @@ func (c *Cluster) keyValue(v *kv.KeyValue) KeyValue {
 	return KeyValue{
 		Key: v.Key, Value: bytes.Clone(v.Value),
 		CreateRevision: v.CreateRevision, ModRevision: v.ModRevision, Version: v.Version,
-		Owner: c.ownerName(v.Owner),
+		Owner: c.ownerName(v.Owner), Session: v.Session,
 	}
 }
 

@@ -39,6 +39,9 @@ type kvState struct {
 	barrierMu      sync.Mutex
 	barrierRunning bool
 	barrierNext    *barrierCall
+
+	// clocks: the sessions' expiry (session.go).
+	clocks sessionClocks
 }
 
 // barrierCall is one barrier that reads wait for.
@@ -147,6 +150,7 @@ func (c *Cluster) applyKV(a consensus.Applied, kvData []byte) {
 	for _, e := range a.Entries {
 		c.kv.deliver(c.kv.store.Apply(e))
 	}
+	c.startSessionClocks()
 }
 
 // snapshotMagic starts a raft snapshot's data that holds the registry and
@@ -497,6 +501,8 @@ func kvError(err error) error {
 		return fmt.Errorf("%w: %w", ErrQuota, err)
 	case errors.Is(err, kv.ErrNotFound):
 		return ErrKeyNotFound
+	case errors.Is(err, kv.ErrSessionNotFound):
+		return fmt.Errorf("%w: %w", ErrSessionNotFound, err)
 	case errors.Is(err, kv.ErrOwnerRemoved):
 		return fmt.Errorf("%w: this member was removed from the cluster", ErrUnknownPeer)
 	}

@@ -32,7 +32,9 @@ type Lock struct {
 // ctx ends. A lock is the ephemeral key "\x00lock/"+name bound to this
 // member, created only if absent: it is released by Unlock, or when this
 // member leaves the cluster or is removed from it (also when it stayed
-// dead for DeadMemberTimeout). Many locks may be held at once, each by one
+// dead for DeadMemberTimeout). With WithSession it is bound to a session
+// instead, and released when the session ends too (revoked, or expired:
+// not renewed for its TTL). Many locks may be held at once, each by one
 // holder; a member may hold several. Waiters are not served in order.
 //
 // Token is a fencing token: each holding of a name gets a greater token
@@ -40,8 +42,13 @@ type Lock struct {
 // can refuse a holder that lost the lock without noticing (Lost).
 //
 // Errors: ErrInvalidKey (an empty name, or one that makes a key over 1
-// KiB), ErrMasterless, ctx's error, ErrClosed.
-func (c *Cluster) Lock(ctx context.Context, name string) (*Lock, error) {
+// KiB), ErrSessionNotFound (WithSession: the session is over),
+// ErrMasterless, ctx's error, ErrClosed.
+func (c *Cluster) Lock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
+	var o lockOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if name == "" {
 		return nil, fmt.Errorf("%w: empty lock name", ErrInvalidKey)
 	}
@@ -53,6 +60,9 @@ func (c *Cluster) Lock(ctx context.Context, name string) (*Lock, error) {
 		return nil, err
 	}
 	op := kv.Op{Type: kv.OpPut, Key: key, Value: []byte(c.cfg.Identifier), Compare: true, Owner: c.selfID}
+	if o.session != 0 {
+		op.Owner, op.Session = 0, o.session
+	}
 	for {
 		res, err := c.kvPropose(ctx, op, c.releaseLate)
 		switch {

@@ -367,6 +367,7 @@ const (
 	CodeCompareFailed        = "compare_failed"         // 409: ?cas= does not match (Error.KV: the key as it is)
 	CodeQuota                = "quota"                  // 507: the KV store's size quota would be exceeded
 	CodeUnsupported          = "unsupported"            // 501: this peer has no KV store
+	CodeSessionNotFound      = "session_not_found"      // 404: no such session (expired, revoked)
 )
 
 // IndexHeader is the response header that carries the answering peer's
@@ -551,6 +552,7 @@ func Routes() []string {
 		"/v1/leader/transfer", "/v1/leader/resign", "/v1/join", "/v1/self/metadata",
 		"/v1/self/leave", "/v1/self/health", "/healthz", "/readyz", "/metrics", "/v1/openapi.json", UIPath,
 		"/v1/kv/{key...}", "/v1/kv-watch", "/v1/locks/{name}",
+		"/v1/sessions", "/v1/sessions/{id}", "/v1/sessions/{id}/renew",
 	}
 }
 
@@ -601,7 +603,16 @@ func NewHandlerWithOptions(b Backend, opts Options) http.Handler {
 		method{http.MethodDelete, h.mutating(h.deleteKV)},
 	))
 	handle("/v1/kv-watch", only(http.MethodGet, h.reading(h.kvWatch)))
-	handle("/v1/locks/{name}", only(http.MethodPost, h.mutating(h.lock)))
+	handle("/v1/locks/{name}", methods(
+		method{http.MethodPost, h.mutating(h.lock)},
+		method{http.MethodDelete, h.mutating(h.unlock)},
+	))
+	handle("/v1/sessions", methods(
+		method{http.MethodGet, h.reading(h.listSessions)},
+		method{http.MethodPost, h.mutating(h.createSession)},
+	))
+	handle("/v1/sessions/{id}", only(http.MethodDelete, h.mutating(h.revokeSession)))
+	handle("/v1/sessions/{id}/renew", only(http.MethodPut, h.mutating(h.renewSession)))
 	handle("/healthz", only(http.MethodGet, h.healthz))
 	handle("/readyz", only(http.MethodGet, h.readyz))
 	handle("/v1/openapi.json", only(http.MethodGet, h.reading(h.openAPI)))

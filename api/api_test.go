@@ -55,6 +55,10 @@ type fakeBackend struct {
 	kvRev    uint64
 	kvErr    error
 	kvWrites int
+
+	// Sessions (session_test.go).
+	sessions map[uint64]Session
+	lockSess map[string]uint64 // lock name: the token it is held with in a session
 }
 
 func newFake(leader *Peer) *fakeBackend {

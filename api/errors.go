@@ -34,6 +34,7 @@ var errorCodes = []struct {
 	{ErrMasterless, CodeMasterless, http.StatusConflict},
 	{ErrUnauthorized, CodeUnauthorized, http.StatusUnauthorized},
 	{ErrKeyNotFound, CodeKeyNotFound, http.StatusNotFound},
+	{ErrSessionNotFound, CodeSessionNotFound, http.StatusNotFound},
 	{ErrCompareFailed, CodeCompareFailed, http.StatusConflict},
 	{ErrQuota, CodeQuota, http.StatusInsufficientStorage},
 	{ErrTooLarge, CodeTooLarge, http.StatusRequestEntityTooLarge},

@@ -49,6 +49,9 @@ type KeyValue struct {
 	// (the key goes when the member leaves or is removed); absent for a
 	// persistent key.
 	Owner string `json:"owner,omitempty"`
+	// Session is the ID of the session the key is bound to (PUT
+	// ?session=): the key goes when the session ends; absent when none.
+	Session uint64 `json:"session,omitempty"`
 }
 
 // MarshalJSON encodes kv with its value as a string always ("" for an
@@ -136,6 +139,9 @@ type LockEvent struct {
 	// Token is the fencing token: the revision at which the lock was
 	// taken, larger for every later holder.
 	Token uint64 `json:"token"`
+	// Session is the session the lock is bound to (?session=); absent
+	// for a lock held by a request.
+	Session uint64 `json:"session,omitempty"`
 }
 
 // KVWriteOptions are the conditions and binding of a KV change.
@@ -147,6 +153,10 @@ type KVWriteOptions struct {
 	// Ephemeral binds the key to the peer that answers (its member): it is
 	// deleted when the member leaves or is removed (put only).
 	Ephemeral bool
+	// Session binds the key to a session (put only; 0: none): it is
+	// deleted when the session ends. A backend given one implements
+	// SessionBackend.
+	Session uint64
 }
 
 // Errors of the KV store and locks.
@@ -439,6 +449,13 @@ func (h *handler) putKV(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if opts.Session, ok = h.sessionParam(w, q); !ok {
+		return
+	}
+	if opts.Session != 0 && opts.Ephemeral {
+		WriteError(w, http.StatusBadRequest, CodeBadRequest, "session: a key is bound to its member (?ephemeral) or to a session (?session=), not both")
+		return
+	}
 	var req KVPutRequest
 	if !decodeBody(w, r, &req, true, `{"value": "aGVsbG8="} (the value in base64)`) {
 		return
@@ -459,6 +476,10 @@ func (h *handler) deleteKV(w http.ResponseWriter, r *http.Request) {
 	}
 	if q.Has("prefix") {
 		WriteError(w, http.StatusBadRequest, CodeBadRequest, "prefix: DELETE removes one key; list the keys with GET ?prefix and delete each")
+		return
+	}
+	if q.Has("session") {
+		WriteError(w, http.StatusBadRequest, CodeBadRequest, "session: only a put binds a key to a session; revoke the session with DELETE /v1/sessions/{id}")
 		return
 	}
 	key, opts, ok := kvWriteTarget(w, r, q, false)
@@ -656,7 +677,8 @@ func writeCompacted(buf *bytes.Buffer, ce *CompactedError) {
 // lock serves POST /v1/locks/{name}: it takes the lock (waiting up to
 // ?wait=), then holds it while the request stays open, in an event stream:
 // "acquired" first, "lost" if the lock is lost. The lock is released when
-// the client goes away.
+// the client goes away. With ?session=ID the lock is bound to the session
+// instead and the answer is a LockEvent at once (see lockInSession).
 func (h *handler) lock(w http.ResponseWriter, r *http.Request) {
 	kb, q, ok := h.kvRequest(w, r)
 	if !ok {
@@ -678,8 +700,16 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request) {
 		wait = d
 	}
 	wait = min(wait, h.opts.MaxWait)
+	session, ok := h.sessionParam(w, q)
+	if !ok {
+		return
+	}
 	var req struct{}
 	if !decodeBody(w, r, &req, false, "{}") {
+		return
+	}
+	if session != 0 {
+		h.lockInSession(w, r, name, session, wait)
 		return
 	}
 	markWaited(w)

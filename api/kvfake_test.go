@@ -69,6 +69,12 @@ func (f *fakeBackend) KVPut(ctx context.Context, key string, value []byte, opts 
 	if opts.Ephemeral {
 		kv.Owner = f.st.Identifier
 	}
+	if opts.Session != 0 {
+		if _, ok := f.sessions[opts.Session]; !ok {
+			return KVResult{Revision: f.kvRev}, ErrSessionNotFound
+		}
+		kv.Owner, kv.Session = f.st.Identifier, opts.Session
+	}
 	res := KVResult{Revision: f.kvRev, KV: &kv}
 	if ok {
 		kv.CreateRevision, kv.Version = prev.CreateRevision, prev.Version+1

@@ -152,6 +152,14 @@ func TestOpenAPIValidatesAnswers(t *testing.T) {
 	kvErr := func(err error) func(*fakeBackend) { return func(f *fakeBackend) { f.kvErr = err } }
 	bigValue := `{"value": "` + strings.Repeat("A", (MaxValueSize+3)/3*4+4) + `"}`
 	internal := errors.New("disk on fire")
+	withSession := func(f *fakeBackend) { // session 1
+		f.SessionCreate(context.Background(), 10*time.Second)
+		f.kvWrites = 0
+	}
+	withSessionLock := func(f *fakeBackend) { // session 1, lock "backup" at token 2
+		withSession(f)
+		f.LockInSession(context.Background(), "backup", 1)
+	}
 	cases := []tcase{
 		{method: "GET", target: "/v1/status", status: 200},
 		{method: "HEAD", target: "/v1/status", status: 200},
@@ -241,6 +249,20 @@ func TestOpenAPIValidatesAnswers(t *testing.T) {
 		{method: "POST", target: "/v1/locks/backup", token: tok, setup: kvErr(ErrNoLeader), status: 503},
 		{method: "POST", target: "/v1/locks/backup", opts: Options{Token: tok}, status: 401},
 		{method: "GET", target: "/v1/kv-watch?from=x", status: 400},
+		{method: "POST", target: "/v1/sessions", token: tok, body: `{"ttl": "10s"}`, status: 200},
+		{method: "POST", target: "/v1/sessions", token: tok, body: `{"ttl": "1ms"}`, status: 400},
+		{method: "GET", target: "/v1/sessions", setup: withSession, status: 200},
+		{method: "GET", target: "/v1/sessions", noKV: true, status: 501},
+		{method: "PUT", target: "/v1/sessions/1/renew", token: tok, setup: withSession, status: 200},
+		{method: "PUT", target: "/v1/sessions/2/renew", token: tok, status: 404},
+		{method: "DELETE", target: "/v1/sessions/1", token: tok, setup: withSession, status: 200},
+		{method: "DELETE", target: "/v1/sessions/x", token: tok, status: 400},
+		{method: "PUT", target: "/v1/kv/config/s?session=1", token: tok, body: `{"value": "aGVsbG8="}`, setup: withSession, status: 200},
+		{method: "PUT", target: "/v1/kv/config/s?session=2", token: tok, body: `{}`, status: 404},
+		{method: "POST", target: "/v1/locks/backup?session=1", token: tok, setup: withSession, status: 200},
+		{method: "POST", target: "/v1/locks/backup?session=2", token: tok, status: 404},
+		{method: "DELETE", target: "/v1/locks/backup?token=2", token: tok, setup: withSessionLock, status: 200},
+		{method: "DELETE", target: "/v1/locks/backup?token=3", token: tok, setup: withSessionLock, status: 404},
 		{method: "GET", target: "/v1/kv-watch", setup: kvErr(ErrNoLeader), status: 503},
 	}
 	seen200 := map[string]bool{}

@@ -94,6 +94,7 @@ type writeOptions struct {
 	cas       bool
 	rev       uint64
 	ephemeral bool
+	session   uint64 // InSession
 }
 
 // IfModRevision makes a change apply only if the key's mod revision is rev
@@ -185,6 +186,9 @@ func (kv *KV) write(ctx context.Context, method, key string, body []byte, opts [
 	}
 	if o.ephemeral {
 		q.Set("ephemeral", "")
+	}
+	if o.session != 0 {
+		q.Set("session", strconv.FormatUint(o.session, 10))
 	}
 	var res api.KVResult
 	_, err := kv.c.call(ctx, request{method: method, path: kvPath(key), body: body, query: func(string) url.Values { return q }}, &res)

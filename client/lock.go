@@ -15,7 +15,8 @@ import (
 
 // Lock is a named lock held through one peer (POST /v1/locks/{name}): it
 // is held while its request stays open, and released by Unlock, which
-// closes it. Get one with Client.Lock.
+// closes it; or, taken WithSession, held until Unlock or the session's
+// end. Get one with Client.Lock.
 type Lock struct {
 	name  string
 	token uint64
@@ -23,6 +24,11 @@ type Lock struct {
 	s     *sseStream
 	lost  chan struct{}
 	done  chan struct{} // closed when the reader ends
+
+	// A lock in a session (WithSession): no stream.
+	c       *Client
+	session *Session
+	stop    chan struct{} // closed by Unlock
 
 	mu       sync.Mutex
 	unlocked bool
@@ -38,9 +44,17 @@ const lockRetryWait = 30 * time.Second
 // Unlock, or until it is lost: Lost is closed then (the peer removed or
 // stopped, the connection to it broken, or no keep-alive from it for
 // Options.WatchWait + Options.Timeout). Token is the fencing token.
-func (c *Client) Lock(ctx context.Context, name string) (*Lock, error) {
+//
+// WithSession binds the lock to a session instead: no request stays open;
+// the lock is held until Unlock or until the session ends (Lost closes
+// when the session's Done does).
+func (c *Client) Lock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
 	if name == "" {
 		return nil, fmt.Errorf("%w: an empty lock name", ErrBadRequest)
+	}
+	var o lockOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
 	for {
 		wait := lockRetryWait
@@ -50,7 +64,13 @@ func (c *Client) Lock(ctx context.Context, name string) (*Lock, error) {
 				return nil, context.DeadlineExceeded
 			}
 		}
-		l, err := c.lockOnce(ctx, name, wait)
+		var l *Lock
+		var err error
+		if o.session != nil {
+			l, err = c.lockInSession(ctx, name, o.session, wait)
+		} else {
+			l, err = c.lockOnce(ctx, name, wait)
+		}
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusRequestTimeout && ctx.Err() == nil {
 			if _, ok := ctx.Deadline(); !ok {
@@ -141,8 +161,12 @@ func (l *Lock) Lost() <-chan struct{} { return l.lost }
 // Unlock releases the lock: it closes the request that holds it, and the
 // peer releases the lock as soon as it sees the connection close. It
 // returns once the connection is closed, or ctx ends. It is safe to call
-// more than once, and after the lock was lost.
+// more than once, and after the lock was lost. A lock taken WithSession is
+// released with DELETE /v1/locks/{name}?token=.
 func (l *Lock) Unlock(ctx context.Context) error {
+	if l.session != nil {
+		return l.unlockInSession(ctx)
+	}
 	l.mu.Lock()
 	select {
 	case <-l.lost:

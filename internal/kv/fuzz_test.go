@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -14,6 +15,9 @@ func FuzzDecodeOp(f *testing.F) {
 	f.Add(mustEncode(f, Op{Type: OpPut, Key: "a", Value: []byte("v"), Compare: true, ModRevision: 3, Owner: 2, ReqID: 9}))
 	f.Add(mustEncode(f, Op{Type: OpDelete, Key: "\x00lock/a"}))
 	f.Add(seedStore(f).Snapshot())
+	f.Add(mustEncode(f, Op{Type: OpGrant, Owner: 2, TTL: 1500 * time.Millisecond, ReqID: 4, Term: 1}))
+	f.Add(mustEncode(f, Op{Type: OpRevoke, Session: 5, IfRenewed: 6}))
+	f.Add(mustEncode(f, Op{Type: OpPut, Key: "s", Session: 5}))
 	f.Add([]byte{Kind, 1, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -44,6 +48,9 @@ func seedStore(t testing.TB) *Store {
 	f.op(Op{Type: OpPut, Key: "b", Value: []byte("2"), Owner: 3})
 	f.op(Op{Type: OpPut, Key: "\x00lock/l", Owner: 4})
 	f.removeV1(7)
+	id := f.op(Op{Type: OpGrant, Owner: 3, TTL: time.Second}).Index
+	f.op(Op{Type: OpPut, Key: "s", Value: []byte("x"), Session: id})
+	f.op(Op{Type: OpGrant, Owner: 5, TTL: time.Minute})
 	return f.s
 }
 
@@ -58,6 +65,10 @@ func FuzzApply(f *testing.F) {
 	f.Add(uint8(1), mustMarshal(f, &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: 3}))
 	f.Add(uint8(2), mustMarshal(f, &raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode, NodeID: 4}}}))
 	f.Add(uint8(0), []byte("R{}"))
+	f.Add(uint8(0), mustEncode(f, Op{Type: OpRevoke, Session: 5}))
+	f.Add(uint8(0), mustEncode(f, Op{Type: OpKeepAlive, Session: 7}))
+	f.Add(uint8(0), mustEncode(f, Op{Type: OpGrant, Owner: 1, TTL: time.Second}))
+	f.Add(uint8(0), mustEncode(f, Op{Type: OpPut, Key: "t", Session: 6}))
 	f.Fuzz(func(t *testing.T, typ uint8, data []byte) {
 		s := seedStore(t)
 		before := s.Snapshot()

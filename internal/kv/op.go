@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -86,6 +87,9 @@ func (t OpType) String() string {
 	case OpDelete:
 		return "delete"
 	}
+	if t.isSession() {
+		return t.sessionString()
+	}
 	return fmt.Sprintf("op(%d)", uint8(t))
 }
 
@@ -110,12 +114,24 @@ type Op struct {
 	// of a later term without seeing its op's result then knows that the
 	// op never applies (log terms only grow), and may propose it again.
 	Term uint64
+
+	// Session (OpPut): bind the key to this session (see session.go): it
+	// is deleted when the session is revoked or expires; the key's Owner
+	// becomes the session's owner (Owner must be 0). OpKeepAlive,
+	// OpRevoke: the session they renew or end.
+	Session uint64
+	// TTL (OpGrant): the session's time to live, whole milliseconds.
+	TTL time.Duration
+	// IfRenewed (OpRevoke): revoke only if the session was last renewed
+	// (or granted) at this entry index; 0: unconditionally.
+	IfRenewed uint64
 }
 
 // flags of the encoding.
 const (
 	flagCompare = 1 << iota
-	flagAll     = flagCompare
+	flagSession // a put bound to a session: a uvarint session ID follows the value
+	flagAll     = flagCompare | flagSession
 )
 
 // CheckKey returns an error (ErrInvalidKey, ErrTooLarge) unless key may be
@@ -140,6 +156,15 @@ func CheckKey(key string) error {
 
 // Check returns an error unless op is an operation that EncodeOp accepts.
 func (op Op) Check() error {
+	if op.Type.isSession() {
+		return op.checkSessionOp()
+	}
+	if op.TTL != 0 || op.IfRenewed != 0 {
+		return fmt.Errorf("%w: a %v carries no TTL or renewal condition", ErrMalformed, op.Type)
+	}
+	if op.Session != 0 && (op.Type != OpPut || op.Owner != 0) {
+		return fmt.Errorf("%w: only a put without an owner is bound to a session", ErrMalformed)
+	}
 	if err := CheckKey(op.Key); err != nil {
 		return err
 	}
@@ -168,10 +193,16 @@ func EncodeOp(op Op) ([]byte, error) {
 	if err := op.Check(); err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, 3+4*binary.MaxVarintLen64+len(op.Key)+len(op.Value))
+	if op.Type.isSession() {
+		return encodeSessionOp(op), nil
+	}
+	b := make([]byte, 0, 3+5*binary.MaxVarintLen64+len(op.Key)+len(op.Value))
 	var flags byte
 	if op.Compare {
 		flags |= flagCompare
+	}
+	if op.Session != 0 {
+		flags |= flagSession
 	}
 	b = append(b, Kind, byte(op.Type), flags)
 	b = binary.AppendUvarint(b, op.ReqID)
@@ -182,6 +213,9 @@ func EncodeOp(op Op) ([]byte, error) {
 	b = append(b, op.Key...)
 	b = binary.AppendUvarint(b, uint64(len(op.Value)))
 	b = append(b, op.Value...)
+	if op.Session != 0 {
+		b = binary.AppendUvarint(b, op.Session)
+	}
 	return b, nil
 }
 
@@ -196,6 +230,9 @@ func DecodeOp(data []byte) (Op, error) {
 		return Op{}, fmt.Errorf("%w: short entry", ErrMalformed)
 	}
 	op := Op{Type: OpType(data[1])}
+	if op.Type.isSession() {
+		return decodeSessionOp(data)
+	}
 	if op.Type != OpPut && op.Type != OpDelete {
 		return Op{}, fmt.Errorf("%w: %v", ErrUnknownOp, op.Type)
 	}
@@ -212,6 +249,11 @@ func DecodeOp(data []byte) (Op, error) {
 	op.Key = string(d.bytes(MaxKeySize))
 	if v := d.bytes(MaxValueSize); len(v) > 0 {
 		op.Value = v
+	}
+	if flags&flagSession != 0 {
+		if op.Session = d.uvarint(); op.Session == 0 && d.err == nil {
+			return Op{}, fmt.Errorf("%w: session 0", ErrMalformed)
+		}
 	}
 	if d.err != nil {
 		return Op{}, d.err

@@ -94,6 +94,9 @@ type KeyValue struct {
 	// Owner is the node ID of the member an ephemeral key is bound to; 0:
 	// persistent.
 	Owner uint64
+	// Session is the session the key is bound to (0: none); see
+	// session.go. Its Owner is then the session's.
+	Session uint64
 }
 
 // size is what a key counts against the quota.
@@ -177,6 +180,8 @@ type Store struct {
 	start     int
 	oldest    uint64
 	histBytes int64
+
+	sess sessionTable // sessions (session.go)
 }
 
 func lessKV(a, b *KeyValue) bool { return a.Key < b.Key }
@@ -195,6 +200,7 @@ func (s *Store) reset() {
 	s.removed = map[uint64]struct{}{}
 	s.events, s.start, s.histBytes = nil, 0, 0
 	s.oldest = 1
+	s.sess.reset()
 	if s.changed == nil {
 		s.changed = make(chan struct{})
 	}
@@ -337,11 +343,15 @@ func (s *Store) Apply(e raftpb.Entry) []Result {
 		close(s.changed)
 		s.changed = make(chan struct{})
 	}
+	s.sess.notify()
 	return out
 }
 
 // op applies one decoded operation (callers hold mu).
 func (s *Store) op(op Op) Result {
+	if op.Type.isSession() {
+		return s.sessionOp(op)
+	}
 	cur, ok := s.keys.Get(&KeyValue{Key: op.Key})
 	if op.Compare {
 		var mod uint64
@@ -359,7 +369,11 @@ func (s *Store) op(op Op) Result {
 				return Result{Err: ErrOwnerRemoved}
 			}
 		}
-		next := &KeyValue{Key: op.Key, Value: op.Value, Owner: op.Owner, Version: 1}
+		owner, err := s.bindSession(op)
+		if err != nil {
+			return Result{Err: err}
+		}
+		next := &KeyValue{Key: op.Key, Value: op.Value, Owner: owner, Session: op.Session, Version: 1}
 		bytes := s.bytes + next.size()
 		if ok {
 			bytes -= cur.size()
@@ -414,6 +428,7 @@ func (s *Store) confChange(cc raftpb.ConfChangeV2) {
 	if len(gone) == 0 {
 		return
 	}
+	s.dropSessionsOf(gone)
 	var drop []*KeyValue
 	s.keys.Ascend(func(kv *KeyValue) bool {
 		if kv.Owner != 0 && gone[kv.Owner] {
@@ -475,7 +490,7 @@ func (s *Store) Snapshot() []byte {
 		b = appendUvarints(b, kv.CreateRevision, kv.ModRevision, kv.Version, kv.Owner)
 		return true
 	})
-	return b
+	return s.appendSessions(b) // trailing section (session.go)
 }
 
 // Restore replaces the state with one Snapshot encoded, after checking
@@ -524,6 +539,10 @@ func (s *Store) Restore(data []byte) error {
 		total += kv.size()
 		keys.ReplaceOrInsert(kv)
 	}
+	sessions, err := restoreSessions(&d, applied, removed, keys) // trailing section (session.go)
+	if err != nil {
+		return err
+	}
 	if d.err != nil {
 		return fmt.Errorf("%w: snapshot: %w", ErrMalformed, d.err)
 	}
@@ -535,6 +554,8 @@ func (s *Store) Restore(data []byte) error {
 	s.reset()
 	s.keys, s.bytes, s.rev, s.applied, s.removed = keys, total, rev, applied, removed
 	s.oldest = rev + 1
+	s.sess.byID = sessions
+	s.sess.notify()
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return nil

@@ -51,13 +51,14 @@ from .errors import (
     UnsupportedMediaTypeError,
     WouldLoseQuorumError,
     KeyNotFoundError,
+    SessionNotFoundError,
     CompareFailedError,
     QuotaError,
     UnsupportedError,
     CompactedError,
 )
 from ._leadership import LeaderScope
-from .kv import KV, KVWatch, Lock
+from .kv import KV, KVWatch, Lock, Session, SessionLock
 from .types import KeyValue, KVEvent, KVList, KVResult, Member, Peer, State, Status, TransferResult
 
 # TimeoutError is left out on purpose: `from qcluster import *` must not
@@ -80,6 +81,8 @@ __all__ = [
     "KV",
     "KVWatch",
     "Lock",
+    "Session",
+    "SessionLock",
     "AsyncKV",
     "AsyncKVWatch",
     "LeaderScope",
@@ -110,6 +113,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "WouldLoseQuorumError",
     "KeyNotFoundError",
+    "SessionNotFoundError",
     "CompareFailedError",
     "QuotaError",
     "UnsupportedError",

@@ -19,13 +19,13 @@ import asyncio
 import concurrent.futures
 import functools
 import threading
-from typing import Any, AsyncIterator, Awaitable, Callable, Generator, List, Mapping, Optional, TypeVar, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Generator, List, Mapping, Optional, TypeVar, Union
 
 from ._http import TLSArg
 from ._leadership import LeaderScope
 from .client import DEFAULT_ELECTION_TIMEOUT, DEFAULT_MARGIN, QCluster
 from .errors import ClosedError, NoLeaderError
-from .kv import KV, KVWatch, Lock
+from .kv import KV, KVWatch, Lock, Session
 from .types import KeyValue, KVEvent, KVList, KVResult, Member, Peer, State, Status, TransferResult
 
 __all__ = ["AsyncQCluster", "AsyncKV", "AsyncKVWatch"]
@@ -116,14 +116,15 @@ class AsyncQCluster:
         """:attr:`QCluster.kv` with coroutines (:class:`AsyncKV`)."""
         return self._kv
 
-    def lock(self, name: str, timeout: Optional[float] = None) -> "_LockRequest":
+    def lock(self, name: str, timeout: Optional[float] = None, session: "Union[Session, int, None]" = None) -> "_LockRequest":
         """:meth:`QCluster.lock` for asyncio: ``async with cluster.lock(name)
         as lk:`` (released at the end of the block), or ``lk = await
         cluster.lock(name)`` (then ``await loop.run_in_executor(None,
         lk.release)``). ``lk`` is a :class:`qcluster.Lock`: ``lk.token``,
         ``lk.lost`` (a ``threading.Event``). Cancelled while waiting, the
-        lock is released as soon as it would have been taken."""
-        return _LockRequest(self.sync, name, timeout)
+        lock is released as soon as it would have been taken. With
+        ``session=`` it is a :class:`qcluster.SessionLock`."""
+        return _LockRequest(self.sync, name, timeout, session)
 
     async def leave(self, timeout: float = 60.0) -> str:
         """:meth:`QCluster.leave`."""
@@ -282,15 +283,16 @@ class _LockRequest:
     """What :meth:`AsyncQCluster.lock` returns: awaitable (the held
     :class:`Lock`) and an async context manager (that releases it)."""
 
-    def __init__(self, cluster: QCluster, name: str, timeout: Optional[float]) -> None:
+    def __init__(self, cluster: QCluster, name: str, timeout: Optional[float], session: Any = None) -> None:
         self._cluster = cluster
         self._name = name
         self._timeout = timeout
+        self._session = session
         self._lock = None  # type: Optional[Lock]
 
     async def _take(self) -> Lock:
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, self._cluster.lock, self._name, self._timeout)
+        fut = loop.run_in_executor(None, self._cluster.lock, self._name, self._timeout, self._session)
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
@@ -341,9 +343,19 @@ class AsyncKV:
         cas: Optional[int] = None,
         ephemeral: bool = False,
         timeout: float = 30.0,
+        session: "Union[Session, int, None]" = None,
     ) -> KVResult:
         """:meth:`KV.put`."""
-        return await self._run(self.sync.put, key, value, cas, ephemeral, timeout)
+        return await self._run(self.sync.put, key, value, cas, ephemeral, timeout, session)
+
+    async def session(self, ttl: float, keepalive: bool = True, timeout: float = 30.0) -> Session:
+        """:meth:`KV.session` (the :class:`Session` renews itself in a
+        thread; its ``close`` blocks: run it in an executor)."""
+        return await self._run(self.sync.session, ttl, keepalive, timeout)
+
+    async def sessions(self, stale: bool = False, timeout: float = 30.0) -> "List[Dict[str, Any]]":
+        """:meth:`KV.sessions`."""
+        return await self._run(self.sync.sessions, stale, timeout)
 
     async def delete(self, key: str, cas: Optional[int] = None, timeout: float = 30.0) -> KVResult:
         """:meth:`KV.delete`."""

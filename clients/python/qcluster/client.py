@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Tuple, Union
 
 from ._agent import LocalAgent, parse_duration
 from ._http import Endpoint, TLSArg
@@ -28,7 +28,7 @@ from .errors import (
     QClusterError,
     UnreachableError,
 )
-from .kv import KV, Lock, take_lock
+from .kv import KV, Lock, Session, SessionLock, take_lock, take_session_lock
 from .types import Member, Peer, State, Status, TransferResult
 
 __all__ = ["QCluster", "DEFAULT_ELECTION_TIMEOUT", "DEFAULT_MARGIN"]
@@ -705,7 +705,7 @@ class QCluster:
         through this process's agent. See :class:`qcluster.KV`."""
         return self._kv
 
-    def lock(self, name: str, timeout: Optional[float] = None) -> Lock:
+    def lock(self, name: str, timeout: Optional[float] = None, session: "Union[Session, int, None]" = None) -> "Union[Lock, SessionLock]":
         """Takes the named lock (``POST /v1/locks/{name}``) through this
         process's agent and returns it held: a :class:`qcluster.Lock`, also a
         context manager that releases it::
@@ -723,6 +723,11 @@ class QCluster:
         Args:
             timeout: how long to wait, in seconds, while another holder has
                 it (None: as long as it takes).
+            session: bind the lock to a :class:`qcluster.Session` (or a
+                session ID) instead: no request stays open, and a
+                :class:`qcluster.SessionLock` is returned, held until its
+                ``release()`` or the end of the session
+                (``SessionNotFoundError`` when the session is over).
 
         Raises:
             qcluster.TimeoutError: still held by another after ``timeout``
@@ -730,6 +735,8 @@ class QCluster:
             MasterlessError, UnauthorizedError, NoLeaderError,
             UnreachableError, ClosedError.
         """
+        if session is not None:
+            return take_session_lock(self._core, name, timeout, session)
         return take_lock(self._core, name, timeout)
 
     def transfer(self, to: Optional[str] = None, timeout: float = 30.0) -> TransferResult:

@@ -23,6 +23,7 @@ code                   exception               status
 ``too_large``          TooLargeError           413
 ``unsupported_media_type`` UnsupportedMediaTypeError 415
 ``key_not_found``      KeyNotFoundError        404
+``session_not_found``  SessionNotFoundError    404
 ``compare_failed``     CompareFailedError      409
 ``quota``              QuotaError              507
 ``unsupported``        UnsupportedError        501
@@ -76,6 +77,7 @@ __all__ = [
     "AgentNotFoundError",
     "ClosedError",
     "KeyNotFoundError",
+    "SessionNotFoundError",
     "CompareFailedError",
     "QuotaError",
     "UnsupportedError",
@@ -251,6 +253,13 @@ class KeyNotFoundError(APIError):
     code_name = "key_not_found"
 
 
+class SessionNotFoundError(APIError):
+    """``session_not_found``: the session does not exist: it expired, was
+    revoked, or its member left (404)."""
+
+    code_name = "session_not_found"
+
+
 class CompareFailedError(APIError):
     """``compare_failed``: a change's ``cas=`` does not hold (409): the
     key's ``mod_revision`` differs, or (``cas=0``) the key exists.
@@ -342,6 +351,7 @@ _BY_CODE = {
         UnavailableError,
         TimeoutError,
         KeyNotFoundError,
+        SessionNotFoundError,
         CompareFailedError,
         QuotaError,
         UnsupportedError,

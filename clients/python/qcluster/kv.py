@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Dict, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from ._http import Endpoint, Event, Stream
 from .errors import (
@@ -34,7 +34,7 @@ from .errors import (
 )
 from .types import KeyValue, KVEvent, KVList, KVResult
 
-__all__ = ["KV", "KVWatch", "Lock"]
+__all__ = ["KV", "KVWatch", "Lock", "Session", "SessionLock"]
 
 log = logging.getLogger("qcluster")
 
@@ -158,6 +158,7 @@ class KV:
         cas: Optional[int] = None,
         ephemeral: bool = False,
         timeout: float = 30.0,
+        session: "Union[Session, int, None]" = None,
     ) -> KVResult:
         """Sets ``key`` to ``value`` (bytes, or a str sent as UTF-8) and
         returns the :class:`KVResult` once the change is applied.
@@ -167,6 +168,10 @@ class KV:
                 is ``cas``; ``cas=0``: only if the key does not exist.
             ephemeral: bind the key to this agent's member: it is deleted
                 when that member leaves or is removed.
+            session: bind the key to a :class:`Session` (or a session ID):
+                it is deleted when the session ends. Not with
+                ``ephemeral``; :class:`SessionNotFoundError` when the
+                session is over.
 
         Raises:
             CompareFailedError: ``cas`` does not hold; ``.kv`` is the key
@@ -186,6 +191,8 @@ class KV:
             q.append("cas={}".format(_check_rev(cas, "cas")))
         if ephemeral:
             q.append("ephemeral")
+        if session is not None:
+            q.append("session={}".format(_session_id(session)))
         path = key_path(key) + ("?" + "&".join(q) if q else "")
         body, _ = self._endpoint.request(
             "PUT", path, {"value": base64.b64encode(raw).decode("ascii")}, timeout, max_body=_MAX_GET_BODY * 2
@@ -207,6 +214,37 @@ class KV:
             path += "?cas={}".format(_check_rev(cas, "cas"))
         body, _ = self._endpoint.request("DELETE", path, None, timeout, max_body=_MAX_GET_BODY * 2)
         return _decode(KVResult.from_json, body, "DELETE " + path)
+
+    def session(self, ttl: float, keepalive: bool = True, timeout: float = 30.0) -> "Session":
+        """Creates a session with a TTL of ``ttl`` seconds
+        (``POST /v1/sessions``; from 1 s to 24 h) and returns it as a
+        :class:`Session`. With ``keepalive`` (the default) a thread renews
+        it every third of its TTL until :meth:`Session.close`; without,
+        call :meth:`Session.renew` within every TTL. Keys put with
+        ``session=`` go when it ends.
+
+        Raises:
+            BadRequestError: a TTL out of bounds.
+        """
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise ValueError("ttl must be a positive number of seconds, not {!r}".format(ttl))
+        body, _ = self._endpoint.request("POST", "/v1/sessions", {"ttl": "{}ms".format(int(ttl * 1000))}, timeout)
+        sid, ttl_s, owner = _decode(_session_from_json, body, "POST /v1/sessions")
+        return Session(self, sid, ttl_s, owner, keepalive)
+
+    def sessions(self, stale: bool = False, timeout: float = 30.0) -> "List[Dict[str, Any]]":
+        """The sessions (``GET /v1/sessions``), each a dict with ``id``,
+        ``ttl`` (seconds) and ``owner``."""
+        path = "/v1/sessions" + ("?stale" if stale else "")
+        body, _ = self._endpoint.request("GET", path, timeout=timeout)
+        items = body.get("sessions") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise ProtocolError("GET /v1/sessions: the answer has no sessions list")
+        out = []
+        for it in items:
+            sid, ttl_s, owner = _decode(_session_from_json, it, "GET /v1/sessions")
+            out.append({"id": sid, "ttl": ttl_s, "owner": owner})
+        return out
 
     def watch(self, prefix: str = "", from_revision: int = 0) -> "KVWatch":
         """Streams every change of the keys beginning with ``prefix``, in
@@ -533,3 +571,208 @@ def _lock_token(ev: Event, name: str, what: str) -> int:
     if isinstance(tok, bool) or not isinstance(tok, int) or not 0 < tok < 1 << 64 or o.get("name") != name:
         raise ProtocolError("{}: an acquired event that is not this lock's: {!r}".format(what, ev.data[:200]))
     return tok
+
+
+def _session_id(session: Any) -> int:
+    sid = session.id if isinstance(session, Session) else session
+    if isinstance(sid, bool) or not isinstance(sid, int) or not 0 < sid < 1 << 64:
+        raise ValueError("session must be a Session or a session ID (a positive int), not {!r}".format(session))
+    return sid
+
+
+def _parse_duration(s: Any) -> float:
+    """Seconds of a Go duration as the agents write it ("1m30s", "500ms")."""
+    if not isinstance(s, str) or not s:
+        raise ValueError("want a duration, got {!r}".format(s))
+    units = (("h", 3600.0), ("ms", 0.001), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("m", 60.0), ("s", 1.0))
+    total, rest = 0.0, s
+    while rest:
+        i = 0
+        while i < len(rest) and (rest[i].isdigit() or rest[i] == "."):
+            i += 1
+        if i == 0:
+            raise ValueError("want a duration, got {!r}".format(s))
+        num, rest = float(rest[:i]), rest[i:]
+        for u, mult in units:
+            if rest.startswith(u):
+                total += num * mult
+                rest = rest[len(u):]
+                break
+        else:
+            raise ValueError("want a duration, got {!r}".format(s))
+    return total
+
+
+def _session_from_json(obj: Any) -> Tuple[int, float, str]:
+    if not isinstance(obj, dict):
+        raise ValueError("want a session object, got {!r}".format(obj))
+    sid, owner = obj.get("id"), obj.get("owner")
+    if isinstance(sid, bool) or not isinstance(sid, int) or not 0 < sid < 1 << 64 or not isinstance(owner, str):
+        raise ValueError("not a session: {!r}".format(obj))
+    return sid, _parse_duration(obj.get("ttl")), owner
+
+
+class Session:
+    """A session of the KV store (:meth:`KV.session`): it lives while
+    renewed within its TTL; the keys put with ``session=`` go when it ends
+    (closed, expired, or its member gone).
+
+    Attributes:
+        id: the session's ID.
+        ttl: its TTL, in seconds.
+        owner: the member that granted it.
+        done: a ``threading.Event`` set once the session is over as far as
+            this process knows: closed, found gone at a renewal, or no
+            renewal succeeded for a whole TTL.
+    """
+
+    def __init__(self, kv: KV, sid: int, ttl: float, owner: str, keepalive: bool) -> None:
+        self._kv = kv
+        self.id = sid
+        self.ttl = ttl
+        self.owner = owner
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None  # type: Optional[threading.Thread]
+        if keepalive:
+            self._thread = threading.Thread(target=self._keepalive, name="qcluster-session-{}".format(sid), daemon=True)
+            self._thread.start()
+
+    def renew(self, timeout: float = 30.0) -> None:
+        """Renews the session (``PUT /v1/sessions/{id}/renew``).
+
+        Raises:
+            SessionNotFoundError: the session is over.
+        """
+        self._kv._endpoint.request("PUT", "/v1/sessions/{}/renew".format(self.id), None, timeout)
+
+    def _keepalive(self) -> None:
+        every = self.ttl / 3
+        last_ok = time.monotonic()
+        delay = every
+        try:
+            while not self._stop.wait(delay):
+                start = time.monotonic()
+                if start - last_ok >= self.ttl:
+                    return  # no renewal for a whole TTL: over
+                try:
+                    self.renew(timeout=every)
+                except APIError as e:
+                    if e.code == "session_not_found":
+                        return
+                    delay = min(every / 2, max(every / 8, delay / 2))
+                    continue
+                except QClusterError:
+                    delay = min(every / 2, max(every / 8, delay / 2))
+                    continue
+                last_ok, delay = start, max(0.0, every - (time.monotonic() - start))
+        finally:
+            self.done.set()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stops renewing the session and revokes it
+        (``DELETE /v1/sessions/{id}``), deleting its keys. A session
+        already over is not an error."""
+        self._stop.set()
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        try:
+            self._kv._endpoint.request("DELETE", "/v1/sessions/{}".format(self.id), None, timeout)
+        except APIError as e:
+            if e.code != "session_not_found":
+                raise
+        self.done.set()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<qcluster.Session {} ttl {:g}s: {}>".format(self.id, self.ttl, "over" if self.done.is_set() else "live")
+
+
+class SessionLock:
+    """A named lock bound to a session (:meth:`QCluster.lock` with
+    ``session=``): no request stays open; it is held until
+    :meth:`release` or until the session ends (the agents then delete it).
+
+    Attributes:
+        name: the lock's name.
+        token: the fencing token.
+        session: the session's ID.
+        lost: the session's ``done`` event when a :class:`Session` was
+            given (set once the session is over: the lock is gone with it);
+            an event never set for a bare session ID.
+    """
+
+    def __init__(self, core: Any, name: str, token: int, session: "Union[Session, int]") -> None:
+        self._core = core
+        self.name = name
+        self.token = token
+        self.session = _session_id(session)
+        self.lost = session.done if isinstance(session, Session) else threading.Event()
+        self._released = False
+
+    @property
+    def held(self) -> bool:
+        """True until the lock is released or its session is over."""
+        return not self._released and not self.lost.is_set()
+
+    def release(self, timeout: float = 10.0) -> None:
+        """Releases the lock (``DELETE /v1/locks/{name}?token=``). A lock
+        no longer held (its session over) is not an error; safe more than
+        once."""
+        if self._released:
+            return
+        path = "/v1/locks/{}?token={}".format(_escape(self.name), self.token)
+        try:
+            self._core.endpoint.request("DELETE", path, None, timeout)
+        except APIError as e:
+            if e.code != "key_not_found":
+                raise
+        self._released = True
+
+    def __enter__(self) -> "SessionLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        what = "held" if self.held else ("lost" if self.lost.is_set() else "released")
+        return "<qcluster.SessionLock {!r} token {} session {}: {}>".format(self.name, self.token, self.session, what)
+
+
+def take_session_lock(core: Any, name: str, timeout: Optional[float], session: "Union[Session, int]") -> SessionLock:
+    """Takes the lock ``name`` bound to ``session`` through ``core``'s
+    agent (``POST /v1/locks/{name}?session=``)."""
+    if not isinstance(name, str):
+        raise TypeError("name must be a str, not {}".format(type(name).__name__))
+    if not name:
+        raise ValueError("the lock name must not be empty")
+    if timeout is not None and not timeout > 0:
+        raise ValueError("timeout must be positive (seconds), or None to wait as long as it takes")
+    sid = _session_id(session)
+    path = "/v1/locks/" + _escape(name)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if core.closed:
+            raise ClosedError("the QCluster is closed")
+        wait = _MAX_LOCK_WAIT if deadline is None else min(_MAX_LOCK_WAIT, deadline - time.monotonic())
+        if wait <= 0:
+            raise TimeoutError(
+                408, "timeout", "the lock {!r} is held by another holder; it was not released within {:g}s".format(name, timeout)
+            )
+        q = "?wait={}ms&session={}".format(max(1, int(wait * 1000)), sid)
+        try:
+            body, _ = core.endpoint.request("POST", path + q, None, wait + _GRACE)
+        except TimeoutError as e:
+            if e.status == 408 and deadline is None:
+                continue  # still held by another: ask again
+            raise
+        tok = body.get("token") if isinstance(body, dict) else None
+        if isinstance(tok, bool) or not isinstance(tok, int) or not 0 < tok < 1 << 64 or body.get("name") != name or body.get("session") != sid:
+            raise ProtocolError("POST {}: an answer that is not this lock's: {!r}".format(path, body))
+        return SessionLock(core, name, tok, session)

@@ -280,6 +280,8 @@ class KeyValue(NamedTuple):
         version: its changes since it was created (1 at creation).
         owner: the member an ephemeral key is bound to (the key goes when
             that member leaves or is removed); None for a persistent key.
+        session: the ID of the session the key is bound to (the key goes
+            when the session ends); None when it is bound to none.
     """
 
     key: str
@@ -288,6 +290,7 @@ class KeyValue(NamedTuple):
     mod_revision: int
     version: int
     owner: Optional[str]
+    session: Optional[int] = None
 
     @classmethod
     def from_json(cls, obj: Any) -> "KeyValue":
@@ -296,6 +299,9 @@ class KeyValue(NamedTuple):
         owner = o.get("owner")
         if owner is not None and not isinstance(owner, str):
             raise ValueError("owner: want a string, got {!r}".format(owner))
+        session = None
+        if o.get("session") is not None:
+            session = _rev(o, "session", 1)
         return cls(
             _str(o, "key"),
             _bytes(o, "value"),
@@ -303,6 +309,7 @@ class KeyValue(NamedTuple):
             _rev(o, "mod_revision", 0),
             _rev(o, "version", 0),
             owner or None,
+            session,
         )
 
 

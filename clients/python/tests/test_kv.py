@@ -292,6 +292,53 @@ class KVTest(AgentsTestCase):
         with third.lock("job", timeout=30) as lt:
             self.assertGreater(lt.token, lk.token)
 
+    def test_session_keys_go_when_the_session_ends(self) -> None:
+        a, b, _ = self.three()
+        with self.assertRaises(qcluster.BadRequestError):
+            a.kv.session(0.001)
+        s = a.kv.session(1.0)  # renewed by its thread
+        self.addCleanup(s.close)
+        res = b.kv.put("svc/kept", b"1", session=s)
+        assert res.kv is not None
+        self.assertEqual(res.kv.session, s.id)
+        manual = a.kv.session(1.0, keepalive=False)
+        b.kv.put("svc/left", b"1", session=manual.id)
+        self.assertEqual({x["id"] for x in b.kv.sessions()}, {s.id, manual.id})
+        # The session nobody renews expires and takes its key along; the
+        # renewed one stays (3 TTLs and more by then).
+        wait_for(lambda: not self._exists(a, "svc/left"), 30, "the unrenewed session's key to go")
+        with self.assertRaises(qcluster.SessionNotFoundError):
+            manual.renew()
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            self.assertFalse(s.done.is_set())
+            self.assertTrue(self._exists(a, "svc/kept"))
+            time.sleep(0.1)
+        # A lock bound to a session nobody renews: released when it
+        # expires; the next holder gets a greater token.
+        short = a.kv.session(1.0, keepalive=False)
+        lk = a.lock("job", session=short)
+        self.assertTrue(lk.held)
+        self.assertEqual(lk.session, short.id)
+        with b.lock("job", timeout=60) as lk2:
+            self.assertGreater(lk2.token, lk.token)
+        kept = a.lock("job", session=s)  # in the renewed session: held
+        self.assertIs(kept.lost, s.done)
+        kept.release()
+        kept.release()
+        s.close()
+        self.assertTrue(s.done.is_set())
+        self.assertFalse(self._exists(a, "svc/kept"))
+        with self.assertRaises(qcluster.SessionNotFoundError):
+            b.kv.put("svc/late", b"1", session=s)
+
+    def _exists(self, c: QCluster, key: str) -> bool:
+        try:
+            c.kv.get(key)
+            return True
+        except qcluster.KeyNotFoundError:
+            return False
+
     def test_async(self) -> None:
         conf = cluster_configs(1, self.dir)[0]
 
