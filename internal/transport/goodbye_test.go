@@ -430,7 +430,10 @@ func killOnce(t *testing.T) time.Duration {
 	deadline := time.Now().Add(waitTimeout)
 	for len(g.calls()) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no PeerGone within %v of kill -9 (StreamEnds %+v)", waitTimeout, b.tr.StreamEnds())
+			b.logs.mu.Lock()
+			lines := strings.Join(*b.logs.lines, "\n")
+			b.logs.mu.Unlock()
+			t.Fatalf("no PeerGone within %v of kill -9 (StreamEnds %+v); log:\n%s", waitTimeout, b.tr.StreamEnds(), lines)
 		}
 		time.Sleep(time.Millisecond)
 	}

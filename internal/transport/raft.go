@@ -196,9 +196,9 @@ type Config struct {
 	// ended with a clean end of stream at a frame boundary, without a
 	// goodbye frame, and then a TCP connect to its address (the one
 	// SetPeer gave; plain TCP, 200ms each) was refused (ECONNREFUSED); a
-	// connect that is accepted is closed and made again after 1, 2, 4, 8,
-	// 16 and 32ms, since a killed process's listener may close a moment
-	// after its streams. A goodbye, a connection reset, a truncated frame,
+	// connect that is accepted (and closed) or reset is made again after
+	// 1, 2, 4, 8, 16 and 32ms, since a killed process's listener may close
+	// a moment after its streams, resetting the connects in its backlog. A goodbye, a connection reset, a truncated frame,
 	// a probe that times out, fails otherwise or is accepted every time
 	// give nothing;
 	// StreamEnds counts each. It is called with no Transport lock held,
@@ -283,7 +283,7 @@ type StreamEnds struct {
 	// once): the peer's port is alive.
 	ProbesAccepted uint64
 	// ProbesFailed: the probe's connect failed otherwise (a time-out, no
-	// route, a reset, Close).
+	// route, Close, a reset on the last try).
 	ProbesFailed uint64
 }
 
@@ -820,9 +820,9 @@ func (t *Transport) HandleStream(conn net.Conn) {
 // peer id: if conn is still id's newest stream, id is a peer with an
 // address, and no probe of id is running, it dials id's address (plain
 // TCP, probeTimeout each) on a goroutine of the Transport, and calls
-// Config.PeerGone if and only if a connect is refused. An accepted connect
-// is closed at once and tried again after each of probePauses; any other
-// failure ends the probe.
+// Config.PeerGone if and only if a connect is refused. A connect that is
+// accepted (closed at once) or reset is made again after each of
+// probePauses; any other failure ends the probe.
 func (t *Transport) probe(id uint64, conn net.Conn, log *slog.Logger) {
 	t.mu.Lock()
 	t.ends.eofs.Add(1) // under mu: a probe, if any, has begun when this shows
@@ -842,7 +842,10 @@ func (t *Transport) probe(id uint64, conn net.Conn, log *slog.Logger) {
 		var err error
 		for i := 0; ; i++ {
 			err = t.probeDial(addr)
-			if err != nil || i == len(probePauses) {
+			// Accepted, or reset by a listener that closed meanwhile
+			// (a dying one resets the connects in its backlog): again.
+			again := err == nil || errors.Is(err, syscall.ECONNRESET)
+			if !again || i == len(probePauses) {
 				break
 			}
 			timer := time.NewTimer(probePauses[i])
