@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"unicode/utf8"
 )
@@ -76,6 +77,11 @@ const (
 	OpPut OpType = 1
 	// OpDelete deletes a key.
 	OpDelete OpType = 2
+	// OpSetQuota sets the store's quota (Op.Quota bytes of keys plus
+	// values) on every peer that applies it: the quota travels in the log
+	// so that every peer refuses the same puts. It carries no key. (Its
+	// number leaves room for other operations below it.)
+	OpSetQuota OpType = 16
 )
 
 // String returns "put" or "delete".
@@ -85,6 +91,8 @@ func (t OpType) String() string {
 		return "put"
 	case OpDelete:
 		return "delete"
+	case OpSetQuota:
+		return "set-quota"
 	}
 	return fmt.Sprintf("op(%d)", uint8(t))
 }
@@ -110,6 +118,8 @@ type Op struct {
 	// of a later term without seeing its op's result then knows that the
 	// op never applies (log terms only grow), and may propose it again.
 	Term uint64
+	// Quota (OpSetQuota only, > 0): the store's new quota in bytes.
+	Quota int64
 }
 
 // flags of the encoding.
@@ -140,6 +150,18 @@ func CheckKey(key string) error {
 
 // Check returns an error unless op is an operation that EncodeOp accepts.
 func (op Op) Check() error {
+	if op.Type == OpSetQuota {
+		if op.Key != "" || len(op.Value) != 0 || op.Owner != 0 || op.Compare || op.ModRevision != 0 {
+			return fmt.Errorf("%w: a quota change carries no key, value, owner or compare", ErrMalformed)
+		}
+		if op.Quota <= 0 {
+			return fmt.Errorf("%w: quota %d (must be > 0)", ErrMalformed, op.Quota)
+		}
+		return nil
+	}
+	if op.Quota != 0 {
+		return fmt.Errorf("%w: a quota outside a quota change", ErrMalformed)
+	}
 	if err := CheckKey(op.Key); err != nil {
 		return err
 	}
@@ -163,7 +185,9 @@ func (op Op) Check() error {
 
 // EncodeOp encodes op as a normal entry's data: Kind, the op type, flags,
 // then ReqID, ModRevision, Owner, Term, the key and the value as uvarints
-// and length-prefixed bytes. It refuses an op that Check refuses.
+// and length-prefixed bytes; a quota change (OpSetQuota): Kind, the type,
+// flags (0), then ReqID, Quota and Term as uvarints. It refuses an op that
+// Check refuses.
 func EncodeOp(op Op) ([]byte, error) {
 	if err := op.Check(); err != nil {
 		return nil, err
@@ -175,6 +199,10 @@ func EncodeOp(op Op) ([]byte, error) {
 	}
 	b = append(b, Kind, byte(op.Type), flags)
 	b = binary.AppendUvarint(b, op.ReqID)
+	if op.Type == OpSetQuota {
+		b = binary.AppendUvarint(b, uint64(op.Quota))
+		return binary.AppendUvarint(b, op.Term), nil
+	}
 	b = binary.AppendUvarint(b, op.ModRevision)
 	b = binary.AppendUvarint(b, op.Owner)
 	b = binary.AppendUvarint(b, op.Term)
@@ -196,7 +224,7 @@ func DecodeOp(data []byte) (Op, error) {
 		return Op{}, fmt.Errorf("%w: short entry", ErrMalformed)
 	}
 	op := Op{Type: OpType(data[1])}
-	if op.Type != OpPut && op.Type != OpDelete {
+	if op.Type != OpPut && op.Type != OpDelete && op.Type != OpSetQuota {
 		return Op{}, fmt.Errorf("%w: %v", ErrUnknownOp, op.Type)
 	}
 	flags := data[2]
@@ -206,6 +234,14 @@ func DecodeOp(data []byte) (Op, error) {
 	op.Compare = flags&flagCompare != 0
 	d := decoder{b: data[3:]}
 	op.ReqID = d.uvarint()
+	if op.Type == OpSetQuota {
+		q := d.uvarint()
+		if q > math.MaxInt64 {
+			return Op{}, fmt.Errorf("%w: quota %d", ErrMalformed, q)
+		}
+		op.Quota, op.Term = int64(q), d.uvarint()
+		return op.finish(d)
+	}
 	op.ModRevision = d.uvarint()
 	op.Owner = d.uvarint()
 	op.Term = d.uvarint()
@@ -213,6 +249,11 @@ func DecodeOp(data []byte) (Op, error) {
 	if v := d.bytes(MaxValueSize); len(v) > 0 {
 		op.Value = v
 	}
+	return op.finish(d)
+}
+
+// finish ends DecodeOp: the decoder's error, trailing bytes, Check.
+func (op Op) finish(d decoder) (Op, error) {
 	if d.err != nil {
 		return Op{}, d.err
 	}
