@@ -95,9 +95,11 @@
 // if that peer crashes, or 4 election timeouts pass, its outcome is
 // unknown and the history keeps it with no return (porcupine's infinite
 // end). A write refused at once (raft.ErrProposalDropped) did nothing. The
-// network never duplicates a forwarded proposal (MsgProp): the raft
-// transport delivers a message at most once, and a duplicate would apply
-// a write twice.
+// network duplicates forwarded proposals (MsgProp) like every message,
+// though the raft transport never does: the leader appends both copies,
+// and the store applies the second as a duplicate of the first (its
+// ReqID de-duplication), which must name the first one's index
+// (InvKVOnce).
 //
 // At the end of a schedule (every live member caught up with the leader):
 //

@@ -325,6 +325,16 @@ func (c *Cluster) kvResult(p *peer, r kv.Result) {
 	if r.ReqID == 0 {
 		return
 	}
+	if r.Duplicate {
+		// A proposal delivered twice: the store did not apply it again,
+		// and names the index it applied at.
+		if at, ok := c.kv.appliedAt[r.ReqID]; !ok || at != r.Index {
+			c.fail(InvKVOnce, "p%d answered request %d as a duplicate of index %d, applied at index %d (%v)", p.id, r.ReqID, r.Index, at, ok)
+			return
+		}
+		c.stats.KVDuplicates++
+		return
+	}
 	if at, ok := c.kv.appliedAt[r.ReqID]; ok && at != r.Index {
 		c.fail(InvKVOnce, "p%d applied request %d at index %d, already applied at index %d", p.id, r.ReqID, r.Index, at)
 		return

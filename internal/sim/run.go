@@ -128,6 +128,9 @@ type Result struct {
 	// KVCheckUnknown is 1 when the linearizability search gave up
 	// (kvCheckTimeout).
 	KVCheckUnknown int
+	// KVDuplicates counts the results a store gave as duplicates of a
+	// request it had applied (a proposal delivered twice), on every peer.
+	KVDuplicates int
 }
 
 // fault is one planned fault: its kind, and the randomness it uses when it

@@ -134,6 +134,7 @@ func (s *summary) checkCoverage(t *testing.T) {
 		{"KV linearizable reads served", s.kvReads, per1000(3000)},
 		{"KV reads refused (no lease)", s.kvRefused, per1000(3000)},
 		{"KV writes of unknown outcome", s.kvUnknown, per1000(300)},
+		{"KV proposals delivered twice and applied once (per peer)", s.kvDuplicates, per1000(600)},
 	} {
 		if c.got < c.floor {
 			t.Errorf("%d schedules: %d %s, want at least %d", s.schedules, c.got, c.what, c.floor)
@@ -243,6 +244,7 @@ type summary struct {
 	// linearizability searches that gave up.
 	kvSchedules, kvWrites, kvReads, kvCASFailed int
 	kvRefused, kvUnknown, kvCheckUnknown        int
+	kvDuplicates                                int
 }
 
 func (s *summary) add(r Result) {
@@ -278,6 +280,7 @@ func (s *summary) add(r Result) {
 	s.kvRefused += r.KVReadsRefused
 	s.kvUnknown += r.KVUnknown
 	s.kvCheckUnknown += r.KVCheckUnknown
+	s.kvDuplicates += r.KVDuplicates
 	s.ttl = append(s.ttl, r.TimeToLeader)
 }
 
@@ -286,8 +289,8 @@ func (s *summary) String() string {
 	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed, %d transfers completed, %d snapshots restored, %d quiet schedules, %d membership changes applied (%d removed the leader), %d messages taken from vouched senders the receiver's configuration did not list\n",
 		s.virtual.Round(time.Second), s.events, s.messages, s.lost, s.dup, s.elections, s.records, s.transfers, s.snapshots, s.quiet,
 		s.confChanges, s.leaderRemovals, s.vouched)
-	fmt.Fprintf(&b, "KV: %d schedules with clients, %d operations completed (%d writes acknowledged, %d linearizable reads served), %d failed compares, %d reads refused, %d writes of unknown outcome, %d linearizability checks gave up\n",
-		s.kvSchedules, s.kvWrites+s.kvReads, s.kvWrites, s.kvReads, s.kvCASFailed, s.kvRefused, s.kvUnknown, s.kvCheckUnknown)
+	fmt.Fprintf(&b, "KV: %d schedules with clients, %d operations completed (%d writes acknowledged, %d linearizable reads served), %d failed compares, %d reads refused, %d writes of unknown outcome, %d linearizability checks gave up, %d duplicate proposals applied once\n",
+		s.kvSchedules, s.kvWrites+s.kvReads, s.kvWrites, s.kvReads, s.kvCASFailed, s.kvRefused, s.kvUnknown, s.kvCheckUnknown, s.kvDuplicates)
 	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
 	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])
