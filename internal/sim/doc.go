@@ -101,6 +101,15 @@
 // ReqID de-duplication), which must name the first one's index
 // (InvKVOnce).
 //
+// Beside the clients, watchers follow each store's events from a revision
+// and resume on another peer after a crash (InvKVWatch: every event of
+// their prefix once, in order, except a declared compaction; kvwatch.go),
+// lock clients take locks bound to the member they propose on, fenced by
+// the creating revision (InvKVLock: overlapping critical sections only
+// when the older lock was deleted in between, not by its release;
+// kvlock.go), and every peer's store is checked after each removal it
+// applies (InvKVEphemeral: no key bound to the removed member is left).
+//
 // At the end of a schedule (every live member caught up with the leader):
 //
 //   - the clients' history is linearizable for a key-value register per

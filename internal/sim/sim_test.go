@@ -135,6 +135,11 @@ func (s *summary) checkCoverage(t *testing.T) {
 		{"KV reads refused (no lease)", s.kvRefused, per1000(3000)},
 		{"KV writes of unknown outcome", s.kvUnknown, per1000(300)},
 		{"KV proposals delivered twice and applied once (per peer)", s.kvDuplicates, per1000(600)},
+		{"KV watch events delivered", s.watchEvents, per1000(8000)},
+		{"KV watchers resumed on another peer or incarnation", s.watchResumed, per1000(250)},
+		{"KV watchers told of a compaction (ErrCompacted)", s.watchCompacted, per1000(50)},
+		{"KV lock critical sections", s.locksHeld, per1000(700)},
+		{"KV ephemeral keys dropped with their member", s.ephemeralDropped, per1000(90)},
 	} {
 		if c.got < c.floor {
 			t.Errorf("%d schedules: %d %s, want at least %d", s.schedules, c.got, c.what, c.floor)
@@ -245,6 +250,9 @@ type summary struct {
 	kvSchedules, kvWrites, kvReads, kvCASFailed int
 	kvRefused, kvUnknown, kvCheckUnknown        int
 	kvDuplicates                                int
+	watchEvents, watchResumed, watchCompacted   int
+	lockAttempts, locksHeld, lockOverlaps       int
+	ephemeralDropped                            int
 }
 
 func (s *summary) add(r Result) {
@@ -281,6 +289,13 @@ func (s *summary) add(r Result) {
 	s.kvUnknown += r.KVUnknown
 	s.kvCheckUnknown += r.KVCheckUnknown
 	s.kvDuplicates += r.KVDuplicates
+	s.watchEvents += r.KVWatchEvents
+	s.watchResumed += r.KVWatchResumed
+	s.watchCompacted += r.KVWatchCompacted
+	s.lockAttempts += r.KVLockAttempts
+	s.locksHeld += r.KVLocksHeld
+	s.lockOverlaps += r.KVLockOverlapsFenced
+	s.ephemeralDropped += r.KVEphemeralDropped
 	s.ttl = append(s.ttl, r.TimeToLeader)
 }
 
@@ -291,6 +306,8 @@ func (s *summary) String() string {
 		s.confChanges, s.leaderRemovals, s.vouched)
 	fmt.Fprintf(&b, "KV: %d schedules with clients, %d operations completed (%d writes acknowledged, %d linearizable reads served), %d failed compares, %d reads refused, %d writes of unknown outcome, %d linearizability checks gave up, %d duplicate proposals applied once\n",
 		s.kvSchedules, s.kvWrites+s.kvReads, s.kvWrites, s.kvReads, s.kvCASFailed, s.kvRefused, s.kvUnknown, s.kvCheckUnknown, s.kvDuplicates)
+	fmt.Fprintf(&b, "KV watch: %d events delivered, %d resumptions on another peer or incarnation, %d compactions reported; locks: %d attempts, %d critical sections, %d overlapping pairs (older lock lost first); %d ephemeral keys dropped with their member\n",
+		s.watchEvents, s.watchResumed, s.watchCompacted, s.lockAttempts, s.locksHeld, s.lockOverlaps, s.ephemeralDropped)
 	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
 	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])
