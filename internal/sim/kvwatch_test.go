@@ -179,3 +179,47 @@ func TestKVEphemeralCheckerCatchesLeftover(t *testing.T) {
 	c.kvCheckEphemeral(c.peer(l), raftpb.Entry{Type: raftpb.EntryConfChange, Index: 999, Data: data})
 	kvViolation(t, c, InvKVEphemeral, "a key left bound to a removed member")
 }
+
+// TestScenarioKVWatchAfterSnapshot: a watcher on a follower that fell
+// behind and restarted, and received a snapshot: the follower's store
+// keeps no events before the snapshot's revision, and says so
+// (ErrCompacted, oldest: the revision after it); the watcher then gets
+// every later event.
+func TestScenarioKVWatchAfterSnapshot(t *testing.T) {
+	c := newScenario(t, 3, func(o *Options) { o.CompactEvery, o.CompactKeep = 4, 1 })
+	l := agreedLeader(t, c)
+	f := others(c, l)[0]
+	kvPutWait(t, c, l, "k", "a")
+	runUntil(t, c, 10*c.ElectionTimeout(), "the follower to apply the first put", func() bool {
+		return c.peer(f).kv.store.Revision() >= 1
+	})
+	w := &kvWatcher{from: 1, next: 1}
+	c.kv.watchers = append(c.kv.watchers, w)
+	c.kv.watchDone = true // no polls but this test's
+	c.kvWatchPoll(w, c.peer(f))
+	c.Crash(f)
+	for i := range 12 {
+		kvPutWait(t, c, l, "k", string(rune('b'+i)))
+	}
+	if err := c.Restart(f); err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, c, 10*c.ElectionTimeout(), "the restarted follower to catch up", func() bool {
+		return c.peer(f).kv.applied >= c.peer(l).kv.applied
+	})
+	c.kvWatchPoll(w, c.peer(f))
+	kvPutWait(t, c, l, "k", "z")
+	runUntil(t, c, 10*c.ElectionTimeout(), "the follower to apply the last put", func() bool {
+		return c.peer(f).kv.store.Revision() == c.peer(l).kv.store.Revision()
+	})
+	c.kvWatchPoll(w, c.peer(f))
+	c.kvCheckWatchers()
+	check(t, c)
+	if len(w.gaps) == 0 || c.Stats().SnapshotsApplied == 0 {
+		t.Fatalf("gaps %v, %d snapshots applied: the scenario no longer restores a snapshot behind the watcher", w.gaps, c.Stats().SnapshotsApplied)
+	}
+	if last := w.got[len(w.got)-1]; string(last.KV.Value) != "z" {
+		t.Fatalf("the watcher's last event is %s", fmtEvents([]kv.Event{last}))
+	}
+	t.Logf("%d events, gaps %v", len(w.got), w.gaps)
+}
