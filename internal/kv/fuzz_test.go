@@ -44,6 +44,8 @@ func seedStore(t testing.TB) *Store {
 	f.op(Op{Type: OpPut, Key: "b", Value: []byte("2"), Owner: 3})
 	f.op(Op{Type: OpPut, Key: "\x00lock/l", Owner: 4})
 	f.removeV1(7)
+	f.op(Op{Type: OpSetQuota, Quota: 1 << 11, ReqID: 5}) // the snapshot's tail: a quota, request outcomes
+	f.op(Op{Type: OpDelete, Key: "zz", ReqID: 6})
 	return f.s
 }
 
@@ -58,6 +60,8 @@ func FuzzApply(f *testing.F) {
 	f.Add(uint8(1), mustMarshal(f, &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: 3}))
 	f.Add(uint8(2), mustMarshal(f, &raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode, NodeID: 4}}}))
 	f.Add(uint8(0), []byte("R{}"))
+	f.Add(uint8(0), mustEncode(f, Op{Type: OpSetQuota, Quota: 3, ReqID: 5}))
+	f.Add(uint8(0), mustEncode(f, Op{Type: OpPut, Key: "d", Value: []byte("v"), ReqID: 5}))
 	f.Fuzz(func(t *testing.T, typ uint8, data []byte) {
 		s := seedStore(t)
 		before := s.Snapshot()
