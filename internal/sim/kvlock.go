@@ -264,7 +264,7 @@ func (c *Cluster) kvCheckEphemeral(p *peer, e raftpb.Entry) {
 	}
 }
 
-// kvEphemeralDropped counts, for coverage, the keys a removal applied on
+// kvCountEphemeral counts, for coverage, the keys a removal applied on
 // p deleted (before: the store's keys bound to a member, by owner).
 func (c *Cluster) kvCountEphemeral(p *peer, before map[uint64]int) {
 	if len(before) == 0 {
