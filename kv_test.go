@@ -662,6 +662,7 @@ func TestAcceptKVProposal(t *testing.T) {
 		{"lock", enc(kv.Op{Type: kv.OpPut, Key: lockPrefix + "x", Compare: true, Owner: from}), true},
 		{"delete", enc(kv.Op{Type: kv.OpDelete, Key: "a", Compare: true, ModRevision: 3}), true},
 		{"another's ephemeral", enc(kv.Op{Type: kv.OpPut, Key: "a", Owner: other}), false},
+		{"quota change", enc(kv.Op{Type: kv.OpSetQuota, Quota: 1 << 10}), false},
 		{"another's lock", enc(kv.Op{Type: kv.OpPut, Key: lockPrefix + "x", Compare: true, Owner: other}), false},
 		{"garbage", []byte{kv.Kind, 1, 0, 0xff}, false},
 		{"key too large", append([]byte{kv.Kind, 1, 0, 0, 0, 0, 0, 0x81, 0x08}, make([]byte, 1025+1)...), false},

@@ -112,7 +112,9 @@ func (k *kvState) giveUp(id uint64, w *kvWaiter, late func(kv.Result)) {
 // goroutine and never blocks.
 func (k *kvState) deliver(rs []kv.Result) {
 	for _, r := range rs {
-		if r.ReqID == 0 {
+		// A duplicate (a proposal delivered twice, applied once) answers
+		// nobody: the first result was this ReqID's.
+		if r.ReqID == 0 || r.Duplicate {
 			continue
 		}
 		k.mu.Lock()
@@ -486,6 +488,50 @@ func (c *Cluster) rememberOwner(id uint64, identifier string) {
 func (c *Cluster) kvStats() (rev uint64, keys int, bytes int64) {
 	keys, bytes = c.kv.store.Stats()
 	return c.kv.store.Revision(), keys, bytes
+}
+
+// kvQuota is the quota this peer's config asks for (kv_quota_bytes).
+func (c *Cluster) kvQuota() int64 {
+	if q := c.cfg.KVQuotaBytes; q > 0 {
+		return q
+	}
+	return kv.DefaultQuota
+}
+
+// startKVQuota starts the work that makes the cluster's quota this peer's
+// configured one while it leads: at each gain of leadership, and whenever
+// the quota applied differs afterwards (a snapshot, an older leader's
+// entry), it proposes an OpSetQuota. The quota is in the log, not a local
+// setting: every peer refuses the same puts.
+func (c *Cluster) startKVQuota(ctx context.Context) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		_ = c.RunWhileLeader(ctx, c.kvQuotaTenure)
+	}()
+}
+
+// kvQuotaTenure is startKVQuota's work for one tenure.
+func (c *Cluster) kvQuotaTenure(lctx context.Context) error {
+	want := c.kvQuota()
+	check := time.NewTicker(max(time.Duration(c.cfg.ElectionTimeout), 10*time.Millisecond))
+	defer check.Stop()
+	for {
+		changed := c.kv.store.Changed()
+		if got := c.kv.store.Quota(); got != want {
+			if _, err := c.kvPropose(lctx, kv.Op{Type: kv.OpSetQuota, Quota: want}, nil); err != nil && lctx.Err() == nil {
+				c.log.Debug("kv: proposing the configured quota", "quota", want, "err", err)
+			} else if err == nil {
+				c.log.Info("kv: the cluster's quota is this leader's kv_quota_bytes", "quota", want, "was", got)
+			}
+		}
+		select {
+		case <-lctx.Done():
+			return nil
+		case <-changed:
+		case <-check.C:
+		}
+	}
 }
 
 // kvError maps the store's errors to the SDK's.

@@ -68,11 +68,16 @@ func (c *Cluster) vouch(id uint64) bool {
 // and value sizes) and, when it binds a key to a member (Ephemeral, a
 // lock), binds it to the sender: a member may bind keys only to itself,
 // or it could plant keys that vanish with another member, or take a lock
-// in another member's name.
+// in another member's name. A quota change (kv.OpSetQuota) is never
+// accepted from another member: only the leader proposes it, its own
+// configured kv_quota_bytes.
 func acceptKVProposal(from uint64, data []byte) error {
 	op, err := kv.DecodeOp(data)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errForeignProposal, err)
+	}
+	if op.Type == kv.OpSetQuota {
+		return fmt.Errorf("%w: node %x proposed a quota change (only the leader sets the quota)", errForeignProposal, from)
 	}
 	if op.Owner != 0 && op.Owner != from {
 		return fmt.Errorf("%w: node %x bound key %q to node %x", errForeignProposal, from, op.Key, op.Owner)

@@ -44,6 +44,12 @@ const (
 	// DefaultMinVoters is the min_voters used when none is given.
 	DefaultMinVoters = 3
 
+	// DefaultKVQuotaBytes is the kv_quota_bytes used when none is given
+	// (64 MiB); MinKVQuotaBytes and MaxKVQuotaBytes bound the field.
+	DefaultKVQuotaBytes = 64 << 20
+	MinKVQuotaBytes     = 1 << 10
+	MaxKVQuotaBytes     = 1 << 40
+
 	// DefaultHealthInterval, DefaultHealthTimeout and DefaultHealthFailures
 	// are the health_check settings of an "http" check used when none is
 	// given: poll every second, give each request 500ms, and count the
@@ -296,6 +302,15 @@ type Config struct {
 	// one host, or API clients behind one proxy, share an address;
 	// negative: no limit.
 	MaxConnsPerIP int `json:"max_conns_per_ip,omitempty"`
+
+	// KVQuotaBytes is the key-value store's quota: the most bytes of keys
+	// plus values it holds; a put beyond it fails (ErrQuota). It is one
+	// value for the whole cluster, carried in the Raft log: the leader
+	// proposes its own when the cluster's differs (as it gains leadership),
+	// so the quota in force is the configured value of the latest leader.
+	// Default (0 or absent): DefaultKVQuotaBytes (64 MiB); at least 1 KiB,
+	// at most 1 TiB.
+	KVQuotaBytes int64 `json:"kv_quota_bytes,omitempty"`
 
 	// GossipProfile selects the gossip (failure detection) timings:
 	// GossipLAN ("lan", the default: memberlist's LAN profile, probe every

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -944,5 +945,55 @@ func TestConfigHealthCheck(t *testing.T) {
 	back, err := Parse(b)
 	if err != nil || back.HealthCheck == nil || *back.HealthCheck != *c.HealthCheck {
 		t.Fatalf("round trip: %s -> %+v, %v", b, back.HealthCheck, err)
+	}
+}
+
+// TestConfigKVQuota: kv_quota_bytes decodes as a 64-bit number, is
+// range-checked, and comes from the environment and flags like every
+// field.
+func TestConfigKVQuota(t *testing.T) {
+	base := `{"identifier": "a", "listen_port": 7001, "kv_quota_bytes": %s}`
+	for _, tc := range []struct {
+		raw  string
+		want int64
+		err  string
+	}{
+		{"null", 0, ""},
+		{"0", 0, ""},
+		{"1024", 1024, ""},
+		{"4294967296", 1 << 32, ""},
+		{"1099511627776", 1 << 40, ""},
+		{"1023", 0, "kv_quota_bytes: 1023 is out of range (1024 to 1099511627776 bytes)"},
+		{"-1", 0, "kv_quota_bytes: -1 is out of range"},
+		{"1099511627777", 0, "is out of range"},
+		{"99999999999999999999", 0, "kv_quota_bytes: 99999999999999999999 is out of range"},
+		{`"4096"`, 0, `kv_quota_bytes: expected a number, got string "4096"; write 4096 without quotes`},
+		{`"64MiB"`, 0, "kv_quota_bytes: expected a whole number"},
+		{"1.5", 0, "kv_quota_bytes: expected a whole number"},
+	} {
+		c, err := Parse([]byte(fmt.Sprintf(base, tc.raw)))
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.raw, err)
+		case tc.err == "" && c.KVQuotaBytes != tc.want:
+			t.Errorf("%s: %d, want %d", tc.raw, c.KVQuotaBytes, tc.want)
+		case tc.err != "" && (!errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: %v, want an error with %q", tc.raw, err, tc.err)
+		}
+	}
+	o, err := EnvOverrides([]string{"QCLUSTER_KV_QUOTA_BYTES=8589934592"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadLayers("", append(o, Override{Field: "identifier", Value: "a", Source: "flag --identifier"},
+		Override{Field: "listen_port", Value: "7001", Source: "flag --listen-port"})...)
+	if err != nil || c.KVQuotaBytes != 8<<30 {
+		t.Errorf("from the environment: %d, %v", c.KVQuotaBytes, err)
+	}
+	_, err = LoadLayers("", Override{Field: "identifier", Value: "a", Source: "flag --identifier"},
+		Override{Field: "listen_port", Value: "7001", Source: "flag --listen-port"},
+		Override{Field: "kv_quota_bytes", Value: "10", Source: "flag --kv-quota-bytes"})
+	if err == nil || !strings.Contains(err.Error(), "(flag --kv-quota-bytes)") {
+		t.Errorf("a flag's bad quota: %v", err)
 	}
 }

@@ -238,6 +238,31 @@ func (d *decoder) int(m member, path string) int {
 	return int(n)
 }
 
+// int64 decodes a whole number of 64 bits (possibly negative).
+func (d *decoder) int64(m member, path string) int64 {
+	if kindOf(m.val) == "null" {
+		return 0
+	}
+	n, err := strconv.ParseInt(string(m.val), 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		d.add(m.valOff, path, "%s: %s is out of range", path, showRaw(m.val))
+		return 0
+	case err != nil && kindOf(m.val) == "string":
+		var s string
+		_ = json.Unmarshal(m.val, &s)
+		if _, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64); err == nil {
+			d.add(m.valOff, path, "%s: expected a number, got string %s; write %s without quotes", path, quote(s), strings.TrimSpace(s))
+			return 0
+		}
+		fallthrough
+	case err != nil:
+		d.add(m.valOff, path, "%s: expected a whole number, got %s", path, describe(m.val))
+		return 0
+	}
+	return n
+}
+
 // boolPtr decodes true, false or null (nil).
 func (d *decoder) boolPtr(m member, path string) *bool {
 	switch string(m.val) {

@@ -118,6 +118,7 @@ func topFieldTable() []field[Config] {
 		{name: "api_client_certs", goName: "APIClientCerts", at: func(c *Config) any { return &c.APIClientCerts }, check: checkAPIClientCerts},
 		{name: "api_protect_reads", goName: "APIProtectReads", at: func(c *Config) any { return &c.APIProtectReads }},
 		{name: "max_conns_per_ip", goName: "MaxConnsPerIP", at: func(c *Config) any { return &c.MaxConnsPerIP }},
+		{name: "kv_quota_bytes", goName: "KVQuotaBytes", at: func(c *Config) any { return &c.KVQuotaBytes }, check: checkKVQuota},
 		{name: "health_check", goName: "HealthCheck", at: func(c *Config) any { return &c.HealthCheck }, check: checkHealthCheck,
 			fill: func(c *Config) {
 				if c.HealthCheck != nil && c.HealthCheck.HTTP != "" {
@@ -217,6 +218,8 @@ func (d *decoder) decodeValue(p any, port bool, zeroDefault time.Duration, m mem
 		} else {
 			*p = d.int(m, path)
 		}
+	case *int64:
+		*p = d.int64(m, path)
 	case *Duration:
 		*p = d.duration(m, path, zeroDefault)
 	case **bool:

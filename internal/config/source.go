@@ -246,7 +246,7 @@ func textSyntax(p any) string {
 		return "identifier@host:port,... or a JSON array"
 	case *bool, **bool:
 		return "true or false"
-	case *int:
+	case *int, *int64:
 		return "a number"
 	case *map[string]any, **TLSConfig, **HealthCheckConfig:
 		return "a JSON object"
@@ -278,7 +278,7 @@ func textValue(name, text string) (raw []byte, msg string) {
 			return []byte(strconv.FormatBool(b)), ""
 		}
 		return asString(text), "" // the decoder says it must be true or false
-	case *int:
+	case *int, *int64:
 		if _, err := strconv.ParseInt(strings.TrimSpace(text), 10, 64); err == nil {
 			return []byte(strings.TrimSpace(text)), ""
 		}

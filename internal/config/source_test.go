@@ -32,7 +32,7 @@ func TestConfigFieldsComeFromTheOneList(t *testing.T) {
 		"peers", "data_dir", "heartbeat_interval", "election_timeout", "cluster_name",
 		"api_token", "mode", "voter", "leave_on_terminate", "dead_member_timeout", "min_voters",
 		"gossip_profile", "tls", "cluster_key", "gossip_key", "extra_gossip_keys", "api_client_certs",
-		"api_protect_reads", "max_conns_per_ip", "health_check",
+		"api_protect_reads", "max_conns_per_ip", "kv_quota_bytes", "health_check",
 	}
 	if !slices.Equal(names, want) || !slices.Equal(names, topNames) {
 		t.Errorf("Fields %v, the file's fields %v, want %v", names, topNames, want)

@@ -305,6 +305,14 @@ func checkMinVoters(c Config, v *validation) {
 	}
 }
 
+// checkKVQuota checks kv_quota_bytes.
+func checkKVQuota(c Config, v *validation) {
+	if q := c.KVQuotaBytes; q != 0 && (q < MinKVQuotaBytes || q > MaxKVQuotaBytes) {
+		v.ps.add("kv_quota_bytes", "kv_quota_bytes: %d is out of range (%d to %d bytes); remove the field for the default (%d, 64 MiB)",
+			q, MinKVQuotaBytes, int64(MaxKVQuotaBytes), DefaultKVQuotaBytes)
+	}
+}
+
 // checkGossipProfile checks gossip_profile.
 func checkGossipProfile(c Config, v *validation) {
 	switch c.GossipProfile {

@@ -51,6 +51,8 @@ func seedStore(t testing.TB) *Store {
 	id := f.op(Op{Type: OpGrant, Owner: 3, TTL: time.Second}).Index
 	f.op(Op{Type: OpPut, Key: "s", Value: []byte("x"), Session: id})
 	f.op(Op{Type: OpGrant, Owner: 5, TTL: time.Minute})
+	f.op(Op{Type: OpSetQuota, Quota: 1 << 11, ReqID: 5}) // the snapshot's tail: a quota, request outcomes
+	f.op(Op{Type: OpDelete, Key: "zz", ReqID: 6})
 	return f.s
 }
 
@@ -69,6 +71,8 @@ func FuzzApply(f *testing.F) {
 	f.Add(uint8(0), mustEncode(f, Op{Type: OpKeepAlive, Session: 7}))
 	f.Add(uint8(0), mustEncode(f, Op{Type: OpGrant, Owner: 1, TTL: time.Second}))
 	f.Add(uint8(0), mustEncode(f, Op{Type: OpPut, Key: "t", Session: 6}))
+	f.Add(uint8(0), mustEncode(f, Op{Type: OpSetQuota, Quota: 3, ReqID: 5}))
+	f.Add(uint8(0), mustEncode(f, Op{Type: OpPut, Key: "d", Value: []byte("v"), ReqID: 5}))
 	f.Fuzz(func(t *testing.T, typ uint8, data []byte) {
 		s := seedStore(t)
 		before := s.Snapshot()

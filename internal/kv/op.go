@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -77,6 +78,11 @@ const (
 	OpPut OpType = 1
 	// OpDelete deletes a key.
 	OpDelete OpType = 2
+	// OpSetQuota sets the store's quota (Op.Quota bytes of keys plus
+	// values) on every peer that applies it: the quota travels in the log
+	// so that every peer refuses the same puts. It carries no key. (Its
+	// number leaves room for other operations below it.)
+	OpSetQuota OpType = 0x20
 )
 
 // String returns "put" or "delete".
@@ -86,6 +92,8 @@ func (t OpType) String() string {
 		return "put"
 	case OpDelete:
 		return "delete"
+	case OpSetQuota:
+		return "set-quota"
 	}
 	if t.isSession() {
 		return t.sessionString()
@@ -125,6 +133,8 @@ type Op struct {
 	// IfRenewed (OpRevoke): revoke only if the session was last renewed
 	// (or granted) at this entry index; 0: unconditionally.
 	IfRenewed uint64
+	// Quota (OpSetQuota only, > 0): the store's new quota in bytes.
+	Quota int64
 }
 
 // flags of the encoding.
@@ -156,6 +166,9 @@ func CheckKey(key string) error {
 
 // Check returns an error unless op is an operation that EncodeOp accepts.
 func (op Op) Check() error {
+	if op.Quota != 0 && op.Type != OpSetQuota {
+		return fmt.Errorf("%w: a quota outside a quota change", ErrMalformed)
+	}
 	if op.Type.isSession() {
 		return op.checkSessionOp()
 	}
@@ -164,6 +177,15 @@ func (op Op) Check() error {
 	}
 	if op.Session != 0 && (op.Type != OpPut || op.Owner != 0) {
 		return fmt.Errorf("%w: only a put without an owner is bound to a session", ErrMalformed)
+	}
+	if op.Type == OpSetQuota {
+		if op.Key != "" || len(op.Value) != 0 || op.Owner != 0 || op.Compare || op.ModRevision != 0 {
+			return fmt.Errorf("%w: a quota change carries no key, value, owner or compare", ErrMalformed)
+		}
+		if op.Quota <= 0 {
+			return fmt.Errorf("%w: quota %d (must be > 0)", ErrMalformed, op.Quota)
+		}
+		return nil
 	}
 	if err := CheckKey(op.Key); err != nil {
 		return err
@@ -188,7 +210,9 @@ func (op Op) Check() error {
 
 // EncodeOp encodes op as a normal entry's data: Kind, the op type, flags,
 // then ReqID, ModRevision, Owner, Term, the key and the value as uvarints
-// and length-prefixed bytes. It refuses an op that Check refuses.
+// and length-prefixed bytes; a quota change (OpSetQuota): Kind, the type,
+// flags (0), then ReqID, Quota and Term as uvarints. It refuses an op that
+// Check refuses.
 func EncodeOp(op Op) ([]byte, error) {
 	if err := op.Check(); err != nil {
 		return nil, err
@@ -206,6 +230,10 @@ func EncodeOp(op Op) ([]byte, error) {
 	}
 	b = append(b, Kind, byte(op.Type), flags)
 	b = binary.AppendUvarint(b, op.ReqID)
+	if op.Type == OpSetQuota {
+		b = binary.AppendUvarint(b, uint64(op.Quota))
+		return binary.AppendUvarint(b, op.Term), nil
+	}
 	b = binary.AppendUvarint(b, op.ModRevision)
 	b = binary.AppendUvarint(b, op.Owner)
 	b = binary.AppendUvarint(b, op.Term)
@@ -233,7 +261,7 @@ func DecodeOp(data []byte) (Op, error) {
 	if op.Type.isSession() {
 		return decodeSessionOp(data)
 	}
-	if op.Type != OpPut && op.Type != OpDelete {
+	if op.Type != OpPut && op.Type != OpDelete && op.Type != OpSetQuota {
 		return Op{}, fmt.Errorf("%w: %v", ErrUnknownOp, op.Type)
 	}
 	flags := data[2]
@@ -243,6 +271,17 @@ func DecodeOp(data []byte) (Op, error) {
 	op.Compare = flags&flagCompare != 0
 	d := decoder{b: data[3:]}
 	op.ReqID = d.uvarint()
+	if op.Type == OpSetQuota {
+		if flags != 0 {
+			return Op{}, fmt.Errorf("%w: flags %#x on a quota change", ErrMalformed, flags)
+		}
+		q := d.uvarint()
+		if q > math.MaxInt64 {
+			return Op{}, fmt.Errorf("%w: quota %d", ErrMalformed, q)
+		}
+		op.Quota, op.Term = int64(q), d.uvarint()
+		return op.finish(d)
+	}
 	op.ModRevision = d.uvarint()
 	op.Owner = d.uvarint()
 	op.Term = d.uvarint()
@@ -255,6 +294,11 @@ func DecodeOp(data []byte) (Op, error) {
 			return Op{}, fmt.Errorf("%w: session 0", ErrMalformed)
 		}
 	}
+	return op.finish(d)
+}
+
+// finish ends DecodeOp: the decoder's error, trailing bytes, Check.
+func (op Op) finish(d decoder) (Op, error) {
 	if d.err != nil {
 		return Op{}, d.err
 	}

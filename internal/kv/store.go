@@ -26,10 +26,17 @@
 // it, the one that last modified it, and its version (puts since it was
 // created).
 //
-// Quota: a put that would take the keys and values over Options.Quota
-// bytes is refused with Result.Err = ErrQuota. Every peer must run with the
-// same quota (the root package takes it from the one cluster config) for
-// every peer to refuse the same puts.
+// Quota: a put that would take the keys and values over the quota is
+// refused with Result.Err = ErrQuota. The quota starts at Options.Quota
+// (the same on every peer: the root package leaves the default) and is
+// changed by OpSetQuota entries in the log (the leader proposes its
+// configured kv_quota_bytes), so every peer refuses the same puts. It is
+// part of the Snapshot.
+//
+// De-duplication: the store remembers the outcome of the last
+// DedupeWindow operations with a ReqID (in the Snapshot). An operation
+// whose ReqID it remembers (a proposal delivered twice) does not apply
+// again: its Result is the first one's outcome, marked Duplicate.
 //
 // Every byte given to DecodeOp, Apply and Restore may come from a hostile
 // peer: bad input is an error (or, for Apply, no change but the applied
@@ -58,9 +65,9 @@ const (
 
 // Options configure a Store. The zero value takes the defaults.
 type Options struct {
-	// Quota is the most bytes of keys plus values the store holds
-	// (default 64 MiB; negative: no quota). Must be the same on every
-	// peer.
+	// Quota is the most bytes of keys plus values the store holds until
+	// an OpSetQuota entry changes it (default 64 MiB; negative: no
+	// quota). Must be the same on every peer.
 	Quota int64
 	// History is how many events Since can return at most (default
 	// 10000; negative: none kept). A local setting: it changes which
@@ -152,6 +159,11 @@ type Event struct {
 // After a put, KV is the key as written; Prev is the key before a put or
 // delete. The Values share the store's memory: copy them before handing
 // them out.
+//
+// A Duplicate result answers an op whose ReqID was already applied (a
+// proposal delivered twice): nothing changed, and ReqID, Index, Revision,
+// Succeeded and Err are those of the first apply (KV and Prev are nil).
+// The proposer got the first result already; a duplicate is for nobody.
 type Result struct {
 	ReqID     uint64
 	Index     uint64 // the entry's log index
@@ -160,6 +172,7 @@ type Result struct {
 	KV        *KeyValue
 	Prev      *KeyValue
 	Err       error
+	Duplicate bool
 }
 
 // Store is the state machine. The zero value is not usable: call New.
@@ -173,6 +186,11 @@ type Store struct {
 	applied uint64
 	removed map[uint64]struct{} // node IDs removed and not added again
 	changed chan struct{}       // closed at the next revision change
+	quota   int64               // the quota in force (Options.Quota, then OpSetQuota)
+	// dedupe: the outcomes of the last DedupeWindow ops with a ReqID, by
+	// ReqID; dedupeOrder is their ReqIDs in apply order (oldest first).
+	dedupe      map[uint64]outcome
+	dedupeOrder []uint64
 
 	// The history: events[start:] in revision order, with every event of
 	// revisions oldest.. rev.
@@ -201,6 +219,8 @@ func (s *Store) reset() {
 	s.events, s.start, s.histBytes = nil, 0, 0
 	s.oldest = 1
 	s.sess.reset()
+	s.quota = s.opts.Quota
+	s.dedupe, s.dedupeOrder = map[uint64]outcome{}, nil
 	if s.changed == nil {
 		s.changed = make(chan struct{})
 	}
@@ -227,6 +247,14 @@ func (s *Store) Stats() (keys int, bytes int64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.keys.Len(), s.bytes
+}
+
+// Quota returns the quota in force: bytes of keys plus values (negative:
+// none).
+func (s *Store) Quota() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.quota
 }
 
 // Changed returns a channel closed at the next change of the revision (or
@@ -321,11 +349,16 @@ func (s *Store) Apply(e raftpb.Entry) []Result {
 	switch e.Type {
 	case raftpb.EntryNormal:
 		if op, err := DecodeOp(e.Data); err == nil {
+			if o, dup := s.dedupe[op.ReqID]; dup && op.ReqID != 0 {
+				out = append(out, o.result(op.ReqID))
+				break
+			}
 			r := Result{Err: ErrStaleTerm}
 			if op.Term == 0 || op.Term == e.Term {
 				r = s.op(op)
 			}
 			r.ReqID, r.Index, r.Revision = op.ReqID, e.Index, s.rev
+			s.remember(r)
 			out = append(out, r)
 		}
 	case raftpb.EntryConfChange:
@@ -351,6 +384,10 @@ func (s *Store) Apply(e raftpb.Entry) []Result {
 func (s *Store) op(op Op) Result {
 	if op.Type.isSession() {
 		return s.sessionOp(op)
+	}
+	if op.Type == OpSetQuota {
+		s.quota = op.Quota
+		return Result{Succeeded: true}
 	}
 	cur, ok := s.keys.Get(&KeyValue{Key: op.Key})
 	if op.Compare {
@@ -378,7 +415,7 @@ func (s *Store) op(op Op) Result {
 		if ok {
 			bytes -= cur.size()
 		}
-		if s.opts.Quota >= 0 && bytes > s.opts.Quota && bytes > s.bytes {
+		if s.quota >= 0 && bytes > s.quota && bytes > s.bytes {
 			return Result{Err: ErrQuota}
 		}
 		s.rev++
@@ -470,7 +507,8 @@ func (s *Store) record(ev Event) {
 const snapshotMagic = "KVS\x01"
 
 // Snapshot encodes the whole state: revision, applied index, the node IDs
-// removed, and the keys in order. Equal states encode to equal bytes.
+// removed, the keys in order, then the quota in force and the remembered
+// request outcomes (dedupe.go). Equal states encode to equal bytes.
 func (s *Store) Snapshot() []byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -490,6 +528,7 @@ func (s *Store) Snapshot() []byte {
 		b = appendUvarints(b, kv.CreateRevision, kv.ModRevision, kv.Version, kv.Owner)
 		return true
 	})
+	b = s.appendTail(b)        // the quota and the request outcomes (dedupe.go)
 	return s.appendSessions(b) // trailing section (session.go)
 }
 
@@ -539,6 +578,10 @@ func (s *Store) Restore(data []byte) error {
 		total += kv.size()
 		keys.ReplaceOrInsert(kv)
 	}
+	tl, err := decodeTail(&d, applied, rev)
+	if err != nil {
+		return err
+	}
 	sessions, err := restoreSessions(&d, applied, removed, keys) // trailing section (session.go)
 	if err != nil {
 		return err
@@ -556,6 +599,10 @@ func (s *Store) Restore(data []byte) error {
 	s.oldest = rev + 1
 	s.sess.byID = sessions
 	s.sess.notify()
+	if tl.set {
+		s.quota = tl.quota
+	}
+	s.dedupe, s.dedupeOrder = tl.dedup, tl.order
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return nil

@@ -608,3 +608,160 @@ func mustMarshal(t testing.TB, m interface{ Marshal() ([]byte, error) }) []byte 
 	}
 	return b
 }
+
+// TestSetQuota: the quota travels in the log (OpSetQuota): it changes
+// which puts are refused, and a snapshot carries it.
+func TestSetQuota(t *testing.T) {
+	f := newFeeder(t, Options{})
+	if q := f.s.Quota(); q != DefaultQuota {
+		t.Fatalf("initial quota %d, want %d", q, DefaultQuota)
+	}
+	if r := f.op(Op{Type: OpSetQuota, Quota: 10, ReqID: 7}); !r.Succeeded || r.Err != nil || r.ReqID != 7 || f.s.Revision() != 0 {
+		t.Fatalf("set quota: %+v, revision %d", r, f.s.Revision())
+	}
+	if q := f.s.Quota(); q != 10 {
+		t.Fatalf("quota %d after OpSetQuota 10", q)
+	}
+	f.put("abc", "1234567") // 10 bytes: at the quota
+	if r := f.put("d", ""); !errors.Is(r.Err, ErrQuota) {
+		t.Fatalf("put over the quota set in the log: %+v", r)
+	}
+	snap := f.s.Snapshot()
+	g := New(Options{})
+	if err := g.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if q := g.Quota(); q != 10 {
+		t.Fatalf("restored quota %d, want 10", q)
+	}
+	if r := g.Apply(raftpb.Entry{Index: f.index + 1, Type: raftpb.EntryNormal, Data: mustEncode(t, Op{Type: OpPut, Key: "e", Value: []byte("x")})}); len(r) != 1 || !errors.Is(r[0].Err, ErrQuota) {
+		t.Fatalf("put over the restored quota: %+v", r)
+	}
+	f.op(Op{Type: OpSetQuota, Quota: 1 << 20})
+	if r := f.put("d", "x"); !r.Succeeded {
+		t.Fatalf("put under the raised quota: %+v", r)
+	}
+
+	// A quota change carries nothing else, and a positive quota.
+	for _, bad := range []Op{
+		{Type: OpSetQuota},
+		{Type: OpSetQuota, Quota: -1},
+		{Type: OpSetQuota, Quota: 5, Key: "k"},
+		{Type: OpSetQuota, Quota: 5, Value: []byte("v")},
+		{Type: OpSetQuota, Quota: 5, Owner: 1},
+		{Type: OpSetQuota, Quota: 5, Compare: true},
+		{Type: OpPut, Key: "k", Quota: 5},
+	} {
+		if _, err := EncodeOp(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("EncodeOp(%+v) = %v, want ErrMalformed", bad, err)
+		}
+	}
+	op, err := DecodeOp(mustEncode(t, Op{Type: OpSetQuota, Quota: 1 << 40, ReqID: 3, Term: 2}))
+	if err != nil || !reflect.DeepEqual(op, Op{Type: OpSetQuota, Quota: 1 << 40, ReqID: 3, Term: 2}) {
+		t.Fatalf("round trip: %+v, %v", op, err)
+	}
+	for _, bad := range [][]byte{
+		{Kind, byte(OpSetQuota), 0, 1, 0, 0}, // quota 0
+		{Kind, byte(OpSetQuota), 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0}, // > MaxInt64
+		{Kind, byte(OpSetQuota), flagCompare, 1, 5, 0},
+		{Kind, byte(OpSetQuota), 0, 1, 5, 0, 0},
+	} {
+		if _, err := DecodeOp(bad); err == nil {
+			t.Errorf("DecodeOp(%x) accepted", bad)
+		}
+	}
+}
+
+// TestDedupe: an op whose ReqID was applied already (a proposal delivered
+// twice) does not apply again; its result is the first one's, marked
+// Duplicate, and the set of ReqIDs travels in the snapshot.
+func TestDedupe(t *testing.T) {
+	f := newFeeder(t, Options{})
+	first := f.op(Op{Type: OpPut, Key: "a", Value: []byte("1"), ReqID: 42})
+	f.put("b", "x")
+	second := f.op(Op{Type: OpPut, Key: "a", Value: []byte("1"), ReqID: 42})
+	if !first.Succeeded || first.Duplicate || !second.Duplicate || !second.Succeeded ||
+		second.Index != first.Index || second.Revision != first.Revision || second.ReqID != 42 {
+		t.Fatalf("first %+v, second %+v", first, second)
+	}
+	if kv, _, rev := f.s.Get("a"); kv.Version != 1 || rev != 2 {
+		t.Fatalf("the duplicate applied: a v%d, revision %d", kv.Version, rev)
+	}
+	// A compare that failed fails the same way; a refusal is the same
+	// refusal.
+	cas := Op{Type: OpPut, Key: "a", Value: []byte("2"), Compare: true, ModRevision: 9, ReqID: 43}
+	if r1, r2 := f.op(cas), f.op(cas); r1.Succeeded || r2.Succeeded || !r2.Duplicate || r2.Index != r1.Index {
+		t.Fatalf("failed compare twice: %+v, %+v", r1, r2)
+	}
+	del := Op{Type: OpDelete, Key: "zz", ReqID: 44}
+	if r1, r2 := f.op(del), f.op(del); !errors.Is(r1.Err, ErrNotFound) || !errors.Is(r2.Err, ErrNotFound) || !r2.Duplicate {
+		t.Fatalf("refused delete twice: %+v, %+v", r1, r2)
+	}
+	// ReqID 0: nobody waits, nothing remembered.
+	f.op(Op{Type: OpPut, Key: "c", Value: []byte("1")})
+	if r := f.op(Op{Type: OpPut, Key: "c", Value: []byte("1")}); r.Duplicate {
+		t.Fatalf("ReqID 0 deduplicated: %+v", r)
+	}
+
+	// The snapshot carries the set: a restored store refuses the duplicate.
+	g := New(Options{})
+	if err := g.Restore(f.s.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(g.Snapshot(), f.s.Snapshot()) {
+		t.Fatalf("snapshot round trip differs")
+	}
+	rs := g.Apply(raftpb.Entry{Index: f.index + 1, Type: raftpb.EntryNormal, Data: mustEncode(t, Op{Type: OpPut, Key: "a", Value: []byte("1"), ReqID: 42})})
+	if len(rs) != 1 || !rs[0].Duplicate || rs[0].Index != first.Index {
+		t.Fatalf("restored store applied a duplicate: %+v", rs)
+	}
+	if kv, _, _ := g.Get("a"); kv.Version != 1 {
+		t.Fatalf("restored store applied a duplicate: a v%d", kv.Version)
+	}
+
+	// The window is bounded: the oldest ReqIDs are forgotten.
+	h := newFeeder(t, Options{})
+	for i := range DedupeWindow + 1 {
+		h.op(Op{Type: OpPut, Key: "k", Value: []byte("v"), ReqID: uint64(i + 1)})
+	}
+	if n := len(h.s.dedupe); n != DedupeWindow {
+		t.Fatalf("%d outcomes remembered, want %d", n, DedupeWindow)
+	}
+	if r := h.op(Op{Type: OpPut, Key: "k", Value: []byte("v"), ReqID: 1}); r.Duplicate {
+		t.Fatalf("ReqID 1 still remembered beyond the window")
+	}
+	if r := h.op(Op{Type: OpPut, Key: "k", Value: []byte("v"), ReqID: 3}); !r.Duplicate {
+		t.Fatalf("ReqID 3 forgotten within the window")
+	}
+}
+
+// TestSnapshotTail: a snapshot written before the quota and the request
+// outcomes existed (it ends after its keys) restores with the initial
+// quota and nothing remembered; a bad tail is refused.
+func TestSnapshotTail(t *testing.T) {
+	f := newFeeder(t, Options{})
+	f.put("a", "1")
+	full := f.s.Snapshot()
+	// The old format: the snapshot without its tail (an empty store's:
+	// the default quota, no outcomes).
+	oldFmt := full[:len(full)-len(New(Options{}).appendTail(nil))]
+	h := New(Options{Quota: 77})
+	if err := h.Restore(oldFmt); err != nil {
+		t.Fatalf("old format: %v", err)
+	}
+	if h.Quota() != 77 {
+		t.Fatalf("old format: quota %d, want the initial 77", h.Quota())
+	}
+	for _, bad := range [][]byte{
+		append(bytes.Clone(oldFmt), 0),                                  // quota 0
+		append(bytes.Clone(oldFmt), 2, 1, 0, 1, 1, 0, 0),                // ReqID 0
+		append(bytes.Clone(oldFmt), 2, 1, 5, 99, 1, 0, 0),               // index beyond applied
+		append(bytes.Clone(oldFmt), 2, 1, 5, 1, 1, 2, 0),                // flags
+		append(bytes.Clone(oldFmt), 2, 1, 5, 1, 1, 0, 9),                // error code
+		append(bytes.Clone(oldFmt), 2, 2, 5, 1, 1, 0, 0, 5, 1, 1, 0, 0), // twice
+	} {
+		if err := h.Restore(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Restore(tail %x) = %v", bad[len(oldFmt):], err)
+		}
+	}
+}

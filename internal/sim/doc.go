@@ -113,9 +113,20 @@
 // if that peer crashes, or 4 election timeouts pass, its outcome is
 // unknown and the history keeps it with no return (porcupine's infinite
 // end). A write refused at once (raft.ErrProposalDropped) did nothing. The
-// network never duplicates a forwarded proposal (MsgProp): the raft
-// transport delivers a message at most once, and a duplicate would apply
-// a write twice.
+// network duplicates forwarded proposals (MsgProp) like every message,
+// though the raft transport never does: the leader appends both copies,
+// and the store applies the second as a duplicate of the first (its
+// ReqID de-duplication), which must name the first one's index
+// (InvKVOnce).
+//
+// Beside the clients, watchers follow each store's events from a revision
+// and resume on another peer after a crash (InvKVWatch: every event of
+// their prefix once, in order, except a declared compaction; kvwatch.go),
+// lock clients take locks bound to the member they propose on, fenced by
+// the creating revision (InvKVLock: overlapping critical sections only
+// when the older lock was deleted in between, not by its release;
+// kvlock.go), and every peer's store is checked after each removal it
+// applies (InvKVEphemeral: no key bound to the removed member is left).
 //
 // At the end of a schedule (every live member caught up with the leader):
 //

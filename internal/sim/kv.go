@@ -62,6 +62,7 @@ type kvInput struct {
 	expect      bool
 	expectValue string
 	modRev      uint64 // the revision compared (for the trace)
+	owner       uint64 // a put bound to this member (locks: kvlock.go)
 }
 
 // kvOutput is what the client was told. For a write that succeeded,
@@ -124,6 +125,11 @@ type kvState struct {
 	// appliedAt: the index each ReqID was applied at (once).
 	appliedAt map[uint64]uint64
 	ref       kvRef
+	// watchers, holders: the watch streams and lock holders (kvwatch.go,
+	// kvlock.go); watchDone ends the watchers' polls.
+	watchers  []*kvWatcher
+	watchDone bool
+	holders   []*kvHolder
 }
 
 // peerKV is one peer's store and what the checker tracks of it.
@@ -258,8 +264,16 @@ func (p *peer) kvDrain() {
 			p.kvRestoreSnapshot(b.snap)
 		}
 		for _, e := range b.ents {
+			var owned map[uint64]int
+			if e.Type != raftpb.EntryNormal {
+				owned = kvOwned(p)
+			}
 			for _, r := range p.kv.store.Apply(e) {
 				c.kvResult(p, r)
+			}
+			if owned != nil {
+				c.kvCheckEphemeral(p, e)
+				c.kvCountEphemeral(p, owned)
 			}
 		}
 		p.kv.applied = b.through
@@ -325,6 +339,16 @@ func (c *Cluster) kvResult(p *peer, r kv.Result) {
 	if r.ReqID == 0 {
 		return
 	}
+	if r.Duplicate {
+		// A proposal delivered twice: the store did not apply it again,
+		// and names the index it applied at.
+		if at, ok := c.kv.appliedAt[r.ReqID]; !ok || at != r.Index {
+			c.fail(InvKVOnce, "p%d answered request %d as a duplicate of index %d, applied at index %d (%v)", p.id, r.ReqID, r.Index, at, ok)
+			return
+		}
+		c.stats.KVDuplicates++
+		return
+	}
 	if at, ok := c.kv.appliedAt[r.ReqID]; ok && at != r.Index {
 		c.fail(InvKVOnce, "p%d applied request %d at index %d, already applied at index %d", p.id, r.ReqID, r.Index, at)
 		return
@@ -332,6 +356,11 @@ func (c *Cluster) kvResult(p *peer, r kv.Result) {
 	c.kv.appliedAt[r.ReqID] = r.Index
 	rec, ok := c.kv.waiting[r.ReqID]
 	if !ok || rec.peer != p.id || rec.inc != p.inc || rec.done {
+		return
+	}
+	if r.Err == kv.ErrOwnerRemoved && rec.in.owner != 0 {
+		rec.out, rec.rev, rec.index = kvOutput{}, r.Revision, r.Index
+		c.kvFinish(rec)
 		return
 	}
 	if r.Err != nil && r.Err != kv.ErrNotFound {
@@ -353,7 +382,7 @@ func (c *Cluster) kvResult(p *peer, r kv.Result) {
 		c.kv.ref.observe(key, r.Revision, rec.in.value)
 		rec.seen = kvKnown{exists: true, value: rec.in.value, modRev: r.Revision}
 	}
-	if !r.Succeeded && (rec.in.kind == kvCAS || rec.in.kind == kvCASDelete) {
+	if !r.Succeeded && (rec.in.kind == kvCAS || rec.in.kind == kvCASDelete) && rec.in.owner == 0 {
 		c.stats.KVCompareFailed++
 	}
 	rec.out, rec.rev, rec.index = out, r.Revision, r.Index
@@ -383,7 +412,7 @@ func (c *Cluster) kvWrite(id uint64, client int, in kvInput, onDone func(*kvRec)
 	op := kv.Op{Key: in.key, ReqID: rec.reqID}
 	switch in.kind {
 	case kvPut, kvCAS:
-		op.Type, op.Value = kv.OpPut, []byte(in.value)
+		op.Type, op.Value, op.Owner = kv.OpPut, []byte(in.value), in.owner
 	default:
 		op.Type = kv.OpDelete
 	}

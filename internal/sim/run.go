@@ -149,6 +149,17 @@ type Result struct {
 	// live member, when no other fault was injected meanwhile.
 	GoneTaken, GoneIgnored int
 	Failovers              []time.Duration
+	// KVDuplicates counts the results a store gave as duplicates of a
+	// request it had applied (a proposal delivered twice), on every peer.
+	KVDuplicates int
+	// Watchers: events delivered, resumptions on another peer or
+	// incarnation, compactions reported (ErrCompacted). Locks: acquire
+	// attempts, critical sections, pairs of critical sections that
+	// overlapped in time (the older lock lost first). KVEphemeralDropped:
+	// keys a member's removal deleted, on every peer.
+	KVWatchEvents, KVWatchResumed, KVWatchCompacted   int
+	KVLockAttempts, KVLocksHeld, KVLockOverlapsFenced int
+	KVEphemeralDropped                                int
 }
 
 // fault is one planned fault: its kind, and the randomness it uses when it
@@ -316,6 +327,11 @@ func Run(opts Options) (Result, error) {
 	for i := range clients {
 		cl := &kvClient{id: i, known: map[string]kvKnown{}}
 		c.after(time.Duration(kvPlan.Int64N(int64(50*time.Millisecond))), func() { c.kvRunClient(cl) })
+	}
+	if clients > 0 {
+		// Watchers and lock clients (kvwatch.go, kvlock.go).
+		c.kvStartWatchers(c.kv.rng, 2)
+		c.kvStartLockers(c.kv.rng, 1+kvPlan.IntN(3), 1+kvPlan.IntN(2))
 	}
 
 	if c.RunFor(opts.FaultTime) != nil {

@@ -98,10 +98,6 @@ type Options struct {
 	loseCommitted bool
 	inflateLease  time.Duration
 	lowerTerm     bool
-	// dupProposals lets the network duplicate forwarded proposals
-	// (MsgProp), which the raft transport never does: a write then
-	// applies twice (InvKVOnce).
-	dupProposals bool
 	// kvLag, when set, is the apply lag of each peer's KV store (instead
 	// of KVApplyLag's random ones), for scenarios.
 	kvLag func(id uint64) time.Duration
@@ -463,11 +459,11 @@ func (c *Cluster) send(from *peer, m raftpb.Message) {
 		return
 	}
 	copies := 1
-	// A forwarded proposal is never duplicated: the raft transport (one
-	// TCP stream per peer, nothing resent) delivers a message at most
-	// once, and raft appends every MsgProp it gets: a duplicate would apply
-	// a KV write twice (a ReqID is not deduplicated).
-	if c.net.Dup > 0 && (m.Type != raftpb.MsgProp || c.opts.dupProposals) && c.rng.Float64() < c.net.Dup {
+	// Forwarded proposals (MsgProp) are duplicated too, though the raft
+	// transport delivers a message at most once: raft appends every
+	// MsgProp it gets, and the KV store applies a ReqID once (its dedupe
+	// window; kvResult checks it).
+	if c.net.Dup > 0 && c.rng.Float64() < c.net.Dup {
 		copies = 2
 		c.stats.Duplicated++
 	}

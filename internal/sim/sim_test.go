@@ -144,6 +144,12 @@ func (s *summary) checkCoverage(t *testing.T) {
 		{"KV writes of unknown outcome", s.kvUnknown, per1000(300)},
 		{"proofs that the leader is gone taken as evidence", s.goneTaken, per1000(700)},
 		{"fail-overs on proof timed", len(s.failovers), per1000(90)},
+		{"KV proposals delivered twice and applied once (per peer)", s.kvDuplicates, per1000(600)},
+		{"KV watch events delivered", s.watchEvents, per1000(8000)},
+		{"KV watchers resumed on another peer or incarnation", s.watchResumed, per1000(250)},
+		{"KV watchers told of a compaction (ErrCompacted)", s.watchCompacted, per1000(50)},
+		{"KV lock critical sections", s.locksHeld, per1000(700)},
+		{"KV ephemeral keys dropped with their member", s.ephemeralDropped, per1000(90)},
 	} {
 		if c.got < c.floor {
 			t.Errorf("%d schedules: %d %s, want at least %d", s.schedules, c.got, c.what, c.floor)
@@ -254,8 +260,12 @@ type summary struct {
 	kvSchedules, kvWrites, kvReads, kvCASFailed int
 	kvRefused, kvUnknown, kvCheckUnknown        int
 	// Fail-over on proof: proofs taken and ignored, fail-over times.
-	goneTaken, goneIgnored int
-	failovers              []time.Duration
+	goneTaken, goneIgnored                    int
+	failovers                                 []time.Duration
+	kvDuplicates                              int
+	watchEvents, watchResumed, watchCompacted int
+	lockAttempts, locksHeld, lockOverlaps     int
+	ephemeralDropped                          int
 }
 
 func (s *summary) add(r Result) {
@@ -291,6 +301,14 @@ func (s *summary) add(r Result) {
 	s.kvRefused += r.KVReadsRefused
 	s.kvUnknown += r.KVUnknown
 	s.kvCheckUnknown += r.KVCheckUnknown
+	s.kvDuplicates += r.KVDuplicates
+	s.watchEvents += r.KVWatchEvents
+	s.watchResumed += r.KVWatchResumed
+	s.watchCompacted += r.KVWatchCompacted
+	s.lockAttempts += r.KVLockAttempts
+	s.locksHeld += r.KVLocksHeld
+	s.lockOverlaps += r.KVLockOverlapsFenced
+	s.ephemeralDropped += r.KVEphemeralDropped
 	s.ttl = append(s.ttl, r.TimeToLeader)
 	s.goneTaken += r.GoneTaken
 	s.goneIgnored += r.GoneIgnored
@@ -302,8 +320,10 @@ func (s *summary) String() string {
 	fmt.Fprintf(&b, "virtual time %v, %d events, %d messages (%d lost, %d duplicated), %d elections, %d records committed, %d transfers completed, %d snapshots restored, %d quiet schedules, %d membership changes applied (%d removed the leader), %d messages taken from vouched senders the receiver's configuration did not list\n",
 		s.virtual.Round(time.Second), s.events, s.messages, s.lost, s.dup, s.elections, s.records, s.transfers, s.snapshots, s.quiet,
 		s.confChanges, s.leaderRemovals, s.vouched)
-	fmt.Fprintf(&b, "KV: %d schedules with clients, %d operations completed (%d writes acknowledged, %d linearizable reads served), %d failed compares, %d reads refused, %d writes of unknown outcome, %d linearizability checks gave up\n",
-		s.kvSchedules, s.kvWrites+s.kvReads, s.kvWrites, s.kvReads, s.kvCASFailed, s.kvRefused, s.kvUnknown, s.kvCheckUnknown)
+	fmt.Fprintf(&b, "KV: %d schedules with clients, %d operations completed (%d writes acknowledged, %d linearizable reads served), %d failed compares, %d reads refused, %d writes of unknown outcome, %d linearizability checks gave up, %d duplicate proposals applied once\n",
+		s.kvSchedules, s.kvWrites+s.kvReads, s.kvWrites, s.kvReads, s.kvCASFailed, s.kvRefused, s.kvUnknown, s.kvCheckUnknown, s.kvDuplicates)
+	fmt.Fprintf(&b, "KV watch: %d events delivered, %d resumptions on another peer or incarnation, %d compactions reported; locks: %d attempts, %d critical sections, %d overlapping pairs (older lock lost first); %d ephemeral keys dropped with their member\n",
+		s.watchEvents, s.watchResumed, s.watchCompacted, s.lockAttempts, s.locksHeld, s.lockOverlaps, s.ephemeralDropped)
 	fmt.Fprintf(&b, "faults injected: %d:", s.faultsTotal)
 	for _, k := range slices.Sorted(maps.Keys(s.faults)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])
