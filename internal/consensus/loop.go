@@ -25,9 +25,10 @@ const (
 // LoopConfig configures a Loop. The callbacks run inside the Loop's
 // methods, on the owner's goroutine; they must not call the Loop.
 type LoopConfig struct {
-	// Send hands messages to the network. It is called inside Flush, only
-	// after the Ready that produced them was persisted through the Core's
-	// Storage. Required.
+	// Send hands messages to the network. It is called inside Flush: after
+	// the Ready that produced them was persisted through the Core's
+	// Storage, or just before, on a leader whose term and vote are durable
+	// (see Core.Process). Required.
 	Send func(msgs []raftpb.Message)
 	// Publish receives every view the Loop publishes (see Flush), in order.
 	// A view in which the lease shrank or the role left Leader is published
@@ -54,7 +55,8 @@ type LoopConfig struct {
 // its own: its owner feeds it ticks (Tick, every TickInterval of the
 // Core's clock), received messages (Receive), transport reports and calls,
 // then asks it to Flush. Flush persists each Ready through the Core's
-// Storage, then sends its messages, applies what it committed, takes the
+// Storage and sends its messages (a follower sends after the write, a
+// leader before it: Core.Process), applies what it committed, takes the
 // snapshots and compactions due, and publishes the view. Node runs a Loop
 // on a goroutine; the simulator runs the same Loop on virtual time.
 type Loop struct {
@@ -268,8 +270,8 @@ func (l *Loop) publish(v View) {
 	}
 }
 
-// send runs inside Core.Process, after the Ready's state is persisted and
-// the core's view updated. When that view lost the lease the last
+// send runs inside Core.Process, after the core's view is updated (and,
+// except on a leader, after the Ready's state is persisted). When that view lost the lease the last
 // published one had (a transfer began, or this leader stepped down for a
 // higher term), it is published first: the messages may let another peer
 // lead at once (MsgTimeoutNow, a granted vote), and IsLeader must say no

@@ -387,8 +387,9 @@ func (p *peer) onApply(a consensus.Applied) error {
 	return nil
 }
 
-// send is the Loop's Send: the messages of a persisted Ready. The
-// simulated transport writes out every snapshot it is given.
+// send is the Loop's Send: the messages of a persisted Ready (a leader's
+// just before the Save: consensus.Core.Process). The simulated transport
+// writes out every snapshot it is given.
 // vouch is the peer's consensus.Config.Vouch: the simulator's peers are
 // the cluster's, as a transport that authenticates them with certificates
 // of the cluster's CA knows them; an outsider's ID (Inject) is not one.
