@@ -25,6 +25,9 @@ func TestScenarioFollowerAcksOnlyDurableAppends(t *testing.T) {
 		fs := others(c, old)
 		a, b := fs[0], fs[1]
 		c.Partition([]uint64{old, a}, []uint64{b})
+		// Quiet first: the commit index of the leader's first entry has
+		// reached A, so A's next Save is the record's append.
+		runFor(t, c, c.ElectionTimeout())
 		c.StallFsync(a, 2*c.ElectionTimeout())
 		rec := fmt.Sprintf("committed-only-when-durable-%d", seed)
 		c.Propose(old, []byte(rec))
