@@ -223,7 +223,9 @@ func TestRunStarveQuick(t *testing.T) {
 	if !regexp.MustCompile(row).MatchString(s) {
 		t.Errorf("no starvation row for QCluster:\n%s", s)
 	}
-	if !strings.Contains(s, "1 busy-loop processes") || !strings.Contains(s, "QCluster: idle without an election: ") {
+	if !strings.Contains(s, "1 busy-loop processes") || !strings.Contains(s, "QCluster: idle without an election: ") ||
+		!regexp.MustCompile(`Timer lateness in the idle window .*: p50 [\d.–]+, p99`).MatchString(s) ||
+		!regexp.MustCompile(`per member \(\* led at its start\): server_a\*? \d+, server_b\*? \d+, server_c\*? \d+\.`).MatchString(s) {
 		t.Errorf("the report does not say how the machine was starved or what QCluster met:\n%s", s)
 	}
 }

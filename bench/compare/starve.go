@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net/http"
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -62,6 +66,56 @@ type starveResult struct {
 	changes               int // changes of the agreed leader seen in the idle window
 	pollFailures          int // idle polls without an agreement (timeouts, elections)
 	idleErr               error
+	// started: QCluster only, per member, how many elections it started
+	// in the window (qcluster_elections_started_total), with the leader at
+	// the start marked; "" when not scraped.
+	started string
+}
+
+// lateness measures how late a 10 ms sleep of this process wakes, until
+// stop is closed: the scheduling delay every process on the machine sees.
+func lateness(stop <-chan struct{}) []time.Duration {
+	var out []time.Duration
+	for {
+		select {
+		case <-stop:
+			return slices.Sorted(slices.Values(out))
+		default:
+		}
+		want := time.Now().Add(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
+		out = append(out, time.Since(want))
+	}
+}
+
+// electionsStarted reads qcluster_elections_started_total from a QCluster
+// member's /metrics.
+func electionsStarted(ctx context.Context, m member) (float64, error) {
+	q, ok := m.(qcMember)
+	if !ok {
+		return 0, errors.New("not a QCluster member")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+q.p.Addr()+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "qcluster_elections_started_total "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no qcluster_elections_started_total in /metrics (HTTP %s)", m.Name(), resp.Status)
 }
 
 // runStarve runs the -starve measurements on the started systems (active)
@@ -85,7 +139,13 @@ func runStarve(ctx context.Context, o options, h harness, systems, active []*sys
 		results[s] = &starveResult{}
 	}
 	fmt.Fprintf(stderr, "idle under starvation: %v ...\n", o.starveIdle)
-	if err := h.starveIdle(ctx, active, results, o.starveIdle); err != nil {
+	stopLate := make(chan struct{})
+	lateDone := make(chan []time.Duration, 1)
+	go func() { lateDone <- lateness(stopLate) }()
+	err = h.starveIdle(ctx, active, results, o.starveIdle)
+	close(stopLate)
+	late := <-lateDone
+	if err != nil {
 		return err
 	}
 	loadIdle := benchkit.LoadAvg()
@@ -119,7 +179,12 @@ func runStarve(ctx context.Context, o options, h harness, systems, active []*sys
 	fmt.Fprintf(stdout, "Load average (1 min): %s before the burners, %s after the idle window, %s after the kill rounds.\n", loadBefore, loadIdle, loadEnd)
 	fmt.Fprintf(stdout, "Idle: %v, the agreed leader polled every second; an election raises the term. Then %d x SIGKILL of the leader, timed as in the normal mode (poll %v).\n",
 		o.starveIdle, o.n, h.poll)
-	fmt.Fprintf(stdout, "Goals (QCluster): no election while idle; kill -9 p99 <= %v.\n\n", starveGoalP99)
+	fmt.Fprintf(stdout, "Goals (QCluster): no election while idle; kill -9 p99 <= %v.\n", starveGoalP99)
+	if len(late) > 0 {
+		fmt.Fprintf(stdout, "Timer lateness in the idle window (a 10 ms sleep of the harness, %d samples): p50 %s, p99 %s, p99.9 %s, max %s ms.\n",
+			len(late), ms(p(late, 50)), ms(p(late, 99)), ms(p(late, 99.9)), ms(last(late)))
+	}
+	fmt.Fprintln(stdout)
 	fmt.Fprintln(stdout, "| system | idle: elections (term) | idle: leader changes | kill -9 p50 / p99 / max ms | rounds with > 1 election |")
 	fmt.Fprintln(stdout, "|---|---|---|---|---|")
 	for _, s := range systems {
@@ -144,6 +209,9 @@ func runStarve(ctx context.Context, o options, h harness, systems, active []*sys
 		idleOK := r.idleErr == nil && r.termAfter == r.termBefore
 		killOK := len(kills) > 0 && p(kills, 99) <= starveGoalP99
 		fmt.Fprintf(stdout, "\nQCluster: idle without an election: %v; kill -9 p99 %s ms <= %v: %v.\n", idleOK, ms(p(kills, 99)), starveGoalP99, killOK)
+		if r.started != "" {
+			fmt.Fprintf(stdout, "QCluster elections started in the idle window, per member (* led at its start): %s.\n", r.started)
+		}
 		if len(kills) > 0 {
 			fmt.Fprintf(stdout, "QCluster kill -9 fail-overs (ms, sorted):")
 			for _, d := range kills {
@@ -171,6 +239,19 @@ func (h harness) starveIdle(ctx context.Context, systems []*system, results map[
 			continue
 		}
 		results[s].termBefore, leaders[s] = a.term, a.leader
+	}
+	first := leaders
+	leaders = maps.Clone(leaders)
+	startedBefore := map[member]float64{}
+	for _, s := range systems {
+		if s.key != sysQCluster || first[s] == nil {
+			continue
+		}
+		for _, m := range s.cl.Members() {
+			if v, err := electionsStarted(ctx, m); err == nil {
+				startedBefore[m] = v
+			}
+		}
 	}
 	end := time.Now().Add(window)
 	tick := time.NewTicker(time.Second)
@@ -211,6 +292,25 @@ func (h harness) starveIdle(ctx context.Context, systems []*system, results map[
 			results[s].changes++
 		}
 		s.stable = a
+		if s.key != sysQCluster {
+			continue
+		}
+		var parts []string
+		for _, m := range s.cl.Members() {
+			before, ok := startedBefore[m]
+			after, err := electionsStarted(ctx, m)
+			part := m.Name()
+			if m == first[s] {
+				part += "*"
+			}
+			if !ok || err != nil {
+				part += " n/a"
+			} else {
+				part += fmt.Sprintf(" %.0f", after-before)
+			}
+			parts = append(parts, part)
+		}
+		results[s].started = strings.Join(parts, ", ")
 	}
 	return nil
 }
