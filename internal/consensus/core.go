@@ -666,7 +666,16 @@ const transferRound = 1 << 63
 // are also ignored, without an error, during the first election timeout
 // after start, and transfer votes while a lease may be running; so is the
 // leader's MsgTimeoutNow while this peer is not a candidate.
-func (c *Core) Step(m raftpb.Message) error {
+func (c *Core) Step(m raftpb.Message) error { return c.StepAt(m, c.cfg.Now()) }
+
+// StepAt is Step with the clock already read: now is a reading of the
+// Core's clock taken after m was received and after the ticks due by now
+// were applied (Loop.ReceiveBatch reads it once for a batch of messages
+// taken from the inbox). It stands for when m arrived: when its leader was
+// last heard from, when its lease round came, whether a vote falls inside
+// a guard. A reading later than the arrival only makes those guards last
+// longer.
+func (c *Core) StepAt(m raftpb.Message, now time.Duration) error {
 	if !peerType(m.Type) {
 		return fmt.Errorf("%w: %v", ErrMessageType, m.Type)
 	}
@@ -691,7 +700,6 @@ func (c *Core) Step(m raftpb.Message) error {
 			return err
 		}
 	}
-	now := c.cfg.Now()
 	if m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote {
 		if now < c.voteGuardUntil {
 			return nil

@@ -157,8 +157,28 @@ func (l *Loop) catchUp() { l.Advance(l.core.cfg.Now()) }
 // LoopConfig.Refused; other step errors (raft's own) are logged at debug
 // level.
 func (l *Loop) Receive(m raftpb.Message) {
-	l.catchUp()
-	err := l.core.Step(m)
+	now := l.core.cfg.Now()
+	l.Advance(now)
+	l.receive(m, now)
+}
+
+// ReceiveBatch is Receive for messages already taken from the inbox, with
+// one reading of the clock for all of them: the ticks due by then are
+// applied first, then each message is stepped as of that reading
+// (Core.StepAt). Every message arrived before the reading, so no tick that
+// fell due before one of them is counted after it, and none is counted
+// before it was due.
+func (l *Loop) ReceiveBatch(msgs []raftpb.Message) {
+	now := l.core.cfg.Now()
+	l.Advance(now)
+	for _, m := range msgs {
+		l.receive(m, now)
+	}
+}
+
+// receive steps m as of now (see ReceiveBatch) and counts a refusal.
+func (l *Loop) receive(m raftpb.Message, now time.Duration) {
+	err := l.core.StepAt(m, now)
 	if err == nil {
 		return
 	}

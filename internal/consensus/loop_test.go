@@ -120,3 +120,48 @@ func TestLoopTicksBeforeMessage(t *testing.T) {
 		t.Fatalf("the follower left its leader: %+v", s)
 	}
 }
+
+// TestLoopReceiveBatch: a batch of received messages is stepped with one
+// reading of the clock, after the ticks that fell due before it (as
+// TestLoopTicksBeforeMessage for Receive): a follower does not grant a
+// pre-vote half an election timeout after its leader's heartbeat.
+func TestLoopReceiveBatch(t *testing.T) {
+	reads := 0
+	n := newTestNet(t, []uint64{1, 2, 3}, func(_ uint64, c *Config) {
+		now := c.Now
+		c.Now = func() time.Duration { reads++; return now() }
+	})
+	n.elect(1)
+	et := n.cores[2].cfg.ElectionTimeout
+	fc := n.cores[2]
+	var sent []raftpb.Message
+	f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
+	f.Start()
+	st := fc.rn.BasicStatus()
+	term, last := st.Term, lastIndex(t, fc)
+
+	n.now += et * 2 / 3 // a silence shorter than the election timeout: no Advance
+	hb := raftpb.Message{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: term, Commit: st.Commit}
+	before := reads
+	f.ReceiveBatch([]raftpb.Message{hb, hb, hb})
+	if got := reads - before; got != 1 {
+		t.Errorf("ReceiveBatch of 3 messages read the clock %d times, want 1", got)
+	}
+	if v := fc.View(); v.LeaderSeen != n.now {
+		t.Errorf("LeaderSeen %v after the batch, want the batch's reading %v", v.LeaderSeen, n.now)
+	}
+	n.now += et / 2 // in all, more than an election timeout, but only half since the heartbeat
+	f.Advance(n.now)
+	f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 3, To: 2, Term: term + 1, Index: last + 10, LogTerm: term}})
+	if _, err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range sent {
+		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
+			t.Fatalf("the follower granted a pre-vote half an election timeout after its leader's heartbeat: %+v", m)
+		}
+	}
+	if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
+		t.Fatalf("the follower left its leader: %+v", s)
+	}
+}

@@ -224,6 +224,7 @@ func (n *Node) Run(ctx context.Context) error {
 		err error
 	}
 	var replies []reply
+	batch := make([]raftpb.Message, 0, ReceiveBatch)
 	for {
 		// A Do call is answered after its effect is flushed and
 		// published, so its caller sees the new view at once.
@@ -234,16 +235,21 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-timer.C:
 			n.loop.Advance(n.Now())
 		case m := <-n.inbox:
-			n.loop.Receive(m) // after the ticks due (every Loop event)
+			// The messages waiting are taken first and stepped with one
+			// reading of the clock, taken after all of them arrived
+			// (after the ticks due: every Loop event).
+			batch = append(batch[:0], m)
 		drain:
-			for range ReceiveBatch - 1 {
+			for len(batch) < ReceiveBatch {
 				select {
 				case m := <-n.inbox:
-					n.loop.Receive(m)
+					batch = append(batch, m)
 				default:
 					break drain
 				}
 			}
+			n.loop.ReceiveBatch(batch)
+			clear(batch) // do not keep the messages' memory alive
 		case id := <-n.unreach:
 			n.loop.ReportUnreachable(id)
 		case <-n.snapReady:

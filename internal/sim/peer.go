@@ -287,9 +287,7 @@ func (p *peer) iterate() {
 	case 1:
 		k := min(len(p.inbox), consensus.ReceiveBatch)
 		te.kind, te.mtype, te.from, te.mterm, te.n = trRecv, p.inbox[0].Type, p.inbox[0].From, p.inbox[0].Term, int32(k)
-		for _, m := range p.inbox[:k] {
-			p.loop.Receive(m)
-		}
+		p.loop.ReceiveBatch(p.inbox[:k])
 		p.inbox = p.inbox[k:]
 		if len(p.inbox) == 0 {
 			p.inbox = nil
