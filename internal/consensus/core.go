@@ -731,6 +731,33 @@ func (c *Core) StepAt(m raftpb.Message, now time.Duration) error {
 	return nil
 }
 
+// hearsLive reports whether msgs hold a message that shows the peer at
+// the other end alive in this peer's term, for Loop.ReceiveBatch: on a
+// follower, an append, heartbeat or snapshot from the leader it follows;
+// on the leader, a member's answer to an append or a heartbeat. A false
+// positive only makes ReceiveBatch drop ticks, which is safe.
+func (c *Core) hearsLive(msgs []raftpb.Message) bool {
+	st := c.rn.BasicStatus()
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Term != st.Term || m.Term == 0 {
+			continue
+		}
+		switch st.RaftState {
+		case raft.StateFollower:
+			if st.Lead != raft.None && m.From == st.Lead &&
+				(m.Type == raftpb.MsgApp || m.Type == raftpb.MsgHeartbeat || m.Type == raftpb.MsgSnap) {
+				return true
+			}
+		case raft.StateLeader:
+			if m.From != c.cfg.ID && (m.Type == raftpb.MsgAppResp || m.Type == raftpb.MsgHeartbeatResp) && c.knows(m.From) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // stepRaft steps m into raft. raft panics on some messages a correct peer
 // never sends (a heartbeat committing past this peer's log, an append that
 // rewrites committed entries); such a panic is recovered and returned as an

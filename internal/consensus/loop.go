@@ -167,13 +167,42 @@ func (l *Loop) Receive(m raftpb.Message) {
 // applied first, then each message is stepped as of that reading
 // (Core.StepAt). Every message arrived before the reading, so no tick that
 // fell due before one of them is counted after it, and none is counted
-// before it was due.
-func (l *Loop) ReceiveBatch(msgs []raftpb.Message) {
+// before it was due. It returns how many ticks it applied.
+//
+// Except when the batch holds a message that proves the peer at the other
+// end alive in this term (Core.hearsLive: the leader's append or heartbeat
+// on a follower, a follower's answer on the leader): then the ticks due
+// are dropped, not counted, and the next is due one TickInterval after the
+// last one dropped. When the process could not run for a while (a machine
+// starved of CPU wakes its timers hundreds of milliseconds late), those
+// ticks would count the time the leader's messages spent waiting in the
+// inbox as silence, and the follower would campaign, or the leader step
+// down for lack of a quorum, before stepping the messages that say
+// otherwise. Dropping ticks is always safe for the lease: a follower that
+// counts fewer ticks refuses votes for longer, never sooner; the leader's
+// lease runs on its clock, not on ticks.
+func (l *Loop) ReceiveBatch(msgs []raftpb.Message) int {
 	now := l.core.cfg.Now()
-	l.Advance(now)
+	n := 0
+	if l.core.hearsLive(msgs) {
+		l.drop(now)
+	} else {
+		n = l.Advance(now)
+	}
 	for _, m := range msgs {
 		l.receive(m, now)
 	}
+	return n
+}
+
+// drop skips the ticks due by now without applying them (see
+// ReceiveBatch).
+func (l *Loop) drop(now time.Duration) {
+	if l.nextTick > now {
+		return
+	}
+	l.nextTick += ((now-l.nextTick)/l.tick + 1) * l.tick
+	l.ticked = true // the view is published, as after a tick
 }
 
 // receive steps m as of now (see ReceiveBatch) and counts a refusal.

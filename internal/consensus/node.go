@@ -233,21 +233,20 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-			n.loop.Advance(n.Now())
+			// Messages that waited in the inbox while the timer fell due
+			// (a process that could not run) are stepped with the ticks:
+			// ReceiveBatch decides whether those count.
+			if batch = n.takeInbox(batch[:0]); len(batch) > 0 {
+				n.loop.ReceiveBatch(batch)
+				clear(batch)
+			} else {
+				n.loop.Advance(n.Now())
+			}
 		case m := <-n.inbox:
 			// The messages waiting are taken first and stepped with one
 			// reading of the clock, taken after all of them arrived
 			// (after the ticks due: every Loop event).
-			batch = append(batch[:0], m)
-		drain:
-			for len(batch) < ReceiveBatch {
-				select {
-				case m := <-n.inbox:
-					batch = append(batch, m)
-				default:
-					break drain
-				}
-			}
+			batch = n.takeInbox(append(batch[:0], m))
 			n.loop.ReceiveBatch(batch)
 			clear(batch) // do not keep the messages' memory alive
 		case id := <-n.unreach:
@@ -279,6 +278,20 @@ func (n *Node) Run(ctx context.Context) error {
 			r.res <- r.err
 		}
 	}
+}
+
+// takeInbox appends to batch the messages waiting in the inbox, without
+// blocking, until it holds ReceiveBatch.
+func (n *Node) takeInbox(batch []raftpb.Message) []raftpb.Message {
+	for len(batch) < ReceiveBatch {
+		select {
+		case m := <-n.inbox:
+			batch = append(batch, m)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // publish hands v to OnView with the clock time it is published at.
