@@ -27,8 +27,9 @@
 // time r >= t refuses votes until it has counted ElectionTimeout/TickInterval
 // ticks since r; a tick is applied no earlier than it is due, one
 // TickInterval after the previous one was due, and the owner applies the
-// ticks due before it steps a message, so those counted after the leader's
-// message were due after it arrived, later than t: no quorum can elect
+// ticks due before it steps a message (or drops them: Loop.ReceiveBatch), so
+// those counted after the leader's message were due after it arrived, later
+// than t: no quorum can elect
 // another leader before t + ElectionTimeout - TickInterval. A peer
 // that restarts has forgotten when it last heard from a leader, so it refuses
 // votes for one election timeout after start. The DriftMargin absorbs clock

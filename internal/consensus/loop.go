@@ -108,7 +108,8 @@ func (l *Loop) Start() {
 // for every TickInterval since the previous one was due, none before it is
 // due, so a peer never counts more ticks than its clock allows (the lease
 // relies on it). The owner calls it when its timer for NextWake fires;
-// Receive, Call and ReportUnreachable call it first themselves. After a stall (a paused process, a slow disk) the ticks missed
+// Receive, ReceiveBatch (unless it drops the ticks), Call and
+// ReportUnreachable call it first themselves. After a stall (a paused process, a slow disk) the ticks missed
 // are applied at once, at most two election timeouts' worth (raft has
 // acted on all it could by then); the rest are skipped. The next Flush
 // publishes the view if a tick was applied, changed or not (its holders
