@@ -109,9 +109,10 @@ func (l *Loop) Start() {
 // due, so a peer never counts more ticks than its clock allows (the lease
 // relies on it). The owner calls it when its timer for NextWake fires;
 // Receive, ReceiveBatch (unless it drops the ticks), Call and
-// ReportUnreachable call it first themselves. After a stall (a paused process, a slow disk) the ticks missed
-// are applied at once, at most two election timeouts' worth (raft has
-// acted on all it could by then); the rest are skipped. The next Flush
+// ReportUnreachable call it first themselves. After a stall (a paused
+// process, a slow disk) the ticks missed are applied at once, at most two
+// election timeouts' worth (raft has acted on all it could by then); the
+// rest are skipped. The next Flush
 // publishes the view if a tick was applied, changed or not (its holders
 // re-evaluate it on their clock). It returns how many ticks it applied.
 func (l *Loop) Advance(now time.Duration) int {
@@ -321,10 +322,10 @@ func (l *Loop) publish(v View) {
 }
 
 // send runs inside Core.Process, after the core's view is updated (and,
-// except on a leader, after the Ready's state is persisted). When that view lost the lease the last
-// published one had (a transfer began, or this leader stepped down for a
-// higher term), it is published first: the messages may let another peer
-// lead at once (MsgTimeoutNow, a granted vote), and IsLeader must say no
+// except on a leader, after the Ready's state is persisted). When that view
+// lost the lease the last published one had (a transfer began, or this
+// leader stepped down for a higher term), it is published first: the
+// messages may let another peer lead at once (MsgTimeoutNow, a granted vote), and IsLeader must say no
 // here before it can say yes there.
 func (l *Loop) send(msgs []raftpb.Message) {
 	if l.last.Role == Leader && l.last.LeaseUntil > 0 {

@@ -237,3 +237,37 @@ func TestLoopDropsTicksWhileHeard(t *testing.T) {
 		t.Errorf("the follower did not grant the pre-vote two election timeouts after its leader's last heartbeat: %+v", sent)
 	}
 }
+
+// TestLoopReceiveBatchTicksFirst: a batch that proves nobody alive in this
+// term (here a new leader's first append, in a higher term) is stepped
+// after the ticks due, as Receive does: the silence before it is not
+// counted after it, and the follower refuses a pre-vote half an election
+// timeout later.
+func TestLoopReceiveBatchTicksFirst(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	et := n.cores[2].cfg.ElectionTimeout
+	fc := n.cores[2]
+	var sent []raftpb.Message
+	f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
+	f.Start()
+	st := fc.rn.BasicStatus()
+	term, last := st.Term, lastIndex(t, fc)
+
+	n.now += et * 2 / 3
+	f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgApp, From: 3, To: 2, Term: term + 1, Index: last, LogTerm: term, Commit: st.Commit}})
+	if s := fc.rn.BasicStatus(); s.Lead != 3 || s.Term != term+1 {
+		t.Fatalf("the follower does not follow p3 in term %d: %+v", term+1, s)
+	}
+	n.now += et / 2
+	f.Advance(n.now)
+	f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 1, To: 2, Term: term + 2, Index: last + 10, LogTerm: term + 1}})
+	if _, err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range sent {
+		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
+			t.Fatalf("the follower granted a pre-vote half an election timeout after its new leader's append: %+v", m)
+		}
+	}
+}
