@@ -732,11 +732,12 @@ func (c *Core) StepAt(m raftpb.Message, now time.Duration) error {
 	return nil
 }
 
-// hearsLive reports whether msgs hold a message that shows the peer at
-// the other end alive in this peer's term, for Loop.ReceiveBatch: on a
-// follower, an append, heartbeat or snapshot from the leader it follows;
-// on the leader, a member's answer to an append or a heartbeat. A false
-// positive only makes ReceiveBatch drop ticks, which is safe.
+// hearsLive reports whether msgs hold a message that shows the leader this
+// follower follows alive in its term, for Loop.ReceiveBatch: an append,
+// heartbeat or snapshot from it. A leader hears nobody this way: its ticks
+// pace its lease rounds (Tick starts them), and dropping them whenever a
+// follower's answer waited would hold the rounds back while answers keep
+// coming (a member catching up), until its followers lose it.
 func (c *Core) hearsLive(msgs []raftpb.Message) bool {
 	st := c.rn.BasicStatus()
 	for i := range msgs {
@@ -750,10 +751,7 @@ func (c *Core) hearsLive(msgs []raftpb.Message) bool {
 				(m.Type == raftpb.MsgApp || m.Type == raftpb.MsgHeartbeat || m.Type == raftpb.MsgSnap) {
 				return true
 			}
-		case raft.StateLeader:
-			if m.From != c.cfg.ID && (m.Type == raftpb.MsgAppResp || m.Type == raftpb.MsgHeartbeatResp) && c.knows(m.From) {
-				return true
-			}
+
 		}
 	}
 	return false

@@ -171,18 +171,16 @@ func (l *Loop) Receive(m raftpb.Message) {
 // fell due before one of them is counted after it, and none is counted
 // before it was due. It returns how many ticks it applied.
 //
-// Except when the batch holds a message that proves the peer at the other
-// end alive in this term (Core.hearsLive: the leader's append or heartbeat
-// on a follower, a follower's answer on the leader): then the ticks due
-// are dropped, not counted, and the next is due one TickInterval after the
-// last one dropped. When the process could not run for a while (a machine
-// starved of CPU wakes its timers hundreds of milliseconds late), those
-// ticks would count the time the leader's messages spent waiting in the
-// inbox as silence, and the follower would campaign, or the leader step
-// down for lack of a quorum, before stepping the messages that say
-// otherwise. Dropping ticks is always safe for the lease: a follower that
-// counts fewer ticks refuses votes for longer, never sooner; the leader's
-// lease runs on its clock, not on ticks.
+// Except on a follower when the batch holds a message from its leader in
+// its term (Core.hearsLive: an append, heartbeat or snapshot): then the
+// ticks due are dropped, not counted, and the next is due one TickInterval
+// after the last one dropped. When the process could not run for a while
+// (a machine starved of CPU wakes its timers hundreds of milliseconds
+// late), those ticks would count the time the leader's messages spent
+// waiting in the inbox as silence, and the follower would campaign before
+// stepping the messages that say otherwise. Dropping ticks is always safe
+// for the lease: a follower that counts fewer ticks refuses votes for
+// longer, never sooner.
 func (l *Loop) ReceiveBatch(msgs []raftpb.Message) int {
 	now := l.core.cfg.Now()
 	n := 0

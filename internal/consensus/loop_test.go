@@ -167,12 +167,12 @@ func TestLoopReceiveBatch(t *testing.T) {
 	}
 }
 
-// TestLoopDropsTicksWhileHeard: a peer that could not run for a while (a
-// machine starved of CPU) and finds its leader's heartbeat waiting does not
-// count the time it waited as silence: the ticks due are dropped, it does
-// not campaign, and it counts again from there. A leader that finds a
-// follower's answer waiting does not step down for lack of a quorum. A
-// batch without such a message counts the ticks as before.
+// TestLoopDropsTicksWhileHeard: a follower that could not run for a while
+// (a machine starved of CPU) and finds its leader's heartbeat waiting does
+// not count the time it waited as silence: the ticks due are dropped, it
+// does not campaign, and it counts again from there. A batch without such
+// a message counts the ticks as before, and so does a leader (its ticks
+// pace its lease rounds).
 func TestLoopDropsTicksWhileHeard(t *testing.T) {
 	n := newTestNet(t, []uint64{1, 2, 3}, nil)
 	n.elect(1)
@@ -190,8 +190,8 @@ func TestLoopDropsTicksWhileHeard(t *testing.T) {
 	if got := f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: term, Commit: st.Commit}}); got != 0 {
 		t.Errorf("the follower applied %d ticks with its leader's heartbeat waiting, want them dropped", got)
 	}
-	if got := l.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgHeartbeatResp, From: 2, To: 1, Term: term}}); got != 0 {
-		t.Errorf("the leader applied %d ticks with a follower's answer waiting, want them dropped", got)
+	if got := l.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgHeartbeatResp, From: 2, To: 1, Term: term}}); got == 0 {
+		t.Error("the leader dropped its ticks with a follower's answer waiting, want them counted")
 	}
 	for _, lp := range []*Loop{f, l} {
 		if _, err := lp.Flush(); err != nil {
@@ -205,9 +205,6 @@ func TestLoopDropsTicksWhileHeard(t *testing.T) {
 	}
 	if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
 		t.Fatalf("the follower left its leader: %+v", s)
-	}
-	if s := lc.rn.BasicStatus(); s.RaftState != raft.StateLeader {
-		t.Fatalf("the leader stepped down: %+v", s)
 	}
 
 	// The ticks count again from the drop: half an election timeout later
