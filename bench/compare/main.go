@@ -3,6 +3,7 @@
 // prints the table of issue 13 with QCluster's ratio to each other system.
 //
 //	go run ./bench/compare [-n 20] [-idle 30s] [-warmup 20s] [-systems qcluster,etcd,etcd-default,hraft] [-quick]
+//	go run ./bench/compare -starve [-starve-idle 60s] [-burners 4] [-n 20] [-systems qcluster]
 //
 // Run it from inside the QCluster module (Linux only: it reads /proc).
 //
@@ -50,6 +51,16 @@
 // is measured over the same -idle window: VmRSS at its end
 // (/proc/PID/status), CPU time utime+stime over it (/proc/PID/stat, in
 // ticks of 10 ms) as % of one core, leader and followers apart.
+//
+// With -starve (issue 13, section 4) the machine is saturated first:
+// -burners processes (default two per core, each a shell spinning in an
+// empty loop) compete with the clusters for the CPU, started before the
+// measurements and stopped after. Then an idle window (-starve-idle, 60 s)
+// counts each system's elections (its term's rise from before to after
+// the window) and changes of the agreed leader (polled every second), and
+// -n SIGKILL rounds are timed as above; the output is one table of those
+// figures, and whether QCluster met its goals (no election while idle,
+// kill -9 p99 <= 1 s). -systems defaults to qcluster in this mode.
 //
 // The output: the systems and their settings, the table (kill -9 p50/p99,
 // SIGSTOP p50/max, idle RSS range, idle CPU leader / followers), a second
@@ -99,6 +110,9 @@ type options struct {
 	bin, etcd       string
 	keep, verbose   bool
 	requestTimeout  time.Duration
+	starve          bool
+	starveIdle      time.Duration
+	burners         int
 	explicitlyGiven map[string]bool
 }
 
@@ -118,6 +132,9 @@ func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
 	fs.StringVar(&o.etcd, "etcd", "", "etcd binary to run (default: etcd on PATH, installed with apt-get as root when missing)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (data, logs)")
 	fs.BoolVar(&o.verbose, "v", false, "print every round")
+	fs.BoolVar(&o.starve, "starve", false, "under CPU starvation (issue 13, section 4): busy loops saturate the machine; an idle window counts elections, then -n SIGKILL rounds; -systems defaults to qcluster")
+	fs.DurationVar(&o.starveIdle, "starve-idle", 60*time.Second, "with -starve: the idle window")
+	fs.IntVar(&o.burners, "burners", 0, "with -starve: busy-loop processes (default two per core)")
 	if err := fs.Parse(args); err != nil {
 		return o, nil, err
 	}
@@ -133,6 +150,9 @@ func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
 		if !o.explicitlyGiven["warmup"] {
 			o.warmup = 500 * time.Millisecond
 		}
+	}
+	if o.starve && !o.explicitlyGiven["systems"] {
+		o.systems = sysQCluster
 	}
 	var keys []string
 	for k := range strings.SplitSeq(o.systems, ",") {
@@ -160,6 +180,8 @@ func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
 		return o, nil, fmt.Errorf("%w: -poll, -timeout and -request-timeout must be positive", errUsage)
 	case o.idle < 0 || o.warmup < 0:
 		return o, nil, fmt.Errorf("%w: -idle and -warmup cannot be negative", errUsage)
+	case o.starveIdle < 0 || o.burners < 0:
+		return o, nil, fmt.Errorf("%w: -starve-idle and -burners cannot be negative", errUsage)
 	}
 	return o, keys, nil
 }
@@ -230,6 +252,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		s.stable = a
+	}
+	if o.starve {
+		return runStarve(ctx, o, h, systems, active, stdout, stderr)
 	}
 
 	for i := 1; i <= o.n && len(active) > 0; i++ {

@@ -26,6 +26,8 @@ func TestUsageErrors(t *testing.T) {
 		{"-n", "0"},
 		{"-poll", "0s"},
 		{"-idle", "-1s"},
+		{"-starve", "-burners", "-1"},
+		{"-starve", "-starve-idle", "-1s"},
 		{"extra"},
 	} {
 		if err := run(t.Context(), args, io.Discard, io.Discard); !errors.Is(err, errUsage) {
@@ -44,6 +46,13 @@ func TestFlags(t *testing.T) {
 	}
 	if strings.Join(keys, ",") != "qcluster,hraft" {
 		t.Errorf("systems %q, want the table's order qcluster,hraft", keys)
+	}
+	o, keys, err = parseFlags([]string{"-starve"}, io.Discard)
+	if err != nil || !o.starve || o.starveIdle != 60*time.Second || o.burners != 0 || strings.Join(keys, ",") != "qcluster" {
+		t.Errorf("-starve: %+v %q %v; want a 60s idle window, burners by the core count, qcluster alone", o, keys, err)
+	}
+	if _, keys, _ = parseFlags([]string{"-starve", "-systems", "qcluster,etcd"}, io.Discard); strings.Join(keys, ",") != "qcluster,etcd" {
+		t.Errorf("-starve -systems qcluster,etcd: %q", keys)
 	}
 	o, keys, err = parseFlags(nil, io.Discard)
 	if err != nil || o.n != 20 || o.idle != 30*time.Second || o.warmup != 20*time.Second || o.poll != 5*time.Millisecond || len(keys) != 4 {
@@ -192,6 +201,45 @@ func TestRunQuick(t *testing.T) {
 	}
 	if strings.Contains(systems, "etcd") && !regexp.MustCompile(`(?m)^\| etcd \d+\.\d+, 30/150 ms `+figures+`$`).MatchString(s) {
 		t.Errorf("no row of figures for etcd:\n%s", s)
+	}
+}
+
+// TestRunStarveQuick runs the -starve mode end to end with small numbers
+// (one burner, a short idle window, one kill round) and checks its table
+// row and that the burners are gone; never the figures.
+func TestRunStarveQuick(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	args := []string{"-starve", "-burners", "1", "-starve-idle", "2s", "-n", "1"}
+	if err := run(ctx, args, &out, &errOut); err != nil {
+		t.Fatalf("run %q: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errOut.String())
+	}
+	s := out.String()
+	row := `(?m)^\| QCluster agent, defaults \d+/\d+ ms \| \d+ \(\d+ -> \d+\) \| \d+ \(\d+ polls without agreement\) \| [\d.]+ / [\d.]+ / [\d.]+ \(1 rounds\) \| \d+ \|$`
+	if !regexp.MustCompile(row).MatchString(s) {
+		t.Errorf("no starvation row for QCluster:\n%s", s)
+	}
+	if !strings.Contains(s, "1 busy-loop processes") || !strings.Contains(s, "QCluster: idle without an election: ") ||
+		!regexp.MustCompile(`Timer lateness in the idle window .*: p50 [\d.–]+, p99`).MatchString(s) ||
+		!regexp.MustCompile(`per member \(\* led at its start\): server_a\*? \d+, server_b\*? \d+, server_c\*? \d+\.`).MatchString(s) {
+		t.Errorf("the report does not say how the machine was starved or what QCluster met:\n%s", s)
+	}
+}
+
+func TestBurnersStop(t *testing.T) {
+	bs, err := startBurners(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs.stop()
+	for _, c := range bs {
+		if c.ProcessState == nil {
+			t.Errorf("burner %d was not waited for", c.Process.Pid)
+		}
 	}
 }
 

@@ -6,8 +6,10 @@
 // once per TickInterval of the injected clock, never before the tick is
 // due (a Loop applies the ticks due when it wakes, and sleeps through the
 // ticks that would only be counted), Step for every received message and
-// Process whenever HasReady reports work. Process persists before it hands messages to the
-// send function, as raft requires.
+// Process whenever HasReady reports work. Process persists a Ready before it
+// hands its messages to the send function, as raft requires, except on a
+// leader whose term and vote are already durable: it sends first and
+// persists while its messages travel (see Core.Process).
 //
 // # Leader lease
 //
@@ -25,8 +27,9 @@
 // time r >= t refuses votes until it has counted ElectionTimeout/TickInterval
 // ticks since r; a tick is applied no earlier than it is due, one
 // TickInterval after the previous one was due, and the owner applies the
-// ticks due before it steps a message, so those counted after the leader's
-// message were due after it arrived, later than t: no quorum can elect
+// ticks due before it steps a message (or drops them: Loop.ReceiveBatch), so
+// those counted after the leader's message were due after it arrived, later
+// than t: no quorum can elect
 // another leader before t + ElectionTimeout - TickInterval. A peer
 // that restarts has forgotten when it last heard from a leader, so it refuses
 // votes for one election timeout after start. The DriftMargin absorbs clock
@@ -390,6 +393,10 @@ type Core struct {
 
 	role       Role
 	term, lead uint64
+	// durableTerm and durableVote are the term and vote on stable storage
+	// (see Process: a leader sends before it persists only when its Ready
+	// changes neither).
+	durableTerm, durableVote uint64
 	// electedAt is when this peer became leader, until its first entry of
 	// the term commits (0 otherwise).
 	electedAt  time.Duration
@@ -556,6 +563,8 @@ func New(cfg Config) (*Core, error) {
 		voteGuardUntil: now + cfg.ElectionTimeout,
 		leaseReqs:      make(map[uint64]time.Duration),
 		term:           hs.Term,
+		durableTerm:    hs.Term,
+		durableVote:    hs.Vote,
 		appliedIndex:   snap.Metadata.Index,
 		snapshotIndex:  snap.Metadata.Index,
 		confIndex:      snap.Metadata.Index,
@@ -734,7 +743,16 @@ const transferRound = 1 << 63
 // are also ignored, without an error, during the first election timeout
 // after start, and transfer votes while a lease may be running; so is the
 // leader's MsgTimeoutNow while this peer is not a candidate.
-func (c *Core) Step(m raftpb.Message) error {
+func (c *Core) Step(m raftpb.Message) error { return c.StepAt(m, c.cfg.Now()) }
+
+// StepAt is Step with the clock already read: now is a reading of the
+// Core's clock taken after m was received and after the ticks due by now
+// were applied (Loop.ReceiveBatch reads it once for a batch of messages
+// taken from the inbox). It stands for when m arrived: when its leader was
+// last heard from, when its lease round came, whether a vote falls inside
+// a guard. A reading later than the arrival only makes those guards last
+// longer.
+func (c *Core) StepAt(m raftpb.Message, now time.Duration) error {
 	if !peerType(m.Type) {
 		return fmt.Errorf("%w: %v", ErrMessageType, m.Type)
 	}
@@ -763,7 +781,6 @@ func (c *Core) Step(m raftpb.Message) error {
 		// It is alive after all (or its message was late): no fail-over.
 		c.dropGone()
 	}
-	now := c.cfg.Now()
 	if m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote {
 		if now < c.voteGuardUntil {
 			return nil
@@ -799,6 +816,31 @@ func (c *Core) Step(m raftpb.Message) error {
 		}
 	}
 	return nil
+}
+
+// hearsLive reports whether msgs hold a message that shows the leader this
+// follower follows alive in its term, for Loop.ReceiveBatch: an append,
+// heartbeat or snapshot from it. A leader hears nobody this way: its ticks
+// pace its lease rounds (Tick starts them), and dropping them whenever a
+// follower's answer waited would hold the rounds back while answers keep
+// coming (a member catching up), until its followers lose it.
+func (c *Core) hearsLive(msgs []raftpb.Message) bool {
+	st := c.rn.BasicStatus()
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Term != st.Term || m.Term == 0 {
+			continue
+		}
+		switch st.RaftState {
+		case raft.StateFollower:
+			if st.Lead != raft.None && m.From == st.Lead &&
+				(m.Type == raftpb.MsgApp || m.Type == raftpb.MsgHeartbeat || m.Type == raftpb.MsgSnap) {
+				return true
+			}
+
+		}
+	}
+	return false
 }
 
 // stepRaft steps m into raft. raft panics on some messages a correct peer
@@ -1088,10 +1130,58 @@ type Applied struct {
 	Snapshot *raftpb.Snapshot
 }
 
-// Process handles one raft Ready: it persists hard state, entries and
-// snapshot durably, then passes the outgoing messages to send, applies
+// Process handles one raft Ready: it persists the hard state, entries and
+// snapshot durably and passes the outgoing messages to send, then applies
 // committed configuration changes and returns the committed application
 // entries. After an ErrStorage error the Core must be abandoned.
+//
+// # Send, then persist, on the leader
+//
+// A follower or candidate persists first and sends after: its messages are
+// promises about its durable state (a MsgAppResp says "I hold these
+// entries", a vote "I voted for you in this term"), and a promise that
+// leaves before it is durable is forgotten by a crash, after the leader or
+// the candidate counted it.
+//
+// A leader sends first and persists after (the raft thesis, 10.2.1; etcd's
+// server does the same): its appends then reach the followers while its
+// own disk writes, so a proposal costs the slower of the two writes plus a
+// round trip instead of both writes in series. It is safe because:
+//
+//   - raft counts the leader's own copy of its entries only once they are
+//     durable: its self-acknowledgement is stepped at Advance, after Save
+//     returned. An entry commits when a quorum holds it durably, the
+//     leader's copy counted or not; a leader that crashes before its write
+//     lands restarts with a shorter log, which it is never asked to
+//     acknowledge, and an election needs a quorum's votes, which compare
+//     durable logs.
+//   - the messages of this Ready never overtake the state of an earlier
+//     one: Process persists a Ready completely before it returns, and raft
+//     hands out the next Ready only after Advance.
+//   - never before the Ready's term and vote are durable: a leader that
+//     sent appends in a term it had not saved, and crashed before the
+//     write, would restart in the old term, could be elected again in the
+//     same term and append other entries at the same indexes and term as
+//     the ones it sent: two logs that agree on (index, term) but not on
+//     content. raft steps a candidate's own votes at Advance, so the Ready
+//     that makes a peer leader follows the one that saved its term, even
+//     for a single voter; sendsBeforeSave checks it anyway: a Ready whose
+//     hard state changes the durable term or vote sends after Save,
+//     whoever makes it. A change of the commit index alone does not count
+//     (raft needs it nowhere durable).
+//   - never with a snapshot to restore (a leader has none; a peer that does
+//     is a follower anyway).
+//   - lease rounds: a round's time is recorded when it starts (heartbeat,
+//     which calls raft's ReadIndex), before its messages are in any Ready;
+//     sending them earlier only makes the round trip shorter, the lease
+//     still counts from before they left. A new leader's electedAt is taken
+//     here before the Ready's messages leave, as before.
+//   - a leader's Ready may also hold answers (a rejected vote, a pre-vote
+//     answered without changing any state): they promise nothing about its
+//     disk.
+//
+// The view the Loop publishes before a Ready's messages (a lease that
+// shrank, a role that left Leader) is computed before the early send too.
 func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	var out Applied
 	if !c.rn.HasReady() {
@@ -1113,9 +1203,20 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	if !raft.IsEmptyHardState(rd.HardState) {
 		c.term = rd.HardState.Term
 	}
+	msgs := rd.Messages
+	if c.notCandidate {
+		msgs = dropVoteRequests(msgs)
+	}
+	if len(msgs) > 0 && c.sendsBeforeSave(rd) {
+		send(msgs)
+		msgs = nil
+	}
 	if !raft.IsEmptyHardState(rd.HardState) || len(rd.Entries) > 0 || !raft.IsEmptySnap(rd.Snapshot) {
 		if err := c.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 			return out, fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+		if !raft.IsEmptyHardState(rd.HardState) {
+			c.durableTerm, c.durableVote = rd.HardState.Term, rd.HardState.Vote
 		}
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
@@ -1130,10 +1231,6 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	// Members the appended changes add may talk to this peer from now on
 	// (a leader whose addition this peer has not applied yet).
 	c.notePendingAdds(rd.Entries)
-	msgs := rd.Messages
-	if c.notCandidate {
-		msgs = dropVoteRequests(msgs)
-	}
 	if len(msgs) > 0 {
 		send(msgs)
 	}
@@ -1179,6 +1276,17 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 	// A peer that just won an election asks for its first lease at once.
 	c.heartbeat()
 	return out, nil
+}
+
+// sendsBeforeSave reports whether the messages of rd may leave before rd
+// is persisted (see Process): only a leader's, and only when rd changes
+// neither the durable term nor the durable vote, nor restores a snapshot.
+func (c *Core) sendsBeforeSave(rd raft.Ready) bool {
+	if c.role != Leader || !raft.IsEmptySnap(rd.Snapshot) {
+		return false
+	}
+	hs := rd.HardState
+	return raft.IsEmptyHardState(hs) || (hs.Term == c.durableTerm && hs.Vote == c.durableVote)
 }
 
 // dropVoteRequests returns msgs without vote and pre-vote requests (a

@@ -25,9 +25,10 @@ const (
 // LoopConfig configures a Loop. The callbacks run inside the Loop's
 // methods, on the owner's goroutine; they must not call the Loop.
 type LoopConfig struct {
-	// Send hands messages to the network. It is called inside Flush, only
-	// after the Ready that produced them was persisted through the Core's
-	// Storage. Required.
+	// Send hands messages to the network. It is called inside Flush: after
+	// the Ready that produced them was persisted through the Core's
+	// Storage, or just before, on a leader whose term and vote are durable
+	// (see Core.Process). Required.
 	Send func(msgs []raftpb.Message)
 	// Publish receives every view the Loop publishes (see Flush), in order.
 	// A view in which the lease shrank or the role left Leader is published
@@ -54,7 +55,8 @@ type LoopConfig struct {
 // its own: its owner feeds it ticks (Tick, every TickInterval of the
 // Core's clock), received messages (Receive), transport reports and calls,
 // then asks it to Flush. Flush persists each Ready through the Core's
-// Storage, then sends its messages, applies what it committed, takes the
+// Storage and sends its messages (a follower sends after the write, a
+// leader before it: Core.Process), applies what it committed, takes the
 // snapshots and compactions due, and publishes the view. Node runs a Loop
 // on a goroutine; the simulator runs the same Loop on virtual time.
 type Loop struct {
@@ -107,9 +109,11 @@ func (l *Loop) Start() {
 // for every TickInterval since the previous one was due, none before it is
 // due, so a peer never counts more ticks than its clock allows (the lease
 // relies on it). The owner calls it when its timer for NextWake fires;
-// Receive, Call, ReportUnreachable and ReportGone call it first themselves. After a stall (a paused process, a slow disk) the ticks missed
-// are applied at once, at most two election timeouts' worth (raft has
-// acted on all it could by then); the rest are skipped. The next Flush
+// Receive, ReceiveBatch (unless it drops the ticks), Call,
+// ReportUnreachable and ReportGone call it first themselves. After a stall
+// (a paused process, a slow disk) the ticks missed are applied at once, at
+// most two election timeouts' worth (raft has acted on all it could by
+// then); the rest are skipped. The next Flush
 // publishes the view if a tick was applied, changed or not (its holders
 // re-evaluate it on their clock). It returns how many ticks it applied.
 func (l *Loop) Advance(now time.Duration) int {
@@ -156,8 +160,55 @@ func (l *Loop) catchUp() { l.Advance(l.core.cfg.Now()) }
 // LoopConfig.Refused; other step errors (raft's own) are logged at debug
 // level.
 func (l *Loop) Receive(m raftpb.Message) {
-	l.catchUp()
-	err := l.core.Step(m)
+	now := l.core.cfg.Now()
+	l.Advance(now)
+	l.receive(m, now)
+}
+
+// ReceiveBatch is Receive for messages already taken from the inbox, with
+// one reading of the clock for all of them: the ticks due by then are
+// applied first, then each message is stepped as of that reading
+// (Core.StepAt). Every message arrived before the reading, so no tick that
+// fell due before one of them is counted after it, and none is counted
+// before it was due. It returns how many ticks it applied.
+//
+// Except on a follower when the batch holds a message from its leader in
+// its term (Core.hearsLive: an append, heartbeat or snapshot): then the
+// ticks due are dropped, not counted, and the next is due one TickInterval
+// after the last one dropped. When the process could not run for a while
+// (a machine starved of CPU wakes its timers hundreds of milliseconds
+// late), those ticks would count the time the leader's messages spent
+// waiting in the inbox as silence, and the follower would campaign before
+// stepping the messages that say otherwise. Dropping ticks is always safe
+// for the lease: a follower that counts fewer ticks refuses votes for
+// longer, never sooner.
+func (l *Loop) ReceiveBatch(msgs []raftpb.Message) int {
+	now := l.core.cfg.Now()
+	n := 0
+	if l.core.hearsLive(msgs) {
+		l.drop(now)
+	} else {
+		n = l.Advance(now)
+	}
+	for _, m := range msgs {
+		l.receive(m, now)
+	}
+	return n
+}
+
+// drop skips the ticks due by now without applying them (see
+// ReceiveBatch).
+func (l *Loop) drop(now time.Duration) {
+	if l.nextTick > now {
+		return
+	}
+	l.nextTick += ((now-l.nextTick)/l.tick + 1) * l.tick
+	l.ticked = true // the view is published, as after a tick
+}
+
+// receive steps m as of now (see ReceiveBatch) and counts a refusal.
+func (l *Loop) receive(m raftpb.Message, now time.Duration) {
+	err := l.core.StepAt(m, now)
 	if err == nil {
 		return
 	}
@@ -297,11 +348,11 @@ func (l *Loop) publish(v View) {
 	}
 }
 
-// send runs inside Core.Process, after the Ready's state is persisted and
-// the core's view updated. When that view lost the lease the last
-// published one had (a transfer began, or this leader stepped down for a
-// higher term), it is published first: the messages may let another peer
-// lead at once (MsgTimeoutNow, a granted vote), and IsLeader must say no
+// send runs inside Core.Process, after the core's view is updated (and,
+// except on a leader, after the Ready's state is persisted). When that view
+// lost the lease the last published one had (a transfer began, or this
+// leader stepped down for a higher term), it is published first: the
+// messages may let another peer lead at once (MsgTimeoutNow, a granted vote), and IsLeader must say no
 // here before it can say yes there.
 func (l *Loop) send(msgs []raftpb.Message) {
 	if l.last.Role == Leader && l.last.LeaseUntil > 0 {

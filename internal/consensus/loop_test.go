@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -118,5 +119,152 @@ func TestLoopTicksBeforeMessage(t *testing.T) {
 	}
 	if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
 		t.Fatalf("the follower left its leader: %+v", s)
+	}
+}
+
+// TestLoopReceiveBatch: a batch of received messages is stepped with one
+// reading of the clock, after the ticks that fell due before it (as
+// TestLoopTicksBeforeMessage for Receive): a follower does not grant a
+// pre-vote half an election timeout after its leader's heartbeat.
+func TestLoopReceiveBatch(t *testing.T) {
+	reads := 0
+	n := newTestNet(t, []uint64{1, 2, 3}, func(_ uint64, c *Config) {
+		now := c.Now
+		c.Now = func() time.Duration { reads++; return now() }
+	})
+	n.elect(1)
+	et := n.cores[2].cfg.ElectionTimeout
+	fc := n.cores[2]
+	var sent []raftpb.Message
+	f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
+	f.Start()
+	st := fc.rn.BasicStatus()
+	term, last := st.Term, lastIndex(t, fc)
+
+	n.now += et * 2 / 3 // a silence shorter than the election timeout: no Advance
+	hb := raftpb.Message{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: term, Commit: st.Commit}
+	before := reads
+	f.ReceiveBatch([]raftpb.Message{hb, hb, hb})
+	if got := reads - before; got != 1 {
+		t.Errorf("ReceiveBatch of 3 messages read the clock %d times, want 1", got)
+	}
+	if v := fc.View(); v.LeaderSeen != n.now {
+		t.Errorf("LeaderSeen %v after the batch, want the batch's reading %v", v.LeaderSeen, n.now)
+	}
+	n.now += et / 2 // in all, more than an election timeout, but only half since the heartbeat
+	f.Advance(n.now)
+	f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 3, To: 2, Term: term + 1, Index: last + 10, LogTerm: term}})
+	if _, err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range sent {
+		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
+			t.Fatalf("the follower granted a pre-vote half an election timeout after its leader's heartbeat: %+v", m)
+		}
+	}
+	if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
+		t.Fatalf("the follower left its leader: %+v", s)
+	}
+}
+
+// TestLoopDropsTicksWhileHeard: a follower that could not run for a while
+// (a machine starved of CPU) and finds its leader's heartbeat waiting does
+// not count the time it waited as silence: the ticks due are dropped, it
+// does not campaign, and it counts again from there. A batch without such
+// a message counts the ticks as before, and so does a leader (its ticks
+// pace its lease rounds).
+func TestLoopDropsTicksWhileHeard(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	et := n.cores[2].cfg.ElectionTimeout
+	fc, lc := n.cores[2], n.cores[1]
+	var sent []raftpb.Message
+	f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
+	l := NewLoop(lc, LoopConfig{Send: func([]raftpb.Message) {}})
+	f.Start()
+	l.Start()
+	st := fc.rn.BasicStatus()
+	term, last := st.Term, lastIndex(t, fc)
+
+	n.now += 3 * et // neither could run
+	if got := f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: term, Commit: st.Commit}}); got != 0 {
+		t.Errorf("the follower applied %d ticks with its leader's heartbeat waiting, want them dropped", got)
+	}
+	if got := l.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgHeartbeatResp, From: 2, To: 1, Term: term}}); got == 0 {
+		t.Error("the leader dropped its ticks with a follower's answer waiting, want them counted")
+	}
+	for _, lp := range []*Loop{f, l} {
+		if _, err := lp.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range sent {
+		if m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote {
+			t.Fatalf("the follower campaigned after it waited: %+v", m)
+		}
+	}
+	if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
+		t.Fatalf("the follower left its leader: %+v", s)
+	}
+
+	// The ticks count again from the drop: half an election timeout later
+	// the follower still refuses a pre-vote.
+	n.now += et / 2
+	f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 3, To: 2, Term: term + 1, Index: last + 10, LogTerm: term}})
+	if _, err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range sent {
+		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
+			t.Fatalf("the follower granted a pre-vote half an election timeout after its leader's heartbeat: %+v", m)
+		}
+	}
+
+	// Without a message from the leader the ticks count: after two more
+	// election timeouts a pre-vote is granted.
+	n.now += 2 * et
+	if got := f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 3, To: 2, Term: term + 1, Index: last + 10, LogTerm: term}}); got == 0 {
+		t.Error("the follower dropped its ticks for a batch without its leader's message")
+	}
+	sent = nil
+	if _, err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(sent, func(m raftpb.Message) bool { return m.Type == raftpb.MsgPreVoteResp && !m.Reject }) {
+		t.Errorf("the follower did not grant the pre-vote two election timeouts after its leader's last heartbeat: %+v", sent)
+	}
+}
+
+// TestLoopReceiveBatchTicksFirst: a batch that proves nobody alive in this
+// term (here a new leader's first append, in a higher term) is stepped
+// after the ticks due, as Receive does: the silence before it is not
+// counted after it, and the follower refuses a pre-vote half an election
+// timeout later.
+func TestLoopReceiveBatchTicksFirst(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	et := n.cores[2].cfg.ElectionTimeout
+	fc := n.cores[2]
+	var sent []raftpb.Message
+	f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
+	f.Start()
+	st := fc.rn.BasicStatus()
+	term, last := st.Term, lastIndex(t, fc)
+
+	n.now += et * 2 / 3
+	f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgApp, From: 3, To: 2, Term: term + 1, Index: last, LogTerm: term, Commit: st.Commit}})
+	if s := fc.rn.BasicStatus(); s.Lead != 3 || s.Term != term+1 {
+		t.Fatalf("the follower does not follow p3 in term %d: %+v", term+1, s)
+	}
+	n.now += et / 2
+	f.Advance(n.now)
+	f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 1, To: 2, Term: term + 2, Index: last + 10, LogTerm: term + 1}})
+	if _, err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range sent {
+		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
+			t.Fatalf("the follower granted a pre-vote half an election timeout after its new leader's append: %+v", m)
+		}
 	}
 }

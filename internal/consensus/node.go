@@ -254,6 +254,7 @@ func (n *Node) Run(ctx context.Context) error {
 		err error
 	}
 	var replies []reply
+	batch := make([]raftpb.Message, 0, ReceiveBatch)
 	for {
 		// A Do call is answered after its effect is flushed and
 		// published, so its caller sees the new view at once.
@@ -262,18 +263,22 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-			n.loop.Advance(n.Now())
-		case m := <-n.inbox:
-			n.loop.Receive(m) // after the ticks due (every Loop event)
-		drain:
-			for range ReceiveBatch - 1 {
-				select {
-				case m := <-n.inbox:
-					n.loop.Receive(m)
-				default:
-					break drain
-				}
+			// Messages that waited in the inbox while the timer fell due
+			// (a process that could not run) are stepped with the ticks:
+			// ReceiveBatch decides whether those count.
+			if batch = n.takeInbox(batch[:0]); len(batch) > 0 {
+				n.loop.ReceiveBatch(batch)
+				clear(batch)
+			} else {
+				n.loop.Advance(n.Now())
 			}
+		case m := <-n.inbox:
+			// The messages waiting are taken first and stepped with one
+			// reading of the clock, taken after all of them arrived
+			// (after the ticks due: every Loop event).
+			batch = n.takeInbox(append(batch[:0], m))
+			n.loop.ReceiveBatch(batch)
+			clear(batch) // do not keep the messages' memory alive
 		case id := <-n.unreach:
 			n.loop.ReportUnreachable(id)
 		case r := <-n.gone:
@@ -318,6 +323,20 @@ func (n *Node) Run(ctx context.Context) error {
 			r.res <- r.err
 		}
 	}
+}
+
+// takeInbox appends to batch the messages waiting in the inbox, without
+// blocking, until it holds ReceiveBatch.
+func (n *Node) takeInbox(batch []raftpb.Message) []raftpb.Message {
+	for len(batch) < ReceiveBatch {
+		select {
+		case m := <-n.inbox:
+			batch = append(batch, m)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // publish hands v to OnView with the clock time it is published at.

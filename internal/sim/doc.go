@@ -13,7 +13,8 @@
 // consensus.DefaultInboxSize messages, stepped consensus.ReceiveBatch at a
 // time; calls such as proposals, transfers and membership changes; Go's random
 // choice between ready select cases), and everything after it is the Loop's:
-// Flush processes every Ready (Save before send), applies, takes the snapshots
+// Flush processes every Ready (a follower's Save before its send, a leader's
+// send before its Save: consensus.Core.Process), applies, takes the snapshots
 // and compactions due, and publishes the view. What a peer's
 // IsLeader() would answer is its last published view evaluated against its own
 // clock now, as the SDK does.
@@ -41,12 +42,13 @@
 //   - crash: in-memory state, queued messages and timers are gone; what was
 //     Saved survives (storage.Memory.Clone); the peer restarts later with a
 //     new Core and a new clock. A crash can also come right after a Save,
-//     before that Ready's messages leave;
+//     before that Ready's messages leave (a leader's left before the Save);
 //   - slow or stalled fsync: the peer's next Save takes 10 ms to three
 //     election timeouts; its loop is blocked meanwhile (messages queue, ticks
 //     wait, its published view goes stale, the Ready's messages leave only
-//     when the Save returns: etcd #13527), and a crash during the stall loses
-//     that write half of the time (nothing it covered was sent);
+//     when the Save returns, unless a leader sent them first: etcd #13527),
+//     and a crash during the stall loses that write half of the time
+//     (nothing it covered was sent, except a leader's appends);
 //   - pause (SIGSTOP) for 1.1 to 4 election timeouts: no ticks, nothing
 //     received or sent, the published view unchanged, the clock running; then
 //     the peer continues with its old state. With a clock that counts

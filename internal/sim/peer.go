@@ -297,25 +297,31 @@ func (p *peer) iterate() {
 	}
 	p.callDelay = 0
 	te := traceEntry{at: c.now, peer: int32(p.idx)}
-	// Every case applies the ticks due first, as Node.Run does.
-	ticks := p.loop.Advance(p.clock(c.now))
-	c.stats.Ticks += uint64(ticks)
+	if choice == 0 && len(p.inbox) > 0 {
+		// Node.Run's timer case takes the messages that waited too.
+		p.timerFired = false
+		choice = 1
+	}
 	switch choice {
 	case 0:
 		p.timerFired = false
+		ticks := p.loop.Advance(p.clock(c.now))
+		c.stats.Ticks += uint64(ticks)
 		te.kind, te.n = trTick, int32(ticks)
 	case 1:
+		// Stepped with one reading of the clock, after the ticks due
+		// (or with them dropped: consensus.Loop.ReceiveBatch).
 		k := min(len(p.inbox), consensus.ReceiveBatch)
 		te.kind, te.mtype, te.from, te.mterm, te.n = trRecv, p.inbox[0].Type, p.inbox[0].From, p.inbox[0].Term, int32(k)
-		for _, m := range p.inbox[:k] {
-			p.loop.Receive(m)
-		}
+		c.stats.Ticks += uint64(p.loop.ReceiveBatch(p.inbox[:k]))
 		p.inbox = p.inbox[k:]
 		if len(p.inbox) == 0 {
 			p.inbox = nil
 		}
 	case 2:
-		// The calls waiting, in one Flush, as Node.Run takes them.
+		// The calls waiting, in one Flush, as Node.Run takes them (after
+		// the ticks due, as Loop.Call applies them).
+		c.stats.Ticks += uint64(p.loop.Advance(p.clock(c.now)))
 		k := min(len(p.calls), consensus.ReceiveBatch)
 		te.kind = trCall
 		for i, cl := range p.calls[:k] {
@@ -425,8 +431,9 @@ func (p *peer) onApply(a consensus.Applied) error {
 	return nil
 }
 
-// send is the Loop's Send: the messages of a persisted Ready. The
-// simulated transport writes out every snapshot it is given.
+// send is the Loop's Send: the messages of a persisted Ready (a leader's
+// just before the Save: consensus.Core.Process). The simulated transport
+// writes out every snapshot it is given.
 // vouch is the peer's consensus.Config.Vouch: the simulator's peers are
 // the cluster's, as a transport that authenticates them with certificates
 // of the cluster's CA knows them; an outsider's ID (Inject) is not one.

@@ -77,8 +77,8 @@ type Options struct {
 	TraceLen int
 	// Verbose, when set, receives every trace line as it happens.
 	Verbose io.Writer
-	// OnSend, when set, sees every message a peer sends (after its
-	// Save), at the virtual time it leaves.
+	// OnSend, when set, sees every message a peer sends (after its Save;
+	// a leader's before it), at the virtual time it leaves.
 	OnSend func(at time.Duration, m raftpb.Message)
 
 	// ClockStopsInSuspend makes a peer's clock stand still while its
@@ -572,7 +572,8 @@ func (c *Cluster) Crash(id uint64) {
 }
 
 // CrashAfterNextSave kills peer id right after its next Save returns,
-// before the messages of that Ready are sent.
+// before the messages of that Ready are sent (unless it leads: a leader
+// sends before it saves).
 func (c *Cluster) CrashAfterNextSave(id uint64) {
 	if p := c.peer(id); !p.crashed {
 		p.crashAfterSave = true
@@ -644,7 +645,7 @@ func (c *Cluster) Resume(id uint64) {
 
 // StallFsync makes peer id's next Save take d: the peer's loop blocks (no
 // ticks, messages queue, its published view goes stale) and the Ready's
-// messages leave only when the Save returns.
+// messages leave only when the Save returns (a leader's left before it).
 func (c *Cluster) StallFsync(id uint64, d time.Duration) {
 	if p := c.peer(id); !p.crashed {
 		p.stallNext = d
