@@ -155,24 +155,19 @@ func (h *handler) listSessions(w http.ResponseWriter, r *http.Request) {
 
 // renewSession serves PUT /v1/sessions/{id}/renew.
 func (h *handler) renewSession(w http.ResponseWriter, r *http.Request) {
-	sb, _, ok := h.sessionRequest(w, r)
-	if !ok {
-		return
-	}
-	id, ok := pathSessionID(w, r)
-	if !ok {
-		return
-	}
-	var req struct{}
-	if !decodeBody(w, r, &req, false, "{}") {
-		return
-	}
-	s, err := sb.SessionRenew(r.Context(), id)
-	h.sessionAnswer(w, r, s, err)
+	h.sessionByID(w, r, SessionBackend.SessionRenew)
 }
 
 // revokeSession serves DELETE /v1/sessions/{id}.
 func (h *handler) revokeSession(w http.ResponseWriter, r *http.Request) {
+	h.sessionByID(w, r, SessionBackend.SessionRevoke)
+}
+
+// sessionByID serves a request on the session its path names, with an
+// empty body (or {}): do renews or revokes it, and the session is the
+// answer.
+func (h *handler) sessionByID(w http.ResponseWriter, r *http.Request,
+	do func(SessionBackend, context.Context, uint64) (Session, error)) {
 	sb, _, ok := h.sessionRequest(w, r)
 	if !ok {
 		return
@@ -185,10 +180,11 @@ func (h *handler) revokeSession(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req, false, "{}") {
 		return
 	}
-	s, err := sb.SessionRevoke(r.Context(), id)
+	s, err := do(sb, r.Context(), id)
 	h.sessionAnswer(w, r, s, err)
 }
 
+// sessionAnswer writes a session, or err.
 func (h *handler) sessionAnswer(w http.ResponseWriter, r *http.Request, s Session, err error) {
 	if err != nil {
 		h.fail(w, r, err)
