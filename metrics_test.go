@@ -209,6 +209,17 @@ func TestMetricsAfterElectionAndTransfer(t *testing.T) {
 				problems = append(problems, fmt.Sprintf("%s: raft_messages_received_total %v", s.peer, n))
 			}
 			s.get(&problems, "qcluster_raft_inbox_dropped_total")
+			// The fail-over proofs' counters, every label from the start.
+			for _, l := range [][3]string{
+				{"qcluster_raft_stream_ends_total", "how", "goodbye"}, {"qcluster_raft_stream_ends_total", "how", "reset"},
+				{"qcluster_raft_stream_ends_total", "how", "eof"}, {"qcluster_raft_gone_probes_total", "result", "refused"},
+				{"qcluster_raft_gone_probes_total", "result", "accepted"}, {"qcluster_raft_gone_probes_total", "result", "failed"},
+				{"qcluster_leader_gone_reports_total", "result", "taken"}, {"qcluster_leader_gone_reports_total", "result", "ignored"},
+			} {
+				if _, ok := s.value(l[0], l[1], l[2]); !ok {
+					problems = append(problems, fmt.Sprintf("%s: no %s{%s=%q}", s.peer, l[0], l[1], l[2]))
+				}
+			}
 			s.get(&problems, "process_cpu_seconds_total") // the per-peer registry's runtime metrics
 		}
 		// The leader's heartbeats, by type.

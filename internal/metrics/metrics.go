@@ -380,6 +380,12 @@ var (
 		"Gossip packets that decrypted only with a key other than the primary one (a key rotation in progress).", nil, nil)
 	gossipStreamsRefusedDesc = prometheus.NewDesc("qcluster_gossip_streams_refused_total",
 		"Gossip and metadata streams refused (no valid certificate of this cluster, or over the limit).", nil, nil)
+	streamEndsDesc = prometheus.NewDesc("qcluster_raft_stream_ends_total",
+		"Inbound raft streams that ended, by how: goodbye (closed deliberately), reset, eof (a clean end without a goodbye, what a dead process's kernel sends).", []string{"how"}, nil)
+	goneProbesDesc = prometheus.NewDesc("qcluster_raft_gone_probes_total",
+		"Connects made after a stream ended without a goodbye, by result: refused (the peer's process is gone), accepted (its port is alive), failed.", []string{"result"}, nil)
+	goneReportsDesc = prometheus.NewDesc("qcluster_leader_gone_reports_total",
+		"Proofs that a peer's process is gone, by what the election core did: taken (evidence about its leader: a fail-over without waiting for the election timeout), ignored.", []string{"result"}, nil)
 	certExpiryDesc = prometheus.NewDesc("qcluster_tls_cert_expiry_timestamp_seconds",
 		"When this peer's TLS certificate expires (Unix time); absent without TLS.", nil, nil)
 )
@@ -389,7 +395,8 @@ var (
 const membersAliveTimeout = time.Second
 
 // collectSecurity exports the refusal counters of the port, the raft
-// transport and the gossip, and the certificate's expiry.
+// transport and the gossip, how raft streams ended and the proofs of a
+// peer's death they gave, and the certificate's expiry.
 func (sc *scrapeCollector) collectSecurity(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
@@ -417,6 +424,18 @@ func (sc *scrapeCollector) collectSecurity(ch chan<- prometheus.Metric) {
 		} {
 			counter(raftRefusedDesc, x.n, x.reason)
 		}
+		e := tr.StreamEnds()
+		counter(streamEndsDesc, e.Goodbyes, "goodbye")
+		counter(streamEndsDesc, e.Resets, "reset")
+		counter(streamEndsDesc, e.EOFs, "eof")
+		counter(goneProbesDesc, e.ProbesRefused, "refused")
+		counter(goneProbesDesc, e.ProbesAccepted, "accepted")
+		counter(goneProbesDesc, e.ProbesFailed, "failed")
+	}
+	if node := r.Node; node != nil {
+		taken, ignored := node.GoneReports()
+		counter(goneReportsDesc, taken, "taken")
+		counter(goneReportsDesc, ignored, "ignored")
 	}
 	if g := r.Gossip; g != nil {
 		st := g.Stats()
@@ -445,6 +464,9 @@ func (sc *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- muxRefusedDesc
 	ch <- raftRefusedDesc
 	ch <- raftMsgRefusedDesc
+	ch <- streamEndsDesc
+	ch <- goneProbesDesc
+	ch <- goneReportsDesc
 	ch <- gossipRejectedDesc
 	ch <- gossipSecondaryDesc
 	ch <- gossipStreamsRefusedDesc
