@@ -42,6 +42,11 @@ type kvState struct {
 
 	// clocks: the sessions' expiry (session.go).
 	clocks sessionClocks
+	// quotaTerm and quotaAt: the term and time of the last proposal of
+	// this leader's quota (checkQuota; only the upkeep goroutine uses
+	// them).
+	quotaTerm uint64
+	quotaAt   time.Time
 }
 
 // barrierCall is one barrier that reads wait for.
@@ -152,7 +157,6 @@ func (c *Cluster) applyKV(a consensus.Applied, kvData []byte) {
 	for _, e := range a.Entries {
 		c.kv.deliver(c.kv.store.Apply(e))
 	}
-	c.startSessionClocks()
 }
 
 // snapshotMagic starts a raft snapshot's data that holds the registry and
@@ -498,40 +502,53 @@ func (c *Cluster) kvQuota() int64 {
 	return kv.DefaultQuota
 }
 
-// startKVQuota starts the work that makes the cluster's quota this peer's
-// configured one while it leads: at each gain of leadership, and whenever
-// the quota applied differs afterwards (a snapshot, an older leader's
-// entry), it proposes an OpSetQuota. The quota is in the log, not a local
-// setting: every peer refuses the same puts.
-func (c *Cluster) startKVQuota(ctx context.Context) {
+// startKVUpkeep starts the goroutine that looks after the store on a
+// clock, every sessionTick: the sessions' expiry (checkSessions) and the
+// cluster's quota (checkQuota). It runs on every peer in leader mode for
+// the life of the peer (its work is a leader's; a follower only keeps the
+// sessions' clocks), so a peer's goroutines do not come and go with
+// leadership.
+func (c *Cluster) startKVUpkeep(r *running) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		_ = c.RunWhileLeader(ctx, c.kvQuotaTenure)
+		t := time.NewTicker(c.sessionTick())
+		defer t.Stop()
+		for {
+			select {
+			case <-r.ctx.Done():
+				return
+			case now := <-t.C:
+				c.checkSessions(r, now)
+				c.checkQuota(r, now)
+			}
+		}
 	}()
 }
 
-// kvQuotaTenure is startKVQuota's work for one tenure.
-func (c *Cluster) kvQuotaTenure(lctx context.Context) error {
-	want := c.kvQuota()
-	check := time.NewTicker(max(time.Duration(c.cfg.ElectionTimeout), 10*time.Millisecond))
-	defer check.Stop()
-	for {
-		changed := c.kv.store.Changed()
-		if got := c.kv.store.Quota(); got != want {
-			if _, err := c.kvPropose(lctx, kv.Op{Type: kv.OpSetQuota, Quota: want}, nil); err != nil && lctx.Err() == nil {
-				c.log.Debug("kv: proposing the configured quota", "quota", want, "err", err)
-			} else if err == nil {
-				c.log.Info("kv: the cluster's quota is this leader's kv_quota_bytes", "quota", want, "was", got)
-			}
-		}
-		select {
-		case <-lctx.Done():
-			return nil
-		case <-changed:
-		case <-check.C:
-		}
+// checkQuota makes the cluster's quota this leader's configured one: when
+// the quota applied differs (at a gain of leadership, after a snapshot or
+// an older leader's entry), it proposes an OpSetQuota, once per term and
+// then at most once an election timeout. The quota is in the log, not a
+// local setting: every peer refuses the same puts.
+func (c *Cluster) checkQuota(r *running, now time.Time) {
+	want, got := c.kvQuota(), c.kv.store.Quota()
+	if got == want || !c.IsLeader() {
+		return
 	}
+	et := time.Duration(c.cfg.ElectionTimeout)
+	term := c.Term()
+	if term == c.kv.quotaTerm && now.Sub(c.kv.quotaAt) < et {
+		return
+	}
+	c.kv.quotaTerm, c.kv.quotaAt = term, now
+	ctx, cancel := context.WithTimeout(r.ctx, 2*et)
+	defer cancel()
+	if _, err := c.kvPropose(ctx, kv.Op{Type: kv.OpSetQuota, Quota: want}, nil); err != nil {
+		c.log.Debug("kv: proposing the configured quota", "quota", want, "err", err)
+		return
+	}
+	c.log.Info("kv: the cluster's quota is this leader's kv_quota_bytes", "quota", want, "was", got)
 }
 
 // kvError maps the store's errors to the SDK's.

@@ -303,10 +303,9 @@ func WithSessionID(id uint64) LockOption { return func(o *lockOptions) { o.sessi
 // each session renewed, by its own monotonic clock (see the top of this
 // file).
 type sessionClocks struct {
-	start sync.Once
-	mu    sync.Mutex
-	term  uint64 // the term this peer leads in, reset at; 0: not leading
-	seen  map[uint64]*sessionSeen
+	mu   sync.Mutex
+	term uint64 // the term this peer leads in, reset at; 0: not leading
+	seen map[uint64]*sessionSeen
 }
 
 type sessionSeen struct {
@@ -319,32 +318,6 @@ type sessionSeen struct {
 // twentieth of the shortest TTL, within 10 to 100 ms.
 func (c *Cluster) sessionTick() time.Duration {
 	return min(max(c.MinSessionTTL()/20, 10*time.Millisecond), 100*time.Millisecond)
-}
-
-// startSessionClocks starts, once, the goroutine that tracks the
-// sessions and expires them while this peer leads. applyKV calls it (the
-// node goroutine, which the peer's WaitGroup counts).
-func (c *Cluster) startSessionClocks() {
-	c.kv.clocks.start.Do(func() {
-		r := c.running()
-		if r == nil || c.cfg.Mode == ModeMasterless {
-			return
-		}
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			t := time.NewTicker(c.sessionTick())
-			defer t.Stop()
-			for {
-				select {
-				case <-r.ctx.Done():
-					return
-				case now := <-t.C:
-					c.checkSessions(r, now)
-				}
-			}
-		}()
-	})
 }
 
 // checkSessions notes the renewals seen since the last call and, on the
