@@ -578,7 +578,14 @@ func (c *Cluster) streamFault(r *rand.Rand, d time.Duration, p *peer) {
 			}
 		})
 	}
-	switch r.IntN(6) {
+	// A live peer never ends a stream with a clean end-of-file and no
+	// goodbye (the transport's contract: every deliberate close says
+	// goodbye, every other one resets), so that is not played here: met
+	// by a firewall's reject right after it, the probe would be refused
+	// and prove a live leader gone (seed 27727384909 found it when it was).
+	// TestScenarioNoProofNoEarlyElection plays it alone, against a port
+	// that accepts.
+	switch r.IntN(5) {
 	case 0:
 		c.countFault("stream-reset")
 		c.ResetStreams(p.id)
@@ -586,9 +593,6 @@ func (c *Cluster) streamFault(r *rand.Rand, d time.Duration, p *peer) {
 		c.countFault("stream-goodbye")
 		c.CloseStreams(p.id, true)
 	case 2:
-		c.countFault("stream-eof-live")
-		c.CloseStreams(p.id, false)
-	case 3:
 		c.countFault("reject")
 		c.Reject(p.id)
 		gen := c.cutGen
@@ -598,7 +602,7 @@ func (c *Cluster) streamFault(r *rand.Rand, d time.Duration, p *peer) {
 				c.Heal()
 			}
 		})
-	case 4:
+	case 3:
 		// Restarted by its supervisor within milliseconds; the
 		// end-of-files arrive after that: its port accepts.
 		c.eofExtra = 5*time.Millisecond + time.Duration(r.Int64N(int64(15*time.Millisecond)))

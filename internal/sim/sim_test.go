@@ -104,7 +104,7 @@ func (s *summary) checkCoverage(t *testing.T) {
 		"quiet-restart": per1000(200), "quiet-restart-armed": per1000(150), "heal": per1000(300),
 		"member-add": per1000(100), "member-add-learner": per1000(120), "member-promote": per1000(50),
 		"member-remove": per1000(60), "member-remove-leader": per1000(30), "member-remove-learner": per1000(3),
-		"stream-reset": per1000(200), "stream-goodbye": per1000(200), "stream-eof-live": per1000(200), "reject": per1000(200),
+		"stream-reset": per1000(200), "stream-goodbye": per1000(200), "reject": per1000(200),
 		"crash-delayed-eof": per1000(200), "crash-host": per1000(200), "probe-refused": per1000(3000), "probe-accepted": per1000(4000),
 	}
 	// A linearizability search that gave up (kvCheckTimeout, 20 s for

@@ -134,7 +134,9 @@ func (c *Cluster) ResetStreams(id uint64) {
 
 // CloseStreams makes peer id (alive) close its outbound raft streams
 // cleanly, with a goodbye frame first or not: without one its receivers
-// connect to its port, which accepts. No proof either way.
+// connect to its port, which accepts. No proof either way. Without a
+// goodbye it is outside the transport's contract (a live peer says
+// goodbye or resets): scenarios only, never the random schedules.
 func (c *Cluster) CloseStreams(id uint64, goodbye bool) {
 	if p := c.peer(id); !p.crashed {
 		kind := endEOF
