@@ -387,12 +387,22 @@ func TestKillMemberSuspectThenDeadAndMetadata(t *testing.T) {
 	mcfg.Profile = membership.ProfileLocal
 	_, hi := mcfg.SuspicionTimeout(4)
 	bound := hi + 3*time.Second // suspicion at worst a few probe rounds after the kill
-	waitFor(t, bound+5*time.Second, "every survivor to see p3 dead", func() bool {
+	// Peers() shows p3 dead a moment before the failed event reaches
+	// each Events stream: wait for both, so cancelling the streams below
+	// drops no event in flight.
+	waitFor(t, bound+5*time.Second, "every survivor to see p3 dead and report it", func() bool {
 		for i := range 3 {
 			for _, m := range tc.peers[i].Peers() {
 				if m.Identifier == "p3" && m.Health != HealthDead {
 					return false
 				}
+			}
+			mu.Lock()
+			s := got[tc.cfgs[i].Identifier]
+			reported := s != nil && s.dead != 0
+			mu.Unlock()
+			if !reported {
+				return false
 			}
 		}
 		return true
