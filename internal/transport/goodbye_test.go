@@ -222,6 +222,35 @@ func TestPeerGoneOnCrash(t *testing.T) {
 	})
 }
 
+// TestPeerGoneAfterResetConnects: a dying listener resets the connects in
+// its backlog before its port refuses; the probe tries again after a
+// reset, so the refusal that follows is still found (a kill -9 on
+// loopback showed it: the first connect was reset and the probe gave up).
+func TestPeerGoneAfterResetConnects(t *testing.T) {
+	g := new(gone)
+	rc := new(rawConns)
+	a := startNode(t, 1, withDial(rc))
+	b := startNode(t, 2, withPeerGone(g))
+	var dials atomic.Int32
+	b.tr.dialProbe = func(string) error {
+		if dials.Add(1) <= 2 {
+			return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNRESET)}
+		}
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	b.tr.SetPeer(a.id, a.addr())
+	streamUp(t, a, b)
+	rc.crash(false)
+	eventually(t, "the probe", func() bool { return probeSettled(b, a.id) })
+	b.tr.Close()
+	if n := dials.Load(); n != 3 {
+		t.Errorf("%d connects, want 3 (two resets, then the refusal)", n)
+	}
+	if ids := g.calls(); len(ids) != 1 || ids[0] != a.id {
+		t.Errorf("PeerGone(%v), want [%d]", ids, a.id)
+	}
+}
+
 // TestNoPeerGoneWhilePortAccepts: the same end of stream from a peer whose
 // port still accepts gives a probe and nothing else.
 func TestNoPeerGoneWhilePortAccepts(t *testing.T) {

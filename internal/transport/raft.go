@@ -333,8 +333,11 @@ type Transport struct {
 	closing                 atomic.Bool
 	// writeTimeout is writeTimeout; tests shorten it before SetPeer.
 	writeTimeout time.Duration
-	snapBytes    atomic.Int64 // bytes reserved by inbound snapshots being reassembled
-	clientTLS    *tls.Config  // Config.TLS offering ALPNPeer; nil without TLS
+	// dialProbe makes one probe's connect (probeDial); tests replace it
+	// before SetPeer.
+	dialProbe func(addr string) error
+	snapBytes atomic.Int64 // bytes reserved by inbound snapshots being reassembled
+	clientTLS *tls.Config  // Config.TLS offering ALPNPeer; nil without TLS
 
 	mu      sync.RWMutex
 	closed  bool
@@ -405,7 +408,7 @@ func New(cfg Config) *Transport {
 		clientTLS.NextProtos = []string{ALPNPeer}
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Transport{
+	t := &Transport{
 		writeTimeout: writeTimeout,
 		clientTLS:    clientTLS,
 		cfg:          cfg,
@@ -416,6 +419,8 @@ func New(cfg Config) *Transport {
 		inbound:      make(map[net.Conn]uint64),
 		latest:       make(map[uint64]net.Conn),
 	}
+	t.dialProbe = t.probeDial
+	return t
 }
 
 // SetPeer adds peer id at addr (host:port) or updates its address; an update
@@ -840,8 +845,9 @@ func (t *Transport) probe(id uint64, conn net.Conn, log *slog.Logger) {
 		defer p.probing.Store(false)
 		began := time.Now()
 		var err error
+	tries:
 		for i := 0; ; i++ {
-			err = t.probeDial(addr)
+			err = t.dialProbe(addr)
 			// Accepted, or reset by a listener that closed meanwhile
 			// (a dying one resets the connects in its backlog): again.
 			again := err == nil || errors.Is(err, syscall.ECONNRESET)
@@ -853,10 +859,8 @@ func (t *Transport) probe(id uint64, conn net.Conn, log *slog.Logger) {
 			case <-t.ctx.Done():
 				timer.Stop()
 				err = t.ctx.Err()
+				break tries
 			case <-timer.C:
-			}
-			if err != nil {
-				break
 			}
 		}
 		switch {
