@@ -328,6 +328,7 @@ func TestFailoverAndRestart(t *testing.T) {
 }
 
 func TestFivePeersNeedMajority(t *testing.T) {
+	t.Parallel() // seconds of waiting on timers, little CPU: beside another such test
 	tc := newTestCluster(t, 5)
 	leader := tc.waitLeader(5 * time.Second)
 	// Stop two followers: a majority of three remains.

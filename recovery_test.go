@@ -25,6 +25,7 @@ func healthIn(c *Cluster, id string) Health {
 // that the cluster runs without it and joins again by itself, as a voter,
 // without a change of leader.
 func TestRemovedWhileDownRejoinsOnRestart(t *testing.T) {
+	t.Parallel() // seconds of waiting on timers, little CPU: beside another such test
 	tc := newTestCluster(t, 4, localGossip, func(c *Config) {
 		c.DeadMemberTimeout = Duration(time.Second)
 		c.MinVoters = 3
@@ -61,6 +62,7 @@ func TestRemovedWhileDownRejoinsOnRestart(t *testing.T) {
 // on the leader and through a follower, and the API answers 409
 // would_lose_quorum; nothing changes. Removing the dead voter is fine.
 func TestRemovePeerRefusesToLoseQuorum(t *testing.T) {
+	t.Parallel() // seconds of waiting on timers, little CPU: beside another such test
 	tc := newTestCluster(t, 3, localGossip)
 	leader := tc.waitLeader(10 * time.Second)
 	li := tc.index(leader)

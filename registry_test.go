@@ -431,6 +431,7 @@ func TestKillMemberSuspectThenDeadAndMetadata(t *testing.T) {
 }
 
 func TestDeadMemberRemovedDownToMinVoters(t *testing.T) {
+	t.Parallel() // seconds of waiting on timers, little CPU: beside another such test
 	tc := newTestCluster(t, 5, localGossip, func(c *Config) {
 		c.DeadMemberTimeout = Duration(time.Second)
 		c.MinVoters = 4
@@ -499,6 +500,7 @@ func joinRequestFor(p Peer, cluster string) api.JoinRequest {
 }
 
 func TestMasterlessOwnersAgreeAndMoveOnlyTheDeadPeersKeys(t *testing.T) {
+	t.Parallel() // seconds of waiting on timers, little CPU: beside another such test
 	const n = 20
 	tc := newTestCluster(t, n, localGossip, func(c *Config) {
 		c.Mode = ModeMasterless

@@ -13,6 +13,7 @@ import (
 // than a raft frame may carry (8 MiB); a new peer still joins and, from
 // that snapshot, sees every member.
 func TestJoinerCatchesUpWithLargeRegistry(t *testing.T) {
+	t.Parallel() // seconds of waiting on timers, little CPU: beside another such test
 	tc := newTestCluster(t, 1)
 	leader := tc.waitLeader(20 * time.Second)
 	blob := strings.Repeat("x", MaxMetadataSize-100)

@@ -11,6 +11,7 @@ import (
 // on mutual TLS and encrypted gossip (a shared cluster_key): newTestCluster
 // switches TLS on for the tests under TestTLS.
 func TestTLS(t *testing.T) {
+	t.Parallel() // seconds of waiting on timers, little CPU: beside another such test
 	for name, fn := range map[string]func(*testing.T){
 		"ThreePeersElectOneLeader":     TestThreePeersElectOneLeader,
 		"FailoverAndRestart":           TestFailoverAndRestart,
@@ -30,6 +31,7 @@ func TestTLS(t *testing.T) {
 // gossip key) or another cluster name try to join a TLS cluster; they are
 // refused, and the cluster keeps its leader and members throughout.
 func TestTLSOutsidersAreRefused(t *testing.T) {
+	t.Parallel() // seconds of waiting on timers, little CPU: beside another such test
 	key := pki.NewClusterKey()
 	tc := newTestCluster(t, 3, func(c *Config) {
 		c.ClusterKey = key
@@ -82,6 +84,7 @@ func TestTLSOutsidersAreRefused(t *testing.T) {
 // ever suspected and the leader never changes; afterwards a peer that only
 // has the old key cannot gossip with the cluster.
 func TestGossipKeyRotationKeepsTheLeader(t *testing.T) {
+	t.Parallel() // seconds of waiting on timers, little CPU: beside another such test
 	oldKey, newKey := pki.NewGossipKey(), pki.NewGossipKey()
 	tc := newTestCluster(t, 3, localGossip, func(c *Config) { c.GossipKey = oldKey })
 	leader := tc.waitLeader(10 * time.Second)
