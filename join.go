@@ -26,12 +26,13 @@ import (
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peercall"
 	"github.com/qcluster/qcluster/internal/registry"
+	"github.com/qcluster/qcluster/internal/sdkerr"
 	"github.com/qcluster/qcluster/internal/storage"
 )
 
 // ErrUnauthorized: a peer refused this peer's API token (Config.APIToken
 // must be the same on every peer).
-var ErrUnauthorized = errors.New("qcluster: the peer refused the API token")
+var ErrUnauthorized = sdkerr.Unauthorized
 
 // Timings of self-registration and membership changes.
 const (
