@@ -42,6 +42,7 @@ import (
 
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/health"
+	"github.com/qcluster/qcluster/internal/join"
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peercall"
@@ -252,8 +253,8 @@ type Cluster struct {
 	metaMu    sync.Mutex // guards metaCache
 	metaCache map[string]metaCacheEntry
 
-	seeds   *seeds.Queue          // gossip addresses waiting to be joined
-	joinErr atomic.Pointer[error] // the last failed self-registration attempt
+	seeds *seeds.Queue   // gossip addresses waiting to be joined
+	joins *join.Protocol // the join protocol (internal/join; leader mode)
 
 	clientOnce sync.Once
 	client     *peercall.Client // requests to other peers (see call)
@@ -323,6 +324,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.snap.Store(s)
 	c.watch.init()
 	c.tenures = leaderwork.NewTracker(cfg.Identifier, tenureLease{c}, ErrClosed)
+	c.joins = join.New(c.joinDeps())
 	c.mode = newMode(c)
 	c.metrics = newPeerMetrics(c)
 	return c, nil
