@@ -69,7 +69,7 @@ var (
 	ErrUnknownPeer = sdkerr.UnknownPeer
 	// ErrTransferFailed: the peer chosen to take over leadership did not
 	// (it is down or far behind); this peer leads on.
-	ErrTransferFailed = errors.New("qcluster: leadership transfer failed")
+	ErrTransferFailed = sdkerr.TransferFailed
 	// ErrConflict: a membership change conflicts with the members, such as
 	// a join with an identifier or address another member uses, or a
 	// removal that would leave no voter.

@@ -16,6 +16,7 @@ var (
 	NotStarted      = errors.New("qcluster: not started")
 	NotLeader       = errors.New("qcluster: not the leader")
 	UnknownPeer     = errors.New("qcluster: unknown peer")
+	TransferFailed  = errors.New("qcluster: leadership transfer failed")
 	Conflict        = errors.New("qcluster: conflicts with the membership")
 	WrongCluster    = errors.New("qcluster: another cluster")
 	InvalidMember   = errors.New("qcluster: invalid member")
