@@ -347,3 +347,51 @@ func TestNoNode(t *testing.T) {
 		t.Errorf("CommitMetadata without a leader: %v", err)
 	}
 }
+
+// TestJoinLoopRetriesAndLearns: a refused self-registration is kept for
+// JoinErr and retried; once a contact adds this peer, JoinErr clears and
+// the peer learns where the other members are.
+func TestJoinLoopRetriesAndLearns(t *testing.T) {
+	seed := config.PeerConfig{Identifier: "a", Host: "10.0.0.2", Port: 7000}
+	f := &fake{}
+	var sent []api.JoinRequest
+	f.answer = func(c call, body, out any) error {
+		sent = append(sent, body.(api.JoinRequest))
+		if len(sent) == 1 {
+			return fmt.Errorf("%w: no", sdkerr.WrongCluster)
+		}
+		out.(*api.JoinResult).Peers = []api.Member{
+			{Peer: api.Peer{Identifier: "a", Host: "10.0.0.2", Port: 7000}},
+			{Peer: api.Peer{Identifier: "self", Host: "10.0.0.1", Port: 7000}},
+		}
+		return nil
+	}
+	p := newFake(t, f, seed)
+	learned := map[uint64]string{}
+	p.d.Learned = func(id uint64, addr string) { learned[id] = addr }
+	var errSeen error
+	stop := func() bool {
+		if errSeen == nil {
+			errSeen = p.JoinErr()
+		}
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p.joinLoop(ctx, p.d.Seeds, stop)
+	if !errors.Is(errSeen, sdkerr.WrongCluster) || !strings.Contains(errSeen.Error(), "join via a (10.0.0.2:7000)") {
+		t.Errorf("JoinErr after the refusal = %v", errSeen)
+	}
+	if err := p.JoinErr(); err != nil {
+		t.Errorf("JoinErr after joining = %v", err)
+	}
+	if len(sent) != 2 || sent[1].Identifier != "self" || sent[1].ClusterName != "c1" || sent[1].Voter != nil || sent[1].Metadata["k"] != "v" {
+		t.Errorf("requests %+v", sent)
+	}
+	if len(learned) != 1 || learned[config.NodeID("a")] != "10.0.0.2:7000" {
+		t.Errorf("learned %v, want only a", learned)
+	}
+	if c := f.calls2(); len(c) != 2 || c[1] != (call{"10.0.0.2:7000", http.MethodPost, "/v1/join"}) {
+		t.Errorf("calls %v", c)
+	}
+}
