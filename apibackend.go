@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
-	"github.com/qcluster/qcluster/internal/latest"
+	"github.com/qcluster/qcluster/internal/apibackend"
 )
 
 // apiBackend adapts a Cluster to the HTTP API (package api).
@@ -21,8 +21,9 @@ import (
 // microsecond), two peers practically never share an index, and it stays
 // below 2^53, exact in JavaScript.
 type apiBackend struct {
-	c    *Cluster
-	base uint64
+	apibackend.Backend[State, Event] // the peer-facing methods (internal/apibackend)
+	c                                *Cluster
+	base                             uint64
 }
 
 var (
@@ -30,7 +31,66 @@ var (
 	_ api.HealthSetter = apiBackend{}
 )
 
-func newAPIBackend(c *Cluster) apiBackend { return apiBackend{c: c, base: apiIndexBase(c)} }
+func newAPIBackend(c *Cluster) apiBackend {
+	b := apiBackend{c: c, base: apiIndexBase(c)}
+	b.Backend = apibackend.New(b.deps())
+	return b
+}
+
+// deps is what the peer-facing methods need from the Cluster.
+func (b apiBackend) deps() apibackend.Deps[State, Event] {
+	c := b.c
+	return apibackend.Deps[State, Event]{
+		Base:       b.base,
+		Identifier: c.cfg.Identifier,
+		Status:     b.Status,
+		Watch:      c.Watch,
+		StatusOf: func(st State) (api.Status, bool) {
+			st.Index += b.base
+			snap := c.snap.Load()
+			if snap.closed {
+				// The State Close publishes (no leader) says the peer
+				// stops, not that the cluster lost its leader.
+				return api.Status{}, false
+			}
+			return b.status(st, snap), true
+		},
+		Peers:          b.Peers,
+		WaitMembership: c.events.wait,
+		Events:         c.Events,
+		MemberEvent: func(ev Event) (api.MemberEvent, bool) {
+			if ev.Type == EventLeaderChanged {
+				return api.MemberEvent{}, false
+			}
+			return api.MemberEvent{Type: ev.Type.String(), Member: toAPIMember(ev.Member), Time: ev.Time}, true
+		},
+		Closed:   func() bool { return c.snap.Load().closed },
+		IsLeader: c.IsLeader,
+		Transfer: func(ctx context.Context, identifier string) error {
+			if identifier == "" {
+				return c.Resign(ctx)
+			}
+			return c.Transfer(ctx, identifier)
+		},
+		TransferTimeout:   c.transferTimeout,
+		MembershipTimeout: c.membershipTimeout,
+		SetHealth:         c.SetHealth,
+		SetMetadata:       c.SetMetadata,
+		Self: func() (api.Member, bool) {
+			for _, m := range c.Peers() {
+				if m.IsSelf {
+					return toAPIMember(m), true
+				}
+			}
+			return api.Member{}, false
+		},
+		Join:             c.join,
+		RemovePeer:       c.RemovePeer,
+		Leave:            c.leaveCluster,
+		CloseAfterAnswer: c.closeAfterAnswer,
+		APIError:         toAPIError,
+	}
+}
 
 // apiIndexBase is the offset of c's API index from its State.Index.
 func apiIndexBase(c *Cluster) uint64 { return uint64(c.base.UnixMicro()) }
@@ -84,41 +144,6 @@ func (b apiBackend) status(st State, s *snapshot) api.Status {
 	return out
 }
 
-// SetHealth records the application's TTL health report (see
-// Cluster.SetHealth) and returns this peer's status.
-func (b apiBackend) SetHealth(_ context.Context, r api.HealthReport) (api.Status, error) {
-	if err := b.c.SetHealth(r.Status, r.Output); err != nil {
-		if errors.Is(err, ErrClosed) {
-			return api.Status{}, api.ErrUnavailable
-		}
-		return api.Status{}, fmt.Errorf("%w: %w", api.ErrInvalid, err)
-	}
-	return b.Status(), nil
-}
-
-// Watch streams the peer's Status from one Watch subscription, until ctx
-// ends or the peer stops. Its goroutine converts each State and keeps only
-// the latest in the channel, so it never makes the publisher wait. The
-// API's blocking queries and /v1/watch read it.
-func (b apiBackend) Watch(ctx context.Context) <-chan api.Status {
-	in := b.c.Watch(ctx)
-	out := latest.New[api.Status]()
-	go func() {
-		defer out.Close()
-		for st := range in {
-			st.Index += b.base
-			snap := b.c.snap.Load()
-			if snap.closed {
-				// The State Close publishes (no leader) says the peer
-				// stops, not that the cluster lost its leader.
-				return
-			}
-			out.Set(b.status(st, snap)) // never blocks: replaces what is not read yet
-		}
-	}()
-	return out.C()
-}
-
 // Peers lists the members and what this peer knows of them, with the
 // membership index: the count of the changes the event hub has seen
 // (membership, health, leadership), plus the same base as the change
@@ -131,19 +156,6 @@ func (b apiBackend) Peers() api.PeerList {
 		out = append(out, toAPIMember(m))
 	}
 	return api.PeerList{Index: idx, Peers: out}
-}
-
-// WaitPeers returns Peers once the membership index differs from index.
-func (b apiBackend) WaitPeers(ctx context.Context, index uint64) (api.PeerList, error) {
-	if index >= b.base { // else an index of another process: answer now
-		switch err := b.c.events.wait(ctx, index-b.base); {
-		case errors.Is(err, ErrClosed):
-			return api.PeerList{}, api.ErrUnavailable
-		case err != nil:
-			return api.PeerList{}, err
-		}
-	}
-	return b.Peers(), nil
 }
 
 func toAPIMember(m Member) api.Member {
@@ -168,60 +180,6 @@ func (c *Cluster) transferTimeout(identifier string) time.Duration {
 		d += time.Duration(max(0, c.reg.Load().Len()-2)) * max(500*time.Millisecond, 3*time.Duration(c.cfg.ElectionTimeout))
 	}
 	return d
-}
-
-// Transfer hands leadership over (see Cluster.Transfer) and describes the
-// result, translating the SDK's errors into the API's.
-func (b apiBackend) Transfer(ctx context.Context, identifier string) (api.TransferResult, error) {
-	c := b.c
-	start := time.Now()
-	if c.snap.Load().closed {
-		return api.TransferResult{}, api.ErrUnavailable
-	}
-	if !c.IsLeader() {
-		// Checked before the target, so a follower always answers
-		// not_leader (with the leader to ask instead). A leader whose
-		// lease has lapsed has lost its majority: it cannot hand over.
-		return api.TransferResult{}, api.ErrNotLeader
-	}
-	timeout := c.transferTimeout(identifier)
-	tctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var err error
-	if identifier == "" {
-		err = c.Resign(tctx)
-	} else {
-		err = c.Transfer(tctx, identifier)
-	}
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrNotLeader):
-		return api.TransferResult{}, api.ErrNotLeader
-	case errors.Is(err, ErrTransferFailed):
-		return api.TransferResult{}, fmt.Errorf("%w: %w", api.ErrTransferFailed, err)
-	case errors.Is(err, ErrUnknownPeer) && identifier == "":
-		return api.TransferResult{}, api.ErrNoTransferee
-	case errors.Is(err, ErrUnknownPeer):
-		return api.TransferResult{}, fmt.Errorf("%w: %q is not another member of the cluster; GET /v1/peers lists them", api.ErrUnknownPeer, identifier)
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrNotStarted):
-		return api.TransferResult{}, api.ErrUnavailable
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		target := identifier
-		if target == "" {
-			target = "another peer"
-		}
-		return api.TransferResult{}, fmt.Errorf("leadership did not move to %s within %v (is it running and reachable?): %w", target, timeout, err)
-	default:
-		return api.TransferResult{}, err
-	}
-	st := b.Status()
-	return api.TransferResult{
-		From:       c.cfg.Identifier,
-		Leader:     st.Leader,
-		Term:       st.Term,
-		Index:      st.Index,
-		DurationMS: float64(time.Since(start)) / float64(time.Millisecond),
-	}, nil
 }
 
 // membershipTimeout bounds a membership change requested through the API
@@ -260,52 +218,6 @@ func toAPIError(err error) error {
 	return err
 }
 
-// SetMetadata replaces this peer's metadata (see Cluster.SetMetadata).
-func (b apiBackend) SetMetadata(ctx context.Context, metadata map[string]any) (api.Member, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.c.membershipTimeout())
-	defer cancel()
-	if err := b.c.SetMetadata(ctx, metadata); err != nil {
-		return api.Member{}, toAPIError(err)
-	}
-	for _, m := range b.c.Peers() {
-		if m.IsSelf {
-			return toAPIMember(m), nil
-		}
-	}
-	return api.Member{}, api.ErrUnavailable
-}
-
-// Join adds a member (see Cluster.AddPeer).
-func (b apiBackend) Join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.c.membershipTimeout())
-	defer cancel()
-	res, err := b.c.join(ctx, req)
-	if err != nil {
-		return api.JoinResult{}, toAPIError(err)
-	}
-	return res, nil
-}
-
-// RemovePeer removes a member (see Cluster.RemovePeer).
-func (b apiBackend) RemovePeer(ctx context.Context, identifier string) error {
-	ctx, cancel := context.WithTimeout(ctx, b.c.membershipTimeout()+b.c.transferTimeout(""))
-	defer cancel()
-	return toAPIError(b.c.RemovePeer(ctx, identifier))
-}
-
-// Leave leaves the cluster (see Cluster.Leave). The Cluster closes in the
-// background, after the answer is written.
-func (b apiBackend) Leave(ctx context.Context) error {
-	c := b.c
-	ctx, cancel := context.WithTimeout(ctx, c.membershipTimeout()+c.transferTimeout(""))
-	defer cancel()
-	if err := c.leaveCluster(ctx); err != nil {
-		return toAPIError(err)
-	}
-	go c.closeAfterAnswer()
-	return nil
-}
-
 // closeAfterAnswer closes the Cluster once the HTTP requests in flight
 // (the leave request itself) are answered, or after a grace period
 // (streams such as /v1/watch do not end by themselves).
@@ -316,27 +228,4 @@ func (c *Cluster) closeAfterAnswer() {
 		_ = r.http.Shutdown(ctx)
 	}
 	c.Close()
-}
-
-// Events streams membership events (not leadership: /v1/watch has those
-// from Watch).
-func (b apiBackend) Events(ctx context.Context) <-chan api.MemberEvent {
-	in := b.c.Events(ctx)
-	out := make(chan api.MemberEvent)
-	go func() {
-		defer close(out)
-		for ev := range in {
-			if ev.Type == EventLeaderChanged {
-				continue
-			}
-			select {
-			case out <- api.MemberEvent{Type: ev.Type.String(), Member: toAPIMember(ev.Member), Time: ev.Time}:
-			case <-ctx.Done():
-				for range in {
-				}
-				return
-			}
-		}
-	}()
-	return out
 }

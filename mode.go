@@ -99,7 +99,7 @@ func (l leaderMode) start(ctx context.Context, r *running) error {
 	joining, blind := false, false
 	if fresh {
 		c.serve(r)
-		joining, blind = c.existingCluster(ctx)
+		joining, blind = c.joins.ExistingCluster(ctx)
 		if !joining {
 			for id := range c.reg.Load().All() {
 				voters = append(voters, id)
@@ -132,7 +132,7 @@ func (l leaderMode) start(ctx context.Context, r *running) error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.registryLoop(r.ctx, joining, blind)
+		c.joins.Run(r.ctx, joining, blind)
 	}()
 	c.startKVUpkeep(r)
 	c.startHealth(r.ctx)

@@ -42,10 +42,12 @@ import (
 
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/health"
+	"github.com/qcluster/qcluster/internal/join"
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peercall"
 	"github.com/qcluster/qcluster/internal/registry"
+	"github.com/qcluster/qcluster/internal/sdkerr"
 	"github.com/qcluster/qcluster/internal/seeds"
 	"github.com/qcluster/qcluster/internal/storage"
 )
@@ -54,38 +56,38 @@ import (
 var (
 	// ErrNoLeader: no leader is known (no majority reachable, or an
 	// election is in progress).
-	ErrNoLeader = errors.New("qcluster: no leader")
+	ErrNoLeader = sdkerr.NoLeader
 	// ErrClosed: the Cluster was closed.
-	ErrClosed = errors.New("qcluster: closed")
+	ErrClosed = sdkerr.Closed
 	// ErrNotStarted: the call needs a started Cluster.
-	ErrNotStarted = errors.New("qcluster: not started")
+	ErrNotStarted = sdkerr.NotStarted
 	// ErrAlreadyStarted: Start was called twice.
 	ErrAlreadyStarted = errors.New("qcluster: already started")
 	// ErrNotLeader: the call must be made on the leader.
-	ErrNotLeader = errors.New("qcluster: not the leader")
+	ErrNotLeader = sdkerr.NotLeader
 	// ErrUnknownPeer: no member has that identifier.
-	ErrUnknownPeer = errors.New("qcluster: unknown peer")
+	ErrUnknownPeer = sdkerr.UnknownPeer
 	// ErrTransferFailed: the peer chosen to take over leadership did not
 	// (it is down or far behind); this peer leads on.
-	ErrTransferFailed = errors.New("qcluster: leadership transfer failed")
+	ErrTransferFailed = sdkerr.TransferFailed
 	// ErrConflict: a membership change conflicts with the members, such as
 	// a join with an identifier or address another member uses, or a
 	// removal that would leave no voter.
-	ErrConflict = errors.New("qcluster: conflicts with the membership")
+	ErrConflict = sdkerr.Conflict
 	// ErrWrongCluster: a join request names another cluster.
-	ErrWrongCluster = errors.New("qcluster: another cluster")
+	ErrWrongCluster = sdkerr.WrongCluster
 	// ErrInvalidMember: a join request has an invalid identifier, host or
 	// port.
-	ErrInvalidMember = errors.New("qcluster: invalid member")
+	ErrInvalidMember = sdkerr.InvalidMember
 	// ErrInvalidMetadata: metadata cannot be encoded as JSON or exceeds
 	// MaxMetadataSize.
-	ErrInvalidMetadata = errors.New("qcluster: invalid metadata")
+	ErrInvalidMetadata = sdkerr.InvalidMetadata
 	// ErrMasterless: the call needs leader mode.
 	ErrMasterless = errors.New("qcluster: not available in masterless mode")
 	// ErrWouldLoseQuorum: removing that voter would leave voters of which
 	// fewer than a majority are alive, so the cluster could not elect a
 	// leader (see RemovePeer). It matches ErrConflict too.
-	ErrWouldLoseQuorum = fmt.Errorf("%w: the voters left could not elect a leader", ErrConflict)
+	ErrWouldLoseQuorum = sdkerr.WouldLoseQuorum
 )
 
 // MaxMetadataSize is the largest metadata a member may have, encoded as
@@ -251,8 +253,8 @@ type Cluster struct {
 	metaMu    sync.Mutex // guards metaCache
 	metaCache map[string]metaCacheEntry
 
-	seeds   *seeds.Queue          // gossip addresses waiting to be joined
-	joinErr atomic.Pointer[error] // the last failed self-registration attempt
+	seeds *seeds.Queue   // gossip addresses waiting to be joined
+	joins *join.Protocol // the join protocol (internal/join; leader mode)
 
 	clientOnce sync.Once
 	client     *peercall.Client // requests to other peers (see call)
@@ -322,6 +324,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.snap.Store(s)
 	c.watch.init()
 	c.tenures = leaderwork.NewTracker(cfg.Identifier, tenureLease{c}, ErrClosed)
+	c.joins = join.New(c.joinDeps())
 	c.mode = newMode(c)
 	c.metrics = newPeerMetrics(c)
 	return c, nil

@@ -176,9 +176,9 @@ func (c *Cluster) bind() (*running, error) {
 
 // serve starts answering on r's port: at once for a new peer (peers that
 // start at the same time ask each other whether a cluster runs already:
-// see existingCluster), after its durable state is loaded for a restarted
-// one (so it never answers with a term older than the one it had). Start
-// calls it once.
+// see join.Protocol.ExistingCluster), after its durable state is loaded
+// for a restarted one (so it never answers with a term older than the one
+// it had). Start calls it once.
 func (c *Cluster) serve(r *running) {
 	c.wg.Add(3)
 	go func() {
