@@ -232,17 +232,20 @@ func TestLockCommandStopsTheCommandWhenTheLockIsLost(t *testing.T) {
 	needShell(t)
 	f, conn := kvFake(t)
 	for _, c := range []struct {
-		name, script string
-		code         int
+		name, script, grace string
+		code                int
 	}{
-		{"term", `trap 'echo stopping; exit 7' TERM; echo ready; while :; do sleep 0.05; done`, 7},
-		{"kill", `trap '' TERM; echo ready; exec sleep 60`, 128 + 9},
+		// The shell runs its trap only once its sleep ends: a grace of
+		// 300 ms lost that race on a loaded machine (exit 137, not 7). The
+		// kill case alone needs the grace to run out.
+		{"term", `trap 'echo stopping; exit 7' TERM; echo ready; while :; do sleep 0.05; done`, "20s", 7},
+		{"kill", `trap '' TERM; echo ready; exec sleep 60`, "300ms", 128 + 9},
 	} {
 		var out syncBuffer
 		done := make(chan error, 1)
 		go func() {
 			m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out}
-			done <- m.Run(t.Context(), append(append([]string{"lock", "--grace", "300ms"}, conn...), c.name, "--", "sh", "-c", c.script))
+			done <- m.Run(t.Context(), append(append([]string{"lock", "--grace", c.grace}, conn...), c.name, "--", "sh", "-c", c.script))
 		}()
 		waitForOutput(t, &out, "ready\n")
 		if !f.LoseLock(c.name) {
