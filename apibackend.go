@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/kvnode"
 	"github.com/qcluster/qcluster/internal/latest"
 )
 
@@ -21,8 +22,9 @@ import (
 // microsecond), two peers practically never share an index, and it stays
 // below 2^53, exact in JavaScript.
 type apiBackend struct {
-	c    *Cluster
-	base uint64
+	c           *Cluster
+	base        uint64
+	*kvnode.API // the KV store, sessions and locks
 }
 
 var (
@@ -30,7 +32,9 @@ var (
 	_ api.HealthSetter = apiBackend{}
 )
 
-func newAPIBackend(c *Cluster) apiBackend { return apiBackend{c: c, base: apiIndexBase(c)} }
+func newAPIBackend(c *Cluster) apiBackend {
+	return apiBackend{c: c, base: apiIndexBase(c), API: c.kvAPI}
+}
 
 // apiIndexBase is the offset of c's API index from its State.Index.
 func apiIndexBase(c *Cluster) uint64 { return uint64(c.base.UnixMicro()) }
