@@ -9,6 +9,7 @@ import (
 
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/apibackend"
+	"github.com/qcluster/qcluster/internal/kvnode"
 )
 
 // apiBackend adapts a Cluster to the HTTP API (package api).
@@ -22,6 +23,7 @@ import (
 // below 2^53, exact in JavaScript.
 type apiBackend struct {
 	apibackend.Backend[State, Event] // the peer-facing methods (internal/apibackend)
+	*kvnode.API                      // the KV store, sessions and locks
 	c                                *Cluster
 	base                             uint64
 }
@@ -32,7 +34,7 @@ var (
 )
 
 func newAPIBackend(c *Cluster) apiBackend {
-	b := apiBackend{c: c, base: apiIndexBase(c)}
+	b := apiBackend{c: c, base: apiIndexBase(c), API: c.kvAPI}
 	b.Backend = apibackend.New(b.deps())
 	return b
 }

@@ -17,7 +17,7 @@ import (
 func declaredNames(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
-	dirs := []string{".", "api", "client"}
+	dirs := []string{".", "api", "client", "kv"}
 	sub, _ := filepath.Glob("internal/*")
 	dirs = append(dirs, sub...)
 	for _, dir := range dirs {

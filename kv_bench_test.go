@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/qcluster/qcluster/kv"
 )
 
 // BenchmarkKVPut: sequential 100-byte puts on a 3-peer loopback cluster,
@@ -41,15 +43,15 @@ func BenchmarkKVGet(b *testing.B) {
 			leader := tc.waitLeader(20 * time.Second)
 			mustPut(b, leader, "k", "v")
 			c := leader
-			var opts []ReadOption
+			var opts []kv.ReadOption
 			switch where {
 			case "follower":
 				c = tc.followers(leader)[0]
 			case "stale":
 				c = tc.followers(leader)[0]
-				opts = append(opts, Stale())
+				opts = append(opts, kv.Stale())
 				waitFor(b, 20*time.Second, "the follower to apply the put", func() bool {
-					_, err := c.KV().Get(context.Background(), "k", Stale())
+					_, err := c.KV().Get(context.Background(), "k", kv.Stale())
 					return err == nil
 				})
 			}

@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/internal/consensus"
-	"github.com/qcluster/qcluster/internal/kv"
+	kvstore "github.com/qcluster/qcluster/internal/kv"
+	"github.com/qcluster/qcluster/kv"
 )
 
 // followers returns the running peers other than leader.
@@ -28,7 +29,7 @@ func (tc *testCluster) followers(leader *Cluster) []*Cluster {
 }
 
 // mustPut puts key=value on c and returns the result.
-func mustPut(t testing.TB, c *Cluster, key, value string, opts ...WriteOption) KVResult {
+func mustPut(t testing.TB, c *Cluster, key, value string, opts ...kv.WriteOption) kv.Result {
 	t.Helper()
 	res, err := c.KV().Put(ctxTimeout(t, 30*time.Second), key, []byte(value), opts...)
 	if err != nil {
@@ -38,7 +39,7 @@ func mustPut(t testing.TB, c *Cluster, key, value string, opts ...WriteOption) K
 }
 
 // mustGet reads key on c (linearizable).
-func mustGet(t testing.TB, c *Cluster, key string) KeyValue {
+func mustGet(t testing.TB, c *Cluster, key string) kv.KeyValue {
 	t.Helper()
 	v, err := c.KV().Get(ctxTimeout(t, 30*time.Second), key)
 	if err != nil {
@@ -71,7 +72,7 @@ func TestKVPutOnFollowerReadOnAnother(t *testing.T) {
 		t.Fatalf("List = %+v @%d, %v", kvs, rev, err)
 	}
 	waitFor(t, 20*time.Second, "stale reads to catch up", func() bool {
-		v, err := fs[1].KV().Get(context.Background(), "svc/4", Stale())
+		v, err := fs[1].KV().Get(context.Background(), "svc/4", kv.Stale())
 		return err == nil && string(v.Value) == "v4"
 	})
 	if _, err := leader.KV().Get(ctxTimeout(t, 30*time.Second), "nope"); !errors.Is(err, ErrKeyNotFound) {
@@ -89,7 +90,7 @@ func TestKVLinearizableReadOnLaggingFollower(t *testing.T) {
 	fi := tc.index(f)
 	mustPut(t, leader, "k", "old")
 	waitFor(t, 20*time.Second, "the follower to apply the first write", func() bool {
-		v, err := f.KV().Get(context.Background(), "k", Stale())
+		v, err := f.KV().Get(context.Background(), "k", kv.Stale())
 		return err == nil && string(v.Value) == "old"
 	})
 	tc.isolate(fi, true)
@@ -99,7 +100,7 @@ func TestKVLinearizableReadOnLaggingFollower(t *testing.T) {
 	if v, err := f.KV().Get(short, "k"); err == nil {
 		t.Fatalf("a cut-off follower answered a linearizable read: %q", v.Value)
 	}
-	if v, err := f.KV().Get(context.Background(), "k", Stale()); err != nil || string(v.Value) != "old" {
+	if v, err := f.KV().Get(context.Background(), "k", kv.Stale()); err != nil || string(v.Value) != "old" {
 		t.Fatalf("stale read on the cut-off follower: %q, %v", v.Value, err)
 	}
 	tc.isolate(fi, false)
@@ -120,7 +121,7 @@ func TestKVPutSurvivesLeaderLoss(t *testing.T) {
 	term := leader.Term()
 	tc.isolate(li, true)
 	ctx := ctxTimeout(t, 20*time.Second)
-	res, err := f.KV().Put(ctx, "once", []byte("x"), IfAbsent())
+	res, err := f.KV().Put(ctx, "once", []byte("x"), kv.IfAbsent())
 	if err != nil {
 		t.Fatalf("Put across the leader's loss: %v", err)
 	}
@@ -141,7 +142,7 @@ func TestKVFollowerReadsShareBarriers(t *testing.T) {
 	f := tc.followers(leader)[0]
 	mustPut(t, leader, "k", "v")
 	mustGet(t, f, "k")
-	before := f.kv.store.AppliedIndex()
+	before := f.kv.Store().AppliedIndex()
 	const n = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -160,7 +161,7 @@ func TestKVFollowerReadsShareBarriers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Each barrier is one applied entry (nothing else is written).
-	if barriers := f.kv.store.AppliedIndex() - before; barriers >= n/2 {
+	if barriers := f.kv.Store().AppliedIndex() - before; barriers >= n/2 {
 		t.Fatalf("%d barriers for %d concurrent reads", barriers, n)
 	} else {
 		t.Logf("%d barriers for %d concurrent reads", barriers, n)
@@ -177,25 +178,25 @@ func TestKVCompareAndSwap(t *testing.T) {
 	ctx := ctxTimeout(t, 60*time.Second)
 	s := f.KV()
 
-	first, err := s.Put(ctx, "cfg", []byte("1"), IfAbsent())
+	first, err := s.Put(ctx, "cfg", []byte("1"), kv.IfAbsent())
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := leader.KV().Put(ctx, "cfg", []byte("2"), IfAbsent())
+	res, err := leader.KV().Put(ctx, "cfg", []byte("2"), kv.IfAbsent())
 	if !errors.Is(err, ErrCompareFailed) || res.KV == nil || string(res.KV.Value) != "1" || res.KV.ModRevision != first.Revision {
 		t.Fatalf("second create: %+v, %v", res, err)
 	}
-	second, err := leader.KV().Put(ctx, "cfg", []byte("2"), IfModRevision(first.Revision))
+	second, err := leader.KV().Put(ctx, "cfg", []byte("2"), kv.IfModRevision(first.Revision))
 	if err != nil || second.Prev == nil || string(second.Prev.Value) != "1" || second.KV.Version != 2 || second.KV.CreateRevision != first.Revision {
 		t.Fatalf("CAS: %+v, %v", second, err)
 	}
-	if res, err := s.Put(ctx, "cfg", []byte("3"), IfModRevision(first.Revision)); !errors.Is(err, ErrCompareFailed) || res.KV.ModRevision != second.Revision {
+	if res, err := s.Put(ctx, "cfg", []byte("3"), kv.IfModRevision(first.Revision)); !errors.Is(err, ErrCompareFailed) || res.KV.ModRevision != second.Revision {
 		t.Fatalf("stale CAS: %+v, %v", res, err)
 	}
-	if _, err := s.Delete(ctx, "cfg", IfModRevision(first.Revision)); !errors.Is(err, ErrCompareFailed) {
+	if _, err := s.Delete(ctx, "cfg", kv.IfModRevision(first.Revision)); !errors.Is(err, ErrCompareFailed) {
 		t.Fatalf("stale compare-and-delete: %v", err)
 	}
-	if res, err := s.Delete(ctx, "cfg", IfModRevision(second.Revision)); err != nil || res.Prev == nil || string(res.Prev.Value) != "2" {
+	if res, err := s.Delete(ctx, "cfg", kv.IfModRevision(second.Revision)); err != nil || res.Prev == nil || string(res.Prev.Value) != "2" {
 		t.Fatalf("compare-and-delete: %+v, %v", res, err)
 	}
 	if _, err := s.Delete(ctx, "cfg"); !errors.Is(err, ErrKeyNotFound) {
@@ -214,14 +215,14 @@ func TestKVCompareAndSwap(t *testing.T) {
 		{"", nil, ErrInvalidKey},
 		{"\x00lock/x", nil, ErrInvalidKey},
 		{"a\x00b", nil, ErrInvalidKey},
-		{strings.Repeat("k", kv.MaxKeySize+1), nil, ErrTooLarge},
-		{"big", make([]byte, kv.MaxValueSize+1), ErrTooLarge},
+		{strings.Repeat("k", kvstore.MaxKeySize+1), nil, ErrTooLarge},
+		{"big", make([]byte, kvstore.MaxValueSize+1), ErrTooLarge},
 	} {
 		if _, err := s.Put(ctx, tt.key, tt.value); !errors.Is(err, tt.want) {
 			t.Errorf("Put(%.10q, %d bytes) = %v, want %v", tt.key, len(tt.value), err, tt.want)
 		}
 	}
-	if _, err := s.Put(ctx, "max", make([]byte, kv.MaxValueSize)); err != nil {
+	if _, err := s.Put(ctx, "max", make([]byte, kvstore.MaxValueSize)); err != nil {
 		t.Fatalf("a value of the largest size: %v", err)
 	}
 }
@@ -236,7 +237,7 @@ func TestKVEphemeralDroppedWithMember(t *testing.T) {
 	fi := tc.index(f)
 	ctx := ctxTimeout(t, 60*time.Second)
 
-	res := mustPut(t, f, "svc/"+f.cfg.Identifier, "addr", Ephemeral())
+	res := mustPut(t, f, "svc/"+f.cfg.Identifier, "addr", kv.Ephemeral())
 	mustPut(t, f, "persistent", "x")
 	if v := mustGet(t, leader, "svc/"+f.cfg.Identifier); v.Owner != f.cfg.Identifier {
 		t.Fatalf("ephemeral key: %+v", v)
@@ -251,7 +252,7 @@ func TestKVEphemeralDroppedWithMember(t *testing.T) {
 	}
 	select {
 	case ev := <-events:
-		if ev.Type != KVDelete || ev.KV.Key != "svc/"+tc.cfgs[fi].Identifier || ev.Prev == nil || ev.Prev.Owner != tc.cfgs[fi].Identifier {
+		if ev.Type != kv.EventDelete || ev.KV.Key != "svc/"+tc.cfgs[fi].Identifier || ev.Prev == nil || ev.Prev.Owner != tc.cfgs[fi].Identifier {
 			t.Fatalf("event %+v (prev %+v)", ev, ev.Prev)
 		}
 	case <-ctx.Done():
@@ -341,7 +342,7 @@ func TestLockReleasedWhenHolderRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	type got struct {
-		l   *Lock
+		l   *kv.Lock
 		err error
 	}
 	waiter := make(chan got, 1)
@@ -356,7 +357,7 @@ func TestLockReleasedWhenHolderRemoved(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Lost not closed when the holder's peer closed")
 	}
-	if v := mustGet(t, leader, lockPrefix+"leader-job"); v.Owner != tc.cfgs[fi].Identifier {
+	if v := mustGet(t, leader, kv.LockPrefix+"leader-job"); v.Owner != tc.cfgs[fi].Identifier {
 		t.Fatalf("the lock of a closed member (still a member) is not held: %+v", v)
 	}
 	if err := leader.RemovePeer(ctx, tc.cfgs[fi].Identifier); err != nil {
@@ -388,7 +389,7 @@ func TestLockLostAndUnlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := leader.kvPropose(ctx, kv.Op{Type: kv.OpDelete, Key: lockPrefix + "x"}, nil); err != nil {
+	if _, err := leader.kv.Propose(ctx, kvstore.Op{Type: kvstore.OpDelete, Key: kv.LockPrefix + "x"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -404,7 +405,7 @@ func TestLockLostAndUnlock(t *testing.T) {
 	if err := l.Unlock(ctx); !errors.Is(err, ErrLockLost) {
 		t.Fatalf("Unlock of a lost lock: %v", err)
 	}
-	if v := mustGet(t, leader, lockPrefix+"x"); v.ModRevision != l2.Token() {
+	if v := mustGet(t, leader, kv.LockPrefix+"x"); v.ModRevision != l2.Token() {
 		t.Fatalf("the lost holder's Unlock released the new holding: %+v", v)
 	}
 	select {
@@ -455,17 +456,17 @@ func TestKVRestartKeepsData(t *testing.T) {
 	for i := range 10 {
 		mustPut(t, leader, fmt.Sprintf("a%d", i), "before")
 	}
-	mustPut(t, leader, "eph", "x", Ephemeral())
+	mustPut(t, leader, "eph", "x", kv.Ephemeral())
 	var snapRev uint64
 	for _, p := range tc.peers {
 		// Every peer is at the leader's revision once a linearizable read
 		// there returned: wait for its stale read to get there.
 		waitFor(t, 20*time.Second, "the peers to apply the writes", func() bool {
-			_, err := p.KV().Get(ctx, "eph", Stale())
+			_, err := p.KV().Get(ctx, "eph", kv.Stale())
 			return err == nil
 		})
 		err := p.node().Do(ctx, func(core *consensus.Core) error {
-			snapRev = p.kv.store.Revision()
+			snapRev = p.kv.Store().Revision()
 			return core.Compact(p.snapshotData(), 0)
 		})
 		if err != nil {
@@ -497,7 +498,7 @@ func TestKVRestartKeepsData(t *testing.T) {
 			}
 		}
 		_, err = p.KV().Watch(ctx, "", 1)
-		var ce *CompactedError
+		var ce *kv.CompactedError
 		if !errors.As(err, &ce) || !errors.Is(err, ErrCompacted) || ce.Oldest != snapRev+1 {
 			t.Fatalf("%s: Watch(1) after restart = %v, want oldest %d", p.cfg.Identifier, err, snapRev+1)
 		}
@@ -536,7 +537,7 @@ func TestKVJoinerCatchesUpBySnapshot(t *testing.T) {
 	j := tc.addJoiner("joiner", tc.index(leader), false)
 	joiner := tc.peers[j]
 	waitFor(t, 60*time.Second, "the joiner to get the store", func() bool {
-		_, err := joiner.KV().Get(ctx, "s19", Stale())
+		_, err := joiner.KV().Get(ctx, "s19", kv.Stale())
 		return err == nil
 	})
 	mustPut(t, leader, "after", "join")
@@ -644,8 +645,8 @@ func TestKVMasterless(t *testing.T) {
 // TestAcceptKVProposal: the leader appends a follower's KV operation only
 // if it decodes and binds keys to nobody or to the sender.
 func TestAcceptKVProposal(t *testing.T) {
-	enc := func(op kv.Op) []byte {
-		b, err := kv.EncodeOp(op)
+	enc := func(op kvstore.Op) []byte {
+		b, err := kvstore.EncodeOp(op)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -657,44 +658,21 @@ func TestAcceptKVProposal(t *testing.T) {
 		data []byte
 		ok   bool
 	}{
-		{"put", enc(kv.Op{Type: kv.OpPut, Key: "a", Value: []byte("v")}), true},
-		{"own ephemeral", enc(kv.Op{Type: kv.OpPut, Key: "a", Owner: from}), true},
-		{"lock", enc(kv.Op{Type: kv.OpPut, Key: lockPrefix + "x", Compare: true, Owner: from}), true},
-		{"delete", enc(kv.Op{Type: kv.OpDelete, Key: "a", Compare: true, ModRevision: 3}), true},
-		{"another's ephemeral", enc(kv.Op{Type: kv.OpPut, Key: "a", Owner: other}), false},
-		{"quota change", enc(kv.Op{Type: kv.OpSetQuota, Quota: 1 << 10}), false},
-		{"another's lock", enc(kv.Op{Type: kv.OpPut, Key: lockPrefix + "x", Compare: true, Owner: other}), false},
-		{"garbage", []byte{kv.Kind, 1, 0, 0xff}, false},
-		{"key too large", append([]byte{kv.Kind, 1, 0, 0, 0, 0, 0, 0x81, 0x08}, make([]byte, 1025+1)...), false},
+		{"put", enc(kvstore.Op{Type: kvstore.OpPut, Key: "a", Value: []byte("v")}), true},
+		{"own ephemeral", enc(kvstore.Op{Type: kvstore.OpPut, Key: "a", Owner: from}), true},
+		{"lock", enc(kvstore.Op{Type: kvstore.OpPut, Key: kv.LockPrefix + "x", Compare: true, Owner: from}), true},
+		{"delete", enc(kvstore.Op{Type: kvstore.OpDelete, Key: "a", Compare: true, ModRevision: 3}), true},
+		{"another's ephemeral", enc(kvstore.Op{Type: kvstore.OpPut, Key: "a", Owner: other}), false},
+		{"quota change", enc(kvstore.Op{Type: kvstore.OpSetQuota, Quota: 1 << 10}), false},
+		{"another's lock", enc(kvstore.Op{Type: kvstore.OpPut, Key: kv.LockPrefix + "x", Compare: true, Owner: other}), false},
+		{"garbage", []byte{kvstore.Kind, 1, 0, 0xff}, false},
+		{"key too large", append([]byte{kvstore.Kind, 1, 0, 0, 0, 0, 0, 0x81, 0x08}, make([]byte, 1025+1)...), false},
 	}
 	c := &Cluster{}
 	for _, tt := range tests {
 		err := c.acceptProposal(from, tt.data)
 		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, errForeignProposal)) {
 			t.Errorf("%s: %v, want ok=%v", tt.name, err, tt.ok)
-		}
-	}
-}
-
-// TestSnapshotContainer: the registry and the store round-trip; an older
-// registry-only snapshot is the registry alone; malformed containers are
-// errors.
-func TestSnapshotContainer(t *testing.T) {
-	reg, kvb := []byte(`{"members":[]}`), []byte("KVS\x01...")
-	r, k, err := splitSnapshot(encodeSnapshot(reg, kvb))
-	if err != nil || !bytes.Equal(r, reg) || !bytes.Equal(k, kvb) {
-		t.Fatalf("round trip: %q %q %v", r, k, err)
-	}
-	if r, k, err := splitSnapshot(encodeSnapshot(reg, nil)); err != nil || !bytes.Equal(r, reg) || k == nil || len(k) != 0 {
-		t.Fatalf("empty store: %q %v %v", r, k, err)
-	}
-	if r, k, err := splitSnapshot(reg); err != nil || !bytes.Equal(r, reg) || k != nil {
-		t.Fatalf("old snapshot: %q %q %v", r, k, err)
-	}
-	good := encodeSnapshot(reg, kvb)
-	for _, bad := range [][]byte{good[:len(good)-1], append(slices.Clone(good), 0), []byte(snapshotMagic + "\xff"), []byte(snapshotMagic + "\x05ab")} {
-		if _, _, err := splitSnapshot(bad); !errors.Is(err, errBadSnapshot) {
-			t.Fatalf("splitSnapshot(%q) = %v", bad, err)
 		}
 	}
 }

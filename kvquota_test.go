@@ -20,7 +20,7 @@ func TestKVQuotaFromLeaderConfig(t *testing.T) {
 		t.Helper()
 		waitFor(t, 30*time.Second, "every peer's store to take the leader's quota", func() bool {
 			for _, p := range tc.peers {
-				if p.kv.store.Quota() != want {
+				if p.kv.Store().Quota() != want {
 					return false
 				}
 			}
@@ -42,14 +42,14 @@ func TestKVQuotaFromLeaderConfig(t *testing.T) {
 	mustPut(t, leader, "after", "y") // revision res+1 everywhere: the refused puts changed nothing
 	waitFor(t, 30*time.Second, "every peer to apply the last put", func() bool {
 		for _, p := range tc.peers {
-			if p.kv.store.Revision() != res.Revision+1 {
+			if p.kv.Store().Revision() != res.Revision+1 {
 				return false
 			}
 		}
 		return true
 	})
 	for _, p := range tc.peers {
-		if _, ok, _ := p.kv.store.Get("big"); ok {
+		if _, ok, _ := p.kv.Store().Get("big"); ok {
 			t.Fatalf("%s stored the put over the quota", p.cfg.Identifier)
 		}
 	}

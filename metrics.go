@@ -37,7 +37,7 @@ func (s metricsSource) Term() uint64                    { return s.c.Term() }
 func (s metricsSource) LeaseRemaining() time.Duration   { return s.c.leaseRemaining() }
 func (s metricsSource) Leading() bool                   { return s.c.leading() }
 func (s metricsSource) CertNotAfter() (time.Time, bool) { return s.c.certNotAfter() }
-func (s metricsSource) KVStats() (uint64, int, int64)   { return s.c.kvStats() }
+func (s metricsSource) KVStats() (uint64, int, int64)   { return s.c.kv.Stats() }
 
 func (s metricsSource) HealthPassing() bool {
 	st, _ := s.c.Health()

@@ -134,7 +134,7 @@ func (l leaderMode) start(ctx context.Context, r *running) error {
 		defer c.wg.Done()
 		c.joins.Run(r.ctx, joining, blind)
 	}()
-	c.startKVUpkeep(r)
+	c.kv.StartUpkeep(r.ctx, &c.wg)
 	c.startHealth(r.ctx)
 	c.log.Info("peer started", "addr", r.mux.Addr().String(), "data_dir", c.cfg.DataDir,
 		"members", c.reg.Load().Len(), "joining", joining, "heartbeat", c.cfg.HeartbeatInterval.String(),

@@ -43,6 +43,7 @@ import (
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/health"
 	"github.com/qcluster/qcluster/internal/join"
+	"github.com/qcluster/qcluster/internal/kvnode"
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peercall"
@@ -233,9 +234,10 @@ type Cluster struct {
 	regMu      sync.Mutex
 	regChanged chan struct{}
 
-	// kv is the replicated key-value store (leader mode; see kvglue.go).
-	kv       *kvState
-	apiLocks apiLocks // locks taken through the HTTP API (apibackend_kv.go)
+	// kv is the replicated key-value store (leader mode; see kvwire.go),
+	// kvAPI its HTTP API adapter.
+	kv    *kvnode.Node
+	kvAPI *kvnode.API
 
 	// selfMeta is this peer's current metadata (SetMetadata).
 	selfMeta atomic.Pointer[map[string]any]
@@ -312,7 +314,6 @@ func New(cfg Config) (*Cluster, error) {
 		seeds:      seeds.New(cfg.Identifier, log),
 		done:       make(chan struct{}),
 		health:     health.New(cfg.HealthCheck),
-		kv:         newKVState(),
 	}
 	host, port := cfg.AdvertiseHostPort()
 	c.self = &Peer{Host: host, Port: port, Identifier: cfg.Identifier, Metadata: cfg.Metadata}
@@ -327,6 +328,8 @@ func New(cfg Config) (*Cluster, error) {
 	c.joins = join.New(c.joinDeps())
 	c.mode = newMode(c)
 	c.metrics = newPeerMetrics(c)
+	c.kv = newKVNode(c)
+	c.kvAPI = kvnode.NewAPI(c.kv, toAPIError)
 	return c, nil
 }
 
@@ -354,7 +357,7 @@ func (c *Cluster) loadRegistry(store storage.Storage) error {
 	if len(snap.Data) == 0 {
 		return nil // a cluster founded before the registry was replicated
 	}
-	regData, kvData, err := splitSnapshot(snap.Data)
+	regData, kvData, err := kvnode.SplitSnapshot(snap.Data)
 	if err != nil {
 		return fmt.Errorf("qcluster: data_dir %q: the stored snapshot cannot be decoded: %w", c.cfg.DataDir, err)
 	}
@@ -363,7 +366,7 @@ func (c *Cluster) loadRegistry(store storage.Storage) error {
 		return fmt.Errorf("qcluster: data_dir %q: the stored member list cannot be decoded: %w", c.cfg.DataDir, err)
 	}
 	if kvData != nil {
-		if err := c.kv.store.Restore(kvData); err != nil {
+		if err := c.kv.Store().Restore(kvData); err != nil {
 			return fmt.Errorf("qcluster: data_dir %q: the stored key-value store cannot be decoded: %w", c.cfg.DataDir, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"reflect"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/kvnode"
 	"github.com/qcluster/qcluster/internal/registry"
 )
 
@@ -53,7 +54,7 @@ func (c *Cluster) applyCommitted(a consensus.Applied) {
 	var changes []registry.Change
 	var kvData []byte
 	if a.Snapshot != nil && len(a.Snapshot.Data) > 0 {
-		regData, kd, err := splitSnapshot(a.Snapshot.Data)
+		regData, kd, err := kvnode.SplitSnapshot(a.Snapshot.Data)
 		if err == nil {
 			kvData = kd
 			var r *registry.State
@@ -68,10 +69,10 @@ func (c *Cluster) applyCommitted(a consensus.Applied) {
 	}
 	next, applied := registry.ApplyAll(next, a.Entries)
 	for _, ch := range changes {
-		c.rememberOwner(ch.ID, ch.Member.Identifier)
+		c.kv.RememberOwner(ch.ID, ch.Member.Identifier)
 	}
 	for _, ch := range applied {
-		c.rememberOwner(ch.ID, ch.Member.Identifier)
+		c.kv.RememberOwner(ch.ID, ch.Member.Identifier)
 		// The log confirmed (or changed) this peer's own record: see
 		// ownMetadataSettled.
 		if ch.Type != registry.Removed && ch.ID == c.selfID && ch.Member.Identifier == c.cfg.Identifier {
@@ -86,7 +87,7 @@ func (c *Cluster) applyCommitted(a consensus.Applied) {
 		c.setRegistry(next)
 		c.refreshLeader()
 	}
-	c.applyKV(a, kvData)
+	c.kv.Apply(a, kvData)
 	c.publishChanges(changes)
 }
 

@@ -11,12 +11,13 @@ import (
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/client"
 	"github.com/qcluster/qcluster/internal/consensus"
-	"github.com/qcluster/qcluster/internal/kv"
+	kvstore "github.com/qcluster/qcluster/internal/kv"
+	"github.com/qcluster/qcluster/kv"
 )
 
 // sessionExists reports whether c's own store holds session id.
 func sessionExists(c *Cluster, id uint64) bool {
-	_, ok := c.kv.store.Session(id)
+	_, ok := c.kv.Store().Session(id)
 	return ok
 }
 
@@ -45,7 +46,7 @@ func TestSessionExpires(t *testing.T) {
 	if _, err := f.KV().GrantSession(ctx, ttl/2); !errors.Is(err, ErrInvalidTTL) {
 		t.Fatalf("TTL below the minimum: %v", err)
 	}
-	if _, err := f.KV().GrantSession(ctx, MaxSessionTTL+time.Second); !errors.Is(err, ErrInvalidTTL) {
+	if _, err := f.KV().GrantSession(ctx, kv.MaxSessionTTL+time.Second); !errors.Is(err, ErrInvalidTTL) {
 		t.Fatalf("TTL above the maximum: %v", err)
 	}
 	events, err := f.KV().Watch(ctx, "svc/", 0)
@@ -61,25 +62,25 @@ func TestSessionExpires(t *testing.T) {
 	if info.TTL != ttl || info.Owner != f.cfg.Identifier || info.ID == 0 {
 		t.Fatalf("session %+v", info)
 	}
-	ss, err := leader.KV().Sessions(ctx, Stale())
+	ss, err := leader.KV().Sessions(ctx, kv.Stale())
 	if err != nil || len(ss) != 1 || ss[0].ID != info.ID || ss[0].TTL != ttl || ss[0].Owner != f.cfg.Identifier {
 		t.Fatalf("Sessions: %+v %v", ss, err)
 	}
-	res := mustPut(t, f, "svc/a", "x", InSessionID(info.ID))
+	res := mustPut(t, f, "svc/a", "x", kv.InSessionID(info.ID))
 	if res.KV.Session != info.ID || res.KV.Owner != f.cfg.Identifier {
 		t.Fatalf("put in session: %+v", res.KV)
 	}
-	if ev := <-events; ev.Type != KVPut {
+	if ev := <-events; ev.Type != kv.EventPut {
 		t.Fatalf("event %+v", ev)
 	}
-	var ev KVEvent
+	var ev kv.Event
 	select {
 	case ev = <-events:
 	case <-time.After(ttl + 30*time.Second):
 		t.Fatalf("the session's key was not deleted within TTL + 30 s")
 	}
 	took := time.Since(start)
-	if ev.Type != KVDelete || ev.KV.Key != "svc/a" {
+	if ev.Type != kv.EventDelete || ev.KV.Key != "svc/a" {
 		t.Fatalf("event %+v", ev)
 	}
 	if took < ttl {
@@ -97,7 +98,7 @@ func TestSessionExpires(t *testing.T) {
 	if err := f.KV().RenewSession(ctx, info.ID); !errors.Is(err, ErrSessionNotFound) {
 		t.Fatalf("renewing an expired session: %v", err)
 	}
-	if _, err := f.KV().Put(ctx, "svc/b", nil, InSessionID(info.ID)); !errors.Is(err, ErrSessionNotFound) {
+	if _, err := f.KV().Put(ctx, "svc/b", nil, kv.InSessionID(info.ID)); !errors.Is(err, ErrSessionNotFound) {
 		t.Fatalf("put in an expired session: %v", err)
 	}
 }
@@ -113,7 +114,7 @@ func TestSessionKeptAliveAndClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustPut(t, leader, "k", "v", InSession(s))
+	mustPut(t, leader, "k", "v", kv.InSession(s))
 	holdsFor(t, 4*s.TTL(), "a renewed session", func() bool {
 		select {
 		case <-s.Done():
@@ -196,14 +197,14 @@ func TestLockInSessionReleasedOnExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := fs[0].Lock(ctx, "job", WithSessionID(info.ID))
+	l, err := fs[0].Lock(ctx, "job", kv.WithSessionID(info.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _, _ := fs[0].kv.store.Get(lockPrefix + "job"); v.Session != info.ID {
+	if v, _, _ := fs[0].kv.Store().Get(kv.LockPrefix + "job"); v.Session != info.ID {
 		t.Fatalf("lock key not bound to the session: %+v", v)
 	}
-	got := make(chan *Lock, 1)
+	got := make(chan *kv.Lock, 1)
 	errc := make(chan error, 1)
 	go func() {
 		l2, err := fs[1].Lock(ctx, "job")
@@ -213,7 +214,7 @@ func TestLockInSessionReleasedOnExpiry(t *testing.T) {
 		}
 		got <- l2
 	}()
-	var l2 *Lock
+	var l2 *kv.Lock
 	select {
 	case l2 = <-got:
 	case err := <-errc:
@@ -235,7 +236,7 @@ func TestLockInSessionReleasedOnExpiry(t *testing.T) {
 	if err := l2.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fs[0].Lock(ctx, "job", WithSessionID(info.ID)); !errors.Is(err, ErrSessionNotFound) {
+	if _, err := fs[0].Lock(ctx, "job", kv.WithSessionID(info.ID)); !errors.Is(err, ErrSessionNotFound) {
 		t.Fatalf("Lock in an expired session: %v", err)
 	}
 }
@@ -243,16 +244,16 @@ func TestLockInSessionReleasedOnExpiry(t *testing.T) {
 // TestAcceptKVProposalSession: a member grants sessions only to itself.
 func TestAcceptKVProposalSession(t *testing.T) {
 	for _, tt := range []struct {
-		op   kv.Op
+		op   kvstore.Op
 		from uint64
 		ok   bool
 	}{
-		{kv.Op{Type: kv.OpGrant, Owner: 2, TTL: time.Second}, 2, true},
-		{kv.Op{Type: kv.OpGrant, Owner: 3, TTL: time.Second}, 2, false},
-		{kv.Op{Type: kv.OpKeepAlive, Session: 9}, 2, true},
-		{kv.Op{Type: kv.OpPut, Key: "a", Session: 9}, 2, true},
+		{kvstore.Op{Type: kvstore.OpGrant, Owner: 2, TTL: time.Second}, 2, true},
+		{kvstore.Op{Type: kvstore.OpGrant, Owner: 3, TTL: time.Second}, 2, false},
+		{kvstore.Op{Type: kvstore.OpKeepAlive, Session: 9}, 2, true},
+		{kvstore.Op{Type: kvstore.OpPut, Key: "a", Session: 9}, 2, true},
 	} {
-		data, err := kv.EncodeOp(tt.op)
+		data, err := kvstore.EncodeOp(tt.op)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,7 +305,7 @@ func TestAPISessions(t *testing.T) {
 	end := time.Now().Add(3 * time.Second)
 	for time.Now().Before(end) {
 		must(leader, "PUT", "/v1/sessions/"+id+"/renew", ``, 200, nil)
-		if v, _, _ := fs[1].kv.store.Get(lockPrefix + "job"); v.ModRevision != le.Token {
+		if v, _, _ := fs[1].kv.Store().Get(kv.LockPrefix + "job"); v.ModRevision != le.Token {
 			t.Fatalf("the lock of a renewed session went: %+v", v)
 		}
 		time.Sleep(200 * time.Millisecond) // the client's renewal period
@@ -418,10 +419,10 @@ func TestSessionSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustPut(t, leader, "svc/a", "x", InSessionID(info.ID))
+	mustPut(t, leader, "svc/a", "x", kv.InSessionID(info.ID))
 	for _, p := range tc.peers {
 		waitFor(t, 20*time.Second, "the peers to apply the put", func() bool {
-			_, err := p.KV().Get(ctx, "svc/a", Stale())
+			_, err := p.KV().Get(ctx, "svc/a", kv.Stale())
 			return err == nil
 		})
 		err := p.node().Do(ctx, func(core *consensus.Core) error {

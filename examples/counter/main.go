@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster"
+	"github.com/qcluster/qcluster/kv"
 )
 
 func main() {
@@ -95,14 +96,14 @@ func add(ctx context.Context, c *qcluster.Cluster, me string, out io.Writer) err
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for {
-		n, cond := 0, qcluster.IfAbsent()
-		kv, err := c.KV().Get(ctx, "counter")
+		n, cond := 0, kv.IfAbsent()
+		cur, err := c.KV().Get(ctx, "counter")
 		switch {
 		case err == nil:
-			if n, err = strconv.Atoi(string(kv.Value)); err != nil {
-				return fmt.Errorf("the counter holds %q: %w", kv.Value, err)
+			if n, err = strconv.Atoi(string(cur.Value)); err != nil {
+				return fmt.Errorf("the counter holds %q: %w", cur.Value, err)
 			}
-			cond = qcluster.IfModRevision(kv.ModRevision)
+			cond = kv.IfModRevision(cur.ModRevision)
 		case !errors.Is(err, qcluster.ErrKeyNotFound):
 			return err
 		}

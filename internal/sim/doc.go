@@ -221,7 +221,7 @@
 // writes (a Save is atomic: all or nothing), disks that lie about fsync,
 // clock jumps (clocks are monotonic and differ in rate only), and the SDK
 // and membership layers above the core: the KV clients call the store and
-// the core directly, as the root's glue does (kvglue.go), but not through
+// the core directly, as the KV machinery does (internal/kvnode), but not through
 // it; ephemeral keys, locks, watches and follower reads (the root's log
 // barrier) are not exercised.
 //
