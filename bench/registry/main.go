@@ -19,7 +19,7 @@
 //
 // Flags:
 //
-//	-run join,fd,masterless  the measurements to run (default: all three)
+//	-run join,fd,masterless,startorder  the measurements to run (default: all four)
 //	-joins 10                peers that join the 3 founders, one at a time
 //	-tls both                join measurement without TLS ("off"), with
 //	                         ("on": every peer shares one cluster_key), or both
@@ -30,6 +30,7 @@
 //	-fd-mode leader          "leader" or "masterless" for failure detection
 //	-sizes 20,50,100         masterless cluster sizes
 //	-profile local           gossip profile of the masterless clusters
+//	-order-n 30, -order-reps 3  peers and rounds of the start-order measurement
 //	-kill=true               kill one peer of the largest masterless cluster
 //	-keys 1000               keys whose Owner is followed through that kill
 //	-poll 10ms               polling interval of every wait
@@ -75,6 +76,11 @@
 //     survivor's Owner returns it for any of -keys keys, and until all
 //     survivors agree on every key's owner; keys it did not own must not
 //     move.
+//  4. Start order (issue 16). -order-n masterless peers (default gossip
+//     profile) whose only seed, p0, is down start first; then p0 starts.
+//     The time runs from p0's Start until every peer's Peers() shows all
+//     alive: the peers' join retries (with backoff) must find p0 long
+//     before gossip's periodic rejoin (30 s). Goal: 3 s.
 //
 // The numbers are from one process on one machine: every peer shares its
 // CPUs (see GOMAXPROCS in the header) and the loopback interface.
@@ -124,6 +130,8 @@ type options struct {
 	profile    string
 	kill       bool
 	keys       int
+	orderN     int
+	orderReps  int
 	poll       time.Duration
 	timeout    time.Duration
 	json       bool
@@ -136,7 +144,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var runList, profiles, sizes string
 	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&runList, "run", "join,fd,masterless", "measurements to run: join, fd, masterless (comma-separated)")
+	fs.StringVar(&runList, "run", "join,fd,masterless,startorder", "measurements to run: join, fd, masterless, startorder (comma-separated)")
 	fs.IntVar(&o.joins, "joins", 10, "peers that join the 3 founders one at a time")
 	fs.StringVar(&o.tls, "tls", "both", `join measurement without TLS ("off"), with a shared cluster_key ("on"), or "both"`)
 	fs.StringVar(&o.clusterKey, "cluster-key", "", "cluster_key for the TLS join measurement (default: a fresh one)")
@@ -148,6 +156,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.profile, "profile", qcluster.GossipLocal, "gossip profile of the masterless clusters")
 	fs.BoolVar(&o.kill, "kill", true, "kill one peer of the largest masterless cluster and follow Owner")
 	fs.IntVar(&o.keys, "keys", 1000, "keys whose owner is followed through the masterless kill")
+	fs.IntVar(&o.orderN, "order-n", 30, "peers of the start-order measurement (the contact starts last)")
+	fs.IntVar(&o.orderReps, "order-reps", 3, "rounds of the start-order measurement")
 	fs.DurationVar(&o.poll, "poll", 10*time.Millisecond, "polling interval of every wait")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "deadline of every wait")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of tables")
@@ -159,8 +169,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	o.run = splitList(runList)
 	for _, r := range o.run {
-		if r != "join" && r != "fd" && r != "masterless" {
-			return o, fmt.Errorf("%w: -run: unknown measurement %q (join, fd, masterless)", errUsage, r)
+		if r != "join" && r != "fd" && r != "masterless" && r != "startorder" {
+			return o, fmt.Errorf("%w: -run: unknown measurement %q (join, fd, masterless, startorder)", errUsage, r)
 		}
 	}
 	o.fdProfiles = splitList(profiles)
@@ -189,6 +199,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: -fd-mode must be leader or masterless", errUsage)
 	case o.keys < 1:
 		return o, fmt.Errorf("%w: -keys must be at least 1", errUsage)
+	case o.orderN < 2 || o.orderReps < 1:
+		return o, fmt.Errorf("%w: -order-n must be at least 2 and -order-reps at least 1", errUsage)
 	case o.poll <= 0 || o.timeout <= 0:
 		return o, fmt.Errorf("%w: -poll and -timeout must be positive", errUsage)
 	}
@@ -219,6 +231,7 @@ type report struct {
 	FD         []fdResult       `json:"failure_detection,omitempty"`
 	Masterless []masterlessSize `json:"masterless,omitempty"`
 	Kill       *killResult      `json:"masterless_kill,omitempty"`
+	StartOrder *orderResult     `json:"start_order,omitempty"`
 }
 
 // msDur is a duration written to JSON in milliseconds.
@@ -379,6 +392,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if !o.json {
 			printMasterless(stdout, rep.Masterless, rep.Kill)
+		}
+	}
+	if o.runs("startorder") {
+		r, err := b.startOrder(ctx)
+		if err != nil {
+			return fmt.Errorf("start order: %w", err)
+		}
+		rep.StartOrder = &r
+		if !o.json {
+			printOrder(stdout, r)
 		}
 	}
 	rep.Elapsed = msDur(time.Since(rep.Started))
@@ -1016,4 +1039,67 @@ func fmtBytes(n uint64) string {
 	default:
 		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
 	}
+}
+
+// orderResult is measurement 4: masterless peers whose only seed, the
+// contact, starts after them (issue 16's goal: all see all alive within
+// 3 s of the contact's start, not at gossip's periodic rejoin 30 s later).
+type orderResult struct {
+	Peers   int     `json:"peers"`
+	Profile string  `json:"profile"`
+	Rounds  []msDur `json:"rounds_ms"`
+	All     stats   `json:"all_alive"`
+}
+
+// startOrder runs measurement 4.
+func (b *bench) startOrder(ctx context.Context) (orderResult, error) {
+	res := orderResult{Peers: b.o.orderN, Profile: cmp.Or(qcluster.DefaultConfig().GossipProfile, "default")}
+	var took []time.Duration
+	for range b.o.orderReps {
+		d, err := b.orderRound(ctx)
+		if err != nil {
+			return res, err
+		}
+		took = append(took, d)
+		res.Rounds = append(res.Rounds, msDur(d))
+	}
+	res.All = summarize(took)
+	return res, nil
+}
+
+// orderRound starts p1..pN-1 with p0 as their only seed, then p0, and
+// returns how long after p0's Start began every peer saw all N alive.
+func (b *bench) orderRound(ctx context.Context) (time.Duration, error) {
+	nodes, err := b.newNodes(b.o.orderN, 0, qcluster.ModeMasterless, qcluster.DefaultConfig().GossipProfile, "")
+	if err != nil {
+		return 0, err
+	}
+	defer b.closeNodes(nodes)
+	// The contact's port is free until it starts: a bound port that does
+	// not accept would hang the others' joins instead of refusing them.
+	contact := nodes[0]
+	contact.cfg.Listener.Close()
+	contact.cfg.Listener = nil
+	for _, n := range nodes[1:] {
+		n.cfg.Peers = []qcluster.PeerConfig{contact.peerConfig()}
+	}
+	if err := b.start(ctx, nodes[1:]); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := b.start(ctx, nodes[:1]); err != nil {
+		return 0, err
+	}
+	at, err := b.waitFor(ctx, fmt.Sprintf("all %d peers alive on every peer", len(nodes)), func(time.Time) bool { return allAlive(nodes) })
+	if err != nil {
+		return 0, err
+	}
+	b.logf("start order: %d peers saw all alive %s after the contact's start", len(nodes), fmtDur(at.Sub(t0)))
+	return at.Sub(t0), nil
+}
+
+func printOrder(w io.Writer, r orderResult) {
+	fmt.Fprintf(w, "4. Start order: %d masterless peers (gossip profile %s) whose only seed starts after them\n", r.Peers, r.Profile)
+	fmt.Fprintf(w, "   -> every peer sees all %d alive, from the contact's Start: min %s, p50 %s, max %s over %d rounds (goal: 3s)\n\n",
+		r.Peers, r.All.Min, r.All.P50, r.All.Max, r.All.N)
 }
