@@ -650,7 +650,13 @@ func (c *Core) LeaseDuration() time.Duration { return c.leaseDur }
 
 // Tick advances raft's logical clock by one tick and, on a leader, starts a
 // heartbeat (lease) round every heartbeat interval.
-func (c *Core) Tick() {
+func (c *Core) Tick() { c.tickAt(c.cfg.Now()) }
+
+// tickAt is Tick with a reading of the clock taken just before (Loop.Advance
+// applies all the ticks due with one reading): an idle leader's rounds cost
+// no clock reads of their own. A round stamped with an earlier reading
+// than its send only makes the lease it earns end earlier.
+func (c *Core) tickAt(now time.Duration) {
 	if c.notCandidate && c.role != Leader && len(c.voters) == 1 && c.voters[0] == c.cfg.ID {
 		// Alone, raft would elect this peer without sending a request.
 		return
@@ -662,8 +668,10 @@ func (c *Core) Tick() {
 		c.transferee = 0
 	}
 	c.keepGone()
-	c.maybeFailover(c.cfg.Now())
-	c.heartbeat()
+	if c.goneCampaignAt != 0 {
+		c.maybeFailover(now)
+	}
+	c.heartbeatAt(now)
 }
 
 // tickDue returns the earliest time of the clock at which a tick may make
@@ -703,13 +711,19 @@ func (c *Core) tickDue() time.Duration {
 // transfer the rounds still go out (they keep the followers quiet) but earn
 // no lease.
 func (c *Core) heartbeat() {
+	if c.role == Leader {
+		c.heartbeatAt(c.cfg.Now())
+	}
+}
+
+// heartbeatAt is heartbeat as of now, a reading of the clock taken before.
+func (c *Core) heartbeatAt(now time.Duration) {
 	if c.role != Leader || c.rn.BasicStatus().RaftState != raft.StateLeader {
 		// Not leading, or raft stepped down since the last Ready (a tick's
 		// quorum check): a read index on a follower would be forwarded,
 		// and peers refuse MsgReadIndex.
 		return
 	}
-	now := c.cfg.Now()
 	if c.lastLeaseReq != 0 && now-c.lastLeaseReq < c.cfg.HeartbeatInterval {
 		return
 	}
@@ -1273,8 +1287,12 @@ func (c *Core) Process(send func([]raftpb.Message)) (Applied, error) {
 		c.noteApplied(rd.CommittedEntries[len(rd.CommittedEntries)-1].Index)
 	}
 	c.rn.Advance(rd)
-	// A peer that just won an election asks for its first lease at once.
-	c.heartbeat()
+	// A peer that just won an election (or dropped its lease) asks for a
+	// lease at once; the later rounds fall due on ticks (tickDue), so a
+	// Ready need not read the clock for them.
+	if c.lastLeaseReq == 0 {
+		c.heartbeat()
+	}
 	return out, nil
 }
 

@@ -123,7 +123,7 @@ func (l *Loop) Advance(now time.Duration) int {
 			l.nextTick = now + l.tick
 			break
 		}
-		l.core.Tick()
+		l.core.tickAt(now)
 		l.nextTick += l.tick
 		n++
 	}

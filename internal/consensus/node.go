@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/qcluster/qcluster/internal/fifo"
 )
 
 // Sender delivers raft messages to other peers. Send must not block: a
@@ -55,7 +57,7 @@ type Node struct {
 	cfg     NodeConfig
 	loop    *Loop
 	core    *Core
-	inbox   chan raftpb.Message
+	inbox   *fifo.Queue[raftpb.Message]
 	unreach chan uint64
 	gone    chan goneReport
 	calls   chan call
@@ -96,7 +98,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	n := &Node{
 		cfg:       cfg,
-		inbox:     make(chan raftpb.Message, cfg.InboxSize),
+		inbox:     fifo.New[raftpb.Message](cfg.InboxSize),
 		unreach:   make(chan uint64, 64),
 		gone:      make(chan goneReport, 64),
 		calls:     make(chan call),
@@ -143,9 +145,11 @@ func (n *Node) LeaseDuration() time.Duration { return n.core.LeaseDuration() }
 // long: when the inbox is full the message is dropped and counted.
 func (n *Node) Deliver(m raftpb.Message) {
 	select {
-	case n.inbox <- m:
 	case <-n.done:
+		return
 	default:
+	}
+	if !n.inbox.Push(m) {
 		n.dropped.Add(1)
 	}
 }
@@ -155,7 +159,7 @@ func (n *Node) Deliver(m raftpb.Message) {
 func (n *Node) Dropped() uint64 { return n.dropped.Load() }
 
 // Queued is the number of received messages waiting in the inbox.
-func (n *Node) Queued() int { return len(n.inbox) }
+func (n *Node) Queued() int { return n.inbox.Len() }
 
 // Refused is the number of received messages Core.Step refused for reason
 // r. It reads an atomic counter and does not allocate.
@@ -272,11 +276,13 @@ func (n *Node) Run(ctx context.Context) error {
 			} else {
 				n.loop.Advance(n.Now())
 			}
-		case m := <-n.inbox:
+		case <-n.inbox.Ready():
 			// The messages waiting are taken first and stepped with one
 			// reading of the clock, taken after all of them arrived
 			// (after the ticks due: every Loop event).
-			batch = n.takeInbox(append(batch[:0], m))
+			if batch = n.takeInbox(batch[:0]); len(batch) == 0 {
+				continue // taken already, with the ticks of a timer
+			}
 			n.loop.ReceiveBatch(batch)
 			clear(batch) // do not keep the messages' memory alive
 		case id := <-n.unreach:
@@ -286,14 +292,12 @@ func (n *Node) Run(ctx context.Context) error {
 			// before it saw the end of its stream: step it first, so
 			// that the report is not about a leader older than the
 			// messages still queued.
-		queued:
-			for range len(n.inbox) {
-				select {
-				case m := <-n.inbox:
-					n.loop.Receive(m)
-				default:
-					break queued
+			for range n.inbox.Len() {
+				m, ok := n.inbox.Pop()
+				if !ok {
+					break
 				}
+				n.loop.Receive(m)
 			}
 			n.loop.ReportGoneAt(r.id, r.at)
 		case <-n.snapReady:
@@ -326,16 +330,17 @@ func (n *Node) Run(ctx context.Context) error {
 }
 
 // takeInbox appends to batch the messages waiting in the inbox, without
-// blocking, until it holds ReceiveBatch.
+// blocking, until it holds ReceiveBatch; when it leaves messages behind,
+// the inbox is ready again for the next turn of the loop.
 func (n *Node) takeInbox(batch []raftpb.Message) []raftpb.Message {
 	for len(batch) < ReceiveBatch {
-		select {
-		case m := <-n.inbox:
-			batch = append(batch, m)
-		default:
+		m, ok := n.inbox.Pop()
+		if !ok {
 			return batch
 		}
+		batch = append(batch, m)
 	}
+	n.inbox.Notify()
 	return batch
 }
 

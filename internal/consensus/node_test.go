@@ -375,3 +375,24 @@ func TestNodePeerGone(t *testing.T) {
 		return ignored > before
 	})
 }
+
+// TestNodeTakesWholeInbox: messages beyond one batch (ReceiveBatch) are
+// stepped at once, in later turns of the loop, without waiting for another
+// message or a timer (the timings here put the first tick minutes away).
+func TestNodeTakesWholeInbox(t *testing.T) {
+	n := newMemNet(t)
+	n.add(1, []uint64{1, 2}, time.Minute, 3*time.Minute)
+	node := n.nodes[1]
+	const total = 3*ReceiveBatch + 1
+	for i := range total {
+		node.Deliver(raftpb.Message{Type: raftpb.MsgApp, From: 99, To: 1, Term: 1, Index: uint64(i)})
+	}
+	n.run()
+	deadline := time.Now().Add(5 * time.Second)
+	for node.Refused(RefusedNonMember) < total {
+		if time.Now().After(deadline) {
+			t.Fatalf("stepped %d of %d queued messages (%d still queued)", node.Refused(RefusedNonMember), total, node.Queued())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

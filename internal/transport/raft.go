@@ -19,6 +19,7 @@ import (
 
 	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/clock"
+	"github.com/qcluster/qcluster/internal/fifo"
 	"github.com/qcluster/qcluster/internal/pki"
 )
 
@@ -449,7 +450,7 @@ func (t *Transport) SetPeer(id uint64, addr string) {
 		log:    t.log.With("remote_id", id),
 		ctx:    ctx,
 		cancel: cancel,
-		queue:  make(chan raftpb.Message, t.cfg.QueueSize),
+		queue:  fifo.New[raftpb.Message](t.cfg.QueueSize),
 		update: make(chan struct{}, 1),
 	}
 	p.addr.Store(&addr)
@@ -608,9 +609,7 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 			t.drop(m)
 			p.reportUnreachable()
 		default:
-			select {
-			case p.queue <- *m:
-			default:
+			if !p.queue.Push(*m) {
 				t.drop(m)
 				p.reportUnreachable()
 			}
@@ -998,7 +997,7 @@ type peer struct {
 	log    *slog.Logger
 	ctx    context.Context // canceled by RemovePeer or Close
 	cancel context.CancelFunc
-	queue  chan raftpb.Message
+	queue  *fifo.Queue[raftpb.Message]
 	update chan struct{} // address changed (capacity 1)
 	addr   atomic.Pointer[string]
 
@@ -1129,12 +1128,11 @@ func (p *peer) logHandshake(msg string, args ...any) {
 // drain discards every queued message.
 func (p *peer) drain() {
 	for {
-		select {
-		case m := <-p.queue:
-			p.t.drop(&m)
-		default:
+		m, ok := p.queue.Pop()
+		if !ok {
 			return
 		}
+		p.t.drop(&m)
 	}
 }
 
@@ -1229,8 +1227,10 @@ func (p *peer) stream(conn net.Conn) (err error) {
 				return nil
 			case <-broken:
 				return p.brokenErr(readErr)
-			case m = <-p.queue:
-				more = true
+			case <-p.queue.Ready():
+				if m, more = p.queue.Pop(); !more {
+					continue // taken already by the previous round
+				}
 			}
 		} else {
 			select {
@@ -1240,10 +1240,9 @@ func (p *peer) stream(conn net.Conn) (err error) {
 				return nil
 			case <-broken:
 				return p.brokenErr(readErr)
-			case m = <-p.queue:
-				more = true
 			default:
 			}
+			m, more = p.queue.Pop()
 		}
 		if !oc.begin() {
 			// Stopped meanwhile: m is dropped with the queue.
@@ -1292,14 +1291,11 @@ func (p *peer) stream(conn net.Conn) (err error) {
 					p.log.Warn("dropped unencodable or oversized raft message", "type", m.Type, "size", m.Size())
 				}
 			}
-			if n == cap(p.queue) {
+			if n == p.queue.Limit() {
+				p.queue.Notify() // the rest goes in the next round
 				break
 			}
-			select {
-			case m, more = <-p.queue:
-			default:
-				more = false
-			}
+			m, more = p.queue.Pop()
 		}
 		if dropped > 0 {
 			p.reportUnreachable()
