@@ -44,8 +44,10 @@ const (
 	// metadata and, on the leader, looks for dead members.
 	maintainEvery = time.Second
 	// registryPollEvery is how often the registry loop looks at what is
-	// due (its checks run at maintainEvery or on their own backoff), and
-	// how soon it commits this peer's metadata once a leader is known.
+	// due while it waits on the cluster (no leader known, or this peer's
+	// metadata not in the log yet): how soon it commits this peer's
+	// metadata once a leader is known. Otherwise it sleeps until its next
+	// check is due (maintainEvery, or a check's own backoff).
 	registryPollEvery = 100 * time.Millisecond
 )
 
@@ -122,10 +124,19 @@ type Deps struct {
 type Protocol struct {
 	d       Deps
 	joinErr atomic.Pointer[error] // the last failed self-registration attempt
+	kick    chan struct{}         // wakes the registry loop (kickLoop)
 }
 
 // New returns the protocol of the peer d describes.
-func New(d Deps) *Protocol { return &Protocol{d: d} }
+func New(d Deps) *Protocol { return &Protocol{d: d, kick: make(chan struct{}, 1)} }
+
+// kickLoop wakes the registry loop now rather than at its next check due.
+func (p *Protocol) kickLoop() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
 
 // JoinErr returns why the last attempt of this peer to join a running
 // cluster failed, or nil (it joined, or never had to).

@@ -30,7 +30,7 @@ func (p *Protocol) Run(ctx context.Context, joining, blind bool) {
 	if joining {
 		p.joinLoop(ctx, p.d.Seeds, nil)
 	}
-	t := time.NewTicker(registryPollEvery)
+	t := time.NewTimer(registryPollEvery)
 	defer t.Stop()
 	now := time.Now()
 	blindBo := backoff.New(joinBackoffMin, joinBackoffMax)
@@ -41,6 +41,7 @@ func (p *Protocol) Run(ctx context.Context, joining, blind bool) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-p.kick:
 		}
 		now := time.Now()
 		if blind && !now.Before(nextBlind) {
@@ -63,7 +64,27 @@ func (p *Protocol) Run(ctx context.Context, joining, blind bool) {
 				p.reapDead(ctx)
 			}
 		}
+		due := []time.Time{nextMaintain}
+		if blind {
+			due = append(due, nextBlind)
+		}
+		t.Reset(p.pollAfter(time.Now(), due))
 	}
+}
+
+// pollAfter is how long the registry loop sleeps: registryPollEvery while
+// it waits on the cluster (no leader known, or this peer's metadata not in
+// the log yet), else until the first of due (at most maintainEvery). An
+// idle peer so wakes once a second for its registry, not ten times.
+func (p *Protocol) pollAfter(now time.Time, due []time.Time) time.Duration {
+	if _, ok := p.d.Leader(); !ok || !p.MetadataSettled() {
+		return registryPollEvery
+	}
+	d := maintainEvery
+	for _, at := range due {
+		d = min(d, at.Sub(now))
+	}
+	return max(d, registryPollEvery)
 }
 
 // joinLoop asks contacts, in turn, to add this peer, until one does, ctx

@@ -17,6 +17,7 @@ import (
 func (p *Protocol) CommitMetadata(ctx context.Context, md map[string]any) error {
 	for {
 		if _, ok := p.d.Leader(); !ok {
+			p.kickLoop() // the registry loop commits it: it polls while no leader is known
 			return fmt.Errorf("%w: the metadata is kept and committed once a leader is elected", sdkerr.NoLeader)
 		}
 		changed := p.d.RegistryChanged()

@@ -247,6 +247,13 @@ func (s *Store) Sessions() []Session {
 	return out
 }
 
+// SessionCount returns how many sessions there are.
+func (s *Store) SessionCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.sess.byID)
+}
+
 // Session returns session id and whether it exists.
 func (s *Store) Session(id uint64) (Session, bool) {
 	s.mu.RLock()

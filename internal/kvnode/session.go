@@ -144,32 +144,56 @@ type sessionSeen struct {
 	proposed time.Time // when a revocation was last proposed (zero: never)
 }
 
-// sessionTick is how often a peer looks at its sessions' clocks: a
-// twentieth of the shortest TTL, within 10 to 100 ms.
+// sessionTick is how often the leader looks at its sessions' clocks
+// while it has sessions: a twentieth of the shortest TTL, within 10 to
+// 100 ms.
 func (n *Node) sessionTick() time.Duration {
 	return min(max(n.MinSessionTTL()/20, 10*time.Millisecond), 100*time.Millisecond)
 }
 
+// upkeepIdle is how often the upkeep looks when it has nothing to watch:
+// on a follower (a new leader restarts every session's clock, so a
+// follower's clocks are never read), and on a leader without sessions whose
+// quota is applied. A gained leadership is so seen within upkeepIdle: its
+// sessions' clocks start then (later, never earlier, than at the gain).
+const upkeepIdle = time.Second
+
+// upkeepAfter is how long the upkeep sleeps: sessionTick while this peer
+// leads and has a session or a quota to propose, else upkeepIdle.
+func (n *Node) upkeepAfter() time.Duration {
+	if n.d.IsLeader() && (n.store.SessionCount() > 0 || n.store.Quota() != n.quota()) {
+		return n.sessionTick()
+	}
+	return upkeepIdle
+}
+
 // StartUpkeep starts the goroutine that looks after the store on a
-// clock, every sessionTick: the sessions' expiry (checkSessions) and the
-// cluster's quota (checkQuota), until ctx (the running peer's) ends; wg
-// counts it. It runs on every peer in leader mode for the life of the
-// peer (its work is a leader's; a follower only keeps the sessions'
-// clocks), so a peer's goroutines do not come and go with leadership.
+// clock: the sessions' expiry (checkSessions) and the cluster's quota
+// (checkQuota), every sessionTick while there is something to watch, else
+// every upkeepIdle (see upkeepAfter), and at once when the set of sessions
+// changes; until ctx (the running peer's) ends; wg counts it. It runs on
+// every peer in leader mode for the life of the peer, so a peer's
+// goroutines do not come and go with leadership.
 func (n *Node) StartUpkeep(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(n.sessionTick())
+		changed := n.store.SessionsChanged()
+		t := time.NewTimer(n.upkeepAfter())
 		defer t.Stop()
 		for {
+			var now time.Time
 			select {
 			case <-ctx.Done():
 				return
-			case now := <-t.C:
-				n.checkSessions(ctx, now)
-				n.checkQuota(ctx, now)
+			case now = <-t.C:
+			case <-changed:
+				now = time.Now()
 			}
+			changed = n.store.SessionsChanged()
+			n.checkSessions(ctx, now)
+			n.checkQuota(ctx, now)
+			t.Reset(n.upkeepAfter())
 		}
 	}()
 }
