@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/qcluster/qcluster/api"
@@ -14,6 +12,7 @@ import (
 	"github.com/qcluster/qcluster/internal/join"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peercall"
+	"github.com/qcluster/qcluster/internal/peerrun"
 	"github.com/qcluster/qcluster/internal/sdkerr"
 	"github.com/qcluster/qcluster/internal/storage"
 )
@@ -32,31 +31,19 @@ var errNotPristine = errors.New("it holds more than the founding snapshot")
 // on the registry loop, the only place besides Start that swaps the node.
 func (c *Cluster) discardFounding() error {
 	run := c.run.Load()
-	run.nodeRun.cancel()
-	<-run.nodeRun.done
+	run.nodeRun.Stop()
 	if run.ctx.Err() != nil {
 		return run.ctx.Err() // closing
 	}
 	store := run.store
-	hs, _, err := store.InitialState()
+	pristine, err := peerrun.IsPristine(store)
 	if err != nil {
 		return err
 	}
-	last, err := store.LastIndex()
-	if err != nil {
-		return err
-	}
-	pristine := hs.Term <= 1 && hs.Vote == 0 && hs.Commit <= 1 && last <= 1
-	var voters []uint64
 	if pristine {
-		if err := store.Close(); err != nil {
+		opts := storage.Options{Logger: c.log, OnSave: c.metrics.ObserveFsync}
+		if store, err = peerrun.Discard(store, c.cfg.DataDir, opts); err != nil {
 			return err
-		}
-		if err := os.Remove(filepath.Join(c.cfg.DataDir, storage.FileName)); err != nil {
-			return fmt.Errorf("discard the founding state: %w", err)
-		}
-		if store, err = storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.ObserveFsync}); err != nil {
-			return fmt.Errorf("reopen data_dir: %w", err)
 		}
 		// Close reads the store after waiting for this loop.
 		withStore := *run
@@ -64,7 +51,7 @@ func (c *Cluster) discardFounding() error {
 		c.run.Store(&withStore)
 		c.setRegistry(c.foundingRegistry())
 	}
-	node, err := c.newNode(store, run.tr, voters, nil)
+	node, err := c.newNode(store, run.tr, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,7 @@ import (
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peercall"
+	"github.com/qcluster/qcluster/internal/peerrun"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/sdkerr"
 	"github.com/qcluster/qcluster/internal/seeds"
@@ -334,36 +335,15 @@ func New(cfg Config) (*Cluster, error) {
 }
 
 // isEmpty reports whether store holds no Raft state at all (a new peer).
-func isEmpty(store storage.Storage) (bool, error) {
-	hs, _, err := store.InitialState()
-	if err != nil {
-		return false, err
-	}
-	snap, err := store.Snapshot()
-	if err != nil {
-		return false, err
-	}
-	return hs.Term == 0 && hs.Vote == 0 && hs.Commit == 0 && snap.Metadata.Index == 0, nil
-}
+func isEmpty(store storage.Storage) (bool, error) { return peerrun.IsEmpty(store) }
 
 // loadRegistry sets the registry and the KV store from the stored
 // snapshot; the committed entries after it are applied again when the node
 // starts.
 func (c *Cluster) loadRegistry(store storage.Storage) error {
-	snap, err := store.Snapshot()
-	if err != nil {
-		return fmt.Errorf("qcluster: read data_dir %q: %w", c.cfg.DataDir, err)
-	}
-	if len(snap.Data) == 0 {
-		return nil // a cluster founded before the registry was replicated
-	}
-	regData, kvData, err := kvnode.SplitSnapshot(snap.Data)
-	if err != nil {
-		return fmt.Errorf("qcluster: data_dir %q: the stored snapshot cannot be decoded: %w", c.cfg.DataDir, err)
-	}
-	r, err := registry.Restore(regData)
-	if err != nil {
-		return fmt.Errorf("qcluster: data_dir %q: the stored member list cannot be decoded: %w", c.cfg.DataDir, err)
+	r, kvData, err := peerrun.LoadSnapshot(store, c.cfg.DataDir)
+	if err != nil || r == nil {
+		return err // r == nil: a cluster founded before the registry was replicated
 	}
 	if kvData != nil {
 		if err := c.kv.Store().Restore(kvData); err != nil {
