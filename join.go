@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/apibackend"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/join"
 	"github.com/qcluster/qcluster/internal/membership"
@@ -291,19 +292,6 @@ func (c *Cluster) call(ctx context.Context, addr, method, path string, body, out
 	return c.peerClient().Call(ctx, addr, method, path, body, out)
 }
 
-// fromAPIError turns another peer's API error into the SDK's error: its
-// code's API error (api.ErrorOf), paired with the SDK's in sdkAPIErrors.
-func fromAPIError(e api.Error) error {
-	if base := api.ErrorOf(e.Code); base != nil {
-		for _, m := range sdkAPIErrors {
-			if m.api == base {
-				return fmt.Errorf("%w: %s", m.sdk, e.Error)
-			}
-		}
-	}
-	return fmt.Errorf("qcluster: %s (%s)", e.Error, e.Code)
-}
-
 // peerClient is the client for requests to other peers (internal/peercall).
 func (c *Cluster) peerClient() *peercall.Client {
 	c.clientOnce.Do(func() {
@@ -311,7 +299,7 @@ func (c *Cluster) peerClient() *peercall.Client {
 		if c.sec != nil {
 			tlsCfg = c.sec.clientTLS
 		}
-		c.client = peercall.New(c.cfg.APIToken, tlsCfg, fromAPIError)
+		c.client = peercall.New(c.cfg.APIToken, tlsCfg, apibackend.FromAPIError)
 	})
 	return c.client
 }

@@ -40,6 +40,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/qcluster/qcluster/internal/apibackend"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/health"
 	"github.com/qcluster/qcluster/internal/join"
@@ -85,7 +86,7 @@ var (
 	// MaxMetadataSize.
 	ErrInvalidMetadata = sdkerr.InvalidMetadata
 	// ErrMasterless: the call needs leader mode.
-	ErrMasterless = errors.New("qcluster: not available in masterless mode")
+	ErrMasterless = sdkerr.Masterless
 	// ErrWouldLoseQuorum: removing that voter would leave voters of which
 	// fewer than a majority are alive, so the cluster could not elect a
 	// leader (see RemovePeer). It matches ErrConflict too.
@@ -330,7 +331,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.mode = newMode(c)
 	c.metrics = newPeerMetrics(c)
 	c.kv = newKVNode(c)
-	c.kvAPI = kvnode.NewAPI(c.kv, toAPIError)
+	c.kvAPI = kvnode.NewAPI(c.kv, apibackend.ToAPIError)
 	return c, nil
 }
 
