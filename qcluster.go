@@ -33,6 +33,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net"
 	"strconv"
@@ -53,6 +54,7 @@ import (
 	"github.com/qcluster/qcluster/internal/sdkerr"
 	"github.com/qcluster/qcluster/internal/seeds"
 	"github.com/qcluster/qcluster/internal/storage"
+	"github.com/qcluster/qcluster/internal/transfer"
 )
 
 // Errors returned by the SDK. They are wrapped with %w: test with errors.Is.
@@ -523,68 +525,32 @@ func (c *Cluster) Transfer(ctx context.Context, identifier string) error {
 // not take over is given up for the next best. It must be called on the
 // leader (ErrNotLeader); it returns ErrUnknownPeer when there is no other
 // voter, ErrTransferFailed when none took over.
-func (c *Cluster) Resign(ctx context.Context) error {
-	tried := map[uint64]bool{}
-	for {
-		target, err := c.transfer(ctx, 0, tried)
-		if !errors.Is(err, ErrTransferFailed) {
-			if len(tried) > 0 && errors.Is(err, ErrUnknownPeer) {
-				return fmt.Errorf("%w: no other voter took over", ErrTransferFailed)
-			}
-			return err
-		}
-		tried[target] = true
-	}
-}
+func (c *Cluster) Resign(ctx context.Context) error { return transfer.Resign(ctx, c.transferDeps()) }
 
 // transfer starts one hand-over to target (0: the best voter not in tried)
-// and waits for its outcome; it returns the target it chose.
+// and waits for its outcome; it returns the target it chose
+// (transfer.Start).
 func (c *Cluster) transfer(ctx context.Context, target uint64, tried map[uint64]bool) (uint64, error) {
-	node := c.node()
-	if node == nil {
-		return 0, ErrNotStarted
-	}
-	failing := c.failingMembers()
-	err := node.Do(ctx, func(core *consensus.Core) error {
-		if core.View().Role != consensus.Leader {
-			return ErrNotLeader
-		}
-		if failing[target] {
-			return fmt.Errorf("%w: %s: its health check fails", ErrTransferFailed, c.peer(target).Identifier)
-		}
-		if target == 0 {
-			// Never to a member whose health check fails (it would ignore
-			// the transfer).
-			target = core.BestTransferee(func(id uint64) bool { return tried[id] || failing[id] })
-			if target == 0 {
-				return fmt.Errorf("%w: no other voter to transfer to", ErrUnknownPeer)
+	return transfer.Start(ctx, c.transferDeps(), target, tried)
+}
+
+// transferDeps is what a hand-over needs from c.
+func (c *Cluster) transferDeps() transfer.Deps {
+	return transfer.Deps{
+		Node:    c.node,
+		Failing: c.failingMembers,
+		Name:    func(id uint64) string { return c.peer(id).Identifier },
+		Watch: func(ctx context.Context) iter.Seq[transfer.Leadership] {
+			return func(yield func(transfer.Leadership) bool) {
+				for st := range c.Watch(ctx) {
+					other := st.HasLeader && st.Leader.Identifier != c.cfg.Identifier
+					if !yield(transfer.Leadership{Other: other, Self: st.IsLeader}) {
+						return
+					}
+				}
 			}
-		}
-		core.TransferLeadership(target)
-		return nil
-	})
-	if err != nil {
-		if errors.Is(err, consensus.ErrStopped) {
-			return target, ErrClosed
-		}
-		return target, err
+		},
 	}
-	// Do returns once the dropped lease is published, so the first state
-	// here no longer says IsLeader; seeing it again means raft gave up.
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the Watch subscription
-	for st := range c.Watch(wctx) {
-		switch {
-		case st.HasLeader && st.Leader.Identifier != c.cfg.Identifier:
-			return target, nil
-		case st.IsLeader:
-			return target, fmt.Errorf("%w: %s did not take over", ErrTransferFailed, c.peer(target).Identifier)
-		}
-	}
-	if ctx.Err() != nil {
-		return target, ctx.Err()
-	}
-	return target, ErrClosed
 }
 
 // onView runs on the node goroutine: it publishes the snapshot behind
