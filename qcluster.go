@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/internal/apibackend"
+	"github.com/qcluster/qcluster/internal/clock"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/health"
 	"github.com/qcluster/qcluster/internal/join"
@@ -188,36 +189,10 @@ type stamp struct {
 	wall int64
 }
 
-// nodeNow estimates the node clock (consensus.NewClock: CLOCK_BOOTTIME on
-// Linux) at now, a stamp read after s was loaded, without reading it: a
-// read of CLOCK_BOOTTIME is a system call, too slow for IsLeader. The
-// estimate is the node clock at the anchor plus the time since, by
-// whichever clock of time.Now says more:
-//
-//	atNode + max(now.mono - at.mono, now.wall - at.wall)
-//
-// It never lags the node clock, so a lease judged by it ends no later than
-// the node loop judges it:
-//   - atNode was read after at, so it is at least the node clock at at;
-//   - without a suspend the node clock advances exactly as the monotonic
-//     clock does (CLOCK_BOOTTIME is CLOCK_MONOTONIC plus the time spent
-//     suspended; both run at the same, NTP-adjusted, rate);
-//   - across a suspend the monotonic clock stops, but on resume the kernel
-//     adds the time slept to the wall clock and to CLOCK_BOOTTIME alike, so
-//     the wall term covers it;
-//   - a wall clock stepped forward makes the estimate run ahead: the lease
-//     ends early (safe), until the next tick publishes a new anchor;
-//   - a wall clock stepped backwards makes the wall term small: the
-//     monotonic term still covers the time that passed.
-//
-// Only a suspend and a backward step of the wall clock between the same
-// two ticks make it lag, by at most the step, until the node loop's first
-// tick after the resume. Where the node clock is Go's monotonic clock
-// (not Linux), the estimate runs ahead of it after a suspend, but only
-// until that tick, which judges the lease by the monotonic clock again
-// (see consensus.NewClock).
+// nodeNow estimates the node clock at now, a stamp read after s was
+// loaded, without reading it (clock.Anchor.NodeNow says why it never lags).
 func (s *snapshot) nodeNow(now stamp) time.Duration {
-	return s.atNode + max(now.mono-s.at.mono, time.Duration(now.wall-s.at.wall))
+	return clock.Anchor{Mono: s.at.mono, Wall: s.at.wall, Node: s.atNode}.NodeNow(now.mono, now.wall)
 }
 
 // Cluster is one QCluster peer. Create it with New, then Start it.
