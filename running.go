@@ -162,7 +162,7 @@ func (c *Cluster) bind() (*running, error) {
 // for a restarted one (so it never answers with a term older than the one
 // it had). Start calls it once.
 func (c *Cluster) serve(r *running) {
-	peerrun.Serve(&c.wg, r.ctx, r.mux, r.http, func(ctx context.Context) { c.seeds.Run(ctx, r.gossip) })
+	peerrun.Serve(r.ctx, &c.wg, r.mux, r.http, func(ctx context.Context) { c.seeds.Run(ctx, r.gossip) })
 }
 
 // stop tears down what Start built, in reverse (peerrun.Stop); the store

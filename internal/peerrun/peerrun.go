@@ -58,7 +58,7 @@ func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 // Serve starts answering on mux's port, in goroutines counted by wg: the
 // mux itself, srv on its HTTP listener, and seeds (keeping gossip joined)
 // until ctx ends.
-func Serve(wg *sync.WaitGroup, ctx context.Context, mux *transport.Mux, srv *http.Server, seeds func(context.Context)) {
+func Serve(ctx context.Context, wg *sync.WaitGroup, mux *transport.Mux, srv *http.Server, seeds func(context.Context)) {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
