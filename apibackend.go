@@ -2,8 +2,6 @@ package qcluster
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"slices"
 	"time"
 
@@ -90,7 +88,7 @@ func (b apiBackend) deps() apibackend.Deps[State, Event] {
 		RemovePeer:       c.RemovePeer,
 		Leave:            c.leaveCluster,
 		CloseAfterAnswer: c.closeAfterAnswer,
-		APIError:         toAPIError,
+		APIError:         apibackend.ToAPIError,
 	}
 }
 
@@ -187,38 +185,6 @@ func (c *Cluster) transferTimeout(identifier string) time.Duration {
 // membershipTimeout bounds a membership change requested through the API
 // when the request has no shorter deadline: a few retries of the proposal.
 func (c *Cluster) membershipTimeout() time.Duration { return 3*c.retryEvery() + 2*time.Second }
-
-// sdkAPIErrors pairs the SDK's errors with the API's (package api owns
-// the codes: api.CodeOf, api.ErrorOf). toAPIError reads it from SDK to
-// API, fromAPIError from API to SDK; the first pair that matches wins.
-// Pairs marked fromPeer only translate another peer's answer: this peer
-// does not answer with them (a peer refusing this peer's token is not the
-// caller's token being wrong).
-var sdkAPIErrors = []struct {
-	sdk, api error
-	fromPeer bool
-}{
-	{ErrInvalidMember, api.ErrInvalid, false}, {ErrInvalidMetadata, api.ErrInvalid, false},
-	{ErrWouldLoseQuorum, api.ErrWouldLoseQuorum, false}, {ErrConflict, api.ErrConflict, false}, {ErrWrongCluster, api.ErrWrongCluster, false},
-	{ErrNoLeader, api.ErrNoLeader, false}, {ErrMasterless, api.ErrMasterless, false},
-	{ErrUnknownPeer, api.ErrUnknownPeer, false}, {ErrNotLeader, api.ErrNotLeader, false},
-	{ErrClosed, api.ErrUnavailable, false}, {ErrNotStarted, api.ErrUnavailable, false},
-	{ErrUnauthorized, api.ErrUnauthorized, true}, {context.DeadlineExceeded, context.DeadlineExceeded, true},
-	{ErrKeyNotFound, api.ErrKeyNotFound, false}, {ErrCompareFailed, api.ErrCompareFailed, false},
-	{ErrQuota, api.ErrQuota, false}, {ErrTooLarge, api.ErrTooLarge, false}, {ErrInvalidKey, api.ErrInvalid, false},
-	{ErrOutcomeUnknown, context.DeadlineExceeded, false}, {ErrCompacted, api.ErrCompacted, false},
-	{ErrSessionNotFound, api.ErrSessionNotFound, false}, {ErrInvalidTTL, api.ErrInvalid, false},
-}
-
-// toAPIError translates the SDK's errors into the API's.
-func toAPIError(err error) error {
-	for _, m := range sdkAPIErrors {
-		if !m.fromPeer && errors.Is(err, m.sdk) {
-			return fmt.Errorf("%w: %w", m.api, err)
-		}
-	}
-	return err
-}
 
 // closeAfterAnswer closes the Cluster once the HTTP requests in flight
 // (the leave request itself) are answered, or after a grace period

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/apibackend"
 	"github.com/qcluster/qcluster/internal/openapicheck"
 )
 
@@ -726,8 +727,8 @@ func TestConfigAPIToken(t *testing.T) {
 }
 
 // TestAPIErrorsBothWays: the SDK's errors go out with the API's codes
-// (api.CodeOf of toAPIError) and another peer's codes come back as the
-// SDK's errors (fromAPIError), through the one table of codes.
+// (api.CodeOf of apibackend.ToAPIError) and another peer's codes come back as the
+// SDK's errors (apibackend.FromAPIError), through the one table of codes.
 func TestAPIErrorsBothWays(t *testing.T) {
 	for _, tt := range []struct {
 		sdk  error  // what this peer's SDK returns
@@ -748,21 +749,21 @@ func TestAPIErrorsBothWays(t *testing.T) {
 		{context.DeadlineExceeded, api.CodeTimeout, context.DeadlineExceeded},
 		{ErrUnauthorized, api.CodeInternal, nil}, // a peer refusing our token is not the caller's fault
 	} {
-		code, _ := api.CodeOf(toAPIError(fmt.Errorf("detail: %w", tt.sdk)))
+		code, _ := api.CodeOf(apibackend.ToAPIError(fmt.Errorf("detail: %w", tt.sdk)))
 		if code != tt.code {
 			t.Errorf("%v goes out as %q, want %q", tt.sdk, code, tt.code)
 		}
 		if tt.back == nil {
 			continue
 		}
-		if got := fromAPIError(api.Error{Code: code, Error: "detail"}); !errors.Is(got, tt.back) {
+		if got := apibackend.FromAPIError(api.Error{Code: code, Error: "detail"}); !errors.Is(got, tt.back) {
 			t.Errorf("%q comes back as %v, want %v", code, got, tt.back)
 		}
 	}
-	if got := fromAPIError(api.Error{Code: api.CodeUnauthorized, Error: "token"}); !errors.Is(got, ErrUnauthorized) {
+	if got := apibackend.FromAPIError(api.Error{Code: api.CodeUnauthorized, Error: "token"}); !errors.Is(got, ErrUnauthorized) {
 		t.Errorf("unauthorized comes back as %v", got)
 	}
-	if got := fromAPIError(api.Error{Code: api.CodeNoTransferee, Error: "alone"}); got.Error() != "qcluster: alone (no_transferee)" {
+	if got := apibackend.FromAPIError(api.Error{Code: api.CodeNoTransferee, Error: "alone"}); got.Error() != "qcluster: alone (no_transferee)" {
 		t.Errorf("a code the SDK has no error for: %v", got)
 	}
 }

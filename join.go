@@ -5,15 +5,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/qcluster/qcluster/api"
+	"github.com/qcluster/qcluster/internal/apibackend"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/join"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peercall"
+	"github.com/qcluster/qcluster/internal/peerrun"
 	"github.com/qcluster/qcluster/internal/sdkerr"
 	"github.com/qcluster/qcluster/internal/storage"
 )
@@ -32,31 +32,19 @@ var errNotPristine = errors.New("it holds more than the founding snapshot")
 // on the registry loop, the only place besides Start that swaps the node.
 func (c *Cluster) discardFounding() error {
 	run := c.run.Load()
-	run.nodeRun.cancel()
-	<-run.nodeRun.done
+	run.nodeRun.Stop()
 	if run.ctx.Err() != nil {
 		return run.ctx.Err() // closing
 	}
 	store := run.store
-	hs, _, err := store.InitialState()
+	pristine, err := peerrun.IsPristine(store)
 	if err != nil {
 		return err
 	}
-	last, err := store.LastIndex()
-	if err != nil {
-		return err
-	}
-	pristine := hs.Term <= 1 && hs.Vote == 0 && hs.Commit <= 1 && last <= 1
-	var voters []uint64
 	if pristine {
-		if err := store.Close(); err != nil {
+		opts := storage.Options{Logger: c.log, OnSave: c.metrics.ObserveFsync}
+		if store, err = peerrun.Discard(store, c.cfg.DataDir, opts); err != nil {
 			return err
-		}
-		if err := os.Remove(filepath.Join(c.cfg.DataDir, storage.FileName)); err != nil {
-			return fmt.Errorf("discard the founding state: %w", err)
-		}
-		if store, err = storage.Open(c.cfg.DataDir, storage.Options{Logger: c.log, OnSave: c.metrics.ObserveFsync}); err != nil {
-			return fmt.Errorf("reopen data_dir: %w", err)
 		}
 		// Close reads the store after waiting for this loop.
 		withStore := *run
@@ -64,7 +52,7 @@ func (c *Cluster) discardFounding() error {
 		c.run.Store(&withStore)
 		c.setRegistry(c.foundingRegistry())
 	}
-	node, err := c.newNode(store, run.tr, voters, nil)
+	node, err := c.newNode(store, run.tr, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -304,19 +292,6 @@ func (c *Cluster) call(ctx context.Context, addr, method, path string, body, out
 	return c.peerClient().Call(ctx, addr, method, path, body, out)
 }
 
-// fromAPIError turns another peer's API error into the SDK's error: its
-// code's API error (api.ErrorOf), paired with the SDK's in sdkAPIErrors.
-func fromAPIError(e api.Error) error {
-	if base := api.ErrorOf(e.Code); base != nil {
-		for _, m := range sdkAPIErrors {
-			if m.api == base {
-				return fmt.Errorf("%w: %s", m.sdk, e.Error)
-			}
-		}
-	}
-	return fmt.Errorf("qcluster: %s (%s)", e.Error, e.Code)
-}
-
 // peerClient is the client for requests to other peers (internal/peercall).
 func (c *Cluster) peerClient() *peercall.Client {
 	c.clientOnce.Do(func() {
@@ -324,7 +299,7 @@ func (c *Cluster) peerClient() *peercall.Client {
 		if c.sec != nil {
 			tlsCfg = c.sec.clientTLS
 		}
-		c.client = peercall.New(c.cfg.APIToken, tlsCfg, fromAPIError)
+		c.client = peercall.New(c.cfg.APIToken, tlsCfg, apibackend.FromAPIError)
 	})
 	return c.client
 }

@@ -33,6 +33,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net"
 	"strconv"
@@ -40,6 +41,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/qcluster/qcluster/internal/apibackend"
+	"github.com/qcluster/qcluster/internal/clock"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/health"
 	"github.com/qcluster/qcluster/internal/join"
@@ -47,10 +50,12 @@ import (
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peercall"
+	"github.com/qcluster/qcluster/internal/peerrun"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/sdkerr"
 	"github.com/qcluster/qcluster/internal/seeds"
 	"github.com/qcluster/qcluster/internal/storage"
+	"github.com/qcluster/qcluster/internal/transfer"
 )
 
 // Errors returned by the SDK. They are wrapped with %w: test with errors.Is.
@@ -84,7 +89,7 @@ var (
 	// MaxMetadataSize.
 	ErrInvalidMetadata = sdkerr.InvalidMetadata
 	// ErrMasterless: the call needs leader mode.
-	ErrMasterless = errors.New("qcluster: not available in masterless mode")
+	ErrMasterless = sdkerr.Masterless
 	// ErrWouldLoseQuorum: removing that voter would leave voters of which
 	// fewer than a majority are alive, so the cluster could not elect a
 	// leader (see RemovePeer). It matches ErrConflict too.
@@ -184,36 +189,10 @@ type stamp struct {
 	wall int64
 }
 
-// nodeNow estimates the node clock (consensus.NewClock: CLOCK_BOOTTIME on
-// Linux) at now, a stamp read after s was loaded, without reading it: a
-// read of CLOCK_BOOTTIME is a system call, too slow for IsLeader. The
-// estimate is the node clock at the anchor plus the time since, by
-// whichever clock of time.Now says more:
-//
-//	atNode + max(now.mono - at.mono, now.wall - at.wall)
-//
-// It never lags the node clock, so a lease judged by it ends no later than
-// the node loop judges it:
-//   - atNode was read after at, so it is at least the node clock at at;
-//   - without a suspend the node clock advances exactly as the monotonic
-//     clock does (CLOCK_BOOTTIME is CLOCK_MONOTONIC plus the time spent
-//     suspended; both run at the same, NTP-adjusted, rate);
-//   - across a suspend the monotonic clock stops, but on resume the kernel
-//     adds the time slept to the wall clock and to CLOCK_BOOTTIME alike, so
-//     the wall term covers it;
-//   - a wall clock stepped forward makes the estimate run ahead: the lease
-//     ends early (safe), until the next tick publishes a new anchor;
-//   - a wall clock stepped backwards makes the wall term small: the
-//     monotonic term still covers the time that passed.
-//
-// Only a suspend and a backward step of the wall clock between the same
-// two ticks make it lag, by at most the step, until the node loop's first
-// tick after the resume. Where the node clock is Go's monotonic clock
-// (not Linux), the estimate runs ahead of it after a suspend, but only
-// until that tick, which judges the lease by the monotonic clock again
-// (see consensus.NewClock).
+// nodeNow estimates the node clock at now, a stamp read after s was
+// loaded, without reading it (clock.Anchor.NodeNow says why it never lags).
 func (s *snapshot) nodeNow(now stamp) time.Duration {
-	return s.atNode + max(now.mono-s.at.mono, time.Duration(now.wall-s.at.wall))
+	return clock.Anchor{Mono: s.at.mono, Wall: s.at.wall, Node: s.atNode}.NodeNow(now.mono, now.wall)
 }
 
 // Cluster is one QCluster peer. Create it with New, then Start it.
@@ -329,41 +308,20 @@ func New(cfg Config) (*Cluster, error) {
 	c.mode = newMode(c)
 	c.metrics = newPeerMetrics(c)
 	c.kv = newKVNode(c)
-	c.kvAPI = kvnode.NewAPI(c.kv, toAPIError)
+	c.kvAPI = kvnode.NewAPI(c.kv, apibackend.ToAPIError)
 	return c, nil
 }
 
 // isEmpty reports whether store holds no Raft state at all (a new peer).
-func isEmpty(store storage.Storage) (bool, error) {
-	hs, _, err := store.InitialState()
-	if err != nil {
-		return false, err
-	}
-	snap, err := store.Snapshot()
-	if err != nil {
-		return false, err
-	}
-	return hs.Term == 0 && hs.Vote == 0 && hs.Commit == 0 && snap.Metadata.Index == 0, nil
-}
+func isEmpty(store storage.Storage) (bool, error) { return peerrun.IsEmpty(store) }
 
 // loadRegistry sets the registry and the KV store from the stored
 // snapshot; the committed entries after it are applied again when the node
 // starts.
 func (c *Cluster) loadRegistry(store storage.Storage) error {
-	snap, err := store.Snapshot()
-	if err != nil {
-		return fmt.Errorf("qcluster: read data_dir %q: %w", c.cfg.DataDir, err)
-	}
-	if len(snap.Data) == 0 {
-		return nil // a cluster founded before the registry was replicated
-	}
-	regData, kvData, err := kvnode.SplitSnapshot(snap.Data)
-	if err != nil {
-		return fmt.Errorf("qcluster: data_dir %q: the stored snapshot cannot be decoded: %w", c.cfg.DataDir, err)
-	}
-	r, err := registry.Restore(regData)
-	if err != nil {
-		return fmt.Errorf("qcluster: data_dir %q: the stored member list cannot be decoded: %w", c.cfg.DataDir, err)
+	r, kvData, err := peerrun.LoadSnapshot(store, c.cfg.DataDir)
+	if err != nil || r == nil {
+		return err // r == nil: a cluster founded before the registry was replicated
 	}
 	if kvData != nil {
 		if err := c.kv.Store().Restore(kvData); err != nil {
@@ -542,68 +500,32 @@ func (c *Cluster) Transfer(ctx context.Context, identifier string) error {
 // not take over is given up for the next best. It must be called on the
 // leader (ErrNotLeader); it returns ErrUnknownPeer when there is no other
 // voter, ErrTransferFailed when none took over.
-func (c *Cluster) Resign(ctx context.Context) error {
-	tried := map[uint64]bool{}
-	for {
-		target, err := c.transfer(ctx, 0, tried)
-		if !errors.Is(err, ErrTransferFailed) {
-			if len(tried) > 0 && errors.Is(err, ErrUnknownPeer) {
-				return fmt.Errorf("%w: no other voter took over", ErrTransferFailed)
-			}
-			return err
-		}
-		tried[target] = true
-	}
-}
+func (c *Cluster) Resign(ctx context.Context) error { return transfer.Resign(ctx, c.transferDeps()) }
 
 // transfer starts one hand-over to target (0: the best voter not in tried)
-// and waits for its outcome; it returns the target it chose.
+// and waits for its outcome; it returns the target it chose
+// (transfer.Start).
 func (c *Cluster) transfer(ctx context.Context, target uint64, tried map[uint64]bool) (uint64, error) {
-	node := c.node()
-	if node == nil {
-		return 0, ErrNotStarted
-	}
-	failing := c.failingMembers()
-	err := node.Do(ctx, func(core *consensus.Core) error {
-		if core.View().Role != consensus.Leader {
-			return ErrNotLeader
-		}
-		if failing[target] {
-			return fmt.Errorf("%w: %s: its health check fails", ErrTransferFailed, c.peer(target).Identifier)
-		}
-		if target == 0 {
-			// Never to a member whose health check fails (it would ignore
-			// the transfer).
-			target = core.BestTransferee(func(id uint64) bool { return tried[id] || failing[id] })
-			if target == 0 {
-				return fmt.Errorf("%w: no other voter to transfer to", ErrUnknownPeer)
+	return transfer.Start(ctx, c.transferDeps(), target, tried)
+}
+
+// transferDeps is what a hand-over needs from c.
+func (c *Cluster) transferDeps() transfer.Deps {
+	return transfer.Deps{
+		Node:    c.node,
+		Failing: c.failingMembers,
+		Name:    func(id uint64) string { return c.peer(id).Identifier },
+		Watch: func(ctx context.Context) iter.Seq[transfer.Leadership] {
+			return func(yield func(transfer.Leadership) bool) {
+				for st := range c.Watch(ctx) {
+					other := st.HasLeader && st.Leader.Identifier != c.cfg.Identifier
+					if !yield(transfer.Leadership{Other: other, Self: st.IsLeader}) {
+						return
+					}
+				}
 			}
-		}
-		core.TransferLeadership(target)
-		return nil
-	})
-	if err != nil {
-		if errors.Is(err, consensus.ErrStopped) {
-			return target, ErrClosed
-		}
-		return target, err
+		},
 	}
-	// Do returns once the dropped lease is published, so the first state
-	// here no longer says IsLeader; seeing it again means raft gave up.
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the Watch subscription
-	for st := range c.Watch(wctx) {
-		switch {
-		case st.HasLeader && st.Leader.Identifier != c.cfg.Identifier:
-			return target, nil
-		case st.IsLeader:
-			return target, fmt.Errorf("%w: %s did not take over", ErrTransferFailed, c.peer(target).Identifier)
-		}
-	}
-	if ctx.Err() != nil {
-		return target, ctx.Err()
-	}
-	return target, ErrClosed
 }
 
 // onView runs on the node goroutine: it publishes the snapshot behind

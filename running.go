@@ -2,10 +2,7 @@ package qcluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/peerrun"
 	"github.com/qcluster/qcluster/internal/storage"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -37,14 +35,7 @@ type running struct {
 	store   storage.Storage
 	tr      *transport.Transport
 	node    *consensus.Node
-	nodeRun *nodeRun
-}
-
-// nodeRun is a running node: how to stop it, and when it has.
-type nodeRun struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	nodeRun *peerrun.NodeRun
 }
 
 // running returns what Start built (nil before Start).
@@ -140,12 +131,9 @@ func (c *Cluster) Start(ctx context.Context) error {
 // bind builds the serving part of a running peer, not serving yet: the
 // port, gossip on it and the HTTP API.
 func (c *Cluster) bind() (*running, error) {
-	ln := c.cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", c.cfg.Addr()); err != nil {
-			return nil, fmt.Errorf("qcluster: listen on %s (listen_host/listen_port): %w", c.cfg.Addr(), err)
-		}
+	ln, err := peerrun.Listen(c.cfg.Listener, c.cfg.Addr())
+	if err != nil {
+		return nil, err
 	}
 	mux := transport.NewMux(ln, transport.MuxOptions{
 		TLS:                        c.sec.serverTLS,
@@ -158,18 +146,12 @@ func (c *Cluster) bind() (*running, error) {
 		ln.Close()
 		return nil, err
 	}
-	srv := &http.Server{
-		Handler: api.NewHandlerWithOptions(newAPIBackend(c), api.Options{
-			Token:        c.cfg.APIToken,
-			ProtectReads: c.cfg.APIProtectReads,
-			Metrics:      c.metrics.Handler(),
-			OnRequest:    c.metrics.ObserveRequest,
-		}),
-		ReadHeaderTimeout: 5 * time.Second,
-		// Idle keep-alive connections count against max_conns_per_ip.
-		IdleTimeout: 2 * time.Minute,
-		ErrorLog:    slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
-	}
+	srv := peerrun.NewHTTPServer(api.NewHandlerWithOptions(newAPIBackend(c), api.Options{
+		Token:        c.cfg.APIToken,
+		ProtectReads: c.cfg.APIProtectReads,
+		Metrics:      c.metrics.Handler(),
+		OnRequest:    c.metrics.ObserveRequest,
+	}), c.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &running{ctx: ctx, cancel: cancel, mux: mux, gossip: g, http: srv}, nil
 }
@@ -180,51 +162,15 @@ func (c *Cluster) bind() (*running, error) {
 // for a restarted one (so it never answers with a term older than the one
 // it had). Start calls it once.
 func (c *Cluster) serve(r *running) {
-	c.wg.Add(3)
-	go func() {
-		defer c.wg.Done()
-		_ = r.mux.Serve()
-	}()
-	go func() {
-		defer c.wg.Done()
-		_ = r.http.Serve(r.mux.HTTPListener())
-	}()
-	go func() {
-		defer c.wg.Done()
-		c.seeds.Run(r.ctx, r.gossip)
-	}()
+	peerrun.Serve(r.ctx, &c.wg, r.mux, r.http, func(ctx context.Context) { c.seeds.Run(ctx, r.gossip) })
 }
 
-// stop tears down what Start built, in reverse: it ends the run context
-// (the node, the registry and health loops), stops the HTTP API, shuts
-// gossip down (silently: the others see this peer fail), closes the port
-// and the raft transport, waits for every goroutine, and closes the store
-// last (read then: the registry loop may have replaced it).
+// stop tears down what Start built, in reverse (peerrun.Stop); the store
+// is read last: the registry loop may have replaced it.
 func (c *Cluster) stop() error {
 	r := c.run.Load()
-	r.cancel()
-	var errs []error
-	if err := r.http.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := r.gossip.Shutdown(); err != nil && !errors.Is(err, membership.ErrClosed) {
-		errs = append(errs, err)
-	}
-	if err := r.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		errs = append(errs, err)
-	}
-	if r.tr != nil {
-		if err := r.tr.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	c.wg.Wait()
-	if store := c.run.Load().store; store != nil {
-		if err := store.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return peerrun.Stop(peerrun.Parts{Cancel: r.cancel, HTTP: r.http, Gossip: r.gossip, Mux: r.mux, Transport: r.tr},
+		c.wg.Wait, func() storage.Storage { return c.run.Load().store })
 }
 
 // Close stops the peer without leaving the cluster: it stays a member (a
@@ -275,37 +221,14 @@ func (c *Cluster) Addr() string {
 // newTransport creates the raft transport; what it receives goes to the
 // node of the moment.
 func (c *Cluster) newTransport() *transport.Transport {
-	return transport.New(transport.Config{
+	return transport.New(peerrun.RouteToNode(transport.Config{
 		LocalID:     c.selfID,
 		ClusterName: c.cfg.ClusterName,
 		TLS:         c.sec.clientTLS,
 		NodeID:      NodeID,
 		Identifier:  c.memberIdentifier,
-		Deliver: func(m raftpb.Message) {
-			if n := c.node(); n != nil {
-				n.Deliver(m)
-			}
-		},
-		Unreachable: func(id uint64) {
-			if n := c.node(); n != nil {
-				n.ReportUnreachable(id)
-			}
-		},
-		SnapshotStatus: func(id uint64, ok bool) {
-			if n := c.node(); n != nil {
-				n.ReportSnapshot(id, ok)
-			}
-		},
-		// The transport's proof that a peer's process is gone (its stream
-		// ended without a goodbye and a connect to it was refused): when it
-		// is the leader, the survivors elect a new one at once.
-		PeerGone: func(id uint64) {
-			if n := c.node(); n != nil {
-				n.PeerGone(id)
-			}
-		},
-		Logger: c.log.With("component", "transport"),
-	})
+		Logger:      c.log.With("component", "transport"),
+	}, c.node))
 }
 
 // newNode creates the election node over store (voters and bootstrap found
@@ -341,8 +264,7 @@ func (c *Cluster) useNode(r *running, store storage.Storage, node *consensus.Nod
 	c.onView(node.InitialView(), c.clock())
 	next := *r
 	next.store, next.node = store, node
-	ctx, cancel := context.WithCancel(r.ctx)
-	next.nodeRun = &nodeRun{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	next.nodeRun = peerrun.NewNodeRun(r.ctx)
 	c.run.Store(&next)
 	return &next
 }
@@ -350,15 +272,10 @@ func (c *Cluster) useNode(r *running, store storage.Storage, node *consensus.Nod
 // runNode runs r's node until r's context ends (or its nodeRun is
 // cancelled); a storage failure stops the peer.
 func (c *Cluster) runNode(r *running) {
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer close(r.nodeRun.done)
-		if err := r.node.Run(r.nodeRun.ctx); err != nil {
-			c.runErr.Store(&err)
-			c.publishClosed()
-			c.watch.closeAll() // watchers learn the peer stopped; Err says why
-			c.events.closeAll()
-		}
-	}()
+	r.nodeRun.Start(&c.wg, r.node, func(err error) {
+		c.runErr.Store(&err)
+		c.publishClosed()
+		c.watch.closeAll() // watchers learn the peer stopped; Err says why
+		c.events.closeAll()
+	})
 }

@@ -23,4 +23,5 @@ var (
 	InvalidMetadata = errors.New("qcluster: invalid metadata")
 	WouldLoseQuorum = fmt.Errorf("%w: the voters left could not elect a leader", Conflict)
 	Unauthorized    = errors.New("qcluster: the peer refused the API token")
+	Masterless      = errors.New("qcluster: not available in masterless mode")
 )

@@ -1,0 +1,108 @@
+// Package transfer hands leadership over: one attempt to a chosen or the
+// best voter (Start), and resignation, which tries each other voter in
+// turn (Resign). It reads the peer through Deps, never through the root
+// package's Cluster.
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+
+	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/sdkerr"
+)
+
+// Leadership is what a hand-over waits to see in a published state.
+type Leadership struct {
+	// Other: a peer other than this one is known to lead.
+	Other bool
+	// Self: this peer holds the lease (again).
+	Self bool
+}
+
+// Deps is what a hand-over needs from the peer.
+type Deps struct {
+	// Node returns the running election node (nil: not started).
+	Node func() *consensus.Node
+	// Failing returns the members whose health check fails.
+	Failing func() map[uint64]bool
+	// Name returns a member's identifier, for errors.
+	Name func(id uint64) string
+	// Watch yields the leadership of every state this peer publishes from
+	// now on, until ctx ends (the subscription ends with ctx, or when the
+	// caller stops ranging) or the peer closes.
+	Watch func(ctx context.Context) iter.Seq[Leadership]
+}
+
+// Start starts one hand-over to target (0: the best voter not in tried
+// whose health check passes) and waits for its outcome; it returns the
+// target it chose. Errors: sdkerr.NotStarted, NotLeader, UnknownPeer (no
+// voter to choose), TransferFailed (the target did not take over, or its
+// health check fails), Closed, ctx's error.
+func Start(ctx context.Context, d Deps, target uint64, tried map[uint64]bool) (uint64, error) {
+	node := d.Node()
+	if node == nil {
+		return 0, sdkerr.NotStarted
+	}
+	failing := d.Failing()
+	err := node.Do(ctx, func(core *consensus.Core) error {
+		if core.View().Role != consensus.Leader {
+			return sdkerr.NotLeader
+		}
+		if failing[target] {
+			return fmt.Errorf("%w: %s: its health check fails", sdkerr.TransferFailed, d.Name(target))
+		}
+		if target == 0 {
+			// Never to a member whose health check fails (it would ignore
+			// the transfer).
+			target = core.BestTransferee(func(id uint64) bool { return tried[id] || failing[id] })
+			if target == 0 {
+				return fmt.Errorf("%w: no other voter to transfer to", sdkerr.UnknownPeer)
+			}
+		}
+		core.TransferLeadership(target)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, consensus.ErrStopped) {
+			return target, sdkerr.Closed
+		}
+		return target, err
+	}
+	// Do returns once the dropped lease is published, so the first state
+	// here no longer says Self; seeing it again means raft gave up.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the Watch subscription
+	for l := range d.Watch(wctx) {
+		switch {
+		case l.Other:
+			return target, nil
+		case l.Self:
+			return target, fmt.Errorf("%w: %s did not take over", sdkerr.TransferFailed, d.Name(target))
+		}
+	}
+	if ctx.Err() != nil {
+		return target, ctx.Err()
+	}
+	return target, sdkerr.Closed
+}
+
+// Resign hands leadership to the best other voter, giving up a voter that
+// does not take over for the next best. Errors: those of Start, with
+// UnknownPeer when there is no other voter and TransferFailed when none
+// took over.
+func Resign(ctx context.Context, d Deps) error {
+	tried := map[uint64]bool{}
+	for {
+		target, err := Start(ctx, d, 0, tried)
+		if !errors.Is(err, sdkerr.TransferFailed) {
+			if len(tried) > 0 && errors.Is(err, sdkerr.UnknownPeer) {
+				return fmt.Errorf("%w: no other voter took over", sdkerr.TransferFailed)
+			}
+			return err
+		}
+		tried[target] = true
+	}
+}
