@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/qcluster/qcluster/internal/healthlead"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -21,9 +22,9 @@ func (c *Cluster) newGossip(mux *transport.Mux) (*membership.Membership, error) 
 	mc.Mux = mux
 	mc.ClusterName = c.cfg.ClusterName
 	mc.Meta = meta
-	mc.Check = gossipCheck(CheckNone)
+	mc.Check = healthlead.GossipCheck(CheckNone)
 	if c.cfg.HealthCheck != nil {
-		mc.Check = gossipCheck(CheckFailing) // until it passes
+		mc.Check = healthlead.GossipCheck(CheckFailing) // until it passes
 	}
 	mc.Profile = c.cfg.GossipProfile
 	mc.AdvertiseHost = c.self.Host
@@ -85,7 +86,7 @@ func (m masterlessMode) gossipEvent(ev membership.Event) {
 // metadata, so only the health of its members is reported from gossip.
 func (l leaderMode) gossipEvent(ev membership.Event) {
 	c := l.c
-	c.noteFailing()
+	c.healthLead.NoteGossip()
 	p, ok := c.reg.Load().Get(NodeID(ev.Member.Name))
 	if !ok || p.Identifier != ev.Member.Name {
 		c.events.touch() // Peers lists it (role none) all the same

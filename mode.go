@@ -168,5 +168,5 @@ func (l leaderMode) joined(v consensus.View) bool {
 func (masterlessMode) noLeaderReason(consensus.View, bool) string { return "" }
 
 func (l leaderMode) noLeaderReason(v consensus.View, leading bool) string {
-	return l.c.noLeaderReason(v.Voters, v.Lead, leading)
+	return l.c.healthLead.NoLeaderReason(v.Voters, v.Lead, leading)
 }

@@ -42,6 +42,7 @@ import (
 
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/health"
+	"github.com/qcluster/qcluster/internal/healthlead"
 	"github.com/qcluster/qcluster/internal/join"
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
@@ -262,11 +263,10 @@ type Cluster struct {
 
 	// health is the application's health check (Config.HealthCheck).
 	health *health.Check
-	// leadFailing holds the node IDs of the other members whose health
-	// check fails as gossip says (leader mode): a follower does not name
-	// a leader whose check fails, since that leader holds no lease and
-	// hands over (leaderIn). Nil: none.
-	leadFailing atomic.Pointer[map[uint64]bool]
+	// healthLead is health-tied leadership (internal/healthlead): it
+	// applies health to the election and knows, from gossip, which members
+	// fail theirs (a follower does not name such a leader: leaderIn).
+	healthLead *healthlead.Leadership
 
 	// gossipTweak, when set (tests), adjusts the gossip config.
 	gossipTweak func(*membership.Config)
@@ -325,6 +325,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.watch.init()
 	c.tenures = leaderwork.NewTracker(cfg.Identifier, tenureLease{c}, ErrClosed)
 	c.joins = join.New(c.joinDeps())
+	c.healthLead = healthlead.New(c.healthLeadDeps())
 	c.mode = newMode(c)
 	c.metrics = newPeerMetrics(c)
 	return c, nil
@@ -423,7 +424,7 @@ func (c *Cluster) IsLeader() bool {
 // takes no lock and does not allocate.
 func (c *Cluster) reportedLeader(v *consensus.View, now time.Duration) (uint64, bool) {
 	id, ok := v.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout))
-	return id, ok && !c.leaderFailing(id)
+	return id, ok && !c.healthLead.LeaderFailing(id)
 }
 
 // leaderIn returns the leader s lets this peer report at now.
@@ -560,7 +561,7 @@ func (c *Cluster) transfer(ctx context.Context, target uint64, tried map[uint64]
 	if node == nil {
 		return 0, ErrNotStarted
 	}
-	failing := c.failingMembers()
+	failing := c.healthLead.Failing()
 	err := node.Do(ctx, func(core *consensus.Core) error {
 		if core.View().Role != consensus.Leader {
 			return ErrNotLeader
