@@ -31,8 +31,8 @@ func (c *Cluster) newGossip(mux *transport.Mux) (*membership.Membership, error) 
 	mc.AdvertisePort = c.self.Port
 	mc.Logger = c.log.With("component", "gossip")
 	mc.Events = c.onGossipEvent
-	mc.TLS = c.sec.clientTLS
-	mc.GossipKeys = c.sec.gossipKeys
+	mc.TLS = c.sec.ClientTLS
+	mc.GossipKeys = c.sec.GossipKeys
 	if c.gossipTweak != nil {
 		c.gossipTweak(&mc)
 	}

@@ -322,7 +322,7 @@ func (c *Cluster) peerClient() *peercall.Client {
 	c.clientOnce.Do(func() {
 		var tlsCfg *tls.Config
 		if c.sec != nil {
-			tlsCfg = c.sec.clientTLS
+			tlsCfg = c.sec.ClientTLS
 		}
 		c.client = peercall.New(c.cfg.APIToken, tlsCfg, fromAPIError)
 	})

@@ -49,6 +49,7 @@ import (
 	"github.com/qcluster/qcluster/internal/peercall"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/sdkerr"
+	"github.com/qcluster/qcluster/internal/security"
 	"github.com/qcluster/qcluster/internal/seeds"
 	"github.com/qcluster/qcluster/internal/storage"
 )
@@ -258,8 +259,8 @@ type Cluster struct {
 	joins *join.Protocol // the join protocol (internal/join; leader mode)
 
 	clientOnce sync.Once
-	client     *peercall.Client // requests to other peers (see call)
-	sec        *security        // TLS and gossip keys (set by Start)
+	client     *peercall.Client   // requests to other peers (see call)
+	sec        *security.Settings // TLS and gossip keys (set by Start)
 
 	// health is the application's health check (Config.HealthCheck).
 	health *health.Check

@@ -53,7 +53,7 @@ func (c *Cluster) acceptProposal(from uint64, data []byte) error {
 // address book: without TLS any node ID can be claimed by anyone who can
 // reach the port, a member's as well; see docs/security.md).
 func (c *Cluster) vouch(id uint64) bool {
-	if c.sec.tlsOn() {
+	if c.sec.TLSOn() {
 		return true
 	}
 	for _, gm := range c.gossipMembers() {

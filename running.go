@@ -14,6 +14,7 @@ import (
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/security"
 	"github.com/qcluster/qcluster/internal/storage"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -56,7 +57,7 @@ func (c *Cluster) certNotAfter() (time.Time, bool) {
 	if r := c.run.Load(); r == nil {
 		return time.Time{}, false
 	}
-	return c.sec.certNotAfter()
+	return c.sec.CertNotAfter()
 }
 
 // node returns the running election node (nil before Start, and in
@@ -109,7 +110,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := c.mode.prepare(); err != nil {
 		return err
 	}
-	sec, err := newSecurity(c.cfg.Identifier, c.cfg.ClusterName, []string{c.cfg.ListenHost, c.self.Host},
+	sec, err := security.New(c.cfg.Identifier, c.cfg.ClusterName, []string{c.cfg.ListenHost, c.self.Host},
 		c.cfg.TLS, c.cfg.ClusterKey, c.cfg.GossipKey, c.cfg.ExtraGossipKeys)
 	if err != nil {
 		return fmt.Errorf("qcluster: %w", err)
@@ -148,7 +149,7 @@ func (c *Cluster) bind() (*running, error) {
 		}
 	}
 	mux := transport.NewMux(ln, transport.MuxOptions{
-		TLS:                        c.sec.serverTLS,
+		TLS:                        c.sec.ServerTLS,
 		AllowHTTPWithoutClientCert: c.cfg.APIClientCerts == "optional",
 		MaxConnsPerIP:              c.cfg.MaxConnsPerIP,
 		Logger:                     c.log.With("component", "mux"),
@@ -278,7 +279,7 @@ func (c *Cluster) newTransport() *transport.Transport {
 	return transport.New(transport.Config{
 		LocalID:     c.selfID,
 		ClusterName: c.cfg.ClusterName,
-		TLS:         c.sec.clientTLS,
+		TLS:         c.sec.ClientTLS,
 		NodeID:      NodeID,
 		Identifier:  c.memberIdentifier,
 		Deliver: func(m raftpb.Message) {
