@@ -328,26 +328,5 @@ const EventBuffer = 256
 // Events keeps every event, up to EventBuffer unread ones. The channel is
 // closed when ctx is done or the Cluster stops.
 func (c *Cluster) Events(ctx context.Context) <-chan Event {
-	h := &c.events
-	ch := make(chan Event, EventBuffer)
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		close(ch)
-		return ch
-	}
-	if h.subs == nil {
-		h.subs = make(map[chan Event]struct{})
-	}
-	h.subs[ch] = struct{}{}
-	h.mu.Unlock()
-	context.AfterFunc(ctx, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if _, ok := h.subs[ch]; ok {
-			delete(h.subs, ch)
-			close(ch)
-		}
-	})
-	return ch
+	return c.events.Subscribe(ctx, EventBuffer)
 }
