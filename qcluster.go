@@ -44,6 +44,7 @@ import (
 	"github.com/qcluster/qcluster/internal/health"
 	"github.com/qcluster/qcluster/internal/healthlead"
 	"github.com/qcluster/qcluster/internal/join"
+	"github.com/qcluster/qcluster/internal/latest"
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peercall"
@@ -247,8 +248,8 @@ type Cluster struct {
 	ownMetaLogged atomic.Pointer[map[string]any]
 
 	snap    atomic.Pointer[snapshot]
-	watch   watchers
-	tenures *leaderwork.Tracker // leader-scoped work (leaderwork.go), ended by onView
+	watch   *latest.Fanout[State] // behind Watch (newWatchers)
+	tenures *leaderwork.Tracker   // leader-scoped work (leaderwork.go), ended by onView
 	events  eventHub
 	metrics peerMetrics
 
@@ -323,7 +324,7 @@ func New(cfg Config) (*Cluster, error) {
 	s := &snapshot{self: c.self}
 	s.at, s.atNode = c.anchor()
 	c.snap.Store(s)
-	c.watch.init()
+	c.watch = newWatchers()
 	c.tenures = leaderwork.NewTracker(cfg.Identifier, tenureLease{c}, ErrClosed)
 	c.joins = join.New(c.joinDeps())
 	c.healthLead = healthlead.New(c.healthLeadDeps())
@@ -482,7 +483,7 @@ func (c *Cluster) State() State {
 // stateNow evaluates one snapshot at one instant, and returns the snapshot
 // too, for callers that show more of it.
 func (c *Cluster) stateNow() (State, *snapshot) {
-	idx := c.watch.index()
+	idx := c.watch.Index()
 	s := c.snap.Load()
 	now := s.nodeNow(c.stamp())
 	st := State{
@@ -634,9 +635,9 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	if id, ok := c.reportedLeader(&v, now); ok {
 		st.Leader, st.HasLeader = *c.peer(id), true
 	}
-	if c.watch.publish(st) {
+	if c.watch.Publish(st) {
 		c.logChange(st)
-		st.Index = c.watch.index()
+		st.Index = c.watch.Index()
 		c.events.publish(Event{Type: EventLeaderChanged, State: st})
 	}
 }
@@ -691,5 +692,5 @@ func (c *Cluster) publishClosed() {
 	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true, at: prev.at, atNode: prev.atNode})
 	c.tenures.Check()
 	// A closed peer is a follower (none, masterless) of no leader.
-	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: c.mode.role(consensus.View{}), Term: prev.view.Term})
+	c.watch.Publish(State{Identifier: c.cfg.Identifier, Role: c.mode.role(consensus.View{}), Term: prev.view.Term})
 }

@@ -253,7 +253,7 @@ func (c *Cluster) Close() error {
 	if c.started {
 		err = c.stop()
 	}
-	c.watch.closeAll()
+	c.watch.Close()
 	c.events.closeAll()
 	if c.started {
 		c.metrics.Unregister()
@@ -358,7 +358,7 @@ func (c *Cluster) runNode(r *running) {
 		if err := r.node.Run(r.nodeRun.ctx); err != nil {
 			c.runErr.Store(&err)
 			c.publishClosed()
-			c.watch.closeAll() // watchers learn the peer stopped; Err says why
+			c.watch.Close() // watchers learn the peer stopped; Err says why
 			c.events.closeAll()
 		}
 	}()
