@@ -6,6 +6,7 @@ import (
 
 	"github.com/qcluster/qcluster/internal/healthlead"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/metadata"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -13,7 +14,7 @@ import (
 // serves). Gossip runs in both modes: it is the whole membership in
 // masterless mode, and the health view of the registry in leader mode.
 func (c *Cluster) newGossip(mux *transport.Mux) (*membership.Membership, error) {
-	meta, err := encodeMetadata(c.selfMetadata())
+	meta, err := metadata.Encode(c.selfMetadata())
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +132,7 @@ func (c *Cluster) Owner(key string) (Peer, bool) {
 	if p, ok := c.mode.registered(m.Name); ok {
 		return p, true
 	}
-	return Peer{Host: m.Host, Port: m.Port, Identifier: m.Name, Metadata: c.decodeGossipMeta(m.Name, m.Meta)}, true
+	return Peer{Host: m.Host, Port: m.Port, Identifier: m.Name, Metadata: c.gossipMeta.Decode(m.Name, m.Meta)}, true
 }
 
 // gossipJoined reports, for readiness, whether gossip has found another

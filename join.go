@@ -13,6 +13,7 @@ import (
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/join"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/metadata"
 	"github.com/qcluster/qcluster/internal/peercall"
 	"github.com/qcluster/qcluster/internal/sdkerr"
 	"github.com/qcluster/qcluster/internal/storage"
@@ -195,7 +196,7 @@ func (c *Cluster) leaveCluster(ctx context.Context) error {
 // or ctx's error if ctx ends first). A restarted peer takes its metadata
 // from its config again.
 func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
-	md, err := normalizeMetadata(md)
+	md, err := metadata.Normalize(md)
 	if err != nil {
 		return err
 	}
@@ -207,7 +208,7 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 	}
 	c.selfMeta.Store(&md)
 	c.events.touch() // Peers shows it (masterless) before gossip confirms it
-	raw, _ := encodeMetadata(md)
+	raw, _ := metadata.Encode(md)
 	gctx, cancel := context.WithTimeout(ctx, gossipTimeout)
 	gerr := g.SetMeta(gctx, raw)
 	cancel()
@@ -259,7 +260,7 @@ func (c *Cluster) joinDeps() join.Deps {
 		Log:               c.log,
 		Metadata:          c.selfMetadata,
 		MetadataLogged:    c.ownMetaLogged.Load,
-		Normalize:         normalizeMetadata,
+		Normalize:         metadata.Normalize,
 		Leader: func() (api.Peer, bool) {
 			l, ok := c.Leader()
 			if !ok {

@@ -47,6 +47,7 @@ import (
 	"github.com/qcluster/qcluster/internal/latest"
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/metadata"
 	"github.com/qcluster/qcluster/internal/peercall"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/sdkerr"
@@ -253,8 +254,7 @@ type Cluster struct {
 	events  eventHub
 	metrics peerMetrics
 
-	metaMu    sync.Mutex // guards metaCache
-	metaCache map[string]metaCacheEntry
+	gossipMeta metadata.Cache // members' gossip metadata, decoded
 
 	seeds *seeds.Queue   // gossip addresses waiting to be joined
 	joins *join.Protocol // the join protocol (internal/join; leader mode)
@@ -295,13 +295,13 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("peer", cfg.Identifier)
-	md, err := normalizeMetadata(cfg.Metadata)
+	md, err := metadata.Normalize(cfg.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("%w: metadata: %w", ErrInvalidConfig, err)
 	}
 	cfg.Metadata = md
 	for i := range cfg.Peers {
-		if cfg.Peers[i].Metadata, err = normalizeMetadata(cfg.Peers[i].Metadata); err != nil {
+		if cfg.Peers[i].Metadata, err = metadata.Normalize(cfg.Peers[i].Metadata); err != nil {
 			return nil, fmt.Errorf("%w: peers[%d].metadata: %w", ErrInvalidConfig, i, err)
 		}
 	}
