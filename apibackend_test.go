@@ -685,9 +685,7 @@ func TestAPIBlockingQueryEndsOnClose(t *testing.T) {
 		errc <- err
 	}()
 	waitFor(t, 5*time.Second, "the query to wait", func() bool {
-		p.watch.mu.Lock()
-		defer p.watch.mu.Unlock()
-		return len(p.watch.subs) > 0
+		return p.watch.Count() > 0
 	})
 	start := time.Now()
 	tc.stop(pi)

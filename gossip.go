@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/qcluster/qcluster/internal/healthlead"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/metadata"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -12,7 +14,7 @@ import (
 // serves). Gossip runs in both modes: it is the whole membership in
 // masterless mode, and the health view of the registry in leader mode.
 func (c *Cluster) newGossip(mux *transport.Mux) (*membership.Membership, error) {
-	meta, err := encodeMetadata(c.selfMetadata())
+	meta, err := metadata.Encode(c.selfMetadata())
 	if err != nil {
 		return nil, err
 	}
@@ -21,17 +23,17 @@ func (c *Cluster) newGossip(mux *transport.Mux) (*membership.Membership, error) 
 	mc.Mux = mux
 	mc.ClusterName = c.cfg.ClusterName
 	mc.Meta = meta
-	mc.Check = gossipCheck(CheckNone)
+	mc.Check = healthlead.GossipCheck(CheckNone)
 	if c.cfg.HealthCheck != nil {
-		mc.Check = gossipCheck(CheckFailing) // until it passes
+		mc.Check = healthlead.GossipCheck(CheckFailing) // until it passes
 	}
 	mc.Profile = c.cfg.GossipProfile
 	mc.AdvertiseHost = c.self.Host
 	mc.AdvertisePort = c.self.Port
 	mc.Logger = c.log.With("component", "gossip")
 	mc.Events = c.onGossipEvent
-	mc.TLS = c.sec.clientTLS
-	mc.GossipKeys = c.sec.gossipKeys
+	mc.TLS = c.sec.ClientTLS
+	mc.GossipKeys = c.sec.GossipKeys
 	if c.gossipTweak != nil {
 		c.gossipTweak(&mc)
 	}
@@ -85,7 +87,7 @@ func (m masterlessMode) gossipEvent(ev membership.Event) {
 // metadata, so only the health of its members is reported from gossip.
 func (l leaderMode) gossipEvent(ev membership.Event) {
 	c := l.c
-	c.noteFailing()
+	c.healthLead.NoteGossip()
 	p, ok := c.reg.Load().Get(NodeID(ev.Member.Name))
 	if !ok || p.Identifier != ev.Member.Name {
 		c.events.touch() // Peers lists it (role none) all the same
@@ -130,7 +132,7 @@ func (c *Cluster) Owner(key string) (Peer, bool) {
 	if p, ok := c.mode.registered(m.Name); ok {
 		return p, true
 	}
-	return Peer{Host: m.Host, Port: m.Port, Identifier: m.Name, Metadata: c.decodeGossipMeta(m.Name, m.Meta)}, true
+	return Peer{Host: m.Host, Port: m.Port, Identifier: m.Name, Metadata: c.gossipMeta.Decode(m.Name, m.Meta)}, true
 }
 
 // gossipJoined reports, for readiness, whether gossip has found another

@@ -2,11 +2,11 @@ package qcluster
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/health"
+	"github.com/qcluster/qcluster/internal/healthlead"
 	"github.com/qcluster/qcluster/internal/membership"
 )
 
@@ -67,36 +67,38 @@ func (c *Cluster) SetHealth(status, output string) error {
 // "failing") and the check's last output.
 func (c *Cluster) Health() (status, output string) { return c.health.State(time.Now()) }
 
-// healthLoop applies the check's state: to the election core (candidacy),
-// to gossip (what the others see), and, while it fails on the leader, by
-// handing leadership over. It runs until ctx ends.
-func (c *Cluster) healthLoop(ctx context.Context) {
-	applied := ""
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		status, output := c.health.State(time.Now())
-		if status != applied {
-			c.applyCheck(ctx, status, output)
-			applied = status
-		}
-		wait := time.Hour
-		if exp := c.health.Expiry(); !exp.IsZero() {
-			wait = max(time.Until(exp)+time.Millisecond, time.Millisecond)
-		}
-		if status == CheckFailing && c.leading() {
-			c.resignUnhealthy(ctx)
-			// Try again (another voter may pass meanwhile) while this peer
-			// still leads.
-			wait = min(wait, time.Duration(c.cfg.ElectionTimeout))
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.health.Changed():
-		case <-timer.C:
-		}
+// healthLeadDeps is what health-tied leadership (internal/healthlead)
+// reads and changes of c.
+func (c *Cluster) healthLeadDeps() healthlead.Deps {
+	return healthlead.Deps{
+		Identifier:        c.cfg.Identifier,
+		ID:                c.selfID,
+		ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
+		HeartbeatInterval: time.Duration(c.cfg.HeartbeatInterval),
+		Log:               c.log,
+		Check:             c.health,
+		Leading:           c.leading,
+		SetCandidate: func(ctx context.Context, candidate bool) error {
+			node := c.node()
+			if node == nil {
+				return nil
+			}
+			return node.Do(ctx, func(core *consensus.Core) error {
+				core.SetCandidate(candidate)
+				return nil
+			})
+		},
+		SetGossipCheck: func(ctx context.Context, check membership.Check) {
+			if g := c.gossip(); g != nil {
+				_ = g.SetCheck(ctx, check)
+			}
+		},
+		Members: c.gossipMembers,
+		Touch:   c.events.touch,
+		Transfer: func(ctx context.Context, tried map[uint64]bool) (uint64, error) {
+			return c.transfer(ctx, 0, tried)
+		},
+		PeerName: func(id uint64) string { return c.peer(id).Identifier },
 	}
 }
 
@@ -104,124 +106,8 @@ func (c *Cluster) healthLoop(ctx context.Context) {
 // a lease).
 func (c *Cluster) leading() bool { return c.snap.Load().view.Role == consensus.Leader }
 
-// applyCheck makes the election core and gossip follow the check's state.
-func (c *Cluster) applyCheck(ctx context.Context, status, output string) {
-	passing := status != CheckFailing
-	if node := c.node(); node != nil {
-		if err := node.Do(ctx, func(core *consensus.Core) error {
-			core.SetCandidate(passing)
-			return nil
-		}); err != nil {
-			return // stopping
-		}
-	}
-	if passing {
-		c.log.Info("health check passes: a candidate for leadership", "check", status, "output", output)
-	} else {
-		c.log.Warn("health check fails: no candidate for leadership", "output", output)
-	}
-	if status == CheckFailing && c.leading() {
-		c.resignUnhealthy(ctx) // before telling gossip: hand over at once
-	}
-	if g := c.gossip(); g != nil {
-		gctx, cancel := context.WithTimeout(ctx, time.Second)
-		_ = g.SetCheck(gctx, gossipCheck(status)) // spreads even unconfirmed
-		cancel()
-	}
-	c.events.touch() // Peers shows it
-}
-
-// resignUnhealthy hands leadership to the best voter whose check does not
-// fail, trying each in turn, each for up to two election timeouts.
-func (c *Cluster) resignUnhealthy(ctx context.Context) {
-	tried := map[uint64]bool{}
-	for c.leading() && ctx.Err() == nil {
-		tctx, cancel := context.WithTimeout(ctx, 2*time.Duration(c.cfg.ElectionTimeout)+time.Duration(c.cfg.HeartbeatInterval))
-		target, err := c.transfer(tctx, 0, tried)
-		cancel()
-		if err == nil {
-			c.log.Info("handed leadership over: health check fails", "to", c.peer(target).Identifier)
-			return
-		}
-		if target == 0 || errors.Is(err, ErrUnknownPeer) || errors.Is(err, ErrNotLeader) || errors.Is(err, ErrClosed) {
-			c.log.Debug("no voter to hand leadership to", "err", err)
-			return
-		}
-		tried[target] = true
-	}
-}
-
-// gossipCheck converts a check state for gossip.
-func gossipCheck(status string) membership.Check {
-	switch status {
-	case CheckPassing:
-		return membership.CheckPassing
-	case CheckFailing:
-		return membership.CheckFailing
-	}
-	return membership.CheckNone
-}
-
 // checkOf converts gossip's check state.
 func checkOf(ch membership.Check) string { return ch.String() }
-
-// failingMembers returns the node IDs of the members whose check fails, as
-// gossip says (this peer's own from its own state).
-func (c *Cluster) failingMembers() map[uint64]bool {
-	out := c.gossipFailing()
-	if out == nil {
-		out = map[uint64]bool{}
-	}
-	if st, _ := c.Health(); st == CheckFailing {
-		out[c.selfID] = true
-	}
-	return out
-}
-
-// gossipFailing returns the node IDs of the other members whose check
-// fails as gossip says, or nil when none does.
-func (c *Cluster) gossipFailing() map[uint64]bool {
-	var set map[uint64]bool
-	for _, gm := range c.gossipMembers() {
-		if gm.Check == membership.CheckFailing && gm.Name != c.cfg.Identifier {
-			if set == nil {
-				set = map[uint64]bool{}
-			}
-			set[NodeID(gm.Name)] = true
-		}
-	}
-	return set
-}
-
-// noteFailing refreshes the set behind leaderFailing from gossip (on every
-// gossip event, leader mode).
-func (c *Cluster) noteFailing() {
-	if set := c.gossipFailing(); set != nil {
-		c.leadFailing.Store(&set)
-		return
-	}
-	c.leadFailing.Store(nil)
-}
-
-// leaderFailing reports whether gossip says that id, another member, fails
-// its health check. A follower then names no leader: that leader holds no
-// lease (it is no candidate) and is handing over, or, when every voter
-// fails, there is no leader to name (the leader itself says so). It takes
-// no lock and does not allocate.
-func (c *Cluster) leaderFailing(id uint64) bool {
-	set := c.leadFailing.Load()
-	return set != nil && (*set)[id]
-}
-
-// allFailing reports whether there are voters and every one fails.
-func allFailing(voters []uint64, failing map[uint64]bool) bool {
-	for _, id := range voters {
-		if !failing[id] {
-			return false
-		}
-	}
-	return len(voters) > 0
-}
 
 // startHealth starts the health-check goroutines (Start holds c.mu).
 func (c *Cluster) startHealth(ctx context.Context) {
@@ -231,7 +117,7 @@ func (c *Cluster) startHealth(ctx context.Context) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.healthLoop(ctx)
+		c.healthLead.Run(ctx)
 	}()
 	if c.health.Config().HTTP != "" {
 		c.wg.Add(1)
@@ -240,20 +126,4 @@ func (c *Cluster) startHealth(ctx context.Context) {
 			c.health.RunHTTP(ctx)
 		}()
 	}
-}
-
-// noLeaderReason says why there is no leader, when health checks explain
-// it: every voter's check fails, or the raft leader's (this peer or lead)
-// does. It returns "" otherwise.
-func (c *Cluster) noLeaderReason(voters []uint64, lead uint64, leading bool) string {
-	failing := c.failingMembers()
-	switch {
-	case allFailing(voters, failing):
-		return "every voter's health check fails (health_check): no voter is a candidate for leadership"
-	case leading && failing[c.selfID]:
-		return "this peer's health check fails: it holds no leader lease and hands leadership to a voter whose check does not fail"
-	case lead != 0 && lead != c.selfID && failing[lead]:
-		return "the leader's health check fails: it holds no leader lease and hands leadership to a voter whose check does not fail"
-	}
-	return ""
 }

@@ -244,7 +244,7 @@ func TestHealthResignSkipsFailing(t *testing.T) {
 	// Every peer starts failing until its first report: wait until gossip
 	// has told the leader that they pass.
 	waitFor(t, 10*time.Second, "the leader to see every check pass", func() bool {
-		return len(leader.failingMembers()) == 0
+		return len(leader.healthLead.Failing()) == 0
 	})
 	var preferred uint64
 	if err := tc.peers[tc.index(leader)].node().Do(ctxTimeout(t, 5*time.Second), func(core *consensus.Core) error {
@@ -263,7 +263,7 @@ func TestHealthResignSkipsFailing(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the leader to see the check fail", func() bool {
-		return leader.failingMembers()[preferred]
+		return leader.healthLead.Failing()[preferred]
 	})
 	if err := leader.Transfer(ctxTimeout(t, 5*time.Second), failing.cfg.Identifier); !errors.Is(err, ErrTransferFailed) {
 		t.Fatalf("Transfer to a failing member = %v, want ErrTransferFailed", err)

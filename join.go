@@ -12,6 +12,7 @@ import (
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/join"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/metadata"
 	"github.com/qcluster/qcluster/internal/peercall"
 	"github.com/qcluster/qcluster/internal/peerrun"
 	"github.com/qcluster/qcluster/internal/sdkerr"
@@ -183,7 +184,7 @@ func (c *Cluster) leaveCluster(ctx context.Context) error {
 // or ctx's error if ctx ends first). A restarted peer takes its metadata
 // from its config again.
 func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
-	md, err := normalizeMetadata(md)
+	md, err := metadata.Normalize(md)
 	if err != nil {
 		return err
 	}
@@ -195,7 +196,7 @@ func (c *Cluster) SetMetadata(ctx context.Context, md map[string]any) error {
 	}
 	c.selfMeta.Store(&md)
 	c.events.touch() // Peers shows it (masterless) before gossip confirms it
-	raw, _ := encodeMetadata(md)
+	raw, _ := metadata.Encode(md)
 	gctx, cancel := context.WithTimeout(ctx, gossipTimeout)
 	gerr := g.SetMeta(gctx, raw)
 	cancel()
@@ -247,7 +248,7 @@ func (c *Cluster) joinDeps() join.Deps {
 		Log:               c.log,
 		Metadata:          c.selfMetadata,
 		MetadataLogged:    c.ownMetaLogged.Load,
-		Normalize:         normalizeMetadata,
+		Normalize:         metadata.Normalize,
 		Leader: func() (api.Peer, bool) {
 			l, ok := c.Leader()
 			if !ok {
@@ -297,7 +298,7 @@ func (c *Cluster) peerClient() *peercall.Client {
 	c.clientOnce.Do(func() {
 		var tlsCfg *tls.Config
 		if c.sec != nil {
-			tlsCfg = c.sec.clientTLS
+			tlsCfg = c.sec.ClientTLS
 		}
 		c.client = peercall.New(c.cfg.APIToken, tlsCfg, apibackend.FromAPIError)
 	})

@@ -69,7 +69,7 @@ func (m masterlessMode) start(_ context.Context, r *running) error {
 	c := m.c
 	c.serve(r)
 	c.startHealth(r.ctx)
-	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: RoleNone})
+	c.watch.Publish(State{Identifier: c.cfg.Identifier, Role: RoleNone})
 	c.log.Info("peer started", "mode", ModeMasterless, "addr", r.mux.Addr().String(), "peers", len(c.cfg.RemotePeers()))
 	return nil
 }
@@ -168,5 +168,5 @@ func (l leaderMode) joined(v consensus.View) bool {
 func (masterlessMode) noLeaderReason(consensus.View, bool) string { return "" }
 
 func (l leaderMode) noLeaderReason(v consensus.View, leading bool) string {
-	return l.c.noLeaderReason(v.Voters, v.Lead, leading)
+	return l.c.healthLead.NoLeaderReason(v.Voters, v.Lead, leading)
 }

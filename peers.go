@@ -3,7 +3,6 @@ package qcluster
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -206,7 +205,7 @@ func (c *Cluster) memberIn(p *Peer, s *snapshot, leader string, hasLeader bool, 
 // JSON object it publishes.
 func (c *Cluster) gossipMember(gm membership.Member) Member {
 	m := Member{
-		Peer:   Peer{Host: gm.Host, Port: gm.Port, Identifier: gm.Name, Metadata: c.decodeGossipMeta(gm.Name, gm.Meta)},
+		Peer:   Peer{Host: gm.Host, Port: gm.Port, Identifier: gm.Name, Metadata: c.gossipMeta.Decode(gm.Name, gm.Meta)},
 		Role:   MemberMasterless,
 		Health: healthOf(gm.State),
 		Since:  gm.Since,
@@ -218,34 +217,6 @@ func (c *Cluster) gossipMember(gm membership.Member) Member {
 		m.Metadata = c.selfMetadata()
 	}
 	return m
-}
-
-// decodeGossipMeta decodes a member's gossip metadata (a JSON object),
-// caching the result per member so that Peers and Owner do not decode it on
-// every call.
-func (c *Cluster) decodeGossipMeta(name string, raw []byte) map[string]any {
-	if len(raw) == 0 {
-		return nil
-	}
-	c.metaMu.Lock()
-	defer c.metaMu.Unlock()
-	if e, ok := c.metaCache[name]; ok && string(e.raw) == string(raw) {
-		return e.md
-	}
-	var md map[string]any
-	if err := json.Unmarshal(raw, &md); err != nil {
-		md = map[string]any{"_invalid": fmt.Sprintf("metadata is not a JSON object: %v", err)}
-	}
-	if c.metaCache == nil {
-		c.metaCache = make(map[string]metaCacheEntry)
-	}
-	c.metaCache[name] = metaCacheEntry{raw: raw, md: md}
-	return md
-}
-
-type metaCacheEntry struct {
-	raw []byte
-	md  map[string]any
 }
 
 // EventType says what happened in an Event.
@@ -328,26 +299,5 @@ const EventBuffer = 256
 // Events keeps every event, up to EventBuffer unread ones. The channel is
 // closed when ctx is done or the Cluster stops.
 func (c *Cluster) Events(ctx context.Context) <-chan Event {
-	h := &c.events
-	ch := make(chan Event, EventBuffer)
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		close(ch)
-		return ch
-	}
-	if h.subs == nil {
-		h.subs = make(map[chan Event]struct{})
-	}
-	h.subs[ch] = struct{}{}
-	h.mu.Unlock()
-	context.AfterFunc(ctx, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if _, ok := h.subs[ch]; ok {
-			delete(h.subs, ch)
-			close(ch)
-		}
-	})
-	return ch
+	return c.events.Subscribe(ctx, EventBuffer)
 }

@@ -45,14 +45,18 @@ import (
 	"github.com/qcluster/qcluster/internal/clock"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/health"
+	"github.com/qcluster/qcluster/internal/healthlead"
 	"github.com/qcluster/qcluster/internal/join"
 	"github.com/qcluster/qcluster/internal/kvnode"
+	"github.com/qcluster/qcluster/internal/latest"
 	"github.com/qcluster/qcluster/internal/leaderwork"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/metadata"
 	"github.com/qcluster/qcluster/internal/peercall"
 	"github.com/qcluster/qcluster/internal/peerrun"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/sdkerr"
+	"github.com/qcluster/qcluster/internal/security"
 	"github.com/qcluster/qcluster/internal/seeds"
 	"github.com/qcluster/qcluster/internal/storage"
 	"github.com/qcluster/qcluster/internal/transfer"
@@ -226,28 +230,26 @@ type Cluster struct {
 	ownMetaLogged atomic.Pointer[map[string]any]
 
 	snap    atomic.Pointer[snapshot]
-	watch   watchers
-	tenures *leaderwork.Tracker // leader-scoped work (leaderwork.go), ended by onView
+	watch   *latest.Fanout[State] // behind Watch (newWatchers)
+	tenures *leaderwork.Tracker   // leader-scoped work (leaderwork.go), ended by onView
 	events  eventHub
 	metrics peerMetrics
 
-	metaMu    sync.Mutex // guards metaCache
-	metaCache map[string]metaCacheEntry
+	gossipMeta metadata.Cache // members' gossip metadata, decoded
 
 	seeds *seeds.Queue   // gossip addresses waiting to be joined
 	joins *join.Protocol // the join protocol (internal/join; leader mode)
 
 	clientOnce sync.Once
-	client     *peercall.Client // requests to other peers (see call)
-	sec        *security        // TLS and gossip keys (set by Start)
+	client     *peercall.Client   // requests to other peers (see call)
+	sec        *security.Settings // TLS and gossip keys (set by Start)
 
 	// health is the application's health check (Config.HealthCheck).
 	health *health.Check
-	// leadFailing holds the node IDs of the other members whose health
-	// check fails as gossip says (leader mode): a follower does not name
-	// a leader whose check fails, since that leader holds no lease and
-	// hands over (leaderIn). Nil: none.
-	leadFailing atomic.Pointer[map[uint64]bool]
+	// healthLead is health-tied leadership (internal/healthlead): it
+	// applies health to the election and knows, from gossip, which members
+	// fail theirs (a follower does not name such a leader: leaderIn).
+	healthLead *healthlead.Leadership
 
 	// gossipTweak, when set (tests), adjusts the gossip config.
 	gossipTweak func(*membership.Config)
@@ -274,13 +276,13 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("peer", cfg.Identifier)
-	md, err := normalizeMetadata(cfg.Metadata)
+	md, err := metadata.Normalize(cfg.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("%w: metadata: %w", ErrInvalidConfig, err)
 	}
 	cfg.Metadata = md
 	for i := range cfg.Peers {
-		if cfg.Peers[i].Metadata, err = normalizeMetadata(cfg.Peers[i].Metadata); err != nil {
+		if cfg.Peers[i].Metadata, err = metadata.Normalize(cfg.Peers[i].Metadata); err != nil {
 			return nil, fmt.Errorf("%w: peers[%d].metadata: %w", ErrInvalidConfig, i, err)
 		}
 	}
@@ -302,9 +304,10 @@ func New(cfg Config) (*Cluster, error) {
 	s := &snapshot{self: c.self}
 	s.at, s.atNode = c.anchor()
 	c.snap.Store(s)
-	c.watch.init()
+	c.watch = newWatchers()
 	c.tenures = leaderwork.NewTracker(cfg.Identifier, tenureLease{c}, ErrClosed)
 	c.joins = join.New(c.joinDeps())
+	c.healthLead = healthlead.New(c.healthLeadDeps())
 	c.mode = newMode(c)
 	c.metrics = newPeerMetrics(c)
 	c.kv = newKVNode(c)
@@ -384,7 +387,7 @@ func (c *Cluster) IsLeader() bool {
 // takes no lock and does not allocate.
 func (c *Cluster) reportedLeader(v *consensus.View, now time.Duration) (uint64, bool) {
 	id, ok := v.LeaderAt(now, time.Duration(c.cfg.ElectionTimeout))
-	return id, ok && !c.leaderFailing(id)
+	return id, ok && !c.healthLead.LeaderFailing(id)
 }
 
 // leaderIn returns the leader s lets this peer report at now.
@@ -441,7 +444,7 @@ func (c *Cluster) State() State {
 // stateNow evaluates one snapshot at one instant, and returns the snapshot
 // too, for callers that show more of it.
 func (c *Cluster) stateNow() (State, *snapshot) {
-	idx := c.watch.index()
+	idx := c.watch.Index()
 	s := c.snap.Load()
 	now := s.nodeNow(c.stamp())
 	st := State{
@@ -513,7 +516,7 @@ func (c *Cluster) transfer(ctx context.Context, target uint64, tried map[uint64]
 func (c *Cluster) transferDeps() transfer.Deps {
 	return transfer.Deps{
 		Node:    c.node,
-		Failing: c.failingMembers,
+		Failing: c.healthLead.Failing,
 		Name:    func(id uint64) string { return c.peer(id).Identifier },
 		Watch: func(ctx context.Context) iter.Seq[transfer.Leadership] {
 			return func(yield func(transfer.Leadership) bool) {
@@ -557,9 +560,9 @@ func (c *Cluster) onView(v consensus.View, now time.Duration) {
 	if id, ok := c.reportedLeader(&v, now); ok {
 		st.Leader, st.HasLeader = *c.peer(id), true
 	}
-	if c.watch.publish(st) {
+	if c.watch.Publish(st) {
 		c.logChange(st)
-		st.Index = c.watch.index()
+		st.Index = c.watch.Index()
 		c.events.publish(Event{Type: EventLeaderChanged, State: st})
 	}
 }
@@ -614,5 +617,5 @@ func (c *Cluster) publishClosed() {
 	c.snap.Store(&snapshot{view: prev.view, self: c.self, closed: true, at: prev.at, atNode: prev.atNode})
 	c.tenures.Check()
 	// A closed peer is a follower (none, masterless) of no leader.
-	c.watch.publish(State{Identifier: c.cfg.Identifier, Role: c.mode.role(consensus.View{}), Term: prev.view.Term})
+	c.watch.Publish(State{Identifier: c.cfg.Identifier, Role: c.mode.role(consensus.View{}), Term: prev.view.Term})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/kv"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/metadata"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -38,7 +39,7 @@ func (c *Cluster) acceptProposal(from uint64, data []byte) error {
 	if !ok || p.Identifier != re.Identifier {
 		return fmt.Errorf("%w: node %x proposed metadata for %q", errForeignProposal, from, re.Identifier)
 	}
-	if _, err := encodeMetadata(re.Metadata); err != nil {
+	if _, err := metadata.Encode(re.Metadata); err != nil {
 		return err
 	}
 	return nil
@@ -53,7 +54,7 @@ func (c *Cluster) acceptProposal(from uint64, data []byte) error {
 // address book: without TLS any node ID can be claimed by anyone who can
 // reach the port, a member's as well; see docs/security.md).
 func (c *Cluster) vouch(id uint64) bool {
-	if c.sec.tlsOn() {
+	if c.sec.TLSOn() {
 		return true
 	}
 	for _, gm := range c.gossipMembers() {

@@ -1,9 +1,6 @@
 package qcluster
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"reflect"
 
 	"github.com/qcluster/qcluster/internal/consensus"
@@ -138,35 +135,4 @@ func (c *Cluster) registryChanged() <-chan struct{} {
 // samePeer reports whether two records say the same.
 func samePeer(a, b *Peer) bool {
 	return a.Identifier == b.Identifier && a.Host == b.Host && a.Port == b.Port && reflect.DeepEqual(a.Metadata, b.Metadata)
-}
-
-// encodeMetadata checks that metadata can be shared: JSON-encodable and at
-// most MaxMetadataSize bytes encoded.
-func encodeMetadata(md map[string]any) ([]byte, error) {
-	b, err := json.Marshal(md)
-	if err != nil {
-		return nil, fmt.Errorf("%w: metadata cannot be encoded as JSON: %w", ErrInvalidMetadata, err)
-	}
-	if len(b) > MaxMetadataSize {
-		return nil, fmt.Errorf("%w: metadata is %d bytes encoded as JSON; the limit is %d (64 KiB)", ErrInvalidMetadata, len(b), MaxMetadataSize)
-	}
-	return b, nil
-}
-
-// normalizeMetadata returns md as every peer decodes it from JSON (numbers
-// as float64), so the local copy equals the replicated one.
-func normalizeMetadata(md map[string]any) (map[string]any, error) {
-	b, err := encodeMetadata(md)
-	if err != nil {
-		return nil, err
-	}
-	if md == nil {
-		return nil, nil
-	}
-	var out map[string]any
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&out); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
-	}
-	return out, nil
 }

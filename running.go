@@ -12,6 +12,7 @@ import (
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peerrun"
+	"github.com/qcluster/qcluster/internal/security"
 	"github.com/qcluster/qcluster/internal/storage"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -47,7 +48,7 @@ func (c *Cluster) certNotAfter() (time.Time, bool) {
 	if r := c.run.Load(); r == nil {
 		return time.Time{}, false
 	}
-	return c.sec.certNotAfter()
+	return c.sec.CertNotAfter()
 }
 
 // node returns the running election node (nil before Start, and in
@@ -100,7 +101,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := c.mode.prepare(); err != nil {
 		return err
 	}
-	sec, err := newSecurity(c.cfg.Identifier, c.cfg.ClusterName, []string{c.cfg.ListenHost, c.self.Host},
+	sec, err := security.New(c.cfg.Identifier, c.cfg.ClusterName, []string{c.cfg.ListenHost, c.self.Host},
 		c.cfg.TLS, c.cfg.ClusterKey, c.cfg.GossipKey, c.cfg.ExtraGossipKeys)
 	if err != nil {
 		return fmt.Errorf("qcluster: %w", err)
@@ -136,7 +137,7 @@ func (c *Cluster) bind() (*running, error) {
 		return nil, err
 	}
 	mux := transport.NewMux(ln, transport.MuxOptions{
-		TLS:                        c.sec.serverTLS,
+		TLS:                        c.sec.ServerTLS,
 		AllowHTTPWithoutClientCert: c.cfg.APIClientCerts == "optional",
 		MaxConnsPerIP:              c.cfg.MaxConnsPerIP,
 		Logger:                     c.log.With("component", "mux"),
@@ -198,7 +199,7 @@ func (c *Cluster) Close() error {
 	if c.started {
 		err = c.stop()
 	}
-	c.watch.closeAll()
+	c.watch.Close()
 	c.events.closeAll()
 	if c.started {
 		c.metrics.Unregister()
@@ -224,7 +225,7 @@ func (c *Cluster) newTransport() *transport.Transport {
 	return transport.New(peerrun.RouteToNode(transport.Config{
 		LocalID:     c.selfID,
 		ClusterName: c.cfg.ClusterName,
-		TLS:         c.sec.clientTLS,
+		TLS:         c.sec.ClientTLS,
 		NodeID:      NodeID,
 		Identifier:  c.memberIdentifier,
 		Logger:      c.log.With("component", "transport"),
@@ -275,7 +276,7 @@ func (c *Cluster) runNode(r *running) {
 	r.nodeRun.Start(&c.wg, r.node, func(err error) {
 		c.runErr.Store(&err)
 		c.publishClosed()
-		c.watch.closeAll() // watchers learn the peer stopped; Err says why
+		c.watch.Close() // watchers learn the peer stopped; Err says why
 		c.events.closeAll()
 	})
 }

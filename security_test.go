@@ -15,6 +15,7 @@ import (
 
 	"github.com/qcluster/qcluster/internal/config"
 	"github.com/qcluster/qcluster/internal/pki"
+	"github.com/qcluster/qcluster/internal/security"
 )
 
 // secFiles writes a CA and a certificate for identity into a temp dir and
@@ -50,11 +51,11 @@ func TestSecuredBy(t *testing.T) {
 	if !(Config{TLS: &TLSConfig{}, ClusterKey: ""}).Secured() || !(Config{TLS: nil, ClusterKey: pki.NewClusterKey()}).Secured() {
 		t.Error("tls or cluster_key is secured")
 	}
-	var s *security
-	if s.tlsOn() {
+	var s *security.Settings
+	if s.TLSOn() {
 		t.Error("nil security has TLS on")
 	}
-	if _, ok := s.certNotAfter(); ok {
+	if _, ok := s.CertNotAfter(); ok {
 		t.Error("nil security has a certificate")
 	}
 }
@@ -114,18 +115,18 @@ func TestSecurityProblems(t *testing.T) {
 			if len(ps) > 0 {
 				return // Validate refuses the config; Start never gets here
 			}
-			s, err := newSecurity(me.Identifier, me.Cluster, []string{"localhost"}, tc.tls, tc.clusterKey, tc.gossipKey, nil)
+			s, err := security.New(me.Identifier, me.Cluster, []string{"localhost"}, tc.tls, tc.clusterKey, tc.gossipKey, nil)
 			if err != nil {
 				t.Fatalf("newSecurity of a valid config: %v", err)
 			}
-			if s.tlsOn() != (Config{TLS: tc.tls, ClusterKey: tc.clusterKey}).Secured() || (s.serverTLS != nil) != s.tlsOn() || (s.clientTLS != nil) != s.tlsOn() {
-				t.Errorf("TLS on %v, server %v, client %v; securedBy %v", s.tlsOn(), s.serverTLS != nil, s.clientTLS != nil, (Config{TLS: tc.tls, ClusterKey: tc.clusterKey}).Secured())
+			if s.TLSOn() != (Config{TLS: tc.tls, ClusterKey: tc.clusterKey}).Secured() || (s.ServerTLS != nil) != s.TLSOn() || (s.ClientTLS != nil) != s.TLSOn() {
+				t.Errorf("TLS on %v, server %v, client %v; securedBy %v", s.TLSOn(), s.ServerTLS != nil, s.ClientTLS != nil, (Config{TLS: tc.tls, ClusterKey: tc.clusterKey}).Secured())
 			}
 			wantGossip := tc.gossipKey != "" || tc.clusterKey != ""
-			if (len(s.gossipKeys) == 1) != wantGossip {
-				t.Errorf("gossip keys %d, want encryption %v", len(s.gossipKeys), wantGossip)
+			if (len(s.GossipKeys) == 1) != wantGossip {
+				t.Errorf("gossip keys %d, want encryption %v", len(s.GossipKeys), wantGossip)
 			}
-			if na, ok := s.certNotAfter(); ok != s.tlsOn() || (ok && !na.After(time.Now())) {
+			if na, ok := s.CertNotAfter(); ok != s.TLSOn() || (ok && !na.After(time.Now())) {
 				t.Errorf("certNotAfter %v %v", na, ok)
 			}
 		})
@@ -135,31 +136,31 @@ func TestSecurityProblems(t *testing.T) {
 func TestSecurityGossipKeys(t *testing.T) {
 	key := pki.NewClusterKey()
 	kb, _ := pki.ParseClusterKey(key)
-	a, err := newSecurity("a", "", nil, nil, key, "", nil)
+	a, err := security.New("a", "", nil, nil, key, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(a.gossipKeys[0]) != string(pki.DeriveGossipKey(kb)) {
+	if string(a.GossipKeys[0]) != string(pki.DeriveGossipKey(kb)) {
 		t.Error("cluster_key does not derive the gossip key")
 	}
 	gk := pki.NewGossipKey()
 	gb, _ := pki.ParseGossipKey(gk)
-	b, err := newSecurity("a", "", nil, nil, key, gk, nil)
+	b, err := security.New("a", "", nil, nil, key, gk, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.gossipKeys) != 1 || string(b.gossipKeys[0]) != string(gb) {
+	if len(b.GossipKeys) != 1 || string(b.GossipKeys[0]) != string(gb) {
 		t.Error("gossip_key does not override the derived key")
 	}
 	// During a rotation: the primary key first, then the extra ones.
 	old := pki.NewGossipKey()
 	ob, _ := pki.ParseGossipKey(old)
-	r, err := newSecurity("a", "", nil, nil, "", gk, []string{old})
+	r, err := security.New("a", "", nil, nil, "", gk, []string{old})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.gossipKeys) != 2 || string(r.gossipKeys[0]) != string(gb) || string(r.gossipKeys[1]) != string(ob) {
-		t.Errorf("keyring %x", r.gossipKeys)
+	if len(r.GossipKeys) != 2 || string(r.GossipKeys[0]) != string(gb) || string(r.GossipKeys[1]) != string(ob) {
+		t.Errorf("keyring %x", r.GossipKeys)
 	}
 	if ps := config.SecurityProblems("a", "", nil, "", "", []string{old}); len(ps) != 1 || ps[0].At != "extra_gossip_keys[0]" {
 		t.Errorf("extra keys without a primary: %+v", ps)
@@ -167,11 +168,11 @@ func TestSecurityGossipKeys(t *testing.T) {
 	if ps := config.SecurityProblems("a", "", nil, "", gk, []string{old, "xx"}); len(ps) != 1 || ps[0].At != "extra_gossip_keys[1]" {
 		t.Errorf("bad extra key: %+v", ps)
 	}
-	if _, err := newSecurity("a", "", nil, nil, "", gk, []string{"xx"}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := security.New("a", "", nil, nil, "", gk, []string{"xx"}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("bad extra key: %v", err)
 	}
-	c, err := newSecurity("a", "", nil, nil, "", "", nil)
-	if err != nil || c.tlsOn() || c.gossipKeys != nil {
+	c, err := security.New("a", "", nil, nil, "", "", nil)
+	if err != nil || c.TLSOn() || c.GossipKeys != nil {
 		t.Errorf("nothing configured: %+v, %v", c, err)
 	}
 }
@@ -182,24 +183,24 @@ func TestSecurityGossipKeys(t *testing.T) {
 // cluster name is refused.
 func TestSecurityPeersTrustEachOther(t *testing.T) {
 	key := pki.NewClusterKey()
-	mk := func(id, cluster, k string) *security {
-		s, err := newSecurity(id, cluster, []string{"localhost", "127.0.0.1", ""}, nil, k, "", nil)
+	mk := func(id, cluster, k string) *security.Settings {
+		s, err := security.New(id, cluster, []string{"localhost", "127.0.0.1", ""}, nil, k, "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
 	a, b := mk("a", "orders", key), mk("b", "orders", key)
-	if err := pipeHandshake(t, a.serverTLS, b.clientTLS); err != nil {
+	if err := pipeHandshake(t, a.ServerTLS, b.ClientTLS); err != nil {
 		t.Fatalf("a and b: %v", err)
 	}
-	if err := pipeHandshake(t, a.serverTLS, mk("c", "orders", pki.NewClusterKey()).clientTLS); err == nil {
+	if err := pipeHandshake(t, a.ServerTLS, mk("c", "orders", pki.NewClusterKey()).ClientTLS); err == nil {
 		t.Error("a peer of another cluster key was accepted")
 	}
-	if err := pipeHandshake(t, a.serverTLS, mk("b", "billing", key).clientTLS); err == nil {
+	if err := pipeHandshake(t, a.ServerTLS, mk("b", "billing", key).ClientTLS); err == nil {
 		t.Error("a peer of another cluster name was accepted")
 	}
-	if err := a.creds.Certificate().VerifyHostname("127.0.0.1"); err != nil {
+	if err := a.Creds.Certificate().VerifyHostname("127.0.0.1"); err != nil {
 		t.Errorf("derived certificate lacks the peer's hosts: %v", err)
 	}
 }

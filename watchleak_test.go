@@ -20,7 +20,7 @@ func (tc *testCluster) watchers() int {
 	n := 0
 	for _, p := range tc.peers {
 		if p != nil {
-			n += p.watch.count()
+			n += p.watch.Count()
 		}
 	}
 	return n
@@ -171,7 +171,7 @@ func TestWaitForLeaderEndsItsWatch(t *testing.T) {
 	tc := newTestCluster(t, 1)
 	c := tc.waitLeader(10 * time.Second)
 	h := api.NewHandler(newAPIBackend(c))
-	before := c.watch.count()
+	before := c.watch.Count()
 	for range 1000 {
 		if _, err := c.WaitForLeader(context.Background()); err != nil {
 			t.Fatal(err)
@@ -181,7 +181,7 @@ func TestWaitForLeaderEndsItsWatch(t *testing.T) {
 		}
 	}
 	// The subscriptions end on their context's AfterFunc: moments later.
-	waitFor(t, 10*time.Second, "the Watch subscriptions to end", func() bool { return c.watch.count() == before })
+	waitFor(t, 10*time.Second, "the Watch subscriptions to end", func() bool { return c.watch.Count() == before })
 }
 
 // TestAPIBackendEndsWithThePeer: when the peer closes, a blocking query in
@@ -215,9 +215,9 @@ func TestAPIBackendEndsWithThePeer(t *testing.T) {
 			idx = st.Index
 		}
 	}()
-	waitFor(t, 10*time.Second, "the Wait to subscribe", func() bool { return c.watch.count() >= 2 })
+	waitFor(t, 10*time.Second, "the Wait to subscribe", func() bool { return c.watch.Count() >= 2 })
 	tc.stop(0)
-	closing := b.base + c.watch.index() // what Close published last
+	closing := b.base + c.watch.Index() // what Close published last
 	var got []api.Status
 	select {
 	case got = <-waited:
