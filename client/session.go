@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster/api"
-	"github.com/qcluster/qcluster/internal/backoff"
+	"github.com/qcluster/qcluster/internal/keepalive"
 )
 
 // ErrSessionNotFound: the session does not exist: it expired, was revoked,
@@ -138,35 +138,14 @@ func (s *Session) Close(ctx context.Context) error {
 func (s *Session) keepAlive(ctx context.Context, created time.Time) {
 	defer close(s.ended)
 	defer close(s.done)
-	every := s.ttl / 3
-	bo := backoff.New(every/8, every/2)
-	next := time.NewTimer(every - time.Since(created))
-	defer next.Stop()
-	expire := time.NewTimer(s.ttl - time.Since(created))
-	defer expire.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-expire.C:
-			return
-		case <-next.C:
-		}
-		start := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, every)
-		_, err := s.kv.RenewSession(rctx, s.id)
-		cancel()
-		switch {
-		case err == nil:
-			bo.Reset()
-			expire.Reset(s.ttl - time.Since(start))
-			next.Reset(every - time.Since(start))
-		case errors.Is(err, ErrSessionNotFound), ctx.Err() != nil:
-			return
-		default:
-			next.Reset(bo.Next())
-		}
-	}
+	keepalive.Run(ctx, created, keepalive.Lease{
+		TTL: s.ttl,
+		Renew: func(ctx context.Context) error {
+			_, err := s.kv.RenewSession(ctx, s.id)
+			return err
+		},
+		Gone: func(err error) bool { return errors.Is(err, ErrSessionNotFound) },
+	})
 }
 
 // InSession binds a put key to session s: the key is deleted when the

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/qcluster/qcluster/internal/backoff"
+	"github.com/qcluster/qcluster/internal/keepalive"
 )
 
 // Sessions, in the manner of etcd's leases and Consul's sessions: a
@@ -132,43 +132,14 @@ func (s *Session) Close(ctx context.Context) error {
 func (s *Session) keepAlive(ctx context.Context, granted time.Time) {
 	defer close(s.ended)
 	defer close(s.done)
-	every := s.ttl / 3
-	bo := backoff.New(every/8, every/2)
-	next := time.NewTimer(every - time.Since(granted))
-	defer next.Stop()
-	expire := time.NewTimer(s.ttl - time.Since(granted))
-	defer expire.Stop()
-	for {
-		alive, changed := s.kv.b.SessionAlive(s.id)
-		if !alive {
-			return // revoked, expired or its owner removed
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-expire.C:
+	keepalive.Run(ctx, granted, keepalive.Lease{
+		TTL:   s.ttl,
+		Renew: func(ctx context.Context) error { return s.kv.RenewSession(ctx, s.id) },
+		Gone:  func(err error) bool { return errors.Is(err, ErrSessionNotFound) },
+		Alive: func() (bool, <-chan struct{}) { return s.kv.b.SessionAlive(s.id) }, // revoked, expired or its owner removed
+		Expired: func() {
 			s.kv.log.Warn("session: no renewal succeeded for its TTL; it is over", "session", s.id, "ttl", s.ttl)
-			return
-		case <-changed:
-			continue
-		case <-next.C:
-		}
-		start := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, every)
-		err := s.kv.RenewSession(rctx, s.id)
-		cancel()
-		switch {
-		case err == nil:
-			bo.Reset()
-			expire.Reset(s.ttl - time.Since(start))
-			next.Reset(every - time.Since(start))
-		case errors.Is(err, ErrSessionNotFound):
-			return
-		case ctx.Err() != nil:
-			return
-		default:
-			s.kv.log.Debug("session: renewal failed; retrying", "session", s.id, "err", err)
-			next.Reset(bo.Next())
-		}
-	}
+		},
+		Failed: func(err error) { s.kv.log.Debug("session: renewal failed; retrying", "session", s.id, "err", err) },
+	})
 }

@@ -1,0 +1,83 @@
+// Package keepalive renews a lease with a TTL (a KV session) until it is
+// over: the loop both the SDK's kv.Session and the Go client's
+// client.Session run.
+package keepalive
+
+import (
+	"context"
+	"time"
+
+	"github.com/qcluster/qcluster/internal/backoff"
+)
+
+// Lease is what Run keeps alive.
+type Lease struct {
+	// TTL is the lease's time to live; Run renews it every TTL/3.
+	TTL time.Duration
+	// Renew renews the lease once, within ctx.
+	Renew func(ctx context.Context) error
+	// Gone reports whether a Renew error says the lease is over (revoked,
+	// expired): Run then returns.
+	Gone func(err error) bool
+	// Alive, when not nil, reports whether the lease still exists as far
+	// as this process knows, and a channel closed when that may change:
+	// Run returns as soon as it is false.
+	Alive func() (alive bool, changed <-chan struct{})
+	// Expired, when not nil, is called when no renewal succeeded for a
+	// whole TTL, before Run returns.
+	Expired func()
+	// Failed, when not nil, is called with each failed renewal that is
+	// retried.
+	Failed func(err error)
+}
+
+// Run renews l every TTL/3 until ctx ends, l is over (Gone, Alive), or no
+// renewal succeeded for a TTL since the start of the last one that did (or
+// since granted, before the first). A failed renewal is retried with
+// backoff (from TTL/24 to TTL/6, jittered), each attempt bounded by TTL/3.
+func Run(ctx context.Context, granted time.Time, l Lease) {
+	every := l.TTL / 3
+	bo := backoff.New(every/8, every/2)
+	next := time.NewTimer(every - time.Since(granted))
+	defer next.Stop()
+	expire := time.NewTimer(l.TTL - time.Since(granted))
+	defer expire.Stop()
+	for {
+		var changed <-chan struct{}
+		if l.Alive != nil {
+			var alive bool
+			if alive, changed = l.Alive(); !alive {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-expire.C:
+			if l.Expired != nil {
+				l.Expired()
+			}
+			return
+		case <-changed:
+			continue
+		case <-next.C:
+		}
+		start := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, every)
+		err := l.Renew(rctx)
+		cancel()
+		switch {
+		case err == nil:
+			bo.Reset()
+			expire.Reset(l.TTL - time.Since(start))
+			next.Reset(every - time.Since(start))
+		case l.Gone(err), ctx.Err() != nil:
+			return
+		default:
+			if l.Failed != nil {
+				l.Failed(err)
+			}
+			next.Reset(bo.Next())
+		}
+	}
+}
