@@ -21,7 +21,7 @@ import (
 
 // ErrUnauthorized: a peer refused this peer's API token (Config.APIToken
 // must be the same on every peer).
-var ErrUnauthorized = sdkerr.Unauthorized
+var ErrUnauthorized = sdkerr.ErrUnauthorized
 
 // errNotPristine: the state holds more than the founding snapshot.
 var errNotPristine = errors.New("it holds more than the founding snapshot")

@@ -66,38 +66,38 @@ import (
 var (
 	// ErrNoLeader: no leader is known (no majority reachable, or an
 	// election is in progress).
-	ErrNoLeader = sdkerr.NoLeader
+	ErrNoLeader = sdkerr.ErrNoLeader
 	// ErrClosed: the Cluster was closed.
-	ErrClosed = sdkerr.Closed
+	ErrClosed = sdkerr.ErrClosed
 	// ErrNotStarted: the call needs a started Cluster.
-	ErrNotStarted = sdkerr.NotStarted
+	ErrNotStarted = sdkerr.ErrNotStarted
 	// ErrAlreadyStarted: Start was called twice.
 	ErrAlreadyStarted = errors.New("qcluster: already started")
 	// ErrNotLeader: the call must be made on the leader.
-	ErrNotLeader = sdkerr.NotLeader
+	ErrNotLeader = sdkerr.ErrNotLeader
 	// ErrUnknownPeer: no member has that identifier.
-	ErrUnknownPeer = sdkerr.UnknownPeer
+	ErrUnknownPeer = sdkerr.ErrUnknownPeer
 	// ErrTransferFailed: the peer chosen to take over leadership did not
 	// (it is down or far behind); this peer leads on.
-	ErrTransferFailed = sdkerr.TransferFailed
+	ErrTransferFailed = sdkerr.ErrTransferFailed
 	// ErrConflict: a membership change conflicts with the members, such as
 	// a join with an identifier or address another member uses, or a
 	// removal that would leave no voter.
-	ErrConflict = sdkerr.Conflict
+	ErrConflict = sdkerr.ErrConflict
 	// ErrWrongCluster: a join request names another cluster.
-	ErrWrongCluster = sdkerr.WrongCluster
+	ErrWrongCluster = sdkerr.ErrWrongCluster
 	// ErrInvalidMember: a join request has an invalid identifier, host or
 	// port.
-	ErrInvalidMember = sdkerr.InvalidMember
+	ErrInvalidMember = sdkerr.ErrInvalidMember
 	// ErrInvalidMetadata: metadata cannot be encoded as JSON or exceeds
 	// MaxMetadataSize.
-	ErrInvalidMetadata = sdkerr.InvalidMetadata
+	ErrInvalidMetadata = sdkerr.ErrInvalidMetadata
 	// ErrMasterless: the call needs leader mode.
-	ErrMasterless = sdkerr.Masterless
+	ErrMasterless = sdkerr.ErrMasterless
 	// ErrWouldLoseQuorum: removing that voter would leave voters of which
 	// fewer than a majority are alive, so the cluster could not elect a
 	// leader (see RemovePeer). It matches ErrConflict too.
-	ErrWouldLoseQuorum = sdkerr.WouldLoseQuorum
+	ErrWouldLoseQuorum = sdkerr.ErrWouldLoseQuorum
 )
 
 // MaxMetadataSize is the largest metadata a member may have, encoded as

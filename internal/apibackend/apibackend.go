@@ -39,7 +39,7 @@ type Deps[S, E any] struct {
 	StatusOf func(S) (api.Status, bool)
 	// Peers lists the members, Base added to the membership index.
 	// WaitMembership waits until the SDK's membership index differs from
-	// index (sdkerr.Closed when the peer closes first).
+	// index (sdkerr.ErrClosed when the peer closes first).
 	Peers          func() api.PeerList
 	WaitMembership func(ctx context.Context, index uint64) error
 	// Events subscribes to the peer's events until ctx ends. MemberEvent
@@ -113,7 +113,7 @@ func (b Backend[S, E]) Peers() api.PeerList { return b.d.Peers() }
 func (b Backend[S, E]) WaitPeers(ctx context.Context, index uint64) (api.PeerList, error) {
 	if index >= b.d.Base { // else an index of another process: answer now
 		switch err := b.d.WaitMembership(ctx, index-b.d.Base); {
-		case errors.Is(err, sdkerr.Closed):
+		case errors.Is(err, sdkerr.ErrClosed):
 			return api.PeerList{}, api.ErrUnavailable
 		case err != nil:
 			return api.PeerList{}, err
@@ -126,7 +126,7 @@ func (b Backend[S, E]) WaitPeers(ctx context.Context, index uint64) (api.PeerLis
 // peer's status.
 func (b Backend[S, E]) SetHealth(_ context.Context, r api.HealthReport) (api.Status, error) {
 	if err := b.d.SetHealth(r.Status, r.Output); err != nil {
-		if errors.Is(err, sdkerr.Closed) {
+		if errors.Is(err, sdkerr.ErrClosed) {
 			return api.Status{}, api.ErrUnavailable
 		}
 		return api.Status{}, fmt.Errorf("%w: %w", api.ErrInvalid, err)
@@ -169,15 +169,15 @@ func transferError(ctx context.Context, err error, identifier string, timeout ti
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, sdkerr.NotLeader):
+	case errors.Is(err, sdkerr.ErrNotLeader):
 		return api.ErrNotLeader
-	case errors.Is(err, sdkerr.TransferFailed):
+	case errors.Is(err, sdkerr.ErrTransferFailed):
 		return fmt.Errorf("%w: %w", api.ErrTransferFailed, err)
-	case errors.Is(err, sdkerr.UnknownPeer) && identifier == "":
+	case errors.Is(err, sdkerr.ErrUnknownPeer) && identifier == "":
 		return api.ErrNoTransferee
-	case errors.Is(err, sdkerr.UnknownPeer):
+	case errors.Is(err, sdkerr.ErrUnknownPeer):
 		return fmt.Errorf("%w: %q is not another member of the cluster; GET /v1/peers lists them", api.ErrUnknownPeer, identifier)
-	case errors.Is(err, sdkerr.Closed), errors.Is(err, sdkerr.NotStarted):
+	case errors.Is(err, sdkerr.ErrClosed), errors.Is(err, sdkerr.ErrNotStarted):
 		return api.ErrUnavailable
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		target := identifier

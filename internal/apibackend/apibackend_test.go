@@ -43,7 +43,7 @@ func fakeDeps(states chan state, events chan event) Deps[state, event] {
 			return api.Status{Index: base + s.index}, !s.closing
 		},
 		Peers:          func() api.PeerList { return api.PeerList{Index: base + 1} },
-		WaitMembership: func(context.Context, uint64) error { return sdkerr.Closed },
+		WaitMembership: func(context.Context, uint64) error { return sdkerr.ErrClosed },
 		Events:         func(context.Context) <-chan event { return events },
 		MemberEvent: func(e event) (api.MemberEvent, bool) {
 			return api.MemberEvent{Type: e.name}, !e.leadership
@@ -101,7 +101,7 @@ func TestWaitPeers(t *testing.T) {
 	var asked atomic.Uint64
 	d.WaitMembership = func(_ context.Context, index uint64) error {
 		asked.Store(index)
-		return sdkerr.Closed
+		return sdkerr.ErrClosed
 	}
 	b := New(d)
 	if _, err := b.WaitPeers(context.Background(), base+3); !errors.Is(err, api.ErrUnavailable) {
@@ -124,12 +124,12 @@ func TestTransferErrors(t *testing.T) {
 		want   error
 		msg    string
 	}{
-		{"b", sdkerr.NotLeader, api.ErrNotLeader, ""},
-		{"b", fmt.Errorf("%w: b is behind", sdkerr.TransferFailed), api.ErrTransferFailed, "b is behind"},
-		{"", sdkerr.UnknownPeer, api.ErrNoTransferee, ""},
-		{"x", sdkerr.UnknownPeer, api.ErrUnknownPeer, `"x" is not another member`},
-		{"b", sdkerr.Closed, api.ErrUnavailable, ""},
-		{"b", sdkerr.NotStarted, api.ErrUnavailable, ""},
+		{"b", sdkerr.ErrNotLeader, api.ErrNotLeader, ""},
+		{"b", fmt.Errorf("%w: b is behind", sdkerr.ErrTransferFailed), api.ErrTransferFailed, "b is behind"},
+		{"", sdkerr.ErrUnknownPeer, api.ErrNoTransferee, ""},
+		{"x", sdkerr.ErrUnknownPeer, api.ErrUnknownPeer, `"x" is not another member`},
+		{"b", sdkerr.ErrClosed, api.ErrUnavailable, ""},
+		{"b", sdkerr.ErrNotStarted, api.ErrUnavailable, ""},
 		{"", context.DeadlineExceeded, context.DeadlineExceeded, "did not move to another peer within 1m0s"},
 	} {
 		d := fakeDeps(nil, nil)
@@ -174,8 +174,8 @@ func TestLeaveClosesAfterAnswer(t *testing.T) {
 	d := fakeDeps(nil, nil)
 	closed := make(chan struct{})
 	d.CloseAfterAnswer = func() { close(closed) }
-	d.Leave = func(context.Context) error { return sdkerr.Conflict }
-	if err := New(d).Leave(context.Background()); !errors.Is(err, sdkerr.Conflict) {
+	d.Leave = func(context.Context) error { return sdkerr.ErrConflict }
+	if err := New(d).Leave(context.Background()); !errors.Is(err, sdkerr.ErrConflict) {
 		t.Errorf("failed leave: %v", err)
 	}
 	d.Leave = func(context.Context) error { return nil }

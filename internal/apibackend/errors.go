@@ -20,12 +20,12 @@ var sdkAPIErrors = []struct {
 	sdk, api error
 	fromPeer bool
 }{
-	{sdkerr.InvalidMember, api.ErrInvalid, false}, {sdkerr.InvalidMetadata, api.ErrInvalid, false},
-	{sdkerr.WouldLoseQuorum, api.ErrWouldLoseQuorum, false}, {sdkerr.Conflict, api.ErrConflict, false}, {sdkerr.WrongCluster, api.ErrWrongCluster, false},
-	{sdkerr.NoLeader, api.ErrNoLeader, false}, {sdkerr.Masterless, api.ErrMasterless, false},
-	{sdkerr.UnknownPeer, api.ErrUnknownPeer, false}, {sdkerr.NotLeader, api.ErrNotLeader, false},
-	{sdkerr.Closed, api.ErrUnavailable, false}, {sdkerr.NotStarted, api.ErrUnavailable, false},
-	{sdkerr.Unauthorized, api.ErrUnauthorized, true}, {context.DeadlineExceeded, context.DeadlineExceeded, true},
+	{sdkerr.ErrInvalidMember, api.ErrInvalid, false}, {sdkerr.ErrInvalidMetadata, api.ErrInvalid, false},
+	{sdkerr.ErrWouldLoseQuorum, api.ErrWouldLoseQuorum, false}, {sdkerr.ErrConflict, api.ErrConflict, false}, {sdkerr.ErrWrongCluster, api.ErrWrongCluster, false},
+	{sdkerr.ErrNoLeader, api.ErrNoLeader, false}, {sdkerr.ErrMasterless, api.ErrMasterless, false},
+	{sdkerr.ErrUnknownPeer, api.ErrUnknownPeer, false}, {sdkerr.ErrNotLeader, api.ErrNotLeader, false},
+	{sdkerr.ErrClosed, api.ErrUnavailable, false}, {sdkerr.ErrNotStarted, api.ErrUnavailable, false},
+	{sdkerr.ErrUnauthorized, api.ErrUnauthorized, true}, {context.DeadlineExceeded, context.DeadlineExceeded, true},
 	{kv.ErrKeyNotFound, api.ErrKeyNotFound, false}, {kv.ErrCompareFailed, api.ErrCompareFailed, false},
 	{kv.ErrQuota, api.ErrQuota, false}, {kv.ErrTooLarge, api.ErrTooLarge, false}, {kv.ErrInvalidKey, api.ErrInvalid, false},
 	{kv.ErrOutcomeUnknown, context.DeadlineExceeded, false}, {kv.ErrCompacted, api.ErrCompacted, false},

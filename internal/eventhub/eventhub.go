@@ -67,7 +67,7 @@ func (h *Hub[E]) Index() uint64 {
 
 // Wait returns once the count differs from index: at once if it does,
 // else at the next change. It returns ctx's error when ctx ends first,
-// sdkerr.Closed when the hub is closed. It costs no goroutine and never
+// sdkerr.ErrClosed when the hub is closed. It costs no goroutine and never
 // makes Publish wait.
 func (h *Hub[E]) Wait(ctx context.Context, index uint64) error {
 	h.mu.Lock()
@@ -77,7 +77,7 @@ func (h *Hub[E]) Wait(ctx context.Context, index uint64) error {
 	}
 	if h.closed {
 		h.mu.Unlock()
-		return sdkerr.Closed
+		return sdkerr.ErrClosed
 	}
 	if h.changed == nil {
 		h.changed = make(chan struct{})
@@ -87,7 +87,7 @@ func (h *Hub[E]) Wait(ctx context.Context, index uint64) error {
 	select {
 	case <-ch:
 		if h.Index() == index {
-			return sdkerr.Closed // Close woke it, with no change
+			return sdkerr.ErrClosed // Close woke it, with no change
 		}
 		return nil
 	case <-ctx.Done():

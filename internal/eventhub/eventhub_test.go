@@ -13,7 +13,7 @@ import (
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 // TestPublishCountsAndWakes: Publish and Touch each count one change and
-// wake a waiter on the count before it; Close wakes it with sdkerr.Closed.
+// wake a waiter on the count before it; Close wakes it with sdkerr.ErrClosed.
 func TestPublishCountsAndWakes(t *testing.T) {
 	var h Hub[int]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -37,7 +37,7 @@ func TestPublishCountsAndWakes(t *testing.T) {
 	woke := make(chan error, 1)
 	go func() { woke <- h.Wait(ctx, idx) }()
 	h.Close()
-	if err := <-woke; !errors.Is(err, sdkerr.Closed) {
+	if err := <-woke; !errors.Is(err, sdkerr.ErrClosed) {
 		t.Errorf("waiter woken by Close: %v, want Closed", err)
 	}
 	h.Publish(2)
@@ -45,7 +45,7 @@ func TestPublishCountsAndWakes(t *testing.T) {
 	if h.Index() != idx {
 		t.Errorf("a closed hub counted: %d, want %d", h.Index(), idx)
 	}
-	if err := h.Wait(ctx, idx); !errors.Is(err, sdkerr.Closed) {
+	if err := h.Wait(ctx, idx); !errors.Is(err, sdkerr.ErrClosed) {
 		t.Errorf("Wait on a closed hub: %v", err)
 	}
 	wctx, wcancel := context.WithCancel(context.Background())

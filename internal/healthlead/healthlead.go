@@ -140,7 +140,7 @@ func (l *Leadership) resign(ctx context.Context) {
 			l.d.Log.Info("handed leadership over: health check fails", "to", l.d.PeerName(target))
 			return
 		}
-		if target == 0 || errors.Is(err, sdkerr.UnknownPeer) || errors.Is(err, sdkerr.NotLeader) || errors.Is(err, sdkerr.Closed) {
+		if target == 0 || errors.Is(err, sdkerr.ErrUnknownPeer) || errors.Is(err, sdkerr.ErrNotLeader) || errors.Is(err, sdkerr.ErrClosed) {
 			l.d.Log.Debug("no voter to hand leadership to", "err", err)
 			return
 		}

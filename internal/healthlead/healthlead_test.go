@@ -142,7 +142,7 @@ func TestRunHandsOverWhileFailing(t *testing.T) {
 	f := &fake{leading: true}
 	f.transfer = func(tried map[uint64]bool) (uint64, error) {
 		if len(tried) == 0 {
-			return 7, fmt.Errorf("%w: 7 did not take over", sdkerr.TransferFailed)
+			return 7, fmt.Errorf("%w: 7 did not take over", sdkerr.ErrTransferFailed)
 		}
 		f.mu.Lock()
 		f.leading = false
@@ -179,14 +179,14 @@ func TestRunHandsOverWhileFailing(t *testing.T) {
 func TestResignStopsWithoutVoter(t *testing.T) {
 	f := &fake{leading: true}
 	f.transfer = func(map[uint64]bool) (uint64, error) {
-		return 0, fmt.Errorf("%w: no other voter", sdkerr.UnknownPeer)
+		return 0, fmt.Errorf("%w: no other voter", sdkerr.ErrUnknownPeer)
 	}
 	l := New(f.deps(ttlCheck()))
 	l.resign(context.Background())
 	if len(f.transfers) != 1 {
 		t.Fatalf("%d transfers; want 1", len(f.transfers))
 	}
-	f.transfer = func(map[uint64]bool) (uint64, error) { return 3, sdkerr.Closed }
+	f.transfer = func(map[uint64]bool) (uint64, error) { return 3, sdkerr.ErrClosed }
 	l.resign(context.Background())
 	if len(f.transfers) != 2 {
 		t.Fatalf("%d transfers; want 2", len(f.transfers))

@@ -105,7 +105,7 @@ func (p *Protocol) checkBlindFounding(ctx context.Context, attempt int) bool {
 		return true
 	default:
 		err = fmt.Errorf("%w: this peer founded a cluster with its configured peers because none of them answered when it first started, but %s runs a cluster that does not list it, and this peer's state has moved on (%w): stop this peer, delete its data_dir (%s) and start it again while %s is up, to join that cluster",
-			sdkerr.Conflict, id, err, p.d.DataDir, id)
+			sdkerr.ErrConflict, id, err, p.d.DataDir, id)
 		p.joinErr.Store(&err)
 		p.d.Log.Error("this peer cannot take part in the running cluster", "err", err)
 		return true

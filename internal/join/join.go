@@ -78,7 +78,7 @@ type Deps struct {
 	// Metadata returns this peer's current metadata; MetadataLogged the
 	// metadata the last committed log entry about this peer carried since
 	// it started (nil: none yet). Normalize checks and normalizes
-	// metadata (sdkerr.InvalidMetadata).
+	// metadata (sdkerr.ErrInvalidMetadata).
 	Metadata       func() map[string]any
 	MetadataLogged func() *map[string]any
 	Normalize      func(map[string]any) (map[string]any, error)
@@ -186,7 +186,7 @@ func (p *Protocol) waitRegistry(ctx context.Context, changed <-chan struct{}, co
 		case <-ctx.Done():
 			return false, ctx.Err()
 		case <-p.d.Done:
-			return false, sdkerr.Closed
+			return false, sdkerr.ErrClosed
 		case <-timer.C:
 			return cond(p.d.Registry()), nil
 		case <-changed:
@@ -197,20 +197,20 @@ func (p *Protocol) waitRegistry(ctx context.Context, changed <-chan struct{}, co
 }
 
 // doLeader runs fn on the node goroutine if this peer leads
-// (sdkerr.NotLeader otherwise).
+// (sdkerr.ErrNotLeader otherwise).
 func (p *Protocol) doLeader(ctx context.Context, fn func(*consensus.Core) error) error {
 	node := p.d.Node()
 	if node == nil {
-		return sdkerr.NotStarted
+		return sdkerr.ErrNotStarted
 	}
 	err := node.Do(ctx, func(core *consensus.Core) error {
 		if core.View().Role != consensus.Leader {
-			return sdkerr.NotLeader
+			return sdkerr.ErrNotLeader
 		}
 		return fn(core)
 	})
 	if errors.Is(err, consensus.ErrStopped) {
-		return sdkerr.Closed
+		return sdkerr.ErrClosed
 	}
 	return err
 }
@@ -219,10 +219,10 @@ func (p *Protocol) doLeader(ctx context.Context, fn func(*consensus.Core) error)
 func (p *Protocol) toLeader(ctx context.Context, method, path string, body, out any) error {
 	l, ok := p.d.Leader()
 	if !ok {
-		return sdkerr.NoLeader
+		return sdkerr.ErrNoLeader
 	}
 	if l.Identifier == p.d.Identifier {
-		return sdkerr.NotLeader // our lease lapsed between the checks
+		return sdkerr.ErrNotLeader // our lease lapsed between the checks
 	}
 	return p.d.Call(ctx, net.JoinHostPort(l.Host, strconv.Itoa(l.Port)), method, path, body, out)
 }

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 type call struct{ addr, method, path string }
 
 // fake is a peer whose view, registry and peer client tests set; it has no
-// node (what needs one answers sdkerr.NotStarted).
+// node (what needs one answers sdkerr.ErrNotStarted).
 type fake struct {
 	mu       sync.Mutex
 	leader   *api.Peer
@@ -65,7 +65,7 @@ func newFake(t *testing.T, f *fake, seeds ...config.PeerConfig) *Protocol {
 		MetadataLogged: func() *map[string]any { return nil },
 		Normalize: func(md map[string]any) (map[string]any, error) {
 			if _, bad := md["bad"]; bad {
-				return nil, fmt.Errorf("%w: bad key", sdkerr.InvalidMetadata)
+				return nil, fmt.Errorf("%w: bad key", sdkerr.ErrInvalidMetadata)
 			}
 			return md, nil
 		},
@@ -122,14 +122,14 @@ func TestJoinRefusesBadRequests(t *testing.T) {
 		want error
 		msg  string
 	}{
-		{"cluster", func(r *api.JoinRequest) { r.ClusterName = "c2" }, sdkerr.WrongCluster, `belongs to cluster "c2", this is "c1"`},
-		{"no identifier", func(r *api.JoinRequest) { r.Identifier = "" }, sdkerr.InvalidMember, "is missing"},
-		{"bad identifier", func(r *api.JoinRequest) { r.Identifier = "a\x00b" }, sdkerr.InvalidMember, "identifier"},
-		{"no host", func(r *api.JoinRequest) { r.Host = "" }, sdkerr.InvalidMember, `host "" is missing`},
-		{"bad host", func(r *api.JoinRequest) { r.Host = "a b" }, sdkerr.InvalidMember, "host"},
-		{"port 0", func(r *api.JoinRequest) { r.Port = 0 }, sdkerr.InvalidMember, "out of range"},
-		{"port 65536", func(r *api.JoinRequest) { r.Port = 65536 }, sdkerr.InvalidMember, "out of range"},
-		{"metadata", func(r *api.JoinRequest) { r.Metadata = map[string]any{"bad": 1} }, sdkerr.InvalidMember, "bad key"},
+		{"cluster", func(r *api.JoinRequest) { r.ClusterName = "c2" }, sdkerr.ErrWrongCluster, `belongs to cluster "c2", this is "c1"`},
+		{"no identifier", func(r *api.JoinRequest) { r.Identifier = "" }, sdkerr.ErrInvalidMember, "is missing"},
+		{"bad identifier", func(r *api.JoinRequest) { r.Identifier = "a\x00b" }, sdkerr.ErrInvalidMember, "identifier"},
+		{"no host", func(r *api.JoinRequest) { r.Host = "" }, sdkerr.ErrInvalidMember, `host "" is missing`},
+		{"bad host", func(r *api.JoinRequest) { r.Host = "a b" }, sdkerr.ErrInvalidMember, "host"},
+		{"port 0", func(r *api.JoinRequest) { r.Port = 0 }, sdkerr.ErrInvalidMember, "out of range"},
+		{"port 65536", func(r *api.JoinRequest) { r.Port = 65536 }, sdkerr.ErrInvalidMember, "out of range"},
+		{"metadata", func(r *api.JoinRequest) { r.Metadata = map[string]any{"bad": 1} }, sdkerr.ErrInvalidMember, "bad key"},
 	} {
 		req := ok
 		tc.edit(&req)
@@ -152,7 +152,7 @@ func TestJoinForwardsToTheLeader(t *testing.T) {
 	f.answer = func(c call, _, out any) error {
 		n++
 		if n == 1 {
-			return fmt.Errorf("%w: moved", sdkerr.NotLeader)
+			return fmt.Errorf("%w: moved", sdkerr.ErrNotLeader)
 		}
 		out.(*api.JoinResult).AlreadyMember = true
 		return nil
@@ -174,11 +174,11 @@ func TestJoinForwardsToTheLeader(t *testing.T) {
 func TestToLeader(t *testing.T) {
 	f := &fake{}
 	p := newFake(t, f)
-	if err := p.toLeader(context.Background(), http.MethodGet, "/", nil, nil); !errors.Is(err, sdkerr.NoLeader) {
+	if err := p.toLeader(context.Background(), http.MethodGet, "/", nil, nil); !errors.Is(err, sdkerr.ErrNoLeader) {
 		t.Errorf("no leader: %v", err)
 	}
 	f.leader = &api.Peer{Identifier: "self", Host: "10.0.0.1", Port: 7000}
-	if err := p.toLeader(context.Background(), http.MethodGet, "/", nil, nil); !errors.Is(err, sdkerr.NotLeader) {
+	if err := p.toLeader(context.Background(), http.MethodGet, "/", nil, nil); !errors.Is(err, sdkerr.ErrNotLeader) {
 		t.Errorf("self: %v", err)
 	}
 	if c := f.calls2(); len(c) != 0 {
@@ -203,14 +203,14 @@ func TestAddable(t *testing.T) {
 	}
 	moved := a
 	moved.Port = 7001
-	if _, err := addable(reg, cs, moved, idA); !errors.Is(err, sdkerr.Conflict) || !strings.Contains(err.Error(), "already a member at 10.0.0.1:7000") {
+	if _, err := addable(reg, cs, moved, idA); !errors.Is(err, sdkerr.ErrConflict) || !strings.Contains(err.Error(), "already a member at 10.0.0.1:7000") {
 		t.Errorf("moved: %v", err)
 	}
 	b := registry.Member{Identifier: "b", Host: "10.0.0.1", Port: 7000}
-	if _, err := addable(reg, cs, b, config.NodeID("b")); !errors.Is(err, sdkerr.Conflict) || !strings.Contains(err.Error(), `address of member "a"`) {
+	if _, err := addable(reg, cs, b, config.NodeID("b")); !errors.Is(err, sdkerr.ErrConflict) || !strings.Contains(err.Error(), `address of member "a"`) {
 		t.Errorf("same address: %v", err)
 	}
-	if _, err := addable(reg, cs, b, idA); !errors.Is(err, sdkerr.Conflict) || !strings.Contains(err.Error(), "same node ID") {
+	if _, err := addable(reg, cs, b, idA); !errors.Is(err, sdkerr.ErrConflict) || !strings.Contains(err.Error(), "same node ID") {
 		t.Errorf("same node ID: %v", err)
 	}
 	b.Port = 7002
@@ -333,17 +333,17 @@ func TestMetadataSettled(t *testing.T) {
 func TestNoNode(t *testing.T) {
 	f := &fake{isLeader: true, leader: &api.Peer{Identifier: "self"}}
 	p := newFake(t, f)
-	if err := p.CommitMetadata(context.Background(), map[string]any{}); !errors.Is(err, sdkerr.NotStarted) {
+	if err := p.CommitMetadata(context.Background(), map[string]any{}); !errors.Is(err, sdkerr.ErrNotStarted) {
 		t.Errorf("CommitMetadata: %v", err)
 	}
-	if err := p.RemovePeer(context.Background(), "a"); !errors.Is(err, sdkerr.NotStarted) {
+	if err := p.RemovePeer(context.Background(), "a"); !errors.Is(err, sdkerr.ErrNotStarted) {
 		t.Errorf("RemovePeer: %v", err)
 	}
-	if _, err := p.Join(context.Background(), api.JoinRequest{Identifier: "new", Host: "10.0.0.9", Port: 7000, ClusterName: "c1"}); !errors.Is(err, sdkerr.NotStarted) {
+	if _, err := p.Join(context.Background(), api.JoinRequest{Identifier: "new", Host: "10.0.0.9", Port: 7000, ClusterName: "c1"}); !errors.Is(err, sdkerr.ErrNotStarted) {
 		t.Errorf("Join: %v", err)
 	}
 	f.leader = nil
-	if err := p.CommitMetadata(context.Background(), map[string]any{}); !errors.Is(err, sdkerr.NoLeader) {
+	if err := p.CommitMetadata(context.Background(), map[string]any{}); !errors.Is(err, sdkerr.ErrNoLeader) {
 		t.Errorf("CommitMetadata without a leader: %v", err)
 	}
 }
@@ -358,7 +358,7 @@ func TestJoinLoopRetriesAndLearns(t *testing.T) {
 	f.answer = func(c call, body, out any) error {
 		sent = append(sent, body.(api.JoinRequest))
 		if len(sent) == 1 {
-			return fmt.Errorf("%w: no", sdkerr.WrongCluster)
+			return fmt.Errorf("%w: no", sdkerr.ErrWrongCluster)
 		}
 		out.(*api.JoinResult).Peers = []api.Member{
 			{Peer: api.Peer{Identifier: "a", Host: "10.0.0.2", Port: 7000}},
@@ -379,7 +379,7 @@ func TestJoinLoopRetriesAndLearns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p.joinLoop(ctx, p.d.Seeds, stop)
-	if !errors.Is(errSeen, sdkerr.WrongCluster) || !strings.Contains(errSeen.Error(), "join via a (10.0.0.2:7000)") {
+	if !errors.Is(errSeen, sdkerr.ErrWrongCluster) || !strings.Contains(errSeen.Error(), "join via a (10.0.0.2:7000)") {
 		t.Errorf("JoinErr after the refusal = %v", errSeen)
 	}
 	if err := p.JoinErr(); err != nil {

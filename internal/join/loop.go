@@ -133,7 +133,7 @@ func (p *Protocol) joinLoop(ctx context.Context, contacts []config.PeerConfig, s
 			level := slog.LevelInfo
 			switch {
 			case bo.Attempts() > 1:
-			case errors.Is(err, sdkerr.Conflict) || errors.Is(err, sdkerr.WrongCluster) || errors.Is(err, sdkerr.InvalidMember) || errors.Is(err, sdkerr.Unauthorized):
+			case errors.Is(err, sdkerr.ErrConflict) || errors.Is(err, sdkerr.ErrWrongCluster) || errors.Is(err, sdkerr.ErrInvalidMember) || errors.Is(err, sdkerr.ErrUnauthorized):
 				level = slog.LevelError // needs a fix by the operator; retried anyway
 			default:
 				level = slog.LevelWarn

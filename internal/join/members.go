@@ -34,13 +34,13 @@ func (p *Protocol) Join(ctx context.Context, req api.JoinRequest) (api.JoinResul
 		if !p.d.IsLeader() {
 			var res api.JoinResult
 			err := p.toLeader(ctx, http.MethodPost, "/v1/join", req, &res)
-			if errors.Is(err, sdkerr.NotLeader) {
+			if errors.Is(err, sdkerr.ErrNotLeader) {
 				continue // the leader changed on the way; ask the new one
 			}
 			return res, err
 		}
 		already, err := p.addMember(ctx, rec, voter)
-		if errors.Is(err, sdkerr.NotLeader) {
+		if errors.Is(err, sdkerr.ErrNotLeader) {
 			continue
 		}
 		if err != nil {
@@ -63,26 +63,26 @@ func (p *Protocol) Join(ctx context.Context, req api.JoinRequest) (api.JoinResul
 // registry record it asks for.
 func (p *Protocol) checkJoin(req api.JoinRequest) (registry.Member, error) {
 	if req.ClusterName != p.d.ClusterName {
-		return registry.Member{}, fmt.Errorf("%w: the peer %q belongs to cluster %q, this is %q", sdkerr.WrongCluster, req.Identifier, req.ClusterName, p.d.ClusterName)
+		return registry.Member{}, fmt.Errorf("%w: the peer %q belongs to cluster %q, this is %q", sdkerr.ErrWrongCluster, req.Identifier, req.ClusterName, p.d.ClusterName)
 	}
 	if msg := config.NameProblem(req.Identifier, false); req.Identifier == "" || msg != "" {
 		if req.Identifier == "" {
 			msg = "is missing"
 		}
-		return registry.Member{}, fmt.Errorf("%w: identifier %q %s", sdkerr.InvalidMember, req.Identifier, msg)
+		return registry.Member{}, fmt.Errorf("%w: identifier %q %s", sdkerr.ErrInvalidMember, req.Identifier, msg)
 	}
 	if msg := config.HostProblem(req.Host, "port"); req.Host == "" || msg != "" {
 		if req.Host == "" {
 			msg = "is missing"
 		}
-		return registry.Member{}, fmt.Errorf("%w: host %q %s", sdkerr.InvalidMember, req.Host, msg)
+		return registry.Member{}, fmt.Errorf("%w: host %q %s", sdkerr.ErrInvalidMember, req.Host, msg)
 	}
 	if req.Port < 1 || req.Port > 65535 {
-		return registry.Member{}, fmt.Errorf("%w: port %d is out of range (1-65535)", sdkerr.InvalidMember, req.Port)
+		return registry.Member{}, fmt.Errorf("%w: port %d is out of range (1-65535)", sdkerr.ErrInvalidMember, req.Port)
 	}
 	md, err := p.d.Normalize(req.Metadata)
 	if err != nil {
-		return registry.Member{}, fmt.Errorf("%w: %w", sdkerr.InvalidMember, err)
+		return registry.Member{}, fmt.Errorf("%w: %w", sdkerr.ErrInvalidMember, err)
 	}
 	return registry.Member{Identifier: req.Identifier, Host: req.Host, Port: req.Port, Metadata: md}, nil
 }
@@ -94,7 +94,7 @@ func (p *Protocol) addMember(ctx context.Context, rec registry.Member, voter boo
 	id := config.NodeID(rec.Identifier)
 	ctxData, err := json.Marshal(rec)
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", sdkerr.InvalidMember, err)
+		return false, fmt.Errorf("%w: %w", sdkerr.ErrInvalidMember, err)
 	}
 	typ := raftpb.ConfChangeAddNode
 	if !voter {
@@ -134,11 +134,11 @@ func addable(reg *registry.State, cs raftpb.ConfState, rec registry.Member, id u
 	inConf := slices.Contains(cs.Voters, id) || slices.Contains(cs.Learners, id)
 	if m, ok := reg.Get(id); ok {
 		if m.Identifier != rec.Identifier {
-			return false, fmt.Errorf("%w: identifier %q has the same node ID (hash) as member %q; choose another identifier", sdkerr.Conflict, rec.Identifier, m.Identifier)
+			return false, fmt.Errorf("%w: identifier %q has the same node ID (hash) as member %q; choose another identifier", sdkerr.ErrConflict, rec.Identifier, m.Identifier)
 		}
 		if m.Host != rec.Host || m.Port != rec.Port {
 			return false, fmt.Errorf("%w: %q is already a member at %s; remove it first (DELETE /v1/peers/%s) to move it to %s",
-				sdkerr.Conflict, rec.Identifier, m.Addr(), url.PathEscape(rec.Identifier), rec.Addr())
+				sdkerr.ErrConflict, rec.Identifier, m.Addr(), url.PathEscape(rec.Identifier), rec.Addr())
 		}
 		if inConf {
 			return true, nil
@@ -146,7 +146,7 @@ func addable(reg *registry.State, cs raftpb.ConfState, rec registry.Member, id u
 	}
 	for _, m := range reg.All() {
 		if m.Identifier != rec.Identifier && m.Host == rec.Host && m.Port == rec.Port {
-			return false, fmt.Errorf("%w: %s is the address of member %q", sdkerr.Conflict, rec.Addr(), m.Identifier)
+			return false, fmt.Errorf("%w: %s is the address of member %q", sdkerr.ErrConflict, rec.Addr(), m.Identifier)
 		}
 	}
 	return false, nil
@@ -157,7 +157,7 @@ func addable(reg *registry.State, cs raftpb.ConfState, rec registry.Member, id u
 // and waits until the change is applied. Removing the leader makes it
 // hand leadership over first. A voter is not removed when fewer than a
 // majority of the voters left are alive as gossip sees them now
-// (sdkerr.WouldLoseQuorum), nor when it is the last voter (sdkerr.Conflict).
+// (sdkerr.ErrWouldLoseQuorum), nor when it is the last voter (sdkerr.ErrConflict).
 func (p *Protocol) RemovePeer(ctx context.Context, identifier string) error {
 	id := config.NodeID(identifier)
 	handedOver := false // this peer led and resigned to remove itself
@@ -172,7 +172,7 @@ func (p *Protocol) RemovePeer(ctx context.Context, identifier string) error {
 				}
 			}
 			err := p.toLeader(ctx, http.MethodDelete, "/v1/peers/"+url.PathEscape(identifier), nil, nil)
-			if errors.Is(err, sdkerr.NotLeader) || (handedOver && errors.Is(err, sdkerr.NoLeader)) {
+			if errors.Is(err, sdkerr.ErrNotLeader) || (handedOver && errors.Is(err, sdkerr.ErrNoLeader)) {
 				continue
 			}
 			return err
@@ -180,8 +180,8 @@ func (p *Protocol) RemovePeer(ctx context.Context, identifier string) error {
 		if id == p.d.ID && identifier == p.d.Identifier {
 			handedOver = true
 			if err := p.d.Resign(ctx); err != nil {
-				if errors.Is(err, sdkerr.UnknownPeer) {
-					return fmt.Errorf("%w: %q is the only voter; a cluster cannot remove its last voter", sdkerr.Conflict, identifier)
+				if errors.Is(err, sdkerr.ErrUnknownPeer) {
+					return fmt.Errorf("%w: %q is the only voter; a cluster cannot remove its last voter", sdkerr.ErrConflict, identifier)
 				}
 				return fmt.Errorf("hand over leadership before leaving: %w", err)
 			}
@@ -196,23 +196,23 @@ func (p *Protocol) RemovePeer(ctx context.Context, identifier string) error {
 			isVoter := slices.Contains(cs.Voters, id)
 			if (inReg && m.Identifier != identifier) || (!inReg && !isVoter && !slices.Contains(cs.Learners, id)) {
 				gone = true
-				return fmt.Errorf("%w: %q is not a member", sdkerr.UnknownPeer, identifier)
+				return fmt.Errorf("%w: %q is not a member", sdkerr.ErrUnknownPeer, identifier)
 			}
 			if isVoter && len(cs.Voters) == 1 {
-				return fmt.Errorf("%w: %q is the only voter; a cluster cannot remove its last voter", sdkerr.Conflict, identifier)
+				return fmt.Errorf("%w: %q is the only voter; a cluster cannot remove its last voter", sdkerr.ErrConflict, identifier)
 			}
 			if isVoter {
 				if err := p.quorumAfterRemoval(cs.Voters, id, alive); err != nil {
-					return fmt.Errorf("%w: cannot remove %q: %w", sdkerr.WouldLoseQuorum, identifier, err)
+					return fmt.Errorf("%w: cannot remove %q: %w", sdkerr.ErrWouldLoseQuorum, identifier, err)
 				}
 			}
 			return core.ProposeConfChange(raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: id})
 		})
 		if err != nil {
-			if gone && errors.Is(err, sdkerr.UnknownPeer) {
+			if gone && errors.Is(err, sdkerr.ErrUnknownPeer) {
 				return err
 			}
-			if errors.Is(err, sdkerr.NotLeader) {
+			if errors.Is(err, sdkerr.ErrNotLeader) {
 				continue
 			}
 			return err

@@ -13,12 +13,12 @@ import (
 
 // CommitMetadata commits md, this peer's metadata, to the log, through the
 // leader, and waits until the registry holds it. With no leader known it
-// returns sdkerr.NoLeader at once (Run commits it once one is).
+// returns sdkerr.ErrNoLeader at once (Run commits it once one is).
 func (p *Protocol) CommitMetadata(ctx context.Context, md map[string]any) error {
 	for {
 		if _, ok := p.d.Leader(); !ok {
 			p.kickLoop() // the registry loop commits it: it polls while no leader is known
-			return fmt.Errorf("%w: the metadata is kept and committed once a leader is elected", sdkerr.NoLeader)
+			return fmt.Errorf("%w: the metadata is kept and committed once a leader is elected", sdkerr.ErrNoLeader)
 		}
 		changed := p.d.RegistryChanged()
 		if err := p.proposeMetadata(ctx, md); err != nil {
@@ -39,18 +39,18 @@ func (p *Protocol) CommitMetadata(ctx context.Context, md map[string]any) error 
 func (p *Protocol) proposeMetadata(ctx context.Context, md map[string]any) error {
 	data, err := registry.EncodeOp(registry.Op{Op: registry.OpMetadata, Identifier: p.d.Identifier, Metadata: md})
 	if err != nil {
-		return fmt.Errorf("%w: %w", sdkerr.InvalidMetadata, err)
+		return fmt.Errorf("%w: %w", sdkerr.ErrInvalidMetadata, err)
 	}
 	node := p.d.Node()
 	if node == nil {
-		return sdkerr.NotStarted
+		return sdkerr.ErrNotStarted
 	}
 	err = node.Do(ctx, func(core *consensus.Core) error { return core.Propose(data) })
 	switch {
 	case errors.Is(err, consensus.ErrStopped):
-		return sdkerr.Closed
+		return sdkerr.ErrClosed
 	case err != nil && ctx.Err() == nil:
-		return fmt.Errorf("%w: %w", sdkerr.NoLeader, err) // raft dropped it: no leader to forward to
+		return fmt.Errorf("%w: %w", sdkerr.ErrNoLeader, err) // raft dropped it: no leader to forward to
 	}
 	return err
 }

@@ -2,7 +2,7 @@
 // normalized and decoded: Encode checks that it can be shared (JSON, at most
 // MaxSize bytes), Normalize returns it as every peer decodes it, and Cache
 // decodes what gossip carries, once per change of each member's metadata.
-// Its errors wrap sdkerr.InvalidMetadata (the SDK's ErrInvalidMetadata).
+// Its errors wrap sdkerr.ErrInvalidMetadata (the SDK's ErrInvalidMetadata).
 package metadata
 
 import (
@@ -24,10 +24,10 @@ const MaxSize = membership.MaxMetaSize
 func Encode(md map[string]any) ([]byte, error) {
 	b, err := json.Marshal(md)
 	if err != nil {
-		return nil, fmt.Errorf("%w: metadata cannot be encoded as JSON: %w", sdkerr.InvalidMetadata, err)
+		return nil, fmt.Errorf("%w: metadata cannot be encoded as JSON: %w", sdkerr.ErrInvalidMetadata, err)
 	}
 	if len(b) > MaxSize {
-		return nil, fmt.Errorf("%w: metadata is %d bytes encoded as JSON; the limit is %d (64 KiB)", sdkerr.InvalidMetadata, len(b), MaxSize)
+		return nil, fmt.Errorf("%w: metadata is %d bytes encoded as JSON; the limit is %d (64 KiB)", sdkerr.ErrInvalidMetadata, len(b), MaxSize)
 	}
 	return b, nil
 }
@@ -45,7 +45,7 @@ func Normalize(md map[string]any) (map[string]any, error) {
 	var out map[string]any
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&out); err != nil {
-		return nil, fmt.Errorf("%w: %w", sdkerr.InvalidMetadata, err)
+		return nil, fmt.Errorf("%w: %w", sdkerr.ErrInvalidMetadata, err)
 	}
 	return out, nil
 }

@@ -9,10 +9,10 @@ import (
 )
 
 func TestEncodeRefusesWhatCannotBeShared(t *testing.T) {
-	if _, err := Encode(map[string]any{"f": func() {}}); !errors.Is(err, sdkerr.InvalidMetadata) {
+	if _, err := Encode(map[string]any{"f": func() {}}); !errors.Is(err, sdkerr.ErrInvalidMetadata) {
 		t.Errorf("a func: %v, want InvalidMetadata", err)
 	}
-	if _, err := Encode(map[string]any{"big": strings.Repeat("x", MaxSize)}); !errors.Is(err, sdkerr.InvalidMetadata) {
+	if _, err := Encode(map[string]any{"big": strings.Repeat("x", MaxSize)}); !errors.Is(err, sdkerr.ErrInvalidMetadata) {
 		t.Errorf("over MaxSize: %v, want InvalidMetadata", err)
 	}
 	if b, err := Encode(map[string]any{"zone": "a"}); err != nil || string(b) != `{"zone":"a"}` {

@@ -38,28 +38,28 @@ type Deps struct {
 
 // Start starts one hand-over to target (0: the best voter not in tried
 // whose health check passes) and waits for its outcome; it returns the
-// target it chose. Errors: sdkerr.NotStarted, NotLeader, UnknownPeer (no
+// target it chose. Errors: sdkerr.ErrNotStarted, NotLeader, UnknownPeer (no
 // voter to choose), TransferFailed (the target did not take over, or its
 // health check fails), Closed, ctx's error.
 func Start(ctx context.Context, d Deps, target uint64, tried map[uint64]bool) (uint64, error) {
 	node := d.Node()
 	if node == nil {
-		return 0, sdkerr.NotStarted
+		return 0, sdkerr.ErrNotStarted
 	}
 	failing := d.Failing()
 	err := node.Do(ctx, func(core *consensus.Core) error {
 		if core.View().Role != consensus.Leader {
-			return sdkerr.NotLeader
+			return sdkerr.ErrNotLeader
 		}
 		if failing[target] {
-			return fmt.Errorf("%w: %s: its health check fails", sdkerr.TransferFailed, d.Name(target))
+			return fmt.Errorf("%w: %s: its health check fails", sdkerr.ErrTransferFailed, d.Name(target))
 		}
 		if target == 0 {
 			// Never to a member whose health check fails (it would ignore
 			// the transfer).
 			target = core.BestTransferee(func(id uint64) bool { return tried[id] || failing[id] })
 			if target == 0 {
-				return fmt.Errorf("%w: no other voter to transfer to", sdkerr.UnknownPeer)
+				return fmt.Errorf("%w: no other voter to transfer to", sdkerr.ErrUnknownPeer)
 			}
 		}
 		core.TransferLeadership(target)
@@ -67,7 +67,7 @@ func Start(ctx context.Context, d Deps, target uint64, tried map[uint64]bool) (u
 	})
 	if err != nil {
 		if errors.Is(err, consensus.ErrStopped) {
-			return target, sdkerr.Closed
+			return target, sdkerr.ErrClosed
 		}
 		return target, err
 	}
@@ -80,13 +80,13 @@ func Start(ctx context.Context, d Deps, target uint64, tried map[uint64]bool) (u
 		case l.Other:
 			return target, nil
 		case l.Self:
-			return target, fmt.Errorf("%w: %s did not take over", sdkerr.TransferFailed, d.Name(target))
+			return target, fmt.Errorf("%w: %s did not take over", sdkerr.ErrTransferFailed, d.Name(target))
 		}
 	}
 	if ctx.Err() != nil {
 		return target, ctx.Err()
 	}
-	return target, sdkerr.Closed
+	return target, sdkerr.ErrClosed
 }
 
 // Resign hands leadership to the best other voter, giving up a voter that
@@ -97,9 +97,9 @@ func Resign(ctx context.Context, d Deps) error {
 	tried := map[uint64]bool{}
 	for {
 		target, err := Start(ctx, d, 0, tried)
-		if !errors.Is(err, sdkerr.TransferFailed) {
-			if len(tried) > 0 && errors.Is(err, sdkerr.UnknownPeer) {
-				return fmt.Errorf("%w: no other voter took over", sdkerr.TransferFailed)
+		if !errors.Is(err, sdkerr.ErrTransferFailed) {
+			if len(tried) > 0 && errors.Is(err, sdkerr.ErrUnknownPeer) {
+				return fmt.Errorf("%w: no other voter took over", sdkerr.ErrTransferFailed)
 			}
 			return err
 		}

@@ -24,10 +24,10 @@ func TestNotStarted(t *testing.T) {
 			return nil
 		},
 	}
-	if _, err := Start(context.Background(), d, 0, nil); !errors.Is(err, sdkerr.NotStarted) {
+	if _, err := Start(context.Background(), d, 0, nil); !errors.Is(err, sdkerr.ErrNotStarted) {
 		t.Fatalf("Start = %v, want NotStarted", err)
 	}
-	if err := Resign(context.Background(), d); !errors.Is(err, sdkerr.NotStarted) {
+	if err := Resign(context.Background(), d); !errors.Is(err, sdkerr.ErrNotStarted) {
 		t.Fatalf("Resign = %v, want NotStarted", err)
 	}
 }
