@@ -12,6 +12,7 @@ import (
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peerrun"
+	"github.com/qcluster/qcluster/internal/raftguard"
 	"github.com/qcluster/qcluster/internal/security"
 	"github.com/qcluster/qcluster/internal/storage"
 	"github.com/qcluster/qcluster/internal/transport"
@@ -246,7 +247,7 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 			ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
 			Logger:            c.log,
 			Hooks:             c.metrics.Hooks(),
-			AcceptProposal:    c.acceptProposal,
+			AcceptProposal:    raftguard.New(raftguard.Deps{Member: c.memberIdentifier, MinSessionTTL: c.MinSessionTTL}).Accept,
 			Vouch:             c.vouch,
 			NotCandidate:      c.cfg.HealthCheck != nil, // until the check passes
 		},
