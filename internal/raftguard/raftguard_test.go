@@ -2,10 +2,12 @@ package raftguard
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	kvstore "github.com/qcluster/qcluster/internal/kv"
+	"github.com/qcluster/qcluster/internal/metadata"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/kv"
 )
@@ -97,7 +99,7 @@ func TestAcceptMetadataProposal(t *testing.T) {
 		}
 		return b
 	}
-	big := string(make([]byte, 1<<20))
+	big := strings.Repeat("x", metadata.MaxSize) // over the limit once encoded
 	for _, tt := range []struct {
 		name string
 		from uint64
