@@ -193,7 +193,7 @@ func (c *Cluster) closeAfterAnswer() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if r := c.run.Load(); r != nil {
-		_ = r.http.Shutdown(ctx)
+		_ = r.HTTP.Shutdown(ctx)
 	}
 	c.Close()
 }

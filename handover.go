@@ -1,9 +1,9 @@
 package qcluster
 
 import (
-	"context"
-	"errors"
 	"time"
+
+	"github.com/qcluster/qcluster/internal/transfer"
 )
 
 // A stop is a hand-over. A leader that is closed (Close, the agent's
@@ -14,42 +14,18 @@ import (
 // the hand-over. A stop that cannot hand over (no other voter, none whose
 // health check passes, none that takes over in time) says so in the log and
 // goes on closing: the others then elect a leader after an election timeout.
+// The hand-over is bounded by two election timeouts, at most 5 s
+// (transfer.OnCloseTimeout, transfer.MaxOnClose).
 
-// maxHandOver caps the hand-over on Close, so that a long election
-// timeout cannot hold a stop for minutes (systemd and Kubernetes give a
-// stop 90 s and 30 s by default).
-const maxHandOver = 5 * time.Second
-
-// handOverTimeout bounds the hand-over on Close: two election timeouts,
-// time for raft to give one transferee up and try the next, at most
-// maxHandOver.
-func (c *Cluster) handOverTimeout() time.Duration {
-	return min(2*time.Duration(c.cfg.ElectionTimeout), maxHandOver)
-}
-
-// handOverOnClose hands leadership over when this peer leads (see above).
-// It runs at the start of Close, before anything is torn down.
+// handOverOnClose hands leadership over when this peer leads (see above;
+// transfer.OnClose). It runs at the start of Close, before anything is
+// torn down.
 func (c *Cluster) handOverOnClose() {
 	if c.snap.Load().closed || !c.leading() || c.node() == nil {
 		return
 	}
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), c.handOverTimeout())
-	defer cancel()
-	err := c.Resign(ctx)
-	took := time.Since(start)
-	switch {
-	case err == nil:
-		to := ""
-		if l, ok := c.Leader(); ok {
-			to = l.Identifier
-		}
-		c.log.Info("stopping leader handed leadership over", "to", to, "took", took.String())
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrClosed):
-		// Lost leadership meanwhile, or closed by another call.
-	case errors.Is(err, ErrUnknownPeer) && !errors.Is(err, ErrTransferFailed):
-		c.log.Info("stopping leader has no other voter to hand leadership to")
-	default:
-		c.log.Warn("stopping leader could not hand leadership over: the others elect a leader after an election timeout", "err", err, "took", took.String())
-	}
+	transfer.OnClose(c.transferDeps(), time.Duration(c.cfg.ElectionTimeout), c.log, func() string {
+		l, _ := c.Leader()
+		return l.Identifier
+	})
 }

@@ -33,11 +33,11 @@ var errNotPristine = errors.New("it holds more than the founding snapshot")
 // on the registry loop, the only place besides Start that swaps the node.
 func (c *Cluster) discardFounding() error {
 	run := c.run.Load()
-	run.nodeRun.Stop()
-	if run.ctx.Err() != nil {
-		return run.ctx.Err() // closing
+	run.NodeRun.Stop()
+	if run.Ctx.Err() != nil {
+		return run.Ctx.Err() // closing
 	}
-	store := run.store
+	store := run.Store
 	pristine, err := peerrun.IsPristine(store)
 	if err != nil {
 		return err
@@ -48,12 +48,10 @@ func (c *Cluster) discardFounding() error {
 			return err
 		}
 		// Close reads the store after waiting for this loop.
-		withStore := *run
-		withStore.store = store
-		c.run.Store(&withStore)
+		c.run.Store(run.WithStore(store))
 		c.setRegistry(c.foundingRegistry())
 	}
-	node, err := c.newNode(store, run.tr, nil, nil)
+	node, err := c.newNode(store, run.Transport, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -641,38 +641,3 @@ func TestKVMasterless(t *testing.T) {
 		t.Fatalf("Lock: %v", err)
 	}
 }
-
-// TestAcceptKVProposal: the leader appends a follower's KV operation only
-// if it decodes and binds keys to nobody or to the sender.
-func TestAcceptKVProposal(t *testing.T) {
-	enc := func(op kvstore.Op) []byte {
-		b, err := kvstore.EncodeOp(op)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	const from, other = 7, 9
-	tests := []struct {
-		name string
-		data []byte
-		ok   bool
-	}{
-		{"put", enc(kvstore.Op{Type: kvstore.OpPut, Key: "a", Value: []byte("v")}), true},
-		{"own ephemeral", enc(kvstore.Op{Type: kvstore.OpPut, Key: "a", Owner: from}), true},
-		{"lock", enc(kvstore.Op{Type: kvstore.OpPut, Key: kv.LockPrefix + "x", Compare: true, Owner: from}), true},
-		{"delete", enc(kvstore.Op{Type: kvstore.OpDelete, Key: "a", Compare: true, ModRevision: 3}), true},
-		{"another's ephemeral", enc(kvstore.Op{Type: kvstore.OpPut, Key: "a", Owner: other}), false},
-		{"quota change", enc(kvstore.Op{Type: kvstore.OpSetQuota, Quota: 1 << 10}), false},
-		{"another's lock", enc(kvstore.Op{Type: kvstore.OpPut, Key: kv.LockPrefix + "x", Compare: true, Owner: other}), false},
-		{"garbage", []byte{kvstore.Kind, 1, 0, 0xff}, false},
-		{"key too large", append([]byte{kvstore.Kind, 1, 0, 0, 0, 0, 0, 0x81, 0x08}, make([]byte, 1025+1)...), false},
-	}
-	c := &Cluster{}
-	for _, tt := range tests {
-		err := c.acceptProposal(from, tt.data)
-		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, errForeignProposal)) {
-			t.Errorf("%s: %v, want ok=%v", tt.name, err, tt.ok)
-		}
-	}
-}

@@ -52,8 +52,8 @@ func newKVNode(c *Cluster) *kvnode.Node {
 		Quota:             c.cfg.KVQuotaBytes,
 		Ready:             c.kvReady,
 		Running: func() (context.Context, kvnode.Do, bool) {
-			if r := c.running(); r != nil && r.node != nil {
-				return r.ctx, r.node.Do, true
+			if r := c.running(); r != nil && r.Node != nil {
+				return r.Ctx, r.Node.Do, true
 			}
 			return nil, nil, false
 		},

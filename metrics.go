@@ -74,5 +74,5 @@ func (s metricsSource) Parts() metrics.Parts {
 	if r == nil {
 		return metrics.Parts{}
 	}
-	return metrics.Parts{Mux: r.mux, Transport: r.tr, Gossip: r.gossip, Node: r.node}
+	return metrics.Parts{Mux: r.Mux, Transport: r.Transport, Gossip: r.Gossip, Node: r.Node}
 }

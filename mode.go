@@ -11,6 +11,7 @@ import (
 	"github.com/qcluster/qcluster/internal/config"
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
+	"github.com/qcluster/qcluster/internal/peerrun"
 	"github.com/qcluster/qcluster/internal/storage"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -21,7 +22,7 @@ type mode interface {
 	// prepare checks what Start needs before it binds the port.
 	prepare() error
 	// start runs the mode's part of Start: r is bound, not serving yet.
-	start(ctx context.Context, r *running) error
+	start(ctx context.Context, r *peerrun.Running) error
 	// role is this peer's role in view.
 	role(v consensus.View) Role
 	// registered returns the member named name from the replicated
@@ -65,20 +66,20 @@ func (masterlessMode) prepare() error { return nil }
 func (l leaderMode) prepare() error { return config.PrepareDataDir(l.c.cfg.DataDir, os.Getuid()) }
 
 // start serves at once: there is nothing durable to load.
-func (m masterlessMode) start(_ context.Context, r *running) error {
+func (m masterlessMode) start(_ context.Context, r *peerrun.Running) error {
 	c := m.c
 	c.serve(r)
-	c.startHealth(r.ctx)
+	c.startHealth(r.Ctx)
 	c.watch.Publish(State{Identifier: c.cfg.Identifier, Role: RoleNone})
-	c.log.Info("peer started", "mode", ModeMasterless, "addr", r.mux.Addr().String(), "peers", len(c.cfg.RemotePeers()))
+	c.log.Info("peer started", "mode", ModeMasterless, "addr", r.Mux.Addr().String(), "peers", len(c.cfg.RemotePeers()))
 	return nil
 }
 
 // start opens the durable state, founds, joins or rejoins the cluster,
 // and runs the node and the registry loop.
-func (l leaderMode) start(ctx context.Context, r *running) error {
+func (l leaderMode) start(ctx context.Context, r *peerrun.Running) error {
 	c := l.c
-	r.mux.Handle(transport.RaftPreamble, func(conn net.Conn) {
+	r.Mux.Handle(transport.RaftPreamble, func(conn net.Conn) {
 		if tr := c.transport(); tr != nil && c.node() != nil {
 			tr.HandleStream(conn)
 		} else {
@@ -122,9 +123,7 @@ func (l leaderMode) start(ctx context.Context, r *running) error {
 			tr.SetPeer(id, p.Addr())
 		}
 	}
-	withTr := *r
-	withTr.tr = tr
-	r = c.useNode(&withTr, store, node)
+	r = c.useNode(r.WithTransport(tr), store, node)
 	if !fresh {
 		c.serve(r)
 	}
@@ -132,11 +131,11 @@ func (l leaderMode) start(ctx context.Context, r *running) error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.joins.Run(r.ctx, joining, blind)
+		c.joins.Run(r.Ctx, joining, blind)
 	}()
-	c.kv.StartUpkeep(r.ctx, &c.wg)
-	c.startHealth(r.ctx)
-	c.log.Info("peer started", "addr", r.mux.Addr().String(), "data_dir", c.cfg.DataDir,
+	c.kv.StartUpkeep(r.Ctx, &c.wg)
+	c.startHealth(r.Ctx)
+	c.log.Info("peer started", "addr", r.Mux.Addr().String(), "data_dir", c.cfg.DataDir,
 		"members", c.reg.Load().Len(), "joining", joining, "heartbeat", c.cfg.HeartbeatInterval.String(),
 		"election_timeout", c.cfg.ElectionTimeout.String())
 	return nil

@@ -263,7 +263,7 @@ type Cluster struct {
 
 	// run is what Start built (nil before). It is an atomic, not guarded
 	// by mu: the goroutines Close waits for read it, and Close holds mu.
-	run    atomic.Pointer[running]
+	run    atomic.Pointer[peerrun.Running]
 	wg     sync.WaitGroup // every goroutine Start (and run) started
 	runErr atomic.Pointer[error]
 	done   chan struct{}

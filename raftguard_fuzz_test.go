@@ -99,7 +99,7 @@ type fuzzState struct {
 func (p *fuzzPeer) state(t *testing.T) fuzzState {
 	t.Helper()
 	v := p.c.snap.Load().view
-	last, err := p.c.run.Load().store.LastIndex()
+	last, err := p.c.run.Load().Store.LastIndex()
 	if err != nil {
 		t.Fatal(err)
 	}

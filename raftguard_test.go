@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/internal/consensus"
+	kvstore "github.com/qcluster/qcluster/internal/kv"
 	"github.com/qcluster/qcluster/internal/registry"
 	"github.com/qcluster/qcluster/internal/transport"
 )
@@ -123,6 +124,14 @@ func TestRaftInputAttacks(t *testing.T) {
 		return raftpb.Entry{Data: data}
 	}
 
+	shortGrant := func(owner uint64) raftpb.Entry {
+		data, err := kvstore.EncodeOp(kvstore.Op{Type: kvstore.OpGrant, Owner: owner, TTL: leader.MinSessionTTL() - time.Millisecond, ReqID: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raftpb.Entry{Data: data}
+	}
+
 	attacks := []struct {
 		name     string
 		target   *Cluster
@@ -152,6 +161,10 @@ func TestRaftInputAttacks(t *testing.T) {
 		{"member forges another member's metadata", leader, follower.selfID,
 			func() raftpb.Message {
 				return raftpb.Message{Type: raftpb.MsgProp, Term: leader.Term(), Entries: []raftpb.Entry{metadataOf(tc.cfgs[gi].Identifier)}}
+			}, consensus.RefusedProposal, false},
+		{"member grants itself a session shorter than MinSessionTTL", leader, follower.selfID,
+			func() raftpb.Message {
+				return raftpb.Message{Type: raftpb.MsgProp, Term: leader.Term(), Entries: []raftpb.Entry{shortGrant(follower.selfID)}}
 			}, consensus.RefusedProposal, false},
 		{"MsgForgetLeader to a follower", follower, other.selfID,
 			func() raftpb.Message { return raftpb.Message{Type: raftpb.MsgForgetLeader, Term: follower.Term()} },

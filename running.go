@@ -3,7 +3,6 @@ package qcluster
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -12,35 +11,14 @@ import (
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/membership"
 	"github.com/qcluster/qcluster/internal/peerrun"
+	"github.com/qcluster/qcluster/internal/raftguard"
 	"github.com/qcluster/qcluster/internal/security"
 	"github.com/qcluster/qcluster/internal/storage"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
-// running is what Start built: each part of a running peer, held once,
-// behind Cluster.run (nil before Start). A running value is never
-// modified: Start publishes it in two steps (serving: the port, gossip
-// and the HTTP API; then, in leader mode, with the store, the raft
-// transport and the node), and the registry loop publishes a copy with a
-// new node and store when it discards a founding state (discardFounding).
-// Close tears it down in reverse (see stop).
-type running struct {
-	ctx    context.Context // ends when Close begins; every loop runs under it
-	cancel context.CancelFunc
-	mux    *transport.Mux // the one port: HTTP, raft streams, gossip
-	gossip *membership.Membership
-	http   *http.Server
-
-	// Leader mode only; nil in masterless mode (and, in leader mode,
-	// until the node exists).
-	store   storage.Storage
-	tr      *transport.Transport
-	node    *consensus.Node
-	nodeRun *peerrun.NodeRun
-}
-
 // running returns what Start built (nil before Start).
-func (c *Cluster) running() *running { return c.run.Load() }
+func (c *Cluster) running() *peerrun.Running { return c.run.Load() }
 
 // certNotAfter is when this peer's TLS certificate expires (false: no TLS,
 // or before Start).
@@ -55,7 +33,7 @@ func (c *Cluster) certNotAfter() (time.Time, bool) {
 // masterless mode).
 func (c *Cluster) node() *consensus.Node {
 	if r := c.run.Load(); r != nil {
-		return r.node
+		return r.Node
 	}
 	return nil
 }
@@ -64,7 +42,7 @@ func (c *Cluster) node() *consensus.Node {
 // masterless mode).
 func (c *Cluster) transport() *transport.Transport {
 	if r := c.run.Load(); r != nil {
-		return r.tr
+		return r.Transport
 	}
 	return nil
 }
@@ -72,7 +50,7 @@ func (c *Cluster) transport() *transport.Transport {
 // gossip returns the gossip membership (nil before Start).
 func (c *Cluster) gossip() *membership.Membership {
 	if r := c.run.Load(); r != nil {
-		return r.gossip
+		return r.Gossip
 	}
 	return nil
 }
@@ -131,7 +109,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 
 // bind builds the serving part of a running peer, not serving yet: the
 // port, gossip on it and the HTTP API.
-func (c *Cluster) bind() (*running, error) {
+func (c *Cluster) bind() (*peerrun.Running, error) {
 	ln, err := peerrun.Listen(c.cfg.Listener, c.cfg.Addr())
 	if err != nil {
 		return nil, err
@@ -153,8 +131,7 @@ func (c *Cluster) bind() (*running, error) {
 		Metrics:      c.metrics.Handler(),
 		OnRequest:    c.metrics.ObserveRequest,
 	}), c.log)
-	ctx, cancel := context.WithCancel(context.Background())
-	return &running{ctx: ctx, cancel: cancel, mux: mux, gossip: g, http: srv}, nil
+	return peerrun.NewRunning(mux, g, srv), nil
 }
 
 // serve starts answering on r's port: at once for a new peer (peers that
@@ -162,16 +139,14 @@ func (c *Cluster) bind() (*running, error) {
 // see join.Protocol.ExistingCluster), after its durable state is loaded
 // for a restarted one (so it never answers with a term older than the one
 // it had). Start calls it once.
-func (c *Cluster) serve(r *running) {
-	peerrun.Serve(r.ctx, &c.wg, r.mux, r.http, func(ctx context.Context) { c.seeds.Run(ctx, r.gossip) })
+func (c *Cluster) serve(r *peerrun.Running) {
+	peerrun.Serve(r.Ctx, &c.wg, r.Mux, r.HTTP, func(ctx context.Context) { c.seeds.Run(ctx, r.Gossip) })
 }
 
 // stop tears down what Start built, in reverse (peerrun.Stop); the store
 // is read last: the registry loop may have replaced it.
 func (c *Cluster) stop() error {
-	r := c.run.Load()
-	return peerrun.Stop(peerrun.Parts{Cancel: r.cancel, HTTP: r.http, Gossip: r.gossip, Mux: r.mux, Transport: r.tr},
-		c.wg.Wait, func() storage.Storage { return c.run.Load().store })
+	return c.run.Load().Stop(c.wg.Wait, func() storage.Storage { return c.run.Load().Store })
 }
 
 // Close stops the peer without leaving the cluster: it stays a member (a
@@ -214,7 +189,7 @@ func (c *Cluster) Close() error {
 // "" before Start.
 func (c *Cluster) Addr() string {
 	if r := c.run.Load(); r != nil {
-		return r.mux.Addr().String()
+		return r.Mux.Addr().String()
 	}
 	return ""
 }
@@ -246,7 +221,7 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 			ElectionTimeout:   time.Duration(c.cfg.ElectionTimeout),
 			Logger:            c.log,
 			Hooks:             c.metrics.Hooks(),
-			AcceptProposal:    c.acceptProposal,
+			AcceptProposal:    raftguard.New(raftguard.Deps{Member: c.memberIdentifier, MinSessionTTL: c.MinSessionTTL}).Accept,
 			Vouch:             c.vouch,
 			NotCandidate:      c.cfg.HealthCheck != nil, // until the check passes
 		},
@@ -261,19 +236,17 @@ func (c *Cluster) newNode(store storage.Storage, tr *transport.Transport, voters
 // useNode publishes node's durable view, then a copy of r in which node
 // (over store) is the one every call and message goes to; runNode runs
 // it. It returns the copy.
-func (c *Cluster) useNode(r *running, store storage.Storage, node *consensus.Node) *running {
+func (c *Cluster) useNode(r *peerrun.Running, store storage.Storage, node *consensus.Node) *peerrun.Running {
 	c.onView(node.InitialView(), c.clock())
-	next := *r
-	next.store, next.node = store, node
-	next.nodeRun = peerrun.NewNodeRun(r.ctx)
-	c.run.Store(&next)
-	return &next
+	next := r.WithNode(store, node)
+	c.run.Store(next)
+	return next
 }
 
 // runNode runs r's node until r's context ends (or its nodeRun is
 // cancelled); a storage failure stops the peer.
-func (c *Cluster) runNode(r *running) {
-	r.nodeRun.Start(&c.wg, r.node, func(err error) {
+func (c *Cluster) runNode(r *peerrun.Running) {
+	r.NodeRun.Start(&c.wg, r.Node, func(err error) {
 		c.runErr.Store(&err)
 		c.publishClosed()
 		c.watch.Close() // watchers learn the peer stopped; Err says why

@@ -11,7 +11,6 @@ import (
 	"github.com/qcluster/qcluster/api"
 	"github.com/qcluster/qcluster/client"
 	"github.com/qcluster/qcluster/internal/consensus"
-	kvstore "github.com/qcluster/qcluster/internal/kv"
 	"github.com/qcluster/qcluster/kv"
 )
 
@@ -238,28 +237,6 @@ func TestLockInSessionReleasedOnExpiry(t *testing.T) {
 	}
 	if _, err := fs[0].Lock(ctx, "job", kv.WithSessionID(info.ID)); !errors.Is(err, ErrSessionNotFound) {
 		t.Fatalf("Lock in an expired session: %v", err)
-	}
-}
-
-// TestAcceptKVProposalSession: a member grants sessions only to itself.
-func TestAcceptKVProposalSession(t *testing.T) {
-	for _, tt := range []struct {
-		op   kvstore.Op
-		from uint64
-		ok   bool
-	}{
-		{kvstore.Op{Type: kvstore.OpGrant, Owner: 2, TTL: time.Second}, 2, true},
-		{kvstore.Op{Type: kvstore.OpGrant, Owner: 3, TTL: time.Second}, 2, false},
-		{kvstore.Op{Type: kvstore.OpKeepAlive, Session: 9}, 2, true},
-		{kvstore.Op{Type: kvstore.OpPut, Key: "a", Session: 9}, 2, true},
-	} {
-		data, err := kvstore.EncodeOp(tt.op)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := acceptKVProposal(tt.from, data); (err == nil) != tt.ok {
-			t.Errorf("%+v from %d: %v", tt.op, tt.from, err)
-		}
 	}
 }
 

@@ -73,7 +73,7 @@ func TestTLSOutsidersAreRefused(t *testing.T) {
 			t.Errorf("%s knows a leader", tc.cfgs[i].Identifier)
 		}
 	}
-	mux := tc.peers[0].run.Load().mux.Stats()
+	mux := tc.peers[0].run.Load().Mux.Stats()
 	t.Logf("p0 port refusals: %+v; raft: %+v; gossip: %+v", mux, tc.peers[0].transport().Refusals(), tc.peers[0].gossip().Stats())
 	if mux.HandshakeFailed+mux.PlainText+mux.Unauthenticated == 0 {
 		t.Error("p0 counted no refused connection")

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/qcluster/qcluster/internal/config"
+	"github.com/qcluster/qcluster/internal/httpclient"
 )
 
 // Check states (qcluster re-exports them as CheckNone, CheckPassing and
@@ -123,10 +124,11 @@ func (h *Check) Set(status, output string, now time.Time) {
 // answer passes; Failures failures in a row fail.
 func (h *Check) RunHTTP(ctx context.Context) {
 	hc := h.cfg
-	tr := &http.Transport{Proxy: nil, MaxIdleConns: 1, IdleConnTimeout: 2 * time.Duration(hc.Interval)}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: time.Duration(hc.Timeout),
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// The application's own endpoint: no proxy, no redirect followed, one
+	// idle connection, each check bounded by health_check.timeout.
+	client := httpclient.New(httpclient.Options{Timeout: time.Duration(hc.Timeout), NoRedirects: true,
+		MaxIdleConns: 1, IdleConnTimeout: 2 * time.Duration(hc.Interval)})
+	defer client.CloseIdleConnections()
 	ticker := time.NewTicker(time.Duration(hc.Interval))
 	defer ticker.Stop()
 	fails := 0

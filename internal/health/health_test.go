@@ -106,3 +106,77 @@ func TestRunHTTP(t *testing.T) {
 	fail.Store(false)
 	wait(Passing)
 }
+
+// runHTTP runs h.RunHTTP until the test ends.
+func runHTTP(t *testing.T, h *Check) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.RunHTTP(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// waitState waits until h's state is want and its output has sub.
+func waitState(t *testing.T, h *Check, want, sub string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, out := h.State(time.Now())
+		if st == want && strings.Contains(out, sub) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s (%s), want %s with %q", st, out, want, sub)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRunHTTPRedirectNotFollowed: a redirect is the answer, and not a 2xx
+// one: the check fails although the target would pass.
+func TestRunHTTPRedirectNotFollowed(t *testing.T) {
+	var moved atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(http.ResponseWriter, *http.Request) {})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if moved.Load() {
+			http.Redirect(w, r, "/ok", http.StatusFound)
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	h := New(&config.HealthCheckConfig{HTTP: srv.URL + "/healthz", Interval: config.Duration(20 * time.Millisecond),
+		Timeout: config.Duration(5 * time.Second), Failures: 1})
+	runHTTP(t, h)
+	waitState(t, h, Passing, "200")
+	moved.Store(true)
+	waitState(t, h, Failing, "302")
+}
+
+// TestRunHTTPTimeout: an answer slower than health_check.timeout fails.
+func TestRunHTTPTimeout(t *testing.T) {
+	var slow atomic.Bool
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !slow.Load() {
+			return
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	h := New(&config.HealthCheckConfig{HTTP: srv.URL, Interval: config.Duration(200 * time.Millisecond),
+		Timeout: config.Duration(100 * time.Millisecond), Failures: 1})
+	runHTTP(t, h)
+	waitState(t, h, Passing, "200")
+	slow.Store(true)
+	waitState(t, h, Failing, "Timeout")
+}

@@ -1,7 +1,9 @@
 // Package httpclient builds the HTTP clients that talk to QCluster peers'
 // API: the Go client (package client), a peer asking another (join,
-// forwarding) and the process-cluster test harness. One builder, so a fix
-// to how peers are dialled (timeouts, proxies, TLS) lands everywhere.
+// forwarding) and the process-cluster test harness, and the one a peer's
+// HTTP health check polls the application with (package health). One
+// builder, so a fix to how peers are dialled (timeouts, proxies, TLS)
+// lands everywhere.
 package httpclient
 
 import (
@@ -41,14 +43,34 @@ type Options struct {
 	IdleConnTimeout time.Duration
 	// DisableCompression does not ask for gzip (small local answers).
 	DisableCompression bool
+	// Timeout, when set, bounds each request as a whole
+	// (http.Client.Timeout), and so its dial and TLS handshake (which
+	// default to it). Zero: requests are bounded by their context only.
+	Timeout time.Duration
+	// NoRedirects answers a redirect with the redirect itself instead of
+	// following it.
+	NoRedirects bool
+	// MaxIdleConns bounds the idle connections kept to all hosts
+	// (default 100).
+	MaxIdleConns int
 }
 
-// New returns an HTTP client for peers' APIs. It sets no overall timeout:
-// requests are bounded by their context (blocking queries and event
-// streams last long by design).
+// New returns an HTTP client for peers' APIs. Unless o.Timeout is set it
+// sets no overall timeout: requests are bounded by their context
+// (blocking queries and event streams last long by design).
 func New(o Options) *http.Client {
+	handshake := 10 * time.Second
+	if o.Timeout > 0 {
+		handshake = o.Timeout
+		if o.DialTimeout <= 0 {
+			o.DialTimeout = o.Timeout
+		}
+	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.MaxIdleConns <= 0 {
+		o.MaxIdleConns = 100
 	}
 	if o.MaxIdleConnsPerHost <= 0 {
 		o.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
@@ -59,10 +81,10 @@ func New(o Options) *http.Client {
 	tr := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     !o.HTTP1,
-		MaxIdleConns:          100,
+		MaxIdleConns:          o.MaxIdleConns,
 		MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
 		IdleConnTimeout:       o.IdleConnTimeout,
-		TLSHandshakeTimeout:   10 * time.Second,
+		TLSHandshakeTimeout:   handshake,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    o.DisableCompression,
 	}
@@ -75,5 +97,9 @@ func New(o Options) *http.Client {
 			tr.TLSClientConfig.NextProtos = nil
 		}
 	}
-	return &http.Client{Transport: tr}
+	c := &http.Client{Transport: tr, Timeout: o.Timeout}
+	if o.NoRedirects {
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	return c
 }

@@ -24,3 +24,21 @@ func TestOptions(t *testing.T) {
 		t.Error("the caller's TLS config was changed")
 	}
 }
+
+// TestTimeoutAndRedirects: Timeout bounds the whole request and, unless
+// set, its dial and TLS handshake; NoRedirects returns the redirect.
+func TestTimeoutAndRedirects(t *testing.T) {
+	c := New(Options{})
+	tr := c.Transport.(*http.Transport)
+	if c.Timeout != 0 || c.CheckRedirect != nil || tr.MaxIdleConns != 100 || tr.TLSHandshakeTimeout != 10*time.Second {
+		t.Errorf("zero Options: timeout %v, redirects %v, idle %d, handshake %v", c.Timeout, c.CheckRedirect != nil, tr.MaxIdleConns, tr.TLSHandshakeTimeout)
+	}
+	c = New(Options{Timeout: 20 * time.Second, NoRedirects: true, MaxIdleConns: 1})
+	tr = c.Transport.(*http.Transport)
+	if c.Timeout != 20*time.Second || tr.MaxIdleConns != 1 || tr.TLSHandshakeTimeout != 20*time.Second {
+		t.Errorf("options not applied: timeout %v, idle %d, handshake %v", c.Timeout, tr.MaxIdleConns, tr.TLSHandshakeTimeout)
+	}
+	if c.CheckRedirect == nil || c.CheckRedirect(nil, nil) != http.ErrUseLastResponse {
+		t.Error("NoRedirects: redirects are followed")
+	}
+}

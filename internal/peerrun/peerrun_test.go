@@ -151,3 +151,25 @@ func TestNodeRunStopsWithItsParent(t *testing.T) {
 		t.Fatal("the node's context outlived its parent")
 	}
 }
+
+// TestRunningCopies: a Running value is never modified: each With returns
+// a copy, and WithNode gives the copy a NodeRun of its own under r's
+// context.
+func TestRunningCopies(t *testing.T) {
+	r := NewRunning(nil, nil, nil)
+	defer r.Cancel()
+	tr := r.WithTransport(&transport.Transport{})
+	if r.Transport != nil || tr.Transport == nil || tr.Ctx != r.Ctx {
+		t.Fatalf("WithTransport: %+v from %+v", tr, r)
+	}
+	n := tr.WithNode(nil, &consensus.Node{})
+	if tr.Node != nil || tr.NodeRun != nil || n.Node == nil || n.NodeRun == nil || n.Transport != tr.Transport {
+		t.Fatalf("WithNode: %+v from %+v", n, tr)
+	}
+	r.Cancel()
+	select {
+	case <-n.NodeRun.ctx.Done():
+	default:
+		t.Fatal("the NodeRun does not end with the run context")
+	}
+}

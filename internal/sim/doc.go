@@ -104,7 +104,7 @@
 // two schedules out of five, else up to 1, 5 or 15 ms) delays each batch
 // on its way to the store, and a snapshot is taken only once the store
 // caught up. The peers' Config.AcceptProposal appends a forwarded proposal
-// that is a KV operation (as the root's acceptKVProposal), so followers
+// that is a KV operation (as internal/raftguard's Guard), so followers
 // forward their clients' writes to the leader.
 //
 // Most schedules (not the quiet ones) run 1 to 3 KV clients

@@ -175,7 +175,7 @@ func (c *Cluster) kvInit() {
 
 // acceptKV is the simulated peers' Config.AcceptProposal: a leader appends
 // a forwarded proposal that is a KV operation which decodes, bound to no
-// member or to the sender (as the root package's acceptKVProposal).
+// member or to the sender (as internal/raftguard's Guard).
 func acceptKV(from uint64, data []byte) error {
 	op, err := kv.DecodeOp(data)
 	if err != nil {

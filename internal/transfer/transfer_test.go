@@ -5,6 +5,7 @@ import (
 	"errors"
 	"iter"
 	"testing"
+	"time"
 
 	"github.com/qcluster/qcluster/internal/consensus"
 	"github.com/qcluster/qcluster/internal/sdkerr"
@@ -29,5 +30,18 @@ func TestNotStarted(t *testing.T) {
 	}
 	if err := Resign(context.Background(), d); !errors.Is(err, sdkerr.ErrNotStarted) {
 		t.Fatalf("Resign = %v, want NotStarted", err)
+	}
+}
+
+// TestOnCloseTimeout: two election timeouts, at most MaxOnClose.
+func TestOnCloseTimeout(t *testing.T) {
+	for _, tt := range []struct{ et, want time.Duration }{
+		{time.Second, 2 * time.Second},
+		{2500 * time.Millisecond, MaxOnClose},
+		{time.Minute, MaxOnClose},
+	} {
+		if got := OnCloseTimeout(tt.et); got != tt.want {
+			t.Errorf("OnCloseTimeout(%v) = %v, want %v", tt.et, got, tt.want)
+		}
 	}
 }
