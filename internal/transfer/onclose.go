@@ -34,9 +34,9 @@ func OnClose(d Deps, electionTimeout time.Duration, log *slog.Logger, leader fun
 	switch {
 	case err == nil:
 		log.Info("stopping leader handed leadership over", "to", leader(), "took", took.String())
-	case errors.Is(err, sdkerr.NotLeader), errors.Is(err, sdkerr.Closed):
+	case errors.Is(err, sdkerr.ErrNotLeader), errors.Is(err, sdkerr.ErrClosed):
 		// Lost leadership meanwhile, or closed by another call.
-	case errors.Is(err, sdkerr.UnknownPeer) && !errors.Is(err, sdkerr.TransferFailed):
+	case errors.Is(err, sdkerr.ErrUnknownPeer) && !errors.Is(err, sdkerr.ErrTransferFailed):
 		log.Info("stopping leader has no other voter to hand leadership to")
 	default:
 		log.Warn("stopping leader could not hand leadership over: the others elect a leader after an election timeout", "err", err, "took", took.String())
