@@ -237,11 +237,7 @@ func (h *handler) lockInSession(w http.ResponseWriter, r *http.Request, name str
 // unlock serves DELETE /v1/locks/{name}?token=T: it releases the lock if
 // it is held with token T (a lock taken with ?session, or a streamed one).
 func (h *handler) unlock(w http.ResponseWriter, r *http.Request) {
-	if _, ok := h.sessionBackend(w); !ok {
-		return
-	}
-	sb := h.b.(SessionBackend)
-	q, ok := kvQuery(w, r)
+	sb, q, ok := h.sessionRequest(w, r)
 	if !ok {
 		return
 	}
