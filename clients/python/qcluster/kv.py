@@ -514,25 +514,38 @@ class Lock:
         return "<qcluster.Lock {!r} token {}: {}>".format(self.name, self.token, what)
 
 
-def take_lock(core: Any, name: str, timeout: Optional[float]) -> Lock:
-    """Takes the lock ``name`` through ``core``'s agent (see
-    :meth:`QCluster.lock`)."""
+def _lock_deadline(name: str, timeout: Optional[float]) -> Optional[float]:
+    """Checks a lock's name and timeout; returns the monotonic deadline
+    (None: no timeout)."""
     if not isinstance(name, str):
         raise TypeError("name must be a str, not {}".format(type(name).__name__))
     if not name:
         raise ValueError("the lock name must not be empty")
     if timeout is not None and not timeout > 0:
         raise ValueError("timeout must be positive (seconds), or None to wait as long as it takes")
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _lock_wait(core: Any, name: str, timeout: Optional[float], deadline: Optional[float]) -> float:
+    """The wait of the next lock request (at most _MAX_LOCK_WAIT); raises
+    ClosedError when core is closed, TimeoutError when deadline passed."""
+    if core.closed:
+        raise ClosedError("the QCluster is closed")
+    wait = _MAX_LOCK_WAIT if deadline is None else min(_MAX_LOCK_WAIT, deadline - time.monotonic())
+    if wait <= 0:
+        raise TimeoutError(
+            408, "timeout", "the lock {!r} is held by another holder; it was not released within {:g}s".format(name, timeout)
+        )
+    return wait
+
+
+def take_lock(core: Any, name: str, timeout: Optional[float]) -> Lock:
+    """Takes the lock ``name`` through ``core``'s agent (see
+    :meth:`QCluster.lock`)."""
+    deadline = _lock_deadline(name, timeout)
     path = "/v1/locks/" + _escape(name)
-    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        if core.closed:
-            raise ClosedError("the QCluster is closed")
-        wait = _MAX_LOCK_WAIT if deadline is None else min(_MAX_LOCK_WAIT, deadline - time.monotonic())
-        if wait <= 0:
-            raise TimeoutError(
-                408, "timeout", "the lock {!r} is held by another holder; it was not released within {:g}s".format(name, timeout)
-            )
+        wait = _lock_wait(core, name, timeout, deadline)
         q = "?wait={}ms".format(max(1, int(wait * 1000)))
         try:
             s = core.endpoint.open_stream("POST", path + q, wait + _GRACE)
@@ -748,23 +761,11 @@ class SessionLock:
 def take_session_lock(core: Any, name: str, timeout: Optional[float], session: "Union[Session, int]") -> SessionLock:
     """Takes the lock ``name`` bound to ``session`` through ``core``'s
     agent (``POST /v1/locks/{name}?session=``)."""
-    if not isinstance(name, str):
-        raise TypeError("name must be a str, not {}".format(type(name).__name__))
-    if not name:
-        raise ValueError("the lock name must not be empty")
-    if timeout is not None and not timeout > 0:
-        raise ValueError("timeout must be positive (seconds), or None to wait as long as it takes")
+    deadline = _lock_deadline(name, timeout)
     sid = _session_id(session)
     path = "/v1/locks/" + _escape(name)
-    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        if core.closed:
-            raise ClosedError("the QCluster is closed")
-        wait = _MAX_LOCK_WAIT if deadline is None else min(_MAX_LOCK_WAIT, deadline - time.monotonic())
-        if wait <= 0:
-            raise TimeoutError(
-                408, "timeout", "the lock {!r} is held by another holder; it was not released within {:g}s".format(name, timeout)
-            )
+        wait = _lock_wait(core, name, timeout, deadline)
         q = "?wait={}ms&session={}".format(max(1, int(wait * 1000)), sid)
         try:
             body, _ = core.endpoint.request("POST", path + q, None, wait + _GRACE)
