@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/qcluster/qcluster/api"
@@ -73,13 +72,7 @@ type Session struct {
 	kv  *KV
 	id  uint64
 	ttl time.Duration
-
-	done   chan struct{}
-	cancel context.CancelFunc
-	ended  chan struct{}
-
-	mu     sync.Mutex
-	closed bool
+	h   *keepalive.Handle // the keep-alive goroutine
 }
 
 // NewSession creates a session with the given TTL and keeps it alive until
@@ -96,9 +89,15 @@ func (kv *KV) NewSession(ctx context.Context, ttl time.Duration) (*Session, erro
 	if err != nil || d <= 0 {
 		d = ttl
 	}
-	kctx, cancel := context.WithCancel(context.Background())
-	s := &Session{kv: kv, id: info.ID, ttl: d, done: make(chan struct{}), cancel: cancel, ended: make(chan struct{})}
-	go s.keepAlive(kctx, start)
+	s := &Session{kv: kv, id: info.ID, ttl: d}
+	s.h = keepalive.Start(context.Background(), start, keepalive.Lease{
+		TTL: d,
+		Renew: func(ctx context.Context) error {
+			_, err := kv.RenewSession(ctx, s.id)
+			return err
+		},
+		Gone: func(err error) bool { return errors.Is(err, ErrSessionNotFound) },
+	})
 	return s, nil
 }
 
@@ -110,41 +109,14 @@ func (s *Session) TTL() time.Duration { return s.ttl }
 
 // Done returns a channel closed once the session is over (Close, revoked,
 // expired, or no renewal succeeded for a TTL).
-func (s *Session) Done() <-chan struct{} { return s.done }
+func (s *Session) Done() <-chan struct{} { return s.h.Done() }
 
 // Close stops renewing the session and revokes it, deleting its keys and
 // locks. A session already over is not an error. Later calls return nil.
 func (s *Session) Close(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.cancel()
-	<-s.ended
-	_, err := s.kv.RevokeSession(ctx, s.id)
-	if errors.Is(err, ErrSessionNotFound) {
-		err = nil
-	}
-	if err == nil {
-		s.closed = true
-	}
-	return err
-}
-
-// keepAlive renews the session every TTL/3 until ctx ends, the session is
-// over, or no renewal succeeded for a TTL since the start of the last one
-// that did (or since created, before the first).
-func (s *Session) keepAlive(ctx context.Context, created time.Time) {
-	defer close(s.ended)
-	defer close(s.done)
-	keepalive.Run(ctx, created, keepalive.Lease{
-		TTL: s.ttl,
-		Renew: func(ctx context.Context) error {
-			_, err := s.kv.RenewSession(ctx, s.id)
-			return err
-		},
-		Gone: func(err error) bool { return errors.Is(err, ErrSessionNotFound) },
+	return s.h.Close(ctx, func(ctx context.Context) error {
+		_, err := s.kv.RevokeSession(ctx, s.id)
+		return err
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/qcluster/qcluster/internal/keepalive"
@@ -60,13 +59,7 @@ type Session struct {
 	kv  *KV
 	id  uint64
 	ttl time.Duration
-
-	done   chan struct{} // closed once the session is over (as far as this process knows)
-	cancel context.CancelFunc
-	ended  chan struct{} // the keep-alive goroutine returned
-
-	mu     sync.Mutex
-	closed bool
+	h   *keepalive.Handle // the keep-alive goroutine
 }
 
 // NewSession grants a session with the given TTL, owned by this member,
@@ -84,9 +77,8 @@ func (s *KV) NewSession(ctx context.Context, ttl time.Duration) (*Session, error
 	if err != nil {
 		return nil, err
 	}
-	kctx, cancel := context.WithCancel(s.b.Context())
-	se := &Session{kv: s, id: info.ID, ttl: info.TTL, done: make(chan struct{}), cancel: cancel, ended: make(chan struct{})}
-	go se.keepAlive(kctx, start)
+	se := &Session{kv: s, id: info.ID, ttl: info.TTL}
+	se.h = keepalive.Start(s.b.Context(), start, se.lease())
 	return se, nil
 }
 
@@ -100,7 +92,7 @@ func (s *Session) TTL() time.Duration { return s.ttl }
 // Close or anyone), expired, its member gone, this peer closed, or no
 // renewal succeeded for a whole TTL (the session has then expired, or is
 // about to). Stop acting on what the session protects when it closes.
-func (s *Session) Done() <-chan struct{} { return s.done }
+func (s *Session) Done() <-chan struct{} { return s.h.Done() }
 
 // Close stops renewing the session and revokes it, deleting the keys and
 // locks bound to it. It returns nil when the session was already over
@@ -108,31 +100,15 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // like when ctx ended first (the session expires after its TTL anyway).
 // Later calls return nil.
 func (s *Session) Close(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.cancel()
-	<-s.ended
-	err := s.kv.RevokeSession(ctx, s.id)
-	if errors.Is(err, ErrSessionNotFound) {
-		err = nil
-	}
-	if err == nil {
-		s.closed = true
-	}
-	return err
+	return s.h.Close(ctx, func(ctx context.Context) error { return s.kv.RevokeSession(ctx, s.id) })
 }
 
-// keepAlive renews the session every TTL/3 until ctx ends, the session
-// is gone from this peer's store, or no renewal succeeded for a TTL
-// since the start of the last one that did (or since granted, before
-// the first). It closes done when it returns.
-func (s *Session) keepAlive(ctx context.Context, granted time.Time) {
-	defer close(s.ended)
-	defer close(s.done)
-	keepalive.Run(ctx, granted, keepalive.Lease{
+// lease is what keeps the session alive: renewed every TTL/3 until it is
+// gone from this peer's store, or no renewal succeeded for a TTL since
+// the start of the last one that did (or since granted, before the
+// first).
+func (s *Session) lease() keepalive.Lease {
+	return keepalive.Lease{
 		TTL:   s.ttl,
 		Renew: func(ctx context.Context) error { return s.kv.RenewSession(ctx, s.id) },
 		Gone:  func(err error) bool { return errors.Is(err, ErrSessionNotFound) },
@@ -141,5 +117,5 @@ func (s *Session) keepAlive(ctx context.Context, granted time.Time) {
 			s.kv.log.Warn("session: no renewal succeeded for its TTL; it is over", "session", s.id, "ttl", s.ttl)
 		},
 		Failed: func(err error) { s.kv.log.Debug("session: renewal failed; retrying", "session", s.id, "err", err) },
-	})
+	}
 }

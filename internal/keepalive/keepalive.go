@@ -5,6 +5,7 @@ package keepalive
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/qcluster/qcluster/internal/backoff"
@@ -80,4 +81,53 @@ func Run(ctx context.Context, granted time.Time, l Lease) {
 			next.Reset(bo.Next())
 		}
 	}
+}
+
+// Handle is a lease kept alive by a goroutine of its own (Start): what
+// kv.Session and client.Session hold. Its methods are safe for
+// concurrent use.
+type Handle struct {
+	lease  Lease
+	done   chan struct{} // closed once the lease is over, as far as this process knows
+	cancel context.CancelFunc
+	ended  chan struct{} // the goroutine returned
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// Start runs Run(ctx, granted, l) in a goroutine until ctx ends or Close.
+func Start(ctx context.Context, granted time.Time, l Lease) *Handle {
+	kctx, cancel := context.WithCancel(ctx)
+	h := &Handle{lease: l, done: make(chan struct{}), cancel: cancel, ended: make(chan struct{})}
+	go func() {
+		defer close(h.ended)
+		defer close(h.done)
+		Run(kctx, granted, l)
+	}()
+	return h
+}
+
+// Done returns a channel closed once the lease is over (see Run).
+func (h *Handle) Done() <-chan struct{} { return h.done }
+
+// Close stops the renewals and, once they have stopped, revokes the lease.
+// A lease already over (Lease.Gone) is not an error. After a nil return,
+// later calls return nil; after an error, a later call revokes again.
+func (h *Handle) Close(ctx context.Context, revoke func(ctx context.Context) error) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.cancel()
+	<-h.ended
+	err := revoke(ctx)
+	if err != nil && h.lease.Gone(err) {
+		err = nil
+	}
+	if err == nil {
+		h.closed = true
+	}
+	return err
 }

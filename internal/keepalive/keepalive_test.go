@@ -111,3 +111,23 @@ func TestStopsWhenNotAlive(t *testing.T) {
 		t.Errorf("%d renewals, want 0", n)
 	}
 }
+
+func TestHandleClose(t *testing.T) {
+	h := Start(t.Context(), time.Now(), Lease{
+		TTL:   time.Hour,
+		Renew: func(context.Context) error { return nil },
+		Gone:  isGone,
+	})
+	revokes := 0
+	fail := errors.New("unreachable")
+	if err := h.Close(t.Context(), func(context.Context) error { revokes++; return fail }); !errors.Is(err, fail) {
+		t.Fatalf("Close = %v, want the revoke's error", err)
+	}
+	waitDone(t, h.Done(), "Done after Close")
+	if err := h.Close(t.Context(), func(context.Context) error { revokes++; return errGone }); err != nil {
+		t.Fatalf("Close of a lease already gone = %v, want nil", err)
+	}
+	if err := h.Close(t.Context(), func(context.Context) error { revokes++; return nil }); err != nil || revokes != 2 {
+		t.Fatalf("a closed handle's Close = %v after %d revokes, want nil after 2 (no revoke again)", err, revokes)
+	}
+}
