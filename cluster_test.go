@@ -422,6 +422,12 @@ func TestIsolatedLeaderLeaseEndsFirst(t *testing.T) {
 		}
 	}()
 
+	// A Fatal below ends the test while the sampler runs: stop it first, or
+	// it reads the peers the cleanup closes and nils (a nil-pointer panic
+	// that hid the failure in CI).
+	stopSampling := sync.OnceFunc(func() { close(stop); <-done })
+	defer stopSampling()
+
 	tc.isolate(oi, true)
 	nl := tc.waitLeader(3*time.Second, oi)
 	ni := tc.index(nl)
@@ -429,8 +435,7 @@ func TestIsolatedLeaderLeaseEndsFirst(t *testing.T) {
 	waitFor(t, 2*time.Second, "old leader to step down", func() bool { return !tc.peers[oi].IsLeader() })
 	tc.isolate(oi, false)
 	tc.waitLeader(5 * time.Second)
-	close(stop)
-	<-done
+	stopSampling()
 
 	var lastOld, firstNew time.Time
 	for _, s := range samples {
