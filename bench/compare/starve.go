@@ -70,6 +70,9 @@ type starveResult struct {
 	// in the window (qcluster_elections_started_total), with the leader at
 	// the start marked; "" when not scraped.
 	started string
+	// stalls: QCluster only, per member, like started, from
+	// qcluster_stalls_total: late wakes of its election core.
+	stalls string
 }
 
 // lateness measures how late a 10 ms sleep of this process wakes, until
@@ -88,9 +91,14 @@ func lateness(stop <-chan struct{}) []time.Duration {
 	}
 }
 
-// electionsStarted reads qcluster_elections_started_total from a QCluster
-// member's /metrics.
-func electionsStarted(ctx context.Context, m member) (float64, error) {
+// qcMetrics are the counters the idle window reads from each QCluster
+// member, before and after: elections started, and stalls (wakes of the
+// election core that came late: the process could not run).
+var qcMetrics = [...]string{"qcluster_elections_started_total", "qcluster_stalls_total"}
+
+// qcMetric reads the unlabelled metric name from a QCluster member's
+// /metrics.
+func qcMetric(ctx context.Context, m member, name string) (float64, error) {
 	q, ok := m.(qcMember)
 	if !ok {
 		return 0, errors.New("not a QCluster member")
@@ -111,11 +119,11 @@ func electionsStarted(ctx context.Context, m member) (float64, error) {
 		return 0, err
 	}
 	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "qcluster_elections_started_total "); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
 			return strconv.ParseFloat(v, 64)
 		}
 	}
-	return 0, fmt.Errorf("%s: no qcluster_elections_started_total in /metrics (HTTP %s)", m.Name(), resp.Status)
+	return 0, fmt.Errorf("%s: no %s in /metrics (HTTP %s)", m.Name(), name, resp.Status)
 }
 
 // runStarve runs the -starve measurements on the started systems (active)
@@ -211,6 +219,7 @@ func runStarve(ctx context.Context, o options, h harness, systems, active []*sys
 		fmt.Fprintf(stdout, "\nQCluster: idle without an election: %v; kill -9 p99 %s ms <= %v: %v.\n", idleOK, ms(p(kills, 99)), starveGoalP99, killOK)
 		if r.started != "" {
 			fmt.Fprintf(stdout, "QCluster elections started in the idle window, per member (* led at its start): %s.\n", r.started)
+			fmt.Fprintf(stdout, "QCluster stalls in the idle window (wakes of the election core over 20 ms late), per member: %s.\n", r.stalls)
 		}
 		if len(kills) > 0 {
 			fmt.Fprintf(stdout, "QCluster kill -9 fail-overs (ms, sorted):")
@@ -242,14 +251,20 @@ func (h harness) starveIdle(ctx context.Context, systems []*system, results map[
 	}
 	first := leaders
 	leaders = maps.Clone(leaders)
-	startedBefore := map[member]float64{}
+	type metricKey struct {
+		m    member
+		name string
+	}
+	before := map[metricKey]float64{}
 	for _, s := range systems {
 		if s.key != sysQCluster || first[s] == nil {
 			continue
 		}
 		for _, m := range s.cl.Members() {
-			if v, err := electionsStarted(ctx, m); err == nil {
-				startedBefore[m] = v
+			for _, name := range qcMetrics {
+				if v, err := qcMetric(ctx, m, name); err == nil {
+					before[metricKey{m, name}] = v
+				}
 			}
 		}
 	}
@@ -295,22 +310,25 @@ func (h harness) starveIdle(ctx context.Context, systems []*system, results map[
 		if s.key != sysQCluster {
 			continue
 		}
-		var parts []string
+		var parts [len(qcMetrics)][]string
 		for _, m := range s.cl.Members() {
-			before, ok := startedBefore[m]
-			after, err := electionsStarted(ctx, m)
-			part := m.Name()
-			if m == first[s] {
-				part += "*"
+			for i, name := range qcMetrics {
+				b, ok := before[metricKey{m, name}]
+				after, err := qcMetric(ctx, m, name)
+				part := m.Name()
+				if m == first[s] {
+					part += "*"
+				}
+				if !ok || err != nil {
+					part += " n/a"
+				} else {
+					part += fmt.Sprintf(" %.0f", after-b)
+				}
+				parts[i] = append(parts[i], part)
 			}
-			if !ok || err != nil {
-				part += " n/a"
-			} else {
-				part += fmt.Sprintf(" %.0f", after-before)
-			}
-			parts = append(parts, part)
 		}
-		results[s].started = strings.Join(parts, ", ")
+		results[s].started = strings.Join(parts[0], ", ")
+		results[s].stalls = strings.Join(parts[1], ", ")
 	}
 	return nil
 }

@@ -68,10 +68,14 @@ type Loop struct {
 	nextTick   time.Duration // the Core's clock time the next tick is due
 	maxCatchUp int           // ticks Advance applies at most at once
 
+	// promised is the wake NextWake last gave the owner (see Advance).
+	promised time.Duration
+
 	ticked, called bool
 	snapReports    []snapReport
 
 	refused                [NumRefusals]atomic.Uint64
+	stalls                 atomic.Uint64
 	goneTaken, goneIgnored atomic.Uint64
 }
 
@@ -110,17 +114,37 @@ func (l *Loop) Start() {
 // due, so a peer never counts more ticks than its clock allows (the lease
 // relies on it). The owner calls it when its timer for NextWake fires;
 // Receive, ReceiveBatch (unless it drops the ticks), Call,
-// ReportUnreachable and ReportGone call it first themselves. After a stall
-// (a paused process, a slow disk) the ticks missed are applied at once, at
-// most two election timeouts' worth (raft has acted on all it could by
-// then); the rest are skipped. The next Flush
-// publishes the view if a tick was applied, changed or not (its holders
-// re-evaluate it on their clock). It returns how many ticks it applied.
+// ReportUnreachable and ReportGone call it first themselves. It applies at
+// most two election timeouts' worth at once (raft has acted on all it
+// could by then); the rest are skipped. The next Flush publishes the view
+// if a tick was applied, changed or not (its holders re-evaluate it on
+// their clock). It returns how many ticks it applied.
+//
+// After a stall it counts less: when Advance comes more than stallAfter
+// ticks after the wake NextWake promised, the process (or its whole machine: a
+// starved virtual machine stops for 150 ms at a time) could not run. It
+// counts the ticks due up to the promised wake and drops the rest, as
+// ReceiveBatch drops those a leader's message covers: the time it could
+// not run is nobody's silence. A follower would otherwise take the stall
+// for its leader's (whose messages may be waiting in the socket, not yet
+// read) and campaign before reading them; a leader would run raft's quorum
+// check over a stall in which it could read no answer, and step down.
+// Dropping ticks is safe for the lease: a follower that counts fewer
+// refuses votes for longer, never sooner, and a leader's lease is measured
+// on its clock, not in ticks (its next lease round goes out at once). A
+// peer whose every wake is late still counts a tick per wake.
 func (l *Loop) Advance(now time.Duration) int {
+	until := now
+	if l.promised != 0 && now-l.promised > stallAfter*l.tick && l.nextTick <= now {
+		until = l.promised
+		l.stalls.Add(1)
+		l.core.cfg.Logger.Debug("woke late: the process could not run; the ticks missed are not counted",
+			"late", now-l.promised)
+	}
 	n := 0
-	for l.nextTick <= now {
+	for l.nextTick <= until {
 		if n == l.maxCatchUp {
-			l.nextTick = now + l.tick
+			l.nextTick = until + l.tick
 			break
 		}
 		l.core.tickAt(now)
@@ -129,6 +153,9 @@ func (l *Loop) Advance(now time.Duration) int {
 	}
 	if n > 0 {
 		l.ticked = true
+	}
+	if until < now {
+		l.drop(now)
 	}
 	return n
 }
@@ -141,6 +168,11 @@ func (l *Loop) Advance(now time.Duration) int {
 // an idle leader until its next heartbeat round, instead of waking every
 // TickInterval.
 func (l *Loop) NextWake() time.Duration {
+	l.promised = l.nextWake()
+	return l.promised
+}
+
+func (l *Loop) nextWake() time.Duration {
 	due := l.core.tickDue()
 	if due <= l.nextTick {
 		return l.nextTick
@@ -148,6 +180,15 @@ func (l *Loop) NextWake() time.Duration {
 	k := (due - l.nextTick + l.tick - 1) / l.tick
 	return l.nextTick + k*l.tick
 }
+
+// stallAfter is how many TickIntervals past its promised wake an Advance
+// must come to be taken for a stall (see Advance): well above a loaded
+// machine's usual timer lateness (a few milliseconds at p99).
+const stallAfter = 2
+
+// Stalls is the number of stalls Advance has seen (see Advance): wakes
+// that came more than stallAfter ticks after the promised one.
+func (l *Loop) Stalls() uint64 { return l.stalls.Load() }
 
 // catchUp applies the ticks due by now, before an event: a message must
 // not reset raft's election count and then have ticks that were due before

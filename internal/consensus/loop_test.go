@@ -68,7 +68,11 @@ func TestLoopWakesOnlyWhenATickMayAct(t *testing.T) {
 	if s := fc.rn.BasicStatus().RaftState; s != raft.StateFollower {
 		t.Fatalf("the follower left its leader at its first wake: %v", s)
 	}
-	f.Advance(seen + 2*et + tick) // past raft's randomized timeout
+	// The owner wakes when told (a wake much later than promised is a
+	// stall: TestLoopStallGrace), up to past raft's randomized timeout.
+	for now := f.NextWake(); now <= seen+2*et+tick; now = f.NextWake() {
+		f.Advance(now)
+	}
 	if s := fc.rn.BasicStatus().RaftState; s != raft.StatePreCandidate {
 		t.Fatalf("the follower did not campaign after two election timeouts of silence: %v", s)
 	}
@@ -233,6 +237,100 @@ func TestLoopDropsTicksWhileHeard(t *testing.T) {
 	if !slices.ContainsFunc(sent, func(m raftpb.Message) bool { return m.Type == raftpb.MsgPreVoteResp && !m.Reject }) {
 		t.Errorf("the follower did not grant the pre-vote two election timeouts after its leader's last heartbeat: %+v", sent)
 	}
+}
+
+// TestLoopStall: a peer whose wake comes long after the one NextWake
+// promised (its process, or its whole machine, could not run) counts the
+// ticks up to the promised wake and not the time it could not run. A
+// follower does not campaign at that wake (its leader's heartbeat may be
+// waiting in the socket, unread) and stays with its leader when the
+// heartbeat comes; with a silent leader it campaigns after further ticks
+// it does run. A leader neither steps down nor skips its lease round.
+func TestLoopStall(t *testing.T) {
+	campaigned := func(sent []raftpb.Message) bool {
+		for _, m := range sent {
+			if m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote {
+				return true
+			}
+		}
+		return false
+	}
+	follower := func(t *testing.T) (*testNet, *Core, *Loop, *[]raftpb.Message, time.Duration) {
+		n := newTestNet(t, []uint64{1, 2, 3}, nil)
+		n.elect(1)
+		fc := n.cores[2]
+		sent := new([]raftpb.Message)
+		f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { *sent = append(*sent, ms...) }})
+		f.Start()
+		w := f.NextWake()
+		late := w + 2*fc.cfg.ElectionTimeout // past raft's randomized timeout
+		n.now = late
+		if got, want := f.Advance(late), int((w-fc.leaderSeen)/fc.cfg.TickInterval); got > want {
+			t.Fatalf("Advance after a stall applied %d ticks, want at most the %d due by the promised wake", got, want)
+		}
+		if got := f.Stalls(); got != 1 {
+			t.Errorf("Stalls() = %d, want 1", got)
+		}
+		if _, err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if campaigned(*sent) {
+			t.Fatal("the follower campaigned at the wake that ended its stall")
+		}
+		if next := f.NextWake(); next <= late {
+			t.Errorf("NextWake after the stall is %v before its end", late-next)
+		}
+		return n, fc, f, sent, late
+	}
+
+	t.Run("heard after the stall", func(t *testing.T) {
+		n, fc, f, sent, late := follower(t)
+		st := fc.rn.BasicStatus()
+		n.now = late + fc.cfg.TickInterval
+		f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: st.Term, Commit: st.Commit}})
+		if _, err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if campaigned(*sent) {
+			t.Fatal("the follower campaigned although its leader's heartbeat came right after the stall")
+		}
+		if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
+			t.Fatalf("the follower left its leader: %+v", s)
+		}
+	})
+
+	t.Run("silent leader", func(t *testing.T) {
+		n, fc, f, sent, late := follower(t)
+		for n.now = f.NextWake(); n.now <= late+2*fc.cfg.ElectionTimeout && !campaigned(*sent); n.now = f.NextWake() {
+			f.Advance(n.now)
+			if _, err := f.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !campaigned(*sent) {
+			t.Fatalf("the follower did not campaign within two election timeouts after its stall: %v", fc.rn.BasicStatus().RaftState)
+		}
+	})
+
+	t.Run("leader", func(t *testing.T) {
+		n := newTestNet(t, []uint64{1, 2, 3}, nil)
+		n.elect(1)
+		lc := n.cores[1]
+		var sent []raftpb.Message
+		l := NewLoop(lc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
+		l.Start()
+		n.now = l.NextWake() + 2*lc.cfg.ElectionTimeout
+		l.Advance(n.now)
+		if _, err := l.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if s := lc.rn.BasicStatus().RaftState; s != raft.StateLeader {
+			t.Fatalf("the leader counted its stall: %v", s)
+		}
+		if lc.lastLeaseReq != n.now {
+			t.Errorf("the leader's lease round after its stall went out at %v, want at once", lc.lastLeaseReq)
+		}
+	})
 }
 
 // TestLoopReceiveBatchTicksFirst: a batch that proves nobody alive in this

@@ -223,6 +223,10 @@ func (n *Node) PeerGone(id uint64) {
 // about its leader, and how many it ignored (Loop.GoneReports).
 func (n *Node) GoneReports() (taken, ignored uint64) { return n.loop.GoneReports() }
 
+// Stalls is how many late wakes the core took for a stall of its process
+// (Loop.Stalls, Loop.Advance).
+func (n *Node) Stalls() uint64 { return n.loop.Stalls() }
+
 // Do runs fn on the Node's goroutine with exclusive access to the Core and
 // returns its error, ErrStopped when the Node is not running, or ctx's error.
 func (n *Node) Do(ctx context.Context, fn func(*Core) error) error {

@@ -386,6 +386,8 @@ var (
 		"Connects made after a stream ended without a goodbye, by result: refused (the peer's process is gone), accepted (its port is alive), failed.", []string{"result"}, nil)
 	goneReportsDesc = prometheus.NewDesc("qcluster_leader_gone_reports_total",
 		"Proofs that a peer's process is gone, by what the election core did: taken (evidence about its leader: a fail-over without waiting for the election timeout), ignored.", []string{"result"}, nil)
+	stallsDesc = prometheus.NewDesc("qcluster_stalls_total",
+		"Wakes of the election core that came more than two ticks after they were due on a peer that did not lead: its process, or its machine, could not run. The time it could not run is not counted as anyone's silence (no election for it).", nil, nil)
 	certExpiryDesc = prometheus.NewDesc("qcluster_tls_cert_expiry_timestamp_seconds",
 		"When this peer's TLS certificate expires (Unix time); absent without TLS.", nil, nil)
 )
@@ -436,6 +438,7 @@ func (sc *scrapeCollector) collectSecurity(ch chan<- prometheus.Metric) {
 		taken, ignored := node.GoneReports()
 		counter(goneReportsDesc, taken, "taken")
 		counter(goneReportsDesc, ignored, "ignored")
+		counter(stallsDesc, node.Stalls())
 	}
 	if g := r.Gossip; g != nil {
 		st := g.Stats()
@@ -467,6 +470,7 @@ func (sc *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- streamEndsDesc
 	ch <- goneProbesDesc
 	ch <- goneReportsDesc
+	ch <- stallsDesc
 	ch <- gossipRejectedDesc
 	ch <- gossipSecondaryDesc
 	ch <- gossipStreamsRefusedDesc
