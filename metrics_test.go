@@ -209,6 +209,7 @@ func TestMetricsAfterElectionAndTransfer(t *testing.T) {
 				problems = append(problems, fmt.Sprintf("%s: raft_messages_received_total %v", s.peer, n))
 			}
 			s.get(&problems, "qcluster_raft_inbox_dropped_total")
+			s.get(&problems, "qcluster_stalls_total")
 			// The fail-over proofs' counters, every label from the start.
 			for _, l := range [][3]string{
 				{"qcluster_raft_stream_ends_total", "how", "goodbye"}, {"qcluster_raft_stream_ends_total", "how", "reset"},
