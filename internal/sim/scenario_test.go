@@ -495,3 +495,39 @@ func TestScenarioSuspendedLeaderStoppedClockIsCaught(t *testing.T) {
 	}
 	t.Logf("caught: %s: %s", v.Invariant, v.Detail)
 }
+
+// TestScenarioStarvedMachine: the whole machine stops, again and again (a
+// virtual machine starved of CPU stops every process for about an election
+// timeout): all three peers pause at once, and when the machine runs again
+// the followers run before the leader. Their timers fire at once, long
+// after they were due, before the leader, running again too, has sent
+// anything: a follower must not take the time it could not run for its
+// leader's silence. No election, the same leader throughout.
+func TestScenarioStarvedMachine(t *testing.T) {
+	c := newScenario(t, 3)
+	lead := agreedLeader(t, c)
+	v, _ := c.View(lead)
+	term := v.Term
+	et := c.ElectionTimeout()
+	for i := range 20 {
+		for _, id := range c.ids() {
+			c.Pause(id)
+		}
+		// From just under to twice the election timeout, at varied
+		// moments of the heartbeat period.
+		runFor(t, c, et-et/10+time.Duration(i)*et/10+time.Duration(i%7)*time.Millisecond)
+		for _, id := range others(c, lead) {
+			c.Resume(id)
+		}
+		c.Resume(lead)
+		runFor(t, c, et)
+		for _, id := range c.ids() {
+			if v, _ := c.View(id); v.Term != term {
+				t.Fatalf("stop %d: p%d is at term %d, want %d (an election after the machine stopped)\n%s", i, id, v.Term, term, c.Trace())
+			}
+		}
+	}
+	if l, ok := c.Agreed(); !ok || l != lead {
+		t.Fatalf("the leader moved from p%d to p%d (%v)", lead, l, ok)
+	}
+}
