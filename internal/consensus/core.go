@@ -99,7 +99,13 @@
 // log is behind is refused by up-to-date voters, and the next one tries
 // two ticks later: most up-to-date log first, then lowest ID, without
 // anyone knowing the others' logs. Each survivor campaigns once per
-// evidence; if no leader results, raft's election timer takes over.
+// evidence; if no leader results, raft's election timer takes over. One
+// exception: when two survivors' campaigns cross (the earlier-ranked one
+// ran late, a stall, past the next one's turn), each votes for itself in
+// the same term and neither can win it; the earlier-ranked of the two, on
+// the other's request, campaigns again at once (a pre-vote, then a normal
+// vote in the next term, which the other, a candidate without a leader,
+// grants), instead of both waiting out raft's timer (retrySplit).
 //
 // Safety: the lease argument above only needs every member of a lease
 // holder's quorum to refuse votes while the lease may run. Evidence lets a
@@ -438,10 +444,13 @@ type Core struct {
 	// leader and term as last seen, with when they became so.
 	gone           goneEvidence
 	goneCampaignAt time.Duration
-	deferredVote   raftpb.Message
-	deferredAt     time.Duration
-	seenLead       [2]uint64
-	seenLeadSince  time.Duration
+	// goneTerm is the term of this peer's fail-over campaign, while a
+	// crossed one may still be retried (retrySplit); 0: none.
+	goneTerm      uint64
+	deferredVote  raftpb.Message
+	deferredAt    time.Duration
+	seenLead      [2]uint64
+	seenLeadSince time.Duration
 }
 
 // raftStorage is the storage raft reads. It refuses to hand raft a
@@ -811,6 +820,9 @@ func (c *Core) StepAt(m raftpb.Message, now time.Duration) error {
 	c.keepGone()
 	if err != nil {
 		return err
+	}
+	if m.Type == raftpb.MsgVote {
+		c.retrySplit(m)
 	}
 	switch m.Type {
 	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:

@@ -63,18 +63,46 @@ func (c *Core) reportGone(id uint64, at time.Duration) bool {
 // goneRank is this peer's rank among the voters that survive the gone
 // leader, by ID: the order in which they campaign. ok is false when this
 // peer is not a voter.
-func (c *Core) goneRank(gone uint64) (int, bool) {
+func (c *Core) goneRank(gone uint64) (int, bool) { return c.survivorRank(gone, c.cfg.ID) }
+
+// survivorRank is voter id's rank among the voters that survive the gone
+// leader, by ID; ok is false when id is not such a voter.
+func (c *Core) survivorRank(gone, id uint64) (int, bool) {
 	rank := 0
 	for _, v := range c.voters { // sorted
 		switch v {
 		case gone:
-		case c.cfg.ID:
+		case id:
 			return rank, true
 		default:
 			rank++
 		}
 	}
 	return 0, false
+}
+
+// retrySplit follows a vote request m, stepped: when the survivors'
+// fail-over campaigns crossed (the earlier-ranked one ran late, a stall,
+// and the next one's turn came first), each voted for itself in the same
+// term and neither can win it; raft would wait out its randomized election
+// timeout. The earlier-ranked candidate of the two, on the later one's
+// request, campaigns again at once (a pre-vote, then a vote in the next
+// term), which the other, a candidate without a leader, grants; the
+// later-ranked one waits for it. Once per fail-over campaign.
+func (c *Core) retrySplit(m raftpb.Message) {
+	st := c.rn.BasicStatus()
+	if c.goneTerm == 0 || st.Term != c.goneTerm || m.Term != st.Term || st.RaftState != raft.StateCandidate ||
+		st.Vote != c.cfg.ID || c.gone.lead == 0 || c.notCandidate {
+		return
+	}
+	mine, ok := c.survivorRank(c.gone.lead, c.cfg.ID)
+	theirs, ok2 := c.survivorRank(c.gone.lead, m.From)
+	if !ok || !ok2 || mine > theirs {
+		return
+	}
+	c.goneTerm = 0
+	_ = c.rn.Campaign()
+	c.keepGone()
 }
 
 // keepGone notes when raft's leader or term changed, and drops the
@@ -101,6 +129,7 @@ func (c *Core) keepGone() {
 func (c *Core) dropGone() {
 	c.gone = goneEvidence{}
 	c.goneCampaignAt = 0
+	c.goneTerm = 0
 }
 
 // maybeFailover starts this peer's campaign when its turn has come and
@@ -121,6 +150,9 @@ func (c *Core) maybeFailover(now time.Duration) {
 		return // it granted an earlier survivor's campaign: let it win
 	}
 	_ = c.stepRaft(raftpb.Message{Type: raftpb.MsgTimeoutNow, From: c.gone.lead, To: c.cfg.ID, Term: st.Term})
+	if st := c.rn.BasicStatus(); st.RaftState == raft.StateCandidate {
+		c.goneTerm = st.Term
+	}
 	c.keepGone()
 }
 

@@ -290,3 +290,41 @@ func TestGoneWakesForItsTurn(t *testing.T) {
 		t.Fatalf("core 3 at its turn: %+v", v)
 	}
 }
+
+// TestGoneSplitVote: the survivors' fail-over campaigns cross: core 2
+// (rank 0) ran late (a stall) and core 3's turn came first, so each voted
+// for itself in the same term and neither can win it. On core 3's request
+// core 2 campaigns again at once and wins the next term, without waiting
+// out raft's election timeout; core 3, the later-ranked, does not.
+func TestGoneSplitVote(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	term := n.cores[2].View().Term
+	tick := n.cores[2].cfg.TickInterval
+	n.crash(1)
+	n.now += time.Millisecond
+	if !n.cores[3].ReportGone(1) {
+		t.Fatal("core 3 ignored the proof")
+	}
+	n.now += 3 * tick // core 3's turn; core 2 has not run
+	n.cores[3].Tick()
+	if !n.cores[2].ReportGone(1) {
+		t.Fatal("core 2 ignored the proof")
+	}
+	for _, id := range []uint64{2, 3} { // their requests go out, not yet delivered
+		c := n.cores[id]
+		for c.HasReady() {
+			if _, err := c.Process(func(ms []raftpb.Message) { n.queue = append(n.queue, ms...) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if v := c.View(); v.Role != Candidate || v.Term != term+1 {
+			t.Fatalf("core %d is %v of term %d, want a candidate of term %d (crossed campaigns)", id, v.Role, v.Term, term+1)
+		}
+	}
+	n.pump()
+	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+2 {
+		t.Fatalf("after the crossed campaigns core 2 is %v of term %d, want leader of term %d at once", v.Role, v.Term, term+2)
+	}
+	n.wantFollows(3, 2, term+2)
+}
