@@ -809,7 +809,7 @@ func (c *Core) StepAt(m raftpb.Message, now time.Duration) error {
 			return nil
 		}
 		if string(m.Context) == "CampaignTransfer" && c.roundLease && now-c.roundAt < c.cfg.ElectionTimeout &&
-			c.gone.lead == 0 {
+			c.gone.lead == 0 && c.followsRoundLead() {
 			// Kept a moment: this peer's own evidence that the leader
 			// is gone may be on its way (ReportGone steps it then).
 			c.deferVote(m, now)
@@ -842,6 +842,18 @@ func (c *Core) StepAt(m raftpb.Message, now time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// followsRoundLead reports whether the newest lease round this peer heard
+// may still be its leader's: it follows that round's leader in that term,
+// or has heard of no leader since. Only then does a transfer vote wait for
+// evidence. A peer that has since won leadership itself (raft names it
+// the leader: a fail-over winner handing leadership on at once) or
+// followed another leader holds no such round: the lease it acknowledged
+// is not one it would protect.
+func (c *Core) followsRoundLead() bool {
+	st := c.rn.BasicStatus()
+	return st.Lead == raft.None || (st.Lead == c.roundLead && st.Term == c.roundTerm)
 }
 
 // hearsLive reports whether msgs hold a message that shows the leader this

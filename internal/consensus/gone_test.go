@@ -328,3 +328,35 @@ func TestGoneSplitVote(t *testing.T) {
 	}
 	n.wantFollows(3, 2, term+2)
 }
+
+// TestGoneWinnerHandsOverAtOnce: the survivor that won a fail-over hands
+// leadership on right away (its agent was stopped), within an election
+// timeout of the last lease round it heard from the dead leader. That
+// round's lease is the dead leader's, not one this peer follows any more:
+// it grants the transferee's vote at once, and the hand-over elects it.
+func TestGoneWinnerHandsOverAtOnce(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	n.now += n.cores[1].cfg.HeartbeatInterval
+	n.cores[1].Tick() // a lease round, heard by both followers
+	n.pump()
+	term := n.cores[2].View().Term
+	n.crash(1)
+	n.now += time.Millisecond
+	for _, id := range []uint64{3, 2} {
+		if !n.cores[id].ReportGone(1) {
+			t.Fatalf("core %d ignored the proof", id)
+		}
+	}
+	n.pump()
+	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
+		t.Fatalf("core 2 is %v of term %d, want leader of term %d", v.Role, v.Term, term+1)
+	}
+	n.now += 5 * time.Millisecond // well within an election timeout of the last round
+	n.cores[2].TransferLeadership(3)
+	n.pump()
+	if v := n.cores[3].View(); v.Role != Leader {
+		t.Fatalf("after the hand-over core 3 is %v of term %d (core 2: %v of term %d), want leader", v.Role, v.Term, n.cores[2].View().Role, n.cores[2].View().Term)
+	}
+	n.wantFollows(2, 3, n.cores[3].View().Term)
+}
