@@ -68,8 +68,10 @@ type Loop struct {
 	nextTick   time.Duration // the Core's clock time the next tick is due
 	maxCatchUp int           // ticks Advance applies at most at once
 
-	// promised is the wake NextWake last gave the owner (see Advance).
+	// promised is the wake NextWake last gave the owner; lateRun: the last
+	// wake with ticks due was late too (see Advance).
 	promised time.Duration
+	lateRun  bool
 
 	ticked, called bool
 	snapReports    []snapReport
@@ -131,12 +133,21 @@ func (l *Loop) Start() {
 // check over a stall in which it could read no answer, and step down.
 // Dropping ticks is safe for the lease: a follower that counts fewer
 // refuses votes for longer, never sooner, and a leader's lease is measured
-// on its clock, not in ticks (its next lease round goes out at once). A
-// peer whose every wake is late still counts a tick per wake.
+// on its clock, not in ticks (its next lease round goes out at once).
+// Only the first of a run of late wakes is taken for a stall: on a machine
+// so loaded that every wake is late, the later ones count in full (a
+// leader's message heard, or a wake on time, ends the run), so elections
+// there are not slowed down wake after wake.
 func (l *Loop) Advance(now time.Duration) int {
 	until := now
-	if l.promised != 0 && now-l.promised > stallAfter*l.tick && l.nextTick <= now {
-		until = l.promised
+	if l.nextTick <= now {
+		late := l.promised != 0 && now-l.promised > stallAfter*l.tick
+		if late && !l.lateRun {
+			until = l.promised
+		}
+		l.lateRun = late
+	}
+	if until < now {
 		l.stalls.Add(1)
 		l.core.cfg.Logger.Debug("woke late: the process could not run; the ticks missed are not counted",
 			"late", now-l.promised)
@@ -228,6 +239,7 @@ func (l *Loop) ReceiveBatch(msgs []raftpb.Message) int {
 	n := 0
 	if l.core.hearsLive(msgs) {
 		l.drop(now)
+		l.lateRun = false // the leader is heard: a later late wake is a stall again
 	} else {
 		n = l.Advance(now)
 	}

@@ -297,6 +297,16 @@ func TestLoopStall(t *testing.T) {
 		if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
 			t.Fatalf("the follower left its leader: %+v", s)
 		}
+		// The heartbeat ended the run of late wakes: the next stall is
+		// one again, and is not counted either.
+		n.now = f.NextWake() + 2*fc.cfg.ElectionTimeout
+		f.Advance(n.now)
+		if _, err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if campaigned(*sent) || f.Stalls() != 2 {
+			t.Fatalf("a second stall, after the leader was heard, was counted (stalls %d, %v)", f.Stalls(), fc.rn.BasicStatus().RaftState)
+		}
 	})
 
 	t.Run("silent leader", func(t *testing.T) {
@@ -309,6 +319,33 @@ func TestLoopStall(t *testing.T) {
 		}
 		if !campaigned(*sent) {
 			t.Fatalf("the follower did not campaign within two election timeouts after its stall: %v", fc.rn.BasicStatus().RaftState)
+		}
+	})
+
+	t.Run("every wake late", func(t *testing.T) {
+		// On a machine so loaded that every wake comes 200 ms late, only
+		// the first late wake of an election timeout goes uncounted: the
+		// follower of a silent leader campaigns at its second wake, not
+		// after one tick per wake (which would take a dozen more wakes).
+		n := newTestNet(t, []uint64{1, 2, 3}, nil)
+		n.elect(1)
+		fc := n.cores[2]
+		var sent []raftpb.Message
+		f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
+		f.Start()
+		for range 2 {
+			n.now = f.NextWake() + 20*fc.cfg.TickInterval
+			f.Advance(n.now)
+			if _, err := f.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !campaigned(sent) {
+			t.Fatalf("the follower of a silent leader did not campaign at its second wake, both 200 ms late: %v (stalls %d)",
+				fc.rn.BasicStatus().RaftState, f.Stalls())
+		}
+		if got := f.Stalls(); got != 1 {
+			t.Errorf("Stalls() = %d, want 1 (one per election timeout)", got)
 		}
 	})
 
