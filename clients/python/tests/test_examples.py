@@ -18,12 +18,27 @@ from .support import SDK_DIR, cluster_configs, qcluster_binary, sub_env, wait_fo
 EXAMPLES = os.path.join(SDK_DIR, "examples")
 
 
+# Runs the script named by argv[1] as __main__, with argv[2:], after
+# restoring Python's default SIGINT handler.
+_WITH_SIGINT = (
+    "import runpy, signal, sys; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
 class Runner:
     """One example process; its output lines are collected."""
 
     def __init__(self, script: str, conf_path: str) -> None:
+        # The example runs with Python's own SIGINT handler (Ctrl-C raises
+        # KeyboardInterrupt), which stop() relies on. A process started in
+        # the background by a non-interactive shell (a CI job) inherits
+        # SIGINT ignored, and Python then installs no handler: each stop
+        # waited out its 15 s and killed the example.
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(EXAMPLES, script), conf_path],
+            [sys.executable, "-c", _WITH_SIGINT, os.path.join(EXAMPLES, script), conf_path],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=sub_env(),
