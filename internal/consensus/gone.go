@@ -95,14 +95,13 @@ func (c *Core) retrySplit(m raftpb.Message) {
 		st.Vote != c.cfg.ID || c.gone.lead == 0 || c.notCandidate {
 		return
 	}
-	mine, ok := c.survivorRank(c.gone.lead, c.cfg.ID)
+	mine, ok := c.goneRank(c.gone.lead)
 	theirs, ok2 := c.survivorRank(c.gone.lead, m.From)
 	if !ok || !ok2 || mine > theirs {
 		return
 	}
 	c.goneTerm = 0
-	_ = c.rn.Campaign()
-	c.keepGone()
+	_ = c.Campaign()
 }
 
 // keepGone notes when raft's leader or term changed, and drops the
