@@ -202,10 +202,8 @@ func TestLoopDropsTicksWhileHeard(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, m := range sent {
-		if m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote {
-			t.Fatalf("the follower campaigned after it waited: %+v", m)
-		}
+	if campaigned(sent) {
+		t.Fatal("the follower campaigned after it waited")
 	}
 	if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
 		t.Fatalf("the follower left its leader: %+v", s)
@@ -247,14 +245,6 @@ func TestLoopDropsTicksWhileHeard(t *testing.T) {
 // heartbeat comes; with a silent leader it campaigns after further ticks
 // it does run. A leader neither steps down nor skips its lease round.
 func TestLoopStall(t *testing.T) {
-	campaigned := func(sent []raftpb.Message) bool {
-		for _, m := range sent {
-			if m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote {
-				return true
-			}
-		}
-		return false
-	}
 	follower := func(t *testing.T) (*testNet, *Core, *Loop, *[]raftpb.Message, time.Duration) {
 		n := newTestNet(t, []uint64{1, 2, 3}, nil)
 		n.elect(1)
@@ -271,9 +261,7 @@ func TestLoopStall(t *testing.T) {
 		if got := f.Stalls(); got != 1 {
 			t.Errorf("Stalls() = %d, want 1", got)
 		}
-		if _, err := f.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		mustFlush(t, f)
 		if campaigned(*sent) {
 			t.Fatal("the follower campaigned at the wake that ended its stall")
 		}
@@ -288,9 +276,7 @@ func TestLoopStall(t *testing.T) {
 		st := fc.rn.BasicStatus()
 		n.now = late + fc.cfg.TickInterval
 		f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: st.Term, Commit: st.Commit}})
-		if _, err := f.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		mustFlush(t, f)
 		if campaigned(*sent) {
 			t.Fatal("the follower campaigned although its leader's heartbeat came right after the stall")
 		}
@@ -301,9 +287,7 @@ func TestLoopStall(t *testing.T) {
 		// one again, and is not counted either.
 		n.now = f.NextWake() + 2*fc.cfg.ElectionTimeout
 		f.Advance(n.now)
-		if _, err := f.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		mustFlush(t, f)
 		if campaigned(*sent) || f.Stalls() != 2 {
 			t.Fatalf("a second stall, after the leader was heard, was counted (stalls %d, %v)", f.Stalls(), fc.rn.BasicStatus().RaftState)
 		}
@@ -313,9 +297,7 @@ func TestLoopStall(t *testing.T) {
 		n, fc, f, sent, late := follower(t)
 		for n.now = f.NextWake(); n.now <= late+2*fc.cfg.ElectionTimeout && !campaigned(*sent); n.now = f.NextWake() {
 			f.Advance(n.now)
-			if _, err := f.Flush(); err != nil {
-				t.Fatal(err)
-			}
+			mustFlush(t, f)
 		}
 		if !campaigned(*sent) {
 			t.Fatalf("the follower did not campaign within two election timeouts after its stall: %v", fc.rn.BasicStatus().RaftState)
@@ -336,9 +318,7 @@ func TestLoopStall(t *testing.T) {
 		for range 2 {
 			n.now = f.NextWake() + 20*fc.cfg.TickInterval
 			f.Advance(n.now)
-			if _, err := f.Flush(); err != nil {
-				t.Fatal(err)
-			}
+			mustFlush(t, f)
 		}
 		if !campaigned(sent) {
 			t.Fatalf("the follower of a silent leader did not campaign at its second wake, both 200 ms late: %v (stalls %d)",
@@ -358,9 +338,7 @@ func TestLoopStall(t *testing.T) {
 		l.Start()
 		n.now = l.NextWake() + 2*lc.cfg.ElectionTimeout
 		l.Advance(n.now)
-		if _, err := l.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		mustFlush(t, l)
 		if s := lc.rn.BasicStatus().RaftState; s != raft.StateLeader {
 			t.Fatalf("the leader counted its stall: %v", s)
 		}
@@ -401,5 +379,23 @@ func TestLoopReceiveBatchTicksFirst(t *testing.T) {
 		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
 			t.Fatalf("the follower granted a pre-vote half an election timeout after its new leader's append: %+v", m)
 		}
+	}
+}
+
+// campaigned reports whether sent holds a pre-vote or vote request.
+func campaigned(sent []raftpb.Message) bool {
+	for _, m := range sent {
+		if m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote {
+			return true
+		}
+	}
+	return false
+}
+
+// mustFlush flushes l, failing the test on a storage error.
+func mustFlush(t *testing.T, l *Loop) {
+	t.Helper()
+	if _, err := l.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
