@@ -16,6 +16,7 @@ import (
 
 	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/loglimit"
+	"github.com/qcluster/qcluster/internal/quietconn"
 )
 
 // Defaults for the zero fields of [MuxOptions].
@@ -284,6 +285,7 @@ func (m *Mux) Serve() error {
 			continue
 		}
 		bo.Reset()
+		c = quietconn.Wrap(c)
 		m.stats.accepted.Add(1)
 		lc, ok, closed := m.track(c)
 		if closed {

@@ -21,6 +21,7 @@ import (
 	"github.com/qcluster/qcluster/internal/clock"
 	"github.com/qcluster/qcluster/internal/fifo"
 	"github.com/qcluster/qcluster/internal/pki"
+	"github.com/qcluster/qcluster/internal/quietconn"
 )
 
 // RaftPreamble opens every raft stream; register [Transport.HandleStream]
@@ -396,7 +397,11 @@ func New(cfg Config) *Transport {
 	if cfg.Dial == nil {
 		var d net.Dialer
 		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
-			return d.DialContext(ctx, "tcp", addr)
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return quietconn.Wrap(c), nil
 		}
 	}
 	log := cfg.Logger
