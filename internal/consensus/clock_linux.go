@@ -3,6 +3,7 @@ package consensus
 import (
 	"fmt"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -30,11 +31,15 @@ func bootClock() func() time.Duration {
 	}
 }
 
-// readClock reads clock id.
+// readClock reads clock id with a raw system call: Go's vDSO clock reads
+// do not offer CLOCK_BOOTTIME, and x/sys/unix.ClockGettime enters the
+// scheduler like every syscall.Syscall, which wakes the runtime's monitor
+// thread from its deep sleep on an idle process (see package quietconn).
+// clock_gettime never blocks.
 func readClock(id int32) (time.Duration, error) {
 	var ts unix.Timespec
-	if err := unix.ClockGettime(id, &ts); err != nil {
-		return 0, err
+	if _, _, e := unix.RawSyscall(unix.SYS_CLOCK_GETTIME, uintptr(id), uintptr(unsafe.Pointer(&ts)), 0); e != 0 {
+		return 0, e
 	}
 	return time.Duration(ts.Nano()), nil
 }
