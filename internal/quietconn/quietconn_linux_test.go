@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -165,5 +166,78 @@ func TestReset(t *testing.T) {
 	var oe *net.OpError
 	if !errors.As(err, &oe) || oe.Op != "read" {
 		t.Fatalf("Read's error %v is not a read *net.OpError", err)
+	}
+}
+
+// Read and Write allocate nothing, as net.TCPConn's do: they are on the
+// path of every raft message and HTTP request.
+func TestNoAllocations(t *testing.T) {
+	q, s := pair(t)
+	buf, sbuf := make([]byte, 50), make([]byte, 50)
+	if a := testing.AllocsPerRun(100, func() {
+		if _, err := s.Write(sbuf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(q, buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(s, sbuf); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Fatalf("a round of Read and Write allocates %.1f times; want 0", a)
+	}
+}
+
+// Concurrent Reads and Writes on one Conn are safe, as on a net.Conn:
+// each direction's calls take turns, and no byte is lost or read twice.
+func TestConcurrentUse(t *testing.T) {
+	q, s := pair(t)
+	const writers, each = 4, 200
+	go func() {
+		io.Copy(s, s) // echo until q's CloseWrite, then end the stream
+		s.CloseWrite()
+	}()
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := []byte("0123456789")
+			for range each {
+				if _, err := q.Write(b); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var got atomic.Int64
+	var rwg sync.WaitGroup
+	for range 2 {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			b := make([]byte, 7)
+			for {
+				n, err := q.Read(b)
+				got.Add(int64(n))
+				if err != nil {
+					if err != io.EOF {
+						t.Error(err)
+					}
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	q.CloseWrite()
+	rwg.Wait()
+	if want := int64(writers * each * 10); got.Load() != want {
+		t.Fatalf("read %d bytes of %d echoed", got.Load(), want)
 	}
 }
