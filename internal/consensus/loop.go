@@ -197,8 +197,9 @@ func (l *Loop) nextWake() time.Duration {
 // machine's usual timer lateness (a few milliseconds at p99).
 const stallAfter = 2
 
-// Stalls is the number of stalls Advance has seen (see Advance): wakes
-// that came more than stallAfter ticks after the promised one.
+// Stalls is the number of wakes Advance took for a stall (see Advance):
+// more than stallAfter ticks after the promised one, and the first of a
+// run of late wakes.
 func (l *Loop) Stalls() uint64 { return l.stalls.Load() }
 
 // catchUp applies the ticks due by now, before an event: a message must

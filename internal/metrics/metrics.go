@@ -387,7 +387,7 @@ var (
 	goneReportsDesc = prometheus.NewDesc("qcluster_leader_gone_reports_total",
 		"Proofs that a peer's process is gone, by what the election core did: taken (evidence about its leader: a fail-over without waiting for the election timeout), ignored.", []string{"result"}, nil)
 	stallsDesc = prometheus.NewDesc("qcluster_stalls_total",
-		"Wakes of the election core that came more than two ticks after they were due on a peer that did not lead: its process, or its machine, could not run. The time it could not run is not counted as anyone's silence (no election for it).", nil, nil)
+		"Wakes of the election core taken for a stall: more than two ticks after they were due, the first of a run of late wakes; its process, or its machine, could not run. The time it could not run is not counted as anyone's silence (no election, no step-down for it).", nil, nil)
 	certExpiryDesc = prometheus.NewDesc("qcluster_tls_cert_expiry_timestamp_seconds",
 		"When this peer's TLS certificate expires (Unix time); absent without TLS.", nil, nil)
 )
