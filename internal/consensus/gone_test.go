@@ -35,6 +35,14 @@ func (n *testNet) wantFollows(id, lead, term uint64) {
 	}
 }
 
+// wantRole fails unless core id is role in term; when says at what point.
+func (n *testNet) wantRole(id uint64, role Role, term uint64, when string) {
+	n.t.Helper()
+	if v := n.cores[id].View(); v.Role != role || v.Term != term {
+		n.t.Fatalf("%s: core %d is %v of term %d; want %v of term %d", when, id, v.Role, v.Term, role, term)
+	}
+}
+
 // TestGoneFailover: the leader's process is gone; once both survivors hold
 // the proof, the lower ID (rank 0) is elected at once, with no tick and no
 // election timeout, and the other survivor, whose turn (two ticks later)
@@ -51,16 +59,12 @@ func TestGoneFailover(t *testing.T) {
 		}
 	}
 	n.pump()
-	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
-		t.Fatalf("core 2 (rank 0) is %v of term %d, want leader of term %d", v.Role, v.Term, term+1)
-	}
+	n.wantRole(2, Leader, term+1, "at once (rank 0)")
 	n.wantFollows(3, 2, term+1)
 	for range 10 { // past core 3's turn
 		n.tickAll(nil)
 	}
-	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
-		t.Fatalf("after core 3's turn core 2 is %v of term %d: a second election", v.Role, v.Term)
-	}
+	n.wantRole(2, Leader, term+1, "after core 3's turn (no second election)")
 	n.wantFollows(3, 2, term+1)
 }
 
@@ -88,9 +92,7 @@ func TestGoneNoCampaignAfterNewLeader(t *testing.T) {
 	for range 10 { // past everyone's turn
 		n.tickAll(nil)
 	}
-	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
-		t.Fatalf("core 2 is %v of term %d after the other survivors' turns", v.Role, v.Term)
-	}
+	n.wantRole(2, Leader, term+1, "after the other survivors' turns")
 	for _, id := range []uint64{3, 4, 5} {
 		n.wantFollows(id, 2, term+1)
 	}
@@ -107,16 +109,12 @@ func TestGoneDeferredVote(t *testing.T) {
 	n.now += time.Millisecond
 	n.cores[2].ReportGone(1)
 	n.pump()
-	if v := n.cores[2].View(); v.Role != Candidate || v.Term != term+1 {
-		t.Fatalf("core 2 is %v of term %d, want candidate of term %d", v.Role, v.Term, term+1)
-	}
+	n.wantRole(2, Candidate, term+1, "on its own proof")
 	n.wantFollows(3, 1, term) // no proof yet: refused (kept)
 	n.now += 2 * time.Millisecond
 	n.cores[3].ReportGone(1)
 	n.pump()
-	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
-		t.Fatalf("core 2 is %v of term %d after core 3's proof, want leader of term %d", v.Role, v.Term, term+1)
-	}
+	n.wantRole(2, Leader, term+1, "after core 3's proof")
 	n.wantFollows(3, 2, term+1)
 }
 
@@ -132,9 +130,7 @@ func TestGoneNoEvidenceNoVote(t *testing.T) {
 	n.cores[2].ReportGone(1) // core 2 is wrong; core 3 hears the leader
 	n.pump()
 	n.wantFollows(3, 1, term)
-	if v := n.cores[1].View(); v.Role != Leader || v.Term != term {
-		t.Fatalf("the live leader is %v of term %d", v.Role, v.Term)
-	}
+	n.wantRole(1, Leader, term, "the live leader keeps its lease")
 }
 
 // TestGoneOnlyAboutLeader: a report about a follower, about this peer, or
@@ -254,9 +250,7 @@ func TestGoneEvidenceScopedToLeaderAndTerm(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.wantFollows(3, 2, term+1)
-	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
-		t.Fatalf("core 2 is %v of term %d", v.Role, v.Term)
-	}
+	n.wantRole(2, Leader, term+1, "after the fail-over")
 }
 
 // TestGoneWakesForItsTurn: a survivor whose turn is later than its next
@@ -318,14 +312,10 @@ func TestGoneSplitVote(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if v := c.View(); v.Role != Candidate || v.Term != term+1 {
-			t.Fatalf("core %d is %v of term %d, want a candidate of term %d (crossed campaigns)", id, v.Role, v.Term, term+1)
-		}
+		n.wantRole(id, Candidate, term+1, "crossed campaigns")
 	}
 	n.pump()
-	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+2 {
-		t.Fatalf("after the crossed campaigns core 2 is %v of term %d, want leader of term %d at once", v.Role, v.Term, term+2)
-	}
+	n.wantRole(2, Leader, term+2, "at once after the crossed campaigns")
 	n.wantFollows(3, 2, term+2)
 }
 
@@ -349,9 +339,7 @@ func TestGoneWinnerHandsOverAtOnce(t *testing.T) {
 		}
 	}
 	n.pump()
-	if v := n.cores[2].View(); v.Role != Leader || v.Term != term+1 {
-		t.Fatalf("core 2 is %v of term %d, want leader of term %d", v.Role, v.Term, term+1)
-	}
+	n.wantRole(2, Leader, term+1, "after the fail-over")
 	n.now += 5 * time.Millisecond // well within an election timeout of the last round
 	n.cores[2].TransferLeadership(3)
 	n.pump()
