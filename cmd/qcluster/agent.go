@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/qcluster/qcluster"
+	"github.com/qcluster/qcluster/internal/idleprocs"
 )
 
 const agentUsage = `Usage: qcluster agent [--config <file>] [--<field> value ...] [--print-config]
@@ -73,6 +74,12 @@ peer may run with no file at all:
 with the defaults filled in) as JSON, with the secrets (api_token,
 cluster_key, gossip_key, extra_gossip_keys) shown as "REDACTED", and exits.
 
+An idle agent runs its Go code on one processor (--idle-procs, on by
+default): after 10 s under 5 % of a core it sets GOMAXPROCS to 1, which
+spares the thread wake-ups that are most of an idle peer's CPU, and the
+first second above 20 % of a core gives the runtime its default back. It
+leaves a GOMAXPROCS set in the environment alone.
+
 Examples:
 
 	qcluster agent --config a.json
@@ -96,6 +103,15 @@ type AgentCommand struct {
 	// Environ is the environment the QCLUSTER_<FIELD> config variables are
 	// read from, in os.Environ's form (default os.Environ()).
 	Environ []string
+	// Procs, when set, is what --idle-procs moves between one processor
+	// and the runtime's default (main sets idleprocs.Runtime()). Nil
+	// leaves the process's GOMAXPROCS alone, as the tests that run agents
+	// in their own process need.
+	Procs idleprocs.Procs
+
+	// idle is the governor's config before Procs and the logger are set
+	// (zero: idleprocs' defaults); tests make it quicker.
+	idle idleprocs.Config
 }
 
 // Run parses args, loads the config and runs the peer until ctx ends, then
@@ -110,6 +126,7 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	insecure := fs.Bool("insecure", false, "run even when listening beyond loopback without TLS (cluster_key or tls)")
 	leaveTimeout := fs.Duration("leave-timeout", defaultLeaveTimeout, "how long leaving the cluster on SIGTERM may take (with leave_on_terminate)")
 	exitOnEOF := fs.Bool("exit-on-stdin-eof", false, "stop cleanly when stdin reaches EOF: the program that started the agent with a pipe on its stdin has exited (the Python SDK does this)")
+	idle := fs.Bool("idle-procs", true, "run Go code on one processor while the agent idles (under 5 % of a core for 10 s) and on the default number again once it is busy; off when GOMAXPROCS is set")
 	printConfig := fs.Bool("print-config", false, "print the effective config (secrets redacted) as JSON and exit")
 	flagOverrides := configFlags(fs)
 	if err := parseFlags(fs, args, c.Stdout, agentUsage); err != nil {
@@ -169,6 +186,9 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := logger.With("peer", cfg.Identifier)
+	if *idle {
+		defer c.governProcs(log)()
+	}
 
 	// The SDK logs every leadership change. Watch only to notice a peer
 	// that stops on its own (its channel closes; Err says why).
@@ -229,6 +249,33 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 			return nil
 		}
 	}
+}
+
+// governProcs runs an idle-processor governor (package idleprocs) unless
+// c.Procs is nil or GOMAXPROCS is set in the environment, and returns the
+// function that stops it and waits until it has restored the default.
+func (c *AgentCommand) governProcs(log *slog.Logger) (stop func()) {
+	if c.Procs == nil {
+		return func() {}
+	}
+	for _, kv := range c.environ() {
+		if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok && v != "" {
+			log.Debug("GOMAXPROCS is set: --idle-procs leaves it alone", "GOMAXPROCS", v)
+			return func() {}
+		}
+	}
+	cfg := c.idle
+	cfg.Procs, cfg.Logger = c.Procs, log
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := idleprocs.Run(ctx, cfg)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Debug("--idle-procs stopped", "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // environ returns the environment the config variables are read from.

@@ -51,6 +51,7 @@ import (
 	"syscall"
 
 	"github.com/qcluster/qcluster"
+	"github.com/qcluster/qcluster/internal/idleprocs"
 )
 
 func main() {
@@ -109,11 +110,15 @@ type Main struct {
 	Stdout io.Writer
 	// Stderr receives logs, errors and usage after a usage error.
 	Stderr io.Writer
+	// Procs is what "agent --idle-procs" governs (AgentCommand.Procs);
+	// nil leaves GOMAXPROCS alone.
+	Procs idleprocs.Procs
 }
 
-// NewMain returns a Main that writes to the process's stdout and stderr.
+// NewMain returns a Main that writes to the process's stdout and stderr
+// and lets the agent govern the process's processors.
 func NewMain() *Main {
-	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Procs: idleprocs.Runtime()}
 }
 
 // UsageError reports bad command-line arguments or a bad config file. The
@@ -242,7 +247,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "agent":
-		return (&AgentCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
+		return (&AgentCommand{Stdout: m.Stdout, Stderr: m.Stderr, Procs: m.Procs}).Run(ctx, rest)
 	case "demo":
 		return (&DemoCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, rest)
 	case "status":

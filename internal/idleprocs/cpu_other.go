@@ -1,0 +1,8 @@
+//go:build !linux
+
+package idleprocs
+
+import "time"
+
+// processCPU is not implemented here: Run returns ErrUnsupported.
+func processCPU() (time.Duration, error) { return 0, ErrUnsupported }

@@ -1,0 +1,199 @@
+// Package idleprocs runs a mostly idle process's Go code on one processor
+// while it is idle, and gives the runtime its default number back as soon
+// as the process gets busy.
+//
+// An idle QCluster agent wakes some twenty times a second (a lease round,
+// gossip, timers), each time for a few microseconds of work. With
+// GOMAXPROCS above one, every goroutine made ready from a running one
+// (runtime.ready → wakep) wakes a second thread that spins, finds nothing
+// and sleeps again; those wake-ups, not the work, are most of an idle
+// peer's CPU. On one processor the runtime never wakes a second thread for
+// Go code (issue 13, section 3: an idle follower's CPU fell by about 30 %
+// on a 2-core machine). A busy agent (the HTTP API, KV writes) needs every
+// processor, so the Governor samples the process's CPU time and moves
+// between one processor and the runtime's default:
+//
+//   - a sampling period in which the process used more than Config.Busy of
+//     one core restores the default at once (runtime.SetDefaultGOMAXPROCS,
+//     which also keeps the runtime's automatic updates, such as a changed
+//     cgroup CPU limit);
+//   - Config.IdleFor periods in a row under Config.Idle of one core go down
+//     to one (runtime.GOMAXPROCS(1)).
+//
+// Each move stops the world for a moment; the hysteresis keeps moves rare.
+// A library must not change a process-wide setting behind its embedder's
+// back: only the agent binary runs a Governor, and not when GOMAXPROCS is
+// set in its environment (the operator chose).
+package idleprocs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// ErrUnsupported is returned by Run where the process's CPU time cannot be
+// read (not Linux) and no Config.CPU is given.
+var ErrUnsupported = errors.New("idleprocs: the process's CPU time cannot be read on this system")
+
+// The defaults of Config's fields.
+const (
+	DefaultEvery   = time.Second
+	DefaultBusy    = 0.2
+	DefaultIdle    = 0.05
+	DefaultIdleFor = 10
+)
+
+// Procs sets how many processors run Go code.
+type Procs interface {
+	// One runs Go code on one processor.
+	One()
+	// Default restores the runtime's default.
+	Default()
+}
+
+// Runtime returns the Procs of this process's Go runtime.
+func Runtime() Procs { return runtimeProcs{} }
+
+type runtimeProcs struct{}
+
+func (runtimeProcs) One()     { runtime.GOMAXPROCS(1) }
+func (runtimeProcs) Default() { runtime.SetDefaultGOMAXPROCS() }
+
+// Config tells a Governor when the process is idle or busy. Zero fields
+// take the defaults.
+type Config struct {
+	// Every is how often the process's CPU time is sampled
+	// (DefaultEvery).
+	Every time.Duration
+	// Busy is the share of one core above which a period is busy: the
+	// governor restores the default at once (DefaultBusy).
+	Busy float64
+	// Idle is the share of one core below which a period is idle
+	// (DefaultIdle).
+	Idle float64
+	// IdleFor is how many idle periods in a row move the process to one
+	// processor (DefaultIdleFor).
+	IdleFor int
+	// Procs is what the governor sets (default Runtime()).
+	Procs Procs
+	// CPU returns the CPU time (user and system) the process has used so
+	// far (default: getrusage on Linux).
+	CPU func() (time.Duration, error)
+	// Logger receives a debug line for each move (default: none).
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with its zero fields set.
+func (c Config) withDefaults() Config {
+	if c.Every <= 0 {
+		c.Every = DefaultEvery
+	}
+	if c.Busy <= 0 {
+		c.Busy = DefaultBusy
+	}
+	if c.Idle <= 0 {
+		c.Idle = DefaultIdle
+	}
+	if c.IdleFor <= 0 {
+		c.IdleFor = DefaultIdleFor
+	}
+	if c.Procs == nil {
+		c.Procs = Runtime()
+	}
+	if c.CPU == nil {
+		c.CPU = processCPU
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Governor decides, one sampling period at a time, whether the process
+// runs on one processor. It is not safe for concurrent use; Run drives one.
+type Governor struct {
+	cfg   Config
+	one   bool // the process runs on one processor
+	quiet int  // idle periods in a row
+	moves int
+}
+
+// NewGovernor returns a governor for cfg, starting at the runtime's
+// default.
+func NewGovernor(cfg Config) *Governor {
+	return &Governor{cfg: cfg.withDefaults()}
+}
+
+// One reports whether the governor has moved the process to one processor.
+func (g *Governor) One() bool { return g.one }
+
+// Moves returns how many times the governor has moved the process either
+// way.
+func (g *Governor) Moves() int { return g.moves }
+
+// Observe takes one sampling period: the process used cpu in elapsed wall
+// time. It moves the process when the period calls for it.
+func (g *Governor) Observe(cpu, elapsed time.Duration) {
+	if elapsed <= 0 {
+		return
+	}
+	share := float64(cpu) / float64(elapsed)
+	switch {
+	case share > g.cfg.Busy:
+		g.quiet = 0
+		if g.one {
+			g.one = false
+			g.moves++
+			g.cfg.Procs.Default()
+			g.cfg.Logger.Debug("busy: Go code runs on the default number of processors again", "cpu_share", share)
+		}
+	case share < g.cfg.Idle:
+		g.quiet++
+		if !g.one && g.quiet >= g.cfg.IdleFor {
+			g.one = true
+			g.moves++
+			g.cfg.Procs.One()
+			g.cfg.Logger.Debug("idle: Go code runs on one processor", "cpu_share", share, "periods", g.quiet)
+		}
+	default:
+		g.quiet = 0
+	}
+}
+
+// Run governs the process until ctx ends, then restores the runtime's
+// default before it returns ctx's error. It returns ErrUnsupported at once
+// where the process's CPU time cannot be read, and the CPU source's error
+// (after restoring the default) if a read fails.
+func Run(ctx context.Context, cfg Config) error {
+	g := NewGovernor(cfg)
+	cfg = g.cfg
+	last, err := cfg.CPU()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if g.one {
+			cfg.Procs.Default()
+		}
+	}()
+	lastAt := time.Now()
+	t := time.NewTicker(cfg.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		now, err := cfg.CPU()
+		if err != nil {
+			return err
+		}
+		at := time.Now()
+		g.Observe(now-last, at.Sub(lastAt))
+		last, lastAt = now, at
+	}
+}
