@@ -68,6 +68,7 @@ func TestDocsArchitectureNames(t *testing.T) {
 	}
 	s, _ := os.ReadFile("docs/metrics.md")
 	metricsDoc.Write(s)
+	agentSrc, _ := os.ReadFile("cmd/qcluster/agent.go")
 	// The pictures: each dotted name (a Go name, or a file).
 	fence := regexp.MustCompile("(?s)```.*?```")
 	dotted := regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+`)
@@ -115,6 +116,10 @@ func TestDocsArchitectureNames(t *testing.T) {
 				if !names[part] {
 					t.Errorf("docs/architecture.md: %s: no Go name %s", span, part)
 				}
+			}
+		case strings.HasPrefix(span, "--"):
+			if !strings.Contains(string(agentSrc), `("`+span[2:]+`", `) {
+				t.Errorf("docs/architecture.md: %s is not a flag of qcluster agent", span)
 			}
 		case span == "data_dir":
 		default:
