@@ -250,6 +250,7 @@ type idleProc struct {
 	pid    int
 	before int64   // CPU ticks at the start of the window
 	rssKB  int64   // VmRSS at the end of the window
+	anonKB int64   // RssAnon then: the part not mapped from files (the binary)
 	cpu    float64 // % of one core over the window
 }
 
@@ -297,6 +298,9 @@ func (h harness) measureIdle(ctx context.Context, systems []*system, warmup, win
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
 			if p.rssKB, err = benchkit.RSSKB(p.pid); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			if p.anonKB, err = benchkit.StatusKB(p.pid, "RssAnon"); err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
 			p.cpu = float64(after-p.before) / benchkit.ClockTicksPerSecond / elapsed.Seconds() * 100

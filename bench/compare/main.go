@@ -49,7 +49,8 @@
 //
 // Then, after -warmup with nobody polling, every process of every system
 // is measured over the same -idle window: VmRSS at its end
-// (/proc/PID/status), CPU time utime+stime over it (/proc/PID/stat, in
+// (/proc/PID/status; the per-process lines add RssAnon, the part not
+// mapped from files such as the binary), CPU time utime+stime over it (/proc/PID/stat, in
 // ticks of 10 ms) as % of one core, leader and followers apart.
 //
 // With -starve (issue 13, section 4) the machine is saturated first:

@@ -129,7 +129,7 @@ func testSystem(key, label string, kills, stops []float64, cpu []float64, rssMB 
 		if i == 0 {
 			role = "leader"
 		}
-		s.idle = append(s.idle, &idleProc{role: role, name: "m", cpu: cpu[i], rssKB: int64(rssMB[i] * 1024)})
+		s.idle = append(s.idle, &idleProc{role: role, name: "m", cpu: cpu[i], rssKB: int64(rssMB[i] * 1024), anonKB: int64(rssMB[i] * 1024 / 4)})
 	}
 	return s
 }
@@ -156,7 +156,7 @@ func TestReport(t *testing.T) {
 		"FAILED: hashicorp/raft 1.7, 150 ms: SIGSTOP round 1: no new leader\n",
 		"load average (1 min) 1.00 at the start, 2.00 at the end",
 		"note: etcd 3.4, 30/150 ms: the leader changed 2 times between its rounds, with no fault",
-		"etcd 3.4, 30/150 ms                  follower m               0    48.0    1.40\n",
+		"etcd 3.4, 30/150 ms                  follower m               0    48.0    12.0    1.40\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

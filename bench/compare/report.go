@@ -226,10 +226,10 @@ func (r report) print(w io.Writer) {
 	for _, s := range r.systems {
 		for _, pr := range s.idle {
 			if !idleRows {
-				fmt.Fprintf(w, "\n%-36s %-8s %-8s %8v %7v %7v\n", "idle, per process", "role", "member", "pid", "RSS MB", "CPU %")
+				fmt.Fprintf(w, "\n%-36s %-8s %-8s %8v %7v %7v %7v\n", "idle, per process", "role", "member", "pid", "RSS MB", "anon MB", "CPU %")
 				idleRows = true
 			}
-			fmt.Fprintf(w, "%-36s %-8s %-8s %8v %7.1f %7.2f\n", s.label, pr.role, pr.name, pr.pid, float64(pr.rssKB)/1024, pr.cpu)
+			fmt.Fprintf(w, "%-36s %-8s %-8s %8v %7.1f %7.1f %7.2f\n", s.label, pr.role, pr.name, pr.pid, float64(pr.rssKB)/1024, float64(pr.anonKB)/1024, pr.cpu)
 		}
 	}
 	for _, s := range r.systems {

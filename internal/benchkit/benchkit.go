@@ -51,20 +51,24 @@ func parseStatTicks(s string) (int64, error) {
 }
 
 // RSSKB returns VmRSS of a process, in kB (Linux only).
-func RSSKB(pid int) (int64, error) {
+func RSSKB(pid int) (int64, error) { return StatusKB(pid, "VmRSS") }
+
+// StatusKB returns a field of a process's /proc/PID/status given in kB
+// (VmRSS, RssAnon, RssFile), in kB (Linux only).
+func StatusKB(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("RSS (Linux only): %w", err)
+		return 0, fmt.Errorf("%s (Linux only): %w", field, err)
 	}
 	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(rest)
 			if len(f) >= 1 {
 				return strconv.ParseInt(f[0], 10, 64)
 			}
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // Percentile returns the p-th percentile of sorted ds (nearest rank).
