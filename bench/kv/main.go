@@ -2,7 +2,7 @@
 // with etcd, in one run, on one machine, and prints the table of issue 12
 // with QCluster's ratio to etcd.
 //
-//	go run ./bench/kv [-clients 1,16,64] [-read-clients 16] [-duration 5s] [-warmup 1s] [-value-size 100] [-systems qcluster,etcd] [-quick]
+//	go run ./bench/kv [-clients 1,16,64] [-read-clients 16] [-duration 5s] [-warmup 1s] [-idle-before 0] [-value-size 100] [-systems qcluster,etcd] [-quick]
 //
 // Run it from inside the QCluster module (Linux only).
 //
@@ -23,6 +23,11 @@
 // one of 1000 keys per client; reads are linearizable Gets (etcd's
 // default; QCluster's default, answered by the leader under its lease) of
 // keys put first.
+//
+// -idle-before D leaves every system idle for D before each load: with D
+// over 10 s and -warmup 0, a QCluster load starts on agents that run their
+// Go code on one processor (qcluster agent --idle-procs), which is what a
+// burst on an idle cluster meets.
 //
 // The output: the settings, then one row per load with the latency p50 /
 // p99 (ms) and the throughput of each system, and QCluster's ratio to
@@ -65,6 +70,7 @@ type options struct {
 	readClients int
 	duration    time.Duration
 	warmup      time.Duration
+	idleBefore  time.Duration
 	valueSize   int
 	systems     []string
 	bin, etcd   string
@@ -79,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.readClients, "read-clients", 16, "concurrent clients of the linearizable read load (0 skips it)")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time of each load")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "load before each measurement (not counted)")
+	fs.DurationVar(&o.idleBefore, "idle-before", 0, "leave the systems idle this long before each load (over 10s: the agents run on one processor when it starts)")
 	fs.IntVar(&o.valueSize, "value-size", 100, "bytes per value")
 	systems := fs.String("systems", strings.Join(allSystems, ","), "systems to measure: qcluster, etcd")
 	quick := fs.Bool("quick", false, "a smoke test: -clients 1,4 -read-clients 4 -duration 500ms -warmup 200ms unless given")
@@ -132,8 +139,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: -systems names no system", benchkit.ErrUsage)
 	case len(o.clients) == 0 && o.readClients == 0:
 		return o, fmt.Errorf("%w: no load: -clients is empty and -read-clients is 0", benchkit.ErrUsage)
-	case o.readClients < 0 || o.valueSize < 0 || o.duration <= 0 || o.warmup < 0:
-		return o, fmt.Errorf("%w: -read-clients, -value-size and -warmup cannot be negative, -duration must be positive", benchkit.ErrUsage)
+	case o.readClients < 0 || o.valueSize < 0 || o.duration <= 0 || o.warmup < 0 || o.idleBefore < 0:
+		return o, fmt.Errorf("%w: -read-clients, -value-size, -warmup and -idle-before cannot be negative, -duration must be positive", benchkit.ErrUsage)
 	}
 	return o, nil
 }
@@ -229,6 +236,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			slices.Reverse(order) // neither always goes first
 		}
 		for _, s := range order {
+			if o.idleBefore > 0 {
+				fmt.Fprintf(stderr, "idle for %v ...\n", o.idleBefore)
+				select {
+				case <-time.After(o.idleBefore):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			fmt.Fprintf(stderr, "%s: %s ...\n", s.label, l)
 			r, err := runLoad(ctx, loader, s, l, o)
 			if err != nil {
@@ -408,6 +423,9 @@ func ms(us int64) string { return strconv.FormatFloat(float64(us)/1000, 'f', 2, 
 func printReport(w io.Writer, o options, systems []*system, loads []load, loadBefore, loadAfter string) {
 	fmt.Fprintf(w, "%d-core machine, load average %s before, %s after; each load %v after %v of warm-up, %d-byte values\n",
 		runtime.NumCPU(), loadBefore, loadAfter, o.duration, o.warmup, o.valueSize)
+	if o.idleBefore > 0 {
+		fmt.Fprintf(w, "every system idle for %v before each load\n", o.idleBefore)
+	}
 	for _, s := range systems {
 		fmt.Fprintf(w, "  %s: %s\n", s.label, s.settings)
 	}
