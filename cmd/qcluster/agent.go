@@ -75,10 +75,12 @@ with the defaults filled in) as JSON, with the secrets (api_token,
 cluster_key, gossip_key, extra_gossip_keys) shown as "REDACTED", and exits.
 
 An idle agent runs its Go code on one processor (--idle-procs, on by
-default): after 10 s under 5 % of a core it sets GOMAXPROCS to 1, which
-spares the thread wake-ups that are most of an idle peer's CPU, and the
-first second above 20 % of a core gives the runtime its default back. It
-leaves a GOMAXPROCS set in the environment alone.
+default): after 10 s under 5 % of a core, on a machine whose tasks waited
+for a CPU less than 10 % of the time (Linux's /proc/pressure/cpu), it sets
+GOMAXPROCS to 1, which spares the thread wake-ups that are most of an idle
+peer's CPU; the first second above 20 % of a core, or on a machine starved
+of CPU, gives the runtime its default back. It leaves a GOMAXPROCS set in
+the environment alone.
 
 Examples:
 
@@ -126,7 +128,7 @@ func (c *AgentCommand) Run(ctx context.Context, args []string) error {
 	insecure := fs.Bool("insecure", false, "run even when listening beyond loopback without TLS (cluster_key or tls)")
 	leaveTimeout := fs.Duration("leave-timeout", defaultLeaveTimeout, "how long leaving the cluster on SIGTERM may take (with leave_on_terminate)")
 	exitOnEOF := fs.Bool("exit-on-stdin-eof", false, "stop cleanly when stdin reaches EOF: the program that started the agent with a pipe on its stdin has exited (the Python SDK does this)")
-	idle := fs.Bool("idle-procs", true, "run Go code on one processor while the agent idles (under 5 % of a core for 10 s) and on the default number again once it is busy; off when GOMAXPROCS is set")
+	idle := fs.Bool("idle-procs", true, "run Go code on one processor while the agent idles (under 5 % of a core for 10 s, the machine not starved of CPU) and on the default number again once it is busy; off when GOMAXPROCS is set")
 	printConfig := fs.Bool("print-config", false, "print the effective config (secrets redacted) as JSON and exit")
 	flagOverrides := configFlags(fs)
 	if err := parseFlags(fs, args, c.Stdout, agentUsage); err != nil {

@@ -96,8 +96,9 @@ func TestAgentIdleProcs(t *testing.T) {
 func TestAgentUsageSaysIdleProcsDefaults(t *testing.T) {
 	want := fmt.Sprintf("after %d s under %g %% of a core", int(idleprocs.DefaultIdleFor*idleprocs.DefaultEvery/time.Second), idleprocs.DefaultIdle*100)
 	want2 := fmt.Sprintf("first second above %g %% of a core", idleprocs.DefaultBusy*100)
+	want3 := fmt.Sprintf("waited for a CPU less than %g %% of the time", idleprocs.DefaultStarved*100)
 	flat := strings.Join(strings.Fields(agentUsage), " ")
-	for _, w := range []string{want, want2} {
+	for _, w := range []string{want, want2, want3} {
 		if !strings.Contains(flat, w) {
 			t.Errorf("agent usage does not say %q", w)
 		}

@@ -14,11 +14,22 @@
 // between one processor and the runtime's default:
 //
 //   - a sampling period in which the process used more than Config.Busy of
-//     one core restores the default at once (runtime.SetDefaultGOMAXPROCS,
-//     which also keeps the runtime's automatic updates, such as a changed
-//     cgroup CPU limit);
-//   - Config.IdleFor periods in a row under Config.Idle of one core go down
-//     to one (runtime.GOMAXPROCS(1)).
+//     one core, or in which the machine's tasks waited for a CPU more than
+//     Config.Starved of the time, restores the default at once
+//     (runtime.SetDefaultGOMAXPROCS, which also keeps the runtime's
+//     automatic updates, such as a changed cgroup CPU limit);
+//   - Config.IdleFor periods in a row under Config.Idle of one core, on a
+//     machine not starved of CPU, go down to one (runtime.GOMAXPROCS(1)).
+//
+// Why the machine matters: on one processor, a thread that the kernel
+// preempts (or a virtual CPU the hypervisor stops) while it holds the
+// processor holds up every goroutine of the process, where with two the
+// other thread runs them. On a CPU-starved machine (four busy loops on two
+// cores, bench/compare -starve) agents on one processor were late enough
+// to start elections in two idle minutes of three; on their default, in
+// none of four. The machine's CPU pressure comes from Linux's pressure
+// stall information (/proc/pressure/cpu, "some"); where it is missing
+// only the process's own CPU time counts.
 //
 // Each move stops the world for a moment; the hysteresis keeps moves rare.
 // A library must not change a process-wide setting behind its embedder's
@@ -44,6 +55,7 @@ const (
 	DefaultBusy    = 0.2
 	DefaultIdle    = 0.05
 	DefaultIdleFor = 10
+	DefaultStarved = 0.1
 )
 
 // Procs sets how many processors run Go code.
@@ -77,11 +89,20 @@ type Config struct {
 	// IdleFor is how many idle periods in a row move the process to one
 	// processor (DefaultIdleFor).
 	IdleFor int
+	// Starved is the share of a period in which some task of the machine
+	// waited for a CPU at or above which the machine is starved: the
+	// period is busy (DefaultStarved).
+	Starved float64
 	// Procs is what the governor sets (default Runtime()).
 	Procs Procs
 	// CPU returns the CPU time (user and system) the process has used so
 	// far (default: getrusage on Linux).
 	CPU func() (time.Duration, error)
+	// Stalled returns the time so far in which some task of the machine
+	// waited for a CPU (default, when CPU is not set either:
+	// /proc/pressure/cpu on Linux). Nil, or an error at the first call,
+	// leaves the machine out.
+	Stalled func() (time.Duration, error)
 	// Logger receives a debug line for each move (default: none).
 	Logger *slog.Logger
 }
@@ -100,11 +121,17 @@ func (c Config) withDefaults() Config {
 	if c.IdleFor <= 0 {
 		c.IdleFor = DefaultIdleFor
 	}
+	if c.Starved <= 0 {
+		c.Starved = DefaultStarved
+	}
 	if c.Procs == nil {
 		c.Procs = Runtime()
 	}
 	if c.CPU == nil {
 		c.CPU = processCPU
+		if c.Stalled == nil {
+			c.Stalled = machineStalled
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -134,21 +161,24 @@ func (g *Governor) One() bool { return g.one }
 // way.
 func (g *Governor) Moves() int { return g.moves }
 
-// Observe takes one sampling period: the process used cpu in elapsed wall
-// time. It moves the process when the period calls for it.
-func (g *Governor) Observe(cpu, elapsed time.Duration) {
+// Observe takes one sampling period of elapsed wall time, in which the
+// process used cpu and some task of the machine waited for a CPU for
+// stalled (zero when unknown). It moves the process when the period calls
+// for it.
+func (g *Governor) Observe(cpu, stalled, elapsed time.Duration) {
 	if elapsed <= 0 {
 		return
 	}
 	share := float64(cpu) / float64(elapsed)
+	starved := float64(stalled) / float64(elapsed)
 	switch {
-	case share > g.cfg.Busy:
+	case share > g.cfg.Busy || starved >= g.cfg.Starved:
 		g.quiet = 0
 		if g.one {
 			g.one = false
 			g.moves++
 			g.cfg.Procs.Default()
-			g.cfg.Logger.Debug("busy: Go code runs on the default number of processors again", "cpu_share", share)
+			g.cfg.Logger.Debug("busy: Go code runs on the default number of processors again", "cpu_share", share, "machine_cpu_stalled", starved)
 		}
 	case share < g.cfg.Idle:
 		g.quiet++
@@ -174,6 +204,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	stalled := cfg.Stalled
+	var lastStalled time.Duration
+	if stalled != nil {
+		if lastStalled, err = stalled(); err != nil {
+			cfg.Logger.Debug("the machine's CPU pressure is unknown: only the process's CPU time counts", "err", err)
+			stalled = nil
+		}
+	}
 	defer func() {
 		if g.one {
 			cfg.Procs.Default()
@@ -192,8 +230,14 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
+		var st time.Duration
+		if stalled != nil {
+			if st, err = stalled(); err != nil {
+				return err
+			}
+		}
 		at := time.Now()
-		g.Observe(now-last, at.Sub(lastAt))
-		last, lastAt = now, at
+		g.Observe(now-last, st-lastStalled, at.Sub(lastAt))
+		last, lastStalled, lastAt = now, st, at
 	}
 }

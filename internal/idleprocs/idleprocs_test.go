@@ -53,39 +53,91 @@ func TestGovernorMoves(t *testing.T) {
 	idle := 10 * time.Millisecond    // 1 % of a core
 	middle := 100 * time.Millisecond // 10 %: neither idle nor busy
 	busy := 300 * time.Millisecond   // 30 %
+	calm := 50 * time.Millisecond    // the machine's tasks waited 5 % of the time
+	starved := 100 * time.Millisecond
 	steps := []struct {
-		cpu      time.Duration
-		n        int
-		wantOne  bool
-		wantMove []string
+		cpu, stalled time.Duration
+		n            int
+		wantOne      bool
+		wantMove     []string
 	}{
-		{idle, 9, false, nil},                        // not yet IdleFor periods
-		{middle, 1, false, nil},                      // a period between breaks the run
-		{idle, 9, false, nil},                        // so nine more are not enough
-		{idle, 1, true, []string{"one"}},             // the tenth in a row is
-		{idle, 5, true, []string{"one"}},             // and it stays there
-		{middle, 3, true, []string{"one"}},           // a middling load does not move it back
-		{busy, 1, false, []string{"one", "default"}}, // one busy period does, at once
-		{busy, 2, false, []string{"one", "default"}}, // busy at the default: no call
-		{idle, 10, true, []string{"one", "default", "one"}},
+		{idle, 0, 9, false, nil},                                                // not yet IdleFor periods
+		{middle, 0, 1, false, nil},                                              // a period between breaks the run
+		{idle, calm, 9, false, nil},                                             // so nine more are not enough
+		{idle, starved, 1, false, nil},                                          // nor is a tenth on a starved machine
+		{idle, calm, 9, false, nil},                                             // which broke the run too
+		{idle, 0, 1, true, []string{"one"}},                                     // the tenth in a row is
+		{idle, calm, 5, true, []string{"one"}},                                  // and it stays there
+		{middle, 0, 3, true, []string{"one"}},                                   // a middling load does not move it back
+		{busy, 0, 1, false, []string{"one", "default"}},                         // one busy period does, at once
+		{busy, 0, 2, false, []string{"one", "default"}},                         // busy at the default: no call
+		{idle, 0, 10, true, []string{"one", "default", "one"}},                  // idle again
+		{idle, starved, 1, false, []string{"one", "default", "one", "default"}}, // the machine starved: at once
 	}
 	f := &fakeProcs{}
 	g := NewGovernor(Config{Procs: f})
 	for i, s := range steps {
 		for range s.n {
-			g.Observe(s.cpu, period)
+			g.Observe(s.cpu, s.stalled, period)
 		}
 		if g.One() != s.wantOne || !equal(f.moves(), s.wantMove) {
-			t.Fatalf("step %d (%v x%d): One()=%v moves=%v, want %v %v", i, s.cpu, s.n, g.One(), f.moves(), s.wantOne, s.wantMove)
+			t.Fatalf("step %d (cpu %v, stalled %v, x%d): One()=%v moves=%v, want %v %v", i, s.cpu, s.stalled, s.n, g.One(), f.moves(), s.wantOne, s.wantMove)
 		}
 	}
-	if g.Moves() != 3 {
-		t.Errorf("Moves() = %d, want 3", g.Moves())
+	if g.Moves() != 4 {
+		t.Errorf("Moves() = %d, want 4", g.Moves())
 	}
-	g.Observe(time.Second, 0) // no time passed: ignored
-	if !g.One() {
+	g.Observe(0, 0, 0) // no time passed: ignored
+	if g.One() {
 		t.Error("a period of no length moved the governor")
 	}
+}
+
+// TestRunCountsTheMachine: Run reads Config.Stalled each period; a
+// machine starved of CPU keeps the default; a Stalled that fails at once
+// is left out.
+func TestRunCountsTheMachine(t *testing.T) {
+	var waited atomic.Int64 // the machine's stall time so far
+	f := &fakeProcs{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Every: time.Millisecond, IdleFor: 2, Procs: f,
+			CPU: func() (time.Duration, error) { return 0, nil },
+			Stalled: func() (time.Duration, error) {
+				// Every read, a second more: starved whatever the period.
+				return time.Duration(waited.Add(int64(time.Second))), nil
+			}})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for waited.Load() < int64(20*time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run read the machine's stall time fewer than 20 times in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := f.moves(); len(got) != 0 {
+		t.Fatalf("moves %v on a starved machine, want none", got)
+	}
+
+	f = &fakeProcs{}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		done <- Run(ctx, Config{Every: time.Millisecond, IdleFor: 2, Procs: f,
+			CPU:     func() (time.Duration, error) { return 0, nil },
+			Stalled: func() (time.Duration, error) { return 0, errors.New("no PSI here") }})
+	}()
+	for !equal(f.moves(), []string{"one"}) {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("moves %v: with the machine unknown, an idle process goes to one processor", f.moves())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
 }
 
 func TestRunRestoresTheDefaultWhenItEnds(t *testing.T) {
@@ -153,7 +205,9 @@ func TestRuntime(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{Every: 20 * time.Millisecond, IdleFor: 3, Busy: 0.5})
+		// The machine's CPU pressure left out: a loaded test machine
+		// would keep the default (TestRunCountsTheMachine tests it).
+		done <- Run(ctx, Config{Every: 20 * time.Millisecond, IdleFor: 3, Busy: 0.5, CPU: processCPU})
 	}()
 	waitProcs := func(n int, why string) {
 		t.Helper()
