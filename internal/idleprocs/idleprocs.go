@@ -196,7 +196,8 @@ func (g *Governor) Observe(cpu, stalled, elapsed time.Duration) {
 // Run governs the process until ctx ends, then restores the runtime's
 // default before it returns ctx's error. It returns ErrUnsupported at once
 // where the process's CPU time cannot be read, and the CPU source's error
-// (after restoring the default) if a read fails.
+// (after restoring the default) if a read fails. A Stalled source that
+// fails is left out from then on.
 func Run(ctx context.Context, cfg Config) error {
 	g := NewGovernor(cfg)
 	cfg = g.cfg
@@ -233,7 +234,8 @@ func Run(ctx context.Context, cfg Config) error {
 		var st time.Duration
 		if stalled != nil {
 			if st, err = stalled(); err != nil {
-				return err
+				cfg.Logger.Debug("the machine's CPU pressure cannot be read any more: only the process's CPU time counts", "err", err)
+				stalled = nil
 			}
 		}
 		at := time.Now()

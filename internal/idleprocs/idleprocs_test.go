@@ -122,22 +122,36 @@ func TestRunCountsTheMachine(t *testing.T) {
 		t.Fatalf("moves %v on a starved machine, want none", got)
 	}
 
-	f = &fakeProcs{}
-	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		done <- Run(ctx, Config{Every: time.Millisecond, IdleFor: 2, Procs: f,
-			CPU:     func() (time.Duration, error) { return 0, nil },
-			Stalled: func() (time.Duration, error) { return 0, errors.New("no PSI here") }})
-	}()
-	for !equal(f.moves(), []string{"one"}) {
-		if time.Now().After(deadline.Add(10 * time.Second)) {
-			t.Fatalf("moves %v: with the machine unknown, an idle process goes to one processor", f.moves())
+	// A Stalled that fails at once, or later (after starved periods),
+	// is left out: an idle process then goes to one processor.
+	for _, failAfter := range []int64{0, 3} {
+		f = &fakeProcs{}
+		var reads atomic.Int64
+		ctx, cancel = context.WithCancel(context.Background())
+		go func() {
+			done <- Run(ctx, Config{Every: time.Millisecond, IdleFor: 2, Procs: f,
+				CPU: func() (time.Duration, error) { return 0, nil },
+				Stalled: func() (time.Duration, error) {
+					n := reads.Add(1)
+					if n > failAfter {
+						return 0, errors.New("no PSI here")
+					}
+					return time.Duration(n) * time.Second, nil
+				}})
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for !equal(f.moves(), []string{"one"}) {
+			if time.Now().After(deadline) {
+				cancel()
+				t.Fatalf("Stalled failing after %d reads: moves %v, want [one]", failAfter, f.moves())
+			}
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(time.Millisecond)
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Stalled failing after %d reads: Run = %v, want context.Canceled", failAfter, err)
+		}
 	}
-	cancel()
-	<-done
 }
 
 func TestRunRestoresTheDefaultWhenItEnds(t *testing.T) {
