@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -146,11 +148,33 @@ func TestCloseUnblocksRead(t *testing.T) {
 		defer wg.Done()
 		_, err = q.Read(make([]byte, 1))
 	}()
-	time.AfterFunc(20*time.Millisecond, func() { q.Close() })
+	// Close only once the Read waits in the poller, so that the test is
+	// about unblocking it, not about a Read that starts after Close.
+	deadline := time.Now().Add(10 * time.Second)
+	for !readWaiting() {
+		if time.Now().After(deadline) {
+			t.Fatal("the Read did not wait in the network poller within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	q.Close()
 	wg.Wait()
 	if !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Read on a closed connection: %v; want net.ErrClosed", err)
 	}
+}
+
+// readWaiting reports whether a goroutine is parked in the network
+// poller inside Conn.Read.
+func readWaiting() bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "[IO wait") && strings.Contains(g, "quietconn.(*Conn).Read(") {
+			return true
+		}
+	}
+	return false
 }
 
 // A reset by the peer is the system call's ECONNRESET, as the transport
