@@ -145,7 +145,6 @@ type Governor struct {
 	cfg   Config
 	one   bool // the process runs on one processor
 	quiet int  // idle periods in a row
-	moves int
 }
 
 // NewGovernor returns a governor for cfg, starting at the runtime's
@@ -156,10 +155,6 @@ func NewGovernor(cfg Config) *Governor {
 
 // One reports whether the governor has moved the process to one processor.
 func (g *Governor) One() bool { return g.one }
-
-// Moves returns how many times the governor has moved the process either
-// way.
-func (g *Governor) Moves() int { return g.moves }
 
 // Observe takes one sampling period of elapsed wall time, in which the
 // process used cpu and some task of the machine waited for a CPU for
@@ -176,7 +171,6 @@ func (g *Governor) Observe(cpu, stalled, elapsed time.Duration) {
 		g.quiet = 0
 		if g.one {
 			g.one = false
-			g.moves++
 			g.cfg.Procs.Default()
 			g.cfg.Logger.Debug("busy: Go code runs on the default number of processors again", "cpu_share", share, "machine_cpu_stalled", starved)
 		}
@@ -184,7 +178,6 @@ func (g *Governor) Observe(cpu, stalled, elapsed time.Duration) {
 		g.quiet++
 		if !g.one && g.quiet >= g.cfg.IdleFor {
 			g.one = true
-			g.moves++
 			g.cfg.Procs.One()
 			g.cfg.Logger.Debug("idle: Go code runs on one processor", "cpu_share", share, "periods", g.quiet)
 		}
