@@ -53,7 +53,8 @@ func TestAgentIdleProcs(t *testing.T) {
 			var stderr syncBuffer
 			a := &AgentCommand{Stdout: &stderr, Stderr: &stderr, Environ: append([]string{}, tc.environ...), Procs: procs,
 				idle: idleprocs.Config{Every: 5 * time.Millisecond, IdleFor: 2,
-					CPU: func() (time.Duration, error) { reads.Add(1); return 0, nil }}}
+					CPU:     func() (time.Duration, error) { reads.Add(1); return 0, nil },
+					Stalled: func() (time.Duration, error) { return 0, nil }}}
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			done := make(chan error, 1)

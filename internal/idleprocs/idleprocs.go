@@ -99,9 +99,8 @@ type Config struct {
 	// far (default: getrusage on Linux).
 	CPU func() (time.Duration, error)
 	// Stalled returns the time so far in which some task of the machine
-	// waited for a CPU (default, when CPU is not set either:
-	// /proc/pressure/cpu on Linux). Nil, or an error at the first call,
-	// leaves the machine out.
+	// waited for a CPU (default: /proc/pressure/cpu on Linux). A source
+	// that fails leaves the machine out from then on.
 	Stalled func() (time.Duration, error)
 	// Logger receives a debug line for each move (default: none).
 	Logger *slog.Logger
@@ -129,9 +128,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CPU == nil {
 		c.CPU = processCPU
-		if c.Stalled == nil {
-			c.Stalled = machineStalled
-		}
+	}
+	if c.Stalled == nil {
+		c.Stalled = machineStalled
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -36,6 +36,10 @@ func (f *fakeProcs) moves() []string {
 	return append([]string(nil), f.calls...)
 }
 
+// calm is a machine whose tasks never wait for a CPU: a loaded test
+// machine must not keep the governor from moving.
+func calm() (time.Duration, error) { return 0, nil }
+
 func equal(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
@@ -157,7 +161,7 @@ func TestRunRestoresTheDefaultWhenItEnds(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Config{Every: time.Millisecond, IdleFor: 2, Procs: f,
-			CPU: func() (time.Duration, error) { return 0, nil }})
+			CPU: func() (time.Duration, error) { return 0, nil }, Stalled: calm})
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !equal(f.moves(), []string{"one"}) {
@@ -179,11 +183,12 @@ func TestRunReturnsTheCPUSourcesError(t *testing.T) {
 	boom := errors.New("boom")
 	f := &fakeProcs{}
 	if err := Run(context.Background(), Config{Procs: f,
-		CPU: func() (time.Duration, error) { return 0, boom }}); !errors.Is(err, boom) {
+		CPU: func() (time.Duration, error) { return 0, boom }, Stalled: calm}); !errors.Is(err, boom) {
 		t.Fatalf("Run = %v, want the first read's error", err)
 	}
 	var reads atomic.Int32
 	err := Run(context.Background(), Config{Every: time.Millisecond, IdleFor: 1, Procs: f,
+		Stalled: calm,
 		CPU: func() (time.Duration, error) {
 			if reads.Add(1) > 3 {
 				return 0, boom
@@ -216,9 +221,9 @@ func TestRuntime(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		// The machine's CPU pressure left out: a loaded test machine
-		// would keep the default (TestRunCountsTheMachine tests it).
-		done <- Run(ctx, Config{Every: 20 * time.Millisecond, IdleFor: 3, Busy: 0.5, CPU: processCPU})
+		// A calm machine: a loaded test machine would keep the default
+		// (TestRunCountsTheMachine tests that).
+		done <- Run(ctx, Config{Every: 20 * time.Millisecond, IdleFor: 3, Busy: 0.5, Stalled: calm})
 	}()
 	waitProcs := func(n int, why string) {
 		t.Helper()
