@@ -13,8 +13,7 @@ import "time"
 // the earliest timer, wake at every stale deadline for nothing: three
 // thread context switches per lease round instead of one, measured with a
 // goroutine that resets a 150 ms timer on each of 20 messages a second
-// (GOMAXPROCS 1: 60 against 21 a second; a new timer each time: 35;
-// BenchmarkIdleFollowerWake measures it per message). So a
+// (GOMAXPROCS 1: 60 against 21 a second; a new timer each time: 35). So a
 // later wake takes a new timer, whose first wait takes the stopped one out
 // of the heap (runtime timers.cleanHead); an unchanged wake leaves the
 // timer alone; an earlier one resets it (the heap then wakes on time).
