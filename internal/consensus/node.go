@@ -255,9 +255,8 @@ func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
 	defer close(n.done)
 	n.loop.Start()
-	var timer wakeTimer
-	timer.set(n.loop.NextWake(), n.Now())
-	defer timer.stop()
+	timer := time.NewTimer(n.loop.NextWake() - n.Now())
+	defer timer.Stop()
 	type reply struct {
 		res chan error
 		err error
@@ -271,8 +270,7 @@ func (n *Node) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-timer.c():
-			timer.fired()
+		case <-timer.C:
 			// Messages that waited in the inbox while the timer fell due
 			// (a process that could not run) are stepped with the ticks:
 			// ReceiveBatch decides whether those count.
@@ -327,7 +325,8 @@ func (n *Node) Run(ctx context.Context) error {
 			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
 			return err
 		}
-		timer.set(n.loop.NextWake(), n.Now())
+		// Go 1.23+ timers: Reset also drops a fire not yet received.
+		timer.Reset(n.loop.NextWake() - n.Now())
 		for _, r := range replies {
 			r.res <- r.err
 		}
