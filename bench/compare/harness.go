@@ -248,15 +248,19 @@ type idleProc struct {
 	role   string // leader or follower
 	name   string
 	pid    int
-	before int64   // CPU ticks at the start of the window
-	rssKB  int64   // VmRSS at the end of the window
-	anonKB int64   // RssAnon then: the part not mapped from files (the binary)
-	cpu    float64 // % of one core over the window
+	before int64 // CPU ticks at the start of the window
+	rssKB  int64 // VmRSS at the end of the window
+	anonKB int64 // RssAnon then: the part not mapped from files (the binary)
+	// touchedKB is the memory it touched in the window (its working
+	// set: benchkit.ReferencedKB), or -1 where that cannot be read.
+	touchedKB int64
+	cpu       float64 // % of one core over the window
 }
 
 // measureIdle waits warmup, then reads every process's CPU time over the
-// same window of every system, with nobody polling, and its RSS at the
-// end. A system whose leader changed meanwhile gets a note.
+// same window of every system, with nobody polling, its RSS at the end
+// and the memory it touched in the window. A system whose leader changed
+// meanwhile gets a note.
 func (h harness) measureIdle(ctx context.Context, systems []*system, warmup, window time.Duration) error {
 	select {
 	case <-time.After(warmup):
@@ -282,6 +286,10 @@ func (h harness) measureIdle(ctx context.Context, systems []*system, warmup, win
 			if p.before, err = benchkit.CPUTicks(p.pid); err != nil {
 				return err
 			}
+			p.touchedKB = 0
+			if benchkit.ClearReferenced(p.pid) != nil {
+				p.touchedKB = -1
+			}
 		}
 	}
 	start := time.Now()
@@ -302,6 +310,11 @@ func (h harness) measureIdle(ctx context.Context, systems []*system, warmup, win
 			}
 			if p.anonKB, err = benchkit.StatusKB(p.pid, "RssAnon"); err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			if p.touchedKB == 0 {
+				if p.touchedKB, err = benchkit.ReferencedKB(p.pid); err != nil {
+					p.touchedKB = -1
+				}
 			}
 			p.cpu = float64(after-p.before) / benchkit.ClockTicksPerSecond / elapsed.Seconds() * 100
 		}

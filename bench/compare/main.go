@@ -50,8 +50,12 @@
 // Then, after -warmup with nobody polling, every process of every system
 // is measured over the same -idle window: VmRSS at its end
 // (/proc/PID/status; the per-process lines add RssAnon, the part not
-// mapped from files such as the binary), CPU time utime+stime over it (/proc/PID/stat, in
-// ticks of 10 ms) as % of one core, leader and followers apart.
+// mapped from files such as the binary, and the memory the process
+// touched in the window, its working set: referenced bits cleared through
+// /proc/PID/clear_refs at the start, Referenced from
+// /proc/PID/smaps_rollup at the end), CPU time utime+stime over it
+// (/proc/PID/stat, in ticks of 10 ms) as % of one core, leader and
+// followers apart.
 //
 // With -starve (issue 13, section 4) the machine is saturated first:
 // -burners processes (default two per core, each a shell spinning in an

@@ -129,7 +129,7 @@ func testSystem(key, label string, kills, stops []float64, cpu []float64, rssMB 
 		if i == 0 {
 			role = "leader"
 		}
-		s.idle = append(s.idle, &idleProc{role: role, name: "m", cpu: cpu[i], rssKB: int64(rssMB[i] * 1024), anonKB: int64(rssMB[i] * 1024 / 4)})
+		s.idle = append(s.idle, &idleProc{role: role, name: "m", cpu: cpu[i], rssKB: int64(rssMB[i] * 1024), anonKB: int64(rssMB[i] * 1024 / 4), touchedKB: int64(rssMB[i] * 1024 / 2)})
 	}
 	return s
 }
@@ -156,7 +156,9 @@ func TestReport(t *testing.T) {
 		"FAILED: hashicorp/raft 1.7, 150 ms: SIGSTOP round 1: no new leader\n",
 		"load average (1 min) 1.00 at the start, 2.00 at the end",
 		"note: etcd 3.4, 30/150 ms: the leader changed 2 times between its rounds, with no fault",
-		"etcd 3.4, 30/150 ms                  follower m               0    48.0    12.0    1.40\n",
+		"etcd 3.4, 30/150 ms                  follower m               0    48.0    12.0    24.0    1.40\n",
+		// Touched: half the RSS in the test: 11.5 and 23 MB.
+		"mean: QCluster agent, defaults 50/150 ms 11.5, etcd 3.4, 30/150 ms 23.0; QCluster ÷ etcd 3.4, 30/150 ms 0.50)\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -164,6 +166,16 @@ func TestReport(t *testing.T) {
 	}
 	if !strings.Contains(out, "| etcd 3.4 defaults 100/1000 ms | skipped: not run here (see Systems) | – | – | – |\n") || strings.Count(out, "etcd 3.4 defaults") != 2 {
 		t.Errorf("the skipped system has no skipped row, or has figures:\n%s", out)
+	}
+	// A member whose working set could not be read: a dash, and no mean.
+	etcd.idle[1].touchedKB = -1
+	b.Reset()
+	report{systems: []*system{qc, etcd}, n: 3, poll: 5 * time.Millisecond, jitter: faultJitter,
+		warmup: time.Second, idle: 2 * time.Second, cores: 2, loadBefore: "1.00", loadAfter: "2.00"}.print(&b)
+	out = b.String()
+	if !strings.Contains(out, "etcd 3.4, 30/150 ms                  follower m               0    44.0    11.0       -    1.40\n") ||
+		!strings.Contains(out, "mean: QCluster agent, defaults 50/150 ms 11.5)\n") {
+		t.Errorf("an unknown working set is not a dash, or counts in the mean:\n%s", out)
 	}
 }
 
@@ -198,6 +210,10 @@ func TestRunQuick(t *testing.T) {
 	ratios := `\| [\d.]+ / [\d.]+ \| [\d.]+ / [\d.]+ \| [\d.]+ \| (n/a|[\d.]+) / (n/a|[\d.]+) \|`
 	if !regexp.MustCompile(`(?m)^\| hashicorp/raft \d+\.\d+, 150 ms ` + ratios + `$`).MatchString(s) {
 		t.Errorf("no ratio row for hashicorp/raft:\n%s", s)
+	}
+	// Every member's working set was read (the test runs its own processes).
+	if n := len(regexp.MustCompile(`(?m)^(QCluster agent|hashicorp/raft).* (leader|follower) +\S+ +\d+ +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+$`).FindAllString(s, -1)); n != 6 {
+		t.Errorf("%d of 6 per-process lines with every figure (RSS, anon, touched, CPU):\n%s", n, s)
 	}
 	if strings.Contains(systems, "etcd") && !regexp.MustCompile(`(?m)^\| etcd \d+\.\d+, 30/150 ms `+figures+`$`).MatchString(s) {
 		t.Errorf("no row of figures for etcd:\n%s", s)

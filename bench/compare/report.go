@@ -21,6 +21,9 @@ type summary struct {
 	// CPU in % of one core: the leader, and the followers' min, max, mean.
 	cpuLeader                  float64
 	cpuFolMin, cpuFolMax, cpuF float64
+	// Memory touched in the window (the working set), mean MB; 0 when
+	// not known for every member.
+	touchedMean float64
 }
 
 func summarize(s *system) summary {
@@ -30,9 +33,12 @@ func summarize(s *system) summary {
 	}
 	sm.hasIdle = true
 	sm.rssMin, sm.cpuFolMin = math.Inf(1), math.Inf(1)
-	var rssSum, folSum float64
+	var rssSum, folSum, touchedSum float64
 	var fol int
+	touchedKnown := true
 	for _, p := range s.idle {
+		touchedKnown = touchedKnown && p.touchedKB >= 0
+		touchedSum += float64(p.touchedKB) / 1024
 		mb := float64(p.rssKB) / 1024
 		sm.rssMin, sm.rssMax = min(sm.rssMin, mb), max(sm.rssMax, mb)
 		rssSum += mb
@@ -45,6 +51,9 @@ func summarize(s *system) summary {
 		sm.cpuFolMin, sm.cpuFolMax = min(sm.cpuFolMin, p.cpu), max(sm.cpuFolMax, p.cpu)
 	}
 	sm.rssMean = rssSum / float64(len(s.idle))
+	if touchedKnown {
+		sm.touchedMean = touchedSum / float64(len(s.idle))
+	}
 	if fol > 0 {
 		sm.cpuF = folSum / float64(fol)
 	} else {
@@ -226,11 +235,18 @@ func (r report) print(w io.Writer) {
 	for _, s := range r.systems {
 		for _, pr := range s.idle {
 			if !idleRows {
-				fmt.Fprintf(w, "\n%-36s %-8s %-8s %8v %7v %7v %7v\n", "idle, per process", "role", "member", "pid", "RSS MB", "anon MB", "CPU %")
+				fmt.Fprintf(w, "\n%-36s %-8s %-8s %8v %7v %7v %7v %7v\n", "idle, per process", "role", "member", "pid", "RSS MB", "anon MB", "touched", "CPU %")
 				idleRows = true
 			}
-			fmt.Fprintf(w, "%-36s %-8s %-8s %8v %7.1f %7.1f %7.2f\n", s.label, pr.role, pr.name, pr.pid, float64(pr.rssKB)/1024, float64(pr.anonKB)/1024, pr.cpu)
+			touched := "-"
+			if pr.touchedKB >= 0 {
+				touched = fmt.Sprintf("%.1f", float64(pr.touchedKB)/1024)
+			}
+			fmt.Fprintf(w, "%-36s %-8s %-8s %8v %7.1f %7.1f %7s %7.2f\n", s.label, pr.role, pr.name, pr.pid, float64(pr.rssKB)/1024, float64(pr.anonKB)/1024, touched, pr.cpu)
 		}
+	}
+	if idleRows {
+		r.printTouched(w)
 	}
 	for _, s := range r.systems {
 		if s.unprompted > 0 {
@@ -248,4 +264,37 @@ func (r report) print(w io.Writer) {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
+}
+
+// printTouched writes each system's mean working set over the idle window
+// and QCluster's ratio to the others': RSS also counts resident pages a
+// process did not touch, such as the parts of its binary the kernel
+// mapped around the ones it ran.
+func (r report) printTouched(w io.Writer) {
+	var parts []string
+	var qc float64
+	for _, s := range r.systems {
+		if sm := summarize(s); s.skipped == "" && sm.hasIdle && sm.touchedMean > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.1f", s.label, sm.touchedMean))
+			if s.key == sysQCluster {
+				qc = sm.touchedMean
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "(touched: MB of memory a process touched in the idle window, its working set; mean: %s", strings.Join(parts, ", "))
+	if qc > 0 {
+		var ratios []string
+		for _, s := range r.systems {
+			if sm := summarize(s); s.key != sysQCluster && s.skipped == "" && sm.touchedMean > 0 {
+				ratios = append(ratios, fmt.Sprintf("÷ %s %.2f", s.label, qc/sm.touchedMean))
+			}
+		}
+		if len(ratios) > 0 {
+			fmt.Fprintf(w, "; QCluster %s", strings.Join(ratios, ", "))
+		}
+	}
+	fmt.Fprintln(w, ")")
 }

@@ -39,3 +39,38 @@ func TestSelf(t *testing.T) {
 		t.Errorf("RSSKB = %d, %v", kb, err)
 	}
 }
+
+// TestReferenced: after ClearReferenced, memory the process does not touch
+// is not counted, and memory it touches again is.
+func TestReferenced(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	const size = 32 << 20
+	buf := make([]byte, size)
+	touch := func() {
+		for i := 0; i < size; i += 4096 {
+			buf[i]++
+		}
+	}
+	touch() // resident now
+	if err := ClearReferenced(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := ReferencedKB(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	touch()
+	busy, err := ReferencedKB(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.KeepAlive(buf)
+	if rss, _ := RSSKB(os.Getpid()); idle >= rss-size/1024/2 {
+		t.Errorf("right after ClearReferenced %d kB referenced, of %d kB resident (32 MiB of it untouched)", idle, rss)
+	}
+	if busy-idle < size/1024*3/4 {
+		t.Errorf("touching 32 MiB again raised the referenced memory from %d to %d kB", idle, busy)
+	}
+}
