@@ -71,7 +71,8 @@ func (c *Cluster) JoinErr() error { return c.joins.JoinErr() }
 // reports it with this host, port and metadata. Called on a follower, it
 // asks the leader. A peer that is already a member at the same address is
 // not added twice (no error). Errors: ErrInvalidMember, ErrConflict (the
-// identifier or address belongs to another member), ErrNoLeader,
+// identifier or address belongs to another member), ErrNoLeader (none
+// known within 10 election timeouts: an election is waited out),
 // ErrMasterless, ctx's error.
 //
 // A peer normally registers itself: start it with a config that names
@@ -114,7 +115,8 @@ func (l leaderMode) join(ctx context.Context, req api.JoinRequest) (api.JoinResu
 // the missing voters back, or remove the dead ones first.
 //
 // Errors: ErrUnknownPeer, ErrConflict (it is the last voter),
-// ErrWouldLoseQuorum, ErrNoLeader, ErrMasterless, ctx's error.
+// ErrWouldLoseQuorum, ErrNoLeader (none known within 10 election
+// timeouts: an election is waited out), ErrMasterless, ctx's error.
 func (c *Cluster) RemovePeer(ctx context.Context, identifier string) error {
 	return c.mode.removePeer(ctx, identifier)
 }

@@ -215,6 +215,43 @@ func (p *Protocol) doLeader(ctx context.Context, fn func(*consensus.Core) error)
 	return err
 }
 
+// NoLeaderHold is how long, in election timeouts, a membership change
+// (Join, RemovePeer) waits in all for a leader while none is known, here
+// or at the leader it asked, before it fails with sdkerr.ErrNoLeader: an
+// election, or a leader whose lease renewal came late under load, is
+// waited out (as Consul's servers hold RPCs during elections,
+// rpc_hold_timeout), while a peer cut off from the majority still
+// answers within it.
+const NoLeaderHold = 10
+
+// leaderHold is one membership change's allowance for waiting out a time
+// without a leader (NoLeaderHold election timeouts from the first).
+type leaderHold struct{ until time.Time }
+
+// waitOutNoLeader is called when a membership change met no leader (err
+// is sdkerr.ErrNoLeader, from this peer or from the peer it asked). Within
+// the change's hold it waits a third of an election timeout (the peer
+// that answered may know a leader again a heartbeat later) and until a
+// leader is known, and reports true: try again. It reports false when
+// the hold is used up, or ctx ends, or the peer closes.
+func (p *Protocol) waitOutNoLeader(ctx context.Context, h *leaderHold) bool {
+	if h.until.IsZero() {
+		h.until = time.Now().Add(NoLeaderHold * p.d.ElectionTimeout)
+	}
+	hctx, cancel := context.WithDeadline(ctx, h.until)
+	defer cancel()
+	pause := time.NewTimer(p.d.ElectionTimeout / 3)
+	defer pause.Stop()
+	select {
+	case <-pause.C:
+	case <-hctx.Done():
+		return false
+	case <-p.d.Done:
+		return false
+	}
+	return p.d.WaitForLeader(hctx) == nil
+}
+
 // toLeader sends an API request to the current leader.
 func (p *Protocol) toLeader(ctx context.Context, method, path string, body, out any) error {
 	l, ok := p.d.Leader()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -41,6 +42,15 @@ type fake struct {
 	calls    []call
 	// answer answers a request to another peer (nil: it fails).
 	answer func(c call, body, out any) error
+	// waitLeader, when set, makes WaitForLeader wait until a leader is
+	// set (polling), or ctx ends; otherwise WaitForLeader returns at once.
+	waitLeader bool
+}
+
+func (f *fake) setLeader(l *api.Peer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leader = l
 }
 
 func (f *fake) calls2() []call {
@@ -77,8 +87,23 @@ func newFake(t *testing.T, f *fake, seeds ...config.PeerConfig) *Protocol {
 			}
 			return *f.leader, true
 		},
-		IsLeader:        func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.isLeader },
-		WaitForLeader:   func(context.Context) error { return nil },
+		IsLeader: func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.isLeader },
+		WaitForLeader: func(ctx context.Context) error {
+			for f.waitLeader {
+				f.mu.Lock()
+				known := f.leader != nil
+				f.mu.Unlock()
+				if known {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("%w: %w", sdkerr.ErrNoLeader, ctx.Err())
+				case <-time.After(time.Millisecond):
+				}
+			}
+			return nil
+		},
 		Resign:          func(context.Context) error { return nil },
 		View:            func() consensus.View { f.mu.Lock(); defer f.mu.Unlock(); return f.view },
 		Registry:        func() *registry.State { f.mu.Lock(); defer f.mu.Unlock(); return f.reg },
@@ -180,6 +205,76 @@ func TestToLeader(t *testing.T) {
 	f.leader = &api.Peer{Identifier: "self", Host: "10.0.0.1", Port: 7000}
 	if err := p.toLeader(context.Background(), http.MethodGet, "/", nil, nil); !errors.Is(err, sdkerr.ErrNotLeader) {
 		t.Errorf("self: %v", err)
+	}
+	if c := f.calls2(); len(c) != 0 {
+		t.Errorf("calls = %v, want none", c)
+	}
+}
+
+// TestMembershipChangesWaitOutNoLeader: a Join or RemovePeer that meets no
+// leader, here (an election) or at the leader it asked (a lease renewed
+// late), waits for one and asks again, instead of failing at once.
+func TestMembershipChangesWaitOutNoLeader(t *testing.T) {
+	lead := &api.Peer{Identifier: "lead", Host: "10.0.0.2", Port: 7000}
+	join := func(p *Protocol) error {
+		_, err := p.Join(context.Background(), api.JoinRequest{Identifier: "new", Host: "10.0.0.9", Port: 7000, ClusterName: "c1"})
+		return err
+	}
+	remove := func(p *Protocol) error { return p.RemovePeer(context.Background(), "other") }
+	for _, op := range []struct {
+		name string
+		do   func(*Protocol) error
+	}{{"join", join}, {"remove", remove}} {
+		// No leader here: one is elected 50 ms later.
+		f := &fake{waitLeader: true, answer: func(call, any, any) error { return nil }}
+		p := newFake(t, f)
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			f.setLeader(lead)
+		}()
+		if err := op.do(p); err != nil {
+			t.Errorf("%s during an election: %v", op.name, err)
+		}
+		if c := f.calls2(); len(c) != 1 || c[0].addr != "10.0.0.2:7000" {
+			t.Errorf("%s during an election: calls %v, want one to the leader elected", op.name, c)
+		}
+
+		// The leader asked knows no leader once (its lease came late).
+		n := 0
+		f = &fake{leader: lead, waitLeader: true, answer: func(call, any, any) error {
+			if n++; n == 1 {
+				return fmt.Errorf("%w: no leader is known", sdkerr.ErrNoLeader)
+			}
+			return nil
+		}}
+		p = newFake(t, f)
+		if err := op.do(p); err != nil {
+			t.Errorf("%s with the leader's lease late: %v", op.name, err)
+		}
+		if c := f.calls2(); len(c) != 2 {
+			t.Errorf("%s with the leader's lease late: calls %v, want two", op.name, c)
+		}
+	}
+}
+
+// TestNoLeaderHoldEnds: with no leader at all, a membership change fails
+// with ErrNoLeader once its hold (NoLeaderHold election timeouts) is used
+// up, well before its context ends, and never asks anyone.
+func TestNoLeaderHoldEnds(t *testing.T) {
+	f := &fake{waitLeader: true}
+	p := newFake(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for name, do := range map[string]func() error{
+		"join": func() error {
+			_, err := p.Join(ctx, api.JoinRequest{Identifier: "new", Host: "10.0.0.9", Port: 7000, ClusterName: "c1"})
+			return err
+		},
+		"remove": func() error { return p.RemovePeer(ctx, "other") },
+	} {
+		if err := do(); !errors.Is(err, sdkerr.ErrNoLeader) || ctx.Err() != nil {
+			t.Errorf("%s with no leader: %v (context: %v)", name, err, ctx.Err())
+		}
 	}
 	if c := f.calls2(); len(c) != 0 {
 		t.Errorf("calls = %v, want none", c)
@@ -393,5 +488,18 @@ func TestJoinLoopRetriesAndLearns(t *testing.T) {
 	}
 	if c := f.calls2(); len(c) != 2 || c[1] != (call{"10.0.0.2:7000", http.MethodPost, "/v1/join"}) {
 		t.Errorf("calls %v", c)
+	}
+}
+
+// TestNoLeaderHoldDocumented: the SDK's AddPeer and RemovePeer docs give
+// the hold this package uses.
+func TestNoLeaderHoldDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../join.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("within %d election", NoLeaderHold)
+	if n := strings.Count(strings.ReplaceAll(string(b), "\n// ", " "), want); n != 2 {
+		t.Errorf("join.go says %q %d times, want 2 (AddPeer, RemovePeer)", want, n)
 	}
 }

@@ -30,12 +30,16 @@ func (p *Protocol) Join(ctx context.Context, req api.JoinRequest) (api.JoinResul
 		return api.JoinResult{}, err
 	}
 	voter := req.Voter == nil || *req.Voter
+	var hold leaderHold
 	for {
 		if !p.d.IsLeader() {
 			var res api.JoinResult
 			err := p.toLeader(ctx, http.MethodPost, "/v1/join", req, &res)
 			if errors.Is(err, sdkerr.ErrNotLeader) {
 				continue // the leader changed on the way; ask the new one
+			}
+			if errors.Is(err, sdkerr.ErrNoLeader) && p.waitOutNoLeader(ctx, &hold) {
+				continue
 			}
 			return res, err
 		}
@@ -161,6 +165,7 @@ func addable(reg *registry.State, cs raftpb.ConfState, rec registry.Member, id u
 func (p *Protocol) RemovePeer(ctx context.Context, identifier string) error {
 	id := config.NodeID(identifier)
 	handedOver := false // this peer led and resigned to remove itself
+	var hold leaderHold
 	for {
 		if !p.d.IsLeader() {
 			if handedOver {
@@ -173,6 +178,9 @@ func (p *Protocol) RemovePeer(ctx context.Context, identifier string) error {
 			}
 			err := p.toLeader(ctx, http.MethodDelete, "/v1/peers/"+url.PathEscape(identifier), nil, nil)
 			if errors.Is(err, sdkerr.ErrNotLeader) || (handedOver && errors.Is(err, sdkerr.ErrNoLeader)) {
+				continue
+			}
+			if errors.Is(err, sdkerr.ErrNoLeader) && p.waitOutNoLeader(ctx, &hold) {
 				continue
 			}
 			return err
