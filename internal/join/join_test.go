@@ -263,7 +263,9 @@ func TestMembershipChangesWaitOutNoLeader(t *testing.T) {
 func TestNoLeaderHoldEnds(t *testing.T) {
 	f := &fake{waitLeader: true}
 	p := newFake(t, f)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Two holds of 1.5 s (the fake's election timeout is 150 ms) fit well
+	// within the context.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for name, do := range map[string]func() error{
 		"join": func() error {
