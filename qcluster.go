@@ -480,11 +480,13 @@ func (c *Cluster) WaitForLeader(ctx context.Context) (Peer, error) {
 
 // Transfer hands leadership to the peer with the given identifier (or, when
 // it is empty, to the best other voter: one that is replicating and
-// up to date) and waits until another peer leads. This peer's lease ends at
-// once. It must be called on the leader (ErrNotLeader). When the target
-// does not take over (it is down or far behind), raft gives up after an
-// election timeout, this peer earns its lease again and Transfer returns
-// ErrTransferFailed.
+// up to date) and waits until it leads. This peer's lease ends at once.
+// It must be called on the leader (ErrNotLeader). When the target does not
+// take over (it is down or far behind), raft gives up after an election
+// timeout, this peer earns its lease again and Transfer returns
+// ErrTransferFailed; so it does when another peer takes over instead of
+// the target named (a follower whose election timer ran out during the
+// hand-over won an election).
 func (c *Cluster) Transfer(ctx context.Context, identifier string) error {
 	var target uint64
 	if identifier != "" {
@@ -522,7 +524,7 @@ func (c *Cluster) transferDeps() transfer.Deps {
 			return func(yield func(transfer.Leadership) bool) {
 				for st := range c.Watch(ctx) {
 					other := st.HasLeader && st.Leader.Identifier != c.cfg.Identifier
-					if !yield(transfer.Leadership{Other: other, Self: st.IsLeader}) {
+					if !yield(transfer.Leadership{Other: other, Self: st.IsLeader, Leader: st.Leader.Identifier}) {
 						return
 					}
 				}

@@ -129,14 +129,26 @@ func TestJoinFourthAndFifthPeer(t *testing.T) {
 	}
 	leader := tc.waitLeader(10 * time.Second)
 
-	// A joined peer can lead.
+	// A joined peer can lead. Transfer to a named peer succeeds only once
+	// that peer leads; on a busy machine a follower whose election timer
+	// ran out during the hand-over may win instead, which Transfer
+	// reports (ErrTransferFailed): then the transfer is asked again of
+	// whoever leads.
 	for _, target := range []int{p4, p3} {
-		if err := leader.Transfer(ctxTimeout(t, 10*time.Second), tc.cfgs[target].Identifier); err != nil {
-			t.Fatalf("transfer to %s: %v", tc.cfgs[target].Identifier, err)
-		}
-		leader = tc.waitLeader(10 * time.Second)
+		want := tc.cfgs[target].Identifier
+		waitFor(t, 30*time.Second, "a transfer to "+want+" to succeed", func() bool {
+			err := leader.Transfer(ctxTimeout(t, 10*time.Second), want)
+			if err != nil && !errors.Is(err, ErrTransferFailed) && !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("transfer to %s: %v", want, err)
+			}
+			if err != nil {
+				t.Logf("transfer to %s from %s: %v; asking again", want, leader.cfg.Identifier, err)
+			}
+			leader = tc.waitLeader(10 * time.Second)
+			return err == nil
+		})
 		if leader != tc.peers[target] {
-			t.Fatalf("leader is %s, want %s", leader.cfg.Identifier, tc.cfgs[target].Identifier)
+			t.Fatalf("leader is %s after a transfer to %s succeeded", leader.cfg.Identifier, want)
 		}
 		if l, _ := tc.peers[0].Leader(); l.Metadata["name"] != tc.cfgs[target].Identifier {
 			t.Errorf("p0 reports the leader's metadata as %v", l.Metadata)

@@ -386,8 +386,9 @@ var (
 	ErrUnknownPeer = errors.New("unknown peer")
 	// ErrNoTransferee: there is no other voter to hand leadership to (409).
 	ErrNoTransferee = errors.New("no other voter to hand leadership to")
-	// ErrTransferFailed: the peer chosen to take over did not (it is down
-	// or far behind); this peer leads on (409).
+	// ErrTransferFailed: the peer chosen to take over did not: it is down
+	// or far behind, and this peer leads on; or another peer won an
+	// election meanwhile and leads instead (409).
 	ErrTransferFailed = errors.New("leadership transfer failed")
 	// ErrUnavailable: the peer is stopping or not running (503).
 	ErrUnavailable = errors.New("the peer is not running")
@@ -444,8 +445,9 @@ type Backend interface {
 
 	// Transfer asks this peer, which must be the leader, to hand
 	// leadership to the member named identifier (empty: the best other
-	// voter), and waits until another peer leads. Errors: ErrNotLeader,
-	// ErrUnknownPeer, ErrNoTransferee, ErrUnavailable, or
+	// voter), and waits until it leads (any other voter, when none is
+	// named). Errors: ErrNotLeader, ErrUnknownPeer, ErrNoTransferee,
+	// ErrTransferFailed, ErrUnavailable, or
 	// context.DeadlineExceeded when the hand-over did not complete in time
 	// (the backend may bound it by less than ctx).
 	Transfer(ctx context.Context, identifier string) (TransferResult, error)

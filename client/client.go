@@ -348,12 +348,13 @@ func (c *Client) Peer(ctx context.Context, identifier string) (api.Member, error
 }
 
 // Transfer asks the leader to hand leadership to the member named
-// identifier (empty: the best other voter) and returns once another peer
-// leads (POST /v1/leader/transfer). When the peer asked is a follower, the
-// request is sent once more, to the leader it names. Errors match
-// ErrUnauthorized, ErrNoLeader, ErrNotLeader (leadership moved meanwhile),
-// ErrUnknownPeer, or are an *APIError with Code "timeout" (the target did
-// not take over) or "no_transferee".
+// identifier (empty: the best other voter) and returns once it leads (any
+// other peer, when none is named) (POST /v1/leader/transfer). When the
+// peer asked is a follower, the request is sent once more, to the leader
+// it names. Errors match ErrUnauthorized, ErrNoLeader, ErrNotLeader
+// (leadership moved meanwhile), ErrUnknownPeer, or are an *APIError with
+// Code "transfer_failed" (the target did not take over, or another peer
+// did instead), "timeout" or "no_transferee".
 func (c *Client) Transfer(ctx context.Context, identifier string) (api.TransferResult, error) {
 	var body []byte
 	if identifier != "" {

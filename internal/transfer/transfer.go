@@ -20,6 +20,8 @@ type Leadership struct {
 	Other bool
 	// Self: this peer holds the lease (again).
 	Self bool
+	// Leader is the identifier of the peer known to lead ("": none).
+	Leader string
 }
 
 // Deps is what a hand-over needs from the peer.
@@ -39,14 +41,16 @@ type Deps struct {
 // Start starts one hand-over to target (0: the best voter not in tried
 // whose health check passes) and waits for its outcome; it returns the
 // target it chose. Errors: sdkerr.ErrNotStarted, NotLeader, UnknownPeer (no
-// voter to choose), TransferFailed (the target did not take over, or its
-// health check fails), Closed, ctx's error.
+// voter to choose), TransferFailed (the target did not take over, another
+// peer than the target named took over, or the target's health check
+// fails), Closed, ctx's error.
 func Start(ctx context.Context, d Deps, target uint64, tried map[uint64]bool) (uint64, error) {
 	node := d.Node()
 	if node == nil {
 		return 0, sdkerr.ErrNotStarted
 	}
 	failing := d.Failing()
+	named := target != 0 // the caller's choice: only it may take over
 	err := node.Do(ctx, func(core *consensus.Core) error {
 		if core.View().Role != consensus.Leader {
 			return sdkerr.ErrNotLeader
@@ -76,17 +80,33 @@ func Start(ctx context.Context, d Deps, target uint64, tried map[uint64]bool) (u
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the Watch subscription
 	for l := range d.Watch(wctx) {
-		switch {
-		case l.Other:
-			return target, nil
-		case l.Self:
-			return target, fmt.Errorf("%w: %s did not take over", sdkerr.ErrTransferFailed, d.Name(target))
+		if done, err := outcome(l, d.Name(target), named); done {
+			return target, err
 		}
 	}
 	if ctx.Err() != nil {
 		return target, ctx.Err()
 	}
 	return target, sdkerr.ErrClosed
+}
+
+// outcome reads one state published during a hand-over to the peer named
+// target: whether the hand-over is over, and how. Another peer leading
+// ends it; when the caller named the target (named), a peer other than
+// the target that took over instead (an election won by a follower whose
+// timer ran out meanwhile) is a failure, as etcd's MoveLeader waits for
+// the transferee itself. This peer holding the lease again means raft
+// gave up.
+func outcome(l Leadership, target string, named bool) (bool, error) {
+	switch {
+	case l.Other && named && l.Leader != target:
+		return true, fmt.Errorf("%w: %s took over instead of %s", sdkerr.ErrTransferFailed, l.Leader, target)
+	case l.Other:
+		return true, nil
+	case l.Self:
+		return true, fmt.Errorf("%w: %s did not take over", sdkerr.ErrTransferFailed, target)
+	}
+	return false, nil
 }
 
 // Resign hands leadership to the best other voter, giving up a voter that

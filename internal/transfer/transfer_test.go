@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,32 @@ func TestOnCloseTimeout(t *testing.T) {
 	} {
 		if got := OnCloseTimeout(tt.et); got != tt.want {
 			t.Errorf("OnCloseTimeout(%v) = %v, want %v", tt.et, got, tt.want)
+		}
+	}
+}
+
+// TestOutcome: a hand-over ends when another peer leads; to a named
+// target, only that target leading is a success; this peer leading again
+// means raft gave up.
+func TestOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		l        Leadership
+		named    bool
+		done     bool
+		fails    bool
+		contains string
+	}{
+		{"no leader yet", Leadership{}, true, false, false, ""},
+		{"the target leads", Leadership{Other: true, Leader: "p3"}, true, true, false, ""},
+		{"another peer took over", Leadership{Other: true, Leader: "p0"}, true, true, true, "p0 took over instead of p3"},
+		{"any other voter would do", Leadership{Other: true, Leader: "p0"}, false, true, false, ""},
+		{"this peer again", Leadership{Self: true, Leader: "self"}, true, true, true, "p3 did not take over"},
+		{"this peer again, unnamed", Leadership{Self: true, Leader: "self"}, false, true, true, "p3 did not take over"},
+	} {
+		done, err := outcome(tc.l, "p3", tc.named)
+		if done != tc.done || (err != nil) != tc.fails || (err != nil && (!errors.Is(err, sdkerr.ErrTransferFailed) || !strings.Contains(err.Error(), tc.contains))) {
+			t.Errorf("%s: outcome = %v, %v; want done %v, failure %v (%q)", tc.name, done, err, tc.done, tc.fails, tc.contains)
 		}
 	}
 }

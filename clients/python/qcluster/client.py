@@ -741,8 +741,9 @@ class QCluster:
 
     def transfer(self, to: Optional[str] = None, timeout: float = 30.0) -> TransferResult:
         """Hands leadership to the member named ``to`` (None: the best other
-        voter) and returns once another peer leads. It may be called on any
-        peer: a follower's ``not_leader`` answer is followed to the leader.
+        voter) and returns once it leads (any other peer when ``to`` is
+        None). It may be called on any peer: a follower's ``not_leader``
+        answer is followed to the leader.
         If this peer leads, :meth:`is_leader` turns false before the
         request leaves.
 
@@ -750,7 +751,9 @@ class QCluster:
             UnknownPeerError: ``to`` is not another member.
             NoTransfereeError: there is no other voter.
             NoLeaderError: no leader is known.
-            TimeoutError: the target did not take over (it is down).
+            TransferFailedError: the target did not take over (it is down),
+                or another member won an election meanwhile.
+            TimeoutError: the hand-over did not complete in time.
         """
         body = {"identifier": to} if to else {}
         self._core.revoke()
