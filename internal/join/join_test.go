@@ -493,15 +493,21 @@ func TestJoinLoopRetriesAndLearns(t *testing.T) {
 	}
 }
 
-// TestNoLeaderHoldDocumented: the SDK's AddPeer and RemovePeer docs give
-// the hold this package uses.
+// TestNoLeaderHoldDocumented: the SDK's AddPeer and RemovePeer docs, and
+// the API's join, remove and leave, give the hold this package uses.
 func TestNoLeaderHoldDocumented(t *testing.T) {
-	b, err := os.ReadFile("../../join.go")
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := fmt.Sprintf("within %d election", NoLeaderHold)
-	if n := strings.Count(strings.ReplaceAll(string(b), "\n// ", " "), want); n != 2 {
-		t.Errorf("join.go says %q %d times, want 2 (AddPeer, RemovePeer)", want, n)
+	for _, doc := range []struct {
+		path, what string
+		n          int
+	}{{"../../join.go", "AddPeer, RemovePeer", 2}, {"../../docs/api.md", "join, remove, leave", 3}} {
+		b, err := os.ReadFile(doc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(strings.Fields(strings.ReplaceAll(string(b), "\n// ", " ")), " ")
+		if n := strings.Count(text, want); n != doc.n {
+			t.Errorf("%s says %q %d times, want %d (%s)", doc.path, want, n, doc.n, doc.what)
+		}
 	}
 }
