@@ -523,8 +523,11 @@ func (c *Cluster) transferDeps() transfer.Deps {
 		Watch: func(ctx context.Context) iter.Seq[transfer.Leadership] {
 			return func(yield func(transfer.Leadership) bool) {
 				for st := range c.Watch(ctx) {
-					other := st.HasLeader && st.Leader.Identifier != c.cfg.Identifier
-					if !yield(transfer.Leadership{Other: other, Self: st.IsLeader, Leader: st.Leader.Identifier}) {
+					var other string
+					if st.HasLeader && st.Leader.Identifier != c.cfg.Identifier {
+						other = st.Leader.Identifier
+					}
+					if !yield(transfer.Leadership{Other: other, Self: st.IsLeader}) {
 						return
 					}
 				}

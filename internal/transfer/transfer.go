@@ -16,12 +16,11 @@ import (
 
 // Leadership is what a hand-over waits to see in a published state.
 type Leadership struct {
-	// Other: a peer other than this one is known to lead.
-	Other bool
+	// Other is the identifier of the peer other than this one known to
+	// lead ("": none, or this peer).
+	Other string
 	// Self: this peer holds the lease (again).
 	Self bool
-	// Leader is the identifier of the peer known to lead ("": none).
-	Leader string
 }
 
 // Deps is what a hand-over needs from the peer.
@@ -99,9 +98,9 @@ func Start(ctx context.Context, d Deps, target uint64, tried map[uint64]bool) (u
 // gave up.
 func outcome(l Leadership, target string, named bool) (bool, error) {
 	switch {
-	case l.Other && named && l.Leader != target:
-		return true, fmt.Errorf("%w: %s took over instead of %s", sdkerr.ErrTransferFailed, l.Leader, target)
-	case l.Other:
+	case l.Other != "" && named && l.Other != target:
+		return true, fmt.Errorf("%w: %s took over instead of %s", sdkerr.ErrTransferFailed, l.Other, target)
+	case l.Other != "":
 		return true, nil
 	case l.Self:
 		return true, fmt.Errorf("%w: %s did not take over", sdkerr.ErrTransferFailed, target)

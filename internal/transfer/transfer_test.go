@@ -60,11 +60,11 @@ func TestOutcome(t *testing.T) {
 		contains string
 	}{
 		{"no leader yet", Leadership{}, true, false, false, ""},
-		{"the target leads", Leadership{Other: true, Leader: "p3"}, true, true, false, ""},
-		{"another peer took over", Leadership{Other: true, Leader: "p0"}, true, true, true, "p0 took over instead of p3"},
-		{"any other voter would do", Leadership{Other: true, Leader: "p0"}, false, true, false, ""},
-		{"this peer again", Leadership{Self: true, Leader: "self"}, true, true, true, "p3 did not take over"},
-		{"this peer again, unnamed", Leadership{Self: true, Leader: "self"}, false, true, true, "p3 did not take over"},
+		{"the target leads", Leadership{Other: "p3"}, true, true, false, ""},
+		{"another peer took over", Leadership{Other: "p0"}, true, true, true, "p0 took over instead of p3"},
+		{"any other voter would do", Leadership{Other: "p0"}, false, true, false, ""},
+		{"this peer again", Leadership{Self: true}, true, true, true, "p3 did not take over"},
+		{"this peer again, unnamed", Leadership{Self: true}, false, true, true, "p3 did not take over"},
 	} {
 		done, err := outcome(tc.l, "p3", tc.named)
 		if done != tc.done || (err != nil) != tc.fails || (err != nil && (!errors.Is(err, sdkerr.ErrTransferFailed) || !strings.Contains(err.Error(), tc.contains))) {
