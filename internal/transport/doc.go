@@ -45,7 +45,8 @@
 // that died (kill -9, a panic, an out-of-memory kill) does. When an
 // authenticated inbound stream ends cleanly at a frame boundary without a
 // goodbye, the reader probes the peer: a plain TCP connect to its
-// address (200ms), repeated while it is accepted or reset after pauses of
+// address (within Config.DialTimeout: the refusal takes a round trip),
+// repeated while it is accepted or reset after pauses of
 // 1, 2, 4, 8, 16 and 32ms (a killed process's listener may outlive its
 // streams by a moment, and reset the connects in its backlog when it
 // closes), and only if a connect is refused (ECONNREFUSED) is

@@ -222,6 +222,43 @@ func TestPeerGoneOnCrash(t *testing.T) {
 	})
 }
 
+// TestPeerGoneOverASlowLink: on a link with a long round trip, the
+// refusal that proves a process gone comes back long after the end of its
+// stream; the probe waits for it as long as any dial (DialTimeout), so the
+// proof is not lost to a shorter probe deadline (it was 200ms: a link with
+// 100±50ms of delay each way lost half the proofs).
+func TestPeerGoneOverASlowLink(t *testing.T) {
+	const rtt = 400 * time.Millisecond // twice the old probe deadline
+	g := new(gone)
+	rc := new(rawConns)
+	a := startNode(t, 1, withDial(rc))
+	b := startNode(t, 2, withPeerGone(g), func(c *Config) {
+		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			select { // the SYN's round trip
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(rtt):
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	})
+	b.tr.SetPeer(a.id, a.addr())
+	streamUp(t, a, b)
+	if err := a.mux.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rc.crash(false)
+	eventually(t, "the probe", func() bool { return probeSettled(b, a.id) })
+	b.tr.Close()
+	if ids := g.calls(); len(ids) != 1 || ids[0] != a.id {
+		t.Errorf("PeerGone(%v), want [%d]", ids, a.id)
+	}
+	if e := b.tr.StreamEnds(); e.ProbesRefused != 1 || e.ProbesFailed != 0 {
+		t.Errorf("StreamEnds = %+v, want one refused probe", e)
+	}
+}
+
 // TestPeerGoneAfterResetConnects: a dying listener resets the connects in
 // its backlog before its port refuses; the probe tries again after a
 // reset, so the refusal that follows is still found (a kill -9 on

@@ -78,9 +78,6 @@ const (
 	// goodbyeTimeout bounds the write of a goodbye frame; a goodbye that
 	// cannot be written in time is replaced by a reset.
 	goodbyeTimeout = 200 * time.Millisecond
-	// probeTimeout bounds each TCP dial that probes a peer whose stream
-	// ended without a goodbye.
-	probeTimeout = 200 * time.Millisecond
 )
 
 // probePauses are the pauses before the second and later dials of a probe
@@ -166,9 +163,10 @@ type Config struct {
 	// Now is the clock the Unreachable rate limit is judged by (default
 	// clock.Monotonic(); the node clock, consensus.NewClock, fits too).
 	Now clock.Clock
-	// Dial opens a connection to a peer's host:port; the default is a
-	// net.Dialer. It must return when ctx is done (Close and RemovePeer
-	// cancel it). With TLS, the Transport runs the TLS handshake on the
+	// Dial opens a connection to a peer's host:port (a raft stream, or a
+	// probe of a peer whose stream ended without a goodbye); the default
+	// is a net.Dialer. It must return when ctx is done (Close and
+	// RemovePeer cancel it; DialTimeout ends it). With TLS, the Transport runs the TLS handshake on the
 	// connection Dial returns.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// TLS, when set, secures raft streams: every outbound stream is a TLS
@@ -197,7 +195,9 @@ type Config struct {
 	// is proven gone: its authenticated inbound stream (the newest from it)
 	// ended with a clean end of stream at a frame boundary, without a
 	// goodbye frame, and then a TCP connect to its address (the one
-	// SetPeer gave; plain TCP, 200ms each) was refused (ECONNREFUSED); a
+	// SetPeer gave; plain TCP through Dial, DialTimeout each: a refusal
+	// takes a round trip, which on a slow link is hundreds of
+	// milliseconds) was refused (ECONNREFUSED); a
 	// connect that is accepted (and closed) or reset is made again after
 	// 1, 2, 4, 8, 16 and 32ms, since a killed process's listener may close
 	// a moment after its streams, resetting the connects in its backlog. A goodbye, a connection reset, a truncated frame,
@@ -828,7 +828,7 @@ func (t *Transport) HandleStream(conn net.Conn) {
 // probe follows the end without a goodbye of conn, the inbound stream from
 // peer id: if conn is still id's newest stream, id is a peer with an
 // address, and no probe of id is running, it dials id's address (plain
-// TCP, probeTimeout each) on a goroutine of the Transport, and calls
+// TCP, DialTimeout each) on a goroutine of the Transport, and calls
 // Config.PeerGone if and only if a connect is refused. A connect that is
 // accepted (closed at once) or reset is made again after each of
 // probePauses; any other failure ends the probe.
@@ -885,12 +885,15 @@ func (t *Transport) probe(id uint64, conn net.Conn, log *slog.Logger) {
 	}()
 }
 
-// probeDial makes one TCP connect to addr, closed at once if accepted.
+// probeDial makes one TCP connect to addr through Config.Dial, closed at
+// once if accepted. It has DialTimeout, as any dial: the refusal that
+// proves a process gone comes back after a round trip (a probe that gave
+// up after 200ms, as it once did, missed half the proofs on a link with
+// 100±50ms of delay each way).
 func (t *Transport) probeDial(addr string) error {
-	ctx, cancel := context.WithTimeout(t.ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := t.cfg.Dial(ctx, addr)
 	if err == nil {
 		c.Close()
 	}
