@@ -88,7 +88,9 @@
 // ranks itself among the configuration's voters other than the gone
 // leader, by ID, and the one of rank r starts a transfer-style election
 // (raft's campaignTransfer, as a MsgTimeoutNow does: no pre-vote, and
-// voters skip raft's in-lease check) r*2 ticks after its evidence, if it
+// voters skip raft's in-lease check) r spacings after its evidence (two
+// ticks, or twice the round trip of the refused connect if longer: on a
+// slow link the earlier-ranked survivor's request must arrive first), if it
 // is still a follower with evidence then, is a candidate (SetCandidate),
 // and has not granted its vote to an earlier survivor's election since.
 // A voter grants such a vote request early only if it holds evidence
@@ -97,7 +99,7 @@
 // evidence is kept (the newest of the highest term) and stepped again when
 // the evidence comes, within an election timeout. A rank-0 survivor whose
 // log is behind is refused by up-to-date voters, and the next one tries
-// two ticks later: most up-to-date log first, then lowest ID, without
+// a spacing later: most up-to-date log first, then lowest ID, without
 // anyone knowing the others' logs. Each survivor campaigns once per
 // evidence; if no leader results, raft's election timer takes over. One
 // exception: when two survivors' campaigns cross (the earlier-ranked one

@@ -13,22 +13,38 @@ import (
 // on proof that the leader is gone". lead is 0 when there is none.
 type goneEvidence struct{ lead, term uint64 }
 
-// goneStagger separates the campaigns of the survivors, in ticks: the
-// survivor of rank r campaigns r*goneStagger ticks after its evidence.
+// goneStagger separates the campaigns of the survivors, in ticks, at the
+// least: the survivor of rank r campaigns r*goneSpacing after its evidence.
 const goneStagger = 2
+
+// goneSpacing is how far apart the survivors' campaigns are, given the
+// round trip of the refused connect that proved the leader gone:
+// goneStagger ticks, or twice that round trip if longer. The survivor of
+// rank r-1 sends its vote request up to a round trip after the one of rank
+// r got its proof (their proofs' round trips differ with the link's
+// jitter) and the request takes half a round trip more to arrive; on a
+// slow link two ticks are not enough, the campaigns cross, and each
+// survivor votes for itself (multihost, 100±50ms of delay each way: two
+// and three rounds instead of one).
+func (c *Core) goneSpacing(roundTrip time.Duration) time.Duration {
+	return max(goneStagger*c.cfg.TickInterval, 2*roundTrip)
+}
 
 // ReportGone tells the Core that its owner has proof, now, that peer id's
 // process is gone (see the package doc, "Fail-over on proof that the
-// leader is gone"). It is taken only about the leader this peer follows,
-// in its current term, and ignored otherwise; it reports whether it was
-// taken.
-func (c *Core) ReportGone(id uint64) bool { return c.reportGone(id, c.cfg.Now()) }
+// leader is gone"); roundTrip is how long the refused connect took (0 if
+// unknown), which spaces the survivors' campaigns (goneSpacing). It is
+// taken only about the leader this peer follows, in its current term, and
+// ignored otherwise; it reports whether it was taken.
+func (c *Core) ReportGone(id uint64, roundTrip time.Duration) bool {
+	return c.reportGone(id, c.cfg.Now(), roundTrip)
+}
 
 // reportGone is ReportGone for a proof obtained at time at of the Core's
 // clock (the owner may hand it over later): it is about the leader this
 // peer follows only if this peer followed it, in this term, already at
 // time at.
-func (c *Core) reportGone(id uint64, at time.Duration) bool {
+func (c *Core) reportGone(id uint64, at, roundTrip time.Duration) bool {
 	c.keepGone() // brings seenLead up to date
 	st := c.rn.BasicStatus()
 	if id == 0 || id == c.cfg.ID || st.RaftState != raft.StateFollower || st.Lead != id {
@@ -46,7 +62,7 @@ func (c *Core) reportGone(id uint64, at time.Duration) bool {
 	c.gone = goneEvidence{lead: id, term: st.Term}
 	c.goneCampaignAt = 0
 	if rank, ok := c.goneRank(id); ok && !c.notCandidate {
-		c.goneCampaignAt = now + time.Duration(rank*goneStagger)*c.cfg.TickInterval
+		c.goneCampaignAt = now + time.Duration(rank)*c.goneSpacing(roundTrip)
 	}
 	// A transfer vote refused a moment ago for want of this evidence: the
 	// survivors learn of the crash a few milliseconds apart.

@@ -54,7 +54,7 @@ func TestGoneFailover(t *testing.T) {
 	n.crash(1)
 	n.now += time.Millisecond
 	for _, id := range []uint64{3, 2} {
-		if !n.cores[id].ReportGone(1) {
+		if !n.cores[id].ReportGone(1, 0) {
 			t.Fatalf("core %d ignored the proof that its leader is gone", id)
 		}
 	}
@@ -80,7 +80,7 @@ func TestGoneNoCampaignAfterNewLeader(t *testing.T) {
 	n.drop = func(m raftpb.Message) bool { return m.Type == raftpb.MsgVote && m.To == 3 }
 	n.now += time.Millisecond
 	for _, id := range []uint64{3, 4, 5, 2} {
-		if !n.cores[id].ReportGone(1) {
+		if !n.cores[id].ReportGone(1, 0) {
 			t.Fatalf("core %d ignored the report", id)
 		}
 	}
@@ -107,12 +107,12 @@ func TestGoneDeferredVote(t *testing.T) {
 	term := n.cores[2].View().Term
 	n.crash(1)
 	n.now += time.Millisecond
-	n.cores[2].ReportGone(1)
+	n.cores[2].ReportGone(1, 0)
 	n.pump()
 	n.wantRole(2, Candidate, term+1, "on its own proof")
 	n.wantFollows(3, 1, term) // no proof yet: refused (kept)
 	n.now += 2 * time.Millisecond
-	n.cores[3].ReportGone(1)
+	n.cores[3].ReportGone(1, 0)
 	n.pump()
 	n.wantRole(2, Leader, term+1, "after core 3's proof")
 	n.wantFollows(3, 2, term+1)
@@ -127,7 +127,7 @@ func TestGoneNoEvidenceNoVote(t *testing.T) {
 	term := n.cores[2].View().Term
 	n.drop = func(m raftpb.Message) bool { return (m.From == 1 && m.To == 2) || (m.From == 2 && m.To == 1) }
 	n.now += time.Millisecond
-	n.cores[2].ReportGone(1) // core 2 is wrong; core 3 hears the leader
+	n.cores[2].ReportGone(1, 0) // core 2 is wrong; core 3 hears the leader
 	n.pump()
 	n.wantFollows(3, 1, term)
 	n.wantRole(1, Leader, term, "the live leader keeps its lease")
@@ -141,7 +141,7 @@ func TestGoneOnlyAboutLeader(t *testing.T) {
 	// Nobody leads yet: a report about anyone starts nothing.
 	n.now += time.Second
 	for _, id := range []uint64{2, 3} {
-		if n.cores[1].ReportGone(id) {
+		if n.cores[1].ReportGone(id, 0) {
 			t.Errorf("core 1, following nobody, took a report about %d", id)
 		}
 	}
@@ -155,7 +155,7 @@ func TestGoneOnlyAboutLeader(t *testing.T) {
 	term := n.cores[2].View().Term
 	n.now += time.Millisecond
 	for _, id := range []uint64{3, 2, 9} {
-		if n.cores[2].ReportGone(id) {
+		if n.cores[2].ReportGone(id, 0) {
 			t.Errorf("core 2 took a report about %d (its leader is 1)", id)
 		}
 		if lead, _ := n.cores[2].GoneEvidence(); lead != 0 {
@@ -177,7 +177,7 @@ func TestGoneClearedByLeaderMessage(t *testing.T) {
 	n.elect(1)
 	term := n.cores[3].View().Term
 	n.now += time.Millisecond
-	if !n.cores[3].ReportGone(1) {
+	if !n.cores[3].ReportGone(1, 0) {
 		t.Fatal("core 3 ignored the report about its leader")
 	}
 	// The leader's next lease round reaches core 3.
@@ -208,7 +208,7 @@ func TestGoneStaleReport(t *testing.T) {
 	term := n.cores[3].View().Term
 	n.wantFollows(3, 2, term)
 	n.now += time.Millisecond
-	if n.cores[3].reportGone(2, proofAt) {
+	if n.cores[3].reportGone(2, proofAt, 0) {
 		t.Fatal("core 3 took a proof taken before it followed its leader")
 	}
 	if err := n.step(3, n.transferVote(1, 3, term+1)); err != nil {
@@ -221,7 +221,7 @@ func TestGoneStaleReport(t *testing.T) {
 	n.cores[2].Tick() // a round steps at core 3 after the proof
 	n.pump()
 	n.now += time.Millisecond
-	if !n.cores[3].reportGone(2, proofAt) {
+	if !n.cores[3].reportGone(2, proofAt, 0) {
 		t.Fatal("core 3 ignored a proof taken while it followed its leader")
 	}
 }
@@ -237,7 +237,7 @@ func TestGoneEvidenceScopedToLeaderAndTerm(t *testing.T) {
 	n.crash(1)
 	n.now += time.Millisecond
 	for _, id := range []uint64{5, 4, 3, 2} {
-		if !n.cores[id].ReportGone(1) {
+		if !n.cores[id].ReportGone(1, 0) {
 			t.Fatalf("core %d ignored the report", id)
 		}
 	}
@@ -265,7 +265,7 @@ func TestGoneWakesForItsTurn(t *testing.T) {
 	before := l.NextWake()
 	n.crash(1)
 	n.now += time.Millisecond
-	l.ReportGone(1)
+	l.ReportGone(1, 0)
 	turn := n.now + goneStagger*c.cfg.TickInterval // rank 1
 	wake := l.NextWake()
 	if wake < turn || wake >= turn+c.cfg.TickInterval || wake >= before {
@@ -285,6 +285,45 @@ func TestGoneWakesForItsTurn(t *testing.T) {
 	}
 }
 
+// TestGoneSpacingFollowsRoundTrip: on a slow link the survivors' turns are
+// twice the refused connect's round trip apart, not two ticks: the rank-1
+// survivor whose proof took 200ms does not campaign two ticks later over
+// rank 0's vote request, which is still on its way (a round trip of
+// jitter and half a round trip of delay behind).
+func TestGoneSpacingFollowsRoundTrip(t *testing.T) {
+	const rtt = 200 * time.Millisecond
+	n := newTestNet(t, []uint64{1, 2, 3}, nil)
+	n.elect(1)
+	c := n.cores[3]
+	tick := c.cfg.TickInterval
+	l := NewLoop(c, LoopConfig{Send: discard})
+	l.Start()
+	before := l.NextWake()
+	n.crash(1)
+	n.now += time.Millisecond
+	l.ReportGone(1, rtt)
+	// Its turn, 400ms on, is after its own election deadline: it does not
+	// wake for it.
+	if wake := l.NextWake(); wake != before {
+		t.Fatalf("NextWake %v after the report, want %v as before it (its turn is %v on)", wake, before, 2*rtt)
+	}
+	// Ticks up to half an election timeout (well past two ticks; raft's
+	// own timer cannot fire yet): no campaign.
+	for end := n.now + c.cfg.ElectionTimeout/2; n.now+tick <= end; {
+		n.now += tick
+		l.Advance(n.now)
+		if _, err := l.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if v := c.View(); v.Role != Follower {
+			t.Fatalf("core 3 campaigned at %v, before its turn (%v after its proof): %+v", n.now, 2*rtt, v)
+		}
+	}
+	if 2*rtt <= goneStagger*tick || c.cfg.ElectionTimeout/2 <= goneStagger*tick {
+		t.Fatalf("the test proves nothing: tick %v, election timeout %v", tick, c.cfg.ElectionTimeout)
+	}
+}
+
 // TestGoneSplitVote: the survivors' fail-over campaigns cross: core 2
 // (rank 0) ran late (a stall) and core 3's turn came first, so each voted
 // for itself in the same term and neither can win it. On core 3's request
@@ -297,12 +336,12 @@ func TestGoneSplitVote(t *testing.T) {
 	tick := n.cores[2].cfg.TickInterval
 	n.crash(1)
 	n.now += time.Millisecond
-	if !n.cores[3].ReportGone(1) {
+	if !n.cores[3].ReportGone(1, 0) {
 		t.Fatal("core 3 ignored the proof")
 	}
 	n.now += 3 * tick // core 3's turn; core 2 has not run
 	n.cores[3].Tick()
-	if !n.cores[2].ReportGone(1) {
+	if !n.cores[2].ReportGone(1, 0) {
 		t.Fatal("core 2 ignored the proof")
 	}
 	for _, id := range []uint64{2, 3} { // their requests go out, not yet delivered
@@ -334,7 +373,7 @@ func TestGoneWinnerHandsOverAtOnce(t *testing.T) {
 	n.crash(1)
 	n.now += time.Millisecond
 	for _, id := range []uint64{3, 2} {
-		if !n.cores[id].ReportGone(1) {
+		if !n.cores[id].ReportGone(1, 0) {
 			t.Fatalf("core %d ignored the proof", id)
 		}
 	}

@@ -302,17 +302,20 @@ func (l *Loop) ReportUnreachable(id uint64) {
 // ReportGone tells the Core, after the ticks due, that the owner has proof
 // now that peer id's process is gone (Core.ReportGone): the inbound stream
 // from id ended with a clean end-of-file and no goodbye, and a connection
-// to id's port was then refused. It is taken only about the leader this
-// peer follows, in its term, and counted (GoneReports) either way.
-func (l *Loop) ReportGone(id uint64) { l.ReportGoneAt(id, l.core.cfg.Now()) }
+// to id's port was then refused, after roundTrip. It is taken only about
+// the leader this peer follows, in its term, and counted (GoneReports)
+// either way.
+func (l *Loop) ReportGone(id uint64, roundTrip time.Duration) {
+	l.ReportGoneAt(id, l.core.cfg.Now(), roundTrip)
+}
 
 // ReportGoneAt is ReportGone for a proof obtained at time at of the Core's
 // clock, handed over later (Node.PeerGone queues it): it is taken only if
 // the Core already followed id, in its current term, at time at. The
 // owner should step the messages it received before the report first.
-func (l *Loop) ReportGoneAt(id uint64, at time.Duration) {
+func (l *Loop) ReportGoneAt(id uint64, at, roundTrip time.Duration) {
 	l.catchUp()
-	if l.core.reportGone(id, at) {
+	if l.core.reportGone(id, at, roundTrip) {
 		l.goneTaken.Add(1)
 	} else {
 		l.goneIgnored.Add(1)

@@ -74,10 +74,11 @@ type Node struct {
 	dropped atomic.Uint64
 }
 
-// goneReport is a PeerGone report: the peer, and when it was made.
+// goneReport is a PeerGone report: the peer, when it was made, and the
+// refused connect's round trip.
 type goneReport struct {
-	id uint64
-	at time.Duration
+	id            uint64
+	at, roundTrip time.Duration
 }
 
 type call struct {
@@ -205,16 +206,17 @@ func (n *Node) ReportUnreachable(id uint64) {
 // process is gone: the inbound stream from id ended with a clean
 // end-of-file and no goodbye frame, and a connection to id's port was then
 // refused (see the package doc, "Fail-over on proof that the leader is
-// gone"). When id is the leader this peer follows, the survivors elect a
-// new one without waiting for an election timeout. It never blocks and is
+// gone"), after roundTrip (how long the connect took; 0 if unknown). When
+// id is the leader this peer follows, the survivors elect a new one
+// without waiting for an election timeout. It never blocks and is
 // safe for concurrent use; a report the queue has no room for is dropped
 // (it is only an optimisation). The report is stamped with the time of the
 // call, so call it at once when the connection is refused: it is taken
 // only if this peer already followed id, in its current term, then. The
 // messages received before it are stepped before it.
-func (n *Node) PeerGone(id uint64) {
+func (n *Node) PeerGone(id uint64, roundTrip time.Duration) {
 	select {
-	case n.gone <- goneReport{id: id, at: n.Now()}:
+	case n.gone <- goneReport{id: id, at: n.Now(), roundTrip: roundTrip}:
 	default:
 	}
 }
@@ -303,7 +305,7 @@ func (n *Node) Run(ctx context.Context) error {
 				}
 				n.loop.Receive(m)
 			}
-			n.loop.ReportGoneAt(r.id, r.at)
+			n.loop.ReportGoneAt(r.id, r.at, r.roundTrip)
 		case <-n.snapReady:
 			n.reportSnapshots()
 		case c := <-n.calls:

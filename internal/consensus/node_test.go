@@ -335,7 +335,7 @@ func TestNodePeerGone(t *testing.T) {
 		all := true
 		for _, id := range survivors {
 			if taken, _ := n.nodes[id].GoneReports(); taken == 0 {
-				n.nodes[id].PeerGone(l)
+				n.nodes[id].PeerGone(l, 0)
 				all = false
 			}
 		}
@@ -369,7 +369,7 @@ func TestNodePeerGone(t *testing.T) {
 		other = survivors[1]
 	}
 	_, before := n.nodes[nl].GoneReports()
-	n.nodes[nl].PeerGone(other)
+	n.nodes[nl].PeerGone(other, 0)
 	waitUntil(t, "the report about a follower to be ignored", func() bool {
 		_, ignored := n.nodes[nl].GoneReports()
 		return ignored > before

@@ -135,9 +135,9 @@ func RouteToNode(cfg transport.Config, node func() *consensus.Node) transport.Co
 	// The transport's proof that a peer's process is gone (its stream
 	// ended without a goodbye and a connect to it was refused): when it
 	// is the leader, the survivors elect a new one at once.
-	cfg.PeerGone = func(id uint64) {
+	cfg.PeerGone = func(id uint64, roundTrip time.Duration) {
 		if n := node(); n != nil {
-			n.PeerGone(id)
+			n.PeerGone(id, roundTrip)
 		}
 	}
 	return cfg

@@ -50,7 +50,7 @@ func TestRouteToNodeDropsWithoutANode(t *testing.T) {
 	cfg.Deliver(raftpb.Message{})
 	cfg.Unreachable(1)
 	cfg.SnapshotStatus(1, true)
-	cfg.PeerGone(1)
+	cfg.PeerGone(1, 0)
 }
 
 func openStore(t *testing.T, dir string) storage.Storage {

@@ -68,10 +68,11 @@ type peer struct {
 }
 
 // goneReport is a proof that peer id's process is gone, taken at time at
-// of the receiving peer's clock (consensus.Node.PeerGone's queue).
+// of the receiving peer's clock after a connect that took roundTrip
+// (consensus.Node.PeerGone's queue).
 type goneReport struct {
-	id uint64
-	at time.Duration
+	id            uint64
+	at, roundTrip time.Duration
 }
 
 type call struct {
@@ -343,7 +344,7 @@ func (p *peer) iterate() {
 		g := p.gone[0]
 		p.gone = p.gone[1:]
 		taken, _ := p.loop.GoneReports()
-		p.loop.ReportGoneAt(g.id, g.at)
+		p.loop.ReportGoneAt(g.id, g.at, g.roundTrip)
 		te.kind = trCall
 		if now, _ := p.loop.GoneReports(); now > taken {
 			te.note = fmt.Sprintf("proof that p%d is gone: evidence", g.id)

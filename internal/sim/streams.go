@@ -84,7 +84,8 @@ func (c *Cluster) streamEnded(from, to *peer, inc uint64, kind endKind) {
 	}
 	// No goodbye: connect to its port (a round trip) to see whether a
 	// process listens there.
-	c.after(2*c.streamDelay(), func() {
+	rtt := 2 * c.streamDelay()
+	c.after(rtt, func() {
 		if to.crashed || to.inc != inc {
 			return
 		}
@@ -94,7 +95,7 @@ func (c *Cluster) streamEnded(from, to *peer, inc uint64, kind endKind) {
 			return
 		}
 		c.countFault("probe-refused")
-		to.gone = append(to.gone, goneReport{id: from.id, at: to.clock(c.now)})
+		to.gone = append(to.gone, goneReport{id: from.id, at: to.clock(c.now), roundTrip: rtt})
 		c.event(to.idx, fmt.Sprintf("stream from p%d ended, its port refused a connection: proof that it is gone", from.id))
 		to.kick()
 		c.afterEvent()

@@ -23,18 +23,20 @@ import (
 
 // gone records Config.PeerGone calls.
 type gone struct {
-	mu    sync.Mutex
-	ids   []uint64
-	first time.Time
+	mu         sync.Mutex
+	ids        []uint64
+	roundTrips []time.Duration
+	first      time.Time
 }
 
-func (g *gone) report(id uint64) {
+func (g *gone) report(id uint64, roundTrip time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.ids) == 0 {
 		g.first = time.Now()
 	}
 	g.ids = append(g.ids, id)
+	g.roundTrips = append(g.roundTrips, roundTrip)
 }
 
 func (g *gone) calls() []uint64 {
@@ -256,6 +258,12 @@ func TestPeerGoneOverASlowLink(t *testing.T) {
 	}
 	if e := b.tr.StreamEnds(); e.ProbesRefused != 1 || e.ProbesFailed != 0 {
 		t.Errorf("StreamEnds = %+v, want one refused probe", e)
+	}
+	// The consensus core spaces the survivors' campaigns by it.
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.roundTrips) != 1 || g.roundTrips[0] < rtt || g.roundTrips[0] > 2*rtt {
+		t.Errorf("PeerGone's round trips %v, want one of about %v (the refused connect's)", g.roundTrips, rtt)
 	}
 }
 

@@ -205,8 +205,9 @@ type Config struct {
 	// give nothing;
 	// StreamEnds counts each. It is called with no Transport lock held,
 	// from a goroutine of the Transport (never after Close returns), and
-	// must not block long: Close waits for it.
-	PeerGone func(id uint64)
+	// must not block long: Close waits for it. roundTrip is how long the
+	// refused connect took: a round trip to the peer's host.
+	PeerGone func(id uint64, roundTrip time.Duration)
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
 }
@@ -849,9 +850,12 @@ func (t *Transport) probe(id uint64, conn net.Conn, log *slog.Logger) {
 		defer p.probing.Store(false)
 		began := time.Now()
 		var err error
+		var took time.Duration // the last connect's
 	tries:
 		for i := 0; ; i++ {
+			t0 := time.Now()
 			err = t.dialProbe(addr)
+			took = time.Since(t0)
 			// Accepted, or reset by a listener that closed meanwhile
 			// (a dying one resets the connects in its backlog): again.
 			again := err == nil || errors.Is(err, syscall.ECONNRESET)
@@ -874,9 +878,9 @@ func (t *Transport) probe(id uint64, conn net.Conn, log *slog.Logger) {
 		case errors.Is(err, syscall.ECONNREFUSED):
 			t.ends.probesRefused.Add(1)
 			log.Info("raft stream ended without a goodbye and the peer's port refuses: its process is gone",
-				"addr", addr, "probe", time.Since(began))
+				"addr", addr, "probe", time.Since(began), "round_trip", took)
 			if cb := t.cfg.PeerGone; cb != nil && !t.closing.Load() {
-				cb(id)
+				cb(id, took)
 			}
 		default:
 			t.ends.probesFailed.Add(1)

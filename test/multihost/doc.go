@@ -87,15 +87,15 @@
 // The kill -9 scenarios also print the fail-over's p50 and p99 over their
 // trials, and how many survivors' raft transports proved the killed
 // leader's process gone (its stream ended without a goodbye and a connect
-// to its port was refused; at least one must). The reject scenario (3
-// peers) adds an nftables table in the leader's host that answers every
-// TCP packet to or from its peer port on eth0 with a TCP reset, both ways
-// (UDP with an ICMP port unreachable): the live leader's streams are reset
-// and a connect to it is refused. That is no proof that its process is
-// gone: the survivors must agree on a new leader no sooner than the
-// election timeout less a heartbeat interval (less 20% for the tick and
-// the sampling) after the cut, and no survivor's transport may log the
-// proof.
+// to its port was refused; every one must, under netem too). The reject
+// scenario (3 peers) adds an nftables table in the leader's host that
+// answers every TCP packet to or from its peer port on eth0 with a TCP
+// reset, both ways (UDP with an ICMP port unreachable): the live leader's
+// streams are reset and a connect to it is refused. That is no proof that
+// its process is gone: the survivors must agree on a new leader no sooner
+// than the election timeout less a heartbeat interval (less 20% for the
+// tick and the sampling) after the cut, and no survivor's transport may log
+// the proof.
 //
 // In the 3-peer kill -9, partition and SIGSTOP scenarios a writer in the
 // test process PUTs keys w/<scenario>/0, w/<scenario>/1, ... (one at a
