@@ -230,24 +230,28 @@ type leaderHold struct{ until time.Time }
 
 // waitOutNoLeader is called when a membership change met no leader (err
 // is sdkerr.ErrNoLeader, from this peer or from the peer it asked). Within
-// the change's hold it waits a third of an election timeout (the peer
-// that answered may know a leader again a heartbeat later) and until a
-// leader is known, and reports true: try again. It reports false when
-// the hold is used up, or ctx ends, or the peer closes.
+// the change's hold it waits until a leader is known here, after a third
+// of an election timeout if one was known already (the leader that
+// answered "no leader" may have its lease again a heartbeat later; a
+// leader that becomes known here is asked at once), and reports true: try
+// again. It reports false when the hold is used up, or ctx ends, or the
+// peer closes.
 func (p *Protocol) waitOutNoLeader(ctx context.Context, h *leaderHold) bool {
 	if h.until.IsZero() {
 		h.until = time.Now().Add(NoLeaderHold * p.d.ElectionTimeout)
 	}
 	hctx, cancel := context.WithDeadline(ctx, h.until)
 	defer cancel()
-	pause := time.NewTimer(p.d.ElectionTimeout / 3)
-	defer pause.Stop()
-	select {
-	case <-pause.C:
-	case <-hctx.Done():
-		return false
-	case <-p.d.Done:
-		return false
+	if _, known := p.d.Leader(); known {
+		pause := time.NewTimer(p.d.ElectionTimeout / 3)
+		defer pause.Stop()
+		select {
+		case <-pause.C:
+		case <-hctx.Done():
+			return false
+		case <-p.d.Done:
+			return false
+		}
 	}
 	return p.d.WaitForLeader(hctx) == nil
 }

@@ -45,6 +45,8 @@ type fake struct {
 	// waitLeader, when set, makes WaitForLeader wait until a leader is
 	// set (polling), or ctx ends; otherwise WaitForLeader returns at once.
 	waitLeader bool
+	// et is the election timeout (0: 150ms).
+	et time.Duration
 }
 
 func (f *fake) setLeader(l *api.Peer) {
@@ -66,10 +68,14 @@ func newFake(t *testing.T, f *fake, seeds ...config.PeerConfig) *Protocol {
 	}
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
+	et := f.et
+	if et == 0 {
+		et = 150 * time.Millisecond
+	}
 	return New(Deps{
 		Identifier: "self", ID: config.NodeID("self"), Host: "10.0.0.1", Port: 7000,
 		ClusterName: "c1", DataDir: "/data", Voter: true, Seeds: seeds,
-		ElectionTimeout: 150 * time.Millisecond, MinVoters: 3,
+		ElectionTimeout: et, MinVoters: 3,
 		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metadata:       func() map[string]any { return map[string]any{"k": "v"} },
 		MetadataLogged: func() *map[string]any { return nil },
@@ -104,7 +110,12 @@ func newFake(t *testing.T, f *fake, seeds ...config.PeerConfig) *Protocol {
 			}
 			return nil
 		},
-		Resign:          func(context.Context) error { return nil },
+		Resign: func(context.Context) error { // no leader known until another is set
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.isLeader, f.leader = false, nil
+			return nil
+		},
 		View:            func() consensus.View { f.mu.Lock(); defer f.mu.Unlock(); return f.view },
 		Registry:        func() *registry.State { f.mu.Lock(); defer f.mu.Unlock(); return f.reg },
 		RegistryChanged: func() <-chan struct{} { return make(chan struct{}) },
@@ -254,6 +265,62 @@ func TestMembershipChangesWaitOutNoLeader(t *testing.T) {
 		if c := f.calls2(); len(c) != 2 {
 			t.Errorf("%s with the leader's lease late: calls %v, want two", op.name, c)
 		}
+	}
+}
+
+// TestNoLeaderHereAskedAtOnce: a membership change that meets no leader
+// here asks the leader as soon as one is known, without the pause it
+// makes after a known leader's "no leader" (a third of an election
+// timeout: 10 s here, which would outlast the test's bound).
+func TestNoLeaderHereAskedAtOnce(t *testing.T) {
+	lead := &api.Peer{Identifier: "lead", Host: "10.0.0.2", Port: 7000}
+	for name, do := range map[string]func(*Protocol) error{
+		"join": func(p *Protocol) error {
+			_, err := p.Join(context.Background(), api.JoinRequest{Identifier: "new", Host: "10.0.0.9", Port: 7000, ClusterName: "c1"})
+			return err
+		},
+		"remove": func(p *Protocol) error { return p.RemovePeer(context.Background(), "other") },
+	} {
+		f := &fake{waitLeader: true, et: 30 * time.Second, answer: func(call, any, any) error { return nil }}
+		p := newFake(t, f)
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			f.setLeader(lead)
+		}()
+		began := time.Now()
+		if err := do(p); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if took := time.Since(began); took > 5*time.Second {
+			t.Errorf("%s took %v after a leader became known 20ms in, want no pause", name, took)
+		}
+	}
+}
+
+// TestRemoveSelfWaitsForTheNewLeader: the leader that removes itself hands
+// leadership over, then knows no leader until the new one is heard of, and
+// the new one answers "no leader" until its lease is granted: both are
+// waited out, and the removal goes to the new leader.
+func TestRemoveSelfWaitsForTheNewLeader(t *testing.T) {
+	lead := &api.Peer{Identifier: "lead", Host: "10.0.0.2", Port: 7000}
+	n := 0
+	f := &fake{isLeader: true, waitLeader: true, answer: func(call, any, any) error {
+		if n++; n == 1 {
+			return fmt.Errorf("%w: no leader is known", sdkerr.ErrNoLeader)
+		}
+		return nil
+	}}
+	p := newFake(t, f)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		f.setLeader(lead)
+	}()
+	if err := p.RemovePeer(context.Background(), "self"); err != nil {
+		t.Fatalf("remove self: %v", err)
+	}
+	c := f.calls2()
+	if len(c) != 2 || c[1].addr != "10.0.0.2:7000" || c[1].path != "/v1/peers/self" {
+		t.Errorf("calls %v, want two to the new leader", c)
 	}
 }
 

@@ -164,20 +164,15 @@ func addable(reg *registry.State, cs raftpb.ConfState, rec registry.Member, id u
 // (sdkerr.ErrWouldLoseQuorum), nor when it is the last voter (sdkerr.ErrConflict).
 func (p *Protocol) RemovePeer(ctx context.Context, identifier string) error {
 	id := config.NodeID(identifier)
-	handedOver := false // this peer led and resigned to remove itself
 	var hold leaderHold
 	for {
 		if !p.d.IsLeader() {
-			if handedOver {
-				// Right after the hand-over this peer may not know the
-				// new leader yet: wait for it instead of answering
-				// "no leader".
-				if err := p.d.WaitForLeader(ctx); err != nil {
-					return err
-				}
-			}
+			// Right after this peer handed leadership over to remove
+			// itself, it may not know the new leader yet, and the new
+			// leader may not have its lease yet: both are a time without
+			// a leader, waited out as any other.
 			err := p.toLeader(ctx, http.MethodDelete, "/v1/peers/"+url.PathEscape(identifier), nil, nil)
-			if errors.Is(err, sdkerr.ErrNotLeader) || (handedOver && errors.Is(err, sdkerr.ErrNoLeader)) {
+			if errors.Is(err, sdkerr.ErrNotLeader) {
 				continue
 			}
 			if errors.Is(err, sdkerr.ErrNoLeader) && p.waitOutNoLeader(ctx, &hold) {
@@ -186,7 +181,6 @@ func (p *Protocol) RemovePeer(ctx context.Context, identifier string) error {
 			return err
 		}
 		if id == p.d.ID && identifier == p.d.Identifier {
-			handedOver = true
 			if err := p.d.Resign(ctx); err != nil {
 				if errors.Is(err, sdkerr.ErrUnknownPeer) {
 					return fmt.Errorf("%w: %q is the only voter; a cluster cannot remove its last voter", sdkerr.ErrConflict, identifier)
