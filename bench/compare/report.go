@@ -271,25 +271,33 @@ func firstLine(s string) string {
 // process did not touch, such as the parts of its binary the kernel
 // mapped around the ones it ran.
 func (r report) printTouched(w io.Writer) {
-	var parts []string
+	type mean struct {
+		s  *system
+		mb float64
+	}
+	var means []mean // the systems with a working set, in order
 	var qc float64
 	for _, s := range r.systems {
 		if sm := summarize(s); s.skipped == "" && sm.hasIdle && sm.touchedMean > 0 {
-			parts = append(parts, fmt.Sprintf("%s %.1f", s.label, sm.touchedMean))
+			means = append(means, mean{s, sm.touchedMean})
 			if s.key == sysQCluster {
 				qc = sm.touchedMean
 			}
 		}
 	}
-	if len(parts) == 0 {
+	if len(means) == 0 {
 		return
+	}
+	parts := make([]string, len(means))
+	for i, m := range means {
+		parts[i] = fmt.Sprintf("%s %.1f", m.s.label, m.mb)
 	}
 	fmt.Fprintf(w, "(touched: MB of memory a process touched in the idle window, its working set; mean: %s", strings.Join(parts, ", "))
 	if qc > 0 {
 		var ratios []string
-		for _, s := range r.systems {
-			if sm := summarize(s); s.key != sysQCluster && s.skipped == "" && sm.touchedMean > 0 {
-				ratios = append(ratios, fmt.Sprintf("÷ %s %.2f", s.label, qc/sm.touchedMean))
+		for _, m := range means {
+			if m.s.key != sysQCluster {
+				ratios = append(ratios, fmt.Sprintf("÷ %s %.2f", m.s.label, qc/m.mb))
 			}
 		}
 		if len(ratios) > 0 {

@@ -98,6 +98,52 @@ func TestScenarioFailoverDeferredVote(t *testing.T) {
 	}
 }
 
+// On a slow link (100 ms ± 10 % each way; timings scaled by 5: ticks of
+// 50 ms, heartbeat 250 ms, election timeout 750 ms, as a WAN deployment
+// would set them) the survivors' proofs come about 300 ms after the crash
+// (the end-of-file, then the refused connect's round trip), tens of
+// milliseconds apart, and a vote request takes 100 ms to arrive: two
+// ticks between the survivors' turns would let them cross (each votes for
+// itself: another round). Spaced by twice the round trip, every fail-over
+// is one election, won by the rank-0 survivor, in the seven one-way
+// delays it needs.
+func TestScenarioCrashFailoverSlowLink(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		c := newScenario(t, 5, func(o *Options) {
+			o.Seed = seed
+			o.TimeScale = 5
+			o.Network = Network{MinDelay: 90 * time.Millisecond, MaxDelay: 110 * time.Millisecond}
+		})
+		agreedLeader(t, c)
+		runFor(t, c, 3*c.ElectionTimeout()) // past every start-up vote guard
+		l := agreedLeader(t, c)
+		v, _ := c.View(l)
+		crashAt := c.Now()
+		c.Crash(l)
+		var nl uint64
+		runUntil(t, c, 10*c.ElectionTimeout(), "an agreed new leader", func() bool {
+			id, ok := c.Agreed()
+			nl = id
+			return ok && id != l
+		})
+		took := c.Now() - crashAt
+		nv, _ := c.View(nl)
+		t.Logf("seed %d: p%d crashed; p%d leads term %d (from %d), agreed by all %v later", seed, l, nl, nv.Term, v.Term, took)
+		if nv.Term != v.Term+1 || nl != others(c, l)[0] {
+			t.Errorf("seed %d: p%d leads term %d, want the rank-0 survivor p%d in term %d (one election)\n%s",
+				seed, nl, nv.Term, others(c, l)[0], v.Term+1, c.Trace())
+		}
+		// Seven one-way delays: the end-of-file, the probe's round trip,
+		// the vote's, and the first entry's (its commit gives the new
+		// leader its lease; the others name it from the entry on); three
+		// ticks for the turns. An election after a follower's timer needs
+		// its 750 ms and two more round trips.
+		if bound := 7*110*time.Millisecond + 3*c.tm.tick; took > bound {
+			t.Errorf("seed %d: fail-over took %v, want at most %v", seed, took, bound)
+		}
+	}
+}
+
 // goneStaggerTime is how long after its proof the rank-1 survivor
 // campaigns (consensus's goneStagger ticks).
 const goneStaggerTime = 2 * DefaultTick
