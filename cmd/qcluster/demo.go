@@ -163,8 +163,23 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.Stderr, "demo: could not time the fail-over from the agents' logs: %v\n", ferr)
 		c.detailf("Fail-over took at most %s: from the kill until polling /v1/status every 2ms saw every survivor name %s.", ms(polled), newLeader.ID)
 	}
-	c.detailf("How: the survivors stopped hearing %s's heartbeats; after a randomized election timeout", leader.ID)
-	c.detailf("(%v-%v) without one, the first to time out asked the others for their votes and won a majority.", *election, 2**election)
+	// How it went: on proof that the process was gone (what a kill -9 on
+	// a live host gives), or after an election timeout.
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	proofs, perr := goneProofsTaken(pctx, survivors)
+	cancel()
+	if perr != nil {
+		fmt.Fprintf(c.Stderr, "demo: could not read every survivor's metrics: %v\n", perr)
+	}
+	if proofs > 0 {
+		c.detailf("How: the kernel closed the killed process's connections, so the survivors' raft streams from %s", leader.ID)
+		c.detailf("ended without a goodbye, and its port refused a new connection: proof that its process is gone")
+		c.detailf("(%d of %d survivors took it; see %s). No election timeout to wait out:", proofs, len(survivors), goneReportsMetric)
+		c.detailf("the first survivor by rank asked for votes at once, and the others, with the same proof, granted them.")
+	} else {
+		c.detailf("How: the survivors stopped hearing %s's heartbeats; after a randomized election timeout", leader.ID)
+		c.detailf("(%v-%v) without one, the first to time out asked the others for their votes and won a majority.", *election, 2**election)
+	}
 	if after.Term > term0+1 {
 		c.detailf("This time it took %d elections (term %d -> %d): the first vote(s) did not reach a majority.", after.Term-term0, term0, after.Term)
 	}

@@ -54,6 +54,11 @@ func TestDemoEndToEnd(t *testing.T) {
 	if !regexp.MustCompile(`Fail-over took \d+ ms`).MatchString(text) {
 		t.Errorf("the output does not give the fail-over time")
 	}
+	// A kill -9 on a live host is proven (the survivors' metrics say so),
+	// and the demo explains the fail-over by it, not by a timeout.
+	if m := regexp.MustCompile(`\(([0-9]) of 2 survivors took it; see qcluster_leader_gone_reports_total\)`).FindStringSubmatch(text); m == nil || m[1] == "0" {
+		t.Errorf("the output does not say that the survivors took the proof that the leader's process was gone")
+	}
 	// The temporary directory is gone.
 	m := regexp.MustCompile(`Files \(configs, data, logs\): (\S+)`).FindStringSubmatch(text)
 	if m == nil {
