@@ -21,6 +21,27 @@ func newLeader(c *Cluster, old, term uint64) (uint64, bool) {
 	return 0, false
 }
 
+// crashAgreedLeader runs c past every start-up vote guard, crashes the
+// leader all agree on (its process: its host's kernel closes its
+// streams), and runs until all agree on another: it returns the crashed
+// leader, its view before the crash, the new leader, and how long after
+// the crash all agreed on it.
+func crashAgreedLeader(t *testing.T, c *Cluster) (old uint64, v consensus.View, nl uint64, took time.Duration) {
+	t.Helper()
+	agreedLeader(t, c)
+	runFor(t, c, 3*c.ElectionTimeout())
+	old = agreedLeader(t, c)
+	v, _ = c.View(old)
+	crashAt := c.Now()
+	c.Crash(old)
+	runUntil(t, c, 10*c.ElectionTimeout(), "an agreed new leader", func() bool {
+		id, ok := c.Agreed()
+		nl = id
+		return ok && id != old
+	})
+	return old, v, nl, c.Now() - crashAt
+}
+
 // The leader's process crashes: the survivors get their proof about a
 // millisecond later and agree on a new leader holding the lease within a
 // few ticks, far below the election timeout, in one election; the
@@ -28,19 +49,8 @@ func newLeader(c *Cluster, old, term uint64) (uint64, bool) {
 func TestScenarioCrashFailover(t *testing.T) {
 	for _, peers := range []int{3, 5, 7} {
 		c := newScenario(t, peers)
-		l := agreedLeader(t, c)
-		runFor(t, c, 3*c.ElectionTimeout()) // past every start-up vote guard
-		l = agreedLeader(t, c)
-		v, _ := c.View(l)
-		crashAt := c.Now()
-		c.Crash(l)
-		var nl uint64
-		runUntil(t, c, 10*c.ElectionTimeout(), "an agreed new leader", func() bool {
-			id, ok := c.Agreed()
-			nl = id
-			return ok && id != l
-		})
-		took := c.Now() - crashAt
+		l, v, nl, took := crashAgreedLeader(t, c)
+		crashAt := c.Now() - took
 		t.Logf("%d peers: p%d crashed at %v; p%d leads, agreed by all, %v later", peers, l, crashAt, nl, took)
 		if took > 3*DefaultTick {
 			t.Errorf("%d peers: fail-over took %v, want at most three ticks (%v)\n%s", peers, took, 3*DefaultTick, c.Trace())
@@ -114,19 +124,7 @@ func TestScenarioCrashFailoverSlowLink(t *testing.T) {
 			o.TimeScale = 5
 			o.Network = Network{MinDelay: 90 * time.Millisecond, MaxDelay: 110 * time.Millisecond}
 		})
-		agreedLeader(t, c)
-		runFor(t, c, 3*c.ElectionTimeout()) // past every start-up vote guard
-		l := agreedLeader(t, c)
-		v, _ := c.View(l)
-		crashAt := c.Now()
-		c.Crash(l)
-		var nl uint64
-		runUntil(t, c, 10*c.ElectionTimeout(), "an agreed new leader", func() bool {
-			id, ok := c.Agreed()
-			nl = id
-			return ok && id != l
-		})
-		took := c.Now() - crashAt
+		l, v, nl, took := crashAgreedLeader(t, c)
 		nv, _ := c.View(nl)
 		t.Logf("seed %d: p%d crashed; p%d leads term %d (from %d), agreed by all %v later", seed, l, nl, nv.Term, v.Term, took)
 		if nv.Term != v.Term+1 || nl != others(c, l)[0] {

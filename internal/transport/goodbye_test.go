@@ -197,6 +197,25 @@ func TestGoodbyeOnDeliberateClose(t *testing.T) {
 	}
 }
 
+// crashAndProbe starts a's stream to b (b knows a's address), then ends
+// a's process as a kill -9 would (its listener closes, and its streams,
+// dialled through rc, end with a FIN), waits for b's probe to settle,
+// closes b, and checks that g heard PeerGone once, about a.
+func crashAndProbe(t *testing.T, a, b *node, rc *rawConns, g *gone) {
+	t.Helper()
+	b.tr.SetPeer(a.id, a.addr())
+	streamUp(t, a, b)
+	if err := a.mux.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rc.crash(false)
+	eventually(t, "the probe", func() bool { return probeSettled(b, a.id) })
+	b.tr.Close()
+	if ids := g.calls(); len(ids) != 1 || ids[0] != a.id {
+		t.Errorf("PeerGone(%v), want [%d]", ids, a.id)
+	}
+}
+
 // TestPeerGoneOnCrash: a stream that ends with a clean end of stream and
 // no goodbye (the peer's kernel closing its sockets), from a peer whose
 // port then refuses, gives PeerGone once.
@@ -206,18 +225,7 @@ func TestPeerGoneOnCrash(t *testing.T) {
 		rc := new(rawConns)
 		a := start(t, 1, withDial(rc))
 		b := start(t, 2, withPeerGone(g))
-		b.tr.SetPeer(a.id, a.addr())
-		streamUp(t, a, b)
-		// The process dies: its listener and its sockets close.
-		if err := a.mux.Close(); err != nil {
-			t.Fatal(err)
-		}
-		rc.crash(false)
-		eventually(t, "the probe", func() bool { return probeSettled(b, a.id) })
-		b.tr.Close()
-		if ids := g.calls(); len(ids) != 1 || ids[0] != a.id {
-			t.Errorf("PeerGone(%v), want [%d]", ids, a.id)
-		}
+		crashAndProbe(t, a, b, rc, g)
 		if e := b.tr.StreamEnds(); e != (StreamEnds{EOFs: 1, ProbesRefused: 1}) {
 			t.Errorf("StreamEnds = %+v, want one end without a goodbye and one refused probe", e)
 		}
@@ -245,17 +253,7 @@ func TestPeerGoneOverASlowLink(t *testing.T) {
 			return d.DialContext(ctx, "tcp", addr)
 		}
 	})
-	b.tr.SetPeer(a.id, a.addr())
-	streamUp(t, a, b)
-	if err := a.mux.Close(); err != nil {
-		t.Fatal(err)
-	}
-	rc.crash(false)
-	eventually(t, "the probe", func() bool { return probeSettled(b, a.id) })
-	b.tr.Close()
-	if ids := g.calls(); len(ids) != 1 || ids[0] != a.id {
-		t.Errorf("PeerGone(%v), want [%d]", ids, a.id)
-	}
+	crashAndProbe(t, a, b, rc, g)
 	if e := b.tr.StreamEnds(); e.ProbesRefused != 1 || e.ProbesFailed != 0 {
 		t.Errorf("StreamEnds = %+v, want one refused probe", e)
 	}
