@@ -277,15 +277,14 @@ func TestNodeWaitsForSnapshotOutcome(t *testing.T) {
 	}
 }
 
-// TestNodePeerGone: when the leader's process is gone and the survivors'
-// Nodes are told so (PeerGone), they elect a new leader without waiting
-// for an election timeout. The timings are long (a 3 s election timeout),
-// so the fail-over is told apart from the ordinary election by far, even
-// on a loaded machine.
-func TestNodePeerGone(t *testing.T) {
-	n := newMemNet(t)
+// goneLeader runs three Nodes (heartbeat hb, election timeout et) until
+// one leads, then cuts it off as if its process were gone (nothing from or
+// to it): it returns the net, the gone leader, and the survivors by ID
+// (rank 0 first).
+func goneLeader(t *testing.T, hb, et time.Duration) (n *memNet, l uint64, survivors []uint64) {
+	t.Helper()
+	n = newMemNet(t)
 	voters := []uint64{1, 2, 3}
-	hb, et := 600*time.Millisecond, 3*time.Second
 	for _, id := range voters {
 		n.add(id, voters, hb, et)
 	}
@@ -306,7 +305,6 @@ func TestNodePeerGone(t *testing.T) {
 	n.run()
 	start := n.now()
 	campaigned := false
-	var l uint64
 	waitUntil(t, "a first leader", func() bool {
 		for _, id := range voters {
 			if n.isLeader(id) {
@@ -320,14 +318,48 @@ func TestNodePeerGone(t *testing.T) {
 		}
 		return false
 	})
-	term := n.views[l].Load().Term
 	gone.Store(l)
-	var survivors []uint64
 	for _, id := range voters {
 		if id != l {
 			survivors = append(survivors, id)
 		}
 	}
+	return n, l, survivors
+}
+
+// TestNodePeerGoneSpacedByRoundTrip: the round trip a PeerGone report
+// carries reaches the core, which spaces the survivors' turns by it: the
+// rank-1 survivor, told alone (rank 0 has no proof, so it does not
+// campaign), with a round trip of 2s does not campaign two ticks (240ms)
+// later but waits its turn (4s, past its own election timeout).
+func TestNodePeerGoneSpacedByRoundTrip(t *testing.T) {
+	hb, et := 600*time.Millisecond, 3*time.Second
+	n, l, survivors := goneLeader(t, hb, et)
+	rank1 := survivors[1]
+	waitUntil(t, "rank 1 to take the proof", func() bool {
+		if taken, _ := n.nodes[rank1].GoneReports(); taken > 0 {
+			return true
+		}
+		n.nodes[rank1].PeerGone(l, 2*time.Second)
+		return false
+	})
+	// Four times the two ticks, well before any election timer (3s).
+	for end := time.Now().Add(4 * 2 * hb / 5); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if v := n.views[rank1].Load(); v.Role != Follower {
+			t.Fatalf("p%d (rank 1) is a %v: it campaigned two ticks after its proof, not at its turn", rank1, v.Role)
+		}
+	}
+}
+
+// TestNodePeerGone: when the leader's process is gone and the survivors'
+// Nodes are told so (PeerGone), they elect a new leader without waiting
+// for an election timeout. The timings are long (a 3 s election timeout),
+// so the fail-over is told apart from the ordinary election by far, even
+// on a loaded machine.
+func TestNodePeerGone(t *testing.T) {
+	hb, et := 600*time.Millisecond, 3*time.Second
+	n, l, survivors := goneLeader(t, hb, et)
+	term := n.views[l].Load().Term
 	// A message of the leader's still queued may be stepped after a
 	// report and void it: report until each survivor took it.
 	reported := time.Now()
