@@ -40,11 +40,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/qcluster/qcluster"
 	"github.com/qcluster/qcluster/api"
@@ -551,29 +556,71 @@ func (p *Peer) Restart(ctx context.Context) error {
 // Status asks the peer's agent for GET /v1/status, with the cluster's
 // request timeout.
 func (p *Peer) Status(ctx context.Context) (api.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.c.opts.RequestTimeout)
-	defer cancel()
 	var st api.Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.c.scheme+"://"+p.Addr()+"/v1/status", nil)
+	body, err := p.get(ctx, "/v1/status", 1<<20)
 	if err != nil {
 		return st, err
-	}
-	resp, err := p.c.client.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return st, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("%s: GET /v1/status: %s: %s", p.ID, resp.Status, bytes.TrimSpace(body))
 	}
 	if err := json.Unmarshal(body, &st); err != nil {
 		return st, fmt.Errorf("%s: GET /v1/status: %w", p.ID, err)
 	}
 	return st, nil
+}
+
+// Metric reads a counter or gauge from the peer's GET /metrics: the
+// series of family name whose labels include every label-value pair in
+// labels (none: the family's first series). A series that is not there
+// is an error (a renamed metric must not read as 0).
+func (p *Peer) Metric(ctx context.Context, name string, labels ...string) (float64, error) {
+	body, err := p.get(ctx, "/metrics", 8<<20)
+	if err != nil {
+		return 0, err
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("%s: GET /metrics: %w", p.ID, err)
+	}
+series:
+	for _, m := range fams[name].GetMetric() {
+		for i := 0; i+1 < len(labels); i += 2 {
+			if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
+				return l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+			}) {
+				continue series
+			}
+		}
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue(), nil
+		}
+		return m.GetGauge().GetValue(), nil
+	}
+	return 0, fmt.Errorf("%s: no %s%v in /metrics", p.ID, name, labels)
+}
+
+// get makes a GET request for path to the peer's API (within the
+// cluster's RequestTimeout) and returns up to limit bytes of its body; a
+// status other than 200 is an error.
+func (p *Peer) get(ctx context.Context, path string, limit int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.c.opts.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.c.scheme+"://"+p.Addr()+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: GET %s: %s: %s", p.ID, path, resp.Status, bytes.TrimSpace(body))
+	}
+	return body, nil
 }
 
 // Events returns the leadership changes the peer's agent logged (see

@@ -95,6 +95,19 @@ func TestStatusOverTLS(t *testing.T) {
 	if err != nil || a.Leader != p {
 		t.Fatalf("WaitAgreed over TLS: %+v, %v", a, err)
 	}
+	// Its metrics, over TLS too: by name, by name and labels; a series
+	// that is not there is an error, not 0.
+	if v, err := p.Metric(ctx, "qcluster_elections_won_total"); err != nil || v < 1 {
+		t.Errorf("Metric(elections won) = %v, %v; want at least 1", v, err)
+	}
+	if v, err := p.Metric(ctx, "qcluster_leader_gone_reports_total", "result", "taken"); err != nil || v != 0 {
+		t.Errorf("Metric(gone reports taken) = %v, %v; want 0", v, err)
+	}
+	for _, q := range [][]string{{"qcluster_no_such_total"}, {"qcluster_leader_gone_reports_total", "result", "nope"}} {
+		if v, err := p.Metric(ctx, q[0], q[1:]...); err == nil {
+			t.Errorf("Metric(%v) = %v, want an error", q, v)
+		}
+	}
 
 	// Without the key the peer refuses plain HTTP.
 	plain, err := newCluster(Options{}.withDefaults())
