@@ -251,15 +251,16 @@ type idleProc struct {
 	before int64 // CPU ticks at the start of the window
 	rssKB  int64 // VmRSS at the end of the window
 	anonKB int64 // RssAnon then: the part not mapped from files (the binary)
-	// touchedKB is the memory it touched in the window (its working
-	// set: benchkit.ReferencedKB), or -1 where that cannot be read.
+	// touchedKB is the anonymous memory it touched in the window (the
+	// working set of its own memory: benchkit.AnonReferencedKB), or -1
+	// where that cannot be read.
 	touchedKB int64
 	cpu       float64 // % of one core over the window
 }
 
 // measureIdle waits warmup, then reads every process's CPU time over the
 // same window of every system, with nobody polling, its RSS at the end
-// and the memory it touched in the window. A system whose leader changed
+// and the anonymous memory it touched in the window. A system whose leader changed
 // meanwhile gets a note.
 func (h harness) measureIdle(ctx context.Context, systems []*system, warmup, window time.Duration) error {
 	select {
@@ -312,7 +313,7 @@ func (h harness) measureIdle(ctx context.Context, systems []*system, warmup, win
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
 			if p.touchedKB == 0 {
-				if p.touchedKB, err = benchkit.ReferencedKB(p.pid); err != nil {
+				if p.touchedKB, err = benchkit.AnonReferencedKB(p.pid); err != nil {
 					p.touchedKB = -1
 				}
 			}

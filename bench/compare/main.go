@@ -49,11 +49,14 @@
 //
 // Then, after -warmup with nobody polling, every process of every system
 // is measured over the same -idle window: VmRSS at its end
-// (/proc/PID/status; the per-process lines add RssAnon, the part not
-// mapped from files such as the binary, and the memory the process
-// touched in the window, its working set: referenced bits cleared through
-// /proc/PID/clear_refs at the start, Referenced from
-// /proc/PID/smaps_rollup at the end), CPU time utime+stime over it
+// (/proc/PID/status; the per-process lines add RssAnon, the process's own
+// memory, the part not mapped from files such as the binary, and how much
+// of that the process touched in the window, its working set: referenced
+// bits cleared through /proc/PID/clear_refs at the start, the Referenced
+// lines of its anonymous mappings in /proc/PID/smaps at the end — a file's
+// page counts as referenced when any process mapping it runs it, so three
+// members of one binary would each count what all three ran), CPU time
+// utime+stime over it
 // (/proc/PID/stat, in ticks of 10 ms) as % of one core, leader and
 // followers apart.
 //

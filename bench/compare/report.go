@@ -21,8 +21,10 @@ type summary struct {
 	// CPU in % of one core: the leader, and the followers' min, max, mean.
 	cpuLeader                  float64
 	cpuFolMin, cpuFolMax, cpuF float64
-	// Memory touched in the window (the working set), mean MB; 0 when
-	// not known for every member.
+	// The members' own memory (RssAnon), mean MB.
+	anonMean float64
+	// Anonymous memory touched in the window (the working set of the
+	// members' own memory), mean MB; 0 when not known for every member.
 	touchedMean float64
 }
 
@@ -33,7 +35,7 @@ func summarize(s *system) summary {
 	}
 	sm.hasIdle = true
 	sm.rssMin, sm.cpuFolMin = math.Inf(1), math.Inf(1)
-	var rssSum, folSum, touchedSum float64
+	var rssSum, anonSum, folSum, touchedSum float64
 	var fol int
 	touchedKnown := true
 	for _, p := range s.idle {
@@ -42,6 +44,7 @@ func summarize(s *system) summary {
 		mb := float64(p.rssKB) / 1024
 		sm.rssMin, sm.rssMax = min(sm.rssMin, mb), max(sm.rssMax, mb)
 		rssSum += mb
+		anonSum += float64(p.anonKB) / 1024
 		if p.role == "leader" {
 			sm.cpuLeader = p.cpu
 			continue
@@ -51,6 +54,7 @@ func summarize(s *system) summary {
 		sm.cpuFolMin, sm.cpuFolMax = min(sm.cpuFolMin, p.cpu), max(sm.cpuFolMax, p.cpu)
 	}
 	sm.rssMean = rssSum / float64(len(s.idle))
+	sm.anonMean = anonSum / float64(len(s.idle))
 	if touchedKnown {
 		sm.touchedMean = touchedSum / float64(len(s.idle))
 	}
@@ -246,7 +250,8 @@ func (r report) print(w io.Writer) {
 		}
 	}
 	if idleRows {
-		r.printTouched(w)
+		r.printMeans(w, "anon: MB of a process's own memory resident at the end of the window (RssAnon: the rest of RSS is mapped from files, its binary and libc)", func(sm summary) float64 { return sm.anonMean })
+		r.printMeans(w, "touched: MB of its own (anonymous) memory a process touched in the idle window, its working set; file pages are left out: the kernel marks one referenced when any process mapping the file runs it", func(sm summary) float64 { return sm.touchedMean })
 	}
 	for _, s := range r.systems {
 		if s.unprompted > 0 {
@@ -266,23 +271,26 @@ func firstLine(s string) string {
 	return l
 }
 
-// printTouched writes each system's mean working set over the idle window
-// and QCluster's ratio to the others': RSS also counts resident pages a
-// process did not touch, such as the parts of its binary the kernel
-// mapped around the ones it ran.
-func (r report) printTouched(w io.Writer) {
+// printMeans writes each system's mean of one memory figure over the
+// idle window (what, a description, leads the line) and QCluster's ratio
+// to the others'. RSS also counts resident pages a process did not touch
+// and shares with others, such as the parts of its binary the kernel
+// mapped around the ones it ran; these figures leave them out.
+func (r report) printMeans(w io.Writer, what string, figure func(summary) float64) {
 	type mean struct {
 		s  *system
 		mb float64
 	}
-	var means []mean // the systems with a working set, in order
+	var means []mean // the systems with the figure, in order
 	var qc float64
 	for _, s := range r.systems {
-		if sm := summarize(s); s.skipped == "" && sm.hasIdle && sm.touchedMean > 0 {
-			means = append(means, mean{s, sm.touchedMean})
-			if s.key == sysQCluster {
-				qc = sm.touchedMean
-			}
+		sm := summarize(s)
+		if s.skipped != "" || !sm.hasIdle || figure(sm) <= 0 {
+			continue
+		}
+		means = append(means, mean{s, figure(sm)})
+		if s.key == sysQCluster {
+			qc = figure(sm)
 		}
 	}
 	if len(means) == 0 {
@@ -292,7 +300,7 @@ func (r report) printTouched(w io.Writer) {
 	for i, m := range means {
 		parts[i] = fmt.Sprintf("%s %.1f", m.s.label, m.mb)
 	}
-	fmt.Fprintf(w, "(touched: MB of memory a process touched in the idle window, its working set; mean: %s", strings.Join(parts, ", "))
+	fmt.Fprintf(w, "(%s; mean: %s", what, strings.Join(parts, ", "))
 	if qc > 0 {
 		var ratios []string
 		for _, m := range means {

@@ -60,7 +60,7 @@ func StatusKB(pid int, field string) (int64, error) {
 }
 
 // ClearReferenced clears the referenced bits of every page of a process
-// (it writes 1 to /proc/PID/clear_refs), so that ReferencedKB counts
+// (it writes 1 to /proc/PID/clear_refs), so that AnonReferencedKB counts
 // only the pages the process touches from then on (Linux only; the
 // process's owner or root).
 func ClearReferenced(pid int) error {
@@ -70,13 +70,69 @@ func ClearReferenced(pid int) error {
 	return nil
 }
 
-// ReferencedKB returns how much of a process's resident memory is marked
-// referenced: since ClearReferenced, the pages it touched — its working
-// set over that time. Resident pages it did not touch (parts of its
-// binary mapped around the ones it ran, memory it no longer uses) are
-// left out. In kB, from /proc/PID/smaps_rollup (Linux only).
-func ReferencedKB(pid int) (int64, error) {
-	return procFieldKB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Referenced")
+// AnonReferencedKB returns how much of a process's anonymous memory — its
+// heap, stacks and other memory not mapped from a file — is marked
+// referenced: since ClearReferenced, the part of it the process touched,
+// its working set. Resident pages it did not touch (memory it no longer
+// uses) are left out. So are pages mapped from files (its binary, shared
+// libraries), because their figure is not the process's own: the kernel
+// also marks a page of a file referenced when another process that maps
+// the same file runs it, so each of three members running one binary
+// would count what all three ran (and libc's pages what any process on
+// the machine ran). In kB, from /proc/PID/smaps (Linux only).
+func AnonReferencedKB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return 0, fmt.Errorf("referenced memory (Linux only): %w", err)
+	}
+	return anonReferencedKB(string(b))
+}
+
+// anonReferencedKB sums the Referenced lines of the anonymous mappings in
+// the text of /proc/PID/smaps: those with no path, or a path the kernel
+// gives anonymous memory ([heap], [stack], [anon:NAME]).
+func anonReferencedKB(smaps string) (int64, error) {
+	var sum int64
+	anon, seen := false, false
+	for line := range strings.Lines(smaps) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if isMappingHeader(f) {
+			seen = true
+			path := strings.Join(f[5:], " ")
+			anon = path == "" || path == "[heap]" || strings.HasPrefix(path, "[stack") || strings.HasPrefix(path, "[anon:")
+			continue
+		}
+		if f[0] != "Referenced:" || !anon || len(f) < 2 {
+			continue
+		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("unexpected smaps line %q: %w", strings.TrimSpace(line), err)
+		}
+		sum += kb
+	}
+	if !seen {
+		return 0, errors.New("no mappings in smaps")
+	}
+	return sum, nil
+}
+
+// isMappingHeader reports whether the fields of a line of smaps start a
+// mapping ("00400000-00bf9000 r-xp 00000000 fe:00 9977998 /path").
+func isMappingHeader(f []string) bool {
+	if len(f) < 5 {
+		return false
+	}
+	lo, hi, ok := strings.Cut(f[0], "-")
+	if !ok {
+		return false
+	}
+	_, err1 := strconv.ParseUint(lo, 16, 64)
+	_, err2 := strconv.ParseUint(hi, 16, 64)
+	return err1 == nil && err2 == nil
 }
 
 // procFieldKB returns the value of the line "field: N kB" of a /proc file.
