@@ -227,7 +227,7 @@
 //
 // # Running
 //
-//	go test ./internal/sim                               # 2,100 schedules of 3, 5 and 7 peers
+//	go test ./internal/sim                               # 2,100 schedules of 3, 5 and 7 peers (300 with -race or -short)
 //	go test ./internal/sim -run 'TestSimulation$' -sim.seed=N -v   # replay one seed, print its trace
 //	go test ./internal/sim -run 'TestSimulation$' -sim.n=200000 -sim.base=1000000   # soak
 //	QCLUSTER_SIM_SCHEDULES=200000 go test ./internal/sim -run 'TestSimulation$'   # soak

@@ -18,7 +18,7 @@ import (
 
 var (
 	flagSeed  = flag.Uint64("sim.seed", 0, "replay this one seed of TestSimulation (with -v: print its whole trace)")
-	flagN     = flag.Int("sim.n", 0, "number of random schedules TestSimulation runs (default 2100; env QCLUSTER_SIM_SCHEDULES)")
+	flagN     = flag.Int("sim.n", 0, "number of random schedules TestSimulation runs (default 2100, 300 with -short or -race; env QCLUSTER_SIM_SCHEDULES)")
 	flagBase  = flag.Uint64("sim.base", 1, "first seed TestSimulation runs")
 	flagDrift = flag.Float64("sim.drift", 0, "clock-rate drift bound for TestSimulation (default 0.04; larger values exceed the core's DriftMargin and are expected to fail)")
 )
@@ -42,7 +42,12 @@ func schedules(t *testing.T) int {
 		}
 		return n
 	}
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
+		// Under the race detector a schedule runs about ten times slower,
+		// and 300 exercise the same goroutines (the workers, the KV
+		// checker) as 2,100: what the detector looks for does not grow
+		// with the number of schedules. Fault coverage does, and comes
+		// from runs without it (CI: 10,000 fresh seeds, TestSimulationMany).
 		return 300
 	}
 	return 2100
