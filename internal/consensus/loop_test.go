@@ -49,13 +49,11 @@ func TestLoopAdvanceNeverEarly(t *testing.T) {
 // not wake until its earliest election (and does campaign once it is
 // past), a leader until its next lease round, anyone else at every tick.
 func TestLoopWakesOnlyWhenATickMayAct(t *testing.T) {
-	n := newTestNet(t, []uint64{1, 2, 3}, nil)
-	n.elect(1)
+	n := electedNet(t, nil)
 	tick, et, hb := n.cores[1].cfg.TickInterval, n.cores[1].cfg.ElectionTimeout, n.cores[1].cfg.HeartbeatInterval
 
-	fc := n.cores[2]
-	f := NewLoop(fc, LoopConfig{Send: discard})
-	f.Start()
+	f := startLoop(n, 2)
+	fc := f.c
 	seen := fc.leaderSeen
 	if seen == 0 {
 		t.Fatal("the follower never heard its leader")
@@ -80,9 +78,8 @@ func TestLoopWakesOnlyWhenATickMayAct(t *testing.T) {
 		t.Errorf("a pre-candidate's NextWake is %v after its next tick", got-f.nextTick)
 	}
 
-	lc := n.cores[1]
-	l := NewLoop(lc, LoopConfig{Send: discard})
-	l.Start()
+	l := startLoop(n, 1)
+	lc := l.c
 	n.now = max(n.now, lc.lastLeaseReq) + hb
 	if l.Advance(n.now) == 0 || lc.lastLeaseReq != n.now {
 		t.Fatalf("the leader's tick started no lease round (last at %v, now %v)", lc.lastLeaseReq, n.now)
@@ -98,13 +95,9 @@ func TestLoopWakesOnlyWhenATickMayAct(t *testing.T) {
 // count after it: the follower would grant a (pre-)vote earlier than the
 // leader's lease allows.
 func TestLoopTicksBeforeMessage(t *testing.T) {
-	n := newTestNet(t, []uint64{1, 2, 3}, nil)
-	n.elect(1)
-	et := n.cores[2].cfg.ElectionTimeout
-	fc := n.cores[2]
-	var sent []raftpb.Message
-	f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
-	f.Start()
+	n := electedNet(t, nil)
+	f := startLoop(n, 2)
+	fc, et := f.c, f.c.cfg.ElectionTimeout
 	st := fc.rn.BasicStatus()
 	term, last := st.Term, lastIndex(t, fc)
 
@@ -113,17 +106,9 @@ func TestLoopTicksBeforeMessage(t *testing.T) {
 	n.now += et / 2 // in all, more than an election timeout, but only half since the heartbeat
 	f.Advance(n.now)
 	f.Receive(raftpb.Message{Type: raftpb.MsgPreVote, From: 3, To: 2, Term: term + 1, Index: last + 10, LogTerm: term})
-	if _, err := f.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range sent {
-		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
-			t.Fatalf("the follower granted a pre-vote half an election timeout after its leader's heartbeat: %+v", m)
-		}
-	}
-	if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
-		t.Fatalf("the follower left its leader: %+v", s)
-	}
+	mustFlush(t, f.Loop)
+	noPreVoteGranted(t, f.sent, "half an election timeout after its leader's heartbeat")
+	followsLeader(t, fc, 1)
 }
 
 // TestLoopReceiveBatch: a batch of received messages is stepped with one
@@ -132,16 +117,12 @@ func TestLoopTicksBeforeMessage(t *testing.T) {
 // pre-vote half an election timeout after its leader's heartbeat.
 func TestLoopReceiveBatch(t *testing.T) {
 	reads := 0
-	n := newTestNet(t, []uint64{1, 2, 3}, func(_ uint64, c *Config) {
+	n := electedNet(t, func(_ uint64, c *Config) {
 		now := c.Now
 		c.Now = func() time.Duration { reads++; return now() }
 	})
-	n.elect(1)
-	et := n.cores[2].cfg.ElectionTimeout
-	fc := n.cores[2]
-	var sent []raftpb.Message
-	f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
-	f.Start()
+	f := startLoop(n, 2)
+	fc, et := f.c, f.c.cfg.ElectionTimeout
 	st := fc.rn.BasicStatus()
 	term, last := st.Term, lastIndex(t, fc)
 
@@ -158,17 +139,9 @@ func TestLoopReceiveBatch(t *testing.T) {
 	n.now += et / 2 // in all, more than an election timeout, but only half since the heartbeat
 	f.Advance(n.now)
 	f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 3, To: 2, Term: term + 1, Index: last + 10, LogTerm: term}})
-	if _, err := f.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range sent {
-		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
-			t.Fatalf("the follower granted a pre-vote half an election timeout after its leader's heartbeat: %+v", m)
-		}
-	}
-	if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
-		t.Fatalf("the follower left its leader: %+v", s)
-	}
+	mustFlush(t, f.Loop)
+	noPreVoteGranted(t, f.sent, "half an election timeout after its leader's heartbeat")
+	followsLeader(t, fc, 1)
 }
 
 // TestLoopDropsTicksWhileHeard: a follower that could not run for a while
@@ -178,15 +151,9 @@ func TestLoopReceiveBatch(t *testing.T) {
 // a message counts the ticks as before, and so does a leader (its ticks
 // pace its lease rounds).
 func TestLoopDropsTicksWhileHeard(t *testing.T) {
-	n := newTestNet(t, []uint64{1, 2, 3}, nil)
-	n.elect(1)
-	et := n.cores[2].cfg.ElectionTimeout
-	fc, lc := n.cores[2], n.cores[1]
-	var sent []raftpb.Message
-	f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
-	l := NewLoop(lc, LoopConfig{Send: func([]raftpb.Message) {}})
-	f.Start()
-	l.Start()
+	n := electedNet(t, nil)
+	f, l := startLoop(n, 2), startLoop(n, 1)
+	fc, et := f.c, f.c.cfg.ElectionTimeout
 	st := fc.rn.BasicStatus()
 	term, last := st.Term, lastIndex(t, fc)
 
@@ -197,30 +164,19 @@ func TestLoopDropsTicksWhileHeard(t *testing.T) {
 	if got := l.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgHeartbeatResp, From: 2, To: 1, Term: term}}); got == 0 {
 		t.Error("the leader dropped its ticks with a follower's answer waiting, want them counted")
 	}
-	for _, lp := range []*Loop{f, l} {
-		if _, err := lp.Flush(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if campaigned(sent) {
+	mustFlush(t, f.Loop)
+	mustFlush(t, l.Loop)
+	if campaigned(f.sent) {
 		t.Fatal("the follower campaigned after it waited")
 	}
-	if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
-		t.Fatalf("the follower left its leader: %+v", s)
-	}
+	followsLeader(t, fc, 1)
 
 	// The ticks count again from the drop: half an election timeout later
 	// the follower still refuses a pre-vote.
 	n.now += et / 2
 	f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 3, To: 2, Term: term + 1, Index: last + 10, LogTerm: term}})
-	if _, err := f.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range sent {
-		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
-			t.Fatalf("the follower granted a pre-vote half an election timeout after its leader's heartbeat: %+v", m)
-		}
-	}
+	mustFlush(t, f.Loop)
+	noPreVoteGranted(t, f.sent, "half an election timeout after its leader's heartbeat")
 
 	// Without a message from the leader the ticks count: after two more
 	// election timeouts a pre-vote is granted.
@@ -228,12 +184,10 @@ func TestLoopDropsTicksWhileHeard(t *testing.T) {
 	if got := f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 3, To: 2, Term: term + 1, Index: last + 10, LogTerm: term}}); got == 0 {
 		t.Error("the follower dropped its ticks for a batch without its leader's message")
 	}
-	sent = nil
-	if _, err := f.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.ContainsFunc(sent, func(m raftpb.Message) bool { return m.Type == raftpb.MsgPreVoteResp && !m.Reject }) {
-		t.Errorf("the follower did not grant the pre-vote two election timeouts after its leader's last heartbeat: %+v", sent)
+	f.sent = nil
+	mustFlush(t, f.Loop)
+	if !slices.ContainsFunc(f.sent, func(m raftpb.Message) bool { return m.Type == raftpb.MsgPreVoteResp && !m.Reject }) {
+		t.Errorf("the follower did not grant the pre-vote two election timeouts after its leader's last heartbeat: %+v", f.sent)
 	}
 }
 
@@ -245,13 +199,10 @@ func TestLoopDropsTicksWhileHeard(t *testing.T) {
 // heartbeat comes; with a silent leader it campaigns after further ticks
 // it does run. A leader neither steps down nor skips its lease round.
 func TestLoopStall(t *testing.T) {
-	follower := func(t *testing.T) (*testNet, *Core, *Loop, *[]raftpb.Message, time.Duration) {
-		n := newTestNet(t, []uint64{1, 2, 3}, nil)
-		n.elect(1)
-		fc := n.cores[2]
-		sent := new([]raftpb.Message)
-		f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { *sent = append(*sent, ms...) }})
-		f.Start()
+	follower := func(t *testing.T) (*testNet, *Core, *loopOn, time.Duration) {
+		n := electedNet(t, nil)
+		f := startLoop(n, 2)
+		fc := f.c
 		w := f.NextWake()
 		late := w + 2*fc.cfg.ElectionTimeout // past raft's randomized timeout
 		n.now = late
@@ -261,45 +212,43 @@ func TestLoopStall(t *testing.T) {
 		if got := f.Stalls(); got != 1 {
 			t.Errorf("Stalls() = %d, want 1", got)
 		}
-		mustFlush(t, f)
-		if campaigned(*sent) {
+		mustFlush(t, f.Loop)
+		if campaigned(f.sent) {
 			t.Fatal("the follower campaigned at the wake that ended its stall")
 		}
 		if next := f.NextWake(); next <= late {
 			t.Errorf("NextWake after the stall is %v before its end", late-next)
 		}
-		return n, fc, f, sent, late
+		return n, fc, f, late
 	}
 
 	t.Run("heard after the stall", func(t *testing.T) {
-		n, fc, f, sent, late := follower(t)
+		n, fc, f, late := follower(t)
 		st := fc.rn.BasicStatus()
 		n.now = late + fc.cfg.TickInterval
 		f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: st.Term, Commit: st.Commit}})
-		mustFlush(t, f)
-		if campaigned(*sent) {
+		mustFlush(t, f.Loop)
+		if campaigned(f.sent) {
 			t.Fatal("the follower campaigned although its leader's heartbeat came right after the stall")
 		}
-		if s := fc.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != 1 {
-			t.Fatalf("the follower left its leader: %+v", s)
-		}
+		followsLeader(t, fc, 1)
 		// The heartbeat ended the run of late wakes: the next stall is
 		// one again, and is not counted either.
 		n.now = f.NextWake() + 2*fc.cfg.ElectionTimeout
 		f.Advance(n.now)
-		mustFlush(t, f)
-		if campaigned(*sent) || f.Stalls() != 2 {
+		mustFlush(t, f.Loop)
+		if campaigned(f.sent) || f.Stalls() != 2 {
 			t.Fatalf("a second stall, after the leader was heard, was counted (stalls %d, %v)", f.Stalls(), fc.rn.BasicStatus().RaftState)
 		}
 	})
 
 	t.Run("silent leader", func(t *testing.T) {
-		n, fc, f, sent, late := follower(t)
-		for n.now = f.NextWake(); n.now <= late+2*fc.cfg.ElectionTimeout && !campaigned(*sent); n.now = f.NextWake() {
+		n, fc, f, late := follower(t)
+		for n.now = f.NextWake(); n.now <= late+2*fc.cfg.ElectionTimeout && !campaigned(f.sent); n.now = f.NextWake() {
 			f.Advance(n.now)
-			mustFlush(t, f)
+			mustFlush(t, f.Loop)
 		}
-		if !campaigned(*sent) {
+		if !campaigned(f.sent) {
 			t.Fatalf("the follower did not campaign within two election timeouts after its stall: %v", fc.rn.BasicStatus().RaftState)
 		}
 	})
@@ -309,18 +258,15 @@ func TestLoopStall(t *testing.T) {
 		// the first late wake of an election timeout goes uncounted: the
 		// follower of a silent leader campaigns at its second wake, not
 		// after one tick per wake (which would take a dozen more wakes).
-		n := newTestNet(t, []uint64{1, 2, 3}, nil)
-		n.elect(1)
-		fc := n.cores[2]
-		var sent []raftpb.Message
-		f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
-		f.Start()
+		n := electedNet(t, nil)
+		f := startLoop(n, 2)
+		fc := f.c
 		for range 2 {
 			n.now = f.NextWake() + 20*fc.cfg.TickInterval
 			f.Advance(n.now)
-			mustFlush(t, f)
+			mustFlush(t, f.Loop)
 		}
-		if !campaigned(sent) {
+		if !campaigned(f.sent) {
 			t.Fatalf("the follower of a silent leader did not campaign at its second wake, both 200 ms late: %v (stalls %d)",
 				fc.rn.BasicStatus().RaftState, f.Stalls())
 		}
@@ -330,15 +276,12 @@ func TestLoopStall(t *testing.T) {
 	})
 
 	t.Run("leader", func(t *testing.T) {
-		n := newTestNet(t, []uint64{1, 2, 3}, nil)
-		n.elect(1)
-		lc := n.cores[1]
-		var sent []raftpb.Message
-		l := NewLoop(lc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
-		l.Start()
+		n := electedNet(t, nil)
+		l := startLoop(n, 1)
+		lc := l.c
 		n.now = l.NextWake() + 2*lc.cfg.ElectionTimeout
 		l.Advance(n.now)
-		mustFlush(t, l)
+		mustFlush(t, l.Loop)
 		if s := lc.rn.BasicStatus().RaftState; s != raft.StateLeader {
 			t.Fatalf("the leader counted its stall: %v", s)
 		}
@@ -354,13 +297,9 @@ func TestLoopStall(t *testing.T) {
 // counted after it, and the follower refuses a pre-vote half an election
 // timeout later.
 func TestLoopReceiveBatchTicksFirst(t *testing.T) {
-	n := newTestNet(t, []uint64{1, 2, 3}, nil)
-	n.elect(1)
-	et := n.cores[2].cfg.ElectionTimeout
-	fc := n.cores[2]
-	var sent []raftpb.Message
-	f := NewLoop(fc, LoopConfig{Send: func(ms []raftpb.Message) { sent = append(sent, ms...) }})
-	f.Start()
+	n := electedNet(t, nil)
+	f := startLoop(n, 2)
+	fc, et := f.c, f.c.cfg.ElectionTimeout
 	st := fc.rn.BasicStatus()
 	term, last := st.Term, lastIndex(t, fc)
 
@@ -372,14 +311,8 @@ func TestLoopReceiveBatchTicksFirst(t *testing.T) {
 	n.now += et / 2
 	f.Advance(n.now)
 	f.ReceiveBatch([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 1, To: 2, Term: term + 2, Index: last + 10, LogTerm: term + 1}})
-	if _, err := f.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range sent {
-		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
-			t.Fatalf("the follower granted a pre-vote half an election timeout after its new leader's append: %+v", m)
-		}
-	}
+	mustFlush(t, f.Loop)
+	noPreVoteGranted(t, f.sent, "half an election timeout after its new leader's append")
 }
 
 // campaigned reports whether sent holds a pre-vote or vote request.
@@ -397,5 +330,47 @@ func mustFlush(t *testing.T, l *Loop) {
 	t.Helper()
 	if _, err := l.Flush(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// loopOn is a started Loop on one core of a testNet, with what it sent.
+type loopOn struct {
+	*Loop
+	c    *Core
+	sent []raftpb.Message
+}
+
+// startLoop starts a Loop on core id of n that records what it sends.
+func startLoop(n *testNet, id uint64) *loopOn {
+	lo := &loopOn{c: n.cores[id]}
+	lo.Loop = NewLoop(lo.c, LoopConfig{Send: func(ms []raftpb.Message) { lo.sent = append(lo.sent, ms...) }})
+	lo.Start()
+	return lo
+}
+
+// electedNet returns a testNet of cores 1, 2 and 3 in which 1 leads (opt
+// as for newTestNet).
+func electedNet(t *testing.T, opt func(id uint64, c *Config)) *testNet {
+	n := newTestNet(t, []uint64{1, 2, 3}, opt)
+	n.elect(1)
+	return n
+}
+
+// noPreVoteGranted fails the test if sent grants a pre-vote; when says
+// when that would have been too early.
+func noPreVoteGranted(t *testing.T, sent []raftpb.Message, when string) {
+	t.Helper()
+	for _, m := range sent {
+		if m.Type == raftpb.MsgPreVoteResp && !m.Reject {
+			t.Fatalf("the follower granted a pre-vote %s: %+v", when, m)
+		}
+	}
+}
+
+// followsLeader fails the test unless c is a follower of lead.
+func followsLeader(t *testing.T, c *Core, lead uint64) {
+	t.Helper()
+	if s := c.rn.BasicStatus(); s.RaftState != raft.StateFollower || s.Lead != lead {
+		t.Fatalf("the follower left its leader: %+v", s)
 	}
 }
