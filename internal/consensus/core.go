@@ -448,7 +448,14 @@ type Core struct {
 	goneCampaignAt time.Duration
 	// goneTerm is the term of this peer's fail-over campaign, while a
 	// crossed one may still be retried (retrySplit); 0: none.
-	goneTerm      uint64
+	goneTerm uint64
+	// goneSpaced is how far apart the survivors' campaigns are
+	// (goneSpacing of the proof's round trip).
+	goneSpaced time.Duration
+	// goneRetryAt is when this candidate retries its crossed fail-over
+	// campaign of term goneRetryTerm (retrySplit); 0: no retry due.
+	goneRetryAt   time.Duration
+	goneRetryTerm uint64
 	deferredVote  raftpb.Message
 	deferredAt    time.Duration
 	seenLead      [2]uint64
@@ -682,6 +689,9 @@ func (c *Core) tickAt(now time.Duration) {
 	if c.goneCampaignAt != 0 {
 		c.maybeFailover(now)
 	}
+	if c.goneRetryAt != 0 {
+		c.maybeRetry(now)
+	}
 	c.heartbeatAt(now)
 }
 
@@ -824,7 +834,7 @@ func (c *Core) StepAt(m raftpb.Message, now time.Duration) error {
 		return err
 	}
 	if m.Type == raftpb.MsgVote {
-		c.retrySplit(m)
+		c.retrySplit(m, now)
 	}
 	switch m.Type {
 	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:

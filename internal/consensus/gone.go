@@ -61,8 +61,9 @@ func (c *Core) reportGone(id uint64, at, roundTrip time.Duration) bool {
 	now := c.cfg.Now()
 	c.gone = goneEvidence{lead: id, term: st.Term}
 	c.goneCampaignAt = 0
+	c.goneSpaced = c.goneSpacing(roundTrip)
 	if rank, ok := c.goneRank(id); ok && !c.notCandidate {
-		c.goneCampaignAt = now + time.Duration(rank)*c.goneSpacing(roundTrip)
+		c.goneCampaignAt = now + time.Duration(rank)*c.goneSpaced
 	}
 	// A transfer vote refused a moment ago for want of this evidence: the
 	// survivors learn of the crash a few milliseconds apart.
@@ -97,15 +98,22 @@ func (c *Core) survivorRank(gone, id uint64) (int, bool) {
 	return 0, false
 }
 
-// retrySplit follows a vote request m, stepped: when the survivors'
-// fail-over campaigns crossed (the earlier-ranked one ran late, a stall,
-// and the next one's turn came first), each voted for itself in the same
-// term and neither can win it; raft would wait out its randomized election
-// timeout. The earlier-ranked candidate of the two, on the later one's
-// request, campaigns again at once (a pre-vote, then a vote in the next
+// retrySplit follows a vote request m, stepped at time now: when the
+// survivors' fail-over campaigns crossed (the earlier-ranked one ran late,
+// a stall, and the next one's turn came first), each voted for itself in
+// the same term and none can win it; raft would wait out its randomized
+// election timeout. The earlier-ranked candidate of two, on the later
+// one's request, campaigns again (a pre-vote, then a vote in the next
 // term), which the other, a candidate without a leader, grants; the
 // later-ranked one waits for it. Once per fail-over campaign.
-func (c *Core) retrySplit(m raftpb.Message) {
+//
+// When three or more crossed, the middle ones are earlier-ranked than
+// someone too: the candidate of rank r retries r spacings after the
+// request (the survivors' campaigns are spaced so, goneSpacing), so that
+// an earlier-ranked candidate's retry reaches it first and it grants that
+// one instead of campaigning against it (maybeRetry); rank 0 retries at
+// once.
+func (c *Core) retrySplit(m raftpb.Message, now time.Duration) {
 	st := c.rn.BasicStatus()
 	if c.goneTerm == 0 || st.Term != c.goneTerm || m.Term != st.Term || st.RaftState != raft.StateCandidate ||
 		st.Vote != c.cfg.ID || c.gone.lead == 0 || c.notCandidate {
@@ -117,6 +125,24 @@ func (c *Core) retrySplit(m raftpb.Message) {
 		return
 	}
 	c.goneTerm = 0
+	c.goneRetryAt, c.goneRetryTerm = now+time.Duration(mine)*c.goneSpaced, st.Term
+	c.maybeRetry(now)
+}
+
+// maybeRetry campaigns again when this candidate's retry of a crossed
+// fail-over campaign is due (retrySplit), unless it is no longer a
+// candidate of that term: it granted an earlier-ranked survivor's retry,
+// or the election moved on.
+func (c *Core) maybeRetry(now time.Duration) {
+	if c.goneRetryAt == 0 || now < c.goneRetryAt {
+		return
+	}
+	term := c.goneRetryTerm
+	c.goneRetryAt, c.goneRetryTerm = 0, 0
+	st := c.rn.BasicStatus()
+	if st.RaftState != raft.StateCandidate || st.Term != term || st.Vote != c.cfg.ID || c.notCandidate {
+		return
+	}
 	_ = c.Campaign()
 }
 
@@ -145,6 +171,7 @@ func (c *Core) dropGone() {
 	c.gone = goneEvidence{}
 	c.goneCampaignAt = 0
 	c.goneTerm = 0
+	c.goneRetryAt, c.goneRetryTerm = 0, 0
 }
 
 // maybeFailover starts this peer's campaign when its turn has come and

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -356,6 +357,95 @@ func TestGoneSplitVote(t *testing.T) {
 	n.pump()
 	n.wantRole(2, Leader, term+2, "at once after the crossed campaigns")
 	n.wantFollows(3, 2, term+2)
+}
+
+// crossCampaigns has each of ids, holding the proof that leader 1 is gone,
+// campaign before any request reaches another (their turns all came while
+// none could run): each is a candidate of term+1 that voted for itself.
+// Their requests wait in n.queue.
+func (n *testNet) crossCampaigns(term uint64, ids ...uint64) {
+	n.t.Helper()
+	for _, id := range ids {
+		if !n.cores[id].ReportGone(1, 0) {
+			n.t.Fatalf("core %d ignored the proof", id)
+		}
+	}
+	n.now += 10 * n.cores[ids[0]].cfg.TickInterval // past every turn
+	for _, id := range ids {
+		c := n.cores[id]
+		c.Tick()
+		for c.HasReady() {
+			if _, err := c.Process(func(ms []raftpb.Message) { n.queue = append(n.queue, ms...) }); err != nil {
+				n.t.Fatal(err)
+			}
+		}
+		n.wantRole(id, Candidate, term+1, "crossed campaigns")
+	}
+}
+
+// TestGoneSplitVoteThreeWays: three survivors' fail-over campaigns crossed
+// (ranks 2, 1 and 0, in that order). The middle one is earlier-ranked than
+// the last and retrying at once would campaign against rank 0's retry
+// (both in the next term: split again, and raft's timer decides). It
+// waits its rank's spacing; rank 0's retry reaches it first, it grants it,
+// and never campaigns again: one retry, rank 0 leads.
+func TestGoneSplitVoteThreeWays(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
+	n.elect(1)
+	term := n.cores[2].View().Term
+	n.crash(1)
+	n.now += time.Millisecond
+	var campaigns []raftpb.Message // the requests sent after the crossing
+	n.drop = func(m raftpb.Message) bool {
+		if (m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote) && m.Term > term+1 {
+			campaigns = append(campaigns, m)
+		}
+		return false
+	}
+	n.crossCampaigns(term, 4, 3, 2)
+	if !n.cores[5].ReportGone(1, 0) { // rank 3: its turn is still to come
+		t.Fatal("core 5 ignored the proof")
+	}
+	n.pump()
+	for range 10 { // past every retry's time, and core 5's turn
+		n.tickAll(nil)
+	}
+	n.wantRole(2, Leader, term+2, "after one retry")
+	for _, id := range []uint64{3, 4, 5} {
+		n.wantFollows(id, 2, term+2)
+	}
+	for _, m := range campaigns {
+		if m.From != 2 {
+			t.Errorf("core %d campaigned again (%v, term +%d): only rank 0 retries when it comes first", m.From, m.Type, m.Term-term)
+		}
+	}
+}
+
+// TestGoneSplitRetryWithoutRankZero: ranks 1 and 2 crossed, and rank 0
+// has no campaign (it is cut off): rank 1 retries after its spacing, not
+// waiting for raft's election timeout, and leads.
+func TestGoneSplitRetryWithoutRankZero(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
+	n.elect(1)
+	term := n.cores[3].View().Term
+	et := n.cores[3].cfg.ElectionTimeout
+	n.crash(1)
+	n.now += time.Millisecond
+	n.drop = func(m raftpb.Message) bool { return m.From == 2 || m.To == 2 }
+	n.crossCampaigns(term, 4, 3)
+	if !n.cores[5].ReportGone(1, 0) {
+		t.Fatal("core 5 ignored the proof")
+	}
+	n.pump()
+	crossed := n.now
+	cut := map[uint64]bool{2: true}
+	for n.cores[3].View().Role != Leader && n.now-crossed < et/2 {
+		n.tickAll(cut)
+	}
+	n.wantRole(3, Leader, term+2, fmt.Sprintf("%v after the crossing (election timeout %v)", n.now-crossed, et))
+	for _, id := range []uint64{4, 5} {
+		n.wantFollows(id, 3, term+2)
+	}
 }
 
 // TestGoneWinnerHandsOverAtOnce: the survivor that won a fail-over hands
