@@ -105,9 +105,14 @@
 // exception: when two survivors' campaigns cross (the earlier-ranked one
 // ran late, a stall, past the next one's turn), each votes for itself in
 // the same term and neither can win it; the earlier-ranked of the two, on
-// the other's request, campaigns again at once (a pre-vote, then a normal
-// vote in the next term, which the other, a candidate without a leader,
-// grants), instead of both waiting out raft's timer (retrySplit).
+// the other's request, campaigns again (a pre-vote, then a normal vote in
+// the next term, which the other, a candidate without a leader, grants),
+// instead of both waiting out raft's timer (followSplit). Rank r retries r
+// spacings after such a request (when three or more crossed, the middle
+// ones grant rank 0's retry instead of campaigning against it), half a
+// spacing later while the answers and rivals it knows of leave someone
+// able to win the term (a win heard drops the retry), and only if still
+// where the crossing left it.
 //
 // Safety: the lease argument above only needs every member of a lease
 // holder's quorum to refuse votes while the lease may run. Evidence lets a
@@ -447,15 +452,20 @@ type Core struct {
 	gone           goneEvidence
 	goneCampaignAt time.Duration
 	// goneTerm is the term of this peer's fail-over campaign, while a
-	// crossed one may still be retried (retrySplit); 0: none.
+	// crossed one may still be retried (followSplit); 0: none.
 	goneTerm uint64
 	// goneSpaced is how far apart the survivors' campaigns are
 	// (goneSpacing of the proof's round trip).
 	goneSpaced time.Duration
-	// goneRetryAt is when this candidate retries its crossed fail-over
-	// campaign of term goneRetryTerm (retrySplit); 0: no retry due.
-	goneRetryAt   time.Duration
-	goneRetryTerm uint64
+	// The crossing of this peer's fail-over campaign (followSplit): the
+	// voters that granted it, refused it, and the rival candidates of
+	// goneTerm, and once a later-ranked rival's request came (splitAt, 0:
+	// not yet), this peer's rank and when it retries (retryAt).
+	goneGrants, goneRefusals, goneRivals []uint64
+	goneSplitAt                          time.Duration
+	goneSplitRank                        int
+	goneRetryAt                          time.Duration
+	// (The deferred vote and raft's leader and term as last seen.)
 	deferredVote  raftpb.Message
 	deferredAt    time.Duration
 	seenLead      [2]uint64
@@ -689,7 +699,7 @@ func (c *Core) tickAt(now time.Duration) {
 	if c.goneCampaignAt != 0 {
 		c.maybeFailover(now)
 	}
-	if c.goneRetryAt != 0 {
+	if c.goneSplitAt != 0 {
 		c.maybeRetry(now)
 	}
 	c.heartbeatAt(now)
@@ -833,8 +843,8 @@ func (c *Core) StepAt(m raftpb.Message, now time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if m.Type == raftpb.MsgVote {
-		c.retrySplit(m, now)
+	if m.Type == raftpb.MsgVote || m.Type == raftpb.MsgVoteResp {
+		c.followSplit(m, now)
 	}
 	switch m.Type {
 	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:

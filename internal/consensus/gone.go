@@ -98,52 +98,119 @@ func (c *Core) survivorRank(gone, id uint64) (int, bool) {
 	return 0, false
 }
 
-// retrySplit follows a vote request m, stepped at time now: when the
-// survivors' fail-over campaigns crossed (the earlier-ranked one ran late,
-// a stall, and the next one's turn came first), each voted for itself in
-// the same term and none can win it; raft would wait out its randomized
-// election timeout. The earlier-ranked candidate of two, on the later
-// one's request, campaigns again (a pre-vote, then a vote in the next
-// term), which the other, a candidate without a leader, grants; the
-// later-ranked one waits for it. Once per fail-over campaign.
+// followSplit follows a vote request or answer m, stepped at time now, of
+// the term of this peer's fail-over campaign (goneTerm): when the
+// survivors' campaigns crossed (the earlier-ranked one ran late, a stall,
+// and the next one's turn came first), each voted for itself in that term,
+// and none may be able to win it; raft would wait out its randomized
+// election timeout. The earlier-ranked candidate, on a later-ranked one's
+// request, campaigns again (a pre-vote, then a vote in the next term),
+// which the others, without a leader, grant; the later-ranked one waits
+// for it. Once per fail-over campaign.
 //
-// When three or more crossed, the middle ones are earlier-ranked than
-// someone too: the candidate of rank r retries r spacings after the
-// request (the survivors' campaigns are spaced so, goneSpacing), so that
-// an earlier-ranked candidate's retry reaches it first and it grants that
-// one instead of campaigning against it (maybeRetry); rank 0 retries at
-// once.
-func (c *Core) retrySplit(m raftpb.Message, now time.Duration) {
+// When: the candidate of rank r retries r spacings (goneSpacing) after
+// the request, so that when three or more crossed an earlier-ranked
+// retry reaches the middle ones first and they grant it instead of
+// campaigning against it. And half a spacing later still (a round trip
+// of the proof's) while someone could yet win the term (splitUndecided):
+// with more than three voters this peer or a rival may have most of
+// them, and a retry would throw away its own win or depose the rival (its
+// pre-vote granted before the win, its vote after: the simulator saw a
+// 7-peer fail-over take three terms and 3 s so); the wait gives a win
+// time to be heard, which drops the retry (keepGone), and is short of
+// raft's own timer, which would have both campaign again. Each answer
+// this peer gets, and each rival it hears of, moves the retry
+// (maybeRetry); it happens only if this peer is still where the crossing
+// left it (splitIn).
+func (c *Core) followSplit(m raftpb.Message, now time.Duration) {
 	st := c.rn.BasicStatus()
-	if c.goneTerm == 0 || st.Term != c.goneTerm || m.Term != st.Term || st.RaftState != raft.StateCandidate ||
-		st.Vote != c.cfg.ID || c.gone.lead == 0 || c.notCandidate {
+	if c.goneTerm == 0 || m.Term != c.goneTerm || st.Term != c.goneTerm || c.gone.lead == 0 {
 		return
 	}
-	mine, ok := c.goneRank(c.gone.lead)
-	theirs, ok2 := c.survivorRank(c.gone.lead, m.From)
-	if !ok || !ok2 || mine > theirs {
-		return
+	switch {
+	case m.Type == raftpb.MsgVote:
+		c.goneRivals = appendNew(c.goneRivals, m.From)
+	case m.Reject:
+		c.goneRefusals = appendNew(c.goneRefusals, m.From)
+	default:
+		c.goneGrants = appendNew(c.goneGrants, m.From)
 	}
-	c.goneTerm = 0
-	c.goneRetryAt, c.goneRetryTerm = now+time.Duration(mine)*c.goneSpaced, st.Term
+	if c.goneSplitAt == 0 {
+		if m.Type != raftpb.MsgVote || !c.splitIn(st, c.goneTerm) {
+			return
+		}
+		mine, ok := c.goneRank(c.gone.lead)
+		theirs, ok2 := c.survivorRank(c.gone.lead, m.From)
+		if !ok || !ok2 || mine > theirs {
+			return
+		}
+		c.goneSplitAt, c.goneSplitRank = now, mine
+	}
+	c.goneRetryAt = c.goneSplitAt + time.Duration(c.goneSplitRank)*c.goneSpaced
+	if c.splitUndecided() {
+		c.goneRetryAt += c.goneSpaced / 2
+	}
 	c.maybeRetry(now)
 }
 
-// maybeRetry campaigns again when this candidate's retry of a crossed
-// fail-over campaign is due (retrySplit), unless it is no longer a
-// candidate of that term: it granted an earlier-ranked survivor's retry,
-// or the election moved on.
+// splitUndecided reports whether someone could still win the term of this
+// peer's crossed fail-over campaign, by the votes it knows of: itself,
+// with its own vote, the ones it was granted and the ones not yet known;
+// or a rival, with its own vote, the ones not yet known and the ones that
+// refused this peer (they may have voted for it). The gone leader votes
+// for nobody.
+func (c *Core) splitUndecided() bool {
+	unknown, refused := 0, 0
+	for _, v := range c.voters {
+		switch {
+		case v == c.cfg.ID || v == c.gone.lead || slices.Contains(c.goneRivals, v) || slices.Contains(c.goneGrants, v):
+		case slices.Contains(c.goneRefusals, v):
+			refused++
+		default:
+			unknown++
+		}
+	}
+	quorum := len(c.voters)/2 + 1
+	return 1+len(c.goneGrants)+unknown >= quorum || 1+unknown+refused >= quorum
+}
+
+// appendNew appends id to ids unless it is there already.
+func appendNew(ids []uint64, id uint64) []uint64 {
+	if slices.Contains(ids, id) {
+		return ids
+	}
+	return append(ids, id)
+}
+
+// maybeRetry campaigns again when this peer's retry of a crossed fail-over
+// campaign is due (followSplit), unless the election moved on: it granted
+// an earlier-ranked survivor's retry (a later term), or a leader won the
+// term (splitIn). Once: the campaign's state is dropped.
 func (c *Core) maybeRetry(now time.Duration) {
-	if c.goneRetryAt == 0 || now < c.goneRetryAt {
+	if c.goneSplitAt == 0 || now < c.goneRetryAt {
 		return
 	}
-	term := c.goneRetryTerm
-	c.goneRetryAt, c.goneRetryTerm = 0, 0
-	st := c.rn.BasicStatus()
-	if st.RaftState != raft.StateCandidate || st.Term != term || st.Vote != c.cfg.ID || c.notCandidate {
-		return
+	term := c.goneTerm
+	c.dropSplit()
+	if c.splitIn(c.rn.BasicStatus(), term) {
+		_ = c.Campaign()
 	}
-	_ = c.Campaign()
+}
+
+// splitIn reports whether this peer, in raft state st, is still where a
+// crossed campaign of term left it: in that term, having voted for itself,
+// with no leader known — a candidate, or a follower once a majority
+// refused it (raft's lost campaign) — and still a candidate for
+// leadership.
+func (c *Core) splitIn(st raft.BasicStatus, term uint64) bool {
+	return st.Term == term && st.Vote == c.cfg.ID && st.Lead == raft.None && st.RaftState != raft.StateLeader && !c.notCandidate
+}
+
+// dropSplit forgets this peer's fail-over campaign and its crossing.
+func (c *Core) dropSplit() {
+	c.goneTerm = 0
+	c.goneGrants, c.goneRefusals, c.goneRivals = c.goneGrants[:0], c.goneRefusals[:0], c.goneRivals[:0]
+	c.goneSplitAt, c.goneRetryAt = 0, 0
 }
 
 // keepGone notes when raft's leader or term changed, and drops the
@@ -170,8 +237,7 @@ func (c *Core) keepGone() {
 func (c *Core) dropGone() {
 	c.gone = goneEvidence{}
 	c.goneCampaignAt = 0
-	c.goneTerm = 0
-	c.goneRetryAt, c.goneRetryTerm = 0, 0
+	c.dropSplit()
 }
 
 // maybeFailover starts this peer's campaign when its turn has come and
@@ -193,6 +259,7 @@ func (c *Core) maybeFailover(now time.Duration) {
 	}
 	_ = c.stepRaft(raftpb.Message{Type: raftpb.MsgTimeoutNow, From: c.gone.lead, To: c.cfg.ID, Term: st.Term})
 	if st := c.rn.BasicStatus(); st.RaftState == raft.StateCandidate {
+		c.dropSplit()
 		c.goneTerm = st.Term
 	}
 	c.keepGone()

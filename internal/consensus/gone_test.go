@@ -328,8 +328,9 @@ func TestGoneSpacingFollowsRoundTrip(t *testing.T) {
 // TestGoneSplitVote: the survivors' fail-over campaigns cross: core 2
 // (rank 0) ran late (a stall) and core 3's turn came first, so each voted
 // for itself in the same term and neither can win it. On core 3's request
-// core 2 campaigns again at once and wins the next term, without waiting
-// out raft's election timeout; core 3, the later-ranked, does not.
+// core 2 campaigns again a spacing (two ticks) later and wins the next
+// term, without waiting out raft's election timeout; core 3, the
+// later-ranked, does not.
 func TestGoneSplitVote(t *testing.T) {
 	n := newTestNet(t, []uint64{1, 2, 3}, nil)
 	n.elect(1)
@@ -355,7 +356,11 @@ func TestGoneSplitVote(t *testing.T) {
 		n.wantRole(id, Candidate, term+1, "crossed campaigns")
 	}
 	n.pump()
-	n.wantRole(2, Leader, term+2, "at once after the crossed campaigns")
+	crossed := n.now
+	for n.cores[2].View().Role != Leader && n.now-crossed < 5*tick {
+		n.tickAll(nil)
+	}
+	n.wantRole(2, Leader, term+2, fmt.Sprintf("%v after the crossed campaigns (a spacing: %v)", n.now-crossed, goneStagger*tick))
 	n.wantFollows(3, 2, term+2)
 }
 
@@ -388,21 +393,26 @@ func (n *testNet) crossCampaigns(term uint64, ids ...uint64) {
 // the last and retrying at once would campaign against rank 0's retry
 // (both in the next term: split again, and raft's timer decides). It
 // waits its rank's spacing; rank 0's retry reaches it first, it grants it,
-// and never campaigns again: one retry, rank 0 leads.
+// and never campaigns again: one retry, rank 0 leads. The new leader's
+// messages to it are lost until past its retry's time (it granted the
+// vote but knows no leader yet): it does not campaign then either.
 func TestGoneSplitVoteThreeWays(t *testing.T) {
 	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
 	n.elect(1)
 	term := n.cores[2].View().Term
+	tick := n.cores[2].cfg.TickInterval
 	n.crash(1)
 	n.now += time.Millisecond
 	var campaigns []raftpb.Message // the requests sent after the crossing
+	var quietUntil time.Duration   // the leader's messages to core 3 are lost until then
 	n.drop = func(m raftpb.Message) bool {
 		if (m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote) && m.Term > term+1 {
 			campaigns = append(campaigns, m)
 		}
-		return false
+		return m.From == 2 && m.To == 3 && (m.Type == raftpb.MsgApp || m.Type == raftpb.MsgHeartbeat) && n.now < quietUntil
 	}
 	n.crossCampaigns(term, 4, 3, 2)
+	quietUntil = n.now + 5*tick       // core 3's retry falls due two ticks in
 	if !n.cores[5].ReportGone(1, 0) { // rank 3: its turn is still to come
 		t.Fatal("core 5 ignored the proof")
 	}
@@ -445,6 +455,95 @@ func TestGoneSplitRetryWithoutRankZero(t *testing.T) {
 	n.wantRole(3, Leader, term+2, fmt.Sprintf("%v after the crossing (election timeout %v)", n.now-crossed, et))
 	for _, id := range []uint64{4, 5} {
 		n.wantFollows(id, 3, term+2)
+	}
+}
+
+// TestGoneSplitNoRetryWhileUndecided: the campaigns of core 3 (rank 1)
+// and core 2 (rank 0) crossed, but with five voters the crossing need not
+// be a split: core 3's request reached cores 4 and 5 first, and it wins
+// the term with their votes. Core 2 got core 3's request before any
+// answer, when it could not know that; it waits (half a spacing) instead
+// of retrying, hears core 3's win, and never campaigns again: one term.
+func TestGoneSplitNoRetryWhileUndecided(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
+	n.elect(1)
+	term := n.cores[2].View().Term
+	n.crash(1)
+	n.now += time.Millisecond
+	var retries []raftpb.Message
+	n.drop = func(m raftpb.Message) bool {
+		if (m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote) && m.Term > term+1 {
+			retries = append(retries, m)
+		}
+		return false
+	}
+	for _, id := range []uint64{4, 5} {
+		if !n.cores[id].ReportGone(1, 0) {
+			t.Fatalf("core %d ignored the proof", id)
+		}
+	}
+	n.crossCampaigns(term, 3, 2)
+	n.pump()
+	for range 10 {
+		n.tickAll(nil)
+	}
+	n.wantRole(3, Leader, term+1, "after the crossing")
+	for _, id := range []uint64{2, 4, 5} {
+		n.wantFollows(id, 3, term+1)
+	}
+	if len(retries) > 0 {
+		t.Errorf("a retry after a crossing that was not a split: %v from %d (term +%d)", retries[0].Type, retries[0].From, retries[0].Term-term)
+	}
+}
+
+// TestGoneSplitNoRetryWhileWinning: the campaigns of core 2 (rank 0) and
+// core 3 (rank 1) crossed; core 2 holds core 4's vote when core 3's
+// request comes, and core 5 has not answered yet. With core 5's vote core
+// 2 still wins the term, so it does not retry (which would throw its win
+// away): it waits, core 5's vote comes, and it leads that term.
+func TestGoneSplitNoRetryWhileWinning(t *testing.T) {
+	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
+	n.elect(1)
+	term := n.cores[2].View().Term
+	n.crash(1)
+	n.now += time.Millisecond
+	var held, retries []raftpb.Message
+	n.drop = func(m raftpb.Message) bool {
+		if (m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote) && m.Term > term+1 {
+			retries = append(retries, m)
+		}
+		if m.Type == raftpb.MsgVote && m.Term == term+1 && (m.To == 5 || m.From == 3 && m.To == 2) {
+			held = append(held, m) // late: core 3's request to core 2, and both to core 5
+			return true
+		}
+		return false
+	}
+	for _, id := range []uint64{4, 5} {
+		if !n.cores[id].ReportGone(1, 0) {
+			t.Fatalf("core %d ignored the proof", id)
+		}
+	}
+	n.crossCampaigns(term, 2, 3)
+	n.pump() // core 4 votes for core 2, core 3 refuses it
+	for _, m := range held {
+		if m.From == 3 && m.To == 2 {
+			_ = n.step(2, m)
+		}
+	}
+	for _, m := range held {
+		if m.To == 5 {
+			_ = n.step(5, m) // core 2's first: core 5 votes for it
+		}
+	}
+	for range 10 {
+		n.tickAll(nil)
+	}
+	n.wantRole(2, Leader, term+1, "after the crossing")
+	for _, id := range []uint64{3, 4, 5} {
+		n.wantFollows(id, 2, term+1)
+	}
+	if len(retries) > 0 {
+		t.Errorf("a retry by a candidate that was still winning: %v from %d (term +%d)", retries[0].Type, retries[0].From, retries[0].Term-term)
 	}
 }
 

@@ -30,7 +30,7 @@ func newScenario(t *testing.T, peers int, tweak ...func(*Options)) *Cluster {
 	for _, f := range tweak {
 		f(&opts)
 	}
-	if testing.Verbose() {
+	if testing.Verbose() && opts.TraceLen == 0 {
 		opts.TraceLen = 400
 	}
 	c, err := NewCluster(opts)
