@@ -388,6 +388,63 @@ func (n *testNet) crossCampaigns(term uint64, ids ...uint64) {
 	}
 }
 
+// splitNet is a net of five voters whose leader, core 1, has crashed, for
+// crossed fail-over campaigns: it records every vote request of a term
+// after the fail-over's (a retry), and drops what drop says.
+type splitNet struct {
+	*testNet
+	term    uint64 // the crashed leader's
+	retries []raftpb.Message
+	drop    func(m raftpb.Message) bool
+}
+
+func newSplitNet(t *testing.T) *splitNet {
+	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
+	n.elect(1)
+	s := &splitNet{testNet: n, term: n.cores[2].View().Term}
+	n.crash(1)
+	n.now += time.Millisecond
+	n.drop = func(m raftpb.Message) bool {
+		if (m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote) && m.Term > s.term+1 {
+			s.retries = append(s.retries, m)
+		}
+		return s.drop != nil && s.drop(m)
+	}
+	return s
+}
+
+// prove hands each of ids the proof that core 1 is gone.
+func (s *splitNet) prove(ids ...uint64) {
+	s.t.Helper()
+	for _, id := range ids {
+		if !s.cores[id].ReportGone(1, 0) {
+			s.t.Fatalf("core %d ignored the proof", id)
+		}
+	}
+}
+
+// wantOutcome ticks ten times (past every retry and turn), then fails
+// unless lead leads the term terms after the crashed leader's, every
+// other live core follows it there, and nobody but retrier (0: nobody)
+// campaigned after the fail-over's term.
+func (s *splitNet) wantOutcome(lead, terms, retrier uint64) {
+	s.t.Helper()
+	for range 10 {
+		s.tickAll(nil)
+	}
+	s.wantRole(lead, Leader, s.term+terms, "after the crossing")
+	for id := range s.cores {
+		if id != lead {
+			s.wantFollows(id, lead, s.term+terms)
+		}
+	}
+	for _, m := range s.retries {
+		if m.From != retrier {
+			s.t.Errorf("core %d campaigned again (%v, term +%d); want a retry by core %d only (0: none)", m.From, m.Type, m.Term-s.term, retrier)
+		}
+	}
+}
+
 // TestGoneSplitVoteThreeWays: three survivors' fail-over campaigns crossed
 // (ranks 2, 1 and 0, in that order). The middle one is earlier-ranked than
 // the last and retrying at once would campaign against rank 0's retry
@@ -397,64 +454,37 @@ func (n *testNet) crossCampaigns(term uint64, ids ...uint64) {
 // messages to it are lost until past its retry's time (it granted the
 // vote but knows no leader yet): it does not campaign then either.
 func TestGoneSplitVoteThreeWays(t *testing.T) {
-	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
-	n.elect(1)
-	term := n.cores[2].View().Term
-	tick := n.cores[2].cfg.TickInterval
-	n.crash(1)
-	n.now += time.Millisecond
-	var campaigns []raftpb.Message // the requests sent after the crossing
-	var quietUntil time.Duration   // the leader's messages to core 3 are lost until then
-	n.drop = func(m raftpb.Message) bool {
-		if (m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote) && m.Term > term+1 {
-			campaigns = append(campaigns, m)
-		}
-		return m.From == 2 && m.To == 3 && (m.Type == raftpb.MsgApp || m.Type == raftpb.MsgHeartbeat) && n.now < quietUntil
+	s := newSplitNet(t)
+	tick := s.cores[2].cfg.TickInterval
+	var quietUntil time.Duration // the leader's messages to core 3 are lost until then
+	s.drop = func(m raftpb.Message) bool {
+		return m.From == 2 && m.To == 3 && (m.Type == raftpb.MsgApp || m.Type == raftpb.MsgHeartbeat) && s.now < quietUntil
 	}
-	n.crossCampaigns(term, 4, 3, 2)
-	quietUntil = n.now + 5*tick       // core 3's retry falls due two ticks in
-	if !n.cores[5].ReportGone(1, 0) { // rank 3: its turn is still to come
-		t.Fatal("core 5 ignored the proof")
-	}
-	n.pump()
-	for range 10 { // past every retry's time, and core 5's turn
-		n.tickAll(nil)
-	}
-	n.wantRole(2, Leader, term+2, "after one retry")
-	for _, id := range []uint64{3, 4, 5} {
-		n.wantFollows(id, 2, term+2)
-	}
-	for _, m := range campaigns {
-		if m.From != 2 {
-			t.Errorf("core %d campaigned again (%v, term +%d): only rank 0 retries when it comes first", m.From, m.Type, m.Term-term)
-		}
-	}
+	s.crossCampaigns(s.term, 4, 3, 2)
+	quietUntil = s.now + 5*tick // core 3's retry falls due two ticks in
+	s.prove(5)                  // rank 3: its turn is still to come
+	s.pump()
+	s.wantOutcome(2, 2, 2)
 }
 
 // TestGoneSplitRetryWithoutRankZero: ranks 1 and 2 crossed, and rank 0
 // has no campaign (it is cut off): rank 1 retries after its spacing, not
 // waiting for raft's election timeout, and leads.
 func TestGoneSplitRetryWithoutRankZero(t *testing.T) {
-	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
-	n.elect(1)
-	term := n.cores[3].View().Term
-	et := n.cores[3].cfg.ElectionTimeout
-	n.crash(1)
-	n.now += time.Millisecond
-	n.drop = func(m raftpb.Message) bool { return m.From == 2 || m.To == 2 }
-	n.crossCampaigns(term, 4, 3)
-	if !n.cores[5].ReportGone(1, 0) {
-		t.Fatal("core 5 ignored the proof")
-	}
-	n.pump()
-	crossed := n.now
+	s := newSplitNet(t)
+	et := s.cores[3].cfg.ElectionTimeout
+	s.drop = func(m raftpb.Message) bool { return m.From == 2 || m.To == 2 }
+	s.crossCampaigns(s.term, 4, 3)
+	s.prove(5)
+	s.pump()
+	crossed := s.now
 	cut := map[uint64]bool{2: true}
-	for n.cores[3].View().Role != Leader && n.now-crossed < et/2 {
-		n.tickAll(cut)
+	for s.cores[3].View().Role != Leader && s.now-crossed < et/2 {
+		s.tickAll(cut)
 	}
-	n.wantRole(3, Leader, term+2, fmt.Sprintf("%v after the crossing (election timeout %v)", n.now-crossed, et))
+	s.wantRole(3, Leader, s.term+2, fmt.Sprintf("%v after the crossing (election timeout %v)", s.now-crossed, et))
 	for _, id := range []uint64{4, 5} {
-		n.wantFollows(id, 3, term+2)
+		s.wantFollows(id, 3, s.term+2)
 	}
 }
 
@@ -465,35 +495,11 @@ func TestGoneSplitRetryWithoutRankZero(t *testing.T) {
 // answer, when it could not know that; it waits (half a spacing) instead
 // of retrying, hears core 3's win, and never campaigns again: one term.
 func TestGoneSplitNoRetryWhileUndecided(t *testing.T) {
-	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
-	n.elect(1)
-	term := n.cores[2].View().Term
-	n.crash(1)
-	n.now += time.Millisecond
-	var retries []raftpb.Message
-	n.drop = func(m raftpb.Message) bool {
-		if (m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote) && m.Term > term+1 {
-			retries = append(retries, m)
-		}
-		return false
-	}
-	for _, id := range []uint64{4, 5} {
-		if !n.cores[id].ReportGone(1, 0) {
-			t.Fatalf("core %d ignored the proof", id)
-		}
-	}
-	n.crossCampaigns(term, 3, 2)
-	n.pump()
-	for range 10 {
-		n.tickAll(nil)
-	}
-	n.wantRole(3, Leader, term+1, "after the crossing")
-	for _, id := range []uint64{2, 4, 5} {
-		n.wantFollows(id, 3, term+1)
-	}
-	if len(retries) > 0 {
-		t.Errorf("a retry after a crossing that was not a split: %v from %d (term +%d)", retries[0].Type, retries[0].From, retries[0].Term-term)
-	}
+	s := newSplitNet(t)
+	s.prove(4, 5)
+	s.crossCampaigns(s.term, 3, 2)
+	s.pump()
+	s.wantOutcome(3, 1, 0)
 }
 
 // TestGoneSplitNoRetryWhileWinning: the campaigns of core 2 (rank 0) and
@@ -502,49 +508,30 @@ func TestGoneSplitNoRetryWhileUndecided(t *testing.T) {
 // 2 still wins the term, so it does not retry (which would throw its win
 // away): it waits, core 5's vote comes, and it leads that term.
 func TestGoneSplitNoRetryWhileWinning(t *testing.T) {
-	n := newTestNet(t, []uint64{1, 2, 3, 4, 5}, nil)
-	n.elect(1)
-	term := n.cores[2].View().Term
-	n.crash(1)
-	n.now += time.Millisecond
-	var held, retries []raftpb.Message
-	n.drop = func(m raftpb.Message) bool {
-		if (m.Type == raftpb.MsgPreVote || m.Type == raftpb.MsgVote) && m.Term > term+1 {
-			retries = append(retries, m)
-		}
-		if m.Type == raftpb.MsgVote && m.Term == term+1 && (m.To == 5 || m.From == 3 && m.To == 2) {
+	s := newSplitNet(t)
+	var held []raftpb.Message
+	s.drop = func(m raftpb.Message) bool {
+		if m.Type == raftpb.MsgVote && m.Term == s.term+1 && (m.To == 5 || m.From == 3 && m.To == 2) {
 			held = append(held, m) // late: core 3's request to core 2, and both to core 5
 			return true
 		}
 		return false
 	}
-	for _, id := range []uint64{4, 5} {
-		if !n.cores[id].ReportGone(1, 0) {
-			t.Fatalf("core %d ignored the proof", id)
-		}
-	}
-	n.crossCampaigns(term, 2, 3)
-	n.pump() // core 4 votes for core 2, core 3 refuses it
+	s.prove(4, 5)
+	s.crossCampaigns(s.term, 2, 3)
+	s.pump() // core 4 votes for core 2, core 3 refuses it
+	s.drop = nil
 	for _, m := range held {
 		if m.From == 3 && m.To == 2 {
-			_ = n.step(2, m)
+			_ = s.step(2, m)
 		}
 	}
 	for _, m := range held {
 		if m.To == 5 {
-			_ = n.step(5, m) // core 2's first: core 5 votes for it
+			_ = s.step(5, m) // core 2's first: core 5 votes for it
 		}
 	}
-	for range 10 {
-		n.tickAll(nil)
-	}
-	n.wantRole(2, Leader, term+1, "after the crossing")
-	for _, id := range []uint64{3, 4, 5} {
-		n.wantFollows(id, 2, term+1)
-	}
-	if len(retries) > 0 {
-		t.Errorf("a retry by a candidate that was still winning: %v from %d (term +%d)", retries[0].Type, retries[0].From, retries[0].Term-term)
-	}
+	s.wantOutcome(2, 1, 0)
 }
 
 // TestGoneWinnerHandsOverAtOnce: the survivor that won a fail-over hands
