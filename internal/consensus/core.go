@@ -465,8 +465,8 @@ type Core struct {
 	goneSplitAt                          time.Duration
 	goneSplitRank                        int
 	goneRetryAt                          time.Duration
-	// (The deferred vote and raft's leader and term as last seen.)
-	deferredVote  raftpb.Message
+	// (The deferred votes and raft's leader and term as last seen.)
+	deferredVotes []raftpb.Message
 	deferredAt    time.Duration
 	seenLead      [2]uint64
 	seenLeadSince time.Duration

@@ -65,12 +65,17 @@ func (c *Core) reportGone(id uint64, at, roundTrip time.Duration) bool {
 	if rank, ok := c.goneRank(id); ok && !c.notCandidate {
 		c.goneCampaignAt = now + time.Duration(rank)*c.goneSpaced
 	}
-	// A transfer vote refused a moment ago for want of this evidence: the
-	// survivors learn of the crash a few milliseconds apart.
-	if d := c.deferredVote; d.Type == raftpb.MsgVote && now-c.deferredAt < c.cfg.ElectionTimeout {
-		c.deferredVote = raftpb.Message{}
-		if d.Term > st.Term {
-			_ = c.Step(d)
+	// Transfer votes refused a moment ago for want of this evidence: the
+	// survivors learn of the crash a few milliseconds apart. Each is
+	// stepped, in the order they came: raft grants the first and refuses
+	// the others, so that every candidate has its answer (a crossed one
+	// counts it: followSplit).
+	if ds := c.deferredVotes; len(ds) > 0 && now-c.deferredAt < c.cfg.ElectionTimeout {
+		c.deferredVotes = nil
+		for _, d := range ds {
+			if d.Term > st.Term {
+				_ = c.Step(d)
+			}
 		}
 	}
 	c.maybeFailover(now)
@@ -266,17 +271,27 @@ func (c *Core) maybeFailover(now time.Duration) {
 }
 
 // deferVote keeps a transfer vote request refused for want of evidence,
-// the newest of the highest term, for ReportGone to step.
+// for ReportGone to step: those of the highest term, one per candidate
+// (its newest), in the order they came.
 func (c *Core) deferVote(m raftpb.Message, now time.Duration) {
 	if m.Type != raftpb.MsgVote {
 		return
 	}
-	if d := c.deferredVote; d.Type == raftpb.MsgVote && d.Term > m.Term && now-c.deferredAt < c.cfg.ElectionTimeout {
-		return
+	ds := c.deferredVotes
+	if len(ds) > 0 && now-c.deferredAt < c.cfg.ElectionTimeout {
+		switch {
+		case ds[0].Term > m.Term:
+			return
+		case ds[0].Term < m.Term:
+			ds = ds[:0]
+		}
+	} else {
+		ds = ds[:0]
 	}
 	m.Entries, m.Snapshot = nil, nil
 	m.Context = slices.Clone(m.Context)
-	c.deferredVote, c.deferredAt = m, now
+	ds = slices.DeleteFunc(ds, func(d raftpb.Message) bool { return d.From == m.From })
+	c.deferredVotes, c.deferredAt = append(ds, m), now
 }
 
 // GoneEvidence returns the leader and term this peer holds evidence about

@@ -534,6 +534,36 @@ func TestGoneSplitNoRetryWhileWinning(t *testing.T) {
 	s.wantOutcome(2, 1, 0)
 }
 
+// TestGoneDeferredVotesAllAnswered: core 4 has no proof yet when the
+// crossed campaigns of cores 2 and 3 ask for its vote, and keeps both
+// requests. When its proof comes it answers both, in the order they came:
+// it grants core 2's and refuses core 3's (one kept request, unanswered,
+// would leave that candidate unable to tell a split from a vote on its
+// way). Core 2 wins with it.
+func TestGoneDeferredVotesAllAnswered(t *testing.T) {
+	s := newSplitNet(t)
+	var answers []raftpb.Message
+	s.drop = func(m raftpb.Message) bool {
+		if m.Type == raftpb.MsgVoteResp && m.From == 4 {
+			answers = append(answers, m)
+		}
+		return false
+	}
+	s.prove(5)
+	s.crossCampaigns(s.term, 2, 3)
+	s.pump()
+	if len(answers) != 0 {
+		t.Fatalf("core 4 answered before its proof: %+v", answers)
+	}
+	s.now += 2 * time.Millisecond
+	s.prove(4)
+	s.pump()
+	if len(answers) != 2 || answers[0].To != 2 || answers[0].Reject || answers[1].To != 3 || !answers[1].Reject {
+		t.Fatalf("core 4's answers after its proof: %+v; want a grant to core 2, then a refusal to core 3", answers)
+	}
+	s.wantOutcome(2, 1, 0)
+}
+
 // TestGoneWinnerHandsOverAtOnce: the survivor that won a fail-over hands
 // leadership on right away (its agent was stopped), within an election
 // timeout of the last lease round it heard from the dead leader. That
