@@ -564,6 +564,27 @@ func TestGoneDeferredVotesAllAnswered(t *testing.T) {
 	s.wantOutcome(2, 1, 0)
 }
 
+// TestGoneDeferredVotesHighestTerm: of the transfer vote requests a voter
+// keeps for want of its proof, only the highest term's count: a request
+// of a later term replaces those before it.
+func TestGoneDeferredVotesHighestTerm(t *testing.T) {
+	s := newSplitNet(t)
+	var answers []raftpb.Message
+	s.drop = func(m raftpb.Message) bool {
+		if m.Type == raftpb.MsgVoteResp && m.From == 4 {
+			answers = append(answers, m)
+		}
+		return false
+	}
+	_ = s.step(4, s.transferVote(2, 4, s.term+1))
+	_ = s.step(4, s.transferVote(3, 4, s.term+2))
+	s.prove(4)
+	s.pump()
+	if len(answers) != 1 || answers[0].To != 3 || answers[0].Term != s.term+2 || answers[0].Reject {
+		t.Fatalf("core 4's answers after its proof: %+v; want one grant, to core 3 in term +2", answers)
+	}
+}
+
 // TestGoneWinnerHandsOverAtOnce: the survivor that won a fail-over hands
 // leadership on right away (its agent was stopped), within an election
 // timeout of the last lease round it heard from the dead leader. That
