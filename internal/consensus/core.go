@@ -96,8 +96,9 @@
 // A voter grants such a vote request early only if it holds evidence
 // itself (or the transfer rules above let it). Survivors learn of the
 // crash a few milliseconds apart, so a request refused for want of
-// evidence is kept (the newest of the highest term) and stepped again when
-// the evidence comes, within an election timeout. A rank-0 survivor whose
+// evidence is kept (those of the highest term, one per candidate) and
+// stepped again when the evidence comes, within an election timeout, in
+// the order they came: the first is granted, the others refused. A rank-0 survivor whose
 // log is behind is refused by up-to-date voters, and the next one tries
 // a spacing later: most up-to-date log first, then lowest ID, without
 // anyone knowing the others' logs. Each survivor campaigns once per
@@ -446,9 +447,9 @@ type Core struct {
 	notCandidate bool
 
 	// Fail-over on proof that the leader is gone (gone.go): the evidence,
-	// when this peer's campaign is due (0: none), the newest transfer vote
-	// request refused for want of evidence and when it came, and raft's
-	// leader and term as last seen, with when they became so.
+	// when this peer's campaign is due (0: none), the transfer vote
+	// requests refused for want of evidence and when the last came, and
+	// raft's leader and term as last seen, with when they became so.
 	gone           goneEvidence
 	goneCampaignAt time.Duration
 	// goneTerm is the term of this peer's fail-over campaign, while a
