@@ -111,7 +111,34 @@ func refusingAddr(t *testing.T) string {
 func streamUp(t *testing.T, a, b *node) {
 	t.Helper()
 	a.tr.SetPeer(b.id, b.addr())
-	sendUntil(t, a, b, 1)
+	before := a.tr.Stats()
+	sends := uint64(0)
+	delivered := func() bool {
+		for i := uint64(1); i <= sends; i++ {
+			if b.in.has(a.id, i) {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for !delivered() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no message from %d reached %d", a.id, b.id)
+		}
+		sends++
+		a.tr.Send([]raftpb.Message{msg(a.id, b.id, sends)})
+		time.Sleep(5 * time.Millisecond)
+	}
+	// b may read a message before a's writer is out of the round that
+	// wrote it, and a Close during a round resets the stream by design:
+	// wait until every message is written or dropped (the writer counts a
+	// round's messages once it is over), so that a Close now finds the
+	// writer idle and says goodbye.
+	eventually(t, "a's writer done with every message", func() bool {
+		s := a.tr.Stats()
+		return s.Sent+s.Dropped-before.Sent-before.Dropped >= sends
+	})
 }
 
 func waitEnds(t *testing.T, n *node, what string, cond func(StreamEnds) bool) StreamEnds {
