@@ -461,11 +461,10 @@ type Core struct {
 	// The crossing of this peer's fail-over campaign (followSplit): the
 	// voters that granted it, refused it, and the rival candidates of
 	// goneTerm, and once a later-ranked rival's request came (splitAt, 0:
-	// not yet), this peer's rank and when it retries (retryAt).
+	// not yet), this peer's rank (the retry's time follows: retryDue).
 	goneGrants, goneRefusals, goneRivals []uint64
 	goneSplitAt                          time.Duration
 	goneSplitRank                        int
-	goneRetryAt                          time.Duration
 	// (The deferred votes and raft's leader and term as last seen.)
 	deferredVotes []raftpb.Message
 	deferredAt    time.Duration

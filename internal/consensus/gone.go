@@ -125,11 +125,14 @@ func (c *Core) survivorRank(gone, id uint64) (int, bool) {
 // time to be heard, which drops the retry (keepGone), and is short of
 // raft's own timer, which would have both campaign again. Each answer
 // this peer gets, and each rival it hears of, moves the retry
-// (maybeRetry); it happens only if this peer is still where the crossing
+// (retryDue); it happens only if this peer is still where the crossing
 // left it (splitIn).
 func (c *Core) followSplit(m raftpb.Message, now time.Duration) {
+	if c.goneTerm == 0 || m.Term != c.goneTerm || c.gone.lead == 0 {
+		return
+	}
 	st := c.rn.BasicStatus()
-	if c.goneTerm == 0 || m.Term != c.goneTerm || st.Term != c.goneTerm || c.gone.lead == 0 {
+	if st.Term != c.goneTerm {
 		return
 	}
 	switch {
@@ -151,11 +154,18 @@ func (c *Core) followSplit(m raftpb.Message, now time.Duration) {
 		}
 		c.goneSplitAt, c.goneSplitRank = now, mine
 	}
-	c.goneRetryAt = c.goneSplitAt + time.Duration(c.goneSplitRank)*c.goneSpaced
-	if c.splitUndecided() {
-		c.goneRetryAt += c.goneSpaced / 2
-	}
 	c.maybeRetry(now)
+}
+
+// retryDue is when this peer retries its crossed fail-over campaign
+// (followSplit): rank r spacings after the later-ranked request, and half
+// a spacing more while someone may still win the term.
+func (c *Core) retryDue() time.Duration {
+	due := c.goneSplitAt + time.Duration(c.goneSplitRank)*c.goneSpaced
+	if c.splitUndecided() {
+		due += c.goneSpaced / 2
+	}
+	return due
 }
 
 // splitUndecided reports whether someone could still win the term of this
@@ -192,7 +202,7 @@ func appendNew(ids []uint64, id uint64) []uint64 {
 // an earlier-ranked survivor's retry (a later term), or a leader won the
 // term (splitIn). Once: the campaign's state is dropped.
 func (c *Core) maybeRetry(now time.Duration) {
-	if c.goneSplitAt == 0 || now < c.goneRetryAt {
+	if c.goneSplitAt == 0 || now < c.retryDue() {
 		return
 	}
 	term := c.goneTerm
@@ -215,7 +225,7 @@ func (c *Core) splitIn(st raft.BasicStatus, term uint64) bool {
 func (c *Core) dropSplit() {
 	c.goneTerm = 0
 	c.goneGrants, c.goneRefusals, c.goneRivals = c.goneGrants[:0], c.goneRefusals[:0], c.goneRivals[:0]
-	c.goneSplitAt, c.goneRetryAt = 0, 0
+	c.goneSplitAt = 0
 }
 
 // keepGone notes when raft's leader or term changed, and drops the

@@ -423,6 +423,19 @@ func (s *splitNet) prove(ids ...uint64) {
 	}
 }
 
+// votesFrom records the answers to vote requests that core id sends (it
+// sets s.drop, dropping nothing).
+func (s *splitNet) votesFrom(id uint64) *[]raftpb.Message {
+	var answers []raftpb.Message
+	s.drop = func(m raftpb.Message) bool {
+		if m.Type == raftpb.MsgVoteResp && m.From == id {
+			answers = append(answers, m)
+		}
+		return false
+	}
+	return &answers
+}
+
 // wantOutcome ticks ten times (past every retry and turn), then fails
 // unless lead leads the term terms after the crashed leader's, every
 // other live core follows it there, and nobody but retrier (0: nobody)
@@ -542,24 +555,18 @@ func TestGoneSplitNoRetryWhileWinning(t *testing.T) {
 // way). Core 2 wins with it.
 func TestGoneDeferredVotesAllAnswered(t *testing.T) {
 	s := newSplitNet(t)
-	var answers []raftpb.Message
-	s.drop = func(m raftpb.Message) bool {
-		if m.Type == raftpb.MsgVoteResp && m.From == 4 {
-			answers = append(answers, m)
-		}
-		return false
-	}
+	answers := s.votesFrom(4)
 	s.prove(5)
 	s.crossCampaigns(s.term, 2, 3)
 	s.pump()
-	if len(answers) != 0 {
-		t.Fatalf("core 4 answered before its proof: %+v", answers)
+	if len(*answers) != 0 {
+		t.Fatalf("core 4 answered before its proof: %+v", *answers)
 	}
 	s.now += 2 * time.Millisecond
 	s.prove(4)
 	s.pump()
-	if len(answers) != 2 || answers[0].To != 2 || answers[0].Reject || answers[1].To != 3 || !answers[1].Reject {
-		t.Fatalf("core 4's answers after its proof: %+v; want a grant to core 2, then a refusal to core 3", answers)
+	if a := *answers; len(a) != 2 || a[0].To != 2 || a[0].Reject || a[1].To != 3 || !a[1].Reject {
+		t.Fatalf("core 4's answers after its proof: %+v; want a grant to core 2, then a refusal to core 3", a)
 	}
 	s.wantOutcome(2, 1, 0)
 }
@@ -569,19 +576,13 @@ func TestGoneDeferredVotesAllAnswered(t *testing.T) {
 // of a later term replaces those before it.
 func TestGoneDeferredVotesHighestTerm(t *testing.T) {
 	s := newSplitNet(t)
-	var answers []raftpb.Message
-	s.drop = func(m raftpb.Message) bool {
-		if m.Type == raftpb.MsgVoteResp && m.From == 4 {
-			answers = append(answers, m)
-		}
-		return false
-	}
+	answers := s.votesFrom(4)
 	_ = s.step(4, s.transferVote(2, 4, s.term+1))
 	_ = s.step(4, s.transferVote(3, 4, s.term+2))
 	s.prove(4)
 	s.pump()
-	if len(answers) != 1 || answers[0].To != 3 || answers[0].Term != s.term+2 || answers[0].Reject {
-		t.Fatalf("core 4's answers after its proof: %+v; want one grant, to core 3 in term +2", answers)
+	if a := *answers; len(a) != 1 || a[0].To != 3 || a[0].Term != s.term+2 || a[0].Reject {
+		t.Fatalf("core 4's answers after its proof: %+v; want one grant, to core 3 in term +2", a)
 	}
 }
 

@@ -112,24 +112,7 @@ func streamUp(t *testing.T, a, b *node) {
 	t.Helper()
 	a.tr.SetPeer(b.id, b.addr())
 	before := a.tr.Stats()
-	sends := uint64(0)
-	delivered := func() bool {
-		for i := uint64(1); i <= sends; i++ {
-			if b.in.has(a.id, i) {
-				return true
-			}
-		}
-		return false
-	}
-	deadline := time.Now().Add(waitTimeout)
-	for !delivered() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no message from %d reached %d", a.id, b.id)
-		}
-		sends++
-		a.tr.Send([]raftpb.Message{msg(a.id, b.id, sends)})
-		time.Sleep(5 * time.Millisecond)
-	}
+	_, sends := sendCounted(t, a, b, 1)
 	// b may read a message before a's writer is out of the round that
 	// wrote it, and a Close during a round resets the stream by design:
 	// wait until every message is written or dropped (the writer counts a

@@ -248,12 +248,19 @@ func msg(from, to, index uint64) raftpb.Message {
 // received one of them, and returns that index.
 func sendUntil(t testing.TB, a, b *node, first uint64) uint64 {
 	t.Helper()
+	got, _ := sendCounted(t, a, b, first)
+	return got
+}
+
+// sendCounted is sendUntil, and says how many messages it sent.
+func sendCounted(t testing.TB, a, b *node, first uint64) (got, sent uint64) {
+	t.Helper()
 	idx := first
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		for i := first; i <= idx; i++ {
 			if b.in.has(a.id, i) {
-				return i
+				return i, idx - first
 			}
 		}
 		if time.Now().After(deadline) {
