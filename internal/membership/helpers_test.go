@@ -166,12 +166,18 @@ func names(nodes []*testNode) []string {
 
 // stateOf returns the state node sees for name, and false if unknown.
 func stateOf(n *testNode, name string) (State, bool) {
+	m, ok := memberOf(n, name)
+	return m.State, ok
+}
+
+// memberOf returns what n knows of the member called name.
+func memberOf(n *testNode, name string) (Member, bool) {
 	for _, m := range n.Members() {
 		if m.Name == name {
-			return m.State, true
+			return m, true
 		}
 	}
-	return 0, false
+	return Member{}, false
 }
 
 // eventLog records events with their arrival time.
