@@ -204,7 +204,9 @@ type Config struct {
 	// ElectionTimeout is how long a follower waits without hearing from a
 	// leader before it starts an election; each election randomizes it in
 	// [ElectionTimeout, 2*ElectionTimeout). At least 3x HeartbeatInterval,
-	// at most 1 minute. Default: DefaultElectionTimeout (150ms).
+	// at most 1 minute. Default: DefaultElectionTimeout (150ms). Across slow
+	// links, at least 3x the worst round trip between peers: an election
+	// needs a vote request and its answer to fit in it.
 	ElectionTimeout Duration `json:"election_timeout,omitempty"`
 
 	// ClusterName optionally names the cluster; peers configured with
