@@ -404,6 +404,12 @@ type Core struct {
 	leaseReqs    map[uint64]time.Duration // ReadIndex ctx -> time sent
 	lastLeaseReq time.Duration
 	leaseUntil   time.Duration
+	// slowRounds counts the lease rounds in a row whose round trip took a
+	// third of the election timeout or more; slowWarnedAt is when the
+	// last warning about them was logged, if any (see noteRoundTrip).
+	slowRounds   int
+	slowWarned   bool
+	slowWarnedAt time.Duration
 
 	role       Role
 	term, lead uint64
@@ -1403,9 +1409,45 @@ func (c *Core) onReadState(rs raft.ReadState) {
 	if until := sent + c.leaseDur; until > c.leaseUntil {
 		c.leaseUntil = until
 	}
+	now := c.cfg.Now()
+	rtt := now - sent
+	c.noteRoundTrip(rtt, now)
 	if c.cfg.Hooks.LeaseRound != nil {
-		c.cfg.Hooks.LeaseRound(c.cfg.Now() - sent)
+		c.cfg.Hooks.LeaseRound(rtt)
 	}
+}
+
+// Slow lease rounds: a warning when slowRoundsToWarn rounds in a row took
+// a third of the election timeout or more, at most once per
+// slowWarnEvery.
+const (
+	slowRoundsToWarn = 10
+	slowWarnEvery    = time.Minute
+)
+
+// noteRoundTrip warns when the leader's lease rounds are slow for its
+// timings. A round trip of a third of the election timeout leaves a vote
+// request and its answer little room before a candidate's election times
+// out, and a follower hears each round late: elections fail and
+// leadership moves without a fault (the simulator elects no leader at all
+// once round trips pass the election timeout). The cause is a slow
+// network for these timings (election_timeout should be at least 3x the
+// worst round trip between peers) or a machine too busy to run the
+// peers; one slow round (a pause, a GC) is neither, hence the run.
+func (c *Core) noteRoundTrip(rtt, now time.Duration) {
+	if 3*rtt < c.cfg.ElectionTimeout {
+		c.slowRounds = 0
+		return
+	}
+	c.slowRounds++
+	if c.slowRounds < slowRoundsToWarn || (c.slowWarned && now-c.slowWarnedAt < slowWarnEvery) {
+		return
+	}
+	c.slowWarned, c.slowWarnedAt = true, now
+	c.cfg.Logger.Warn("lease rounds are slow for these timings: a quorum's answers take a third of the election timeout or more, "+
+		"so elections may fail and leadership move without a fault; across a slow network raise election_timeout "+
+		"(and heartbeat_interval) to at least 3x the round trip between peers, on a busy machine give the peers CPU",
+		"component", "raft", "round_trip", rtt, "election_timeout", c.cfg.ElectionTimeout, "slow_rounds_in_a_row", c.slowRounds)
 }
 
 // noteAppended records when the leader appended ents (for Hooks.Committed).
