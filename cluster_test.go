@@ -2,6 +2,7 @@ package qcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -560,5 +561,61 @@ func TestCloseHandsOver(t *testing.T) {
 	t.Logf("closed %s: %s leads %v after Close began", leader.cfg.Identifier, next.cfg.Identifier, time.Since(start))
 	if got := next.Term(); got != term+1 {
 		t.Errorf("new leader's term %d, want %d (one hand-over, no election)", got, term+1)
+	}
+}
+
+// TestHandOverSkipsClosedVoters: a leader does not try to hand leadership
+// to voters that have closed. The last peer of a cluster that stops
+// closes at once and says why (it used to wait out raft's transfer
+// timeout, two election timeouts, on a voter that had said goodbye);
+// Resign and a Transfer to a closed voter fail at once.
+func TestHandOverSkipsClosedVoters(t *testing.T) {
+	const et = 2 * time.Second
+	rec := newLogRecorder(testLogger(t).Handler())
+	tc := newTestCluster(t, 3, func(c *Config) {
+		c.ElectionTimeout = Duration(et)
+		c.HeartbeatInterval = Duration(100 * time.Millisecond)
+		c.Logger = slog.New(rec).With("peer", c.Identifier)
+	})
+	leader := tc.waitLeader(4 * et)
+	li := tc.index(leader)
+	var closed []string
+	for i := range tc.peers {
+		if i != li {
+			closed = append(closed, tc.cfgs[i].Identifier)
+			tc.stop(i)
+		}
+	}
+	// The leader's streams to them break as they close.
+	tr := leader.run.Load().Transport
+	waitFor(t, et, "the leader's streams to the closed voters to be down", func() bool {
+		return tr.Down(NodeID(closed[0])) && tr.Down(NodeID(closed[1]))
+	})
+	fast := func(what string, start time.Time) {
+		t.Helper()
+		if took := time.Since(start); took >= et/2 {
+			t.Errorf("%s took %v: it waited on a closed voter (election timeout %v)", what, took, et)
+		}
+	}
+
+	start := time.Now()
+	err := leader.Transfer(ctxTimeout(t, 4*et), closed[0])
+	if !errors.Is(err, ErrTransferFailed) || !strings.Contains(err.Error(), closed[0]+" is unreachable") {
+		t.Errorf("Transfer to closed %s: %v, want ErrTransferFailed: %s is unreachable", closed[0], err, closed[0])
+	}
+	fast("Transfer", start)
+
+	start = time.Now()
+	err = leader.Resign(ctxTimeout(t, 4*et))
+	if !errors.Is(err, ErrTransferFailed) || !strings.Contains(err.Error(), "no other voter is reachable") {
+		t.Errorf("Resign with every other voter closed: %v, want ErrTransferFailed: no other voter is reachable", err)
+	}
+	fast("Resign", start)
+
+	start = time.Now()
+	tc.stop(li)
+	fast("Close", start)
+	if len(rec.find(slog.LevelInfo, "stopping leader has no reachable voter to hand leadership to")) != 1 {
+		t.Error("the last peer's Close did not say that no voter could take over")
 	}
 }

@@ -520,6 +520,10 @@ func (c *Cluster) transferDeps() transfer.Deps {
 		Node:    c.node,
 		Failing: c.healthLead.Failing,
 		Name:    func(id uint64) string { return c.peer(id).Identifier },
+		Unreachable: func(id uint64) bool {
+			r := c.run.Load()
+			return r != nil && r.Transport != nil && r.Transport.Down(id)
+		},
 		Watch: func(ctx context.Context) iter.Seq[transfer.Leadership] {
 			return func(yield func(transfer.Leadership) bool) {
 				for st := range c.Watch(ctx) {

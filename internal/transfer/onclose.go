@@ -38,6 +38,10 @@ func OnClose(d Deps, electionTimeout time.Duration, log *slog.Logger, leader fun
 		// Lost leadership meanwhile, or closed by another call.
 	case errors.Is(err, sdkerr.ErrUnknownPeer) && !errors.Is(err, sdkerr.ErrTransferFailed):
 		log.Info("stopping leader has no other voter to hand leadership to")
+	case errors.Is(err, ErrNoneReachable):
+		// The others closed or are down (the last peer of a cluster that
+		// stops): none could take over.
+		log.Info("stopping leader has no reachable voter to hand leadership to", "took", took.String())
 	default:
 		log.Warn("stopping leader could not hand leadership over: the others elect a leader after an election timeout", "err", err, "took", took.String())
 	}

@@ -31,24 +31,36 @@ type Deps struct {
 	Failing func() map[uint64]bool
 	// Name returns a member's identifier, for errors.
 	Name func(id uint64) string
+	// Unreachable reports whether this peer cannot reach voter id now
+	// (its raft stream to it is down: the voter closed, its process is
+	// gone, or the network fails). A hand-over skips such voters instead
+	// of waiting out raft's transfer timeout on one, and one to a named
+	// target that is unreachable fails at once. Nil: all are reachable.
+	Unreachable func(id uint64) bool
 	// Watch yields the leadership of every state this peer publishes from
 	// now on, until ctx ends (the subscription ends with ctx, or when the
 	// caller stops ranging) or the peer closes.
 	Watch func(ctx context.Context) iter.Seq[Leadership]
 }
 
-// Start starts one hand-over to target (0: the best voter not in tried
-// whose health check passes) and waits for its outcome; it returns the
-// target it chose. Errors: sdkerr.ErrNotStarted, NotLeader, UnknownPeer (no
-// voter to choose), TransferFailed (the target did not take over, another
-// peer than the target named took over, or the target's health check
-// fails), Closed, ctx's error.
+// ErrNoneReachable: every other voter that could take over is unreachable
+// (Deps.Unreachable); it is a sdkerr.ErrTransferFailed.
+var ErrNoneReachable = fmt.Errorf("%w: no other voter is reachable", sdkerr.ErrTransferFailed)
+
+// Start starts one hand-over to target (0: the best reachable voter not
+// in tried whose health check passes) and waits for its outcome; it
+// returns the target it chose. Errors: sdkerr.ErrNotStarted, NotLeader,
+// UnknownPeer (no voter to choose), ErrNoneReachable, TransferFailed (the
+// target did not take over, another peer than the target named took over,
+// the target's health check fails or it is unreachable), Closed, ctx's
+// error.
 func Start(ctx context.Context, d Deps, target uint64, tried map[uint64]bool) (uint64, error) {
 	node := d.Node()
 	if node == nil {
 		return 0, sdkerr.ErrNotStarted
 	}
 	failing := d.Failing()
+	unreachable := func(id uint64) bool { return d.Unreachable != nil && d.Unreachable(id) }
 	named := target != 0 // the caller's choice: only it may take over
 	err := node.Do(ctx, func(core *consensus.Core) error {
 		if core.View().Role != consensus.Leader {
@@ -57,11 +69,28 @@ func Start(ctx context.Context, d Deps, target uint64, tried map[uint64]bool) (u
 		if failing[target] {
 			return fmt.Errorf("%w: %s: its health check fails", sdkerr.ErrTransferFailed, d.Name(target))
 		}
+		if target != 0 && unreachable(target) {
+			return fmt.Errorf("%w: %s is unreachable", sdkerr.ErrTransferFailed, d.Name(target))
+		}
 		if target == 0 {
 			// Never to a member whose health check fails (it would ignore
-			// the transfer).
-			target = core.BestTransferee(func(id uint64) bool { return tried[id] || failing[id] })
-			if target == 0 {
+			// the transfer), nor to one this peer cannot reach (raft would
+			// wait an election timeout for it).
+			skipped := false
+			target = core.BestTransferee(func(id uint64) bool {
+				if tried[id] || failing[id] {
+					return true
+				}
+				if unreachable(id) {
+					skipped = true
+					return true
+				}
+				return false
+			})
+			switch {
+			case target == 0 && skipped:
+				return ErrNoneReachable
+			case target == 0:
 				return fmt.Errorf("%w: no other voter to transfer to", sdkerr.ErrUnknownPeer)
 			}
 		}
@@ -110,12 +139,16 @@ func outcome(l Leadership, target string, named bool) (bool, error) {
 
 // Resign hands leadership to the best other voter, giving up a voter that
 // does not take over for the next best. Errors: those of Start, with
-// UnknownPeer when there is no other voter and TransferFailed when none
-// took over.
+// UnknownPeer when there is no other voter, ErrNoneReachable when the
+// voters left to try are unreachable and TransferFailed when none took
+// over.
 func Resign(ctx context.Context, d Deps) error {
 	tried := map[uint64]bool{}
 	for {
 		target, err := Start(ctx, d, 0, tried)
+		if errors.Is(err, ErrNoneReachable) {
+			return err
+		}
 		if !errors.Is(err, sdkerr.ErrTransferFailed) {
 			if len(tried) > 0 && errors.Is(err, sdkerr.ErrUnknownPeer) {
 				return fmt.Errorf("%w: no other voter took over", sdkerr.ErrTransferFailed)

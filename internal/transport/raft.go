@@ -588,6 +588,17 @@ func (b *batchCounts) addTo(c *typeCounters) {
 	}
 }
 
+// Down reports whether the stream to peer id is down: its connection
+// failed or broke and has not been made again (Send drops what is sent to
+// it meanwhile). A peer that closed (a goodbye) or whose process is gone
+// is down within moments of it; one not yet connected, or unknown, is not.
+func (t *Transport) Down(id uint64) bool {
+	t.mu.RLock()
+	p := t.peers[id]
+	t.mu.RUnlock()
+	return p != nil && p.down.Load()
+}
+
 // Send queues msgs for their destinations (m.To) and never blocks. A message
 // for an unknown peer, for a peer whose connection is down, or for a peer
 // whose queue is full is dropped, and Unreachable is called (rate-limited
