@@ -190,6 +190,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
 
+	"github.com/qcluster/qcluster/internal/loglimit"
 	"github.com/qcluster/qcluster/internal/storage"
 )
 
@@ -405,11 +406,10 @@ type Core struct {
 	lastLeaseReq time.Duration
 	leaseUntil   time.Duration
 	// slowRounds counts the lease rounds in a row whose round trip took a
-	// third of the election timeout or more; slowWarnedAt is when the
-	// last warning about them was logged, if any (see noteRoundTrip).
-	slowRounds   int
-	slowWarned   bool
-	slowWarnedAt time.Duration
+	// third of the election timeout or more; slowWarn limits the warnings
+	// about them (see noteRoundTrip).
+	slowRounds int
+	slowWarn   loglimit.Limiter
 
 	role       Role
 	term, lead uint64
@@ -596,6 +596,7 @@ func New(cfg Config) (*Core, error) {
 		leaseDur:       time.Duration(etTicks)*cfg.TickInterval - cfg.TickInterval - cfg.DriftMargin,
 		voteGuardUntil: now + cfg.ElectionTimeout,
 		leaseReqs:      make(map[uint64]time.Duration),
+		slowWarn:       loglimit.Limiter{Period: slowWarnEvery},
 		term:           hs.Term,
 		durableTerm:    hs.Term,
 		durableVote:    hs.Vote,
@@ -1440,10 +1441,10 @@ func (c *Core) noteRoundTrip(rtt, now time.Duration) {
 		return
 	}
 	c.slowRounds++
-	if c.slowRounds < slowRoundsToWarn || (c.slowWarned && now-c.slowWarnedAt < slowWarnEvery) {
+	// The limiter reads the Core's clock as a time (it only subtracts).
+	if c.slowRounds < slowRoundsToWarn || !c.slowWarn.Allow(time.Unix(0, int64(now))) {
 		return
 	}
-	c.slowWarned, c.slowWarnedAt = true, now
 	c.cfg.Logger.Warn("lease rounds are slow for these timings: a quorum's answers take a third of the election timeout or more, "+
 		"so elections may fail and leadership move without a fault; across a slow network raise election_timeout "+
 		"(and heartbeat_interval) to at least 3x the round trip between peers, on a busy machine give the peers CPU",

@@ -146,15 +146,14 @@ func Resign(ctx context.Context, d Deps) error {
 	tried := map[uint64]bool{}
 	for {
 		target, err := Start(ctx, d, 0, tried)
-		if errors.Is(err, ErrNoneReachable) {
-			return err
+		if target != 0 && errors.Is(err, sdkerr.ErrTransferFailed) {
+			tried[target] = true // it did not take over: the next best
+			continue
 		}
-		if !errors.Is(err, sdkerr.ErrTransferFailed) {
-			if len(tried) > 0 && errors.Is(err, sdkerr.ErrUnknownPeer) {
-				return fmt.Errorf("%w: no other voter took over", sdkerr.ErrTransferFailed)
-			}
-			return err
+		// Done, or no voter was chosen (none left, or none reachable).
+		if len(tried) > 0 && errors.Is(err, sdkerr.ErrUnknownPeer) {
+			return fmt.Errorf("%w: no other voter took over", sdkerr.ErrTransferFailed)
 		}
-		tried[target] = true
+		return err
 	}
 }
