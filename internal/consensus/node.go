@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/qcluster/qcluster/internal/fifo"
+	"github.com/qcluster/qcluster/internal/quiettimer"
 )
 
 // Sender delivers raft messages to other peers. Send must not block: a
@@ -257,8 +258,15 @@ func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
 	defer close(n.done)
 	n.loop.Start()
-	timer := time.NewTimer(n.loop.NextWake() - n.Now())
-	defer timer.Stop()
+	// The loop's timer is a quiettimer: a follower's wake moves later with
+	// every message from its leader, and a time.Timer reset later still
+	// wakes the process at the time it was set for before.
+	timer := quiettimer.New()
+	defer timer.Close()
+	// armed is the wake the timer is set for (a NextWake), or 0 once it
+	// fired: it is set again only when the wake moves.
+	armed := n.loop.NextWake()
+	timer.Reset(armed - n.Now())
 	type reply struct {
 		res chan error
 		err error
@@ -272,7 +280,8 @@ func (n *Node) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-timer.C:
+		case <-timer.C():
+			armed = 0
 			// Messages that waited in the inbox while the timer fell due
 			// (a process that could not run) are stepped with the ticks:
 			// ReceiveBatch decides whether those count.
@@ -327,8 +336,11 @@ func (n *Node) Run(ctx context.Context) error {
 			n.cfg.Core.Logger.Error("storage failure: stopping this peer", "err", err)
 			return err
 		}
-		// Go 1.23+ timers: Reset also drops a fire not yet received.
-		timer.Reset(n.loop.NextWake() - n.Now())
+		// Reset also drops a fire not yet received.
+		if wake := n.loop.NextWake(); wake != armed {
+			armed = wake
+			timer.Reset(wake - n.Now())
+		}
 		for _, r := range replies {
 			r.res <- r.err
 		}

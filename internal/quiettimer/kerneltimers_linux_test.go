@@ -1,0 +1,3 @@
+package quiettimer
+
+const kernelTimers = true

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package quiettimer
+
+const kernelTimers = false
