@@ -102,6 +102,7 @@ func TestStopAndResetDropAPendingFire(t *testing.T) {
 		t.Fatal("Stop left a fire in C")
 	}
 	tm.expired(f.gen)
+	tm.expired(0) // a timerfd that expired before Stop disarmed it
 	if fired(tm) {
 		t.Fatal("an expiry after Stop was delivered")
 	}
