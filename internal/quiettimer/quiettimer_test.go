@@ -101,13 +101,14 @@ func TestStopAndResetDropAPendingFire(t *testing.T) {
 	if fired(tm) {
 		t.Fatal("Stop left a fire in C")
 	}
-	tm.expired(f.gen)
-	tm.expired(0) // a timerfd that expired before Stop disarmed it
+	tm.Reset(time.Hour)
+	tm.Stop()
+	tm.expired(0) // read from a timerfd that expired just before Stop disarmed it
 	if fired(tm) {
 		t.Fatal("an expiry after Stop was delivered")
 	}
 	tm.Close()
-	if !f.closed || f.stops != 2 {
+	if !f.closed || f.stops != 3 {
 		t.Fatalf("Close: closed %v after %d stops; want closed, stopped again", f.closed, f.stops)
 	}
 }
