@@ -43,6 +43,8 @@ import (
 	"log/slog"
 	"runtime"
 	"time"
+
+	"github.com/qcluster/qcluster/internal/quiettimer"
 )
 
 // ErrUnsupported is returned by Run where the process's CPU time cannot be
@@ -211,13 +213,15 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	lastAt := time.Now()
-	t := time.NewTicker(cfg.Every)
-	defer t.Stop()
+	// A quiettimer ticker: an idle process wakes once per sample, not
+	// three times (package quiettimer).
+	t := quiettimer.NewTicker(cfg.Every)
+	defer t.Close()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-t.C:
+		case <-t.C():
 		}
 		now, err := cfg.CPU()
 		if err != nil {

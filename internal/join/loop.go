@@ -15,6 +15,7 @@ import (
 	"github.com/qcluster/qcluster/internal/backoff"
 	"github.com/qcluster/qcluster/internal/config"
 	"github.com/qcluster/qcluster/internal/consensus"
+	"github.com/qcluster/qcluster/internal/quiettimer"
 	"github.com/qcluster/qcluster/internal/sdkerr"
 )
 
@@ -30,8 +31,11 @@ func (p *Protocol) Run(ctx context.Context, joining, blind bool) {
 	if joining {
 		p.joinLoop(ctx, p.d.Seeds, nil)
 	}
-	t := time.NewTimer(registryPollEvery)
-	defer t.Stop()
+	// Every second on an idle peer: a quiettimer wakes it once, not three
+	// times (package quiettimer).
+	t := quiettimer.New()
+	defer t.Close()
+	t.Reset(registryPollEvery)
 	now := time.Now()
 	blindBo := backoff.New(joinBackoffMin, joinBackoffMax)
 	nextBlind, nextMaintain := now, now.Add(maintainEvery)
@@ -40,7 +44,7 @@ func (p *Protocol) Run(ctx context.Context, joining, blind bool) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		case <-p.kick:
 		}
 		now := time.Now()

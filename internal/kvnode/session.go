@@ -9,6 +9,7 @@ import (
 
 	"github.com/qcluster/qcluster/internal/consensus"
 	store "github.com/qcluster/qcluster/internal/kv"
+	"github.com/qcluster/qcluster/internal/quiettimer"
 	"github.com/qcluster/qcluster/kv"
 )
 
@@ -179,14 +180,17 @@ func (n *Node) StartUpkeep(ctx context.Context, wg *sync.WaitGroup) {
 	go func() {
 		defer wg.Done()
 		changed := n.store.SessionsChanged()
-		t := time.NewTimer(n.upkeepAfter())
-		defer t.Stop()
+		// Every second on an idle peer: a quiettimer wakes it once, not
+		// three times (package quiettimer).
+		t := quiettimer.New()
+		defer t.Close()
+		t.Reset(n.upkeepAfter())
 		for {
 			var now time.Time
 			select {
 			case <-ctx.Done():
 				return
-			case now = <-t.C:
+			case now = <-t.C():
 			case <-changed:
 				now = time.Now()
 			}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/qcluster/qcluster/internal/loglimit"
 	"github.com/qcluster/qcluster/internal/pki"
+	"github.com/qcluster/qcluster/internal/quiettimer"
 	"github.com/qcluster/qcluster/internal/transport"
 )
 
@@ -805,8 +806,10 @@ func (m *Membership) maintain() {
 	}
 	reap := time.NewTicker(min(max(m.retention/2, 50*time.Millisecond), time.Minute))
 	defer reap.Stop()
-	reconcile := time.NewTicker(m.probeEvery)
-	defer reconcile.Stop()
+	// Every second on an idle peer: a quiettimer ticker wakes it once,
+	// not three times (package quiettimer).
+	reconcile := quiettimer.NewTicker(m.probeEvery)
+	defer reconcile.Close()
 	for {
 		select {
 		case <-m.done:
@@ -815,7 +818,7 @@ func (m *Membership) maintain() {
 			m.rejoin()
 		case <-reap.C:
 			m.reg.reap(m.retention)
-		case <-reconcile.C:
+		case <-reconcile.C():
 			m.reconcileSuspects()
 		}
 	}

@@ -17,11 +17,11 @@ import (
 func BenchmarkMovingDeadline(b *testing.B) {
 	for _, tc := range []struct {
 		name  string
-		timer func() (c <-chan struct{}, reset func(time.Duration), stop func())
+		timer func() (c <-chan time.Time, reset func(time.Duration), stop func())
 	}{
-		{"runtime", func() (<-chan struct{}, func(time.Duration), func()) {
+		{"runtime", func() (<-chan time.Time, func(time.Duration), func()) {
 			tm := time.NewTimer(time.Hour)
-			c := make(chan struct{})
+			c := make(chan time.Time)
 			go func() {
 				// Never fires: a receive keeps the timer in the runtime's
 				// heap, as the loop's select does.
@@ -30,7 +30,7 @@ func BenchmarkMovingDeadline(b *testing.B) {
 			}()
 			return c, func(d time.Duration) { tm.Reset(d) }, func() { tm.Reset(0); <-c }
 		}},
-		{"kernel", func() (<-chan struct{}, func(time.Duration), func()) {
+		{"kernel", func() (<-chan time.Time, func(time.Duration), func()) {
 			tm := New()
 			return tm.C(), tm.Reset, tm.Close
 		}},

@@ -20,6 +20,23 @@ type kernelTimer struct {
 }
 
 func newKernelTimer(expired func(gen uint64)) (mechanism, bool) {
+	k, ok := openKernelTimer(expired)
+	return k, ok
+}
+
+// newKernelTicker starts a periodic timerfd of period d that calls tick
+// at every expiry; stop closes it.
+func newKernelTicker(d time.Duration, tick func()) (stop func(), ok bool) {
+	k, ok := openKernelTimer(func(uint64) { tick() })
+	if !ok {
+		return nil, false
+	}
+	p := unix.NsecToTimespec(int64(d))
+	k.settime(&unix.ItimerSpec{Interval: p, Value: p})
+	return k.close, true
+}
+
+func openKernelTimer(expired func(gen uint64)) (*kernelTimer, bool) {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
 		return nil, false

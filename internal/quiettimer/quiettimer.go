@@ -10,7 +10,7 @@ import (
 // fire of an earlier setting. Reset, Stop and Close must not be called
 // concurrently with each other; C may be received from anywhere.
 type Timer struct {
-	c    chan struct{}
+	c    chan time.Time
 	impl mechanism
 
 	mu    sync.Mutex
@@ -33,7 +33,7 @@ type mechanism interface {
 
 // New returns a disarmed Timer. Close releases it.
 func New() *Timer {
-	t := &Timer{c: make(chan struct{}, 1)}
+	t := &Timer{c: make(chan time.Time, 1)}
 	if m, ok := newKernelTimer(t.expired); ok {
 		t.impl = m
 	} else {
@@ -42,8 +42,9 @@ func New() *Timer {
 	return t
 }
 
-// C returns the channel on which the timer delivers its fire.
-func (t *Timer) C() <-chan struct{} { return t.c }
+// C returns the channel on which the timer delivers its fire: the time
+// it was delivered.
+func (t *Timer) C() <-chan time.Time { return t.c }
 
 // Reset arms the timer to fire d from now (at once when d <= 0), replacing
 // any earlier setting, and drops a fire not yet received.
@@ -84,7 +85,7 @@ func (t *Timer) expired(gen uint64) {
 	}
 	t.armed = false
 	select {
-	case t.c <- struct{}{}:
+	case t.c <- time.Now():
 	default:
 	}
 }
@@ -117,3 +118,38 @@ func (r *runtimeTimer) stop() {
 func (r *runtimeTimer) stale(gen, cur uint64) bool { return gen != cur }
 
 func (r *runtimeTimer) close() {}
+
+// Ticker delivers the time every period, as a time.Ticker does, and drops
+// ticks for a slow receiver. On Linux it is a periodic timerfd: the
+// runtime's timers wake the process twice for each (its poller waits in
+// whole milliseconds, rounded down) and the runtime's monitor thread once
+// more (its deep sleep ends at the next runtime timer); a timerfd wakes
+// one thread once.
+type Ticker struct {
+	c    <-chan time.Time
+	stop func()
+}
+
+// NewTicker returns a Ticker of period d (> 0). Close stops it.
+func NewTicker(d time.Duration) *Ticker {
+	c := make(chan time.Time, 1)
+	tick := func() {
+		select {
+		case c <- time.Now():
+		default:
+		}
+	}
+	if stop, ok := newKernelTicker(d, tick); ok {
+		return &Ticker{c: c, stop: stop}
+	}
+	tk := time.NewTicker(d)
+	return &Ticker{c: tk.C, stop: tk.Stop}
+}
+
+// C returns the channel of the ticks.
+func (t *Ticker) C() <-chan time.Time { return t.c }
+
+// Close stops the ticker and releases what it holds (on Linux its file
+// descriptor, and the goroutine that waits on it, which has ended when
+// Close returns).
+func (t *Ticker) Close() { t.stop() }

@@ -2,6 +2,7 @@ package quiettimer
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ func (f *fake) close() { f.closed = true }
 
 func withFake() (*Timer, *fake) {
 	f := &fake{}
-	return &Timer{c: make(chan struct{}, 1), impl: f}, f
+	return &Timer{c: make(chan time.Time, 1), impl: f}, f
 }
 
 func fired(t *Timer) bool {
@@ -116,13 +117,13 @@ func TestStopAndResetDropAPendingFire(t *testing.T) {
 // both runs fn on each mechanism this system has.
 func both(t *testing.T, fn func(t *testing.T, tm *Timer)) {
 	t.Run("runtime", func(t *testing.T) {
-		tm := &Timer{c: make(chan struct{}, 1)}
+		tm := &Timer{c: make(chan time.Time, 1)}
 		tm.impl = &runtimeTimer{expired: tm.expired}
 		defer tm.Close()
 		fn(t, tm)
 	})
 	t.Run("kernel", func(t *testing.T) {
-		tm := &Timer{c: make(chan struct{}, 1)}
+		tm := &Timer{c: make(chan time.Time, 1)}
 		m, ok := newKernelTimer(tm.expired)
 		if !ok {
 			t.Skip("no timerfd on this system")
@@ -205,7 +206,7 @@ func TestNoFireOfAnEarlierSetting(t *testing.T) {
 }
 
 func TestKernelStale(t *testing.T) {
-	tm := &Timer{c: make(chan struct{}, 1)}
+	tm := &Timer{c: make(chan time.Time, 1)}
 	m, ok := newKernelTimer(tm.expired)
 	if !ok {
 		t.Skip("no timerfd on this system")
@@ -227,5 +228,50 @@ func TestNewUsesTheKernelTimerOnLinux(t *testing.T) {
 	defer tm.Close()
 	if _, ok := tm.impl.(*runtimeTimer); ok && kernelTimers {
 		t.Fatal("New fell back to a runtime timer where a timerfd is available")
+	}
+}
+
+func TestTickerTicksEveryPeriod(t *testing.T) {
+	const d = 5 * time.Millisecond
+	tk := NewTicker(d)
+	defer tk.Close()
+	start := time.Now()
+	for k := 1; k <= 4; k++ {
+		select {
+		case <-tk.C():
+			if got := time.Since(start); got < time.Duration(k)*d {
+				t.Fatalf("tick %d came %v after the start; want no sooner than %v", k, got, time.Duration(k)*d)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("tick %d did not come in 10s", k)
+		}
+	}
+}
+
+// TestTickerCloseWithUnreadTicks leaves the ticks unread: the waiting
+// goroutine must drop them, not block on the channel, or Close (which
+// waits for it) would never return.
+func TestTickerCloseWithUnreadTicks(t *testing.T) {
+	tk := NewTicker(time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(tk.C()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no tick in 10s")
+		}
+		runtime.Gosched()
+	}
+	// More periods pass with the channel full.
+	for start := time.Now(); time.Since(start) < 20*time.Millisecond; {
+		runtime.Gosched()
+	}
+	closed := make(chan struct{})
+	go func() {
+		tk.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return in 10s: the ticker blocked on its full channel")
 	}
 }
