@@ -123,15 +123,22 @@ func both(t *testing.T, fn func(t *testing.T, tm *Timer)) {
 		fn(t, tm)
 	})
 	t.Run("kernel", func(t *testing.T) {
-		tm := &Timer{c: make(chan time.Time, 1)}
-		m, ok := newKernelTimer(tm.expired)
-		if !ok {
-			t.Skip("no timerfd on this system")
-		}
-		tm.impl = m
+		tm, _ := withKernel(t)
 		defer tm.Close()
 		fn(t, tm)
 	})
+}
+
+// withKernel returns a Timer on a timerfd, and the timerfd; it skips t
+// where there is none.
+func withKernel(t *testing.T) (*Timer, mechanism) {
+	tm := &Timer{c: make(chan time.Time, 1)}
+	m, ok := newKernelTimer(tm.expired)
+	if !ok {
+		t.Skip("no timerfd on this system")
+	}
+	tm.impl = m
+	return tm, m
 }
 
 func TestFiresNotBeforeItsTime(t *testing.T) {
@@ -206,12 +213,7 @@ func TestNoFireOfAnEarlierSetting(t *testing.T) {
 }
 
 func TestKernelStale(t *testing.T) {
-	tm := &Timer{c: make(chan time.Time, 1)}
-	m, ok := newKernelTimer(tm.expired)
-	if !ok {
-		t.Skip("no timerfd on this system")
-	}
-	tm.impl = m
+	tm, m := withKernel(t)
 	defer tm.Close()
 	tm.Reset(time.Hour)
 	if !m.stale(0, 0) {
