@@ -84,8 +84,15 @@ func (t *Timer) expired(gen uint64) {
 		return
 	}
 	t.armed = false
+	offer(t.c)
+}
+
+// offer puts the time in c unless c is full: a fire or tick for a slow
+// receiver is dropped, never waited on (the goroutine that waits on a
+// timerfd delivers it, and Close waits for that goroutine).
+func offer(c chan time.Time) {
 	select {
-	case t.c <- time.Now():
+	case c <- time.Now():
 	default:
 	}
 }
@@ -133,13 +140,7 @@ type Ticker struct {
 // NewTicker returns a Ticker of period d (> 0). Close stops it.
 func NewTicker(d time.Duration) *Ticker {
 	c := make(chan time.Time, 1)
-	tick := func() {
-		select {
-		case c <- time.Now():
-		default:
-		}
-	}
-	if stop, ok := newKernelTicker(d, tick); ok {
+	if stop, ok := newKernelTicker(d, func() { offer(c) }); ok {
 		return &Ticker{c: c, stop: stop}
 	}
 	tk := time.NewTicker(d)

@@ -250,6 +250,25 @@ func TestTickerTicksEveryPeriod(t *testing.T) {
 	}
 }
 
+func TestOfferNeverWaits(t *testing.T) {
+	c := make(chan time.Time, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		offer(c)
+		offer(c) // full: dropped
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		<-c // let a blocked offer end
+		t.Fatal("offer waited on a full channel")
+	}
+	if len(c) != 1 {
+		t.Fatalf("%d times in the channel; want 1", len(c))
+	}
+}
+
 // TestTickerCloseWithUnreadTicks leaves the ticks unread: the waiting
 // goroutine must drop them, not block on the channel, or Close (which
 // waits for it) would never return.
